@@ -1,0 +1,36 @@
+// Package config loads a service's settings from environment variables.
+//
+// Settings are plain structs tagged for github.com/kelseyhightower/envconfig
+// (`envconfig:"NAME" default:"..." required:"true"`), so the README's table
+// and the code cannot drift: `<service> -help-env` prints the table from the
+// same struct.
+package config
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Load fills spec from the environment. The error names the variable that is
+// missing or malformed, e.g. `assigning SENDER_CONCURRENCY to Concurrency:
+// converting 'x' to type int`.
+func Load(spec any) error {
+	if err := envconfig.Process("", spec); err != nil {
+		return fmt.Errorf("configuration from environment: %w", err)
+	}
+	return nil
+}
+
+// PrintUsage writes the variables spec reads, with their defaults and help.
+func PrintUsage(w io.Writer, spec any) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	const format = "VARIABLE\tTYPE\tDEFAULT\tDESCRIPTION\n" +
+		"{{range .}}{{usage_key .}}\t{{usage_type .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}"
+	if err := envconfig.Usagef("", spec, tw, format); err != nil {
+		return err
+	}
+	return tw.Flush()
+}

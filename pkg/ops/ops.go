@@ -1,0 +1,119 @@
+// Package ops serves what operators and Kubernetes ask of every service:
+// /healthz (the process is alive), /readyz (it can do its work now) and
+// Prometheus /metrics. A service may mount its own handlers on the same
+// server with Handle.
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ReadinessCheck reports whether a dependency can be used now.
+type ReadinessCheck func(ctx context.Context) error
+
+// Server is a service's HTTP endpoint for probes, metrics and, optionally,
+// the service's own handlers.
+type Server struct {
+	Registry *prometheus.Registry
+
+	mux      *http.ServeMux
+	srv      *http.Server
+	listener net.Listener
+
+	mu       sync.Mutex
+	checks   map[string]ReadinessCheck
+	draining atomic.Bool
+}
+
+// New listens on addr (":0" picks a free port) and registers the Go and
+// process collectors in a registry of the server's own.
+func New(addr string) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ops listen on %s: %w", addr, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{
+		Registry: reg,
+		mux:      http.NewServeMux(),
+		listener: ln,
+		checks:   map[string]ReadinessCheck{},
+	}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", s.ready)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// Handle mounts a service handler, e.g. ingest's CloudEvents endpoint.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// AddReadiness adds a check that /readyz runs on every probe.
+func (s *Server) AddReadiness(name string, check ReadinessCheck) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks[name] = check
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	// A draining pod must leave the Service's endpoints before it stops serving.
+	if s.draining.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	s.mu.Lock()
+	checks := make(map[string]ReadinessCheck, len(s.checks))
+	for name, c := range s.checks {
+		checks[name] = c
+	}
+	s.mu.Unlock()
+	for name, check := range checks {
+		if err := check(ctx); err != nil {
+			http.Error(w, fmt.Sprintf("%s: %v", name, err), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Run serves until ctx is done, then stops accepting, fails /readyz and waits
+// up to grace for in-flight requests.
+func (s *Server) Run(ctx context.Context, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.listener) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("ops server: %w", err)
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := s.srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("ops server shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("ops server: %w", err)
+	}
+	return nil
+}
