@@ -1,0 +1,10 @@
+// Package wadispatch gives Go code the files of the Helm chart that are also
+// the source of truth for local runs, so the two cannot drift.
+package wadispatch
+
+import _ "embed"
+
+// Topology is topology.yaml: the Pub/Sub topics and subscriptions.
+//
+//go:embed topology.yaml
+var Topology []byte
