@@ -1,0 +1,73 @@
+package dispatch_test
+
+import (
+	"testing"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+)
+
+func TestParseMessagePath(t *testing.T) {
+	for _, path := range []string{
+		"leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/m1",
+		"documents/leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/m1",
+		"projects/p/databases/(default)/documents/leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/m1",
+	} {
+		ref, err := dispatch.ParseMessagePath(path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if ref != (dispatch.MessageRef{LeaseID: "l1", EnquiryID: "e1", MessageID: "m1"}) {
+			t.Fatalf("%s: got %+v", path, ref)
+		}
+		if ref.Path() != "leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/m1" {
+			t.Fatalf("Path() = %s", ref.Path())
+		}
+	}
+}
+
+func TestParseMessagePathRejectsOtherDocuments(t *testing.T) {
+	for _, path := range []string{
+		"",
+		"leasecompany/l1",
+		"leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages",
+		"leasecompany/l1/enquiries/e1/whatsapp/messages/otherMessages/m1",
+		"leasecompany//enquiries/e1/whatsapp/messages/chatMessages/m1",
+		"leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/m1/dispatch/state",
+	} {
+		if _, err := dispatch.ParseMessagePath(path); err == nil {
+			t.Errorf("%q accepted", path)
+		}
+	}
+}
+
+func TestStatusMovesForwardOnly(t *testing.T) {
+	S := func(s string) dispatch.Status { return dispatch.Status(s) }
+	allowed := [][2]string{
+		{"", "SENDING"}, {"SENDING", "SENT"}, {"SENT", "DELIVERED"}, {"DELIVERED", "READ"},
+		{"SENT", "READ"}, {"SENDING", "FAILED"}, {"SENT", "FAILED"}, {"SENDING", "UNKNOWN"},
+		{"UNKNOWN", "SENT"}, {"UNKNOWN", "FAILED"}, {"UNKNOWN", "READ"}, {"FAILED", "DELIVERED"},
+	}
+	refused := [][2]string{
+		{"SENT", "SENDING"}, {"DELIVERED", "SENT"}, {"READ", "DELIVERED"}, {"READ", "SENT"},
+		{"SENT", "SENT"}, {"READ", "FAILED"}, {"DELIVERED", "FAILED"}, {"FAILED", "SENT"},
+		{"SENT", "UNKNOWN"}, {"UNKNOWN", "SENDING"}, {"FAILED", "FAILED"},
+	}
+	for _, c := range allowed {
+		if !dispatch.CanMove(S(c[0]), S(c[1])) {
+			t.Errorf("%s -> %s refused", c[0], c[1])
+		}
+	}
+	for _, c := range refused {
+		if dispatch.CanMove(S(c[0]), S(c[1])) {
+			t.Errorf("%s -> %s allowed", c[0], c[1])
+		}
+	}
+}
+
+func TestStatusProtoRoundTrip(t *testing.T) {
+	for _, s := range []dispatch.Status{"SENDING", "SENT", "DELIVERED", "READ", "FAILED", "UNKNOWN"} {
+		if got := dispatch.StatusFromProto(s.Proto()); got != s {
+			t.Errorf("%s round-trips to %s", s, got)
+		}
+	}
+}

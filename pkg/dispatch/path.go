@@ -1,0 +1,61 @@
+// Package dispatch holds the rules of the send flow that every service
+// shares: where a chat message lives and how its status may move.
+package dispatch
+
+import (
+	"fmt"
+	"strings"
+)
+
+// MessagePattern is the Firestore path of a message the V-Customer sends.
+const MessagePattern = "leasecompany/{leaseId}/enquiries/{enquiryId}/whatsapp/messages/chatMessages/{messageId}"
+
+// MessageRef identifies a chatMessages document.
+type MessageRef struct {
+	LeaseID   string
+	EnquiryID string
+	MessageID string
+}
+
+// ParseMessagePath reads a document path (relative, like
+// "leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/m1", or a full
+// resource name ending in ".../documents/leasecompany/...").
+func ParseMessagePath(path string) (MessageRef, error) {
+	rel := path
+	if i := strings.Index(rel, "/documents/"); i >= 0 {
+		rel = rel[i+len("/documents/"):]
+	}
+	rel = strings.TrimPrefix(rel, "documents/")
+	p := strings.Split(rel, "/")
+	if len(p) != 8 || p[0] != "leasecompany" || p[2] != "enquiries" || p[4] != "whatsapp" ||
+		p[5] != "messages" || p[6] != "chatMessages" || p[1] == "" || p[3] == "" || p[7] == "" {
+		return MessageRef{}, fmt.Errorf("path %q does not match %s", truncate(path, 200), MessagePattern)
+	}
+	return MessageRef{LeaseID: p[1], EnquiryID: p[3], MessageID: p[7]}, nil
+}
+
+// Path is the document path relative to the database root.
+func (r MessageRef) Path() string {
+	return "leasecompany/" + r.LeaseID + "/enquiries/" + r.EnquiryID + "/whatsapp/messages/chatMessages/" + r.MessageID
+}
+
+// EnquiryPath is the path of the message's enquiry document.
+func (r MessageRef) EnquiryPath() string {
+	return "leasecompany/" + r.LeaseID + "/enquiries/" + r.EnquiryID
+}
+
+// LeasePath is the path of the lease document holding its WhatsApp configuration.
+func (r MessageRef) LeasePath() string { return "leasecompany/" + r.LeaseID }
+
+// AncillaryPath is the ancillary database's record of the conversation
+// between a driver and an enquiry.
+func AncillaryPath(driverPhoneNumber, enquiryID string) string {
+	return "whatsapp/" + driverPhoneNumber + "/enquiryMessages/" + enquiryID
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
