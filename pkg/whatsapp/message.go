@@ -1,0 +1,186 @@
+package whatsapp
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"unicode/utf8"
+)
+
+// MaxTextBodyLength is the Cloud API's limit on a text message body, in
+// characters (counted here as Unicode code points).
+const MaxTextBodyLength = 4096
+
+// ErrInvalidMessage is wrapped by errors about a message or sender that the
+// client refuses to send because Meta would reject it; such a send is never
+// retryable.
+var ErrInvalidMessage = errors.New("whatsapp: invalid message")
+
+// MessageType is the Cloud API message "type".
+type MessageType string
+
+// The message types this client sends.
+const (
+	TypeText     MessageType = "text"
+	TypeTemplate MessageType = "template"
+)
+
+// Message is one outbound message. Build it with TextMessage or
+// TemplateMessage.
+type Message struct {
+	// To is the recipient's phone number with country code (digits; a leading
+	// "+" is accepted, as by Meta).
+	To       string
+	Type     MessageType
+	Text     *Text
+	Template *Template
+}
+
+// Text is the "text" object of a text message.
+type Text struct {
+	Body       string `json:"body"`
+	PreviewURL bool   `json:"preview_url"`
+}
+
+// Template is the "template" object of a template message.
+type Template struct {
+	Name       string      `json:"name"`
+	Language   Language    `json:"language"`
+	Components []Component `json:"components,omitempty"`
+}
+
+// Language selects the template translation.
+type Language struct {
+	Code string `json:"code"`
+}
+
+// Component fills the variables of one template component (header, body,
+// button).
+type Component struct {
+	Type       string      `json:"type"`
+	SubType    string      `json:"sub_type,omitempty"`
+	Index      string      `json:"index,omitempty"`
+	Parameters []Parameter `json:"parameters"`
+}
+
+// Parameter is one template variable value. ParameterName is set for
+// templates created with named parameters ({{first_name}}), empty for
+// positional ones ({{1}}).
+type Parameter struct {
+	Type          string `json:"type"`
+	ParameterName string `json:"parameter_name,omitempty"`
+	Text          string `json:"text"`
+}
+
+// TextMessage builds a free-form text message. previewURL asks WhatsApp to
+// render a link preview for the first URL in the body.
+func TextMessage(to, body string, previewURL bool) Message {
+	return Message{To: to, Type: TypeText, Text: &Text{Body: body, PreviewURL: previewURL}}
+}
+
+// namedParameter is Meta's rule for named template parameters: lowercase
+// letters, digits and underscores.
+var namedParameter = regexp.MustCompile(`^[a-z0-9_]+$`)
+
+// TemplateMessage builds a template message from the plain values the pipeline
+// carries: the template name, its language code, and the task payload, which
+// becomes one body component with a named text parameter per key. Keys are
+// sorted so the same payload always gives the same request.
+func TemplateMessage(to, name, languageCode string, payload map[string]string) (Message, error) {
+	t := &Template{Name: name, Language: Language{Code: languageCode}}
+	if len(payload) > 0 {
+		keys := make([]string, 0, len(payload))
+		for k := range payload {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		params := make([]Parameter, 0, len(keys))
+		for _, k := range keys {
+			if !namedParameter.MatchString(k) {
+				return Message{}, fmt.Errorf("%w: template parameter name %q: Meta allows only lowercase letters, digits and underscores", ErrInvalidMessage, k)
+			}
+			if payload[k] == "" {
+				return Message{}, fmt.Errorf("%w: template parameter %q has an empty value", ErrInvalidMessage, k)
+			}
+			params = append(params, Parameter{Type: "text", ParameterName: k, Text: payload[k]})
+		}
+		t.Components = []Component{{Type: "body", Parameters: params}}
+	}
+	m := Message{To: to, Type: TypeTemplate, Template: t}
+	if err := m.Validate(); err != nil {
+		return Message{}, err
+	}
+	return m, nil
+}
+
+// Validate checks what Meta would reject synchronously with a parameter error,
+// so a doomed message costs no API call. Errors wrap ErrInvalidMessage.
+func (m Message) Validate() error {
+	if !validRecipient(m.To) {
+		return fmt.Errorf("%w: recipient %q is not a phone number with country code", ErrInvalidMessage, m.To)
+	}
+	switch m.Type {
+	case TypeText:
+		if m.Text == nil || m.Text.Body == "" {
+			return fmt.Errorf("%w: text message without a body", ErrInvalidMessage)
+		}
+		if n := utf8.RuneCountInString(m.Text.Body); n > MaxTextBodyLength {
+			return fmt.Errorf("%w: text body has %d characters, the limit is %d", ErrInvalidMessage, n, MaxTextBodyLength)
+		}
+		if m.Template != nil {
+			return fmt.Errorf("%w: text message with a template object", ErrInvalidMessage)
+		}
+	case TypeTemplate:
+		if m.Template == nil || m.Template.Name == "" {
+			return fmt.Errorf("%w: template message without a template name", ErrInvalidMessage)
+		}
+		if m.Template.Language.Code == "" {
+			return fmt.Errorf("%w: template %q without a language code", ErrInvalidMessage, m.Template.Name)
+		}
+		if m.Text != nil {
+			return fmt.Errorf("%w: template message with a text object", ErrInvalidMessage)
+		}
+	default:
+		return fmt.Errorf("%w: unsupported message type %q", ErrInvalidMessage, m.Type)
+	}
+	return nil
+}
+
+// validRecipient accepts what the pipeline should pass: an optional "+"
+// followed by 7 to 15 digits (E.164 allows at most 15).
+func validRecipient(to string) bool {
+	if len(to) > 0 && to[0] == '+' {
+		to = to[1:]
+	}
+	if len(to) < 7 || len(to) > 15 {
+		return false
+	}
+	for i := 0; i < len(to); i++ {
+		if to[i] < '0' || to[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// request is the JSON body of POST /{phone-number-id}/messages.
+type request struct {
+	MessagingProduct string    `json:"messaging_product"`
+	RecipientType    string    `json:"recipient_type"`
+	To               string    `json:"to"`
+	Type             string    `json:"type"`
+	Text             *Text     `json:"text,omitempty"`
+	Template         *Template `json:"template,omitempty"`
+}
+
+func (m Message) request() request {
+	return request{
+		MessagingProduct: "whatsapp",
+		RecipientType:    "individual",
+		To:               m.To,
+		Type:             string(m.Type),
+		Text:             m.Text,
+		Template:         m.Template,
+	}
+}
