@@ -1,0 +1,565 @@
+package firestoreemu
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+const nameField = "__name__"
+
+type orderKey struct {
+	path []string // nil for __name__
+	desc bool
+}
+
+// compiledQuery is a StructuredQuery with its field paths parsed and its
+// effective ordering computed.
+type compiledQuery struct {
+	q     *pb.StructuredQuery
+	order []orderKey
+}
+
+func fieldOf(d *pb.Document, path []string) (*pb.Value, bool) {
+	if path == nil {
+		return &pb.Value{ValueType: &pb.Value_ReferenceValue{ReferenceValue: d.Name}}, true
+	}
+	return getField(d.Fields, path)
+}
+
+func refPath(ref *pb.StructuredQuery_FieldReference) ([]string, error) {
+	if ref.GetFieldPath() == nameField {
+		return nil, nil
+	}
+	p, err := parseFieldPath(ref.GetFieldPath())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "field reference: %v", err)
+	}
+	return p, nil
+}
+
+// inequalityFields lists the fields with inequality filters, which Firestore
+// orders by implicitly.
+func inequalityFields(f *pb.StructuredQuery_Filter, out map[string]bool) {
+	switch ft := f.GetFilterType().(type) {
+	case *pb.StructuredQuery_Filter_CompositeFilter:
+		for _, sub := range ft.CompositeFilter.GetFilters() {
+			inequalityFields(sub, out)
+		}
+	case *pb.StructuredQuery_Filter_FieldFilter:
+		switch ft.FieldFilter.GetOp() {
+		case pb.StructuredQuery_FieldFilter_LESS_THAN, pb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL,
+			pb.StructuredQuery_FieldFilter_GREATER_THAN, pb.StructuredQuery_FieldFilter_GREATER_THAN_OR_EQUAL,
+			pb.StructuredQuery_FieldFilter_NOT_EQUAL, pb.StructuredQuery_FieldFilter_NOT_IN:
+			out[ft.FieldFilter.GetField().GetFieldPath()] = true
+		}
+	case *pb.StructuredQuery_Filter_UnaryFilter:
+		switch ft.UnaryFilter.GetOp() {
+		case pb.StructuredQuery_UnaryFilter_IS_NOT_NAN, pb.StructuredQuery_UnaryFilter_IS_NOT_NULL:
+			out[ft.UnaryFilter.GetField().GetFieldPath()] = true
+		}
+	}
+}
+
+func compileQuery(q *pb.StructuredQuery) (*compiledQuery, error) {
+	if len(q.GetFrom()) != 1 {
+		return nil, status.Error(codes.InvalidArgument, "a query must select exactly one collection")
+	}
+	if q.GetFindNearest() != nil {
+		return nil, status.Error(codes.Unimplemented, "vector search (find_nearest) is not emulated")
+	}
+	cq := &compiledQuery{q: q}
+	seen := map[string]bool{}
+	desc := false
+	for _, o := range q.GetOrderBy() {
+		p, err := refPath(o.GetField())
+		if err != nil {
+			return nil, err
+		}
+		desc = o.GetDirection() == pb.StructuredQuery_DESCENDING
+		cq.order = append(cq.order, orderKey{path: p, desc: desc})
+		seen[o.GetField().GetFieldPath()] = true
+	}
+	ineq := map[string]bool{}
+	if q.GetWhere() != nil {
+		inequalityFields(q.GetWhere(), ineq)
+	}
+	var extra []string
+	for f := range ineq {
+		if !seen[f] && f != nameField {
+			extra = append(extra, f)
+		}
+	}
+	sort.Strings(extra)
+	for _, f := range extra {
+		p, err := parseFieldPath(f)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "filter: %v", err)
+		}
+		cq.order = append(cq.order, orderKey{path: p, desc: desc})
+	}
+	if !seen[nameField] {
+		cq.order = append(cq.order, orderKey{desc: desc})
+	}
+	return cq, nil
+}
+
+func (cq *compiledQuery) compare(a, b *pb.Document) int {
+	for _, k := range cq.order {
+		var c int
+		if k.path == nil {
+			c = compareNames(a.Name, b.Name)
+		} else {
+			av, _ := getField(a.Fields, k.path)
+			bv, _ := getField(b.Fields, k.path)
+			c = compareValues(av, bv)
+		}
+		if k.desc {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// compareCursor compares a document with a cursor position over the
+// cursor's values (a prefix of the ordering).
+func (cq *compiledQuery) compareCursor(d *pb.Document, cur *pb.Cursor) int {
+	for i, v := range cur.GetValues() {
+		k := cq.order[i]
+		var c int
+		if k.path == nil {
+			c = compareValues(&pb.Value{ValueType: &pb.Value_ReferenceValue{ReferenceValue: d.Name}}, v)
+		} else {
+			dv, _ := getField(d.Fields, k.path)
+			c = compareValues(dv, v)
+		}
+		if k.desc {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// candidates returns the entries a query's collection selector can match.
+func (db *database) candidates(parent string, sel *pb.StructuredQuery_CollectionSelector) []*docEntry {
+	var out []*docEntry
+	if !sel.GetAllDescendants() {
+		for _, e := range db.colls[parent+"/"+sel.GetCollectionId()] {
+			out = append(out, e)
+		}
+		return out
+	}
+	prefix := parent + "/"
+	if sel.GetCollectionId() == "" {
+		for name, e := range db.docs {
+			if strings.HasPrefix(name, prefix) {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	for name, e := range db.collIDs[sel.GetCollectionId()] {
+		if strings.HasPrefix(name, prefix) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// execQuery runs a query at time at (zero = latest) and returns whole
+// documents in result order. db.mu must be held.
+func (s *Server) execQuery(db *database, parent string, q *pb.StructuredQuery, at time.Time) ([]*pb.Document, error) {
+	if err := checkParent(db, parent); err != nil {
+		return nil, err
+	}
+	cq, err := compileQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	var docs []*pb.Document
+	for _, e := range db.candidates(parent, q.GetFrom()[0]) {
+		d := e.at(at)
+		if d == nil {
+			continue
+		}
+		if q.GetWhere() != nil {
+			ok, err := matches(d, q.GetWhere())
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+		}
+		hasAll := true
+		for _, k := range cq.order {
+			if _, ok := fieldOf(d, k.path); !ok {
+				hasAll = false
+				break
+			}
+		}
+		if hasAll {
+			docs = append(docs, d)
+		}
+	}
+	sort.Slice(docs, func(i, j int) bool { return cq.compare(docs[i], docs[j]) < 0 })
+	for _, c := range []*pb.Cursor{q.GetStartAt(), q.GetEndAt()} {
+		if len(c.GetValues()) > len(cq.order) {
+			return nil, status.Error(codes.InvalidArgument, "cursor has more values than the query has orderings")
+		}
+	}
+	// A cursor's before flag means the position sits just before the
+	// documents equal to its values, for start and end cursors alike.
+	cut := func(c *pb.Cursor) int {
+		return sort.Search(len(docs), func(i int) bool {
+			r := cq.compareCursor(docs[i], c)
+			if c.GetBefore() {
+				return r >= 0
+			}
+			return r > 0
+		})
+	}
+	if c := q.GetEndAt(); c != nil {
+		docs = docs[:cut(c)]
+	}
+	if c := q.GetStartAt(); c != nil {
+		docs = docs[cut(c):]
+	}
+	if off := int(q.GetOffset()); off > 0 {
+		docs = docs[min(off, len(docs)):]
+	}
+	if l := q.GetLimit(); l != nil && int(l.GetValue()) < len(docs) {
+		docs = docs[:max(l.GetValue(), 0)]
+	}
+	return docs, nil
+}
+
+func matches(d *pb.Document, f *pb.StructuredQuery_Filter) (bool, error) {
+	switch ft := f.GetFilterType().(type) {
+	case *pb.StructuredQuery_Filter_CompositeFilter:
+		and := ft.CompositeFilter.GetOp() != pb.StructuredQuery_CompositeFilter_OR
+		for _, sub := range ft.CompositeFilter.GetFilters() {
+			ok, err := matches(d, sub)
+			if err != nil {
+				return false, err
+			}
+			if ok != and {
+				return ok, nil
+			}
+		}
+		return and, nil
+	case *pb.StructuredQuery_Filter_FieldFilter:
+		return matchField(d, ft.FieldFilter)
+	case *pb.StructuredQuery_Filter_UnaryFilter:
+		p, err := refPath(ft.UnaryFilter.GetField())
+		if err != nil {
+			return false, err
+		}
+		v, ok := fieldOf(d, p)
+		if !ok {
+			return false, nil
+		}
+		isNaN := typeRank(v) == rankNaN
+		isNull := typeRank(v) == rankNull
+		switch ft.UnaryFilter.GetOp() {
+		case pb.StructuredQuery_UnaryFilter_IS_NAN:
+			return isNaN, nil
+		case pb.StructuredQuery_UnaryFilter_IS_NULL:
+			return isNull, nil
+		case pb.StructuredQuery_UnaryFilter_IS_NOT_NAN:
+			return !isNaN && !isNull, nil
+		case pb.StructuredQuery_UnaryFilter_IS_NOT_NULL:
+			return !isNull, nil
+		}
+		return false, status.Errorf(codes.InvalidArgument, "unsupported unary operator %v", ft.UnaryFilter.GetOp())
+	}
+	return false, status.Error(codes.InvalidArgument, "empty filter")
+}
+
+// comparisonClass puts NaN with the numbers: range filters only match
+// values of the operand's type, and NaN is a number.
+func comparisonClass(v *pb.Value) int {
+	if r := typeRank(v); r != rankNaN {
+		return r
+	}
+	return rankNumber
+}
+
+func matchField(d *pb.Document, ff *pb.StructuredQuery_FieldFilter) (bool, error) {
+	p, err := refPath(ff.GetField())
+	if err != nil {
+		return false, err
+	}
+	v, ok := fieldOf(d, p)
+	if !ok {
+		return false, nil
+	}
+	operand := ff.GetValue()
+	op := ff.GetOp()
+	switch op {
+	case pb.StructuredQuery_FieldFilter_EQUAL:
+		return valuesEqual(v, operand), nil
+	case pb.StructuredQuery_FieldFilter_NOT_EQUAL:
+		return typeRank(v) != rankNull && !valuesEqual(v, operand), nil
+	case pb.StructuredQuery_FieldFilter_LESS_THAN, pb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL,
+		pb.StructuredQuery_FieldFilter_GREATER_THAN, pb.StructuredQuery_FieldFilter_GREATER_THAN_OR_EQUAL:
+		if comparisonClass(v) != comparisonClass(operand) {
+			return false, nil
+		}
+		if typeRank(operand) == rankNaN || (typeRank(v) == rankNaN && op != pb.StructuredQuery_FieldFilter_LESS_THAN && op != pb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL) {
+			return false, nil
+		}
+		c := compareValues(v, operand)
+		switch op {
+		case pb.StructuredQuery_FieldFilter_LESS_THAN:
+			return c < 0, nil
+		case pb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL:
+			return c <= 0, nil
+		case pb.StructuredQuery_FieldFilter_GREATER_THAN:
+			return c > 0, nil
+		}
+		return c >= 0, nil
+	case pb.StructuredQuery_FieldFilter_IN, pb.StructuredQuery_FieldFilter_NOT_IN:
+		arr, ok := operand.GetValueType().(*pb.Value_ArrayValue)
+		if !ok {
+			return false, status.Errorf(codes.InvalidArgument, "%v requires an array value", op)
+		}
+		found := false
+		for _, e := range arr.ArrayValue.GetValues() {
+			if valuesEqual(v, e) {
+				found = true
+				break
+			}
+		}
+		if op == pb.StructuredQuery_FieldFilter_IN {
+			return found, nil
+		}
+		for _, e := range arr.ArrayValue.GetValues() {
+			if typeRank(e) == rankNull {
+				return false, nil
+			}
+		}
+		return !found && typeRank(v) != rankNull, nil
+	case pb.StructuredQuery_FieldFilter_ARRAY_CONTAINS, pb.StructuredQuery_FieldFilter_ARRAY_CONTAINS_ANY:
+		have, ok := v.GetValueType().(*pb.Value_ArrayValue)
+		if !ok {
+			return false, nil
+		}
+		wanted := []*pb.Value{operand}
+		if op == pb.StructuredQuery_FieldFilter_ARRAY_CONTAINS_ANY {
+			arr, ok := operand.GetValueType().(*pb.Value_ArrayValue)
+			if !ok {
+				return false, status.Error(codes.InvalidArgument, "ARRAY_CONTAINS_ANY requires an array value")
+			}
+			wanted = arr.ArrayValue.GetValues()
+		}
+		for _, e := range have.ArrayValue.GetValues() {
+			for _, w := range wanted {
+				if valuesEqual(e, w) {
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	}
+	return false, status.Errorf(codes.InvalidArgument, "unsupported field filter operator %v", op)
+}
+
+// runQuery resolves consistency, runs the query and, inside a read-write
+// transaction, locks the result documents and records the query for
+// phantom detection at commit. db.mu must be held.
+func (s *Server) runQuery(ctx context.Context, db *database, parent string, q *pb.StructuredQuery, rv *readView) ([]*pb.Document, error) {
+	if rv.t == nil {
+		return s.execQuery(db, parent, q, rv.at)
+	}
+	for attempt := 0; ; attempt++ {
+		docs, err := s.execQuery(db, parent, q, time.Time{})
+		if err != nil {
+			return nil, err
+		}
+		before := resultKey(docs)
+		for _, d := range docs {
+			if err := s.lockDoc(ctx, db, rv.t, d.Name); err != nil {
+				return nil, err
+			}
+		}
+		docs, err = s.execQuery(db, parent, q, time.Time{})
+		if err != nil {
+			return nil, err
+		}
+		key := resultKey(docs)
+		if key == before || attempt == 3 {
+			for _, d := range docs {
+				rv.t.reads[d.Name] = updateTimeOf(d)
+			}
+			rv.t.queries = append(rv.t.queries, txnQuery{parent: parent, q: q, result: key})
+			return docs, nil
+		}
+	}
+}
+
+func projection(q *pb.StructuredQuery) ([][]string, error) {
+	if q.GetSelect() == nil {
+		return nil, nil
+	}
+	paths := [][]string{}
+	for _, f := range q.GetSelect().GetFields() {
+		if f.GetFieldPath() == nameField {
+			continue
+		}
+		p, err := parseFieldPath(f.GetFieldPath())
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "projection: %v", err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+// RunQuery implements the Firestore RPC.
+func (s *Server) RunQuery(req *pb.RunQueryRequest, stream pb.Firestore_RunQueryServer) error {
+	db, err := s.database(req.GetParent())
+	if err != nil {
+		return err
+	}
+	q := req.GetStructuredQuery()
+	if q == nil {
+		return status.Error(codes.InvalidArgument, "structured_query is required")
+	}
+	paths, err := projection(q)
+	if err != nil {
+		return err
+	}
+	db.mu.Lock()
+	rv, err := s.openRead(db, req.GetTransaction(), req.GetNewTransaction(), req.GetReadTime())
+	if err != nil {
+		db.mu.Unlock()
+		return err
+	}
+	docs, err := s.runQuery(stream.Context(), db, req.GetParent(), q, rv)
+	db.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	rt := s.timestamp(rv)
+	first := true
+	send := func(r *pb.RunQueryResponse) error {
+		r.ReadTime = rt
+		if first {
+			r.Transaction = rv.newTxn
+			first = false
+		}
+		return stream.Send(r)
+	}
+	for _, d := range docs {
+		if err := send(&pb.RunQueryResponse{Document: applyMask(d, paths)}); err != nil {
+			return err
+		}
+	}
+	return send(&pb.RunQueryResponse{ContinuationSelector: &pb.RunQueryResponse_Done{Done: true}})
+}
+
+// RunAggregationQuery implements the Firestore RPC: count, sum and avg over
+// the nested query's results (after its limit and offset).
+func (s *Server) RunAggregationQuery(req *pb.RunAggregationQueryRequest, stream pb.Firestore_RunAggregationQueryServer) error {
+	db, err := s.database(req.GetParent())
+	if err != nil {
+		return err
+	}
+	aq := req.GetStructuredAggregationQuery()
+	if aq.GetStructuredQuery() == nil {
+		return status.Error(codes.InvalidArgument, "structured_aggregation_query.structured_query is required")
+	}
+	db.mu.Lock()
+	rv, err := s.openRead(db, req.GetTransaction(), req.GetNewTransaction(), req.GetReadTime())
+	if err != nil {
+		db.mu.Unlock()
+		return err
+	}
+	docs, err := s.runQuery(stream.Context(), db, req.GetParent(), aq.GetStructuredQuery(), rv)
+	db.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	fields := map[string]*pb.Value{}
+	for i, a := range aq.GetAggregations() {
+		alias := a.GetAlias()
+		if alias == "" {
+			alias = "field_" + strconv.Itoa(i+1)
+		}
+		v, err := aggregate(docs, a)
+		if err != nil {
+			return err
+		}
+		fields[alias] = v
+	}
+	return stream.Send(&pb.RunAggregationQueryResponse{
+		Result:      &pb.AggregationResult{AggregateFields: fields},
+		Transaction: rv.newTxn,
+		ReadTime:    s.timestamp(rv),
+	})
+}
+
+func aggregate(docs []*pb.Document, a *pb.StructuredAggregationQuery_Aggregation) (*pb.Value, error) {
+	switch op := a.GetOperator().(type) {
+	case *pb.StructuredAggregationQuery_Aggregation_Count_:
+		n := int64(len(docs))
+		if up := op.Count.GetUpTo(); up != nil && up.GetValue() < n {
+			n = up.GetValue()
+		}
+		return intValue(n), nil
+	case *pb.StructuredAggregationQuery_Aggregation_Sum_, *pb.StructuredAggregationQuery_Aggregation_Avg_:
+		ref := a.GetSum().GetField()
+		if ref == nil {
+			ref = a.GetAvg().GetField()
+		}
+		p, err := refPath(ref)
+		if err != nil {
+			return nil, err
+		}
+		var isum int64
+		var fsum float64
+		allInt, overflow := true, false
+		n := 0
+		for _, d := range docs {
+			v, ok := fieldOf(d, p)
+			if !ok || !isNumber(v) {
+				continue
+			}
+			n++
+			fsum += asFloat(v)
+			if i, ok := v.ValueType.(*pb.Value_IntegerValue); ok && !overflow {
+				next := isum + i.IntegerValue
+				if (i.IntegerValue > 0 && next < isum) || (i.IntegerValue < 0 && next > isum) {
+					overflow = true
+				}
+				isum = next
+			} else if !ok {
+				allInt = false
+			}
+		}
+		if _, isAvg := op.(*pb.StructuredAggregationQuery_Aggregation_Avg_); isAvg {
+			if n == 0 {
+				return nullValue(), nil
+			}
+			return doubleValue(fsum / float64(n)), nil
+		}
+		if allInt && !overflow {
+			return intValue(isum), nil
+		}
+		return doubleValue(fsum), nil
+	}
+	return nil, status.Error(codes.InvalidArgument, "aggregation has no operator")
+}

@@ -1,0 +1,330 @@
+package firestoreemu
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
+	"github.com/google/uuid"
+	"github.com/googleapis/google-cloudevents-go/cloud/firestoredata"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/protobuf/proto"
+)
+
+// EventKind is the Firestore event a trigger fires on.
+type EventKind string
+
+// The Eventarc Firestore event kinds.
+const (
+	Created EventKind = "created"
+	Updated EventKind = "updated"
+	Deleted EventKind = "deleted"
+	Written EventKind = "written"
+)
+
+const dataSchema = "https://github.com/googleapis/google-cloudevents/blob/main/proto/google/events/cloud/firestore/v1/data.proto"
+
+// Trigger delivers a CloudEvent to URL for every committed document change
+// of kind Event whose path matches Pattern, as an Eventarc Firestore trigger
+// does.
+type Trigger struct {
+	Event EventKind
+	// Pattern is a document path relative to the database root, as in
+	// Eventarc: literal segments, {var} or * for one segment, {var=**} or **
+	// for any number of segments.
+	Pattern string
+	// URL receives the POST.
+	URL string
+	// Database is the database id; empty means "(default)".
+	Database string
+	// Project restricts the trigger to one project; empty matches any.
+	Project string
+}
+
+// ParseTrigger parses the program's --trigger syntax:
+// KIND[@DATABASE]:PATTERN=URL, e.g.
+// created:leasecompany/{leaseId}/enquiries/{enquiryId}=http://127.0.0.1:8081/
+func ParseTrigger(spec string) (Trigger, error) {
+	head, rest, ok := strings.Cut(spec, ":")
+	if !ok {
+		return Trigger{}, fmt.Errorf("trigger %q: want KIND[@DATABASE]:PATTERN=URL", spec)
+	}
+	var t Trigger
+	kind, db, _ := strings.Cut(head, "@")
+	t.Event, t.Database = EventKind(kind), db
+	i := strings.LastIndex(rest, "=http")
+	if i < 0 {
+		return Trigger{}, fmt.Errorf("trigger %q: missing =URL (http:// or https://)", spec)
+	}
+	t.Pattern, t.URL = rest[:i], rest[i+1:]
+	if err := t.validate(); err != nil {
+		return Trigger{}, err
+	}
+	return t, nil
+}
+
+func (t Trigger) validate() error {
+	switch t.Event {
+	case Created, Updated, Deleted, Written:
+	default:
+		return fmt.Errorf("trigger: unknown event kind %q (want created, updated, deleted or written)", t.Event)
+	}
+	if t.Pattern == "" || strings.HasPrefix(t.Pattern, "/") {
+		return fmt.Errorf("trigger: pattern %q must be a document path relative to the database root", t.Pattern)
+	}
+	if !strings.HasPrefix(t.URL, "http://") && !strings.HasPrefix(t.URL, "https://") {
+		return fmt.Errorf("trigger: URL %q must be http:// or https://", t.URL)
+	}
+	return nil
+}
+
+func (t Trigger) databaseID() string {
+	if t.Database == "" {
+		return "(default)"
+	}
+	return t.Database
+}
+
+func matchPattern(pattern, path []string) bool {
+	if len(pattern) == 0 {
+		return len(path) == 0
+	}
+	p := pattern[0]
+	if p == "**" || (strings.HasPrefix(p, "{") && strings.HasSuffix(p, "=**}")) {
+		for i := 0; i <= len(path); i++ {
+			if matchPattern(pattern[1:], path[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(path) == 0 {
+		return false
+	}
+	if p != "*" && !(strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}")) && p != path[0] {
+		return false
+	}
+	return matchPattern(pattern[1:], path[1:])
+}
+
+// DeliveryPolicy sets how trigger deliveries are retried: a non-2xx answer
+// or a connection failure is retried with exponential backoff.
+type DeliveryPolicy struct {
+	Attempts   int           // default 10
+	MinBackoff time.Duration // default 100ms
+	MaxBackoff time.Duration // default 10s
+	Timeout    time.Duration // per attempt, default 30s
+}
+
+func (p DeliveryPolicy) withDefaults() DeliveryPolicy {
+	if p.Attempts <= 0 {
+		p.Attempts = 10
+	}
+	if p.MinBackoff <= 0 {
+		p.MinBackoff = 100 * time.Millisecond
+	}
+	if p.MaxBackoff <= 0 {
+		p.MaxBackoff = 10 * time.Second
+	}
+	if p.Timeout <= 0 {
+		p.Timeout = 30 * time.Second
+	}
+	return p
+}
+
+// AddTrigger registers a trigger for subsequent commits.
+func (s *Server) AddTrigger(t Trigger) error {
+	if err := t.validate(); err != nil {
+		return err
+	}
+	s.trigMu.Lock()
+	s.trigs = append(s.trigs, t)
+	s.trigMu.Unlock()
+	return nil
+}
+
+type cloudEvent struct {
+	url     string
+	headers map[string]string
+	body    []byte
+}
+
+// fireTriggers starts the deliveries for a commit's changes; it never waits
+// for them.
+func (s *Server) fireTriggers(dbName string, changes []change, at time.Time) {
+	s.trigMu.RLock()
+	trigs := s.trigs
+	s.trigMu.RUnlock()
+	if len(trigs) == 0 || len(changes) == 0 {
+		return
+	}
+	parts := strings.Split(dbName, "/")
+	project, database := parts[1], parts[3]
+	for _, ch := range changes {
+		rel := strings.TrimPrefix(ch.name, dbName+"/documents/")
+		segs := strings.Split(rel, "/")
+		kind := Updated
+		switch {
+		case ch.old == nil:
+			kind = Created
+		case ch.new == nil:
+			kind = Deleted
+		}
+		for _, t := range trigs {
+			if t.databaseID() != database || (t.Project != "" && t.Project != project) {
+				continue
+			}
+			if t.Event != kind && t.Event != Written {
+				continue
+			}
+			if !matchPattern(strings.Split(t.Pattern, "/"), segs) {
+				continue
+			}
+			ev, err := s.buildEvent(t, project, database, rel, ch, at)
+			if err != nil {
+				s.log.WithError(err).WithField("document", rel).Error("firestore-emulator: cannot build trigger event")
+				continue
+			}
+			s.pending.Add(1)
+			go s.deliver(ev)
+		}
+	}
+}
+
+func (s *Server) buildEvent(t Trigger, project, database, rel string, ch change, at time.Time) (*cloudEvent, error) {
+	data := &firestoredata.DocumentEventData{}
+	var err error
+	if data.Value, err = toEventDocument(ch.new); err != nil {
+		return nil, err
+	}
+	if data.OldValue, err = toEventDocument(ch.old); err != nil {
+		return nil, err
+	}
+	if ch.old != nil && ch.new != nil {
+		var paths []string
+		diffFields(nil, ch.old.Fields, ch.new.Fields, &paths)
+		data.UpdateMask = &firestoredata.DocumentMask{FieldPaths: paths}
+	}
+	body, err := proto.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("marshal DocumentEventData: %w", err)
+	}
+	return &cloudEvent{
+		url: t.URL,
+		headers: map[string]string{
+			"ce-id":          uuid.NewString(),
+			"ce-source":      "//firestore.googleapis.com/projects/" + project + "/databases/" + database,
+			"ce-specversion": "1.0",
+			"ce-type":        "google.cloud.firestore.document.v1." + string(t.Event),
+			"ce-subject":     "documents/" + rel,
+			"ce-time":        at.UTC().Format(time.RFC3339Nano),
+			"ce-dataschema":  dataSchema,
+			"ce-database":    database,
+			"ce-namespace":   "(default)",
+			"ce-document":    rel,
+			"ce-location":    s.opts.Location,
+			"ce-project":     project,
+			"content-type":   "application/protobuf",
+		},
+		body: body,
+	}, nil
+}
+
+// toEventDocument converts between the wire-compatible Firestore API and
+// Eventarc document messages.
+func toEventDocument(d *pb.Document) (*firestoredata.Document, error) {
+	if d == nil {
+		return nil, nil
+	}
+	b, err := proto.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("marshal document: %w", err)
+	}
+	out := &firestoredata.Document{}
+	if err := proto.Unmarshal(b, out); err != nil {
+		return nil, fmt.Errorf("convert document %s: %w", d.Name, err)
+	}
+	return out, nil
+}
+
+// diffFields lists the field paths whose values differ, descending into maps
+// present on both sides, as Eventarc's update_mask does.
+func diffFields(prefix []string, a, b map[string]*pb.Value, out *[]string) {
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		av, aok := a[k]
+		bv, bok := b[k]
+		path := append(append([]string(nil), prefix...), k)
+		if aok && bok {
+			am, aIsMap := av.ValueType.(*pb.Value_MapValue)
+			bm, bIsMap := bv.ValueType.(*pb.Value_MapValue)
+			if aIsMap && bIsMap {
+				diffFields(path, am.MapValue.GetFields(), bm.MapValue.GetFields(), out)
+				continue
+			}
+			if proto.Equal(av, bv) {
+				continue
+			}
+		}
+		*out = append(*out, formatFieldPath(path))
+	}
+}
+
+func (s *Server) deliver(ev *cloudEvent) {
+	defer s.pending.Done()
+	p := s.opts.Delivery
+	backoff := p.MinBackoff
+	log := s.log.WithFields(logrus.Fields{"url": ev.url, "ce-id": ev.headers["ce-id"], "ce-type": ev.headers["ce-type"], "document": ev.headers["ce-document"]})
+	for attempt := 1; ; attempt++ {
+		err := s.post(ev)
+		if err == nil {
+			return
+		}
+		if attempt >= p.Attempts {
+			log.WithError(err).Errorf("firestore-emulator: trigger delivery failed after %d attempts; event dropped", attempt)
+			return
+		}
+		log.WithError(err).Warnf("firestore-emulator: trigger delivery attempt %d failed; retrying in %s", attempt, backoff)
+		select {
+		case <-time.After(backoff):
+		case <-s.ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, p.MaxBackoff)
+	}
+}
+
+func (s *Server) post(ev *cloudEvent) error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.Delivery.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.url, bytes.NewReader(ev.body))
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	for k, v := range ev.headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("post event: %w", err)
+	}
+	defer resp.Body.Close()
+	var buf [512]byte
+	n, _ := resp.Body.Read(buf[:])
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("post event: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(buf[:n])))
+	}
+	return nil
+}
