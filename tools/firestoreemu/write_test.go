@@ -13,6 +13,7 @@ import (
 )
 
 func TestSetGetMergeUpdateDelete(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := newServer(t)
 	c := newClient(t, srv, "(default)")
@@ -66,6 +67,7 @@ func TestSetGetMergeUpdateDelete(t *testing.T) {
 }
 
 func TestPreconditionsAndAtomicCommit(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := newServer(t)
 	c := newClient(t, srv, "(default)")
@@ -106,6 +108,7 @@ func TestPreconditionsAndAtomicCommit(t *testing.T) {
 }
 
 func TestFieldTransforms(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := newServer(t)
 	c := newClient(t, srv, "(default)")
@@ -159,6 +162,7 @@ func TestFieldTransforms(t *testing.T) {
 }
 
 func TestTransformResultsAndIntegerSaturation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := newServer(t)
 	raw := newRawClient(t, srv)
@@ -204,6 +208,7 @@ func TestTransformResultsAndIntegerSaturation(t *testing.T) {
 }
 
 func TestGetAllReportsMissingAndNamedDatabasesAreSeparate(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := newServer(t)
 	def := newClient(t, srv, "(default)")
@@ -234,6 +239,7 @@ func TestGetAllReportsMissingAndNamedDatabasesAreSeparate(t *testing.T) {
 }
 
 func TestBulkWriterUsesBatchWrite(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	srv := newServer(t)
 	c := newClient(t, srv, "(default)")
