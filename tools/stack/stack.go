@@ -1,0 +1,281 @@
+// Package stack runs wadispatch locally as separate processes, the way it
+// runs on GCP: the Firestore emulator (whose Eventarc-shaped trigger posts to
+// ingest), the Pub/Sub emulator with the project's topology, the WhatsApp
+// simulator, and the three services. `make demo`, `make run` and the
+// end-to-end tests use it.
+package stack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+)
+
+// Options configure a local stack.
+type Options struct {
+	// BinDir holds the built programs (see Build).
+	BinDir string
+	// LogDir receives one log file per program.
+	LogDir string
+	// Project is the GCP project id the emulators and services use.
+	Project string
+	// PhoneNumberID is the business phone number the seeded lease sends from.
+	PhoneNumberID string
+	// SimulatorArgs are extra flags for the WhatsApp simulator (limits, faults).
+	SimulatorArgs []string
+	// Env adds variables per program name ("ingest", "sender", "recorder", ...).
+	Env map[string][]string
+	// StopGrace is how long each program has to exit after SIGTERM.
+	StopGrace time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Project == "" {
+		o.Project = "wadispatch-local"
+	}
+	if o.PhoneNumberID == "" {
+		o.PhoneNumberID = "100000000000001"
+	}
+	if o.StopGrace == 0 {
+		o.StopGrace = 10 * time.Second
+	}
+}
+
+// Stack is a running local stack.
+type Stack struct {
+	opts Options
+
+	FirestoreAddr string
+	PubSubAddr    string
+	SimulatorURL  string
+	IngestURL     string
+	SenderURL     string
+	RecorderURL   string // the recorder's ops HTTP endpoint
+	RecorderAddr  string // the recorder's gRPC endpoint
+	// TokenRef names the lease's token; Token is its value, made up per
+	// stack and known only to the sender and the simulator.
+	TokenRef string
+	Token    string
+
+	procs []*process // in start order
+}
+
+// Programs of the stack, by the name of their binary.
+const (
+	FirestoreEmulator = "firestore-emulator"
+	PubSubEmulator    = "pubsub-emulator"
+	WhatsAppSimulator = "whatsapp-simulator"
+	Ingest            = "ingest"
+	Sender            = "sender"
+	Recorder          = "recorder"
+)
+
+// Start starts every program and waits until each is ready. On error the
+// programs already started are stopped.
+func Start(ctx context.Context, opts Options) (s *Stack, err error) {
+	opts.defaults()
+	if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
+		return nil, err
+	}
+	s = &Stack{opts: opts, TokenRef: "local-lease-token"}
+	if s.Token, err = randomToken(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = s.Stop()
+		}
+	}()
+
+	addrs := map[string]string{}
+	for _, name := range []string{"ingest", "sender", "recorder-http", "recorder-grpc", "simulator"} {
+		if addrs[name], err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	s.IngestURL = "http://" + addrs["ingest"]
+	s.SenderURL = "http://" + addrs["sender"]
+	s.RecorderURL = "http://" + addrs["recorder-http"]
+	s.RecorderAddr = addrs["recorder-grpc"]
+	s.SimulatorURL = "http://" + addrs["simulator"]
+
+	trigger := "created:" + dispatch.MessagePattern + "=" + s.IngestURL + "/"
+	if s.FirestoreAddr, err = s.startEmulator(ctx, FirestoreEmulator, "--host-port", "127.0.0.1:0", "--trigger", trigger); err != nil {
+		return nil, err
+	}
+	if s.PubSubAddr, err = s.startEmulator(ctx, PubSubEmulator, "--host-port", "127.0.0.1:0", "--project", opts.Project); err != nil {
+		return nil, err
+	}
+	simArgs := append([]string{
+		"--host-port", addrs["simulator"],
+		"--phone-number", opts.PhoneNumberID + "=" + s.Token,
+	}, opts.SimulatorArgs...)
+	if _, err = s.startEmulator(ctx, WhatsAppSimulator, simArgs...); err != nil {
+		return nil, err
+	}
+
+	common := []string{
+		"GOOGLE_CLOUD_PROJECT=" + opts.Project,
+		"FIRESTORE_EMULATOR_HOST=" + s.FirestoreAddr,
+		"PUBSUB_EMULATOR_HOST=" + s.PubSubAddr,
+		"LOG_LEVEL=debug",
+	}
+	tokens, err := json.Marshal(map[string]string{s.TokenRef: s.Token})
+	if err != nil {
+		return nil, err
+	}
+	services := []struct {
+		name string
+		addr string
+		env  []string
+	}{
+		{Recorder, addrs["recorder-http"], []string{"RECORDER_GRPC_ADDR=" + s.RecorderAddr}},
+		{Sender, addrs["sender"], []string{
+			"SENDER_RECORDER_ADDR=" + s.RecorderAddr,
+			"SENDER_WHATSAPP_BASE_URL=" + s.SimulatorURL,
+			"SENDER_TOKENS=" + string(tokens),
+		}},
+		{Ingest, addrs["ingest"], nil},
+	}
+	for _, svc := range services {
+		env := append(append(append([]string{}, common...), "HTTP_ADDR="+svc.addr), svc.env...)
+		if err = s.startService(ctx, svc.name, "http://"+svc.addr+"/healthz", append(env, opts.Env[svc.name]...)); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Stack) newProcess(name string, args, env []string) *process {
+	return &process{
+		name:    name,
+		bin:     filepath.Join(s.opts.BinDir, name),
+		args:    args,
+		env:     env,
+		logPath: filepath.Join(s.opts.LogDir, name+".log"),
+	}
+}
+
+// startEmulator starts a dev tool and returns the address from its ready
+// line ("<name> ready on HOST:PORT").
+func (s *Stack) startEmulator(ctx context.Context, name string, args ...string) (string, error) {
+	p := s.newProcess(name, args, s.opts.Env[name])
+	if err := p.start(); err != nil {
+		return "", err
+	}
+	s.procs = append(s.procs, p)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	marker := name + " ready on "
+	if err := p.waitForLine(ctx, marker); err != nil {
+		return "", err
+	}
+	return readyAddr(p.logPath, marker)
+}
+
+func (s *Stack) startService(ctx context.Context, name, healthURL string, env []string) error {
+	p := s.newProcess(name, nil, env)
+	if err := p.start(); err != nil {
+		return err
+	}
+	s.procs = append(s.procs, p)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return p.waitForHTTP(ctx, healthURL)
+}
+
+// Process returns the named program, or nil.
+func (s *Stack) process(name string) *process {
+	for _, p := range s.procs {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Kill ends the named program with SIGKILL, as a crash would.
+func (s *Stack) Kill(name string) {
+	if p := s.process(name); p != nil {
+		p.kill()
+	}
+}
+
+// Restart starts the named program again (after Kill or StopOne) with the
+// same arguments and environment, and waits until it is healthy.
+func (s *Stack) Restart(ctx context.Context, name string) error {
+	p := s.process(name)
+	if p == nil {
+		return fmt.Errorf("no program %s in the stack", name)
+	}
+	if err := p.start(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, e := range p.env {
+		if addr, ok := strings.CutPrefix(e, "HTTP_ADDR="); ok {
+			return p.waitForHTTP(ctx, "http://"+addr+"/healthz")
+		}
+	}
+	return nil
+}
+
+// StopOne stops the named program gracefully (SIGTERM).
+func (s *Stack) StopOne(name string) error {
+	if p := s.process(name); p != nil {
+		return p.stop(s.opts.StopGrace)
+	}
+	return nil
+}
+
+// LogPath is the log file of the named program.
+func (s *Stack) LogPath(name string) string {
+	return filepath.Join(s.opts.LogDir, name+".log")
+}
+
+// Stop stops every program, services first, and reports those that did
+// not exit cleanly.
+func (s *Stack) Stop() error {
+	var errs []error
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		if err := s.procs[i].stop(s.opts.StopGrace); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.procs = nil
+	return errors.Join(errs...)
+}
+
+func readyAddr(logPath, marker string) (string, error) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, rest, ok := strings.Cut(line, marker); ok {
+			var addr string
+			if _, err := fmt.Sscan(rest, &addr); err == nil {
+				return addr, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no address after %q in %s", marker, logPath)
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "local-" + hex.EncodeToString(b), nil
+}
