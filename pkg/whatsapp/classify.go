@@ -56,9 +56,9 @@ const (
 type classification struct {
 	reason    Reason
 	retryable bool
-	// httpStatus is the status Meta documents for the code; kept as reference
-	// (the simulator's table is checked against it in tests), never used to
-	// classify, because Meta says to build handling on the code.
+	// httpStatus is the status Meta documents for the code. It is reference
+	// (the simulator answers with it), never used to classify, because Meta
+	// says to build handling on the code and mirrors disagree on statuses.
 	httpStatus int
 	title      string
 }
@@ -149,11 +149,11 @@ func Classify(code, httpStatus int) (Reason, bool) {
 	return ReasonUnknownCode, httpStatus >= 500 || httpStatus == http.StatusTooManyRequests
 }
 
-// DocumentedHTTPStatus returns the HTTP status Meta documents for an error
+// Documented returns Meta's title and documented HTTP status for an error
 // code, and false for a code missing from the table.
-func DocumentedHTTPStatus(code int) (int, bool) {
+func Documented(code int) (title string, httpStatus int, ok bool) {
 	c, ok := lookup(code)
-	return c.httpStatus, ok
+	return c.title, c.httpStatus, ok
 }
 
 func lookup(code int) (classification, bool) {
