@@ -1,0 +1,554 @@
+package sending
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/topology"
+	"github.com/visn/wadispatch/pkg/whatsapp"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+// Claimer claims sends; the recorder's gRPC client satisfies it.
+type Claimer interface {
+	ClaimSend(ctx context.Context, in *wadispatchv1.ClaimSendRequest, opts ...grpc.CallOption) (*wadispatchv1.ClaimSendResponse, error)
+}
+
+// WhatsApp sends one message; *whatsapp.Client satisfies it. Failures are
+// *whatsapp.Error; any other error is taken as an unknown outcome.
+type WhatsApp interface {
+	Send(ctx context.Context, s whatsapp.Sender, m whatsapp.Message) (whatsapp.Sent, error)
+}
+
+// TokenResolver returns the token a lease's token reference names; an error
+// wrapping ErrTokenUnavailable is permanent, any other is transient.
+type TokenResolver interface {
+	Token(ctx context.Context, ref string) (whatsapp.Token, error)
+}
+
+// Publisher publishes one Pub/Sub message and returns once the server has
+// confirmed it.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, data []byte, attributes map[string]string) error
+}
+
+// Clock is the time source of retries and pacing.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits for d or until ctx is done.
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// Config holds the procedure's settings.
+type Config struct {
+	// Claimant names this sender instance in claims.
+	Claimant string
+	// ClaimLease is how long a claim holds without an outcome.
+	ClaimLease time.Duration
+	// ClaimTimeout bounds one ClaimSend call.
+	ClaimTimeout time.Duration
+	// MaxAttempts bounds the WhatsApp calls of one task that fail with a
+	// retryable error. Throughput and pair rate limit answers do not count:
+	// a burst must slow sending down, not fail it; the lease bounds them.
+	MaxAttempts int
+	// InitialBackoff and MaxBackoff shape the exponential backoff (with
+	// jitter) between attempts; Meta's Retry-After, when longer, wins.
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	// CallTimeout is how long one WhatsApp call may take (the client's
+	// timeout): a retry starts only while a whole call still fits in the lease.
+	CallTimeout time.Duration
+	// PublishReserve is the end of the lease kept for publishing the result.
+	PublishReserve time.Duration
+	// PublishTimeout bounds publishing a result or a dead letter.
+	PublishTimeout time.Duration
+	// InFlightRecheck is the longest a task whose send another sender holds
+	// waits before it is nacked, so a redelivery loop does not burn the
+	// subscription's delivery attempts while that claim is alive.
+	InFlightRecheck time.Duration
+	// DefaultAPIVersion is used when a lease carries no Graph API version.
+	DefaultAPIVersion string
+}
+
+// Processor runs the procedure; it is safe for concurrent use.
+type Processor struct {
+	cfg       Config
+	claimer   Claimer
+	wa        WhatsApp
+	tokens    TokenResolver
+	publisher Publisher
+	limiters  *Limiters
+	clock     Clock
+	metrics   *Metrics
+	log       *logrus.Entry
+}
+
+// NewProcessor builds a Processor.
+func NewProcessor(cfg Config, claimer Claimer, wa WhatsApp, tokens TokenResolver, publisher Publisher, limiters *Limiters, clock Clock, metrics *Metrics, log *logrus.Entry) *Processor {
+	return &Processor{cfg: cfg, claimer: claimer, wa: wa, tokens: tokens, publisher: publisher, limiters: limiters, clock: clock, metrics: metrics, log: log}
+}
+
+// Delivery is one Pub/Sub message of the tasks subscription.
+type Delivery struct {
+	Data       []byte
+	Attributes map[string]string
+	// Attempt is Pub/Sub's delivery attempt (0 when unknown), for logs.
+	Attempt int
+}
+
+// Outcome names how a task ended, as a metric label.
+type Outcome string
+
+// Outcomes of Process.
+const (
+	OutcomeSent   Outcome = "sent"
+	OutcomeFailed Outcome = "failed"
+	// OutcomeRetriesExhausted is a FAILED result whose task also went to the
+	// dead-letter topic.
+	OutcomeRetriesExhausted Outcome = "retries_exhausted"
+	// OutcomeDuplicate: the outcome was recorded before; it was republished.
+	OutcomeDuplicate Outcome = "duplicate"
+	// OutcomeInFlight: another sender holds the send.
+	OutcomeInFlight Outcome = "in_flight"
+	// OutcomeUnknown: the recorder marked the send UNKNOWN; nothing is sent.
+	OutcomeUnknown Outcome = "unknown"
+	// OutcomeOutcomeUnknown: WhatsApp may have accepted the message but did
+	// not say; nothing is published, the claim expires into UNKNOWN.
+	OutcomeOutcomeUnknown      Outcome = "outcome_unknown"
+	OutcomePoison              Outcome = "poison"
+	OutcomeRecorderUnavailable Outcome = "recorder_unavailable"
+	OutcomeTokenLookupFailed   Outcome = "token_lookup_failed"
+	OutcomePublishFailed       Outcome = "publish_failed"
+	// OutcomeCanceled: the sender stopped before claiming.
+	OutcomeCanceled Outcome = "canceled"
+)
+
+// Verdict is what to do with the Pub/Sub message.
+type Verdict struct {
+	Ack     bool
+	Outcome Outcome
+}
+
+// Reasons of FAILED results that are not WhatsApp's.
+const (
+	ReasonTokenUnavailable = "token_unavailable"
+	ReasonRetriesExhausted = "retries_exhausted"
+)
+
+// Process handles one delivery. It never panics on bad input, and returns
+// Ack only once the task's outcome is durable (published and confirmed) or
+// known to need nothing more.
+func (p *Processor) Process(ctx context.Context, d Delivery) Verdict {
+	p.metrics.inFlight.Inc()
+	defer p.metrics.inFlight.Dec()
+	v := p.process(ctx, d)
+	p.metrics.tasks.WithLabelValues(string(v.Outcome), strconv.FormatBool(v.Ack)).Inc()
+	return v
+}
+
+func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
+	log := p.log.WithField("deliveryAttempt", d.Attempt)
+	task := &wadispatchv1.SendTask{}
+	if err := proto.Unmarshal(d.Data, task); err != nil {
+		return p.poison(log.WithField("messagePath", d.Attributes["messagePath"]), "undecodable", err)
+	}
+	if _, err := dispatch.ParseMessagePath(task.GetMessageDocId()); err != nil {
+		return p.poison(log.WithField("messagePath", task.GetMessageDocId()), "invalid_message_path", err)
+	}
+	log = log.WithFields(logrus.Fields{"messagePath": task.GetMessageDocId(), "eventId": task.GetEventId()})
+
+	// A task that can never be sent still gets a claim and a FAILED result,
+	// so the message document shows why.
+	sender, msg, invalid := BuildMessage(task, p.cfg.DefaultAPIVersion)
+	var tokenErr error
+	if invalid == nil {
+		tok, err := p.tokens.Token(ctx, task.GetLeaseWhatsappDetails().GetTokenRef())
+		switch {
+		case errors.Is(err, ErrTokenUnavailable):
+			tokenErr = err
+		case err != nil:
+			log.WithError(err).Warn("token lookup failed; will retry")
+			return Verdict{Outcome: OutcomeTokenLookupFailed}
+		default:
+			sender.Token = tok
+		}
+	}
+	if invalid == nil && tokenErr == nil {
+		// Pace before claiming: a wait after the claim would eat its lease.
+		if err := p.pace(ctx, sender.PhoneNumberID, time.Duration(math.MaxInt64)); err != nil {
+			log.WithError(err).Info("stopped while waiting for the rate limiter")
+			return Verdict{Outcome: OutcomeCanceled}
+		}
+	}
+
+	claim, err := p.claim(ctx, task)
+	if err != nil {
+		p.metrics.claims.WithLabelValues("error").Inc()
+		log.WithError(err).WithField("grpcCode", status.Code(err).String()).Warn("claim failed; will retry")
+		return Verdict{Outcome: OutcomeRecorderUnavailable}
+	}
+	decision := claim.GetDecision()
+	p.metrics.claims.WithLabelValues(decisionLabel(decision)).Inc()
+	log = log.WithFields(logrus.Fields{"claimId": claim.GetClaimId(), "decision": decisionLabel(decision)})
+
+	switch decision {
+	case wadispatchv1.ClaimSendResponse_DECISION_SEND:
+	case wadispatchv1.ClaimSendResponse_DECISION_DONE:
+		return p.republish(ctx, log, d, task, claim)
+	case wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT:
+		wait := p.cfg.InFlightRecheck
+		if exp := claim.GetLeaseExpiresAt(); exp != nil {
+			wait = min(wait, max(exp.AsTime().Sub(p.clock.Now()), 0))
+		}
+		log.WithField("reason", claim.GetReason()).Infof("another sender holds the send; nack in %s", wait)
+		_ = p.clock.Sleep(ctx, wait)
+		return Verdict{Outcome: OutcomeInFlight}
+	case wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN:
+		log.WithField("reason", claim.GetReason()).Warn("send outcome is UNKNOWN after an expired claim; sending nothing (an operator may resend)")
+		return Verdict{Ack: true, Outcome: OutcomeUnknown}
+	default:
+		log.Error("recorder answered without a decision; will retry")
+		return Verdict{Outcome: OutcomeRecorderUnavailable}
+	}
+	log.Info("claimed the send")
+
+	// From here the claim must end in a published result: shutdown no longer
+	// cancels, the lease bounds the work.
+	expires := p.clock.Now().Add(p.cfg.ClaimLease)
+	if exp := claim.GetLeaseExpiresAt(); exp != nil {
+		expires = exp.AsTime()
+	}
+	workDeadline := expires.Add(-p.cfg.PublishReserve)
+	work, cancel := context.WithDeadline(context.WithoutCancel(ctx), workDeadline)
+	defer cancel()
+
+	result := newResult(task, claim.GetClaimId())
+	var call callOutcome
+	switch {
+	case invalid != nil:
+		log.WithError(invalid).Warn("task cannot be sent; recording FAILED")
+		result.Error = &wadispatchv1.WhatsAppError{Reason: string(whatsapp.ReasonInvalidMessage), Message: invalid.Error()}
+	case tokenErr != nil:
+		log.WithError(tokenErr).Warn("no token for the lease; recording FAILED")
+		result.Error = &wadispatchv1.WhatsAppError{Reason: ReasonTokenUnavailable, Message: tokenErr.Error()}
+	default:
+		call = p.call(work, log, sender, msg, workDeadline)
+		if call.unknown {
+			log.WithError(call.err).Error("WhatsApp may have accepted the message but gave no usable answer; publishing nothing, the claim will expire into UNKNOWN")
+			return Verdict{Outcome: OutcomeOutcomeUnknown}
+		}
+		result.Attempts = int32(call.attempts)
+		result.CalledAt = timestamppb.New(call.calledAt)
+		if call.err == nil {
+			result.Outcome = wadispatchv1.Outcome_OUTCOME_SENT
+			result.WhatsappMessageId = call.sent.MessageID
+			log = log.WithField("wamid", call.sent.MessageID)
+		} else {
+			result.Error = whatsAppError(call.werr)
+			if call.exhausted {
+				result.Error.Reason = ReasonRetriesExhausted
+			}
+		}
+	}
+	result.CompletedAt = timestamppb.New(p.clock.Now())
+	if result.Outcome != wadispatchv1.Outcome_OUTCOME_SENT {
+		result.Outcome = wadispatchv1.Outcome_OUTCOME_FAILED
+	}
+
+	if err := p.publishResult(ctx, task, result); err != nil {
+		log.WithError(err).Error("publishing the result failed; will retry")
+		return Verdict{Outcome: OutcomePublishFailed}
+	}
+	log.WithField("outcome", result.Outcome.String()).Info("result published")
+	if call.exhausted {
+		if err := p.deadLetter(ctx, d, result.GetError()); err != nil {
+			log.WithError(err).Error("publishing to the dead-letter topic failed; will retry")
+			return Verdict{Outcome: OutcomePublishFailed}
+		}
+		log.Warn("retries exhausted; task published to the dead-letter topic")
+		return Verdict{Ack: true, Outcome: OutcomeRetriesExhausted}
+	}
+	if result.Outcome == wadispatchv1.Outcome_OUTCOME_SENT {
+		return Verdict{Ack: true, Outcome: OutcomeSent}
+	}
+	return Verdict{Ack: true, Outcome: OutcomeFailed}
+}
+
+func (p *Processor) poison(log *logrus.Entry, reason string, err error) Verdict {
+	p.metrics.poison.WithLabelValues(reason).Inc()
+	log.WithError(err).WithField("reason", reason).Error("poison task; nacking until the subscription dead-letters it")
+	return Verdict{Outcome: OutcomePoison}
+}
+
+func (p *Processor) claim(ctx context.Context, task *wadispatchv1.SendTask) (*wadispatchv1.ClaimSendResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ClaimTimeout)
+	defer cancel()
+	resp, err := p.claimer.ClaimSend(ctx, &wadispatchv1.ClaimSendRequest{
+		Task:     task,
+		Claimant: p.cfg.Claimant,
+		Lease:    durationpb.New(p.cfg.ClaimLease),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim send: %w", err)
+	}
+	return resp, nil
+}
+
+// republish publishes a recorded outcome again, since the earlier delivery
+// may have died before its publish was confirmed; the recorder applies a
+// result once. A task that had exhausted its retries goes to the dead-letter
+// topic again for the same reason.
+func (p *Processor) republish(ctx context.Context, log *logrus.Entry, d Delivery, task *wadispatchv1.SendTask, claim *wadispatchv1.ClaimSendResponse) Verdict {
+	result := claim.GetResult()
+	if result == nil {
+		log.Warn("send already done but the recorder returned no result; nothing to republish")
+		return Verdict{Ack: true, Outcome: OutcomeDuplicate}
+	}
+	log = log.WithField("wamid", result.GetWhatsappMessageId())
+	if err := p.publishResult(ctx, task, result); err != nil {
+		log.WithError(err).Error("republishing the recorded result failed; will retry")
+		return Verdict{Outcome: OutcomePublishFailed}
+	}
+	if result.GetOutcome() == wadispatchv1.Outcome_OUTCOME_FAILED && result.GetError().GetReason() == ReasonRetriesExhausted {
+		if err := p.deadLetter(ctx, d, result.GetError()); err != nil {
+			log.WithError(err).Error("publishing to the dead-letter topic failed; will retry")
+			return Verdict{Outcome: OutcomePublishFailed}
+		}
+	}
+	log.WithField("outcome", result.GetOutcome().String()).Info("send already done; recorded result republished, nothing sent")
+	return Verdict{Ack: true, Outcome: OutcomeDuplicate}
+}
+
+// callOutcome is how the WhatsApp calls of one task ended.
+type callOutcome struct {
+	sent     whatsapp.Sent
+	err      error
+	werr     *whatsapp.Error
+	attempts int
+	calledAt time.Time
+	// exhausted: the last error was retryable but no attempt is left.
+	exhausted bool
+	// unknown: WhatsApp may have accepted the message.
+	unknown bool
+}
+
+// call calls WhatsApp until it answers for good, retrying retryable errors
+// while attempts and the lease allow. The first call's rate-limiter slot was
+// taken before claiming.
+func (p *Processor) call(ctx context.Context, log *logrus.Entry, s whatsapp.Sender, m whatsapp.Message, deadline time.Time) callOutcome {
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     p.cfg.InitialBackoff,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         p.cfg.MaxBackoff,
+	}
+	var out callOutcome
+	counted := 0
+	for {
+		out.attempts++
+		out.calledAt = p.clock.Now()
+		sent, err := p.wa.Send(ctx, s, m)
+		latency := p.clock.Now().Sub(out.calledAt)
+		p.metrics.callDuration.Observe(latency.Seconds())
+		clog := log.WithFields(logrus.Fields{"attempt": out.attempts, "latencyMs": latency.Milliseconds()})
+		if err == nil {
+			p.metrics.calls.WithLabelValues("ok", "").Inc()
+			clog.WithFields(logrus.Fields{"wamid": sent.MessageID, "phoneNumberId": s.PhoneNumberID}).Info("WhatsApp accepted the message")
+			out.sent, out.err, out.werr = sent, nil, nil
+			return out
+		}
+		var werr *whatsapp.Error
+		if !errors.As(err, &werr) {
+			// Not the client's classification: nothing says the message was
+			// not sent, so it must not be sent again.
+			p.metrics.calls.WithLabelValues("", "unclassified").Inc()
+			out.err, out.unknown = err, true
+			return out
+		}
+		out.err, out.werr = err, werr
+		code := ""
+		if werr.HasCode {
+			code = strconv.Itoa(werr.Code)
+		}
+		p.metrics.calls.WithLabelValues(code, string(werr.Reason)).Inc()
+		clog = clog.WithFields(logrus.Fields{"code": code, "reason": werr.Reason, "httpStatus": werr.HTTPStatus, "fbtraceId": werr.FBTraceID, "retryable": werr.Retryable()})
+		if werr.OutcomeUnknown() {
+			out.unknown = true
+			return out
+		}
+		if !werr.Retryable() {
+			clog.WithError(err).Warn("WhatsApp refused the message")
+			return out
+		}
+		rateLimited := werr.Reason == whatsapp.ReasonThroughputLimit || werr.Reason == whatsapp.ReasonPairRateLimit
+		if werr.Reason == whatsapp.ReasonThroughputLimit {
+			p.limiters.SlowDown(s.PhoneNumberID, p.clock.Now())
+		}
+		if !rateLimited {
+			counted++
+			if counted >= p.cfg.MaxAttempts {
+				clog.WithError(err).Warn("WhatsApp call failed; no attempt left")
+				out.exhausted = true
+				return out
+			}
+		}
+		wait := max(bo.NextBackOff(), werr.RetryAfter())
+		// Another call must fit in the lease after the wait.
+		if p.clock.Now().Add(wait + p.cfg.CallTimeout).After(deadline) {
+			clog.WithError(err).Warn("WhatsApp call failed; the claim's lease leaves no time for another attempt")
+			out.exhausted = true
+			return out
+		}
+		p.metrics.retries.WithLabelValues(string(werr.Reason)).Inc()
+		clog.WithError(err).Infof("WhatsApp call failed; retrying in %s", wait.Round(time.Millisecond))
+		if err := p.clock.Sleep(ctx, wait); err != nil {
+			out.exhausted = true
+			return out
+		}
+		if err := p.pace(ctx, s.PhoneNumberID, deadline.Sub(p.clock.Now())-p.cfg.CallTimeout); err != nil {
+			clog.WithError(err).Warn("the rate limiter leaves no time for another attempt within the claim's lease")
+			out.exhausted = true
+			return out
+		}
+	}
+}
+
+// errNoSlot: the rate limiter has no slot within the time allowed.
+var errNoSlot = errors.New("no rate limiter slot in time")
+
+// pace waits for the phone number's next slot, at most maxWait.
+func (p *Processor) pace(ctx context.Context, phoneNumberID string, maxWait time.Duration) error {
+	wait, ok := p.limiters.Reserve(phoneNumberID, p.clock.Now(), maxWait)
+	if !ok {
+		return fmt.Errorf("%w (next slot in %s)", errNoSlot, wait)
+	}
+	if wait <= 0 {
+		return nil
+	}
+	p.metrics.rateWaits.Observe(wait.Seconds())
+	return p.clock.Sleep(ctx, wait)
+}
+
+func newResult(task *wadispatchv1.SendTask, claimID string) *wadispatchv1.SendResult {
+	return &wadispatchv1.SendResult{
+		MessageDocId:       task.GetMessageDocId(),
+		LeaseId:            task.GetLeaseId(),
+		EnquiryId:          task.GetEnquiryId(),
+		MessageId:          task.GetMessageId(),
+		DriverMobileNumber: task.GetDriverMobileNumber(),
+		CreatedBy:          task.GetCreatedBy(),
+		ClaimId:            claimID,
+		CreatedAt:          task.GetCreatedAt(),
+	}
+}
+
+func whatsAppError(e *whatsapp.Error) *wadispatchv1.WhatsAppError {
+	out := &wadispatchv1.WhatsAppError{
+		Code:       int32(e.Code),
+		Subcode:    int32(e.Subcode),
+		Type:       e.Type,
+		Message:    e.Message,
+		Details:    e.Details,
+		FbtraceId:  e.FBTraceID,
+		HttpStatus: int32(e.HTTPStatus),
+		Retryable:  e.Retryable(),
+		Reason:     string(e.Reason),
+	}
+	if !e.HasCode {
+		// A transport failure has no Meta message; its error string (which
+		// never holds the token) says what happened.
+		out.Message = e.Error()
+	}
+	return out
+}
+
+// publishResult publishes and waits for the confirmation. The result is the
+// truth about a send, so it is published even while the sender stops.
+func (p *Processor) publishResult(ctx context.Context, task *wadispatchv1.SendTask, r *wadispatchv1.SendResult) error {
+	data, err := proto.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishTimeout)
+	defer cancel()
+	attrs := map[string]string{
+		"messagePath": r.GetMessageDocId(),
+		"leaseId":     r.GetLeaseId(),
+		"type":        messageTypeAttr(task.GetType()),
+		"outcome":     outcomeAttr(r.GetOutcome()),
+		"schema":      string(proto.MessageName(r)),
+	}
+	if err := p.publisher.Publish(ctx, topology.ResultsTopic, data, attrs); err != nil {
+		return fmt.Errorf("publish result to %s: %w", topology.ResultsTopic, err)
+	}
+	return nil
+}
+
+// deadLetter publishes the task as received, with why it failed, so
+// operators see it next to the tasks Pub/Sub dead-lettered.
+func (p *Processor) deadLetter(ctx context.Context, d Delivery, e *wadispatchv1.WhatsAppError) error {
+	attrs := maps.Clone(d.Attributes)
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	attrs["failureReason"] = ReasonRetriesExhausted
+	attrs["lastErrorReason"] = e.GetReason()
+	if e.GetCode() != 0 {
+		attrs["lastErrorCode"] = strconv.Itoa(int(e.GetCode()))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishTimeout)
+	defer cancel()
+	if err := p.publisher.Publish(ctx, topology.TasksDeadLetterTopic, d.Data, attrs); err != nil {
+		return fmt.Errorf("publish to %s: %w", topology.TasksDeadLetterTopic, err)
+	}
+	p.metrics.deadLetters.Inc()
+	return nil
+}
+
+func decisionLabel(d wadispatchv1.ClaimSendResponse_Decision) string {
+	switch d {
+	case wadispatchv1.ClaimSendResponse_DECISION_SEND:
+		return "send"
+	case wadispatchv1.ClaimSendResponse_DECISION_DONE:
+		return "done"
+	case wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT:
+		return "in_flight"
+	case wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN:
+		return "unknown"
+	}
+	return "unspecified"
+}
+
+func messageTypeAttr(t wadispatchv1.MessageType) string {
+	switch t {
+	case wadispatchv1.MessageType_MESSAGE_TYPE_TEXT:
+		return "text"
+	case wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE:
+		return "template"
+	}
+	return "unspecified"
+}
+
+func outcomeAttr(o wadispatchv1.Outcome) string {
+	switch o {
+	case wadispatchv1.Outcome_OUTCOME_SENT:
+		return "sent"
+	case wadispatchv1.Outcome_OUTCOME_FAILED:
+		return "failed"
+	}
+	return "unspecified"
+}
