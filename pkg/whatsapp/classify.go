@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"net/http"
+	"sort"
 	"time"
 )
 
@@ -182,4 +183,16 @@ func backoffHint(r Reason) time.Duration {
 		return time.Second
 	}
 	return 0
+}
+
+// DocumentedCodes returns every code of the table in increasing order (the
+// 200-299 permission range as 200 only).
+func DocumentedCodes() []int {
+	codes := make([]int, 0, len(codeTable)+1)
+	for c := range codeTable {
+		codes = append(codes, c)
+	}
+	codes = append(codes, 200)
+	sort.Ints(codes)
+	return codes
 }

@@ -113,7 +113,8 @@ type FaultKind string
 // Fault kinds.
 const (
 	// FaultError answers with Meta's error object for Code (HTTPStatus
-	// defaults to the status Meta documents for the code).
+	// defaults to the status Meta documents for the code). Code 0 is Meta's
+	// AuthException.
 	FaultError FaultKind = "error"
 	// FaultHTTPStatus answers HTTPStatus (default 502) with a non-JSON body,
 	// as a proxy in front of the API would.
@@ -151,8 +152,8 @@ type Fault struct {
 func (f Fault) validate() error {
 	switch f.Kind {
 	case FaultError:
-		if f.Code == 0 {
-			return fmt.Errorf("fault %q needs a code", f.Kind)
+		if f.Code < 0 || (f.HTTPStatus != 0 && (f.HTTPStatus < 400 || f.HTTPStatus > 599)) {
+			return fmt.Errorf("fault %q: code %d / http_status %d", f.Kind, f.Code, f.HTTPStatus)
 		}
 	case FaultHTTPStatus:
 		if f.HTTPStatus != 0 && (f.HTTPStatus < 400 || f.HTTPStatus > 599) {

@@ -258,7 +258,7 @@ func TestValidatesPayloadLikeMeta(t *testing.T) {
 	})
 	long := strings.Repeat("é", 4097)
 	cases := []struct {
-		name, body string
+		name, body   string
 		code, status int
 	}{
 		{"not json", `{"messaging_product":`, 100, 400},
@@ -529,7 +529,7 @@ func TestFaultValidation(t *testing.T) {
 	e := start(t, nil)
 	for _, f := range []whatsappsim.Fault{
 		{Kind: "explode"},
-		{Kind: whatsappsim.FaultError},
+		{Kind: whatsappsim.FaultError, Code: 100, HTTPStatus: 302},
 		{Kind: whatsappsim.FaultLatency},
 		{Kind: whatsappsim.FaultHTTPStatus, HTTPStatus: 200},
 		{Kind: whatsappsim.FaultDrop, Probability: 2},
@@ -819,7 +819,7 @@ func TestAdminAPI(t *testing.T) {
 	if s, b := admin("POST", "/_sim/faults", `{"kind":"error","code":131026,"times":1,"phone_number_id":"`+phoneID2+`"}`); s != 204 {
 		t.Fatalf("add fault: %d %s", s, b)
 	}
-	if s, b := admin("POST", "/_sim/faults", `{"kind":"error"}`); s != 400 || !bytes.Contains(b, []byte("needs a code")) {
+	if s, b := admin("POST", "/_sim/faults", `{"kind":"latency"}`); s != 400 || !bytes.Contains(b, []byte("needs a positive latency")) {
 		t.Fatalf("bad fault: %d %s", s, b)
 	}
 	if s, b := admin("POST", "/_sim/faults", `{"kind":"error","code":1,"colour":"red"}`); s != 400 {
