@@ -110,26 +110,6 @@ func compileQuery(q *pb.StructuredQuery) (*compiledQuery, error) {
 	return cq, nil
 }
 
-func (cq *compiledQuery) compare(a, b *pb.Document) int {
-	for _, k := range cq.order {
-		var c int
-		if k.path == nil {
-			c = compareNames(a.Name, b.Name)
-		} else {
-			av, _ := getField(a.Fields, k.path)
-			bv, _ := getField(b.Fields, k.path)
-			c = compareValues(av, bv)
-		}
-		if k.desc {
-			c = -c
-		}
-		if c != 0 {
-			return c
-		}
-	}
-	return 0
-}
-
 // compareCursor compares a document with a cursor position over the
 // cursor's values (a prefix of the ordering).
 func (cq *compiledQuery) compareCursor(d *pb.Document, cur *pb.Cursor) int {
@@ -188,33 +168,59 @@ func (s *Server) execQuery(db *database, parent string, q *pb.StructuredQuery, a
 	if err != nil {
 		return nil, err
 	}
-	var docs []*pb.Document
+	match := func(*pb.Document) bool { return true }
+	if q.GetWhere() != nil {
+		if match, err = compileFilter(q.GetWhere()); err != nil {
+			return nil, err
+		}
+	}
+	// Each candidate's ordering values are extracted once; a document lacking
+	// an ordered field is not in the result, as in Firestore's indexes.
+	type row struct {
+		doc  *pb.Document
+		keys []*pb.Value
+	}
+	var rows []row
 	for _, e := range db.candidates(parent, q.GetFrom()[0]) {
 		d := e.at(at)
-		if d == nil {
+		if d == nil || !match(d) {
 			continue
 		}
-		if q.GetWhere() != nil {
-			ok, err := matches(d, q.GetWhere())
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
+		keys := make([]*pb.Value, len(cq.order))
+		hasAll := true
+		for i, k := range cq.order {
+			if k.path == nil {
 				continue
 			}
-		}
-		hasAll := true
-		for _, k := range cq.order {
-			if _, ok := fieldOf(d, k.path); !ok {
-				hasAll = false
+			if keys[i], hasAll = getField(d.Fields, k.path); !hasAll {
 				break
 			}
 		}
 		if hasAll {
-			docs = append(docs, d)
+			rows = append(rows, row{doc: d, keys: keys})
 		}
 	}
-	sort.Slice(docs, func(i, j int) bool { return cq.compare(docs[i], docs[j]) < 0 })
+	sort.Slice(rows, func(i, j int) bool {
+		for n, k := range cq.order {
+			var c int
+			if k.path == nil {
+				c = compareNames(rows[i].doc.Name, rows[j].doc.Name)
+			} else {
+				c = compareValues(rows[i].keys[n], rows[j].keys[n])
+			}
+			if c != 0 {
+				if k.desc {
+					return c > 0
+				}
+				return c < 0
+			}
+		}
+		return false
+	})
+	docs := make([]*pb.Document, len(rows))
+	for i, r := range rows {
+		docs[i] = r.doc
+	}
 	for _, c := range []*pb.Cursor{q.GetStartAt(), q.GetEndAt()} {
 		if len(c.GetValues()) > len(cq.order) {
 			return nil, status.Error(codes.InvalidArgument, "cursor has more values than the query has orderings")
@@ -246,46 +252,57 @@ func (s *Server) execQuery(db *database, parent string, q *pb.StructuredQuery, a
 	return docs, nil
 }
 
-func matches(d *pb.Document, f *pb.StructuredQuery_Filter) (bool, error) {
+// predicate is a compiled filter.
+type predicate func(d *pb.Document) bool
+
+// compileFilter parses a filter's field paths once so that evaluating it
+// over many documents does no parsing.
+func compileFilter(f *pb.StructuredQuery_Filter) (predicate, error) {
 	switch ft := f.GetFilterType().(type) {
 	case *pb.StructuredQuery_Filter_CompositeFilter:
 		and := ft.CompositeFilter.GetOp() != pb.StructuredQuery_CompositeFilter_OR
+		var subs []predicate
 		for _, sub := range ft.CompositeFilter.GetFilters() {
-			ok, err := matches(d, sub)
+			p, err := compileFilter(sub)
 			if err != nil {
-				return false, err
+				return nil, err
 			}
-			if ok != and {
-				return ok, nil
-			}
+			subs = append(subs, p)
 		}
-		return and, nil
+		return func(d *pb.Document) bool {
+			for _, p := range subs {
+				if p(d) != and {
+					return !and
+				}
+			}
+			return and
+		}, nil
 	case *pb.StructuredQuery_Filter_FieldFilter:
-		return matchField(d, ft.FieldFilter)
+		return compileFieldFilter(ft.FieldFilter)
 	case *pb.StructuredQuery_Filter_UnaryFilter:
 		p, err := refPath(ft.UnaryFilter.GetField())
 		if err != nil {
-			return false, err
+			return nil, err
 		}
-		v, ok := fieldOf(d, p)
-		if !ok {
-			return false, nil
-		}
-		isNaN := typeRank(v) == rankNaN
-		isNull := typeRank(v) == rankNull
+		var test func(isNaN, isNull bool) bool
 		switch ft.UnaryFilter.GetOp() {
 		case pb.StructuredQuery_UnaryFilter_IS_NAN:
-			return isNaN, nil
+			test = func(isNaN, _ bool) bool { return isNaN }
 		case pb.StructuredQuery_UnaryFilter_IS_NULL:
-			return isNull, nil
+			test = func(_, isNull bool) bool { return isNull }
 		case pb.StructuredQuery_UnaryFilter_IS_NOT_NAN:
-			return !isNaN && !isNull, nil
+			test = func(isNaN, isNull bool) bool { return !isNaN && !isNull }
 		case pb.StructuredQuery_UnaryFilter_IS_NOT_NULL:
-			return !isNull, nil
+			test = func(_, isNull bool) bool { return !isNull }
+		default:
+			return nil, status.Errorf(codes.InvalidArgument, "unsupported unary operator %v", ft.UnaryFilter.GetOp())
 		}
-		return false, status.Errorf(codes.InvalidArgument, "unsupported unary operator %v", ft.UnaryFilter.GetOp())
+		return func(d *pb.Document) bool {
+			v, ok := fieldOf(d, p)
+			return ok && test(typeRank(v) == rankNaN, typeRank(v) == rankNull)
+		}, nil
 	}
-	return false, status.Error(codes.InvalidArgument, "empty filter")
+	return nil, status.Error(codes.InvalidArgument, "empty filter")
 }
 
 // comparisonClass puts NaN with the numbers: range filters only match
@@ -297,84 +314,92 @@ func comparisonClass(v *pb.Value) int {
 	return rankNumber
 }
 
-func matchField(d *pb.Document, ff *pb.StructuredQuery_FieldFilter) (bool, error) {
+func containsValue(list []*pb.Value, v *pb.Value) bool {
+	for _, e := range list {
+		if valuesEqual(v, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func compileFieldFilter(ff *pb.StructuredQuery_FieldFilter) (predicate, error) {
 	p, err := refPath(ff.GetField())
 	if err != nil {
-		return false, err
-	}
-	v, ok := fieldOf(d, p)
-	if !ok {
-		return false, nil
+		return nil, err
 	}
 	operand := ff.GetValue()
 	op := ff.GetOp()
+	var test func(v *pb.Value) bool
 	switch op {
 	case pb.StructuredQuery_FieldFilter_EQUAL:
-		return valuesEqual(v, operand), nil
+		test = func(v *pb.Value) bool { return valuesEqual(v, operand) }
 	case pb.StructuredQuery_FieldFilter_NOT_EQUAL:
-		return typeRank(v) != rankNull && !valuesEqual(v, operand), nil
+		test = func(v *pb.Value) bool { return typeRank(v) != rankNull && !valuesEqual(v, operand) }
 	case pb.StructuredQuery_FieldFilter_LESS_THAN, pb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL,
 		pb.StructuredQuery_FieldFilter_GREATER_THAN, pb.StructuredQuery_FieldFilter_GREATER_THAN_OR_EQUAL:
-		if comparisonClass(v) != comparisonClass(operand) {
-			return false, nil
+		lower := op == pb.StructuredQuery_FieldFilter_LESS_THAN || op == pb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL
+		test = func(v *pb.Value) bool {
+			if comparisonClass(v) != comparisonClass(operand) || typeRank(operand) == rankNaN {
+				return false
+			}
+			if typeRank(v) == rankNaN {
+				// NaN sorts below every number, so only upper bounds admit it.
+				return lower
+			}
+			c := compareValues(v, operand)
+			switch op {
+			case pb.StructuredQuery_FieldFilter_LESS_THAN:
+				return c < 0
+			case pb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL:
+				return c <= 0
+			case pb.StructuredQuery_FieldFilter_GREATER_THAN:
+				return c > 0
+			}
+			return c >= 0
 		}
-		if typeRank(operand) == rankNaN || (typeRank(v) == rankNaN && op != pb.StructuredQuery_FieldFilter_LESS_THAN && op != pb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL) {
-			return false, nil
-		}
-		c := compareValues(v, operand)
-		switch op {
-		case pb.StructuredQuery_FieldFilter_LESS_THAN:
-			return c < 0, nil
-		case pb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL:
-			return c <= 0, nil
-		case pb.StructuredQuery_FieldFilter_GREATER_THAN:
-			return c > 0, nil
-		}
-		return c >= 0, nil
-	case pb.StructuredQuery_FieldFilter_IN, pb.StructuredQuery_FieldFilter_NOT_IN:
+	case pb.StructuredQuery_FieldFilter_IN, pb.StructuredQuery_FieldFilter_NOT_IN, pb.StructuredQuery_FieldFilter_ARRAY_CONTAINS_ANY:
 		arr, ok := operand.GetValueType().(*pb.Value_ArrayValue)
 		if !ok {
-			return false, status.Errorf(codes.InvalidArgument, "%v requires an array value", op)
+			return nil, status.Errorf(codes.InvalidArgument, "%v requires an array value", op)
 		}
-		found := false
-		for _, e := range arr.ArrayValue.GetValues() {
-			if valuesEqual(v, e) {
-				found = true
-				break
+		list := arr.ArrayValue.GetValues()
+		switch op {
+		case pb.StructuredQuery_FieldFilter_IN:
+			test = func(v *pb.Value) bool { return containsValue(list, v) }
+		case pb.StructuredQuery_FieldFilter_NOT_IN:
+			// not-in never matches null, and a list holding null matches nothing.
+			hasNull := false
+			for _, e := range list {
+				hasNull = hasNull || typeRank(e) == rankNull
 			}
-		}
-		if op == pb.StructuredQuery_FieldFilter_IN {
-			return found, nil
-		}
-		for _, e := range arr.ArrayValue.GetValues() {
-			if typeRank(e) == rankNull {
-				return false, nil
-			}
-		}
-		return !found && typeRank(v) != rankNull, nil
-	case pb.StructuredQuery_FieldFilter_ARRAY_CONTAINS, pb.StructuredQuery_FieldFilter_ARRAY_CONTAINS_ANY:
-		have, ok := v.GetValueType().(*pb.Value_ArrayValue)
-		if !ok {
-			return false, nil
-		}
-		wanted := []*pb.Value{operand}
-		if op == pb.StructuredQuery_FieldFilter_ARRAY_CONTAINS_ANY {
-			arr, ok := operand.GetValueType().(*pb.Value_ArrayValue)
-			if !ok {
-				return false, status.Error(codes.InvalidArgument, "ARRAY_CONTAINS_ANY requires an array value")
-			}
-			wanted = arr.ArrayValue.GetValues()
-		}
-		for _, e := range have.ArrayValue.GetValues() {
-			for _, w := range wanted {
-				if valuesEqual(e, w) {
-					return true, nil
+			test = func(v *pb.Value) bool { return !hasNull && typeRank(v) != rankNull && !containsValue(list, v) }
+		default:
+			test = func(v *pb.Value) bool {
+				have, ok := v.GetValueType().(*pb.Value_ArrayValue)
+				if !ok {
+					return false
 				}
+				for _, e := range have.ArrayValue.GetValues() {
+					if containsValue(list, e) {
+						return true
+					}
+				}
+				return false
 			}
 		}
-		return false, nil
+	case pb.StructuredQuery_FieldFilter_ARRAY_CONTAINS:
+		test = func(v *pb.Value) bool {
+			have, ok := v.GetValueType().(*pb.Value_ArrayValue)
+			return ok && containsValue(have.ArrayValue.GetValues(), operand)
+		}
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "unsupported field filter operator %v", op)
 	}
-	return false, status.Errorf(codes.InvalidArgument, "unsupported field filter operator %v", op)
+	return func(d *pb.Document) bool {
+		v, ok := fieldOf(d, p)
+		return ok && test(v)
+	}, nil
 }
 
 // runQuery resolves consistency, runs the query and, inside a read-write

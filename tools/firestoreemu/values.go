@@ -212,13 +212,22 @@ func compareMaps(a, b map[string]*pb.Value) int {
 // compareNames orders document names segment by segment, which differs from
 // plain string order when an ID contains characters below '/'.
 func compareNames(a, b string) int {
-	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
-	for i := 0; i < len(as) && i < len(bs); i++ {
-		if c := strings.Compare(as[i], bs[i]); c != 0 {
+	for {
+		as, arest, aMore := strings.Cut(a, "/")
+		bs, brest, bMore := strings.Cut(b, "/")
+		if c := strings.Compare(as, bs); c != 0 {
 			return c
 		}
+		switch {
+		case !aMore && !bMore:
+			return 0
+		case !aMore:
+			return -1
+		case !bMore:
+			return 1
+		}
+		a, b = arest, brest
 	}
-	return cmpInt(len(as), len(bs))
 }
 
 // valuesEqual is Firestore's equality for filters and array transforms:
