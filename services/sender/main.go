@@ -1,0 +1,79 @@
+// Command sender consumes SendTasks from whatsapp-messages, claims each send
+// through the recorder, calls the WhatsApp Cloud API and publishes the
+// SendResult to whatsapp-message-results (see pkg/sending for the procedure).
+//
+// Run `sender -help-env` for its environment variables.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/visn/wadispatch/pkg/config"
+	"github.com/visn/wadispatch/pkg/logging"
+)
+
+// spec is the sender's environment.
+type spec struct {
+	Project       string        `envconfig:"GOOGLE_CLOUD_PROJECT" default:"wadispatch-local" desc:"Google Cloud project of Pub/Sub (and Secret Manager)"`
+	LogLevel      string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warning or error"`
+	HTTPAddr      string        `envconfig:"HTTP_ADDR" default:":8080" desc:"ops endpoints: /healthz, /readyz, /metrics"`
+	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"25s" desc:"how long the ops server drains on SIGTERM; in-flight sends finish within their claim lease"`
+
+	Subscription string `envconfig:"SENDER_SUBSCRIPTION" default:"whatsapp-messages-sender" desc:"Pub/Sub subscription of the tasks"`
+	MaxInFlight  int    `envconfig:"SENDER_MAX_IN_FLIGHT" default:"64" desc:"tasks processed at once (Pub/Sub flow control)"`
+
+	RecorderAddr string        `envconfig:"SENDER_RECORDER_ADDR" default:"localhost:9090" desc:"host:port of the recorder's gRPC API"`
+	ClaimLease   time.Duration `envconfig:"SENDER_CLAIM_LEASE" default:"45s" desc:"how long a claim holds without an outcome; bounds one task's retries (the pod's termination grace should exceed it)"`
+	ClaimTimeout time.Duration `envconfig:"SENDER_CLAIM_TIMEOUT" default:"10s" desc:"timeout of one ClaimSend call"`
+	Claimant     string        `envconfig:"SENDER_CLAIMANT" desc:"name of this instance in claims (default: host name)"`
+
+	WhatsAppBaseURL    string        `envconfig:"SENDER_WHATSAPP_BASE_URL" default:"https://graph.facebook.com" desc:"WhatsApp Cloud API base URL (the simulator's locally)"`
+	WhatsAppTimeout    time.Duration `envconfig:"SENDER_WHATSAPP_TIMEOUT" default:"10s" desc:"timeout of one WhatsApp call"`
+	WhatsAppAPIVersion string        `envconfig:"SENDER_WHATSAPP_API_VERSION" default:"v21.0" desc:"Graph API version for leases that name none"`
+
+	RatePerNumber float64       `envconfig:"SENDER_RATE_PER_NUMBER" default:"60" desc:"messages per second per business phone number (WhatsApp allows 80 by default)"`
+	RateBurst     int           `envconfig:"SENDER_RATE_BURST" default:"5" desc:"burst of the per-number rate limiter"`
+	RateCooldown  time.Duration `envconfig:"SENDER_RATE_COOLDOWN" default:"30s" desc:"how long a number stays slowed down after WhatsApp's 130429"`
+
+	MaxAttempts     int           `envconfig:"SENDER_MAX_ATTEMPTS" default:"5" desc:"WhatsApp calls per task for retryable errors (rate limit answers do not count)"`
+	InitialBackoff  time.Duration `envconfig:"SENDER_INITIAL_BACKOFF" default:"500ms" desc:"first backoff between attempts (exponential, with jitter)"`
+	MaxBackoff      time.Duration `envconfig:"SENDER_MAX_BACKOFF" default:"10s" desc:"longest backoff between attempts"`
+	PublishTimeout  time.Duration `envconfig:"SENDER_PUBLISH_TIMEOUT" default:"30s" desc:"timeout of publishing a result and waiting for its confirmation"`
+	InFlightRecheck time.Duration `envconfig:"SENDER_IN_FLIGHT_RECHECK" default:"5s" desc:"longest wait before nacking a task another sender holds"`
+
+	Tokens         string        `envconfig:"SENDER_TOKENS" desc:"local runs: JSON object from token reference to WhatsApp token"`
+	TokensFile     string        `envconfig:"SENDER_TOKENS_FILE" desc:"local runs: file holding that JSON object"`
+	SecretManager  bool          `envconfig:"SENDER_SECRET_MANAGER" default:"false" desc:"resolve token references of the form projects/*/secrets/*/versions/* through Secret Manager"`
+	SecretCacheTTL time.Duration `envconfig:"SENDER_SECRET_CACHE_TTL" default:"5m" desc:"how long a token read from Secret Manager is reused"`
+}
+
+func main() {
+	helpEnv := flag.Bool("help-env", false, "print the environment variables and exit")
+	flag.Parse()
+	var cfg spec
+	if *helpEnv {
+		if err := config.PrintUsage(os.Stdout, &cfg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		return
+	}
+	if err := config.Load(&cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log, err := logging.New("sender", cfg.Project, cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := run(context.Background(), cfg, log); err != nil {
+		log.WithError(err).Error("sender stopped")
+		os.Exit(1)
+	}
+	log.Info("sender stopped")
+}

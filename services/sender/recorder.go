@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+)
+
+// retryUnavailable lets gRPC retry a ClaimSend that met an unavailable
+// recorder (a pod restarting behind the Service) before the task is nacked.
+const retryUnavailable = `{
+  "methodConfig": [{
+    "name": [{"service": "wadispatch.v1.Recorder"}],
+    "retryPolicy": {
+      "maxAttempts": 3,
+      "initialBackoff": "0.1s",
+      "maxBackoff": "1s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+}`
+
+// recorderConn is the connection to the recorder's gRPC API. Inside the
+// cluster it is plaintext; the network policy admits only the sender.
+type recorderConn struct {
+	conn *grpc.ClientConn
+}
+
+func dialRecorder(addr string) (*recorderConn, error) {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(retryUnavailable),
+		// Pings keep idle connections through load balancers and notice a
+		// dead recorder before a claim waits on it.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("recorder client for %s: %w", addr, err)
+	}
+	return &recorderConn{conn: conn}, nil
+}
+
+// Ready reports whether the recorder can be reached now, connecting if the
+// connection is idle.
+func (r *recorderConn) Ready(ctx context.Context) error {
+	for {
+		s := r.conn.GetState()
+		switch s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.Idle:
+			r.conn.Connect()
+		}
+		if !r.conn.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("recorder %s: %s", r.conn.Target(), s)
+		}
+	}
+}
+
+func (r *recorderConn) Close() error { return r.conn.Close() }
