@@ -145,7 +145,7 @@ func TestAcceptedButAnswerLostIsOutcomeUnknown(t *testing.T) {
 }
 
 func TestThrottledThenAcceptedAfterRetryAfter(t *testing.T) {
-	_, c, _ := simulator(t, func(o *whatsappsim.Options) { o.PairInterval = 200 * time.Millisecond })
+	_, c, _ := simulator(t, func(o *whatsappsim.Options) { o.PairInterval = 400 * time.Millisecond })
 	ctx := context.Background()
 	if _, err := c.Send(ctx, from(), whatsapp.TextMessage(driver, "one", false)); err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestThrottledThenAcceptedAfterRetryAfter(t *testing.T) {
 	if !errors.As(err, &e) || e.Reason != whatsapp.ReasonPairRateLimit || !e.Retryable() {
 		t.Fatalf("err = %v", err)
 	}
-	time.Sleep(220 * time.Millisecond)
+	time.Sleep(420 * time.Millisecond)
 	if _, err := c.Send(ctx, from(), whatsapp.TextMessage(driver, "two", false)); err != nil {
 		t.Fatalf("retry after the interval: %v", err)
 	}

@@ -303,9 +303,9 @@ func TestValidatesPayloadLikeMeta(t *testing.T) {
 }
 
 func TestThroughputLimit(t *testing.T) {
-	e := start(t, func(o *whatsappsim.Options) { o.Throughput = 5 })
+	e := start(t, func(o *whatsappsim.Options) { o.Throughput = 2 })
 	accepted, throttled := 0, 0
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 6; i++ {
 		_, err := e.send(t, text(driver, "hi"))
 		switch {
 		case err == nil:
@@ -320,18 +320,46 @@ func TestThroughputLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A burst of one second's worth passes, the rest is refused (a token or
-	// two may refill during the loop).
-	if accepted < 5 || accepted > 7 || throttled < 3 {
-		t.Fatalf("accepted %d, throttled %d of 10 at 5/s", accepted, throttled)
+	// One second's worth passes at once, the rest is refused (one more may
+	// pass if the loop is slow enough for a refill).
+	if accepted < 2 || accepted > 3 || throttled < 3 {
+		t.Fatalf("accepted %d, throttled %d of 6 at 2/s", accepted, throttled)
 	}
 	// The limit is per phone number.
 	if _, err := e.sendAs(t, sender(phoneID2, token2), text(driver, "hi")); err != nil {
 		t.Fatalf("other phone number throttled: %v", err)
 	}
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(550 * time.Millisecond)
 	if _, err := e.send(t, text(driver, "hi")); err != nil {
 		t.Fatalf("after refill: %v", err)
+	}
+	if n := e.sim.Counts().RejectedByCode[130429]; n != throttled {
+		t.Fatalf("counted %d throttled calls, saw %d", n, throttled)
+	}
+}
+
+func TestLatencyOption(t *testing.T) {
+	e := start(t, func(o *whatsappsim.Options) { o.Latency = 80 * time.Millisecond })
+	begin := time.Now()
+	if _, err := e.send(t, text(driver, "hi")); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(begin); d < 80*time.Millisecond {
+		t.Fatalf("answered in %v with 80ms latency", d)
+	}
+}
+
+func TestResetReinstallsOptionFaults(t *testing.T) {
+	e := start(t, func(o *whatsappsim.Options) {
+		o.Faults = []whatsappsim.Fault{{Kind: whatsappsim.FaultError, Code: 131026, Times: 1}}
+	})
+	for round := 0; round < 2; round++ {
+		_, err := e.send(t, text(driver, "hi"))
+		mustCode(t, err, 131026, http.StatusBadRequest)
+		if _, err := e.send(t, text(driver, "hi")); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		e.sim.Reset()
 	}
 }
 
@@ -346,7 +374,7 @@ func TestThrottleStatusFollowsOption(t *testing.T) {
 }
 
 func TestPairRateLimit(t *testing.T) {
-	e := start(t, func(o *whatsappsim.Options) { o.PairInterval = 300 * time.Millisecond })
+	e := start(t, func(o *whatsappsim.Options) { o.PairInterval = 500 * time.Millisecond })
 	if _, err := e.send(t, text(driver, "one")); err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +390,7 @@ func TestPairRateLimit(t *testing.T) {
 	if _, err := e.sendAs(t, sender(phoneID2, token2), text(driver, "hi")); err != nil {
 		t.Fatalf("other phone number: %v", err)
 	}
-	time.Sleep(320 * time.Millisecond)
+	time.Sleep(520 * time.Millisecond)
 	if _, err := e.send(t, text(driver, "three")); err != nil {
 		t.Fatalf("after the interval: %v", err)
 	}
