@@ -1,0 +1,353 @@
+// Package chatmessage validates a chat message document written by the ViSN
+// web app and turns it, with the lease's WhatsApp configuration, into the
+// SendTask the sender works from.
+//
+// The rules are the seed's ("Trigger Function Activation"): the document holds
+// valid data, the lease has a WhatsApp configuration, the message did not
+// come from a driver, and it was not migrated during a reassignment. Every
+// failure is a *Rejection with a machine-readable Reason, since none of them
+// can succeed on a retry of the same event.
+//
+// Everything here is pure: documents arrive as the plain Go values
+// firestoreevent.Plain (or the Firestore client's DataAt/Data) produces.
+package chatmessage
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nyaruka/phonenumbers"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/whatsapp"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+// Reasons for rejecting a message.
+const (
+	ReasonInvalidData      = "invalid_data"
+	ReasonNoWhatsAppConfig = "no_whatsapp_config"
+	ReasonFromDriver       = "from_driver"
+	ReasonMigrated         = "migrated"
+)
+
+// Rejection says why a message will never be sent.
+type Rejection struct {
+	Reason string
+	// Field is the offending document field for invalid_data (a dotted
+	// path such as "payload.eta"), or the whatsappConfig key for
+	// no_whatsapp_config.
+	Field  string
+	Detail string
+}
+
+func (r *Rejection) Error() string {
+	if r.Field != "" {
+		return r.Reason + ": " + r.Field + ": " + r.Detail
+	}
+	return r.Reason + ": " + r.Detail
+}
+
+// RejectReason returns the machine-readable reason; callers find rejections
+// of any package with errors.As on interface{ RejectReason() string }.
+func (r *Rejection) RejectReason() string { return r.Reason }
+
+func invalid(field, format string, args ...any) *Rejection {
+	return &Rejection{Reason: ReasonInvalidData, Field: field, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Message is a validated chat message.
+type Message struct {
+	Ref dispatch.MessageRef
+	// DriverE164 is the driver's number in E.164, e.g. +447700900123.
+	DriverE164 string
+	Type       wadispatchv1.MessageType
+	Body       string
+	CreatedBy  string
+	// AccountID and ServiceUnitID are empty when the document has none;
+	// FillFromEnquiry completes them.
+	AccountID     string
+	ServiceUnitID string
+	Payload       map[string]string
+	TemplateType  string
+	ETA           int64
+}
+
+// Parse validates a chat message document's fields. defaultRegion (an ISO
+// 3166 region such as "GB") is assumed for a driver number written without
+// country code.
+//
+// Driver and migrated messages are rejected before the data is checked: a
+// reply recorded from a driver does not carry the fields an outbound message
+// needs, and calling it invalid would hide what it is.
+func Parse(ref dispatch.MessageRef, fields map[string]any, defaultRegion string) (*Message, error) {
+	source, err := optionalString(fields, "source")
+	if err != nil {
+		return nil, err
+	}
+	if source == "driver" {
+		return nil, &Rejection{Reason: ReasonFromDriver, Field: "source", Detail: "the message came from the driver"}
+	}
+	switch v := fields["isMigrated"].(type) {
+	case nil:
+	case bool:
+		if v {
+			return nil, &Rejection{Reason: ReasonMigrated, Field: "isMigrated", Detail: "the message was migrated during a reassignment"}
+		}
+	default:
+		// Sending a message that may have been migrated could repeat it to
+		// the driver; refuse rather than guess.
+		return nil, invalid("isMigrated", "is a %s, want a boolean", typeName(v))
+	}
+
+	m := &Message{Ref: ref}
+	if m.Body, err = requiredString(fields, "message"); err != nil {
+		return nil, err
+	}
+	typ, err := requiredString(fields, "type")
+	if err != nil {
+		return nil, err
+	}
+	if m.CreatedBy, err = requiredString(fields, "createdBy"); err != nil {
+		return nil, err
+	}
+	if m.CreatedBy == "" {
+		return nil, invalid("createdBy", "is empty")
+	}
+	number, err := requiredString(fields, "driverMobileNumber")
+	if err != nil {
+		return nil, err
+	}
+	if m.DriverE164, err = NormalizeNumber(number, defaultRegion); err != nil {
+		return nil, invalid("driverMobileNumber", "%v", err)
+	}
+	if m.TemplateType, err = optionalString(fields, "templateType"); err != nil {
+		return nil, err
+	}
+	switch typ {
+	case "text":
+		m.Type = wadispatchv1.MessageType_MESSAGE_TYPE_TEXT
+		if m.Body == "" {
+			return nil, invalid("message", "a text message needs a body")
+		}
+		if n := utf8.RuneCountInString(m.Body); n > whatsapp.MaxTextBodyLength {
+			return nil, invalid("message", "has %d characters, WhatsApp allows %d", n, whatsapp.MaxTextBodyLength)
+		}
+	case "template":
+		m.Type = wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE
+		if m.TemplateType == "" {
+			return nil, invalid("templateType", "a template message must name its template")
+		}
+	default:
+		return nil, invalid("type", "is %q, want text or template", clip(typ))
+	}
+	if m.AccountID, err = optionalString(fields, "accountId"); err != nil {
+		return nil, err
+	}
+	if m.ServiceUnitID, err = optionalString(fields, "serviceUnitId"); err != nil {
+		return nil, err
+	}
+	if m.Payload, err = payload(fields["payload"]); err != nil {
+		return nil, err
+	}
+	if m.ETA, err = eta(fields["ETA"]); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// NeedsEnquiry reports whether accountId or serviceUnitId must come from the
+// enquiry document.
+func (m *Message) NeedsEnquiry() bool { return m.AccountID == "" || m.ServiceUnitID == "" }
+
+// FillFromEnquiry completes accountId and serviceUnitId from the enquiry
+// document's fields of the same names. The enquiry is not the web app's
+// message and may predate it, so values of other types are ignored rather
+// than rejected; a message without them is still sendable.
+func (m *Message) FillFromEnquiry(enquiry map[string]any) {
+	if s, ok := enquiry["accountId"].(string); ok && m.AccountID == "" {
+		m.AccountID = s
+	}
+	if s, ok := enquiry["serviceUnitId"].(string); ok && m.ServiceUnitID == "" {
+		m.ServiceUnitID = s
+	}
+}
+
+// Task builds the SendTask for m with the lease's configuration. A template
+// message is checked against the rules the WhatsApp client applies when
+// sending it (parameter names and values), so a task that can only fail is
+// never published.
+func (m *Message) Task(cfg WhatsAppConfig, eventID string, createdAt time.Time) (*wadispatchv1.SendTask, error) {
+	if m.Type == wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE {
+		if _, err := whatsapp.TemplateMessage(m.DriverE164, m.TemplateType, cfg.TemplateLanguage, m.Payload); err != nil {
+			return nil, invalid("payload", "%v", err)
+		}
+	}
+	t := &wadispatchv1.SendTask{
+		LeaseId:            m.Ref.LeaseID,
+		AccountId:          m.AccountID,
+		ServiceUnitId:      m.ServiceUnitID,
+		EnquiryId:          m.Ref.EnquiryID,
+		MessageDocId:       m.Ref.Path(),
+		MessageId:          m.Ref.MessageID,
+		DriverMobileNumber: m.DriverE164,
+		Message:            m.Body,
+		Type:               m.Type,
+		LeaseWhatsappDetails: &wadispatchv1.LeaseWhatsappDetails{
+			PhoneNumberId:     cfg.PhoneNumberID,
+			ApiVersion:        cfg.APIVersion,
+			TokenRef:          cfg.TokenRef,
+			TemplateLanguage:  cfg.TemplateLanguage,
+			BusinessAccountId: cfg.BusinessAccountID,
+		},
+		CreatedBy:    m.CreatedBy,
+		Payload:      m.Payload,
+		TemplateType: m.TemplateType,
+		Eta:          m.ETA,
+		EventId:      eventID,
+	}
+	if !createdAt.IsZero() {
+		t.CreatedAt = timestamppb.New(createdAt)
+	}
+	return t, nil
+}
+
+// NormalizeNumber parses a phone number, assuming defaultRegion when it has
+// no country code, and returns it in E.164 if it is a valid number.
+func NormalizeNumber(number, defaultRegion string) (string, error) {
+	if len(number) > 64 {
+		return "", fmt.Errorf("%d characters is too long for a phone number", len(number))
+	}
+	n, err := phonenumbers.Parse(number, defaultRegion)
+	if err != nil {
+		// The number itself stays out of the error: it ends up in logs.
+		return "", fmt.Errorf("not a phone number: %w", err)
+	}
+	if !phonenumbers.IsValidNumber(n) {
+		return "", fmt.Errorf("not a valid phone number for its region")
+	}
+	return phonenumbers.Format(n, phonenumbers.E164), nil
+}
+
+func requiredString(fields map[string]any, key string) (string, error) {
+	v, ok := fields[key]
+	if !ok || v == nil {
+		return "", invalid(key, "is missing")
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", invalid(key, "is a %s, want a string", typeName(v))
+	}
+	return s, nil
+}
+
+// optionalString treats a missing or null field as "".
+func optionalString(fields map[string]any, key string) (string, error) {
+	v := fields[key]
+	if v == nil {
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", invalid(key, "is a %s, want a string", typeName(v))
+	}
+	return s, nil
+}
+
+// payload reads the optional payload map. WhatsApp template parameters are
+// text, so scalar values are rendered as the web app would print them:
+// integers in decimal, doubles in the shortest decimal form, booleans as
+// true/false, timestamps in RFC 3339. Null, bytes, arrays, maps, references
+// and geo points have no single text form and are rejected, naming the key.
+func payload(v any) (map[string]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	in, ok := v.(map[string]any)
+	if !ok {
+		return nil, invalid("payload", "is a %s, want a map", typeName(v))
+	}
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		field := "payload." + clip(k)
+		switch v := v.(type) {
+		case string:
+			out[k] = v
+		case int64:
+			out[k] = strconv.FormatInt(v, 10)
+		case float64:
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, invalid(field, "is %v", v)
+			}
+			out[k] = strconv.FormatFloat(v, 'f', -1, 64)
+		case bool:
+			out[k] = strconv.FormatBool(v)
+		case time.Time:
+			out[k] = v.UTC().Format(time.RFC3339)
+		default:
+			return nil, invalid(field, "is a %s, want a string, number, boolean or timestamp", typeName(v))
+		}
+	}
+	return out, nil
+}
+
+// eta reads the optional ETA: an integer, or a double with no fractional
+// part (JavaScript writes whole numbers as either); absent or null is 0.
+func eta(v any) (int64, error) {
+	switch v := v.(type) {
+	case nil:
+		return 0, nil
+	case int64:
+		return v, nil
+	case float64:
+		// 2^63 itself does not fit; every double below it that is whole does.
+		if v != math.Trunc(v) || v < -(1<<63) || v >= 1<<63 {
+			return 0, invalid("ETA", "%v is not a whole number in the int64 range", v)
+		}
+		return int64(v), nil
+	default:
+		return 0, invalid("ETA", "is a %s, want an integer", typeName(v))
+	}
+}
+
+// typeName names a Firestore value's type in Firestore's words, for
+// rejection details.
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case int64:
+		return "integer"
+	case float64:
+		return "double"
+	case string:
+		return "string"
+	case []byte:
+		return "bytes"
+	case time.Time:
+		return "timestamp"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "map"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+func clip(s string) string {
+	const n = 100
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
