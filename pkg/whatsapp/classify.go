@@ -45,8 +45,8 @@ const (
 	// load balancer page).
 	ReasonHTTPStatus Reason = "http_status"
 	// ReasonOutcomeUnknown: the request was sent but no usable answer came back
-	// (timeout or connection lost while waiting, or a 2xx that cannot be
-	// parsed). Wraps ErrOutcomeUnknown.
+	// (timeout or connection lost while waiting, a gateway timeout, or a 2xx
+	// that cannot be parsed). Wraps ErrOutcomeUnknown.
 	ReasonOutcomeUnknown Reason = "outcome_unknown"
 	// ReasonCanceled: the caller's context ended before the request was sent.
 	ReasonCanceled Reason = "canceled"

@@ -142,6 +142,15 @@ func TestParseNonMetaErrorAnswers(t *testing.T) {
 			t.Errorf("%d %q: err = %+v, want http_status retryable=%v", c.status, c.body, err, c.retryable)
 		}
 	}
+	_, err := parseResponse(http.StatusServiceUnavailable, "7", nil)
+	if e := (*Error)(nil); !errors.As(err, &e) || e.RetryAfter() != 7*time.Second {
+		t.Errorf("503 with Retry-After: %+v", err)
+	}
+	// The gateway forwarded the request and stopped waiting: Meta may have it.
+	_, err = parseResponse(http.StatusGatewayTimeout, "", []byte("<html>504</html>"))
+	if e := (*Error)(nil); !errors.As(err, &e) || !errors.Is(err, ErrOutcomeUnknown) || e.Retryable() || e.HTTPStatus != 504 {
+		t.Errorf("504: %+v", err)
+	}
 }
 
 func FuzzParseResponse(f *testing.F) {

@@ -175,7 +175,7 @@ func (c *Client) Send(ctx context.Context, s Sender, m Message) (Sent, error) {
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 			return Sent{}, transportError(resp.StatusCode, ReasonOutcomeUnknown, false, fmt.Errorf("read success response: %w", err))
 		}
-		return Sent{}, statusError(resp.StatusCode, fmt.Errorf("read error response: %w", err))
+		return Sent{}, statusError(resp.StatusCode, resp.Header.Get("Retry-After"), fmt.Errorf("read error response: %w", err))
 	}
 	sent, err := parseResponse(resp.StatusCode, resp.Header.Get("Retry-After"), data)
 	if err != nil {
@@ -196,10 +196,20 @@ func requestFailure(parent context.Context, written bool, err error) *Error {
 	return transportError(0, ReasonNetwork, true, err)
 }
 
-// statusError classifies a non-2xx answer without a Meta error object.
-func statusError(status int, cause error) *Error {
+// statusError classifies a non-2xx answer without a Meta error object: an
+// intermediary's answer. A gateway timeout means the intermediary forwarded the
+// request and gave up waiting, so Meta may have accepted it; other 5xx, 429 and
+// 408 say the request was not served.
+func statusError(status int, retryAfter string, cause error) *Error {
+	if status == http.StatusGatewayTimeout {
+		return transportError(status, ReasonOutcomeUnknown, false, cause)
+	}
 	retryable := status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout
-	return transportError(status, ReasonHTTPStatus, retryable, cause)
+	e := transportError(status, ReasonHTTPStatus, retryable, cause)
+	if d := parseRetryAfter(retryAfter); d > 0 {
+		e.retryAfter = d
+	}
+	return e
 }
 
 // scrub removes the token from Meta's free-text fields, in case an answer ever
@@ -260,7 +270,7 @@ func parseResponse(status int, retryAfter string, body []byte) (Sent, error) {
 		if err != nil {
 			cause = fmt.Errorf("unparseable error body: %w", err)
 		}
-		return Sent{}, statusError(status, cause)
+		return Sent{}, statusError(status, retryAfter, cause)
 	}
 	return Sent{}, metaError(status, *e.Error.Code, *e.Error, parseRetryAfter(retryAfter))
 }

@@ -9,8 +9,8 @@ import (
 
 // ErrOutcomeUnknown is wrapped by an *Error when the request was (or may have
 // been) delivered to Meta but no usable answer came back: a timeout or a
-// dropped connection after the body was written, or a 2xx answer that cannot
-// be parsed. The driver may have received the message; the Cloud API has no
+// dropped connection after the body was written, an intermediary's 504, or a
+// 2xx answer that cannot be parsed. The driver may have received the message; the Cloud API has no
 // idempotency key, so sending again risks a duplicate.
 var ErrOutcomeUnknown = errors.New("whatsapp: outcome unknown, the message may have been sent")
 
