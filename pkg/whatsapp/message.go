@@ -29,8 +29,8 @@ const (
 // Message is one outbound message. Build it with TextMessage or
 // TemplateMessage.
 type Message struct {
-	// To is the recipient's phone number with country code (digits; a leading
-	// "+" is accepted, as by Meta).
+	// To is the recipient's phone number with country code, sent as given;
+	// Meta accepts "+" and separators ("+44 7700 900123").
 	To       string
 	Type     MessageType
 	Text     *Text
@@ -147,21 +147,21 @@ func (m Message) Validate() error {
 	return nil
 }
 
-// validRecipient accepts what the pipeline should pass: an optional "+"
-// followed by 7 to 15 digits (E.164 allows at most 15).
+// validRecipient accepts what Meta accepts in "to": a phone number with its
+// country code, optionally with "+" and the usual separators (spaces, dashes,
+// dots, parentheses), holding 7 to 15 digits (E.164 allows at most 15).
 func validRecipient(to string) bool {
-	if len(to) > 0 && to[0] == '+' {
-		to = to[1:]
-	}
-	if len(to) < 7 || len(to) > 15 {
-		return false
-	}
+	n := 0
 	for i := 0; i < len(to); i++ {
-		if to[i] < '0' || to[i] > '9' {
+		switch c := to[i]; {
+		case c >= '0' && c <= '9':
+			n++
+		case c == '+' && i == 0, c == ' ', c == '-', c == '.', c == '(', c == ')':
+		default:
 			return false
 		}
 	}
-	return true
+	return n >= 7 && n <= 15
 }
 
 // request is the JSON body of POST /{phone-number-id}/messages.

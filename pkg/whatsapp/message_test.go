@@ -52,7 +52,7 @@ func TestTemplateMessageRejectsWhatMetaRejects(t *testing.T) {
 		"empty parameter value":    {"447700900123", "t", "en", map[string]string{"eta": ""}},
 		"no template name":         {"447700900123", "", "en", nil},
 		"no language":              {"447700900123", "t", "", nil},
-		"bad recipient":            {"07700 900123", "t", "en", nil},
+		"bad recipient":            {"07700 9001 x", "t", "en", nil},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -88,14 +88,17 @@ func TestTextBodyLimitCountsCharactersNotBytes(t *testing.T) {
 
 func TestValidateRecipient(t *testing.T) {
 	for to, ok := range map[string]bool{
-		"447700900123":     true,
-		"+447700900123":    true,
-		"1234567":          true,
-		"123456":           false,
-		"1234567890123456": false,
-		"+44 7700 900123":  false,
-		"":                 false,
-		"+":                false,
+		"447700900123":      true,
+		"+447700900123":     true,
+		"1234567":           true,
+		"123456":            false,
+		"1234567890123456":  false,
+		"+44 7700 900123":   true,
+		"+1 (555) 010-9999": true,
+		"44+7700900123":     false,
+		"447700900123x":     false,
+		"":                  false,
+		"+":                 false,
 	} {
 		err := TextMessage(to, "hi", false).Validate()
 		if (err == nil) != ok {

@@ -890,3 +890,17 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("unknown admin route: %d", s)
 	}
 }
+
+func TestFormattedRecipientGetsDigitsWaID(t *testing.T) {
+	e := start(t, nil)
+	sent, err := e.send(t, text("+44 (7700) 900-123", "hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent.WaID != driver || sent.Input != "+44 (7700) 900-123" {
+		t.Fatalf("%+v", sent)
+	}
+	if got := e.sim.Counts().AcceptedByRecipient[driver]; got != 1 {
+		t.Fatalf("counted %d for the wa_id", got)
+	}
+}

@@ -249,7 +249,7 @@ func normalize(to string) string {
 	for _, r := range to {
 		if r >= '0' && r <= '9' {
 			b.WriteRune(r)
-		} else if r != '+' && r != ' ' && r != '-' && r != '(' && r != ')' {
+		} else if r != '+' && r != ' ' && r != '-' && r != '.' && r != '(' && r != ')' {
 			return to // not a phone number; left for the digits check to reject
 		}
 	}
