@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -160,10 +159,14 @@ func (s *Server) Reset() {
 func (s *Server) clearDatabase(db *database) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	db.clear()
-	for t := range db.targets {
-		t.reset()
+	var gone []change
+	for name, e := range db.docs {
+		if d := e.current(); d != nil {
+			gone = append(gone, change{name: name, old: d})
+		}
 	}
+	db.clear()
+	s.notifyListeners(db, gone, s.readTime())
 }
 
 // database returns the database named by a resource name, creating it on
@@ -298,5 +301,3 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	return mux
 }
-
-func isDefaultDB(name string) bool { return strings.HasSuffix(name, "/databases/(default)") }
