@@ -31,6 +31,9 @@ type Config struct {
 	// MaxCommitAttempts bounds the tries of one decision when commits meet
 	// contention or a changed state. Default 25.
 	MaxCommitAttempts int
+	// AncillaryAttemptTimeout bounds one try of the ancillary write, so a
+	// hung connection is retried (and logged) instead of waited on. Default 10s.
+	AncillaryAttemptTimeout time.Duration
 	// Metrics; nil registers a set on a registry of its own.
 	Metrics *Metrics
 }
@@ -60,6 +63,9 @@ func (c *Config) defaults() error {
 	}
 	if c.MaxCommitAttempts <= 0 {
 		c.MaxCommitAttempts = 25
+	}
+	if c.AncillaryAttemptTimeout <= 0 {
+		c.AncillaryAttemptTimeout = 10 * time.Second
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(prometheus.NewRegistry())
@@ -433,7 +439,9 @@ func (s *Service) writeAncillary(ctx context.Context, ref dispatch.MessageRef, d
 	}
 	doc := s.anc.Doc(dispatch.AncillaryPath(driver, ref.EnquiryID))
 	for try := 0; ; try++ {
-		err := commit(ctx, s.anc, op{kind: opSetMerge, ref: doc, data: ancillaryFields(ref, driver, wamid)})
+		attempt, cancel := context.WithTimeout(ctx, s.cfg.AncillaryAttemptTimeout)
+		err := commit(attempt, s.anc, op{kind: opSetMerge, ref: doc, data: ancillaryFields(ref, driver, wamid)})
+		cancel()
 		if err == nil {
 			return nil
 		}

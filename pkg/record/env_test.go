@@ -1,0 +1,286 @@
+package record_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/visn/wadispatch/pkg/record"
+	"github.com/visn/wadispatch/pkg/topology"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/tools/firestoreemu"
+	"github.com/visn/wadispatch/tools/pubsubemu"
+)
+
+const project = pubsubemu.TestProject
+
+// env is a recorder served over real gRPC on the project's Firestore
+// emulator (both databases) and pstest.
+type env struct {
+	fs      *firestoreemu.Server
+	db, anc *firestore.Client
+	svc     *record.Service
+	rec     wadispatchv1.RecorderClient
+	reg     *prometheus.Registry
+	pubsub  string // pstest address
+}
+
+type envOptions struct {
+	cfg record.Config
+	// ancillary overrides the ancillary database's client options (a proxy).
+	ancillary func(fs *firestoreemu.Server) []option.ClientOption
+}
+
+func newEnv(t testing.TB, o envOptions) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{fs: firestoreemu.StartForTest(t), reg: prometheus.NewRegistry(), pubsub: pubsubemu.StartForTest(t)}
+	var err error
+	e.db, err = firestore.NewClient(ctx, project, e.fs.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.db.Close() })
+	ancOpts := e.fs.ClientOptions()
+	if o.ancillary != nil {
+		ancOpts = o.ancillary(e.fs)
+	}
+	e.anc, err = firestore.NewClientWithDatabase(ctx, project, "ancillary", ancOpts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.anc.Close() })
+
+	ps, err := pubsubemu.NewClient(ctx, e.pubsub, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ps.Close() })
+	repub := record.NewPubSubRepublisher(ps, topology.TasksTopic)
+	t.Cleanup(repub.Stop)
+
+	cfg := o.cfg
+	cfg.Metrics = record.NewMetrics(e.reg)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	e.svc, err = record.NewService(cfg, e.db, e.anc, repub, logrus.NewEntry(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rec = serve(t, e.svc)
+	return e
+}
+
+// serve runs srv on a real gRPC server on a free port and dials it.
+func serve(t testing.TB, srv wadispatchv1.RecorderServer) wadispatchv1.RecorderClient {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	wadispatchv1.RegisterRecorderServer(gs, srv)
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return wadispatchv1.NewRecorderClient(conn)
+}
+
+func messagePath(id string) string {
+	return "leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/" + id
+}
+
+const driver = "+447700900123"
+
+// newMessage writes a chatMessages document as the web app does and
+// returns the task ingest would publish for it.
+func (e *env) newMessage(t testing.TB, id string) *wadispatchv1.SendTask {
+	t.Helper()
+	_, err := e.db.Doc(messagePath(id)).Set(context.Background(), map[string]any{
+		"message": "Your load is ready", "type": "text", "driverMobileNumber": driver, "createdBy": "u1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &wadispatchv1.SendTask{
+		LeaseId: "l1", EnquiryId: "e1", MessageId: id, MessageDocId: messagePath(id),
+		DriverMobileNumber: driver, Message: "Your load is ready", Type: wadispatchv1.MessageType_MESSAGE_TYPE_TEXT,
+		LeaseWhatsappDetails: &wadispatchv1.LeaseWhatsappDetails{PhoneNumberId: "1055", ApiVersion: "v21.0", TokenRef: "lease-l1"},
+		CreatedBy:            "u1", CreatedAt: timestamppb.Now(), EventId: "ev-" + id,
+	}
+}
+
+func sent(task *wadispatchv1.SendTask, claimID, wamid string) *wadispatchv1.SendResult {
+	return &wadispatchv1.SendResult{
+		MessageDocId: task.GetMessageDocId(), LeaseId: task.GetLeaseId(), EnquiryId: task.GetEnquiryId(),
+		MessageId: task.GetMessageId(), DriverMobileNumber: task.GetDriverMobileNumber(), CreatedBy: task.GetCreatedBy(),
+		ClaimId: claimID, Outcome: wadispatchv1.Outcome_OUTCOME_SENT, WhatsappMessageId: wamid, Attempts: 1,
+		CalledAt: timestamppb.Now(), CompletedAt: timestamppb.Now(),
+	}
+}
+
+func failed(task *wadispatchv1.SendTask, claimID string) *wadispatchv1.SendResult {
+	r := sent(task, claimID, "")
+	r.Outcome = wadispatchv1.Outcome_OUTCOME_FAILED
+	r.Error = &wadispatchv1.WhatsAppError{Code: 131026, Type: "OAuthException", Message: "Message undeliverable",
+		Details: "Unable to deliver message", HttpStatus: 400, Reason: "undeliverable"}
+	return r
+}
+
+func (e *env) claim(t testing.TB, task *wadispatchv1.SendTask, lease time.Duration) *wadispatchv1.ClaimSendResponse {
+	t.Helper()
+	req := &wadispatchv1.ClaimSendRequest{Task: task, Claimant: "test"}
+	if lease > 0 {
+		req.Lease = durationpb.New(lease)
+	}
+	resp, err := e.rec.ClaimSend(context.Background(), req)
+	if err != nil {
+		t.Fatalf("ClaimSend: %v", err)
+	}
+	return resp
+}
+
+func (e *env) record(t testing.TB, r *wadispatchv1.SendResult) *wadispatchv1.RecordResultResponse {
+	t.Helper()
+	resp, err := e.rec.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: r})
+	if err != nil {
+		t.Fatalf("RecordResult: %v", err)
+	}
+	return resp
+}
+
+// doc reads a document's data; nil when it does not exist.
+func doc(t testing.TB, c *firestore.Client, path string) map[string]any {
+	t.Helper()
+	snap, err := c.Doc(path).Get(context.Background())
+	if err != nil {
+		if !snap.Exists() {
+			return nil
+		}
+		t.Fatal(err)
+	}
+	return snap.Data()
+}
+
+// counter reads a counter's value from the registry; 0 when absent.
+func counter(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		total := 0.0
+		for _, m := range mf.GetMetric() {
+			if hasLabels(m, labels) {
+				total += m.GetCounter().GetValue()
+			}
+		}
+		return total
+	}
+	return 0
+}
+
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	n := 0
+	for _, l := range m.GetLabel() {
+		if v, ok := want[l.GetName()]; ok && v == l.GetValue() {
+			n++
+		}
+	}
+	return n == len(want)
+}
+
+// proxy is a TCP proxy to the emulator that can be taken down and brought
+// back on the same port: the fault a database outage looks like to a client.
+type proxy struct {
+	target, addr string
+	mu           sync.Mutex
+	ln           net.Listener
+	conns        map[net.Conn]bool
+}
+
+func startProxy(t testing.TB, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{target: target, addr: ln.Addr().String(), ln: ln, conns: map[net.Conn]bool{}}
+	go p.serve(ln)
+	t.Cleanup(p.down)
+	return p
+}
+
+func (p *proxy) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		u, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[c], p.conns[u] = true, true
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(u, c); _ = u.Close() }()
+		go func() { _, _ = io.Copy(c, u); _ = c.Close() }()
+	}
+}
+
+// down refuses new connections and cuts the open ones.
+func (p *proxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		_ = p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *proxy) up(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go p.serve(ln)
+}
+
+func (p *proxy) clientOptions() []option.ClientOption {
+	return []option.ClientOption{
+		option.WithEndpoint(p.addr),
+		option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+	}
+}

@@ -1,0 +1,611 @@
+package record_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/visn/wadispatch/pkg/record"
+	"github.com/visn/wadispatch/pkg/topology"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/tools/firestoreemu"
+	"github.com/visn/wadispatch/tools/pubsubemu"
+)
+
+const (
+	decSend     = wadispatchv1.ClaimSendResponse_DECISION_SEND
+	decDone     = wadispatchv1.ClaimSendResponse_DECISION_DONE
+	decInFlight = wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT
+	decUnknown  = wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN
+)
+
+func TestConcurrentClaimsHaveOneWinner(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	const n = 50
+	decisions := make([]*wadispatchv1.ClaimSendResponse, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, err := e.rec.ClaimSend(context.Background(), &wadispatchv1.ClaimSendRequest{Task: task, Claimant: "sender-" + string(rune('a'+i%26))})
+			if err != nil {
+				t.Errorf("claim %d: %v", i, err)
+				return
+			}
+			decisions[i] = resp
+		})
+	}
+	wg.Wait()
+	var winners []string
+	for _, d := range decisions {
+		switch d.GetDecision() {
+		case decSend:
+			winners = append(winners, d.GetClaimId())
+		case decInFlight:
+			if d.GetLeaseExpiresAt() == nil {
+				t.Error("IN_FLIGHT without lease_expires_at")
+			}
+		default:
+			t.Errorf("decision %v", d.GetDecision())
+		}
+	}
+	if len(winners) != 1 {
+		t.Fatalf("%d claims got SEND, want exactly 1", len(winners))
+	}
+	st := doc(t, e.db, messagePath("m1")+"/dispatch/state")
+	if st["claimId"] != winners[0] || st["status"] != "SENDING" {
+		t.Errorf("state %v, winner %s", st, winners[0])
+	}
+	if m := doc(t, e.db, messagePath("m1")); m["status"] != "SENDING" || m["message"] != "Your load is ready" {
+		t.Errorf("message document %v", m)
+	}
+	if got := counter(t, e.reg, "wadispatch_recorder_claims_total", map[string]string{"decision": "send"}); got != 1 {
+		t.Errorf("send claims metric %v", got)
+	}
+}
+
+func TestSameResultRecordedFiveTimesCountsOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	c := e.claim(t, task, 0)
+	r := sent(task, c.GetClaimId(), "wamid.HBgLNDQ3NzAwOTAwMTIz")
+	applied := 0
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	// Redeliveries race each other as they do across recorder replicas.
+	for range 5 {
+		wg.Go(func() {
+			resp, err := e.rec.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: r})
+			if err != nil {
+				t.Errorf("RecordResult: %v", err)
+				return
+			}
+			if resp.GetState().GetStatus() != wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT {
+				t.Errorf("state %v", resp.GetState())
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if resp.GetApplied() {
+				applied++
+			}
+		})
+	}
+	wg.Wait()
+	if applied != 1 {
+		t.Errorf("applied %d times, want 1", applied)
+	}
+	metrics := doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")
+	if metrics["numberOfWhatsappMessagesSent"] != int64(1) {
+		t.Errorf("metrics %v, want numberOfWhatsappMessagesSent 1", metrics)
+	}
+	anc := doc(t, e.anc, "whatsapp/"+driver+"/enquiryMessages/e1")
+	if ids, _ := anc["arrayOfWhatsappMessageIds"].([]any); len(ids) != 1 || ids[0] != r.GetWhatsappMessageId() {
+		t.Errorf("ancillary ids %v", anc["arrayOfWhatsappMessageIds"])
+	}
+	if anc["leaseId"] != "l1" || anc["enquiryId"] != "e1" || anc["driverPhoneNumber"] != driver || anc["lastMessagePath"] != messagePath("m1") {
+		t.Errorf("ancillary record %v", anc)
+	}
+	if _, ok := anc["lastMessageAt"].(time.Time); !ok {
+		t.Errorf("lastMessageAt %v", anc["lastMessageAt"])
+	}
+	m := doc(t, e.db, messagePath("m1"))
+	if m["status"] != "SENT" || m["whatsappMessageId"] != r.GetWhatsappMessageId() {
+		t.Errorf("message document %v", m)
+	}
+	if _, ok := m["sentAt"].(time.Time); !ok {
+		t.Errorf("sentAt %v", m["sentAt"])
+	}
+	idx := doc(t, e.db, "whatsappMessageIndex/"+r.GetWhatsappMessageId())
+	if idx["messagePath"] != messagePath("m1") {
+		t.Errorf("wamid index %v", idx)
+	}
+	// A second message of the same user counts on.
+	task2 := e.newMessage(t, "m2")
+	e.record(t, sent(task2, e.claim(t, task2, 0).GetClaimId(), "wamid.second"))
+	if got := doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")["numberOfWhatsappMessagesSent"]; got != int64(2) {
+		t.Errorf("after a second message: %v", got)
+	}
+	// A redelivered task meets the recorded outcome.
+	again := e.claim(t, task, 0)
+	if again.GetDecision() != decDone || again.GetResult().GetWhatsappMessageId() != r.GetWhatsappMessageId() ||
+		again.GetResult().GetOutcome() != wadispatchv1.Outcome_OUTCOME_SENT {
+		t.Errorf("claim after the result: %v", again)
+	}
+}
+
+func TestFailureResultRecordsTheWhatsAppError(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	c := e.claim(t, task, 0)
+	resp := e.record(t, failed(task, c.GetClaimId()))
+	if !resp.GetApplied() || resp.GetState().GetStatus() != wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED || resp.GetState().GetReason() != "undeliverable" {
+		t.Fatalf("response %v", resp)
+	}
+	m := doc(t, e.db, messagePath("m1"))
+	werr, _ := m["whatsappError"].(map[string]any)
+	if m["status"] != "FAILED" || m["failureReason"] != "undeliverable" || werr["code"] != int64(131026) ||
+		werr["message"] != "Message undeliverable" || werr["details"] != "Unable to deliver message" {
+		t.Errorf("message document %v", m)
+	}
+	if metrics := doc(t, e.db, "leasecompany/l1/performanceMetrics/u1"); metrics != nil {
+		t.Errorf("a failure was counted: %v", metrics)
+	}
+	if anc := doc(t, e.anc, "whatsapp/"+driver+"/enquiryMessages/e1"); anc != nil {
+		t.Errorf("ancillary record for a failure: %v", anc)
+	}
+	again := e.claim(t, task, 0)
+	if again.GetDecision() != decDone || again.GetResult().GetError().GetCode() != 131026 {
+		t.Errorf("claim after failure: %v", again)
+	}
+	// A late SENT for the same claim does not undo the recorded failure.
+	if late := e.record(t, sent(task, c.GetClaimId(), "wamid.late")); late.GetApplied() {
+		t.Errorf("SENT applied over FAILED: %v", late)
+	}
+}
+
+func TestStatusNeverMovesBackward(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	r := sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A")
+	e.record(t, r)
+	apply := func(s wadispatchv1.MessageStatus) *wadispatchv1.ApplyStatusResponse {
+		t.Helper()
+		resp, err := e.rec.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
+			WhatsappMessageId: "wamid.A", Status: s, Timestamp: timestamppb.Now(), RecipientId: "447700900123",
+			Errors: []*wadispatchv1.WhatsAppError{{Code: 131049, Message: "ecosystem"}},
+		}})
+		if err != nil {
+			t.Fatalf("ApplyStatus %v: %v", s, err)
+		}
+		return resp
+	}
+	steps := []struct {
+		status  wadispatchv1.MessageStatus
+		applied bool
+		want    string
+	}{
+		{wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED, true, "DELIVERED"},
+		{wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT, false, "DELIVERED"},
+		{wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED, false, "DELIVERED"},
+		{wadispatchv1.MessageStatus_MESSAGE_STATUS_READ, true, "READ"},
+		{wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED, false, "READ"},
+	}
+	for _, s := range steps {
+		if got := apply(s.status); got.GetApplied() != s.applied {
+			t.Errorf("%v: applied %v, want %v", s.status, got.GetApplied(), s.applied)
+		}
+		if m := doc(t, e.db, messagePath("m1")); m["status"] != s.want {
+			t.Errorf("after %v: status %v, want %s", s.status, m["status"], s.want)
+		}
+	}
+	// The SENT result redelivered after READ.
+	if resp := e.record(t, r); resp.GetApplied() || resp.GetState().GetStatus() != wadispatchv1.MessageStatus_MESSAGE_STATUS_READ {
+		t.Errorf("redelivered result: %v", resp)
+	}
+	m := doc(t, e.db, messagePath("m1"))
+	if _, ok := m["deliveredAt"].(time.Time); !ok || m["status"] != "READ" {
+		t.Errorf("message document %v", m)
+	}
+	if _, ok := m["readAt"].(time.Time); !ok {
+		t.Errorf("readAt %v", m["readAt"])
+	}
+	// A webhook for a wamid not recorded yet is retried later.
+	_, err := e.rec.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
+		WhatsappMessageId: "wamid.unrecorded", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED}})
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("unindexed wamid: %v, want Unavailable", err)
+	}
+}
+
+func TestFailedStatusAfterSent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	resp, err := e.rec.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
+		WhatsappMessageId: "wamid.A", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED,
+		Errors: []*wadispatchv1.WhatsAppError{{Code: 131047, Message: "Re-engagement message", Reason: "outside_window"}},
+	}})
+	if err != nil || !resp.GetApplied() {
+		t.Fatalf("%v %v", resp, err)
+	}
+	m := doc(t, e.db, messagePath("m1"))
+	werr, _ := m["whatsappError"].(map[string]any)
+	if m["status"] != "FAILED" || m["failureReason"] != "outside_window" || werr["code"] != int64(131047) {
+		t.Errorf("message document %v", m)
+	}
+	// The message was sent and is counted, whatever happened after.
+	if got := doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")["numberOfWhatsappMessagesSent"]; got != int64(1) {
+		t.Errorf("counter %v", got)
+	}
+}
+
+func TestAncillaryWriteRetriedUntilItLands(t *testing.T) {
+	t.Parallel()
+	var px *proxy
+	e := newEnv(t, envOptions{
+		cfg: record.Config{AncillaryAttemptTimeout: 300 * time.Millisecond},
+		ancillary: func(fs *firestoreemu.Server) []option.ClientOption {
+			px = startProxy(t, fs.Addr())
+			return px.clientOptions()
+		},
+	})
+	task := e.newMessage(t, "m1")
+	c := e.claim(t, task, 0)
+	px.down()
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.rec.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: sent(task, c.GetClaimId(), "wamid.A")})
+		done <- err
+	}()
+	// The default database has the outcome while the ancillary one is out...
+	deadline := time.Now().Add(10 * time.Second)
+	for doc(t, e.db, messagePath("m1"))["status"] != "SENT" {
+		if time.Now().After(deadline) {
+			t.Fatal("outcome never committed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// ...but the result is not recorded until both hold it.
+	select {
+	case err := <-done:
+		t.Fatalf("RecordResult returned during the outage: %v", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	if got := counter(t, e.reg, "wadispatch_recorder_ancillary_write_retries_total", nil); got < 1 {
+		t.Errorf("ancillary retries %v, want ≥ 1", got)
+	}
+	px.up(t)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("RecordResult after the outage: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("RecordResult did not finish after the ancillary database came back")
+	}
+	anc := doc(t, e.anc, "whatsapp/"+driver+"/enquiryMessages/e1")
+	if ids, _ := anc["arrayOfWhatsappMessageIds"].([]any); len(ids) != 1 || ids[0] != "wamid.A" {
+		t.Errorf("ancillary record %v", anc)
+	}
+	if got := doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")["numberOfWhatsappMessagesSent"]; got != int64(1) {
+		t.Errorf("counter %v", got)
+	}
+}
+
+func TestRedeliveredResultRepairsTheAncillaryRecord(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	r := sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A")
+	e.record(t, r)
+	// As if the recorder had died between the two databases' writes.
+	if _, err := e.anc.Doc("whatsapp/" + driver + "/enquiryMessages/e1").Delete(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if resp := e.record(t, r); resp.GetApplied() {
+		t.Errorf("applied twice")
+	}
+	if ids, _ := doc(t, e.anc, "whatsapp/"+driver+"/enquiryMessages/e1")["arrayOfWhatsappMessageIds"].([]any); len(ids) != 1 {
+		t.Errorf("ancillary ids %v", ids)
+	}
+	if got := doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")["numberOfWhatsappMessagesSent"]; got != int64(1) {
+		t.Errorf("counter %v", got)
+	}
+}
+
+func TestExpiredClaimBecomesUnknown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	first := e.claim(t, task, 50*time.Millisecond)
+	if first.GetDecision() != decSend {
+		t.Fatalf("first claim %v", first)
+	}
+	time.Sleep(100 * time.Millisecond)
+	for range 2 {
+		if c := e.claim(t, task, 0); c.GetDecision() != decUnknown || c.GetReason() == "" {
+			t.Fatalf("claim after expiry: %v", c)
+		}
+	}
+	m := doc(t, e.db, messagePath("m1"))
+	if m["status"] != "UNKNOWN" || m["statusReason"] == nil {
+		t.Errorf("message document %v", m)
+	}
+	list, err := e.rec.ListUnknown(context.Background(), &wadispatchv1.ListUnknownRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetMessages()) != 1 || list.GetMessages()[0].GetMessageDocId() != messagePath("m1") {
+		t.Errorf("ListUnknown %v", list)
+	}
+	// The dead sender's result arrives after all: it resolves the message.
+	resp := e.record(t, sent(task, first.GetClaimId(), "wamid.late"))
+	if !resp.GetApplied() || resp.GetState().GetStatus() != wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT {
+		t.Errorf("late result %v", resp)
+	}
+	if m := doc(t, e.db, messagePath("m1")); m["status"] != "SENT" || m["statusReason"] != nil {
+		t.Errorf("message document %v", m)
+	}
+	if got := doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")["numberOfWhatsappMessagesSent"]; got != int64(1) {
+		t.Errorf("counter %v", got)
+	}
+}
+
+func TestExpiredClaimWithPolicyResendIsTakenOver(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{cfg: record.Config{ExpiredClaimPolicy: record.PolicyResend}})
+	task := e.newMessage(t, "m1")
+	first := e.claim(t, task, time.Second)
+	if c := e.claim(t, task, 0); c.GetDecision() != decInFlight {
+		t.Fatalf("claim while the first is live: %v", c)
+	}
+	time.Sleep(time.Until(first.GetLeaseExpiresAt().AsTime()) + 50*time.Millisecond)
+	second := e.claim(t, task, 0)
+	if second.GetDecision() != decSend || second.GetClaimId() == first.GetClaimId() {
+		t.Fatalf("claim after expiry: %v (first %s)", second, first.GetClaimId())
+	}
+	if st := doc(t, e.db, messagePath("m1")+"/dispatch/state"); st["claimId"] != second.GetClaimId() || st["claims"] != int64(2) {
+		t.Errorf("state %v", st)
+	}
+}
+
+func TestSweeperMarksExpiredClaimsUnknown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	expiring, live := e.newMessage(t, "m1"), e.newMessage(t, "m2")
+	e.claim(t, expiring, 50*time.Millisecond)
+	e.claim(t, live, time.Minute)
+	done := e.newMessage(t, "m3")
+	e.record(t, sent(done, e.claim(t, done, 50*time.Millisecond).GetClaimId(), "wamid.3"))
+	time.Sleep(100 * time.Millisecond)
+	n, err := e.svc.Sweep(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v; want 1", n, err)
+	}
+	for id, want := range map[string]string{"m1": "UNKNOWN", "m2": "SENDING", "m3": "SENT"} {
+		if got := doc(t, e.db, messagePath(id))["status"]; got != want {
+			t.Errorf("%s: %v, want %s", id, got, want)
+		}
+	}
+	if n, err := e.svc.Sweep(context.Background()); err != nil || n != 0 {
+		t.Errorf("second sweep = %d, %v", n, err)
+	}
+	if c := e.claim(t, expiring, 0); c.GetDecision() != decUnknown {
+		t.Errorf("claim after the sweep: %v", c)
+	}
+}
+
+func TestResend(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	e.record(t, failed(task, e.claim(t, task, 0).GetClaimId()))
+
+	ps, err := pubsubemu.NewClient(context.Background(), e.pubsub, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	resp, err := e.rec.Resend(context.Background(), &wadispatchv1.ResendRequest{MessageDocId: messagePath("m1"), RequestedBy: "ops@visn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetState().GetStatus() != wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED {
+		t.Errorf("state %v", resp.GetState())
+	}
+	msg := receiveOne(t, ps, topology.TasksSubscription)
+	var got wadispatchv1.SendTask
+	if err := proto.Unmarshal(msg.Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(&got, task) {
+		t.Errorf("republished task %v, want %v", &got, task)
+	}
+	if msg.OrderingKey != driver || msg.Attributes["messagePath"] != messagePath("m1") || msg.Attributes["schema"] != "wadispatch.v1.SendTask" {
+		t.Errorf("message key %q attributes %v", msg.OrderingKey, msg.Attributes)
+	}
+	// The republished task goes through the same claim.
+	c := e.claim(t, &got, 0)
+	if c.GetDecision() != decSend {
+		t.Fatalf("claim of the resent task: %v", c)
+	}
+	if m := doc(t, e.db, messagePath("m1")); m["status"] != "SENDING" || m["whatsappError"] != nil {
+		t.Errorf("message document %v", m)
+	}
+	e.record(t, sent(&got, c.GetClaimId(), "wamid.resent"))
+	if m := doc(t, e.db, messagePath("m1")); m["status"] != "SENT" || m["failureReason"] != nil {
+		t.Errorf("message document %v", m)
+	}
+	if got := doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")["numberOfWhatsappMessagesSent"]; got != int64(1) {
+		t.Errorf("counter %v", got)
+	}
+	// Only UNKNOWN or FAILED messages may be resent.
+	_, err = e.rec.Resend(context.Background(), &wadispatchv1.ResendRequest{MessageDocId: messagePath("m1")})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("resend of a SENT message: %v", err)
+	}
+	_, err = e.rec.Resend(context.Background(), &wadispatchv1.ResendRequest{MessageDocId: messagePath("nope")})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("resend of an unknown message: %v", err)
+	}
+}
+
+func receiveOne(t testing.TB, ps *pubsub.Client, sub string) *pubsub.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got *pubsub.Message
+	err := ps.Subscriber(sub).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+		m.Ack()
+		if got == nil {
+			got = m
+			cancel()
+		}
+	})
+	if err != nil || got == nil {
+		t.Fatalf("receive from %s: %v (got %v)", sub, err, got)
+	}
+	return got
+}
+
+func TestListEnquiryMessages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	for _, id := range []string{"m1", "m2"} {
+		task := e.newMessage(t, id)
+		e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid."+id))
+	}
+	task := e.newMessage(t, "m3")
+	e.record(t, failed(task, e.claim(t, task, 0).GetClaimId()))
+	resp, err := e.rec.ListEnquiryMessages(context.Background(), &wadispatchv1.ListEnquiryMessagesRequest{DriverMobileNumber: driver, EnquiryId: "e1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := resp.GetWhatsappMessageIds()
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"wamid.m1", "wamid.m2"}) {
+		t.Errorf("ids %v", ids)
+	}
+	if len(resp.GetMessages()) != 3 {
+		t.Errorf("messages %v", resp.GetMessages())
+	}
+	other, err := e.rec.ListEnquiryMessages(context.Background(), &wadispatchv1.ListEnquiryMessagesRequest{DriverMobileNumber: "+447700900999", EnquiryId: "e1"})
+	if err != nil || len(other.GetMessages()) != 0 || len(other.GetWhatsappMessageIds()) != 0 {
+		t.Errorf("another driver: %v %v", other, err)
+	}
+}
+
+func TestGetMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	c := e.claim(t, task, 0)
+	e.record(t, sent(task, c.GetClaimId(), "wamid.A"))
+	resp, err := e.rec.GetMessage(context.Background(), &wadispatchv1.GetMessageRequest{MessageDocId: messagePath("m1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := resp.GetState()
+	if st.GetStatus() != wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT || st.GetWhatsappMessageId() != "wamid.A" || st.GetClaimId() != c.GetClaimId() ||
+		st.GetDriverMobileNumber() != driver || st.GetCreatedBy() != "u1" || st.GetSentAt() == nil || st.GetClaimedAt() == nil {
+		t.Errorf("state %v", st)
+	}
+	_, err = e.rec.GetMessage(context.Background(), &wadispatchv1.GetMessageRequest{MessageDocId: messagePath("none")})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("missing: %v", err)
+	}
+}
+
+func TestClaimOfDeletedMessageIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	if _, err := e.db.Doc(messagePath("m1")).Delete(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.rec.ClaimSend(context.Background(), &wadispatchv1.ClaimSendRequest{Task: task})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("claim of a deleted message: %v, want FailedPrecondition", err)
+	}
+	if st := doc(t, e.db, messagePath("m1")+"/dispatch/state"); st != nil {
+		t.Errorf("state written: %v", st)
+	}
+}
+
+func TestMalformedRequestsAreInvalidArgument(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	good := e.newMessage(t, "m1")
+	badPath := proto.Clone(good).(*wadispatchv1.SendTask)
+	badPath.MessageDocId = "leasecompany/l1/other/m1"
+	noDriver := proto.Clone(good).(*wadispatchv1.SendTask)
+	noDriver.DriverMobileNumber = ""
+	calls := map[string]func() error{
+		"claim without task": func() error { _, err := e.rec.ClaimSend(ctx, &wadispatchv1.ClaimSendRequest{}); return err },
+		"claim bad path": func() error {
+			_, err := e.rec.ClaimSend(ctx, &wadispatchv1.ClaimSendRequest{Task: badPath})
+			return err
+		},
+		"claim without phone": func() error {
+			_, err := e.rec.ClaimSend(ctx, &wadispatchv1.ClaimSendRequest{Task: noDriver})
+			return err
+		},
+		"claim negative lease": func() error {
+			_, err := e.rec.ClaimSend(ctx, &wadispatchv1.ClaimSendRequest{Task: good, Lease: durationpbNeg()})
+			return err
+		},
+		"record without result": func() error { _, err := e.rec.RecordResult(ctx, &wadispatchv1.RecordResultRequest{}); return err },
+		"record sent without wamid": func() error {
+			_, err := e.rec.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: sent(good, "c", "")})
+			return err
+		},
+		"status without wamid": func() error {
+			_, err := e.rec.ApplyStatus(ctx, &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_READ}})
+			return err
+		},
+		"status UNKNOWN": func() error {
+			_, err := e.rec.ApplyStatus(ctx, &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{WhatsappMessageId: "w", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_UNKNOWN}})
+			return err
+		},
+		"get bad path": func() error {
+			_, err := e.rec.GetMessage(ctx, &wadispatchv1.GetMessageRequest{MessageDocId: "x"})
+			return err
+		},
+		"list without driver": func() error {
+			_, err := e.rec.ListEnquiryMessages(ctx, &wadispatchv1.ListEnquiryMessagesRequest{EnquiryId: "e1"})
+			return err
+		},
+		"list unknown limit": func() error {
+			_, err := e.rec.ListUnknown(ctx, &wadispatchv1.ListUnknownRequest{Limit: -1})
+			return err
+		},
+		"resend bad path": func() error { _, err := e.rec.Resend(ctx, &wadispatchv1.ResendRequest{MessageDocId: ""}); return err },
+	}
+	for name, call := range calls {
+		if err := call(); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+	if st := doc(t, e.db, messagePath("m1")+"/dispatch/state"); st != nil {
+		t.Errorf("a malformed request wrote state: %v", st)
+	}
+}
+
+func durationpbNeg() *durationpb.Duration { return durationpb.New(-time.Second) }
