@@ -96,9 +96,12 @@ func (s *Server) checkReadTime(rt *timestamppb.Timestamp) (time.Time, error) {
 	if at.Before(time.Now().Add(-s.opts.VersionRetention)) {
 		return time.Time{}, status.Errorf(codes.FailedPrecondition, "read_time %s is older than the emulator's version retention (%s)", at.Format(time.RFC3339Nano), s.opts.VersionRetention)
 	}
-	if at.After(s.readTime()) {
+	if at.After(time.Now().Add(time.Second)) {
 		return time.Time{}, status.Errorf(codes.InvalidArgument, "read_time %s is in the future", at.Format(time.RFC3339Nano))
 	}
+	// A read at a time no commit has reached yet must stay valid: later
+	// commits are stamped after it.
+	s.observeTime(at.Truncate(time.Microsecond))
 	return at, nil
 }
 
