@@ -1,0 +1,151 @@
+{{/* Name of a component's objects: <release>-<component>. */}}
+{{- define "wadispatch.name" -}}
+{{- printf "%s-%s" .root.Release.Name .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "wadispatch.selectorLabels" -}}
+app.kubernetes.io/name: wadispatch
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "wadispatch.labels" -}}
+{{ include "wadispatch.selectorLabels" . }}
+app.kubernetes.io/part-of: wadispatch
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{/* image: repository:tag, or repository@digest when the tag is a digest;
+     skaffold sets tag to "TAG@sha256:..." which is kept whole. */}}
+{{- define "wadispatch.image" -}}
+{{- $img := .image -}}
+{{- $repo := required "image.repository is required" $img.repository -}}
+{{- $tag := required "image.tag is required" ($img.tag | toString) -}}
+{{- if hasPrefix "sha256:" $tag -}}
+{{ $repo }}@{{ $tag }}
+{{- else -}}
+{{ $repo }}:{{ $tag }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Google service account a component acts as. */}}
+{{- define "wadispatch.gsaName" -}}
+{{- include "wadispatch.name" . | trunc 30 | trimSuffix "-" -}}
+{{- end -}}
+{{- define "wadispatch.gsaEmail" -}}
+{{- $v := index .root.Values .component -}}
+{{- if $v.serviceAccount.gcpServiceAccount -}}
+{{ $v.serviceAccount.gcpServiceAccount }}
+{{- else -}}
+{{ include "wadispatch.gsaName" . }}@{{ .root.Values.project }}.iam.gserviceaccount.com
+{{- end -}}
+{{- end -}}
+
+{{/* topology.yaml, the one declaration of the Pub/Sub topology. */}}
+{{- define "wadispatch.topology" -}}
+{{- $t := .Files.Get "topology.yaml" | fromYaml -}}
+{{- if or (not $t) (hasKey $t "Error") -}}
+{{- fail (printf "topology.yaml is missing or invalid: %v" $t) -}}
+{{- end -}}
+{{- toYaml $t -}}
+{{- end -}}
+
+{{/* Fails unless topic .name is declared in topology.yaml; prints it. */}}
+{{- define "wadispatch.topic" -}}
+{{- $t := include "wadispatch.topology" .root | fromYaml -}}
+{{- $found := false -}}
+{{- range $t.topics -}}{{- if eq .name $.name -}}{{- $found = true -}}{{- end -}}{{- end -}}
+{{- if not $found -}}{{- fail (printf "topic %q is not declared in topology.yaml" .name) -}}{{- end -}}
+{{- .name -}}
+{{- end -}}
+
+{{- define "wadispatch.subscription" -}}
+{{- $t := include "wadispatch.topology" .root | fromYaml -}}
+{{- $found := false -}}
+{{- range $t.subscriptions -}}{{- if eq .name $.name -}}{{- $found = true -}}{{- end -}}{{- end -}}
+{{- if not $found -}}{{- fail (printf "subscription %q is not declared in topology.yaml" .name) -}}{{- end -}}
+{{- .name -}}
+{{- end -}}
+
+{{/* A duration of topology.yaml ("60s") as Pub/Sub's seconds form; other
+     forms ("1m") are refused rather than guessed. */}}
+{{- define "wadispatch.seconds" -}}
+{{- if not (regexMatch "^[0-9]+s$" (toString .)) -}}
+{{- fail (printf "topology.yaml: duration %q must be whole seconds like \"60s\"" (toString .)) -}}
+{{- end -}}
+{{- . -}}
+{{- end -}}
+
+{{/* The container security context every container gets. */}}
+{{- define "wadispatch.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurity.runAsUser }}
+runAsGroup: {{ .Values.podSecurity.runAsGroup }}
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+privileged: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "wadispatch.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurity.runAsUser }}
+runAsGroup: {{ .Values.podSecurity.runAsGroup }}
+fsGroup: {{ .Values.podSecurity.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Environment every service reads. */}}
+{{- define "wadispatch.commonEnv" -}}
+{{- $v := index .root.Values .component -}}
+- name: GOOGLE_CLOUD_PROJECT
+  value: {{ .root.Values.project | quote }}
+- name: LOG_LEVEL
+  value: {{ .root.Values.logLevel | quote }}
+- name: HTTP_ADDR
+  value: ":8080"
+- name: SHUTDOWN_GRACE
+  value: {{ printf "%ds" (int $v.shutdownGraceSeconds) | quote }}
+{{- if .root.Values.devEmulators.enabled }}
+- name: FIRESTORE_EMULATOR_HOST
+  value: {{ printf "%s:8080" (include "wadispatch.name" (dict "root" .root "component" "firestore-emulator")) | quote }}
+- name: PUBSUB_EMULATOR_HOST
+  value: {{ printf "%s:8085" (include "wadispatch.name" (dict "root" .root "component" "pubsub-emulator")) | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* NetworkPolicy peers allowed to scrape /metrics. */}}
+{{- define "wadispatch.metricsPeers" -}}
+{{- range .Values.networkPolicy.metricsNamespaces }}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* Peers allowed to post to ingest: the Eventarc forwarder's namespaces, a
+     gateway's source ranges, the dev Firestore emulator, metrics scrapers. */}}
+{{- define "wadispatch.ingestPeers" -}}
+{{- $np := .Values.networkPolicy -}}
+{{- range $np.ingest.eventarcNamespaces }}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ . }}
+{{- end }}
+{{- range $np.ingest.gatewayCIDRs }}
+- ipBlock:
+    cidr: {{ . }}
+{{- end }}
+{{- if .Values.devEmulators.enabled }}
+- podSelector:
+    matchLabels:
+      {{- include "wadispatch.selectorLabels" (dict "root" . "component" "firestore-emulator") | nindent 6 }}
+{{- end }}
+{{- include "wadispatch.metricsPeers" . }}
+{{- end -}}

@@ -1,0 +1,75 @@
+{{/* Each service's own environment; names match the envconfig structs in
+     services/<name>/main.go (`<service> -help-env` prints them). */}}
+
+{{- define "wadispatch.env.ingest" -}}
+{{- $v := .Values -}}
+- name: INGEST_TASKS_TOPIC
+  value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.tasksTopic) | quote }}
+- name: INGEST_FIRESTORE_DATABASE
+  value: {{ $v.firestore.database | quote }}
+- name: INGEST_WHATSAPP_API_VERSION
+  value: {{ $v.whatsapp.apiVersion | quote }}
+{{- end -}}
+
+{{- define "wadispatch.env.sender" -}}
+{{- $v := .Values -}}
+{{- $s := $v.sender -}}
+- name: SENDER_SUBSCRIPTION
+  value: {{ include "wadispatch.subscription" (dict "root" . "name" $v.pubsub.tasksSubscription) | quote }}
+- name: SENDER_MAX_IN_FLIGHT
+  value: {{ $s.maxInFlight | quote }}
+- name: SENDER_RECORDER_ADDR
+  value: {{ printf "%s:%d" (include "wadispatch.name" (dict "root" . "component" "recorder")) (int $v.recorder.grpcPort) | quote }}
+- name: SENDER_CLAIM_LEASE
+  value: {{ printf "%ds" (int $s.claimLeaseSeconds) | quote }}
+- name: SENDER_CLAIM_TIMEOUT
+  value: {{ printf "%ds" (int $s.claimTimeoutSeconds) | quote }}
+# Claims name the pod, so an operator can tell which pod held a send.
+- name: SENDER_CLAIMANT
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: SENDER_WHATSAPP_BASE_URL
+  value: {{ if $v.devEmulators.enabled }}{{ printf "http://%s:8090" (include "wadispatch.name" (dict "root" . "component" "whatsapp-simulator")) | quote }}{{ else }}{{ $v.whatsapp.baseURL | quote }}{{ end }}
+- name: SENDER_WHATSAPP_TIMEOUT
+  value: {{ printf "%ds" (int $v.whatsapp.timeoutSeconds) | quote }}
+- name: SENDER_WHATSAPP_API_VERSION
+  value: {{ $v.whatsapp.apiVersion | quote }}
+- name: SENDER_RATE_PER_NUMBER
+  value: {{ $s.ratePerNumber | quote }}
+- name: SENDER_RATE_BURST
+  value: {{ $s.rateBurst | quote }}
+- name: SENDER_MAX_ATTEMPTS
+  value: {{ $s.maxAttempts | quote }}
+- name: SENDER_MAX_BACKOFF
+  value: {{ printf "%ds" (int $s.maxBackoffSeconds) | quote }}
+- name: SENDER_PUBLISH_TIMEOUT
+  value: {{ printf "%ds" (int $s.publishTimeoutSeconds) | quote }}
+- name: SENDER_SECRET_MANAGER
+  value: {{ and $s.tokens.secretManager (not $v.devEmulators.enabled) | quote }}
+{{- if or $s.tokens.localSecretName $v.devEmulators.enabled }}
+- name: SENDER_TOKENS_FILE
+  value: /etc/wadispatch/tokens/tokens.json
+{{- end }}
+{{- end -}}
+
+{{- define "wadispatch.env.recorder" -}}
+{{- $v := .Values -}}
+{{- $r := $v.recorder -}}
+- name: RECORDER_GRPC_ADDR
+  value: {{ printf ":%d" (int $r.grpcPort) | quote }}
+- name: RECORDER_RESULTS_SUBSCRIPTION
+  value: {{ include "wadispatch.subscription" (dict "root" . "name" $v.pubsub.resultsSubscription) | quote }}
+- name: RECORDER_STATUS_SUBSCRIPTION
+  value: {{ include "wadispatch.subscription" (dict "root" . "name" $v.pubsub.statusEventsSubscription) | quote }}
+- name: RECORDER_TASKS_TOPIC
+  value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.tasksTopic) | quote }}
+- name: RECORDER_FIRESTORE_DATABASE
+  value: {{ $v.firestore.database | quote }}
+- name: RECORDER_ANCILLARY_DATABASE
+  value: {{ $v.firestore.ancillaryDatabase | quote }}
+- name: RECORDER_METRICS_DOC_PATH
+  value: {{ $r.metricsDocPath | quote }}
+- name: RECORDER_CLAIM_LEASE
+  value: {{ printf "%ds" (int $r.claimLeaseSeconds) | quote }}
+{{- end -}}
