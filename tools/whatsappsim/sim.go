@@ -109,6 +109,8 @@ func New(opts Options) (*Simulator, error) {
 	if log == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
+		// Entries below the level are never formatted, so discarding costs nothing.
+		l.SetLevel(logrus.PanicLevel)
 		log = l
 	}
 	if opts.ThrottleStatus == 0 {

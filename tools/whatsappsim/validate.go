@@ -72,16 +72,21 @@ func validate(body []byte, templates map[string]TemplateSpec) (*message, *apiErr
 	if m.typ == "" {
 		m.typ = "text" // Meta's default
 	}
+	var e *apiError
 	switch {
 	case m.typ == "text":
-		return m, validateText(top, m)
+		e = validateText(top, m)
 	case m.typ == "template":
-		return m, validateTemplate(top, m, templates)
+		e = validateTemplate(top, m, templates)
 	case notSimulated[m.typ]:
 		return nil, newAPIError(131051, fmt.Sprintf("Message type %q is not supported by the simulator.", m.typ))
 	default:
 		return nil, newAPIError(131051, fmt.Sprintf("Unsupported message type %q.", m.typ))
 	}
+	if e != nil {
+		return nil, e
+	}
+	return m, nil
 }
 
 func validateText(top map[string]json.RawMessage, m *message) *apiError {

@@ -1,0 +1,34 @@
+package whatsappsim
+
+import (
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzValidate: any body gets either a message or one of the codes Meta uses
+// for payload errors, never a panic.
+func FuzzValidate(f *testing.F) {
+	f.Add([]byte(`{"messaging_product":"whatsapp","to":"447700900123","type":"text","text":{"body":"hi"}}`))
+	f.Add([]byte(`{"messaging_product":"whatsapp","to":"447700900123","type":"template","template":{"name":"t","language":{"code":"en"},"components":[{"type":"body","parameters":[{"type":"text","parameter_name":"a","text":"x"}]}]}}`))
+	f.Add([]byte(`{"messaging_product":"whatsapp","to":"4","type":"template","template":{"components":[{"parameters":[{}]}]}}`))
+	f.Add([]byte(`null`))
+	templates := map[string]TemplateSpec{"t\x00en": {Name: "t", Language: "en", BodyParameters: []string{"a"}}}
+	allowed := map[int]bool{100: true, 131008: true, 131009: true, 131051: true, 132000: true, 132001: true, 132012: true}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, tpl := range []map[string]TemplateSpec{nil, templates} {
+			m, e := validate(body, tpl)
+			if e != nil {
+				if m != nil || !allowed[e.code] || e.details == "" {
+					t.Fatalf("validate(%q) = %+v, %+v", body, m, e)
+				}
+				continue
+			}
+			if m == nil || !digits.MatchString(m.waID) || (m.typ == "text") == (m.text == nil) || (m.typ == "template") == (m.template == nil) {
+				t.Fatalf("validate(%q) accepted %+v", body, m)
+			}
+			if m.text != nil && (m.text.Body == "" || utf8.RuneCountInString(m.text.Body) > maxTextBody) {
+				t.Fatalf("validate(%q) accepted text %+v", body, m.text)
+			}
+		}
+	})
+}
