@@ -69,6 +69,9 @@ func TestInvalidSenderOrMessageIsNotSent(t *testing.T) {
 		if !errors.As(err, &e) || e.Reason != ReasonInvalidMessage || e.Retryable() || !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("case %d: err = %v, want invalid_message", i, err)
 		}
+		if strings.Count(err.Error(), "whatsapp:") != 1 {
+			t.Errorf("case %d: error %q", i, err)
+		}
 	}
 	if calls != 0 {
 		t.Fatalf("%d calls reached the server", calls)

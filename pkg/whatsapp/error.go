@@ -88,6 +88,10 @@ func (e *Error) Error() string {
 		b.WriteString(")")
 		return b.String()
 	}
+	if e.Reason == ReasonInvalidMessage && e.cause != nil {
+		// The cause already reads "whatsapp: invalid message: ...".
+		return e.cause.Error()
+	}
 	b.WriteString(string(e.Reason))
 	if e.HTTPStatus != 0 {
 		fmt.Fprintf(&b, " (http %d)", e.HTTPStatus)
