@@ -474,11 +474,11 @@ func (s *Server) RunQuery(req *pb.RunQueryRequest, stream pb.Firestore_RunQueryS
 		return err
 	}
 	docs, err := s.runQuery(stream.Context(), db, req.GetParent(), q, rv)
+	rt := s.timestamp(rv)
 	db.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	rt := s.timestamp(rv)
 	first := true
 	send := func(r *pb.RunQueryResponse) error {
 		r.ReadTime = rt
@@ -514,6 +514,7 @@ func (s *Server) RunAggregationQuery(req *pb.RunAggregationQueryRequest, stream 
 		return err
 	}
 	docs, err := s.runQuery(stream.Context(), db, req.GetParent(), aq.GetStructuredQuery(), rv)
+	rt := s.timestamp(rv)
 	db.mu.Unlock()
 	if err != nil {
 		return err
@@ -533,7 +534,7 @@ func (s *Server) RunAggregationQuery(req *pb.RunAggregationQueryRequest, stream 
 	return stream.Send(&pb.RunAggregationQueryResponse{
 		Result:      &pb.AggregationResult{AggregateFields: fields},
 		Transaction: rv.newTxn,
-		ReadTime:    s.timestamp(rv),
+		ReadTime:    rt,
 	})
 }
 

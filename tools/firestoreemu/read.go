@@ -162,8 +162,10 @@ func (s *Server) BatchGetDocuments(req *pb.BatchGetDocumentsRequest, stream pb.F
 		}
 		resps = append(resps, r)
 	}
-	db.mu.Unlock()
+	// The read time is taken before unlocking: no commit can then be
+	// stamped at or before it without being visible to this read.
 	rt := s.timestamp(rv)
+	db.mu.Unlock()
 	if len(resps) == 0 && rv.newTxn != nil {
 		resps = append(resps, &pb.BatchGetDocumentsResponse{})
 	}

@@ -41,6 +41,18 @@ func (e *docEntry) at(t time.Time) *pb.Document {
 	return nil
 }
 
+// prune drops the versions that no read within the retention window can
+// see: all but the newest one at or before cutoff.
+func (e *docEntry) prune(cutoff time.Time) {
+	drop := 0
+	for drop+1 < len(e.versions) && !e.versions[drop+1].at.After(cutoff) {
+		drop++
+	}
+	if drop > 0 {
+		e.versions = append(e.versions[:0:0], e.versions[drop:]...)
+	}
+}
+
 // database holds the documents of one Firestore database. Everything in it is
 // guarded by mu; commits are serialized per database, which is what makes a
 // commit atomic for readers.
@@ -55,6 +67,7 @@ type database struct {
 	locks   map[string]*docLock
 	txns    map[string]*txn
 	targets map[*listenTarget]struct{}
+	commits int // drives the periodic sweep of expired versions
 }
 
 func newDatabase(name string) *database {
@@ -111,15 +124,25 @@ func (db *database) put(name string, doc *pb.Document, at time.Time, retention t
 	}
 	e.versions = append(e.versions, docVersion{doc: doc, at: at})
 	cutoff := at.Add(-retention)
-	drop := 0
-	for drop+1 < len(e.versions) && !e.versions[drop+1].at.After(cutoff) {
-		drop++
+	e.prune(cutoff)
+	db.commits++
+	if db.commits%sweepEvery == 0 {
+		db.sweep(cutoff)
 	}
-	if drop > 0 {
-		e.versions = append(e.versions[:0:0], e.versions[drop:]...)
-	}
-	if doc == nil && len(e.versions) == 1 && !e.versions[0].at.After(cutoff) {
-		db.remove(e)
+}
+
+// sweepEvery is how many writes pass between sweeps; a sweep walks every
+// document, so this keeps its cost per write small.
+const sweepEvery = 4096
+
+// sweep drops versions older than cutoff and forgets documents deleted
+// before it, so deleted documents do not slow queries forever.
+func (db *database) sweep(cutoff time.Time) {
+	for _, e := range db.docs {
+		e.prune(cutoff)
+		if len(e.versions) == 1 && e.versions[0].doc == nil && !e.versions[0].at.After(cutoff) {
+			db.remove(e)
+		}
 	}
 }
 

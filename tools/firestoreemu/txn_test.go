@@ -10,6 +10,7 @@ import (
 
 	"cloud.google.com/go/firestore"
 	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
+	"github.com/visn/wadispatch/tools/firestoreemu"
 	"google.golang.org/grpc/codes"
 )
 
@@ -283,4 +284,42 @@ func TestNewTransactionInReadOptions(t *testing.T) {
 	}
 	_, err = raw.Commit(ctx, &pb.CommitRequest{Database: dbPath("(default)"), Transaction: resp.Transaction})
 	wantCode(t, err, codes.InvalidArgument)
+}
+
+func TestAbandonedTransactionLosesItsLocks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := newServer(t, firestoreemu.Options{TransactionIdleTimeout: 200 * time.Millisecond})
+	raw := newRawClient(t, srv)
+	c := newClient(t, srv, "(default)")
+	if _, err := c.Doc("idle/a").Set(ctx, map[string]any{"n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	begin, err := raw.BeginTransaction(ctx, &pb.BeginTransactionRequest{Database: dbPath("(default)")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.GetDocument(ctx, &pb.GetDocumentRequest{
+		Name:                docPath("(default)", "idle/a"),
+		ConsistencySelector: &pb.GetDocumentRequest_Transaction{Transaction: begin.Transaction},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The first transaction never finishes; the second waits for the idle
+	// timeout, then takes the lock.
+	start := time.Now()
+	err = c.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		if _, err := tx.Get(c.Doc("idle/a")); err != nil {
+			return err
+		}
+		return tx.Update(c.Doc("idle/a"), []firestore.Update{{Path: "n", Value: 2}})
+	})
+	if err != nil {
+		t.Fatalf("second transaction: %v", err)
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Errorf("second transaction finished after %v, before the idle timeout", waited)
+	}
+	_, err = raw.Commit(ctx, &pb.CommitRequest{Database: dbPath("(default)"), Transaction: begin.Transaction})
+	wantCode(t, err, codes.Aborted)
 }
