@@ -149,3 +149,37 @@ seccompProfile:
 {{- end }}
 {{- include "wadispatch.metricsPeers" . }}
 {{- end -}}
+
+{{/* Metadata of a Config Connector resource: its namespace (when not the
+     release's) and project. */}}
+{{- define "wadispatch.kccMetadata" -}}
+{{- with .Values.configConnector.namespace }}
+namespace: {{ . }}
+{{- end }}
+annotations:
+  cnrm.cloud.google.com/project-id: {{ .Values.project }}
+labels:
+  app.kubernetes.io/name: wadispatch
+  app.kubernetes.io/instance: {{ .Release.Name }}
+  app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* One IAMPolicyMember: dict root, name, member, role, kind and either
+     refName (a resource of this chart) or external. */}}
+{{- define "wadispatch.iamMember" -}}
+apiVersion: iam.cnrm.cloud.google.com/v1beta1
+kind: IAMPolicyMember
+metadata:
+  name: {{ .name | trunc 253 }}
+  {{- include "wadispatch.kccMetadata" .root | trim | nindent 2 }}
+spec:
+  member: {{ .member }}
+  role: {{ .role }}
+  resourceRef:
+    kind: {{ .kind }}
+    {{- if .refName }}
+    name: {{ .refName }}
+    {{- else }}
+    external: {{ .external }}
+    {{- end }}
+{{- end -}}
