@@ -155,6 +155,9 @@ func (s *Server) applyWrites(db *database, writes []*pb.Write, at time.Time) ([]
 			next = &pb.Document{Name: name}
 			if w.GetUpdateMask() == nil {
 				next.Fields = cloneFields(op.Update.GetFields())
+				for _, v := range next.Fields {
+					truncateTimestamps(v)
+				}
 			} else {
 				next.Fields = cloneFields(prev.GetFields())
 				for _, p := range w.GetUpdateMask().GetFieldPaths() {
@@ -163,7 +166,9 @@ func (s *Server) applyWrites(db *database, writes []*pb.Write, at time.Time) ([]
 						return nil, nil, grpcstatus.Errorf(codes.InvalidArgument, "update_mask: %v", err)
 					}
 					if v, ok := getField(op.Update.GetFields(), segs); ok {
-						setField(next.Fields, segs, proto.Clone(v).(*pb.Value))
+						v = proto.Clone(v).(*pb.Value)
+						truncateTimestamps(v)
+						setField(next.Fields, segs, v)
 					} else {
 						deleteField(next.Fields, segs)
 					}
@@ -249,6 +254,23 @@ func cloneFields(f map[string]*pb.Value) map[string]*pb.Value {
 		out[k] = proto.Clone(v).(*pb.Value)
 	}
 	return out
+}
+
+// truncateTimestamps rounds timestamp values down to microseconds, the
+// precision Firestore stores.
+func truncateTimestamps(v *pb.Value) {
+	switch x := v.GetValueType().(type) {
+	case *pb.Value_TimestampValue:
+		x.TimestampValue.Nanos -= x.TimestampValue.GetNanos() % 1000
+	case *pb.Value_ArrayValue:
+		for _, e := range x.ArrayValue.GetValues() {
+			truncateTimestamps(e)
+		}
+	case *pb.Value_MapValue:
+		for _, e := range x.MapValue.GetFields() {
+			truncateTimestamps(e)
+		}
+	}
 }
 
 func fieldsEqual(a, b map[string]*pb.Value) bool {

@@ -19,7 +19,8 @@ func TestSetGetMergeUpdateDelete(t *testing.T) {
 	c := newClient(t, srv, "(default)")
 	doc := c.Doc("users/alice")
 
-	wr, err := doc.Set(ctx, map[string]any{"name": "Alice", "age": 30, "address": map[string]any{"city": "Paris", "zip": "75001"}})
+	born := time.Date(1990, 5, 17, 8, 30, 0, 123456789, time.UTC)
+	wr, err := doc.Set(ctx, map[string]any{"name": "Alice", "age": 30, "born": born, "address": map[string]any{"city": "Paris", "zip": "75001"}})
 	if err != nil {
 		t.Fatalf("set: %v", err)
 	}
@@ -32,6 +33,10 @@ func TestSetGetMergeUpdateDelete(t *testing.T) {
 	}
 	if got := snap.Data()["name"]; got != "Alice" {
 		t.Errorf("name = %v", got)
+	}
+	// Firestore keeps timestamps to the microsecond.
+	if got := snap.Data()["born"]; got != born.Truncate(time.Microsecond) {
+		t.Errorf("born = %v, want %v", got, born.Truncate(time.Microsecond))
 	}
 
 	if _, err := doc.Set(ctx, map[string]any{"address": map[string]any{"city": "Lyon"}, "vip": true}, firestore.MergeAll); err != nil {
@@ -47,7 +52,7 @@ func TestSetGetMergeUpdateDelete(t *testing.T) {
 	if err != nil {
 		t.Fatalf("get: %v", err)
 	}
-	want := map[string]any{"name": "Alice", "age": int64(31), "vip": true, "address": map[string]any{"city": "Lyon"}, "tags": []any{"a"}}
+	want := map[string]any{"name": "Alice", "age": int64(31), "vip": true, "born": born.Truncate(time.Microsecond), "address": map[string]any{"city": "Lyon"}, "tags": []any{"a"}}
 	if !reflect.DeepEqual(snap.Data(), want) {
 		t.Errorf("data = %v, want %v", snap.Data(), want)
 	}
