@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -902,5 +903,36 @@ func TestFormattedRecipientGetsDigitsWaID(t *testing.T) {
 	}
 	if got := e.sim.Counts().AcceptedByRecipient[driver]; got != 1 {
 		t.Fatalf("counted %d for the wa_id", got)
+	}
+}
+
+// DefaultOptions holds Meta's numbers: 80 messages/s per phone number, one
+// message per 6 s per pair, the 24-hour window.
+func TestMetaDefaults(t *testing.T) {
+	def := whatsappsim.DefaultOptions()
+	e := start(t, func(o *whatsappsim.Options) {
+		o.Throughput, o.PairInterval, o.EnforceWindow = def.Throughput, def.PairInterval, def.EnforceWindow
+	})
+	tm, _ := whatsapp.TemplateMessage(driver, "hello_world", "en_US", nil)
+	if _, err := e.send(t, tm); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.send(t, tm)
+	mustCode(t, err, 131056, http.StatusTooManyRequests)
+	_, err = e.send(t, text("447700900001", "hi"))
+	mustCode(t, err, 131047, http.StatusBadRequest)
+
+	accepted := 1 // the first template above
+	for i := 0; i < 100; i++ {
+		tm, _ := whatsapp.TemplateMessage(fmt.Sprintf("4477118%05d", i), "hello_world", "en_US", nil)
+		if _, err := e.send(t, tm); err == nil {
+			accepted++
+		} else if err.Code != 130429 {
+			t.Fatal(err)
+		}
+	}
+	// 80 in the first second (a few more if the loop is slow).
+	if accepted < 80 || accepted > 90 {
+		t.Fatalf("accepted %d of 101 at the default throughput", accepted)
 	}
 }
