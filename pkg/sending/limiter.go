@@ -29,11 +29,18 @@ type numberLimiter struct {
 	limiter *rate.Limiter
 	// slowUntil is when the number returns to the configured rate.
 	slowUntil time.Time
+	// slowedAt is the last halving.
+	slowedAt time.Time
 }
 
 // minSlowRate is the floor of repeated slow-downs; one message per second
 // still makes progress.
 const minSlowRate rate.Limit = 1
+
+// slowDownEvery spaces halvings: the calls in flight when a number hits its
+// limit all come back with 130429 at once, and they report one excess, not
+// one each. WhatsApp counts throughput per second.
+const slowDownEvery = time.Second
 
 // NewLimiters paces each phone number at perSecond with the given burst;
 // after a 130429 the number runs at half its current rate for cooldown.
@@ -59,7 +66,7 @@ func (l *Limiters) number(phoneNumberID string, now time.Time) *numberLimiter {
 	}
 	if !n.slowUntil.IsZero() && !now.Before(n.slowUntil) {
 		n.limiter.SetLimitAt(now, l.rate)
-		n.slowUntil = time.Time{}
+		n.slowUntil, n.slowedAt = time.Time{}, time.Time{}
 	}
 	return n
 }
@@ -82,15 +89,20 @@ func (l *Limiters) Reserve(phoneNumberID string, now time.Time, maxWait time.Dur
 	return wait, true
 }
 
-// SlowDown halves the rate of phoneNumberID (down to one message per second)
-// for the cool-down, after WhatsApp said its throughput was reached.
+// SlowDown halves the rate of phoneNumberID (down to one message per second,
+// at most once a second) for the cool-down, after WhatsApp said its
+// throughput was reached.
 func (l *Limiters) SlowDown(phoneNumberID string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.number(phoneNumberID, now)
+	n.slowUntil = now.Add(l.cooldown)
+	if !n.slowedAt.IsZero() && now.Sub(n.slowedAt) < slowDownEvery {
+		return
+	}
+	n.slowedAt = now
 	cur := n.limiter.Limit()
 	n.limiter.SetLimitAt(now, max(cur/2, min(minSlowRate, cur)))
-	n.slowUntil = now.Add(l.cooldown)
 }
 
 // Rate is the current rate of phoneNumberID, for logs and tests.

@@ -38,16 +38,22 @@ func TestLimitersPacePerNumber(t *testing.T) {
 func TestLimitersSlowDownAndRecover(t *testing.T) {
 	l := NewLimiters(8, 1, 5*time.Second)
 	now := time.Now()
-	l.SlowDown("n1", now)
-	l.SlowDown("n1", now)
-	if got := l.Rate("n1", now); got != 2 {
-		t.Errorf("rate after two slow-downs %v, want 2", got)
-	}
-	for range 5 {
+	// The calls of one burst all answer 130429 at once: one halving.
+	for range 10 {
 		l.SlowDown("n1", now)
 	}
-	if got := l.Rate("n1", now); got != 1 {
-		t.Errorf("rate floor %v, want 1", got)
+	if got := l.Rate("n1", now); got != 4 {
+		t.Errorf("rate after one burst of slow-downs %v, want 4", got)
+	}
+	for i := range 5 {
+		now = now.Add(time.Second)
+		l.SlowDown("n1", now)
+		if want := max(4/float64(int(2)<<i), 1); l.Rate("n1", now) != want {
+			t.Errorf("rate after %d more seconds of 130429 = %v, want %v", i+1, l.Rate("n1", now), want)
+		}
+	}
+	if got := l.Rate("n1", now.Add(4*time.Second)); got != 1 {
+		t.Errorf("rate %v before the cool-down ended, want 1", got)
 	}
 	if got := l.Rate("n1", now.Add(5*time.Second)); got != 8 {
 		t.Errorf("rate after the cool-down %v, want 8", got)
