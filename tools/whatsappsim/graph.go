@@ -228,18 +228,34 @@ func (s *Simulator) authenticate(r *http.Request, phoneID string) *apiError {
 	return e
 }
 
-// checkLimits applies, in Meta's order of concern, the phone number's
-// throughput, the pair rate limit and the customer-service window.
+// checkLimits applies the customer-service window, the phone number's
+// throughput and the pair rate limit. A refused message takes no share of
+// either limit, so a burst of refusals does not delay later messages.
 func (s *Simulator) checkLimits(phoneID string, msg *message, now time.Time) *apiError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.opts.EnforceWindow && msg.typ == "text" {
+		last, ok := s.windows[phoneID+"/"+msg.waID]
+		if !ok || now.Sub(last) > s.opts.Window {
+			return newAPIError(131047, "Message failed to send because more than 24 hours have passed since the customer last replied to this number.")
+		}
+	}
+	var taken []*rate.Reservation
+	undo := func() {
+		for _, r := range taken {
+			r.CancelAt(now)
+		}
+	}
 	if s.opts.Throughput > 0 {
 		l := s.throughput[phoneID]
 		if l == nil {
 			l = rate.NewLimiter(rate.Limit(s.opts.Throughput), s.opts.Throughput)
 			s.throughput[phoneID] = l
 		}
-		if !l.AllowN(now, 1) {
+		r := l.ReserveN(now, 1)
+		taken = append(taken, r)
+		if r.DelayFrom(now) > 0 {
+			undo()
 			e := newAPIError(130429, "Message failed to send because there were too many messages sent from this phone number in a short period of time.")
 			e.status = s.opts.ThrottleStatus
 			return e
@@ -252,16 +268,13 @@ func (s *Simulator) checkLimits(phoneID string, msg *message, now time.Time) *ap
 			l = rate.NewLimiter(rate.Every(s.opts.PairInterval), s.opts.PairBurst)
 			s.pairs[key] = l
 		}
-		if !l.AllowN(now, 1) {
+		r := l.ReserveN(now, 1)
+		taken = append(taken, r)
+		if r.DelayFrom(now) > 0 {
+			undo()
 			e := newAPIError(131056, "Message failed to send because there were too many messages sent from this phone number to the same phone number in a short period of time.")
 			e.status = s.opts.ThrottleStatus
 			return e
-		}
-	}
-	if s.opts.EnforceWindow && msg.typ == "text" {
-		last, ok := s.windows[phoneID+"/"+msg.waID]
-		if !ok || now.Sub(last) > s.opts.Window {
-			return newAPIError(131047, "Message failed to send because more than 24 hours have passed since the customer last replied to this number.")
 		}
 	}
 	return nil

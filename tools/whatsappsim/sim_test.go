@@ -936,3 +936,28 @@ func TestMetaDefaults(t *testing.T) {
 		t.Fatalf("accepted %d of 101 at the default throughput", accepted)
 	}
 }
+
+func TestRefusalsTakeNoShareOfLimits(t *testing.T) {
+	e := start(t, func(o *whatsappsim.Options) {
+		o.Throughput, o.PairInterval, o.EnforceWindow = 1, time.Hour, true
+	})
+	// Outside the window: refused, and the pair budget is untouched.
+	_, err := e.send(t, text(driver, "hi"))
+	mustCode(t, err, 131047, http.StatusBadRequest)
+	tm, _ := whatsapp.TemplateMessage(driver, "hello_world", "en_US", nil)
+	if _, err := e.send(t, tm); err != nil {
+		t.Fatalf("template after a window refusal: %v", err)
+	}
+	// Throughput refusals do not push the next slot further away.
+	for i := 0; i < 3; i++ {
+		_, err := e.send(t, tm)
+		if err == nil || (err.Code != 130429 && err.Code != 131056) {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	time.Sleep(1050 * time.Millisecond)
+	tm2, _ := whatsapp.TemplateMessage("447700900999", "hello_world", "en_US", nil)
+	if _, err := e.send(t, tm2); err != nil {
+		t.Fatalf("one second later: %v", err)
+	}
+}
