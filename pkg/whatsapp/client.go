@@ -184,6 +184,9 @@ func (c *Client) Send(ctx context.Context, s Sender, m Message) (Sent, error) {
 	return sent, err
 }
 
+// CloseIdleConnections closes the pooled connections, for a clean shutdown.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 // requestFailure classifies an error from http.Client.Do.
 func requestFailure(parent context.Context, written bool, err error) *Error {
 	if written {

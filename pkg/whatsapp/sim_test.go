@@ -128,6 +128,13 @@ func TestConnectionsAreReused(t *testing.T) {
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("%d connections for 60 sequential sends", n)
 	}
+	c.CloseIdleConnections()
+	if _, err := c.Send(context.Background(), from(), whatsapp.TextMessage(driver, "hi", false)); err != nil {
+		t.Fatal(err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections after CloseIdleConnections, want a new one", n)
+	}
 }
 
 func TestAcceptedButAnswerLostIsOutcomeUnknown(t *testing.T) {
