@@ -463,6 +463,9 @@ func (s *Server) RunQuery(req *pb.RunQueryRequest, stream pb.Firestore_RunQueryS
 	if q == nil {
 		return status.Error(codes.InvalidArgument, "structured_query is required")
 	}
+	if req.GetExplainOptions() != nil {
+		return status.Error(codes.Unimplemented, "query explain is not emulated")
+	}
 	paths, err := projection(q)
 	if err != nil {
 		return err
@@ -506,6 +509,9 @@ func (s *Server) RunAggregationQuery(req *pb.RunAggregationQueryRequest, stream 
 	aq := req.GetStructuredAggregationQuery()
 	if aq.GetStructuredQuery() == nil {
 		return status.Error(codes.InvalidArgument, "structured_aggregation_query.structured_query is required")
+	}
+	if req.GetExplainOptions() != nil {
+		return status.Error(codes.Unimplemented, "query explain is not emulated")
 	}
 	db.mu.Lock()
 	rv, err := s.openRead(db, req.GetTransaction(), req.GetNewTransaction(), req.GetReadTime())

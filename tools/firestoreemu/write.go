@@ -156,7 +156,9 @@ func (s *Server) applyWrites(db *database, writes []*pb.Write, at time.Time) ([]
 			if w.GetUpdateMask() == nil {
 				next.Fields = cloneFields(op.Update.GetFields())
 				for _, v := range next.Fields {
-					truncateTimestamps(v)
+					if err := normalizeValue(v); err != nil {
+						return nil, nil, err
+					}
 				}
 			} else {
 				next.Fields = cloneFields(prev.GetFields())
@@ -167,7 +169,9 @@ func (s *Server) applyWrites(db *database, writes []*pb.Write, at time.Time) ([]
 					}
 					if v, ok := getField(op.Update.GetFields(), segs); ok {
 						v = proto.Clone(v).(*pb.Value)
-						truncateTimestamps(v)
+						if err := normalizeValue(v); err != nil {
+							return nil, nil, err
+						}
 						setField(next.Fields, segs, v)
 					} else {
 						deleteField(next.Fields, segs)
@@ -256,21 +260,32 @@ func cloneFields(f map[string]*pb.Value) map[string]*pb.Value {
 	return out
 }
 
-// truncateTimestamps rounds timestamp values down to microseconds, the
-// precision Firestore stores.
-func truncateTimestamps(v *pb.Value) {
+// normalizeValue rounds timestamp values down to microseconds, the
+// precision Firestore stores, and rejects value types that are expressions
+// rather than data.
+func normalizeValue(v *pb.Value) error {
 	switch x := v.GetValueType().(type) {
 	case *pb.Value_TimestampValue:
 		x.TimestampValue.Nanos -= x.TimestampValue.GetNanos() % 1000
 	case *pb.Value_ArrayValue:
 		for _, e := range x.ArrayValue.GetValues() {
-			truncateTimestamps(e)
+			if _, nested := e.GetValueType().(*pb.Value_ArrayValue); nested {
+				return grpcstatus.Error(codes.InvalidArgument, "an array cannot directly contain another array")
+			}
+			if err := normalizeValue(e); err != nil {
+				return err
+			}
 		}
 	case *pb.Value_MapValue:
 		for _, e := range x.MapValue.GetFields() {
-			truncateTimestamps(e)
+			if err := normalizeValue(e); err != nil {
+				return err
+			}
 		}
+	case *pb.Value_FieldReferenceValue, *pb.Value_VariableReferenceValue, *pb.Value_FunctionValue, *pb.Value_PipelineValue:
+		return grpcstatus.Errorf(codes.InvalidArgument, "%T cannot be stored in a document", x)
 	}
+	return nil
 }
 
 func fieldsEqual(a, b map[string]*pb.Value) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -287,4 +288,25 @@ func TestClientThroughEmulatorHostVariable(t *testing.T) {
 	if err != nil || snap.Data()["ok"] != true {
 		t.Fatalf("get: %v %v", snap, err)
 	}
+}
+
+func TestInvalidDocumentsRejected(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := newServer(t)
+	c := newClient(t, srv, "(default)")
+	_, err := c.Doc("big/1").Set(ctx, map[string]any{"s": strings.Repeat("x", 1<<20)})
+	wantCode(t, err, codes.InvalidArgument)
+	raw := newRawClient(t, srv)
+	arr := func(vs ...*pb.Value) *pb.Value {
+		return &pb.Value{ValueType: &pb.Value_ArrayValue{ArrayValue: &pb.ArrayValue{Values: vs}}}
+	}
+	_, err = raw.Commit(ctx, &pb.CommitRequest{Database: dbPath("(default)"), Writes: []*pb.Write{{
+		Operation: &pb.Write_Update{Update: &pb.Document{Name: docPath("(default)", "bad/1"), Fields: map[string]*pb.Value{"a": arr(arr())}}},
+	}}})
+	wantCode(t, err, codes.InvalidArgument)
+	_, err = raw.Commit(ctx, &pb.CommitRequest{Database: dbPath("(default)"), Writes: []*pb.Write{{
+		Operation: &pb.Write_Update{Update: &pb.Document{Name: docPath("(default)", "odd")}},
+	}}})
+	wantCode(t, err, codes.InvalidArgument)
 }
