@@ -70,7 +70,9 @@ type WebhookOptions struct {
 	// delivered before sent).
 	Reorder bool
 	// MaxAttempts bounds the deliveries of one webhook; a non-2xx answer or a
-	// transport error is retried after RetryBackoff, doubled each time.
+	// transport error is retried after RetryBackoff, doubled each time up to
+	// maxRetryBackoff. Meta keeps retrying for days; the default (8 attempts,
+	// about 11 s) covers a receiver restarting in a local run.
 	MaxAttempts  int
 	RetryBackoff time.Duration
 	// Timeout bounds one delivery attempt.
@@ -100,7 +102,7 @@ func DefaultOptions() Options {
 			SentDelay:          20 * time.Millisecond,
 			DeliveredDelay:     50 * time.Millisecond,
 			ReadDelay:          100 * time.Millisecond,
-			MaxAttempts:        5,
+			MaxAttempts:        8,
 			RetryBackoff:       100 * time.Millisecond,
 			Timeout:            5 * time.Second,
 		},

@@ -22,6 +22,9 @@ import (
 // SignatureHeader is the header Meta signs webhook bodies in.
 const SignatureHeader = "X-Hub-Signature-256"
 
+// maxRetryBackoff caps the doubling wait between webhook deliveries.
+const maxRetryBackoff = 5 * time.Second
+
 // Sign returns the X-Hub-Signature-256 value of body for appSecret:
 // "sha256=" and the hex HMAC-SHA256.
 func Sign(appSecret string, body []byte) string {
@@ -235,7 +238,7 @@ func (s *Simulator) deliver(body []byte, what string) {
 		if attempt == w.MaxAttempts || !s.wait(backoff) {
 			break
 		}
-		backoff *= 2
+		backoff = min(2*backoff, maxRetryBackoff)
 	}
 	s.mu.Lock()
 	s.counts.WebhooksAbandoned++
