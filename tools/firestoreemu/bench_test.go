@@ -102,6 +102,7 @@ func BenchmarkQuery10kDocuments(b *testing.B) {
 	c := newClient(b, srv, "(default)")
 	// Batches of 500 writes (Firestore's commit limit) seed faster than the
 	// BulkWriter, whose rate limiter ramps up slowly.
+	//lint:ignore SA1019 batches seed faster than the BulkWriter.
 	batch := c.Batch()
 	for i := range 10000 {
 		path := fmt.Sprintf("leasecompany/L%d/enquiries/E%d/whatsapp/messages/chatMessages/m%d", i%10, i%100, i)
@@ -111,7 +112,7 @@ func BenchmarkQuery10kDocuments(b *testing.B) {
 			if _, err := batch.Commit(ctx); err != nil {
 				b.Fatal(err)
 			}
-			batch = c.Batch()
+			batch = c.Batch() //lint:ignore SA1019 as above.
 		}
 	}
 	queries := map[string]firestore.Query{

@@ -47,17 +47,15 @@ type Server struct {
 	opts Options
 	log  logrus.FieldLogger
 
-	lis      net.Listener
-	grpcSrv  *grpc.Server
-	httpSrv  *http.Server
-	grpcLis  *connListener
-	httpLis  *connListener
-	serveErr chan error
+	lis     net.Listener
+	grpcSrv *grpc.Server
+	httpSrv *http.Server
+	grpcLis *connListener
+	httpLis *connListener
 
 	mu      sync.Mutex // guards dbs and lastTime
 	dbs     map[string]*database
 	last    time.Time
-	txnSeq  uint64
 	trigMu  sync.RWMutex
 	trigs   []Trigger
 	ctx     context.Context // cancelled by Close; stops deliveries
@@ -97,21 +95,21 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("firestoreemu: listen on %s: %w", opts.Addr, err)
 	}
 	s := &Server{
-		opts:     opts,
-		log:      log,
-		lis:      lis,
-		dbs:      map[string]*database{},
-		trigs:    append([]Trigger(nil), opts.Triggers...),
-		serveErr: make(chan error, 2),
-		grpcLis:  newConnListener(lis.Addr()),
-		httpLis:  newConnListener(lis.Addr()),
+		opts:    opts,
+		log:     log,
+		lis:     lis,
+		dbs:     map[string]*database{},
+		trigs:   append([]Trigger(nil), opts.Triggers...),
+		grpcLis: newConnListener(lis.Addr()),
+		httpLis: newConnListener(lis.Addr()),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
 	pb.RegisterFirestoreServer(s.grpcSrv, s)
 	s.httpSrv = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { s.serveErr <- s.grpcSrv.Serve(s.grpcLis) }()
-	go func() { s.serveErr <- s.httpSrv.Serve(s.httpLis) }()
+	// Both servers return only once Close has closed their listeners.
+	go func() { _ = s.grpcSrv.Serve(s.grpcLis) }()
+	go func() { _ = s.httpSrv.Serve(s.httpLis) }()
 	go s.acceptLoop()
 	return s, nil
 }

@@ -95,6 +95,7 @@ func TestPreconditionsAndAtomicCommit(t *testing.T) {
 	}
 
 	// The batch's last write fails its precondition: none of it applies.
+	//lint:ignore SA1019 a WriteBatch is the client's only non-transactional multi-write Commit, whose atomicity is under test.
 	batch := c.Batch()
 	batch.Set(b, map[string]any{"n": 10})
 	batch.Update(a, []firestore.Update{{Path: "n", Value: 11}})
