@@ -304,6 +304,7 @@ func TestValidatesPayloadLikeMeta(t *testing.T) {
 }
 
 func TestThroughputLimit(t *testing.T) {
+	t.Parallel()
 	e := start(t, func(o *whatsappsim.Options) { o.Throughput = 2 })
 	accepted, throttled := 0, 0
 	for i := 0; i < 6; i++ {
@@ -340,6 +341,7 @@ func TestThroughputLimit(t *testing.T) {
 }
 
 func TestLatencyOption(t *testing.T) {
+	t.Parallel()
 	e := start(t, func(o *whatsappsim.Options) { o.Latency = 80 * time.Millisecond })
 	begin := time.Now()
 	if _, err := e.send(t, text(driver, "hi")); err != nil {
@@ -375,6 +377,7 @@ func TestThrottleStatusFollowsOption(t *testing.T) {
 }
 
 func TestPairRateLimit(t *testing.T) {
+	t.Parallel()
 	e := start(t, func(o *whatsappsim.Options) { o.PairInterval = 500 * time.Millisecond })
 	if _, err := e.send(t, text(driver, "one")); err != nil {
 		t.Fatal(err)
@@ -938,6 +941,7 @@ func TestMetaDefaults(t *testing.T) {
 }
 
 func TestRefusalsTakeNoShareOfLimits(t *testing.T) {
+	t.Parallel()
 	e := start(t, func(o *whatsappsim.Options) {
 		o.Throughput, o.PairInterval, o.EnforceWindow = 1, time.Hour, true
 	})
