@@ -44,13 +44,13 @@ lint: $(TOOLS)/staticcheck
 	go vet ./...
 	staticcheck ./...
 
-## demo: run the whole flow locally once and print what happened (issue 6)
-demo:
-	@echo "make demo: the local stack is not built yet (issue 6)"; exit 1
+## demo: run the whole flow locally once, as the V-Customer, and print what happened
+demo: build
+	bin/wadispatch-stack --bin bin --logs .run/logs demo
 
-## run: the local stack in the foreground (issue 6)
-run:
-	@echo "make run: the local stack is not built yet (issue 6)"; exit 1
+## run: the local stack in the foreground, for trying it by hand (Ctrl-C stops it)
+run: build
+	bin/wadispatch-stack --bin bin --logs .run/logs run
 
 ## bench: benchmarks of every package, with figures
 bench:

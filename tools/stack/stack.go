@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,8 @@ type Options struct {
 	Env map[string][]string
 	// StopGrace is how long each program has to exit after SIGTERM.
 	StopGrace time.Duration
+	// Progress, when set, receives a line as each program becomes ready.
+	Progress io.Writer
 }
 
 func (o *Options) defaults() {
@@ -179,7 +182,15 @@ func (s *Stack) startEmulator(ctx context.Context, name string, args ...string) 
 	if err := p.waitForLine(ctx, marker); err != nil {
 		return "", err
 	}
-	return readyAddr(p.logPath, marker)
+	addr, err := readyAddr(p.logPath, marker)
+	s.progress("%-20s ready on %s", name, addr)
+	return addr, err
+}
+
+func (s *Stack) progress(format string, args ...any) {
+	if s.opts.Progress != nil {
+		fmt.Fprintf(s.opts.Progress, "  "+format+"\n", args...)
+	}
 }
 
 func (s *Stack) startService(ctx context.Context, name, healthURL string, env []string) error {
@@ -190,7 +201,11 @@ func (s *Stack) startService(ctx context.Context, name, healthURL string, env []
 	s.procs = append(s.procs, p)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return p.waitForHTTP(ctx, healthURL)
+	if err := p.waitForHTTP(ctx, healthURL); err != nil {
+		return err
+	}
+	s.progress("%-20s healthy at %s", name, strings.TrimSuffix(healthURL, "/healthz"))
+	return nil
 }
 
 // Process returns the named program, or nil.

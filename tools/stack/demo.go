@@ -1,0 +1,471 @@
+package stack
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"cloud.google.com/go/firestore"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/tools/whatsappsim"
+)
+
+// The demo's lease, enquiry and sending user.
+const (
+	DemoLease   = "lease-demo"
+	DemoEnquiry = "enq-1001"
+	DemoUser    = "user-anna"
+)
+
+// Case is one chat message the demo writes as the V-Customer, and what
+// should become of it.
+type Case struct {
+	Name   string
+	ID     string
+	Fields map[string]any
+	// WantStatus is SENT (DELIVERED and READ count: they come after it),
+	// FAILED, or "" when ingest must not send it at all.
+	WantStatus string
+	// WantReason must appear in the failure or rejection reason.
+	WantReason string
+}
+
+// Path is the case's chatMessages document.
+func (c Case) Path() string {
+	return dispatch.MessageRef{LeaseID: DemoLease, EnquiryID: DemoEnquiry, MessageID: c.ID}.Path()
+}
+
+// DemoCases are the messages of `make demo`: one for each thing the flow
+// does with a message.
+func DemoCases() []Case {
+	msg := func(driver string, extra map[string]any) map[string]any {
+		m := map[string]any{
+			"message":            "Your vehicle is ready for collection.",
+			"type":               "text",
+			"driverMobileNumber": driver,
+			"createdBy":          DemoUser,
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	return []Case{
+		{Name: "text", ID: "msg-text", WantStatus: "SENT",
+			Fields: msg("+44 7911 123401", nil)},
+		{Name: "template, payload, ETA", ID: "msg-template", WantStatus: "SENT",
+			Fields: msg("07911 123402", map[string]any{
+				"type": "template", "message": "", "templateType": "vehicle_delivery",
+				"payload": map[string]any{"vehicle": "AB12 CDE", "slot": "10:00"}, "ETA": 45,
+			})},
+		{Name: "from the driver", ID: "msg-driver", WantReason: "from_driver",
+			Fields: msg("+447911123403", map[string]any{"source": "driver", "message": "On my way"})},
+		{Name: "migrated", ID: "msg-migrated", WantReason: "migrated",
+			Fields: msg("+447911123404", map[string]any{"isMigrated": true})},
+		{Name: "invalid number", ID: "msg-bad-number", WantReason: "invalid_data",
+			Fields: msg("12345", nil)},
+		{Name: "WhatsApp refuses", ID: "msg-undeliverable", WantStatus: "FAILED", WantReason: "undeliverable (WhatsApp error 131026)",
+			Fields: msg("+447911123406", nil)},
+	}
+}
+
+// Outcome is what became of a Case.
+type Outcome struct {
+	Case       Case
+	Status     string
+	WAMID      string
+	Reason     string
+	CreatedAt  time.Time
+	CalledAt   time.Time
+	RecordedAt time.Time
+	OK         bool
+}
+
+// SeedLease writes the demo lease with its WhatsApp configuration and the
+// enquiry the messages belong to, as the web app would have.
+func (s *Stack) SeedLease(ctx context.Context, fs *firestore.Client) error {
+	lease := map[string]any{
+		"name": "Demo Leasing Ltd",
+		"whatsappConfig": map[string]any{
+			"phoneNumberId":    s.opts.PhoneNumberID,
+			"apiVersion":       "v23.0",
+			"tokenRef":         s.TokenRef,
+			"templateLanguage": "en_GB",
+		},
+	}
+	if _, err := fs.Doc("leasecompany/"+DemoLease).Set(ctx, lease); err != nil {
+		return fmt.Errorf("seed lease: %w", err)
+	}
+	enquiry := map[string]any{"accountId": "acc-77", "serviceUnitId": "su-5", "status": "open"}
+	if _, err := fs.Doc("leasecompany/"+DemoLease+"/enquiries/"+DemoEnquiry).Set(ctx, enquiry); err != nil {
+		return fmt.Errorf("seed enquiry: %w", err)
+	}
+	return nil
+}
+
+// Firestore returns a client of the stack's Firestore emulator.
+func (s *Stack) Firestore(ctx context.Context, database string) (*firestore.Client, error) {
+	return firestore.NewClientWithDatabase(ctx, s.opts.Project, database, emulatorOptions(s.FirestoreAddr)...)
+}
+
+// simulator calls the WhatsApp simulator's admin API.
+func (s *Stack) simulator(ctx context.Context, method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.SimulatorURL+path, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("simulator %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("simulator %s %s: %s: %s", method, path, resp.Status, b)
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
+
+// OpenWindow records an inbound message from driver (E.164), which opens
+// WhatsApp's 24-hour window for free-form text to them.
+func (s *Stack) OpenWindow(ctx context.Context, driver string) error {
+	return s.simulator(ctx, http.MethodPost, "/_sim/inbound", map[string]string{
+		"phone_number_id": s.opts.PhoneNumberID, "from": strings.TrimPrefix(driver, "+"), "text": "Hi, any news?",
+	}, nil)
+}
+
+// Accepted lists what the simulator accepted for recipient (E.164).
+func (s *Stack) Accepted(ctx context.Context, recipient string) ([]whatsappsim.Accepted, error) {
+	var out struct {
+		Messages []whatsappsim.Accepted `json:"messages"`
+	}
+	err := s.simulator(ctx, http.MethodGet, "/_sim/messages?to="+strings.TrimPrefix(recipient, "+"), nil, &out)
+	return out.Messages, err
+}
+
+// RunDemo acts as the V-Customer: seeds a lease, writes DemoCases, waits
+// for each to settle and prints what happened. It reports whether every
+// outcome was the expected one.
+func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
+	fs, err := s.Firestore(ctx, "(default)")
+	if err != nil {
+		return false, err
+	}
+	defer fs.Close()
+	anc, err := s.Firestore(ctx, "ancillary")
+	if err != nil {
+		return false, err
+	}
+	defer anc.Close()
+
+	fmt.Fprintln(w, "seeding lease", DemoLease, "with a WhatsApp configuration")
+	if err := s.SeedLease(ctx, fs); err != nil {
+		return false, err
+	}
+	// Free-form text goes to drivers who wrote to us today, as WhatsApp
+	// requires; the last one is then refused by WhatsApp as undeliverable.
+	for _, driver := range []string{"+447911123401", "+447911123406"} {
+		if err := s.OpenWindow(ctx, driver); err != nil {
+			return false, err
+		}
+	}
+	if err := s.simulator(ctx, http.MethodPost, "/_sim/faults", map[string]any{
+		"kind": "error", "code": 131026, "to": "447911123406",
+	}, nil); err != nil {
+		return false, err
+	}
+
+	cases := DemoCases()
+	outcomes := make([]Outcome, len(cases))
+	for i, c := range cases {
+		wr, err := fs.Doc(c.Path()).Create(ctx, c.Fields)
+		if err != nil {
+			return false, fmt.Errorf("create %s: %w", c.Path(), err)
+		}
+		outcomes[i] = Outcome{Case: c, CreatedAt: wr.UpdateTime}
+		fmt.Fprintf(w, "created %s (%s)\n", c.Path(), c.Name)
+	}
+
+	settleCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for i := range outcomes {
+		if err := s.settle(settleCtx, fs, &outcomes[i]); err != nil {
+			outcomes[i].Reason = err.Error()
+		}
+		fmt.Fprintf(w, "settled %s: %s\n", outcomes[i].Case.Name, orDash(outcomes[i].Status))
+	}
+
+	ok := true
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MESSAGE\tSTATUS\tWHATSAPP ID OR REASON\tTO WHATSAPP CALL\tTO RECORDED\tAS EXPECTED")
+	sent := 0
+	for _, o := range outcomes {
+		ok = ok && o.OK
+		if o.WAMID != "" {
+			sent++
+		}
+		detail := o.WAMID
+		if detail == "" {
+			detail = o.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Case.Name, orDash(o.Status), truncate(detail, 60),
+			since(o.CreatedAt, o.CalledAt), since(o.CreatedAt, o.RecordedAt), yesNo(o.OK))
+	}
+	if err := tw.Flush(); err != nil {
+		return false, err
+	}
+
+	fmt.Fprintln(w)
+	metricsPath := "leasecompany/" + DemoLease + "/performanceMetrics/" + DemoUser
+	count, err := intField(ctx, fs, metricsPath, "numberOfWhatsappMessagesSent")
+	if err != nil {
+		return false, err
+	}
+	countOK := count == int64(sent)
+	ok = ok && countOK
+	fmt.Fprintf(w, "%s numberOfWhatsappMessagesSent = %d (messages sent: %d) %s\n", metricsPath, count, sent, yesNo(countOK))
+
+	for _, o := range outcomes {
+		if o.WAMID == "" {
+			continue
+		}
+		driver, err := driverOf(ctx, fs, o.Case.Path())
+		if err != nil {
+			return false, err
+		}
+		path := dispatch.AncillaryPath(driver, DemoEnquiry)
+		ids, err := stringsField(ctx, anc, path, "arrayOfWhatsappMessageIds")
+		if err != nil {
+			return false, err
+		}
+		has := contains(ids, o.WAMID)
+		ok = ok && has
+		fmt.Fprintf(w, "ancillary %s arrayOfWhatsappMessageIds = %v %s\n", path, ids, yesNo(has))
+	}
+	return ok, nil
+}
+
+// settle waits until the case's message reaches its final state and fills o.
+func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) error {
+	c := o.Case
+	if c.WantStatus == "" {
+		reason, err := s.waitForRejection(ctx, c.Path())
+		o.Reason = reason
+		o.OK = err == nil && strings.Contains(reason, c.WantReason)
+		if err == nil {
+			// Nothing may reach WhatsApp or the document for it.
+			snap, gerr := fs.Doc(c.Path()).Get(ctx)
+			if gerr != nil {
+				o.OK = false
+				return gerr
+			}
+			if st, _ := snap.DataAt("status"); st != nil {
+				o.Status = fmt.Sprint(st)
+				o.OK = false
+			}
+		}
+		return err
+	}
+	it := fs.Doc(c.Path()).Snapshots(ctx)
+	defer it.Stop()
+	for {
+		snap, err := it.Next()
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", c.Path(), err)
+		}
+		status, _ := snap.DataAt("status")
+		o.Status = fmt.Sprint(orEmpty(status))
+		final := dispatch.Status(o.Status).Final()
+		if !final {
+			continue
+		}
+		o.RecordedAt = snap.UpdateTime
+		if id, _ := snap.DataAt("whatsappMessageId"); id != nil {
+			o.WAMID = fmt.Sprint(id)
+		}
+		if r, _ := snap.DataAt("failureReason"); r != nil {
+			o.Reason = fmt.Sprint(r)
+			if code, _ := snap.DataAt("whatsappError.code"); code != nil {
+				o.Reason += fmt.Sprintf(" (WhatsApp error %v)", code)
+			}
+		}
+		switch c.WantStatus {
+		case "SENT":
+			o.OK = o.WAMID != "" && (o.Status == "SENT" || o.Status == "DELIVERED" || o.Status == "READ")
+		default:
+			o.OK = o.Status == c.WantStatus && strings.Contains(o.Reason, c.WantReason)
+		}
+		if o.WAMID != "" {
+			driver, err := driverOf(ctx, fs, c.Path())
+			if err != nil {
+				return err
+			}
+			accepted, err := s.Accepted(ctx, driver)
+			if err != nil {
+				return err
+			}
+			for _, a := range accepted {
+				if a.WAMID == o.WAMID {
+					o.CalledAt = a.AcceptedAt
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// driverOf is the E.164 number the pipeline sent the message at path to,
+// from the recorder's state next to the message.
+func driverOf(ctx context.Context, fs *firestore.Client, path string) (string, error) {
+	snap, err := fs.Doc(path + "/dispatch/state").Get(ctx)
+	if err != nil {
+		return "", fmt.Errorf("dispatch state of %s: %w", path, err)
+	}
+	d, err := snap.DataAt("driverMobileNumber")
+	if err != nil {
+		return "", fmt.Errorf("dispatch state of %s: %w", path, err)
+	}
+	return fmt.Sprint(d), nil
+}
+
+// waitForRejection waits for ingest's log line saying why it did not send
+// the message at path, and returns the reason.
+func (s *Stack) waitForRejection(ctx context.Context, path string) (string, error) {
+	for {
+		if reason, ok := rejectionIn(s.LogPath(Ingest), path); ok {
+			return reason, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("ingest said nothing about %s: %w", path, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func rejectionIn(logPath, path string) (string, bool) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		var line struct {
+			MessagePath string `json:"messagePath"`
+			Reason      string `json:"reason"`
+			Error       string `json:"error"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil || line.MessagePath != path || line.Reason == "" {
+			continue
+		}
+		if line.Error != "" {
+			return line.Error, true
+		}
+		return line.Reason, true
+	}
+	return "", false
+}
+
+func intField(ctx context.Context, fs *firestore.Client, path, field string) (int64, error) {
+	snap, err := fs.Doc(path).Get(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	v, err := snap.DataAt(field)
+	if err != nil {
+		return 0, fmt.Errorf("%s.%s: %w", path, field, err)
+	}
+	n, ok := v.(int64)
+	if !ok {
+		return 0, fmt.Errorf("%s.%s is %T, want an integer", path, field, v)
+	}
+	return n, nil
+}
+
+func stringsField(ctx context.Context, fs *firestore.Client, path, field string) ([]string, error) {
+	snap, err := fs.Doc(path).Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	v, err := snap.DataAt(field)
+	if err != nil {
+		return nil, fmt.Errorf("%s.%s: %w", path, field, err)
+	}
+	raw, ok := v.([]any)
+	if !ok {
+		return nil, errors.New(path + "." + field + " is not an array")
+	}
+	out := make([]string, len(raw))
+	for i, x := range raw {
+		out[i] = fmt.Sprint(x)
+	}
+	return out, nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func since(from, to time.Time) string {
+	if from.IsZero() || to.IsZero() {
+		return "-"
+	}
+	return to.Sub(from).Round(time.Millisecond).String()
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "NO"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func orEmpty(v any) any {
+	if v == nil {
+		return ""
+	}
+	return v
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
