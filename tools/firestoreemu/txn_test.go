@@ -3,6 +3,8 @@ package firestoreemu_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -322,4 +324,71 @@ func TestAbandonedTransactionLosesItsLocks(t *testing.T) {
 	}
 	_, err = raw.Commit(ctx, &pb.CommitRequest{Database: dbPath("(default)"), Transaction: begin.Transaction})
 	wantCode(t, err, codes.Aborted)
+}
+
+// TestTransfersKeepTheTotal moves money between accounts from many
+// goroutines, each transaction reading two accounts in random order (so
+// lock cycles happen); the total must be conserved.
+func TestTransfersKeepTheTotal(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := newServer(t)
+	c := newClient(t, srv, "(default)")
+	const accounts, workers, transfers = 6, 8, 5
+	for i := range accounts {
+		if _, err := c.Doc(fmt.Sprintf("acct/%d", i)).Set(ctx, map[string]any{"balance": 100}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*transfers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for range transfers {
+				from, to := rng.IntN(accounts), rng.IntN(accounts-1)
+				if to >= from {
+					to++
+				}
+				a, b := c.Doc(fmt.Sprintf("acct/%d", from)), c.Doc(fmt.Sprintf("acct/%d", to))
+				errs <- c.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+					sa, err := tx.Get(a)
+					if err != nil {
+						return err
+					}
+					sb, err := tx.Get(b)
+					if err != nil {
+						return err
+					}
+					va, _ := sa.DataAt("balance")
+					vb, _ := sb.DataAt("balance")
+					if err := tx.Set(a, map[string]any{"balance": va.(int64) - 7}); err != nil {
+						return err
+					}
+					return tx.Set(b, map[string]any{"balance": vb.(int64) + 7})
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("transfer: %v", err)
+		}
+	}
+	docs, err := c.Collection("acct").Documents(ctx).GetAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, d := range docs {
+		v, _ := d.DataAt("balance")
+		total += v.(int64)
+	}
+	if total != accounts*100 {
+		t.Errorf("total %d, want %d", total, accounts*100)
+	}
 }
