@@ -13,6 +13,7 @@ import (
 	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Options configures a Server. The zero value is usable.
@@ -104,7 +105,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		httpLis: newConnListener(lis.Addr()),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
+	s.grpcSrv = grpc.NewServer(
+		grpc.MaxRecvMsgSize(64<<20),
+		// Clients of long-lived Listen streams may ping; tolerate it rather
+		// than answer GOAWAY as gRPC's strict default would.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
 	pb.RegisterFirestoreServer(s.grpcSrv, s)
 	s.httpSrv = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	// Both servers return only once Close has closed their listeners.
