@@ -25,6 +25,7 @@ type spec struct {
 
 	Subscription string `envconfig:"SENDER_SUBSCRIPTION" default:"whatsapp-messages-sender" desc:"Pub/Sub subscription of the tasks"`
 	MaxInFlight  int    `envconfig:"SENDER_MAX_IN_FLIGHT" default:"64" desc:"tasks processed at once (Pub/Sub flow control)"`
+	PullStreams  int    `envconfig:"SENDER_PULL_STREAMS" default:"1" desc:"Pub/Sub streaming pulls (one carries megabytes per second; the local pstest server hands each about 100 messages/s)"`
 
 	RecorderAddr string        `envconfig:"SENDER_RECORDER_ADDR" default:"localhost:9090" desc:"host:port of the recorder's gRPC API"`
 	ClaimLease   time.Duration `envconfig:"SENDER_CLAIM_LEASE" default:"45s" desc:"how long a claim holds without an outcome; bounds one task's retries (the pod's termination grace should exceed it)"`

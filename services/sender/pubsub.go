@@ -13,9 +13,11 @@ import (
 
 // receive feeds the subscription's messages to the procedure until ctx ends;
 // Receive returns once the handlers in progress have returned.
-func receive(ctx context.Context, client *pubsub.Client, subscription string, maxInFlight int, proc *sending.Processor, log *logrus.Entry) error {
+func receive(ctx context.Context, client *pubsub.Client, cfg spec, proc *sending.Processor, log *logrus.Entry) error {
+	subscription := cfg.Subscription
 	sub := client.Subscriber(subscription)
-	sub.ReceiveSettings.MaxOutstandingMessages = maxInFlight
+	sub.ReceiveSettings.MaxOutstandingMessages = cfg.MaxInFlight
+	sub.ReceiveSettings.NumGoroutines = cfg.PullStreams
 	err := sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
 		attempt := 0
 		if m.DeliveryAttempt != nil {

@@ -20,8 +20,8 @@ import (
 
 // run builds the sender's parts and runs them until ctx ends or SIGTERM.
 func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
-	if cfg.MaxAttempts < 1 || cfg.MaxInFlight < 1 || cfg.RatePerNumber <= 0 {
-		return errors.New("SENDER_MAX_ATTEMPTS, SENDER_MAX_IN_FLIGHT and SENDER_RATE_PER_NUMBER must be positive")
+	if cfg.MaxAttempts < 1 || cfg.MaxInFlight < 1 || cfg.PullStreams < 1 || cfg.RatePerNumber <= 0 {
+		return errors.New("SENDER_MAX_ATTEMPTS, SENDER_MAX_IN_FLIGHT, SENDER_PULL_STREAMS and SENDER_RATE_PER_NUMBER must be positive")
 	}
 	if reserve := publishReserve(cfg); cfg.ClaimLease < cfg.WhatsAppTimeout+reserve {
 		return fmt.Errorf("SENDER_CLAIM_LEASE (%s) must leave room for one WhatsApp call (%s) and publishing the result (%s)", cfg.ClaimLease, cfg.WhatsAppTimeout, reserve)
@@ -92,7 +92,7 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	return lifecycle.Run(ctx,
 		func(ctx context.Context) error { return srv.Run(ctx, cfg.ShutdownGrace) },
 		func(ctx context.Context) error {
-			return receive(ctx, psClient, cfg.Subscription, cfg.MaxInFlight, proc, log)
+			return receive(ctx, psClient, cfg, proc, log)
 		},
 	)
 }

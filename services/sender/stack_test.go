@@ -173,6 +173,7 @@ func quietLogger() *logrus.Logger {
 func (s *stack) consumeResults(ctx context.Context, recordResults bool) {
 	sub := s.ps.Subscriber(topology.ResultsSubscription)
 	sub.ReceiveSettings.MaxOutstandingMessages = 256
+	sub.ReceiveSettings.NumGoroutines = 8 // pstest hands one stream a message per 10 ms
 	err := sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
 		if bytes.Contains(m.Data, []byte(testToken)) || strings.Contains(fmt.Sprint(m.Attributes), testToken) {
 			s.t.Error("a published result carries the token")
@@ -272,6 +273,7 @@ func (s *stack) testSpec(claimant string) spec {
 		ShutdownGrace:      5 * time.Second,
 		Subscription:       topology.TasksSubscription,
 		MaxInFlight:        16,
+		PullStreams:        1,
 		RecorderAddr:       s.recAddr,
 		ClaimLease:         12 * time.Second,
 		ClaimTimeout:       5 * time.Second,
