@@ -110,6 +110,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		// Clients of long-lived Listen streams may ping; tolerate it rather
 		// than answer GOAWAY as gRPC's strict default would.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Close relies on Stop returning only after every handler has, so
+		// that no commit starts a delivery once Close waits for them.
+		grpc.WaitForHandlers(true),
 	)
 	pb.RegisterFirestoreServer(s.grpcSrv, s)
 	s.httpSrv = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}

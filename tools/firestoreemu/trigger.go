@@ -289,7 +289,7 @@ func (s *Server) deliver(ev *cloudEvent) {
 	log := s.log.WithFields(logrus.Fields{"url": ev.url, "ce-id": ev.headers["ce-id"], "ce-type": ev.headers["ce-type"], "document": ev.headers["ce-document"]})
 	for attempt := 1; ; attempt++ {
 		err := s.post(ev)
-		if err == nil {
+		if err == nil || s.ctx.Err() != nil {
 			return
 		}
 		if attempt >= p.Attempts {
