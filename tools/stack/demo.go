@@ -155,6 +155,11 @@ func (s *Stack) OpenWindow(ctx context.Context, driver string) error {
 	}, nil)
 }
 
+// AddFault installs a simulator fault (see tools/whatsappsim's README).
+func (s *Stack) AddFault(ctx context.Context, fault map[string]any) error {
+	return s.simulator(ctx, http.MethodPost, "/_sim/faults", fault, nil)
+}
+
 // Accepted lists what the simulator accepted for recipient (E.164).
 func (s *Stack) Accepted(ctx context.Context, recipient string) ([]whatsappsim.Accepted, error) {
 	var out struct {
@@ -190,9 +195,7 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 			return false, err
 		}
 	}
-	if err := s.simulator(ctx, http.MethodPost, "/_sim/faults", map[string]any{
-		"kind": "error", "code": 131026, "to": "447911123406",
-	}, nil); err != nil {
+	if err := s.AddFault(ctx, map[string]any{"kind": "error", "code": 131026, "to": "447911123406"}); err != nil {
 		return false, err
 	}
 

@@ -175,10 +175,10 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// Build compiles the stack's programs into dir.
+// Build compiles the stack's programs (services and dev tools) into dir.
 func Build(ctx context.Context, repoRoot, dir string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
-		"./services/...", "./cmd/...", "./tools/cmd/...")
+		"./services/...", "./tools/cmd/...")
 	cmd.Dir = repoRoot
 	out, err := cmd.CombinedOutput()
 	if err != nil {

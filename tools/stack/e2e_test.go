@@ -1,0 +1,209 @@
+package stack_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/tools/stack"
+)
+
+// The demo, as a new user runs it, ends with every outcome as expected.
+func TestDemoOutcomesAreAllExpected(t *testing.T) {
+	s := startStack(t, stack.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	ok, err := s.RunDemo(ctx, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + out.String())
+	if !ok {
+		t.Fatal("the demo reports an unexpected outcome")
+	}
+	for _, want := range []string{"MESSAGE", "numberOfWhatsappMessagesSent = 2", "arrayOfWhatsappMessageIds"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+}
+
+// The seed flow, field by field, for each kind of message the V-Customer
+// can write, through the real processes.
+func TestSeedFlowFieldByField(t *testing.T) {
+	s := startStack(t, stack.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fs, err := s.Firestore(ctx, "(default)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	anc, err := s.Firestore(ctx, "ancillary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anc.Close()
+	if err := s.SeedLease(ctx, fs); err != nil {
+		t.Fatal(err)
+	}
+	const textDriver, templateDriver, refusedDriver = "+447911123401", "+447911123402", "+447911123406"
+	for _, d := range []string{textDriver, refusedDriver} {
+		if err := s.OpenWindow(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddFault(ctx, map[string]any{"kind": "error", "code": 131026, "to": strings.TrimPrefix(refusedDriver, "+")}); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := map[string]stack.Case{}
+	for _, c := range stack.DemoCases() {
+		if _, err := fs.Doc(c.Path()).Create(ctx, c.Fields); err != nil {
+			t.Fatal(err)
+		}
+		cases[c.ID] = c
+	}
+
+	// A text message: sent once with its body, recorded everywhere.
+	text := waitForStatus(t, ctx, fs, cases["msg-text"].Path(), "SENT")
+	wamid := text["whatsappMessageId"].(string)
+	accepted, err := s.Accepted(ctx, textDriver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(accepted) != 1 || accepted[0].WAMID != wamid || accepted[0].Type != "text" ||
+		accepted[0].Text == nil || accepted[0].Text.Body != cases["msg-text"].Fields["message"] {
+		t.Fatalf("WhatsApp received %+v for the text message recorded as %s", accepted, wamid)
+	}
+	if _, ok := text["sentAt"].(time.Time); !ok {
+		t.Errorf("sentAt = %v", text["sentAt"])
+	}
+	ancillary := getDoc(t, ctx, anc, dispatch.AncillaryPath(textDriver, stack.DemoEnquiry))
+	if ids, _ := ancillary["arrayOfWhatsappMessageIds"].([]any); len(ids) != 1 || ids[0] != wamid {
+		t.Errorf("ancillary arrayOfWhatsappMessageIds = %v, want [%s]", ancillary["arrayOfWhatsappMessageIds"], wamid)
+	}
+	if ancillary["leaseId"] != stack.DemoLease || ancillary["enquiryId"] != stack.DemoEnquiry {
+		t.Errorf("ancillary details = %v", ancillary)
+	}
+
+	// A template with payload and ETA: the national number normalised to
+	// E.164, the template built from templateType, payload and ETA.
+	tmpl := waitForStatus(t, ctx, fs, cases["msg-template"].Path(), "SENT")
+	accepted, err = s.Accepted(ctx, templateDriver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(accepted) != 1 || accepted[0].WAMID != tmpl["whatsappMessageId"] || accepted[0].Template == nil {
+		t.Fatalf("WhatsApp received %+v for the template message", accepted)
+	}
+	tp := accepted[0].Template
+	params := map[string]string{}
+	for _, p := range tp.Parameters {
+		params[p.Name] = p.Text
+	}
+	if tp.Name != "vehicle_delivery" || tp.Language != "en_GB" ||
+		params["vehicle"] != "AB12 CDE" || params["slot"] != "10:00" || params["eta"] != "45" {
+		t.Errorf("template sent = %+v (params %v)", tp, params)
+	}
+
+	// WhatsApp refuses: FAILED with Meta's code and our reason, nothing counted.
+	failed := waitForStatus(t, ctx, fs, cases["msg-undeliverable"].Path(), "FAILED")
+	if failed["failureReason"] != "undeliverable" {
+		t.Errorf("failureReason = %v", failed["failureReason"])
+	}
+	if werr, _ := failed["whatsappError"].(map[string]any); werr == nil || werr["code"] != int64(131026) {
+		t.Errorf("whatsappError = %v", failed["whatsappError"])
+	}
+	if _, ok := failed["whatsappMessageId"]; ok {
+		t.Errorf("a failed message has a whatsappMessageId: %v", failed["whatsappMessageId"])
+	}
+
+	// Exactly the two sent messages are counted for their user.
+	metrics := getDoc(t, ctx, fs, "leasecompany/"+stack.DemoLease+"/performanceMetrics/"+stack.DemoUser)
+	if metrics["numberOfWhatsappMessagesSent"] != int64(2) {
+		t.Errorf("numberOfWhatsappMessagesSent = %v, want 2", metrics["numberOfWhatsappMessagesSent"])
+	}
+
+	// Messages ingest must not send: nothing reaches WhatsApp, the pipeline
+	// writes nothing, and ingest says why.
+	for id, reason := range map[string]string{
+		"msg-driver": "from_driver", "msg-migrated": "migrated", "msg-bad-number": "invalid_data",
+	} {
+		c := cases[id]
+		waitForLogLine(t, ctx, s.LogPath(stack.Ingest), c.Path(), `"reason":"`+reason+`"`)
+		doc := getDoc(t, ctx, fs, c.Path())
+		if _, ok := doc["status"]; ok {
+			t.Errorf("%s: status %v written for a message that is not sent", id, doc["status"])
+		}
+		if _, err := fs.Doc(c.Path() + "/dispatch/state").Get(ctx); status.Code(err) != codes.NotFound {
+			t.Errorf("%s: a send was claimed (%v)", id, err)
+		}
+	}
+	if got, err := s.Accepted(ctx, "+447911123403"); err != nil || len(got) != 0 {
+		t.Errorf("the driver's own message was sent back to them: %v %v", got, err)
+	}
+}
+
+func getDoc(t *testing.T, ctx context.Context, fs *firestore.Client, path string) map[string]any {
+	t.Helper()
+	snap, err := fs.Doc(path).Get(ctx)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return snap.Data()
+}
+
+// waitForStatus waits until the message at path has status want (or one
+// after it on the delivery chain, for SENT) and returns its fields.
+func waitForStatus(t *testing.T, ctx context.Context, fs *firestore.Client, path, want string) map[string]any {
+	t.Helper()
+	it := fs.Doc(path).Snapshots(ctx)
+	defer it.Stop()
+	for {
+		snap, err := it.Next()
+		if err != nil {
+			t.Fatalf("waiting for %s to be %s: %v", path, want, err)
+		}
+		if !snap.Exists() {
+			continue
+		}
+		got, _ := snap.Data()["status"].(string)
+		if got == want || (want == "SENT" && (got == "DELIVERED" || got == "READ")) {
+			return snap.Data()
+		}
+		if dispatch.Status(got).Final() {
+			t.Fatalf("%s: status %s, want %s (document %v)", path, got, want, snap.Data())
+		}
+	}
+}
+
+func waitForLogLine(t *testing.T, ctx context.Context, logPath string, parts ...string) {
+	t.Helper()
+	for {
+		b, _ := os.ReadFile(logPath)
+		for _, line := range strings.Split(string(b), "\n") {
+			all := true
+			for _, p := range parts {
+				all = all && strings.Contains(line, p)
+			}
+			if all {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no line with %q in %s", parts, logPath)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
