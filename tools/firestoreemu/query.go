@@ -19,10 +19,9 @@ type orderKey struct {
 	desc bool
 }
 
-// compiledQuery is a StructuredQuery with its field paths parsed and its
-// effective ordering computed.
+// compiledQuery holds a query's effective ordering: the explicit order by,
+// then the implicit inequality fields and __name__.
 type compiledQuery struct {
-	q     *pb.StructuredQuery
 	order []orderKey
 }
 
@@ -74,7 +73,7 @@ func compileQuery(q *pb.StructuredQuery) (*compiledQuery, error) {
 	if q.GetFindNearest() != nil {
 		return nil, status.Error(codes.Unimplemented, "vector search (find_nearest) is not emulated")
 	}
-	cq := &compiledQuery{q: q}
+	cq := &compiledQuery{}
 	seen := map[string]bool{}
 	desc := false
 	for _, o := range q.GetOrderBy() {
