@@ -225,12 +225,42 @@ func TestReadOnlyTransactionAndReadTime(t *testing.T) {
 	if reads[0] != 2 || reads[1] != 2 {
 		t.Errorf("read-only transaction reads %v, want [2 2]", reads)
 	}
+	// A read-time transaction sees the past, for documents and queries.
+	err = c.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		s, err := tx.Get(doc)
+		if err != nil {
+			return err
+		}
+		docs, err := tx.Documents(c.Collection("v").Where("v", "==", 1)).GetAll()
+		if err != nil {
+			return err
+		}
+		if v, _ := s.DataAt("v"); v != int64(1) || len(docs) != 1 {
+			t.Errorf("read-time transaction: v = %v, query found %d, want 1 and 1", v, len(docs))
+		}
+		return nil
+	}, firestore.TransactionReadTime(wr1.UpdateTime))
+	if err != nil {
+		t.Fatalf("read-time transaction: %v", err)
+	}
 	err = c.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		return tx.Set(doc, map[string]any{"v": 4})
 	}, firestore.ReadOnly)
 	if err == nil {
 		t.Errorf("write in a read-only transaction succeeded")
 	}
+	// The client refuses that write itself; the server must too.
+	raw := newRawClient(t, srv)
+	ro, err := raw.BeginTransaction(ctx, &pb.BeginTransactionRequest{Database: dbPath("(default)"), Options: &pb.TransactionOptions{
+		Mode: &pb.TransactionOptions_ReadOnly_{ReadOnly: &pb.TransactionOptions_ReadOnly{}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = raw.Commit(ctx, &pb.CommitRequest{Database: dbPath("(default)"), Transaction: ro.Transaction, Writes: []*pb.Write{
+		{Operation: &pb.Write_Delete{Delete: docPath("(default)", "v/1")}},
+	}})
+	wantCode(t, err, codes.InvalidArgument)
 }
 
 func TestNewTransactionInReadOptions(t *testing.T) {
