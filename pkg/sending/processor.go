@@ -376,6 +376,7 @@ func (p *Processor) call(ctx context.Context, log *logrus.Entry, s whatsapp.Send
 			// Not the client's classification: nothing says the message was
 			// not sent, so it must not be sent again.
 			p.metrics.calls.WithLabelValues("", "unclassified").Inc()
+			clog.WithError(err).Warn("WhatsApp call failed without a classification; the message may have been sent")
 			out.err, out.unknown = err, true
 			return out
 		}
@@ -387,6 +388,7 @@ func (p *Processor) call(ctx context.Context, log *logrus.Entry, s whatsapp.Send
 		p.metrics.calls.WithLabelValues(code, string(werr.Reason)).Inc()
 		clog = clog.WithFields(logrus.Fields{"code": code, "reason": werr.Reason, "httpStatus": werr.HTTPStatus, "fbtraceId": werr.FBTraceID, "retryable": werr.Retryable()})
 		if werr.OutcomeUnknown() {
+			clog.WithError(err).Warn("WhatsApp gave no usable answer; the message may have been sent")
 			out.unknown = true
 			return out
 		}

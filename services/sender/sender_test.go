@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
 	"github.com/visn/wadispatch/pkg/sending"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -368,5 +370,29 @@ func TestReadinessFollowsTheRecorder(t *testing.T) {
 	addr = down.HTTPAddr
 	if code, _ := get("/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz %d with no recorder, want 503", code)
+	}
+}
+
+// TestPoisonTaskIsDeadLettered: a payload that is not a SendTask is nacked,
+// never acked as done, until the subscription's dead-letter policy moves it.
+func TestPoisonTaskIsDeadLettered(t *testing.T) {
+	s := newStack(t, simOptions(), true)
+	s.startSender(s.testSpec("sender-a"))
+	const path = "poison/not-a-task"
+	if _, err := s.tasks.Publish(context.Background(), &pubsub.Message{
+		Data: []byte("{\"not\": \"protobuf\"}"), Attributes: map[string]string{"messagePath": path},
+	}).Get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor(30*time.Second, "the poison task on the dead-letter topic", func() bool { return len(s.deadLettersFor(path)) > 0 })
+	dl := s.deadLettersFor(path)[0]
+	if string(dl.Data) != "{\"not\": \"protobuf\"}" {
+		t.Errorf("dead letter %q", dl.Data)
+	}
+	if c := s.sim.Counts(); c.Requests != 0 {
+		t.Errorf("%d WhatsApp calls for a poison task", c.Requests)
+	}
+	if n := strings.Count(s.logs.String(), "poison task"); n < 2 {
+		t.Errorf("%d poison log lines, want one per delivery attempt", n)
 	}
 }
