@@ -43,9 +43,9 @@ func BuildMessage(task *wadispatchv1.SendTask, defaultAPIVersion string) (whatsa
 	return sender, msg, nil
 }
 
-// hasURL decides preview_url: a preview helps when the body links somewhere
-// and costs nothing otherwise, but asking for one on every message would let
-// WhatsApp fetch whatever a body happens to contain.
+// hasURL decides preview_url: a driver sent a link (a tracking page, a map)
+// sees its preview; a body without one keeps Meta's default, false, so plain
+// messages go out exactly as the Cloud API sends them by default.
 func hasURL(body string) bool {
 	return strings.Contains(body, "https://") || strings.Contains(body, "http://")
 }

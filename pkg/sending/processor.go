@@ -195,6 +195,10 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 		}
 	}
 
+	if ctx.Err() != nil {
+		log.Info("stopping; task left for redelivery")
+		return Verdict{Outcome: OutcomeCanceled}
+	}
 	claim, err := p.claim(ctx, task)
 	if err != nil {
 		p.metrics.claims.WithLabelValues("error").Inc()
@@ -294,8 +298,11 @@ func (p *Processor) poison(log *logrus.Entry, reason string, err error) Verdict 
 	return Verdict{Outcome: OutcomePoison}
 }
 
+// claim asks the recorder for the send. A claim under way is not cancelled by
+// shutdown: the recorder may grant it, and a granted claim left unanswered
+// would expire into UNKNOWN for a message nobody sent.
 func (p *Processor) claim(ctx context.Context, task *wadispatchv1.SendTask) (*wadispatchv1.ClaimSendResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.ClaimTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.ClaimTimeout)
 	defer cancel()
 	resp, err := p.claimer.ClaimSend(ctx, &wadispatchv1.ClaimSendRequest{
 		Task:     task,

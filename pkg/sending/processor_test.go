@@ -603,16 +603,41 @@ func TestShutdownAfterClaimStillPublishes(t *testing.T) {
 }
 
 func TestShutdownBeforeClaimNacks(t *testing.T) {
-	h := newHarness(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	// Exhaust the burst so the task must wait for the limiter.
-	h.proc.limiters.Reserve(testPhone, h.clock.Now(), time.Hour)
-	h.proc.limiters.Reserve(testPhone, h.clock.Now(), time.Hour)
-	wantVerdict(t, h.proc.Process(ctx, delivery(t, textTask())), false, OutcomeCanceled)
-	if len(h.claims) != 0 {
-		t.Error("claimed while stopping")
+	for name, waitForLimiter := range map[string]bool{"while pacing": true, "no wait": false} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if waitForLimiter {
+				h.proc.limiters.Reserve(testPhone, h.clock.Now(), time.Hour)
+				h.proc.limiters.Reserve(testPhone, h.clock.Now(), time.Hour)
+			}
+			wantVerdict(t, h.proc.Process(ctx, delivery(t, textTask())), false, OutcomeCanceled)
+			if len(h.claims) != 0 {
+				t.Error("claimed while stopping")
+			}
+		})
 	}
+}
+
+// claimCtxFunc stands in for a recorder that notices its caller's context.
+type claimCtxFunc func(context.Context) (*wadispatchv1.ClaimSendResponse, error)
+
+func (f claimCtxFunc) ClaimSend(ctx context.Context, _ *wadispatchv1.ClaimSendRequest, _ ...grpc.CallOption) (*wadispatchv1.ClaimSendResponse, error) {
+	return f(ctx)
+}
+
+func TestShutdownDuringClaimKeepsTheClaim(t *testing.T) {
+	h := newHarness(t, nil, ok("wamid.C"))
+	ctx, cancel := context.WithCancel(context.Background())
+	h.proc.claimer = claimCtxFunc(func(claimCtx context.Context) (*wadispatchv1.ClaimSendResponse, error) {
+		cancel() // SIGTERM while the recorder commits the claim
+		if err := claimCtx.Err(); err != nil {
+			return nil, status.FromContextError(err).Err()
+		}
+		return sendClaim(nil)
+	})
+	wantVerdict(t, h.proc.Process(ctx, delivery(t, textTask())), true, OutcomeSent)
 }
 
 func TestTransportErrorCarriesNoToken(t *testing.T) {
