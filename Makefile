@@ -11,6 +11,7 @@ BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
+HELM_VERSION               := v3.22.0
 
 .PHONY: all build test test-short lint proto proto-tools demo run bench tools
 
@@ -25,6 +26,14 @@ $(TOOLS)/protoc-gen-go-grpc:
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+# helm is installed under its version, so a version bump installs anew;
+# .tools/bin/helm points at the pinned one.
+HELM := $(TOOLS)/helm-$(HELM_VERSION)
+$(HELM):
+	GOBIN=$(TOOLS)/helm-install go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(TOOLS)/helm-install/helm $@ && rmdir $(TOOLS)/helm-install
+	ln -sf $(notdir $@) $(TOOLS)/helm
+
 proto-tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 
 ## proto: regenerate the Go code of proto/ (committed; a test checks it is current)
@@ -36,8 +45,16 @@ build:
 	go build -o bin/ ./services/... ./cmd/... ./tools/cmd/...
 
 ## test: the whole suite, with the emulators and servers it needs started by the tests themselves
-test: proto-tools
+test: proto-tools chart-check
 	go test -count=1 -timeout 12m ./...
+
+## chart-check: the deployment side, offline: helm lint and template of
+## charts/wadispatch (default and ci/ values), every manifest decoded strictly,
+## the Dockerfiles' build (static binaries) and skaffold.yaml (charts/chartcheck,
+## its own module so the Kubernetes API packages stay out of the main build)
+.PHONY: chart-check
+chart-check: $(HELM)
+	cd charts/chartcheck && go vet ./... && HELM=$(HELM) go test -count=1 -timeout 10m ./...
 
 ## lint: go vet and staticcheck
 lint: $(TOOLS)/staticcheck

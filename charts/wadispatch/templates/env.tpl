@@ -9,6 +9,10 @@
   value: {{ $v.firestore.database | quote }}
 - name: INGEST_WHATSAPP_API_VERSION
   value: {{ $v.whatsapp.apiVersion | quote }}
+- name: INGEST_DEFAULT_REGION
+  value: {{ $v.ingest.defaultRegion | quote }}
+- name: INGEST_TEMPLATE_LANGUAGE
+  value: {{ $v.ingest.templateLanguage | quote }}
 {{- end -}}
 
 {{- define "wadispatch.env.sender" -}}
@@ -64,7 +68,7 @@
   value: {{ include "wadispatch.subscription" (dict "root" . "name" $v.pubsub.statusEventsSubscription) | quote }}
 - name: RECORDER_TASKS_TOPIC
   value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.tasksTopic) | quote }}
-- name: RECORDER_FIRESTORE_DATABASE
+- name: RECORDER_DEFAULT_DATABASE
   value: {{ $v.firestore.database | quote }}
 - name: RECORDER_ANCILLARY_DATABASE
   value: {{ $v.firestore.ancillaryDatabase | quote }}
@@ -72,4 +76,6 @@
   value: {{ $r.metricsDocPath | quote }}
 - name: RECORDER_CLAIM_LEASE
   value: {{ printf "%ds" (int $r.claimLeaseSeconds) | quote }}
+- name: RECORDER_EXPIRED_CLAIM_POLICY
+  value: {{ $r.expiredClaimPolicy | quote }}
 {{- end -}}

@@ -1,0 +1,539 @@
+package chartcheck
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+)
+
+// topology is charts/wadispatch/topology.yaml (pkg/topology reads the same
+// file for the local Pub/Sub server; this module does not import it to keep
+// the Pub/Sub client out of its build).
+type topology struct {
+	Topics []struct {
+		Name string `json:"name"`
+	} `json:"topics"`
+	Subscriptions []struct {
+		Name                  string `json:"name"`
+		Topic                 string `json:"topic"`
+		AckDeadline           string `json:"ackDeadline"`
+		EnableMessageOrdering bool   `json:"enableMessageOrdering"`
+		RetryPolicy           *struct {
+			MinimumBackoff string `json:"minimumBackoff"`
+			MaximumBackoff string `json:"maximumBackoff"`
+		} `json:"retryPolicy"`
+		DeadLetterPolicy *struct {
+			DeadLetterTopic     string `json:"deadLetterTopic"`
+			MaxDeliveryAttempts int    `json:"maxDeliveryAttempts"`
+		} `json:"deadLetterPolicy"`
+	} `json:"subscriptions"`
+}
+
+func readTopology(t *testing.T) *topology {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(chartDir, "topology.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var top topology
+	if err := yaml.UnmarshalStrict(b, &top); err != nil {
+		t.Fatalf("topology.yaml: %v", err)
+	}
+	return &top
+}
+
+var services = []string{"ingest", "sender", "recorder"}
+
+func TestHelmLint(t *testing.T) {
+	for _, files := range append([][]string{nil}, ciValuesSets(t)...) {
+		args := []string{"lint", "--strict", chartDir}
+		for _, f := range files {
+			args = append(args, "-f", f)
+		}
+		if _, err := runHelm(t, args...); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func ciValuesSets(t *testing.T) [][]string {
+	var sets [][]string
+	for _, f := range ciValues(t) {
+		sets = append(sets, []string{f})
+	}
+	return sets
+}
+
+// Every rendering, default or production-like: every workload follows the
+// security and operability rules.
+func TestWorkloadsAreLockedDownAndOperable(t *testing.T) {
+	for _, files := range append([][]string{nil}, ciValuesSets(t)...) {
+		t.Run(fmt.Sprint("values=", files), func(t *testing.T) {
+			m := render(t, files)
+			if len(m.Deployments) < len(services) {
+				t.Fatalf("%d Deployments rendered, want at least %d", len(m.Deployments), len(services))
+			}
+			for _, d := range m.Deployments {
+				checkDeployment(t, m, d)
+			}
+			for _, name := range services {
+				d := m.deployment(release + "-" + name)
+				if d == nil {
+					t.Fatalf("no Deployment %s-%s", release, name)
+				}
+				checkServiceProbes(t, name, d)
+			}
+			checkSelectorsMatch(t, m)
+			checkNetworkPolicies(t, m)
+			checkSenderGrace(t, m.deployment(release+"-sender"))
+		})
+	}
+}
+
+func checkDeployment(t *testing.T, m *Manifests, d *appsv1.Deployment) {
+	t.Helper()
+	pod := d.Spec.Template.Spec
+	ps := pod.SecurityContext
+	if ps == nil || ps.RunAsNonRoot == nil || !*ps.RunAsNonRoot {
+		t.Errorf("%s: pod securityContext.runAsNonRoot is not true", d.Name)
+	}
+	if ps == nil || ps.SeccompProfile == nil || ps.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("%s: pod seccompProfile is not RuntimeDefault", d.Name)
+	}
+	if pod.TerminationGracePeriodSeconds == nil {
+		t.Errorf("%s: terminationGracePeriodSeconds not set", d.Name)
+	}
+	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
+		t.Errorf("%s: uses host namespaces", d.Name)
+	}
+	if len(pod.InitContainers) > 0 {
+		t.Errorf("%s: init containers are not expected", d.Name)
+	}
+	if pod.ServiceAccountName != "" && !slices.ContainsFunc(m.ServiceAccounts, func(sa *corev1.ServiceAccount) bool { return sa.Name == pod.ServiceAccountName }) {
+		t.Errorf("%s: serviceAccountName %s is not rendered", d.Name, pod.ServiceAccountName)
+	}
+	for _, c := range pod.Containers {
+		where := d.Name + "/" + c.Name
+		sc := c.SecurityContext
+		switch {
+		case sc == nil:
+			t.Errorf("%s: no securityContext", where)
+			continue
+		case sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot:
+			t.Errorf("%s: runAsNonRoot is not true", where)
+		case sc.RunAsUser == nil || *sc.RunAsUser == 0:
+			t.Errorf("%s: runAsUser is not a non-root UID", where)
+		case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+			t.Errorf("%s: readOnlyRootFilesystem is not true", where)
+		case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+			t.Errorf("%s: allowPrivilegeEscalation is not false", where)
+		case sc.Privileged != nil && *sc.Privileged:
+			t.Errorf("%s: privileged", where)
+		case sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0:
+			t.Errorf("%s: capabilities are not exactly drop [ALL]", where)
+		case sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault:
+			t.Errorf("%s: seccompProfile is not RuntimeDefault", where)
+		}
+		if c.LivenessProbe == nil || c.ReadinessProbe == nil {
+			t.Errorf("%s: liveness and readiness probes are required", where)
+		}
+		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			req, okReq := c.Resources.Requests[res]
+			lim, okLim := c.Resources.Limits[res]
+			if !okReq || !okLim || req.IsZero() || lim.IsZero() {
+				t.Errorf("%s: %s request and limit are required", where, res)
+			} else if req.Cmp(lim) > 0 {
+				t.Errorf("%s: %s request %s exceeds limit %s", where, res, req.String(), lim.String())
+			}
+		}
+		if c.Image == "" || strings.HasSuffix(c.Image, ":") {
+			t.Errorf("%s: image %q", where, c.Image)
+		}
+	}
+}
+
+func checkServiceProbes(t *testing.T, name string, d *appsv1.Deployment) {
+	t.Helper()
+	c := d.Spec.Template.Spec.Containers[0]
+	if g := c.LivenessProbe.HTTPGet; g == nil || g.Path != "/healthz" {
+		t.Errorf("%s: liveness probe is not GET /healthz", name)
+	}
+	if c.StartupProbe == nil {
+		t.Errorf("%s: no startup probe", name)
+	}
+	r := c.ReadinessProbe
+	switch {
+	case name == "recorder":
+		if r.GRPC == nil || !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "grpc" && p.ContainerPort == r.GRPC.Port }) {
+			t.Errorf("recorder: readiness is not the gRPC health check of its grpc port")
+		}
+	case r.HTTPGet == nil || r.HTTPGet.Path != "/readyz":
+		t.Errorf("%s: readiness probe is not GET /readyz", name)
+	}
+	sa := d.Spec.Template.Spec.ServiceAccountName
+	if sa != d.Name {
+		t.Errorf("%s: runs as service account %q, want its own %q", name, sa, d.Name)
+	}
+}
+
+// Every Service, HPA, PDB and NetworkPolicy selects or targets a rendered
+// Deployment, and every ServiceAccount of a service is a Workload Identity.
+func checkSelectorsMatch(t *testing.T, m *Manifests) {
+	t.Helper()
+	selects := func(sel map[string]string) bool {
+		return slices.ContainsFunc(m.Deployments, func(d *appsv1.Deployment) bool {
+			return len(sel) > 0 && labels.SelectorFromSet(sel).Matches(labels.Set(d.Spec.Template.Labels))
+		})
+	}
+	for _, s := range m.Services {
+		if !selects(s.Spec.Selector) {
+			t.Errorf("Service %s selects no Deployment", s.Name)
+		}
+	}
+	for _, p := range m.PDBs {
+		if p.Spec.Selector == nil || !selects(p.Spec.Selector.MatchLabels) {
+			t.Errorf("PDB %s selects no Deployment", p.Name)
+		}
+	}
+	for _, np := range m.NetworkPolicies {
+		if !selects(np.Spec.PodSelector.MatchLabels) {
+			t.Errorf("NetworkPolicy %s selects no Deployment", np.Name)
+		}
+	}
+	for _, h := range m.HPAs {
+		d := m.deployment(h.Spec.ScaleTargetRef.Name)
+		if h.Spec.ScaleTargetRef.Kind != "Deployment" || d == nil {
+			t.Errorf("HPA %s targets no rendered Deployment", h.Name)
+			continue
+		}
+		if d.Spec.Replicas != nil {
+			t.Errorf("Deployment %s sets replicas while HPA %s scales it", d.Name, h.Name)
+		}
+	}
+	for _, name := range services {
+		sa := slices.IndexFunc(m.ServiceAccounts, func(sa *corev1.ServiceAccount) bool { return sa.Name == release+"-"+name })
+		if sa < 0 {
+			t.Errorf("no ServiceAccount for %s", name)
+			continue
+		}
+		if gsa := m.ServiceAccounts[sa].Annotations["iam.gke.io/gcp-service-account"]; !strings.HasSuffix(gsa, ".iam.gserviceaccount.com") {
+			t.Errorf("ServiceAccount %s: Workload Identity annotation %q", name, gsa)
+		}
+	}
+}
+
+// Only ingest takes traffic from outside the release (Eventarc, a gateway,
+// metrics scrapers); the recorder's gRPC port only from the sender and
+// labelled clients; no rule admits everyone.
+func checkNetworkPolicies(t *testing.T, m *Manifests) {
+	t.Helper()
+	byComponent := map[string]*networkingv1.NetworkPolicy{}
+	for _, np := range m.NetworkPolicies {
+		byComponent[np.Spec.PodSelector.MatchLabels["app.kubernetes.io/component"]] = np
+		if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+			t.Errorf("NetworkPolicy %s does not restrict ingress", np.Name)
+		}
+		for i, rule := range np.Spec.Ingress {
+			if len(rule.From) == 0 {
+				t.Errorf("NetworkPolicy %s rule %d admits every source", np.Name, i)
+			}
+			if len(rule.Ports) == 0 {
+				t.Errorf("NetworkPolicy %s rule %d admits every port", np.Name, i)
+			}
+		}
+	}
+	for _, name := range services {
+		if byComponent[name] == nil {
+			t.Errorf("no NetworkPolicy for %s", name)
+		}
+	}
+	if rec := byComponent["recorder"]; rec != nil {
+		for _, rule := range rec.Spec.Ingress {
+			if !slices.ContainsFunc(rule.Ports, func(p networkingv1.NetworkPolicyPort) bool { return p.Port != nil && p.Port.String() == "grpc" }) {
+				continue
+			}
+			for _, peer := range rule.From {
+				if peer.IPBlock != nil || peer.PodSelector == nil {
+					t.Errorf("recorder gRPC: peer %+v is not a pod selector", peer)
+					continue
+				}
+				sel := peer.PodSelector.MatchLabels
+				if sel["app.kubernetes.io/component"] != "sender" && sel["wadispatch.visn.io/recorder-client"] != "true" {
+					t.Errorf("recorder gRPC: peer %v is neither the sender nor a labelled client", sel)
+				}
+			}
+		}
+	}
+	for _, name := range []string{"sender", "recorder"} {
+		np := byComponent[name]
+		if np == nil {
+			continue
+		}
+		for _, rule := range np.Spec.Ingress {
+			for _, peer := range rule.From {
+				if peer.IPBlock != nil {
+					t.Errorf("%s admits an IP block %s: only ingest faces a gateway", name, peer.IPBlock.CIDR)
+				}
+			}
+		}
+	}
+}
+
+// The sender's pods outlive their longest in-flight send: the claim call,
+// WhatsApp calls with backoffs (capped by the claim lease) and the result's
+// publication, from the environment the chart gives the sender.
+func checkSenderGrace(t *testing.T, d *appsv1.Deployment) {
+	t.Helper()
+	env := map[string]string{}
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	dur := func(name string) time.Duration {
+		v, err := time.ParseDuration(env[name])
+		if err != nil {
+			t.Fatalf("sender %s=%q: %v", name, env[name], err)
+		}
+		return v
+	}
+	attempts, err := strconv.Atoi(env["SENDER_MAX_ATTEMPTS"])
+	if err != nil {
+		t.Fatalf("SENDER_MAX_ATTEMPTS: %v", err)
+	}
+	calls := dur("SENDER_WHATSAPP_TIMEOUT")*time.Duration(attempts) + dur("SENDER_MAX_BACKOFF")*time.Duration(attempts-1)
+	longest := dur("SENDER_CLAIM_TIMEOUT") + min(calls, dur("SENDER_CLAIM_LEASE")) + dur("SENDER_PUBLISH_TIMEOUT")
+	grace := time.Duration(*d.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
+	if grace <= longest {
+		t.Errorf("sender terminationGracePeriodSeconds %v does not exceed the longest in-flight send %v", grace, longest)
+	}
+}
+
+// The Config Connector rendering declares every topic and subscription of
+// topology.yaml as topology.yaml says, and every grant names a resource
+// that exists.
+func TestConfigConnectorRendersTopology(t *testing.T) {
+	top := readTopology(t)
+	m := render(t, []string{filepath.Join(chartDir, "ci", "production-values.yaml")})
+	if len(m.Topics) != len(top.Topics) || len(m.Subscriptions) != len(top.Subscriptions) {
+		t.Errorf("rendered %d topics and %d subscriptions; topology.yaml has %d and %d",
+			len(m.Topics), len(m.Subscriptions), len(top.Topics), len(top.Subscriptions))
+	}
+	for _, want := range top.Topics {
+		if !slices.ContainsFunc(m.Topics, func(tp *PubSubTopic) bool { return tp.Name == want.Name && tp.Spec.ResourceID == want.Name }) {
+			t.Errorf("topic %s not rendered", want.Name)
+		}
+	}
+	for _, want := range top.Subscriptions {
+		i := slices.IndexFunc(m.Subscriptions, func(s *PubSubSubscription) bool { return s.Name == want.Name })
+		if i < 0 {
+			t.Errorf("subscription %s not rendered", want.Name)
+			continue
+		}
+		got := m.Subscriptions[i].Spec
+		if got.TopicRef.Name != want.Topic {
+			t.Errorf("%s: topicRef %q, want %q", want.Name, got.TopicRef.Name, want.Topic)
+		}
+		if ack := seconds(t, want.AckDeadline); got.AckDeadlineSeconds != ack {
+			t.Errorf("%s: ackDeadlineSeconds %d, want %d", want.Name, got.AckDeadlineSeconds, ack)
+		}
+		if got.EnableMessageOrdering != want.EnableMessageOrdering {
+			t.Errorf("%s: enableMessageOrdering %v, want %v", want.Name, got.EnableMessageOrdering, want.EnableMessageOrdering)
+		}
+		if got.ExpirationPolicy == nil || got.ExpirationPolicy.TTL != "" {
+			t.Errorf("%s: subscription may expire", want.Name)
+		}
+		switch w := want.RetryPolicy; {
+		case (w == nil) != (got.RetryPolicy == nil):
+			t.Errorf("%s: retry policy %v, want %v", want.Name, got.RetryPolicy, w)
+		case w != nil && (seconds(t, got.RetryPolicy.MinimumBackoff) != seconds(t, w.MinimumBackoff) || seconds(t, got.RetryPolicy.MaximumBackoff) != seconds(t, w.MaximumBackoff)):
+			t.Errorf("%s: retry policy %+v, want %+v", want.Name, *got.RetryPolicy, *w)
+		}
+		switch w := want.DeadLetterPolicy; {
+		case (w == nil) != (got.DeadLetterPolicy == nil):
+			t.Errorf("%s: dead-letter policy %v, want %v", want.Name, got.DeadLetterPolicy, w)
+		case w != nil && (got.DeadLetterPolicy.DeadLetterTopicRef.Name != w.DeadLetterTopic || got.DeadLetterPolicy.MaxDeliveryAttempts != w.MaxDeliveryAttempts):
+			t.Errorf("%s: dead-letter policy %+v, want %+v", want.Name, *got.DeadLetterPolicy, *w)
+		}
+	}
+	checkGrants(t, m)
+	checkEventarc(t, m)
+}
+
+// seconds reads a whole-seconds duration ("60s"), the form Pub/Sub takes.
+func seconds(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimSuffix(s, "s"))
+	if err != nil || !strings.HasSuffix(s, "s") {
+		t.Fatalf("duration %q is not whole seconds", s)
+	}
+	return n
+}
+
+func checkGrants(t *testing.T, m *Manifests) {
+	t.Helper()
+	exists := map[string]func(string) bool{
+		"PubSubTopic": func(n string) bool {
+			return slices.ContainsFunc(m.Topics, func(x *PubSubTopic) bool { return x.Name == n })
+		},
+		"PubSubSubscription": func(n string) bool {
+			return slices.ContainsFunc(m.Subscriptions, func(x *PubSubSubscription) bool { return x.Name == n })
+		},
+		"IAMServiceAccount": func(n string) bool {
+			return slices.ContainsFunc(m.IAMAccounts, func(x *IAMServiceAccount) bool { return x.Name == n })
+		},
+	}
+	type grant struct{ member, role, target string }
+	var grants []grant
+	for _, p := range m.IAMMembers {
+		ref := p.Spec.ResourceRef
+		switch {
+		case ref.Name != "" && ref.External != "":
+			t.Errorf("%s: resourceRef has both name and external", p.Name)
+		case ref.Name != "":
+			if ok := exists[ref.Kind]; ok == nil || !ok(ref.Name) {
+				t.Errorf("%s: resourceRef %s/%s is not rendered", p.Name, ref.Kind, ref.Name)
+			}
+		case ref.External == "":
+			t.Errorf("%s: resourceRef names nothing", p.Name)
+		}
+		if strings.Contains(p.Spec.Role, "admin") || strings.Contains(p.Spec.Role, "owner") || strings.Contains(p.Spec.Role, "editor") {
+			t.Errorf("%s: broad role %s", p.Name, p.Spec.Role)
+		}
+		target := ref.Kind + "/" + ref.Name + ref.External
+		grants = append(grants, grant{p.Spec.Member, p.Spec.Role, target})
+	}
+	has := func(component, role, target string) {
+		t.Helper()
+		member := fmt.Sprintf("serviceAccount:%s-%s@", release, component)
+		if !slices.ContainsFunc(grants, func(g grant) bool {
+			return strings.HasPrefix(g.member, member) && g.role == role && g.target == target
+		}) {
+			t.Errorf("%s lacks %s on %s", component, role, target)
+		}
+	}
+	project := "Project/projects/visn-wadispatch-prod"
+	has("ingest", "roles/pubsub.publisher", "PubSubTopic/whatsapp-messages")
+	has("ingest", "roles/datastore.viewer", project)
+	has("sender", "roles/pubsub.subscriber", "PubSubSubscription/whatsapp-messages-sender")
+	has("sender", "roles/pubsub.publisher", "PubSubTopic/whatsapp-message-results")
+	has("sender", "roles/pubsub.publisher", "PubSubTopic/whatsapp-messages-dead-letter")
+	has("sender", "roles/secretmanager.secretAccessor", "SecretManagerSecret/projects/visn-wadispatch-prod/secrets/whatsapp-token-visn-main")
+	has("recorder", "roles/datastore.user", project)
+	has("recorder", "roles/pubsub.subscriber", "PubSubSubscription/whatsapp-message-results-recorder")
+	has("recorder", "roles/pubsub.subscriber", "PubSubSubscription/whatsapp-status-events-recorder")
+	has("recorder", "roles/pubsub.publisher", "PubSubTopic/whatsapp-messages")
+	for _, c := range services {
+		ksa := fmt.Sprintf("serviceAccount:visn-wadispatch-prod.svc.id.goog[%s/%s-%s]", namespace, release, c)
+		if !slices.Contains(grants, grant{ksa, "roles/iam.workloadIdentityUser", "IAMServiceAccount/" + release + "-" + c}) {
+			t.Errorf("%s: no Workload Identity binding for %s", c, ksa)
+		}
+	}
+	// Least privilege: no service may write Firestore but the recorder, and
+	// only the sender reads secrets.
+	for _, g := range grants {
+		if g.role == "roles/datastore.user" && !strings.HasPrefix(g.member, "serviceAccount:"+release+"-recorder@") {
+			t.Errorf("%s may write Firestore", g.member)
+		}
+		if g.role == "roles/secretmanager.secretAccessor" && !strings.HasPrefix(g.member, "serviceAccount:"+release+"-sender@") {
+			t.Errorf("%s may read secrets", g.member)
+		}
+	}
+}
+
+func checkEventarc(t *testing.T, m *Manifests) {
+	t.Helper()
+	if len(m.EventarcTriggers) != 1 {
+		t.Fatalf("%d Eventarc triggers rendered, want 1", len(m.EventarcTriggers))
+	}
+	tr := m.EventarcTriggers[0].Spec
+	criteria := map[string]string{}
+	for _, c := range tr.MatchingCriteria {
+		criteria[c.Attribute] = c.Operator + " " + c.Value
+	}
+	if criteria["type"] != " google.cloud.firestore.document.v1.created" {
+		t.Errorf("trigger type: %q", criteria["type"])
+	}
+	if want := "match-path-pattern leasecompany/{leaseId}/enquiries/{enquiryId}/whatsapp/messages/chatMessages/{messageId}"; criteria["document"] != want {
+		t.Errorf("trigger document: %q, want %q", criteria["document"], want)
+	}
+	if criteria["database"] != " (default)" {
+		t.Errorf("trigger database: %q", criteria["database"])
+	}
+	gke := tr.Destination.GKE
+	if gke == nil {
+		t.Fatal("trigger has no GKE destination")
+	}
+	svc := m.service(gke.Service)
+	if svc == nil || gke.Namespace != namespace {
+		t.Fatalf("trigger destination %s/%s is not the rendered ingest Service", gke.Namespace, gke.Service)
+	}
+	// Eventarc posts to port 80 of the Service.
+	if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == 80 }) {
+		t.Errorf("ingest Service has no port 80")
+	}
+	if tr.ServiceAccountRef == nil || !slices.ContainsFunc(m.IAMAccounts, func(a *IAMServiceAccount) bool { return a.Name == tr.ServiceAccountRef.Name }) {
+		t.Errorf("trigger service account is not rendered")
+	}
+	if tr.EventDataContentType != "application/protobuf" {
+		t.Errorf("trigger content type %q: ingest expects protobuf DocumentEventData", tr.EventDataContentType)
+	}
+}
+
+// Every topic or subscription a service is configured with is declared in
+// topology.yaml.
+func TestServiceEnvNamesDeclaredTopics(t *testing.T) {
+	top := readTopology(t)
+	declared := map[string]bool{}
+	for _, tp := range top.Topics {
+		declared[tp.Name] = true
+	}
+	for _, s := range top.Subscriptions {
+		declared[s.Name] = true
+	}
+	m := render(t, nil)
+	n := 0
+	for _, d := range m.Deployments {
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			if strings.HasSuffix(e.Name, "_TOPIC") || strings.HasSuffix(e.Name, "_SUBSCRIPTION") {
+				n++
+				if !declared[e.Value] {
+					t.Errorf("%s %s=%q is not declared in topology.yaml", d.Name, e.Name, e.Value)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no service is configured with a topic or subscription")
+	}
+}
+
+// The chart refuses values that break its documented arithmetic or name a
+// topic the topology does not declare.
+func TestChartRefusesUnsafeValues(t *testing.T) {
+	for _, tc := range []struct {
+		set  string
+		want string
+	}{
+		{"sender.terminationGracePeriodSeconds=60", "longest in-flight send"},
+		{"sender.ratePerNumber=20", "exceeds whatsapp.throughputPerNumber"},
+		{"pubsub.tasksTopic=whatsapp-mesages", "not declared in topology.yaml"},
+		{"pubsub.resultsSubscription=nope", "not declared in topology.yaml"},
+		{"ingest.terminationGracePeriodSeconds=30", "must exceed preStopSleepSeconds + shutdownGraceSeconds"},
+		{"configConnector.enabled=true", "projectNumber is required"},
+	} {
+		_, err := runHelm(t, templateArgs(nil, tc.set)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--set %s: error %v, want one containing %q", tc.set, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package chartcheck
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// Config Connector kinds the chart renders, as far as the chart uses them.
+// Field names follow the v1beta1 CRDs of k8s-config-connector
+// (config/crds/resources/*.yaml); a field not declared here fails the
+// strict decode, so a typo in a template cannot reach a cluster.
+
+// Ref is a Config Connector resource reference.
+type Ref struct {
+	Name      string `json:"name,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	External  string `json:"external,omitempty"`
+}
+
+// PubSubTopic is pubsub.cnrm.cloud.google.com/v1beta1 PubSubTopic.
+type PubSubTopic struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ResourceID               string `json:"resourceID,omitempty"`
+		MessageRetentionDuration string `json:"messageRetentionDuration,omitempty"`
+	} `json:"spec"`
+}
+
+// PubSubSubscription is pubsub.cnrm.cloud.google.com/v1beta1 PubSubSubscription.
+type PubSubSubscription struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ResourceID            string `json:"resourceID,omitempty"`
+		TopicRef              Ref    `json:"topicRef"`
+		AckDeadlineSeconds    int    `json:"ackDeadlineSeconds,omitempty"`
+		EnableMessageOrdering bool   `json:"enableMessageOrdering,omitempty"`
+		ExpirationPolicy      *struct {
+			TTL string `json:"ttl"`
+		} `json:"expirationPolicy,omitempty"`
+		RetryPolicy *struct {
+			MinimumBackoff string `json:"minimumBackoff,omitempty"`
+			MaximumBackoff string `json:"maximumBackoff,omitempty"`
+		} `json:"retryPolicy,omitempty"`
+		DeadLetterPolicy *struct {
+			DeadLetterTopicRef  Ref `json:"deadLetterTopicRef"`
+			MaxDeliveryAttempts int `json:"maxDeliveryAttempts,omitempty"`
+		} `json:"deadLetterPolicy,omitempty"`
+	} `json:"spec"`
+}
+
+// IAMServiceAccount is iam.cnrm.cloud.google.com/v1beta1 IAMServiceAccount.
+type IAMServiceAccount struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ResourceID  string `json:"resourceID,omitempty"`
+		DisplayName string `json:"displayName,omitempty"`
+		Description string `json:"description,omitempty"`
+	} `json:"spec"`
+}
+
+// IAMPolicyMember is iam.cnrm.cloud.google.com/v1beta1 IAMPolicyMember.
+type IAMPolicyMember struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Member      string `json:"member"`
+		Role        string `json:"role"`
+		ResourceRef struct {
+			Kind       string `json:"kind"`
+			APIVersion string `json:"apiVersion,omitempty"`
+			Name       string `json:"name,omitempty"`
+			Namespace  string `json:"namespace,omitempty"`
+			External   string `json:"external,omitempty"`
+		} `json:"resourceRef"`
+	} `json:"spec"`
+}
+
+// EventarcTrigger is eventarc.cnrm.cloud.google.com/v1beta1 EventarcTrigger.
+type EventarcTrigger struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ProjectRef       Ref    `json:"projectRef"`
+		Location         string `json:"location"`
+		MatchingCriteria []struct {
+			Attribute string `json:"attribute"`
+			Operator  string `json:"operator,omitempty"`
+			Value     string `json:"value"`
+		} `json:"matchingCriteria"`
+		EventDataContentType string `json:"eventDataContentType,omitempty"`
+		ServiceAccountRef    *Ref   `json:"serviceAccountRef,omitempty"`
+		Destination          struct {
+			GKE *struct {
+				ClusterRef Ref    `json:"clusterRef"`
+				Location   string `json:"location"`
+				Namespace  string `json:"namespace"`
+				Service    string `json:"service"`
+				Path       string `json:"path,omitempty"`
+			} `json:"gke,omitempty"`
+		} `json:"destination"`
+	} `json:"spec"`
+}

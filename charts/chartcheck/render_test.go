@@ -1,0 +1,206 @@
+package chartcheck
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	chartDir  = "../wadispatch"
+	repoRoot  = "../.."
+	release   = "wadispatch"
+	namespace = "wadispatch"
+)
+
+// helm is the pinned helm the Makefile installs ($HELM overrides).
+func helm(t *testing.T) string {
+	t.Helper()
+	if h := os.Getenv("HELM"); h != "" {
+		return h
+	}
+	h, err := filepath.Abs(filepath.Join(repoRoot, ".tools/bin/helm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(h); err != nil {
+		t.Fatalf("helm not installed at %s: run `make chart-check` (it installs the pinned helm)", h)
+	}
+	return h
+}
+
+// runHelm runs helm with args and returns stdout; stderr goes in the error.
+func runHelm(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command(helm(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.Bytes(), nil
+}
+
+// templateArgs is `helm template` of the chart with values files and --set pairs.
+func templateArgs(valuesFiles []string, sets ...string) []string {
+	args := []string{"template", release, chartDir, "--namespace", namespace}
+	for _, f := range valuesFiles {
+		args = append(args, "-f", f)
+	}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	return args
+}
+
+// Manifests is one rendering, decoded.
+type Manifests struct {
+	Deployments     []*appsv1.Deployment
+	Services        []*corev1.Service
+	ServiceAccounts []*corev1.ServiceAccount
+	Secrets         []*corev1.Secret
+	HPAs            []*autoscalingv2.HorizontalPodAutoscaler
+	PDBs            []*policyv1.PodDisruptionBudget
+	NetworkPolicies []*networkingv1.NetworkPolicy
+
+	Topics           []*PubSubTopic
+	Subscriptions    []*PubSubSubscription
+	IAMAccounts      []*IAMServiceAccount
+	IAMMembers       []*IAMPolicyMember
+	EventarcTriggers []*EventarcTrigger
+}
+
+// render runs helm template and decodes every document strictly.
+func render(t *testing.T, valuesFiles []string, sets ...string) *Manifests {
+	t.Helper()
+	out, err := runHelm(t, templateArgs(valuesFiles, sets...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := decodeAll(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// decodeAll decodes a multi-document stream. Unknown fields, duplicate keys
+// and kinds this chart is not meant to render are errors.
+func decodeAll(stream []byte) (*Manifests, error) {
+	m := &Manifests{}
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(stream)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return m, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("split manifests: %w", err)
+		}
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue
+		}
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			return nil, fmt.Errorf("manifest type: %w\n%s", err, doc)
+		}
+		if err := m.add(tm, doc); err != nil {
+			return nil, fmt.Errorf("%s %s: %w\n%s", tm.APIVersion, tm.Kind, err, doc)
+		}
+	}
+}
+
+func (m *Manifests) add(tm metav1.TypeMeta, doc []byte) error {
+	switch tm.APIVersion + " " + tm.Kind {
+	case "apps/v1 Deployment":
+		return decodeInto(doc, &m.Deployments)
+	case "v1 Service":
+		return decodeInto(doc, &m.Services)
+	case "v1 ServiceAccount":
+		return decodeInto(doc, &m.ServiceAccounts)
+	case "v1 Secret":
+		return decodeInto(doc, &m.Secrets)
+	case "autoscaling/v2 HorizontalPodAutoscaler":
+		return decodeInto(doc, &m.HPAs)
+	case "policy/v1 PodDisruptionBudget":
+		return decodeInto(doc, &m.PDBs)
+	case "networking.k8s.io/v1 NetworkPolicy":
+		return decodeInto(doc, &m.NetworkPolicies)
+	case "pubsub.cnrm.cloud.google.com/v1beta1 PubSubTopic":
+		return decodeInto(doc, &m.Topics)
+	case "pubsub.cnrm.cloud.google.com/v1beta1 PubSubSubscription":
+		return decodeInto(doc, &m.Subscriptions)
+	case "iam.cnrm.cloud.google.com/v1beta1 IAMServiceAccount":
+		return decodeInto(doc, &m.IAMAccounts)
+	case "iam.cnrm.cloud.google.com/v1beta1 IAMPolicyMember":
+		return decodeInto(doc, &m.IAMMembers)
+	case "eventarc.cnrm.cloud.google.com/v1beta1 EventarcTrigger":
+		return decodeInto(doc, &m.EventarcTriggers)
+	}
+	return errors.New("kind not expected from this chart")
+}
+
+func decodeInto[T any](doc []byte, list *[]*T) error {
+	v := new(T)
+	if err := yaml.UnmarshalStrict(doc, v); err != nil {
+		return err
+	}
+	*list = append(*list, v)
+	return nil
+}
+
+// stripComments drops comment-only lines, so a document holding only
+// helm's "# Source:" line counts as empty.
+func stripComments(doc []byte) []byte {
+	var out bytes.Buffer
+	for _, line := range strings.Split(string(doc), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			out.WriteString(line + "\n")
+		}
+	}
+	return out.Bytes()
+}
+
+func (m *Manifests) deployment(name string) *appsv1.Deployment {
+	for _, d := range m.Deployments {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+func (m *Manifests) service(name string) *corev1.Service {
+	for _, s := range m.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// ciValues are the production-like values files of the chart's ci folder.
+func ciValues(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(chartDir, "ci", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no values files in %s/ci: %v", chartDir, err)
+	}
+	return files
+}
