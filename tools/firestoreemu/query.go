@@ -1,6 +1,7 @@
 package firestoreemu
 
 import (
+	"container/heap"
 	"context"
 	"sort"
 	"strconv"
@@ -175,10 +176,6 @@ func (s *Server) execQuery(db *database, parent string, q *pb.StructuredQuery, a
 	}
 	// Each candidate's ordering values are extracted once; a document lacking
 	// an ordered field is not in the result, as in Firestore's indexes.
-	type row struct {
-		doc  *pb.Document
-		keys []*pb.Value
-	}
 	var rows []row
 	for _, e := range db.candidates(parent, q.GetFrom()[0]) {
 		d := e.at(at)
@@ -199,13 +196,37 @@ func (s *Server) execQuery(db *database, parent string, q *pb.StructuredQuery, a
 			rows = append(rows, row{doc: d, keys: keys})
 		}
 	}
-	sort.Slice(rows, func(i, j int) bool {
+	for _, c := range []*pb.Cursor{q.GetStartAt(), q.GetEndAt()} {
+		if len(c.GetValues()) > len(cq.order) {
+			return nil, status.Error(codes.InvalidArgument, "cursor has more values than the query has orderings")
+		}
+	}
+	// Cursors are applied before sorting, so that a limit only has to
+	// order the rows it keeps. A cursor's before flag means the position
+	// sits just before the documents equal to its values, for start and end
+	// cursors alike.
+	kept := rows[:0]
+	for _, r := range rows {
+		if c := q.GetStartAt(); c != nil {
+			if cmp := cq.compareCursor(r.doc, c); cmp < 0 || (cmp == 0 && !c.GetBefore()) {
+				continue
+			}
+		}
+		if c := q.GetEndAt(); c != nil {
+			if cmp := cq.compareCursor(r.doc, c); cmp > 0 || (cmp == 0 && c.GetBefore()) {
+				continue
+			}
+		}
+		kept = append(kept, r)
+	}
+	rows = kept
+	less := func(a, b *row) bool {
 		for n, k := range cq.order {
 			var c int
 			if k.path == nil {
-				c = compareNames(rows[i].doc.Name, rows[j].doc.Name)
+				c = compareNames(a.doc.Name, b.doc.Name)
 			} else {
-				c = compareValues(rows[i].keys[n], rows[j].keys[n])
+				c = compareValues(a.keys[n], b.keys[n])
 			}
 			if c != 0 {
 				if k.desc {
@@ -215,40 +236,68 @@ func (s *Server) execQuery(db *database, parent string, q *pb.StructuredQuery, a
 			}
 		}
 		return false
-	})
+	}
+	want := len(rows)
+	if l := q.GetLimit(); l != nil {
+		want = min(want, int(max(q.GetOffset(), 0))+int(max(l.GetValue(), 0)))
+	}
+	if want < len(rows)/2 {
+		rows = smallest(rows, want, less)
+	} else {
+		sort.Slice(rows, func(i, j int) bool { return less(&rows[i], &rows[j]) })
+		rows = rows[:want]
+	}
+	rows = rows[min(int(max(q.GetOffset(), 0)), len(rows)):]
 	docs := make([]*pb.Document, len(rows))
 	for i, r := range rows {
 		docs[i] = r.doc
 	}
-	for _, c := range []*pb.Cursor{q.GetStartAt(), q.GetEndAt()} {
-		if len(c.GetValues()) > len(cq.order) {
-			return nil, status.Error(codes.InvalidArgument, "cursor has more values than the query has orderings")
+	return docs, nil
+}
+
+// row is a query candidate with its ordering values.
+type row struct {
+	doc  *pb.Document
+	keys []*pb.Value
+}
+
+// smallest returns the k least rows in order, in O(n log k), for queries
+// whose limit keeps a small part of their matches.
+func smallest(rows []row, k int, less func(a, b *row) bool) []row {
+	if k == 0 {
+		return nil
+	}
+	h := &rowHeap{less: less}
+	for _, r := range rows {
+		switch {
+		case len(h.rows) < k:
+			heap.Push(h, r)
+		case less(&r, &h.rows[0]):
+			h.rows[0] = r
+			heap.Fix(h, 0)
 		}
 	}
-	// A cursor's before flag means the position sits just before the
-	// documents equal to its values, for start and end cursors alike.
-	cut := func(c *pb.Cursor) int {
-		return sort.Search(len(docs), func(i int) bool {
-			r := cq.compareCursor(docs[i], c)
-			if c.GetBefore() {
-				return r >= 0
-			}
-			return r > 0
-		})
+	out := make([]row, len(h.rows))
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i] = heap.Pop(h).(row)
 	}
-	if c := q.GetEndAt(); c != nil {
-		docs = docs[:cut(c)]
-	}
-	if c := q.GetStartAt(); c != nil {
-		docs = docs[cut(c):]
-	}
-	if off := int(q.GetOffset()); off > 0 {
-		docs = docs[min(off, len(docs)):]
-	}
-	if l := q.GetLimit(); l != nil && int(l.GetValue()) < len(docs) {
-		docs = docs[:max(l.GetValue(), 0)]
-	}
-	return docs, nil
+	return out
+}
+
+// rowHeap is a max-heap under less: its root is the largest kept row.
+type rowHeap struct {
+	rows []row
+	less func(a, b *row) bool
+}
+
+func (h *rowHeap) Len() int           { return len(h.rows) }
+func (h *rowHeap) Less(i, j int) bool { return h.less(&h.rows[j], &h.rows[i]) }
+func (h *rowHeap) Swap(i, j int)      { h.rows[i], h.rows[j] = h.rows[j], h.rows[i] }
+func (h *rowHeap) Push(x any)         { h.rows = append(h.rows, x.(row)) }
+func (h *rowHeap) Pop() any {
+	r := h.rows[len(h.rows)-1]
+	h.rows = h.rows[:len(h.rows)-1]
+	return r
 }
 
 // predicate is a compiled filter.

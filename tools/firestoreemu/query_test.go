@@ -2,6 +2,7 @@ package firestoreemu_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
@@ -155,6 +156,17 @@ func TestQueryOrderLimitOffsetCursors(t *testing.T) {
 	}
 	check("snapshot cursor breaks ties by name", col.OrderBy("n", firestore.Asc).StartAfter(snap), "d", "e", "f")
 	check("page by name", col.OrderBy(firestore.DocumentID, firestore.Asc).StartAfter("d").Limit(1), "e")
+
+	// Limits that keep a small part of many matches (selected, not sorted).
+	many := map[string]map[string]any{}
+	for i := range 40 {
+		many[fmt.Sprintf("big/%02d", i)] = map[string]any{"v": (i * 17) % 40, "odd": i % 2}
+	}
+	seed(t, c, many)
+	big := c.Collection("big")
+	check("top of many", big.OrderBy("v", firestore.Desc).Offset(2).Limit(3), "21", "28", "35")
+	check("top of many with filter and cursor", big.Where("odd", "==", 1).OrderBy("v", firestore.Asc).StartAfter(3).Limit(2), "05", "31")
+	check("last of many", big.OrderBy("v", firestore.Asc).LimitToLast(2), "14", "07")
 
 	proj, err := col.Select("k").Where("n", "==", 2).Documents(ctx).GetAll()
 	if err != nil {
