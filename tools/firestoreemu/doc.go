@@ -64,10 +64,12 @@
 //     ListDocuments (name order, paging, show_missing), ListCollectionIds,
 //     UpdateDocument, DeleteDocument.
 //   - RunQuery: field, composite AND/OR and unary filters; ==, !=, <, <=, >,
-//     >=, in, not-in, array-contains, array-contains-any (range filters
-//     only match values of the operand's type; != and not-in skip missing
-//     fields and nulls); order by with the implicit ordering by inequality
-//     fields and __name__; limit, offset, start/end cursors; collection
+//     >=, in, not-in, array-contains, array-contains-any, with the matching
+//     rules of the Firebase SDKs' local query engine (a missing field never
+//     matches; range filters only match values of the operand's type, NaN
+//     counting as the smallest number; != and not-in match any other value,
+//     null included; not-in with null in its list matches nothing); order by
+//     with the implicit ordering by inequality fields and __name__; limit, offset, start/end cursors; collection
 //     group queries; projections. Values order across types as Firestore
 //     documents: null < booleans < NaN < numbers (integers and doubles
 //     mixed) < timestamps < strings < bytes < references < geo points <

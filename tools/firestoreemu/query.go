@@ -339,7 +339,7 @@ func compileFilter(f *pb.StructuredQuery_Filter) (predicate, error) {
 		case pb.StructuredQuery_UnaryFilter_IS_NULL:
 			test = func(_, isNull bool) bool { return isNull }
 		case pb.StructuredQuery_UnaryFilter_IS_NOT_NAN:
-			test = func(isNaN, isNull bool) bool { return !isNaN && !isNull }
+			test = func(isNaN, _ bool) bool { return !isNaN }
 		case pb.StructuredQuery_UnaryFilter_IS_NOT_NULL:
 			test = func(_, isNull bool) bool { return !isNull }
 		default:
@@ -383,17 +383,14 @@ func compileFieldFilter(ff *pb.StructuredQuery_FieldFilter) (predicate, error) {
 	case pb.StructuredQuery_FieldFilter_EQUAL:
 		test = func(v *pb.Value) bool { return valuesEqual(v, operand) }
 	case pb.StructuredQuery_FieldFilter_NOT_EQUAL:
-		test = func(v *pb.Value) bool { return typeRank(v) != rankNull && !valuesEqual(v, operand) }
+		// Any other value matches, null and other types included; only a
+		// missing field does not (as the Firebase SDKs' local matching does).
+		test = func(v *pb.Value) bool { return !valuesEqual(v, operand) }
 	case pb.StructuredQuery_FieldFilter_LESS_THAN, pb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL,
 		pb.StructuredQuery_FieldFilter_GREATER_THAN, pb.StructuredQuery_FieldFilter_GREATER_THAN_OR_EQUAL:
-		lower := op == pb.StructuredQuery_FieldFilter_LESS_THAN || op == pb.StructuredQuery_FieldFilter_LESS_THAN_OR_EQUAL
 		test = func(v *pb.Value) bool {
-			if comparisonClass(v) != comparisonClass(operand) || typeRank(operand) == rankNaN {
+			if comparisonClass(v) != comparisonClass(operand) {
 				return false
-			}
-			if typeRank(v) == rankNaN {
-				// NaN sorts below every number, so only upper bounds admit it.
-				return lower
 			}
 			c := compareValues(v, operand)
 			switch op {
@@ -416,12 +413,12 @@ func compileFieldFilter(ff *pb.StructuredQuery_FieldFilter) (predicate, error) {
 		case pb.StructuredQuery_FieldFilter_IN:
 			test = func(v *pb.Value) bool { return containsValue(list, v) }
 		case pb.StructuredQuery_FieldFilter_NOT_IN:
-			// not-in never matches null, and a list holding null matches nothing.
+			// A list holding null matches nothing, as in the Firebase SDKs.
 			hasNull := false
 			for _, e := range list {
 				hasNull = hasNull || typeRank(e) == rankNull
 			}
-			test = func(v *pb.Value) bool { return !hasNull && typeRank(v) != rankNull && !containsValue(list, v) }
+			test = func(v *pb.Value) bool { return !hasNull && !containsValue(list, v) }
 		default:
 			test = func(v *pb.Value) bool {
 				have, ok := v.GetValueType().(*pb.Value_ArrayValue)

@@ -69,6 +69,10 @@ func TestQueryFilters(t *testing.T) {
 		{"array-contains-any", col.Where("tags", "array-contains-any", []any{"green", "red"}), []string{"a", "b"}},
 		{"is null", col.Where("opt", "==", nil), []string{"a"}},
 		{"is not null", col.Where("opt", "!=", nil), []string{"c"}},
+		{"neq matches null", col.Where("opt", "!=", "set"), []string{"a"}},
+		{"not-in matches null", col.Where("opt", "not-in", []any{"set"}), []string{"a"}},
+		{"not-in with null matches nothing", col.Where("s", "not-in", []any{nil, "x"}), []string{}},
+		{"is not nan", col.Where("n", "!=", math.NaN()), []string{"a", "b", "c", "d"}},
 		{"is nan", col.Where("n", "==", math.NaN()), []string{"e"}},
 		{"or", col.WhereEntity(firestore.OrFilter{Filters: []firestore.EntityFilter{
 			firestore.PropertyFilter{Path: "s", Operator: "==", Value: "z"},
