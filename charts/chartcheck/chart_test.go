@@ -517,8 +517,8 @@ func TestServiceEnvNamesDeclaredTopics(t *testing.T) {
 	}
 }
 
-// The chart refuses values that break its documented arithmetic or name a
-// topic the topology does not declare.
+// The chart refuses values that break its documented arithmetic, name a
+// topic the topology does not declare, or are not in its schema.
 func TestChartRefusesUnsafeValues(t *testing.T) {
 	for _, tc := range []struct {
 		set  string
@@ -530,6 +530,10 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		{"pubsub.resultsSubscription=nope", "not declared in topology.yaml"},
 		{"ingest.terminationGracePeriodSeconds=30", "must exceed preStopSleepSeconds + shutdownGraceSeconds"},
 		{"configConnector.enabled=true", "projectNumber is required"},
+		// values.schema.json: a misspelt or unknown value is an error, not
+		// a setting silently ignored.
+		{"sender.tokens.secretID=x", "additional properties 'secretID' not allowed"},
+		{"recorder.expiredClaimPolicy=maybe", "value must be one of"},
 	} {
 		_, err := runHelm(t, templateArgs(nil, tc.set)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
