@@ -23,7 +23,10 @@ ARG SERVICE
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     test -n "$SERVICE" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/service "./services/$SERVICE"
 
-# gcr.io/distroless/static-debian12:nonroot as published on 2026-08-03.
+# The digest gcr.io/distroless/static-debian12:nonroot pointed to in August
+# 2026 (as recorded by public dependency-update bots; not resolved from this
+# machine, which cannot reach the registry). Refresh with
+# `docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot`.
 FROM gcr.io/distroless/static-debian12:nonroot@sha256:f5b485ea962d9bd1186b2f6b3a061191539b905b82ec395de78cbfae51f20e35
 COPY --from=build /out/service /service
 # Numeric, so the kubelet can check runAsNonRoot without a passwd lookup.

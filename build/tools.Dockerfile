@@ -7,7 +7,7 @@
 #
 #   docker build -f build/tools.Dockerfile -t wadispatch-tools .
 #
-# Same build rules as the services' Dockerfile (static, -trimpath, pinned base).
+# Same build rules and base image digest as the services' Dockerfile.
 
 FROM golang:1.26.8-bookworm AS build
 ENV GOFLAGS=-buildvcs=false GOTOOLCHAIN=local

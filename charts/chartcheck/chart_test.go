@@ -24,20 +24,22 @@ type topology struct {
 	Topics []struct {
 		Name string `json:"name"`
 	} `json:"topics"`
-	Subscriptions []struct {
-		Name                  string `json:"name"`
-		Topic                 string `json:"topic"`
-		AckDeadline           string `json:"ackDeadline"`
-		EnableMessageOrdering bool   `json:"enableMessageOrdering"`
-		RetryPolicy           *struct {
-			MinimumBackoff string `json:"minimumBackoff"`
-			MaximumBackoff string `json:"maximumBackoff"`
-		} `json:"retryPolicy"`
-		DeadLetterPolicy *struct {
-			DeadLetterTopic     string `json:"deadLetterTopic"`
-			MaxDeliveryAttempts int    `json:"maxDeliveryAttempts"`
-		} `json:"deadLetterPolicy"`
-	} `json:"subscriptions"`
+	Subscriptions []topologySubscription `json:"subscriptions"`
+}
+
+type topologySubscription struct {
+	Name                  string `json:"name"`
+	Topic                 string `json:"topic"`
+	AckDeadline           string `json:"ackDeadline"`
+	EnableMessageOrdering bool   `json:"enableMessageOrdering"`
+	RetryPolicy           *struct {
+		MinimumBackoff string `json:"minimumBackoff"`
+		MaximumBackoff string `json:"maximumBackoff"`
+	} `json:"retryPolicy"`
+	DeadLetterPolicy *struct {
+		DeadLetterTopic     string `json:"deadLetterTopic"`
+		MaxDeliveryAttempts int    `json:"maxDeliveryAttempts"`
+	} `json:"deadLetterPolicy"`
 }
 
 func readTopology(t *testing.T) *topology {
@@ -367,6 +369,30 @@ func TestConfigConnectorRendersTopology(t *testing.T) {
 	}
 	checkGrants(t, m)
 	checkEventarc(t, m)
+	checkBacklogScaling(t, m, top)
+}
+
+// The sender's backlog metric watches a declared subscription.
+func checkBacklogScaling(t *testing.T, m *Manifests, top *topology) {
+	t.Helper()
+	n := 0
+	for _, h := range m.HPAs {
+		for _, metric := range h.Spec.Metrics {
+			if metric.External == nil {
+				continue
+			}
+			n++
+			sub := metric.External.Metric.Selector.MatchLabels["resource.labels.subscription_id"]
+			if !slices.ContainsFunc(top.Subscriptions, func(s topologySubscription) bool {
+				return s.Name == sub
+			}) {
+				t.Errorf("HPA %s scales on subscription %q, which topology.yaml does not declare", h.Name, sub)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d backlog metrics in the production rendering, want 1 (the sender's)", n)
+	}
 }
 
 // seconds reads a whole-seconds duration ("60s"), the form Pub/Sub takes.
