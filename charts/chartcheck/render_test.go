@@ -104,6 +104,7 @@ func render(t *testing.T, valuesFiles []string, sets ...string) *Manifests {
 // and kinds this chart is not meant to render are errors.
 func decodeAll(stream []byte) (*Manifests, error) {
 	m := &Manifests{}
+	seen := map[string]bool{}
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(stream)))
 	for {
 		doc, err := r.Read()
@@ -116,10 +117,23 @@ func decodeAll(stream []byte) (*Manifests, error) {
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
-		var tm metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &tm); err != nil {
+		var head struct {
+			metav1.TypeMeta `json:",inline"`
+			Metadata        struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal(doc, &head); err != nil {
 			return nil, fmt.Errorf("manifest type: %w\n%s", err, doc)
 		}
+		tm := head.TypeMeta
+		// Two objects of one kind and name: the second would replace the
+		// first on apply (or fail the install).
+		id := tm.Kind + "/" + head.Metadata.Name
+		if seen[id] || head.Metadata.Name == "" {
+			return nil, fmt.Errorf("%s: duplicate or unnamed object", id)
+		}
+		seen[id] = true
 		if err := m.add(tm, doc); err != nil {
 			return nil, fmt.Errorf("%s %s: %w\n%s", tm.APIVersion, tm.Kind, err, doc)
 		}
