@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+// apiServer serves the Recorder API with the standard health service and
+// reflection, so grpcurl and Kubernetes gRPC probes work.
+type apiServer struct {
+	ln     net.Listener
+	srv    *grpc.Server
+	health *health.Server
+}
+
+// newAPIServer listens now, so a taken port fails the start, not later.
+func newAPIServer(addr string, rec wadispatchv1.RecorderServer) (*apiServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("grpc listen on %s: %w", addr, err)
+	}
+	a := &apiServer{ln: ln, srv: grpc.NewServer(), health: health.NewServer()}
+	wadispatchv1.RegisterRecorderServer(a.srv, rec)
+	healthpb.RegisterHealthServer(a.srv, a.health)
+	reflection.Register(a.srv)
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	a.health.SetServingStatus(wadispatchv1.Recorder_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	return a, nil
+}
+
+func (a *apiServer) Addr() string { return a.ln.Addr().String() }
+
+// Run serves until ctx ends, then reports NOT_SERVING and lets in-flight
+// calls finish for up to grace.
+func (a *apiServer) Run(ctx context.Context, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- a.srv.Serve(a.ln) }()
+	a.health.Resume()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("grpc server: %w", err)
+	case <-ctx.Done():
+	}
+	a.health.Shutdown()
+	stopped := make(chan struct{})
+	go func() { a.srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(grace):
+		a.srv.Stop()
+	}
+	return nil
+}
+
+// firestoreReady checks Firestore answers: a read of a document that need
+// not exist.
+func firestoreReady(db *firestore.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := db.Doc("whatsappMessageIndex/readiness-probe").Get(ctx)
+		if err != nil && status.Code(err) != codes.NotFound {
+			return fmt.Errorf("firestore: %w", err)
+		}
+		return nil
+	}
+}

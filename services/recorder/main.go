@@ -1,0 +1,150 @@
+// Command recorder is the only writer of pipeline state to Firestore: it
+// serves the Recorder gRPC API to the sender and internal tools, records
+// send results from Pub/Sub and applies WhatsApp status events.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/sirupsen/logrus"
+
+	"github.com/visn/wadispatch/pkg/config"
+	"github.com/visn/wadispatch/pkg/lifecycle"
+	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/ops"
+	"github.com/visn/wadispatch/pkg/record"
+)
+
+type spec struct {
+	Project       string        `envconfig:"GOOGLE_CLOUD_PROJECT" default:"wadispatch-local" desc:"Google Cloud project of Firestore and Pub/Sub"`
+	LogLevel      string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warning or error"`
+	HTTPAddr      string        `envconfig:"HTTP_ADDR" default:":8080" desc:"ops endpoints: /healthz, /readyz, /metrics"`
+	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"25s" desc:"time to finish in-flight work after SIGTERM"`
+
+	GRPCAddr            string        `envconfig:"RECORDER_GRPC_ADDR" default:":9090" desc:"Recorder gRPC API (with health and reflection)"`
+	DefaultDatabase     string        `envconfig:"RECORDER_DEFAULT_DATABASE" default:"(default)" desc:"Firestore database of the messages, state, metrics and wamid index"`
+	AncillaryDatabase   string        `envconfig:"RECORDER_ANCILLARY_DATABASE" default:"ancillary" desc:"Firestore database of whatsapp/{driver}/enquiryMessages/{enquiryId}"`
+	ClaimLease          time.Duration `envconfig:"RECORDER_CLAIM_LEASE" default:"2m" desc:"how long a claim holds without an outcome when the sender names no lease"`
+	ExpiredClaimPolicy  string        `envconfig:"RECORDER_EXPIRED_CLAIM_POLICY" default:"unknown" desc:"a claim expired without outcome becomes UNKNOWN (unknown) or is sent again by the next claim (resend)"`
+	MetricsDocPath      string        `envconfig:"RECORDER_METRICS_DOC_PATH" default:"leasecompany/{leaseId}/performanceMetrics/{createdBy}" desc:"the sending user's metrics document holding numberOfWhatsappMessagesSent"`
+	SweepInterval       time.Duration `envconfig:"RECORDER_SWEEP_INTERVAL" default:"30s" desc:"how often claims expired without an outcome are marked UNKNOWN"`
+	TasksTopic          string        `envconfig:"RECORDER_TASKS_TOPIC" default:"whatsapp-messages" desc:"topic resent tasks are published to"`
+	ResultsSubscription string        `envconfig:"RECORDER_RESULTS_SUBSCRIPTION" default:"whatsapp-message-results-recorder" desc:"subscription of send results"`
+	StatusSubscription  string        `envconfig:"RECORDER_STATUS_SUBSCRIPTION" default:"whatsapp-status-events-recorder" desc:"subscription of WhatsApp status events"`
+	MaxOutstanding      int           `envconfig:"RECORDER_MAX_OUTSTANDING_MESSAGES" default:"100" desc:"Pub/Sub messages handled at once per subscription"`
+	HandlerTimeout      time.Duration `envconfig:"RECORDER_HANDLER_TIMEOUT" default:"20s" desc:"time to record one Pub/Sub message before it is nacked for redelivery"`
+}
+
+func main() {
+	helpEnv := flag.Bool("help-env", false, "print the environment variables the recorder reads")
+	flag.Parse()
+	var s spec
+	if *helpEnv {
+		_ = config.PrintUsage(os.Stdout, &s)
+		return
+	}
+	if err := config.Load(&s); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log, err := logging.New("recorder", s.Project, s.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := run(context.Background(), s, log); err != nil {
+		log.WithError(err).Error("recorder stopped")
+		os.Exit(1)
+	}
+}
+
+// recorder is the service's parts, built but not running.
+type recorder struct {
+	ops   *ops.Server
+	api   *apiServer
+	parts []lifecycle.Part
+	close func()
+}
+
+func run(ctx context.Context, s spec, log *logrus.Entry) error {
+	r, err := build(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	log.WithFields(logrus.Fields{"grpcAddr": r.api.Addr(), "httpAddr": r.ops.Addr()}).Info("recorder starting")
+	return lifecycle.Run(ctx, r.parts...)
+}
+
+func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	policy, err := record.ParsePolicy(s.ExpiredClaimPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("RECORDER_EXPIRED_CLAIM_POLICY: %w", err)
+	}
+	opsSrv, err := ops.New(s.HTTPAddr)
+	if err != nil {
+		return nil, err
+	}
+	db, err := firestore.NewClientWithDatabase(ctx, s.Project, s.DefaultDatabase)
+	if err != nil {
+		return nil, fmt.Errorf("firestore %s: %w", s.DefaultDatabase, err)
+	}
+	closers = append(closers, func() { _ = db.Close() })
+	anc, err := firestore.NewClientWithDatabase(ctx, s.Project, s.AncillaryDatabase)
+	if err != nil {
+		return nil, fmt.Errorf("firestore %s: %w", s.AncillaryDatabase, err)
+	}
+	closers = append(closers, func() { _ = anc.Close() })
+	ps, err := pubsub.NewClient(ctx, s.Project)
+	if err != nil {
+		return nil, fmt.Errorf("pubsub: %w", err)
+	}
+	closers = append(closers, func() { _ = ps.Close() })
+	repub := record.NewPubSubRepublisher(ps, s.TasksTopic)
+	closers = append(closers, repub.Stop)
+
+	svc, err := record.NewService(record.Config{
+		ClaimLease:         s.ClaimLease,
+		ExpiredClaimPolicy: policy,
+		MetricsDocPath:     s.MetricsDocPath,
+		Metrics:            record.NewMetrics(opsSrv.Registry),
+	}, db, anc, repub, log)
+	if err != nil {
+		return nil, err
+	}
+	api, err := newAPIServer(s.GRPCAddr, svc)
+	if err != nil {
+		return nil, err
+	}
+	opsSrv.AddReadiness("firestore", firestoreReady(db))
+	consumers := newConsumerMetrics(opsSrv.Registry)
+	return &recorder{
+		ops: opsSrv,
+		api: api,
+		parts: []lifecycle.Part{
+			func(ctx context.Context) error { return opsSrv.Run(ctx, s.ShutdownGrace) },
+			func(ctx context.Context) error { return api.Run(ctx, s.ShutdownGrace) },
+			consume(ps.Subscriber(s.ResultsSubscription), s.MaxOutstanding, s.HandlerTimeout, svc.HandleResult, consumers, log),
+			consume(ps.Subscriber(s.StatusSubscription), s.MaxOutstanding, s.HandlerTimeout, svc.HandleStatusTopic, consumers, log),
+			func(ctx context.Context) error { return svc.RunSweeper(ctx, s.SweepInterval) },
+		},
+		close: closeAll,
+	}, nil
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"github.com/kelseyhightower/envconfig"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/visn/wadispatch/pkg/lifecycle"
+	"github.com/visn/wadispatch/pkg/topology"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/tools/firestoreemu"
+	"github.com/visn/wadispatch/tools/pubsubemu"
+)
+
+const msgPath = "leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/m1"
+
+type stack struct {
+	ps  *pubsubemu.Server
+	db  *firestore.Client
+	rec *recorder
+	psc *pubsub.Client
+}
+
+// start runs the recorder as main does, against the emulators named by the
+// environment variables the official clients read.
+// stop, which the test may call, cancels the recorder and returns what
+// lifecycle.Run returned.
+func start(t *testing.T) (st *stack, stop func() error) {
+	fs := firestoreemu.StartForTest(t)
+	topo, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := pubsubemu.Start(context.Background(), "127.0.0.1:0", pubsubemu.TestProject, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ps.Close() })
+	t.Setenv("FIRESTORE_EMULATOR_HOST", fs.Addr())
+	t.Setenv("PUBSUB_EMULATOR_HOST", ps.Addr)
+	t.Setenv("HTTP_ADDR", "127.0.0.1:0")
+	t.Setenv("RECORDER_GRPC_ADDR", "127.0.0.1:0")
+	t.Setenv("SHUTDOWN_GRACE", "5s")
+
+	var s spec
+	if err := envconfig.Process("", &s); err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := build(ctx, s, logrus.NewEntry(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- lifecycle.Run(ctx, r.parts...) }()
+	stop = sync.OnceValue(func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			return errors.New("recorder did not stop within 15s")
+		}
+	})
+	t.Cleanup(func() {
+		_ = stop()
+		r.close()
+	})
+	st = &stack{ps: ps, rec: r}
+	st.db, err = firestore.NewClient(context.Background(), s.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.db.Close() })
+	st.psc, err = pubsubemu.NewClient(context.Background(), ps.Addr, pubsubemu.TestProject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.psc.Close() })
+	return st, stop
+}
+
+func (st *stack) publish(t *testing.T, topic string, m proto.Message, attrs map[string]string) string {
+	t.Helper()
+	data, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := st.psc.Publisher(topic)
+	defer p.Stop()
+	id, err := p.Publish(context.Background(), &pubsub.Message{Data: data, Attributes: attrs}).Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// pstestMessage finds a published message on the fake server.
+func (st *stack) pstestMessage(id string) *pstest.Message {
+	for _, m := range st.ps.Messages() {
+		if m.ID == id {
+			return m
+		}
+	}
+	return nil
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func TestResultFromPubSubIsRecordedAndAcked(t *testing.T) {
+	st, stop := start(t)
+	ctx := context.Background()
+	if _, err := st.db.Doc(msgPath).Set(ctx, map[string]any{"message": "hi", "createdBy": "u1"}); err != nil {
+		t.Fatal(err)
+	}
+	result := &wadispatchv1.SendResult{
+		MessageDocId: msgPath, LeaseId: "l1", EnquiryId: "e1", MessageId: "m1", DriverMobileNumber: "+447700900123",
+		CreatedBy: "u1", ClaimId: "c1", Outcome: wadispatchv1.Outcome_OUTCOME_SENT, WhatsappMessageId: "wamid.PS", Attempts: 1,
+	}
+	id := st.publish(t, topology.ResultsTopic, result, map[string]string{"schema": "wadispatch.v1.SendResult", "messagePath": msgPath})
+	eventually(t, "result acked", func() bool { m := st.pstestMessage(id); return m != nil && m.Acks > 0 })
+	snap, err := st.db.Doc(msgPath).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Data()["status"] != "SENT" || snap.Data()["whatsappMessageId"] != "wamid.PS" {
+		t.Errorf("message document %v", snap.Data())
+	}
+	anc, err := firestore.NewClientWithDatabase(ctx, pubsubemu.TestProject, "ancillary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anc.Close()
+	if a, err := anc.Doc("whatsapp/+447700900123/enquiryMessages/e1").Get(ctx); err != nil || len(a.Data()["arrayOfWhatsappMessageIds"].([]any)) != 1 {
+		t.Errorf("ancillary record: %v %v", a, err)
+	}
+
+	// A status event for it goes through the other subscription.
+	evID := st.publish(t, topology.StatusEventsTopic, &wadispatchv1.StatusEvent{WhatsappMessageId: "wamid.PS", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED},
+		map[string]string{"schema": "wadispatch.v1.StatusEvent"})
+	eventually(t, "status event acked", func() bool { m := st.pstestMessage(evID); return m != nil && m.Acks > 0 })
+	if snap, _ := st.db.Doc(msgPath).Get(ctx); snap.Data()["status"] != "DELIVERED" {
+		t.Errorf("after the status event: %v", snap.Data())
+	}
+
+	// Poison: never acked (the dead-letter policy takes it), and counted.
+	poisonID := st.publish(t, topology.ResultsTopic, &wadispatchv1.SendResult{MessageDocId: "not/a/message"}, nil)
+	unknownID := st.publish(t, topology.StatusEventsTopic, &wadispatchv1.InboundMessage{From: "+447700900123"}, map[string]string{"schema": "wadispatch.v1.Nope"})
+	metrics := func() string {
+		resp, err := http.Get("http://" + st.rec.ops.Addr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	eventually(t, "poison counted", func() bool {
+		m := metrics()
+		return strings.Contains(m, `wadispatch_recorder_poison_messages_total{reason="invalid",subscription="whatsapp-message-results-recorder"}`) &&
+			strings.Contains(m, `wadispatch_recorder_poison_messages_total{reason="unknown_schema",subscription="whatsapp-status-events-recorder"}`)
+	})
+	for _, id := range []string{poisonID, unknownID} {
+		if m := st.pstestMessage(id); m.Acks != 0 {
+			t.Errorf("poison message %s acked", id)
+		}
+	}
+	if m := metrics(); !strings.Contains(m, `wadispatch_recorder_results_recorded_total{applied="true",outcome="SENT"} 1`) {
+		t.Errorf("results metric missing:\n%s", m)
+	}
+
+	if err := stop(); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
+func TestHealthAndReflection(t *testing.T) {
+	st, stop := start(t)
+	conn, err := grpc.NewClient(st.rec.api.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	hc := healthpb.NewHealthClient(conn)
+	eventually(t, "SERVING", func() bool {
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "wadispatch.v1.Recorder"})
+		return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	})
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	if !strings.Contains(strings.Join(names, " "), "wadispatch.v1.Recorder") {
+		t.Errorf("reflection lists %v", names)
+	}
+	_ = stream.CloseSend()
+
+	// The health watch sees NOT_SERVING when shutdown starts.
+	watchCtx, endWatch := context.WithCancel(ctx)
+	watch, err := hc.Watch(watchCtx, &healthpb.HealthCheckRequest{Service: "wadispatch.v1.Recorder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := watch.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("watch: %v %v", r, err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	if r, err := watch.Recv(); err == nil && r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("status during shutdown: %v", r.GetStatus())
+	}
+	endWatch() // GracefulStop waits for open streams
+	if err := <-stopped; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
