@@ -1,0 +1,255 @@
+// Command wadispatchctl is the internal users' tool over the recorder's gRPC
+// API: a message's pipeline state, an enquiry's messages to a driver, the
+// sends whose outcome is UNKNOWN, and resending one.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+const usage = `usage: wadispatchctl [flags] <command> [arguments]
+
+commands:
+  status <messagePath>             pipeline state of one chatMessages document
+  list <driverE164> <enquiryId>    messages of an enquiry sent to a driver
+  unknown                          sends whose outcome is UNKNOWN (claim expired)
+  resend <messagePath>             send an UNKNOWN or FAILED message again
+
+flags (anywhere on the line):
+`
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}
+
+type options struct {
+	addr    string
+	json    bool
+	limit   int
+	by      string
+	timeout time.Duration
+}
+
+// run is the program; it returns the exit code (2 for a usage error, 1 for
+// a failed call).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	var o options
+	fs := flag.NewFlagSet("wadispatchctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	addr := getenv("WADISPATCH_RECORDER_ADDR")
+	if addr == "" {
+		addr = "localhost:9090"
+	}
+	fs.StringVar(&o.addr, "addr", addr, "recorder gRPC address (env WADISPATCH_RECORDER_ADDR)")
+	fs.BoolVar(&o.json, "json", false, "print the API's answer as JSON")
+	fs.IntVar(&o.limit, "limit", 100, "unknown: how many to list (at most 1000)")
+	fs.StringVar(&o.by, "by", getenv("USER"), "resend: who asks, recorded for audit")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for the call")
+	// Flags may follow the arguments: parse until nothing is left.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return 2
+	}
+	cmd, cmdArgs := pos[0], pos[1:]
+	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "resend": 1}
+	n, ok := want[cmd]
+	if !ok {
+		fmt.Fprintf(stderr, "unknown command %q\n", cmd)
+		fs.Usage()
+		return 2
+	}
+	if len(cmdArgs) != n {
+		fmt.Fprintf(stderr, "%s takes %d argument(s), got %d\n", cmd, n, len(cmdArgs))
+		fs.Usage()
+		return 2
+	}
+
+	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fmt.Fprintf(stderr, "recorder address %s: %v\n", o.addr, err)
+		return 2
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	c := &cli{rec: wadispatchv1.NewRecorderClient(conn), out: stdout, json: o.json}
+	switch cmd {
+	case "status":
+		err = c.status(ctx, cmdArgs[0])
+	case "list":
+		err = c.list(ctx, cmdArgs[0], cmdArgs[1])
+	case "unknown":
+		err = c.unknown(ctx, o.limit)
+	case "resend":
+		err = c.resend(ctx, cmdArgs[0], o.by)
+	}
+	if err != nil {
+		if s, ok := status.FromError(err); ok {
+			fmt.Fprintf(stderr, "%s: %s (%s)\n", cmd, s.Message(), s.Code())
+		} else {
+			fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+		}
+		return 1
+	}
+	return 0
+}
+
+// cli runs the commands against a recorder and prints their answers.
+type cli struct {
+	rec  wadispatchv1.RecorderClient
+	out  io.Writer
+	json bool
+}
+
+func (c *cli) status(ctx context.Context, path string) error {
+	resp, err := c.rec.GetMessage(ctx, &wadispatchv1.GetMessageRequest{MessageDocId: path})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(resp)
+	}
+	return c.printState(resp.GetState())
+}
+
+func (c *cli) list(ctx context.Context, driver, enquiry string) error {
+	resp, err := c.rec.ListEnquiryMessages(ctx, &wadispatchv1.ListEnquiryMessagesRequest{DriverMobileNumber: driver, EnquiryId: enquiry})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(resp)
+	}
+	fmt.Fprintf(c.out, "ancillary record whatsapp/%s/enquiryMessages/%s: %d WhatsApp message id(s)\n", driver, enquiry, len(resp.GetWhatsappMessageIds()))
+	for _, id := range resp.GetWhatsappMessageIds() {
+		fmt.Fprintf(c.out, "  %s\n", id)
+	}
+	fmt.Fprintln(c.out)
+	return c.printTable(resp.GetMessages())
+}
+
+func (c *cli) unknown(ctx context.Context, limit int) error {
+	resp, err := c.rec.ListUnknown(ctx, &wadispatchv1.ListUnknownRequest{Limit: int32(limit)})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(resp)
+	}
+	return c.printTable(resp.GetMessages())
+}
+
+func (c *cli) resend(ctx context.Context, path, by string) error {
+	resp, err := c.rec.Resend(ctx, &wadispatchv1.ResendRequest{MessageDocId: path, RequestedBy: by})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(resp)
+	}
+	fmt.Fprintf(c.out, "resend requested for %s; the task is back on the queue and the next claim sends it\n\n", path)
+	return c.printState(resp.GetState())
+}
+
+func (c *cli) printJSON(m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("answer to JSON: %w", err)
+	}
+	_, err = fmt.Fprintln(c.out, string(b))
+	return err
+}
+
+func statusName(s wadispatchv1.MessageStatus) string {
+	if n := dispatch.StatusFromProto(s); n != "" {
+		return string(n)
+	}
+	return "-"
+}
+
+func timeString(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return "-"
+	}
+	return t.AsTime().UTC().Format(time.RFC3339)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (c *cli) printState(s *wadispatchv1.MessageState) error {
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row("message", s.GetMessageDocId())
+	row("status", statusName(s.GetStatus()))
+	row("reason", orDash(s.GetReason()))
+	row("whatsapp message id", orDash(s.GetWhatsappMessageId()))
+	if e := s.GetError(); e != nil {
+		row("whatsapp error", fmt.Sprintf("code %d subcode %d: %s %s", e.GetCode(), e.GetSubcode(), e.GetMessage(), e.GetDetails()))
+	}
+	row("driver", orDash(s.GetDriverMobileNumber()))
+	row("lease / enquiry", s.GetLeaseId()+" / "+s.GetEnquiryId())
+	row("created by", orDash(s.GetCreatedBy()))
+	row("claim", orDash(s.GetClaimId())+" by "+orDash(s.GetClaimant()))
+	row("attempts", fmt.Sprint(s.GetAttempts()))
+	row("created", timeString(s.GetCreatedAt()))
+	row("claimed", timeString(s.GetClaimedAt()))
+	row("sent", timeString(s.GetSentAt()))
+	row("delivered", timeString(s.GetDeliveredAt()))
+	row("read", timeString(s.GetReadAt()))
+	row("updated", timeString(s.GetUpdatedAt()))
+	return tw.Flush()
+}
+
+func (c *cli) printTable(states []*wadispatchv1.MessageState) error {
+	if len(states) == 0 {
+		_, err := fmt.Fprintln(c.out, "no messages")
+		return err
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MESSAGE\tSTATUS\tWHATSAPP ID\tDRIVER\tUPDATED\tREASON")
+	for _, s := range states {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.GetMessageDocId(), statusName(s.GetStatus()), orDash(s.GetWhatsappMessageId()),
+			orDash(s.GetDriverMobileNumber()), timeString(s.GetUpdatedAt()), oneLine(orDash(s.GetReason())))
+	}
+	return tw.Flush()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

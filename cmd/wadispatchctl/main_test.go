@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/visn/wadispatch/pkg/record"
+	"github.com/visn/wadispatch/pkg/topology"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/tools/firestoreemu"
+	"github.com/visn/wadispatch/tools/pubsubemu"
+)
+
+const driver = "+447700900123"
+
+func path(id string) string {
+	return "leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/" + id
+}
+
+// recorder starts a real recorder on the emulators and returns its address,
+// with m1 FAILED, m2 SENT and m3 UNKNOWN.
+func recorder(t *testing.T) string {
+	ctx := context.Background()
+	fs := firestoreemu.StartForTest(t)
+	db, err := firestore.NewClient(ctx, pubsubemu.TestProject, fs.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	anc, err := firestore.NewClientWithDatabase(ctx, pubsubemu.TestProject, "ancillary", fs.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = anc.Close() })
+	ps, err := pubsubemu.NewClient(ctx, pubsubemu.StartForTest(t), pubsubemu.TestProject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ps.Close() })
+	repub := record.NewPubSubRepublisher(ps, topology.TasksTopic)
+	t.Cleanup(repub.Stop)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	svc, err := record.NewService(record.Config{}, db, anc, repub, logrus.NewEntry(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	wadispatchv1.RegisterRecorderServer(gs, svc)
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rec := wadispatchv1.NewRecorderClient(conn)
+	for _, id := range []string{"m1", "m2", "m3"} {
+		if _, err := db.Doc(path(id)).Set(ctx, map[string]any{"message": "hi"}); err != nil {
+			t.Fatal(err)
+		}
+		task := &wadispatchv1.SendTask{LeaseId: "l1", EnquiryId: "e1", MessageId: id, MessageDocId: path(id), DriverMobileNumber: driver, CreatedBy: "u1", Message: "hi"}
+		req := &wadispatchv1.ClaimSendRequest{Task: task, Claimant: "sender-0"}
+		if id == "m3" {
+			req.Lease = durationpb.New(time.Millisecond)
+		}
+		c, err := rec.ClaimSend(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &wadispatchv1.SendResult{MessageDocId: path(id), DriverMobileNumber: driver, CreatedBy: "u1", ClaimId: c.GetClaimId()}
+		switch id {
+		case "m1":
+			r.Outcome, r.Error = wadispatchv1.Outcome_OUTCOME_FAILED, &wadispatchv1.WhatsAppError{Code: 131026, Message: "Message undeliverable", Reason: "undeliverable"}
+		case "m2":
+			r.Outcome, r.WhatsappMessageId = wadispatchv1.Outcome_OUTCOME_SENT, "wamid.m2"
+		case "m3":
+			continue
+		}
+		if _, err := rec.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(5 * time.Millisecond)
+	if n, err := svc.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep: %d %v", n, err)
+	}
+	return ln.Addr().String()
+}
+
+func ctl(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut, func(k string) string { return env[k] })
+	return code, out.String(), errOut.String()
+}
+
+func TestCommands(t *testing.T) {
+	addr := recorder(t)
+
+	code, out, errOut := ctl(t, nil, "--addr", addr, "status", path("m1"))
+	if code != 0 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "undeliverable") || !strings.Contains(out, "code 131026") {
+		t.Errorf("status: %d\n%s%s", code, out, errOut)
+	}
+
+	// The address from the environment, --json after the arguments.
+	env := map[string]string{"WADISPATCH_RECORDER_ADDR": addr, "USER": "ops"}
+	code, out, errOut = ctl(t, env, "status", path("m2"), "--json")
+	var get wadispatchv1.GetMessageResponse
+	if code != 0 || protojson.Unmarshal([]byte(out), &get) != nil || get.GetState().GetWhatsappMessageId() != "wamid.m2" {
+		t.Errorf("status --json: %d\n%s%s", code, out, errOut)
+	}
+
+	code, out, errOut = ctl(t, env, "list", driver, "e1")
+	if code != 0 || !strings.Contains(out, "1 WhatsApp message id(s)") || !strings.Contains(out, "wamid.m2") ||
+		strings.Count(out, path("")) != 3 || !strings.Contains(out, "MESSAGE") {
+		t.Errorf("list: %d\n%s%s", code, out, errOut)
+	}
+
+	code, out, errOut = ctl(t, env, "--json", "unknown")
+	var unknown wadispatchv1.ListUnknownResponse
+	if code != 0 || protojson.Unmarshal([]byte(out), &unknown) != nil || len(unknown.GetMessages()) != 1 || unknown.GetMessages()[0].GetMessageDocId() != path("m3") {
+		t.Errorf("unknown --json: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = ctl(t, env, "unknown")
+	if code != 0 || !strings.Contains(out, path("m3")) || !strings.Contains(out, "UNKNOWN") || !strings.Contains(out, "expired") {
+		t.Errorf("unknown: %d\n%s", code, out)
+	}
+
+	code, out, errOut = ctl(t, env, "resend", path("m3"))
+	if code != 0 || !strings.Contains(out, "resend requested") {
+		t.Errorf("resend: %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = ctl(t, env, "resend", path("m2"))
+	if code != 1 || !strings.Contains(errOut, "only UNKNOWN or FAILED") || !strings.Contains(errOut, "FailedPrecondition") {
+		t.Errorf("resend of a SENT message: %d %s", code, errOut)
+	}
+	code, _, errOut = ctl(t, env, "status", "leasecompany/l1")
+	if code != 1 || !strings.Contains(errOut, "InvalidArgument") {
+		t.Errorf("status of a bad path: %d %s", code, errOut)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"status"}, {"list", driver}, {"--nope", "unknown"}} {
+		if code, _, errOut := ctl(t, nil, args...); code != 2 || !strings.Contains(errOut, "usage") && !strings.Contains(errOut, "flag provided but not defined") {
+			t.Errorf("%v: exit %d, %q", args, code, errOut)
+		}
+	}
+}
