@@ -1,0 +1,568 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/visn/wadispatch/pkg/chatmessage"
+	"github.com/visn/wadispatch/pkg/config"
+	"github.com/visn/wadispatch/pkg/firestoreevent"
+	"github.com/visn/wadispatch/pkg/firestoreevent/eventarctest"
+	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/ops"
+	"github.com/visn/wadispatch/pkg/topology"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/tools/firestoreemu"
+	"github.com/visn/wadispatch/tools/pubsubemu"
+)
+
+const (
+	project  = pubsubemu.TestProject
+	tokenRef = "projects/wadispatch-local/secrets/lease-l1-token/versions/latest"
+	msgPath  = "leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/m1"
+)
+
+// env is ingest on the real ops server, backed by the project's Firestore
+// emulator and a pstest Pub/Sub server, with a receiver on the sender's
+// subscription.
+type env struct {
+	url        string
+	fsEmu      *firestoreemu.Server
+	stopPubSub func()
+	fs         *firestore.Client
+	ingest     *ingester
+	tasks      chan *pubsub.Message
+	logs       *syncBuffer
+	timeout    time.Duration
+	// pubsubDown is set when a test stopped the Pub/Sub server: the
+	// subscriber's Receive then keeps retrying its pending acks and does not
+	// return, so cleanup does not wait for it.
+	pubsubDown bool
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newEnv(t testing.TB, tune func(*spec)) *env {
+	t.Helper()
+	ctx := context.Background()
+	fsEmu := firestoreemu.StartForTest(t, firestoreemu.Options{Logger: logrus.New().WithField("test", "emulator")})
+	t.Setenv("FIRESTORE_EMULATOR_HOST", fsEmu.Addr())
+	topo, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	psEmu, err := pubsubemu.Start(ctx, "127.0.0.1:0", project, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var closePS sync.Once
+	stopPubSub := func() { closePS.Do(func() { _ = psEmu.Close() }) } // pstest panics on a second Close
+	t.Cleanup(stopPubSub)
+	t.Setenv("PUBSUB_EMULATOR_HOST", psEmu.Addr)
+
+	var cfg spec
+	if err := config.Load(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.HandlerTimeout = 3 * time.Second
+	if tune != nil {
+		tune(&cfg)
+	}
+	logs := &syncBuffer{}
+	log, err := logging.NewTo(logs, "ingest", project, "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := firestore.NewClientWithDatabase(ctx, project, cfg.FirestoreDatabase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fs.Close() })
+	ps, err := pubsub.NewClient(ctx, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ps.Close() })
+	publisher := newTaskPublisher(ps, cfg)
+	t.Cleanup(publisher.Stop)
+
+	srv, err := ops.New("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := newIngester(fs, publisher, cfg, srv.Registry, log)
+	srv.Handle("/", in)
+	srv.Handle("/events/firestore", in)
+	runCtx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Run(runCtx, 5*time.Second) }()
+
+	e := &env{url: "http://" + srv.Addr() + "/", fsEmu: fsEmu, stopPubSub: stopPubSub, fs: fs, ingest: in,
+		tasks: make(chan *pubsub.Message, 1024), logs: logs, timeout: cfg.HandlerTimeout}
+	recvCtx, stopRecv := context.WithCancel(ctx)
+	received := make(chan struct{})
+	go func() {
+		defer close(received)
+		_ = ps.Subscriber(topology.TasksSubscription).Receive(recvCtx, func(_ context.Context, m *pubsub.Message) {
+			m.Ack()
+			e.tasks <- m
+		})
+	}()
+	t.Cleanup(func() {
+		stopRecv()
+		if !e.pubsubDown {
+			<-received
+		}
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("ops server: %v", err)
+		}
+		if strings.Contains(logs.String(), tokenRef) {
+			t.Errorf("the token reference appears in the logs")
+		}
+	})
+	return e
+}
+
+func (e *env) seed(t testing.TB, path string, data map[string]any) {
+	t.Helper()
+	if _, err := e.fs.Doc(path).Set(context.Background(), data); err != nil {
+		t.Fatalf("seed %s: %v", path, err)
+	}
+}
+
+func (e *env) seedLeaseAndEnquiry(t testing.TB) {
+	e.seed(t, "leasecompany/l1", map[string]any{"name": "Lease One", "whatsappConfig": map[string]any{
+		"phoneNumberId": "106540352242922", "tokenRef": tokenRef, "businessAccountId": "102290129340398",
+	}})
+	e.seed(t, "leasecompany/l1/enquiries/e1", map[string]any{"accountId": "acc-enquiry", "serviceUnitId": "su-enquiry"})
+}
+
+type answer struct {
+	code int
+	body map[string]string
+}
+
+func (e *env) post(t testing.TB, req *http.Request) answer {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("post: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a := answer{code: resp.StatusCode}
+	_ = json.Unmarshal(b, &a.body)
+	return a
+}
+
+// nextTask waits for one published task.
+func (e *env) nextTask(t testing.TB) *pubsub.Message {
+	t.Helper()
+	select {
+	case m := <-e.tasks:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no task published within 10s")
+		return nil
+	}
+}
+
+// onlyTask waits for the task of eventID and fails if any other task was
+// published before it or arrives shortly after.
+func (e *env) onlyTask(t testing.TB, eventID string) *pubsub.Message {
+	t.Helper()
+	m := e.nextTask(t)
+	if got := m.Attributes["eventId"]; got != eventID {
+		t.Fatalf("unexpected task of event %q published (want only %q)", got, eventID)
+	}
+	select {
+	case extra := <-e.tasks:
+		t.Fatalf("a second task was published: event %q", extra.Attributes["eventId"])
+	case <-time.After(300 * time.Millisecond):
+	}
+	return m
+}
+
+func textMessage() map[string]any {
+	return map[string]any{
+		"message":            "Your van is ready for collection",
+		"type":               "text",
+		"driverMobileNumber": "07911 123456",
+		"createdBy":          "user-7",
+		"source":             "web",
+		"isMigrated":         false,
+	}
+}
+
+func chatEvent(id, path string, fields map[string]any, created time.Time) eventarctest.Event {
+	return eventarctest.Event{ID: id, Path: path, Project: project, Fields: eventarctest.Fields(fields), CreateTime: created}
+}
+
+func decodeTask(t testing.TB, m *pubsub.Message) *wadispatchv1.SendTask {
+	t.Helper()
+	var task wadispatchv1.SendTask
+	if err := proto.Unmarshal(m.Data, &task); err != nil {
+		t.Fatalf("task payload: %v", err)
+	}
+	return &task
+}
+
+func TestPublishesTaskFromBinaryProtobufEvent(t *testing.T) {
+	e := newEnv(t, nil)
+	e.seedLeaseAndEnquiry(t)
+	created := time.Date(2026, 11, 25, 12, 0, 0, 250000000, time.UTC)
+	a := e.post(t, chatEvent("ev-bin-1", msgPath, textMessage(), created).Binary(e.url))
+	if a.code != http.StatusOK || a.body["outcome"] != outcomePublished || a.body["messagePath"] != msgPath {
+		t.Fatalf("answer %d %v", a.code, a.body)
+	}
+	m := e.onlyTask(t, "ev-bin-1")
+	if m.OrderingKey != "+447911123456" {
+		t.Errorf("ordering key %q", m.OrderingKey)
+	}
+	wantAttrs := map[string]string{
+		"messagePath": msgPath, "leaseId": "l1", "type": "text", "eventId": "ev-bin-1", "schema": "wadispatch.v1.SendTask",
+	}
+	for k, v := range wantAttrs {
+		if m.Attributes[k] != v {
+			t.Errorf("attribute %s = %q, want %q", k, m.Attributes[k], v)
+		}
+	}
+	want := &wadispatchv1.SendTask{
+		LeaseId:            "l1",
+		AccountId:          "acc-enquiry",
+		ServiceUnitId:      "su-enquiry",
+		EnquiryId:          "e1",
+		MessageDocId:       msgPath,
+		MessageId:          "m1",
+		DriverMobileNumber: "+447911123456",
+		Message:            "Your van is ready for collection",
+		Type:               wadispatchv1.MessageType_MESSAGE_TYPE_TEXT,
+		LeaseWhatsappDetails: &wadispatchv1.LeaseWhatsappDetails{
+			PhoneNumberId: "106540352242922", ApiVersion: "v23.0", TokenRef: tokenRef,
+			TemplateLanguage: "en_US", BusinessAccountId: "102290129340398",
+		},
+		CreatedBy: "user-7",
+		Eta:       0,
+		CreatedAt: timestamppb.New(created),
+		EventId:   "ev-bin-1",
+	}
+	if got := decodeTask(t, m); !proto.Equal(got, want) {
+		t.Fatalf("task\n got %v\nwant %v", got, want)
+	}
+	if got := testutil.ToFloat64(e.ingest.metrics.published); got != 1 {
+		t.Errorf("tasks published metric = %v", got)
+	}
+	if got := testutil.ToFloat64(e.ingest.metrics.received.WithLabelValues(firestoreevent.TypeCreated)); got != 1 {
+		t.Errorf("events received metric = %v", got)
+	}
+}
+
+func TestPublishesTemplateFromStructuredJSONEvent(t *testing.T) {
+	e := newEnv(t, nil)
+	e.seed(t, "leasecompany/l1", map[string]any{"whatsappConfig": map[string]any{
+		"phoneNumberId": int64(106540352242922), "tokenRef": tokenRef, "apiVersion": "v22.0", "templateLanguage": "en_GB",
+	}})
+	// No enquiry document: the message's own ids are used and no read is needed.
+	msg := map[string]any{
+		"message":            "Reminder sent",
+		"type":               "template",
+		"templateType":       "collection_reminder",
+		"driverMobileNumber": "+44 7400 123456",
+		"createdBy":          "user-8",
+		"accountId":          "acc-1",
+		"serviceUnitId":      "su-1",
+		"payload":            map[string]any{"name": "Sam", "slot": int64(3)},
+		"ETA":                float64(45),
+	}
+	created := time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)
+	ev := chatEvent("ev-json-1", msgPath, msg, created)
+	ev.Type = firestoreevent.TypeCreatedWithAuthContext
+	req := ev.Structured(strings.TrimSuffix(e.url, "/")+"/events/firestore", true)
+	a := e.post(t, req)
+	if a.code != http.StatusOK || a.body["outcome"] != outcomePublished {
+		t.Fatalf("answer %d %v", a.code, a.body)
+	}
+	m := e.onlyTask(t, "ev-json-1")
+	want := &wadispatchv1.SendTask{
+		LeaseId: "l1", AccountId: "acc-1", ServiceUnitId: "su-1", EnquiryId: "e1", MessageDocId: msgPath, MessageId: "m1",
+		DriverMobileNumber: "+447400123456",
+		Message:            "Reminder sent",
+		Type:               wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE,
+		LeaseWhatsappDetails: &wadispatchv1.LeaseWhatsappDetails{
+			PhoneNumberId: "106540352242922", ApiVersion: "v22.0", TokenRef: tokenRef, TemplateLanguage: "en_GB",
+		},
+		CreatedBy:    "user-8",
+		Payload:      map[string]string{"name": "Sam", "slot": "3"},
+		TemplateType: "collection_reminder",
+		Eta:          45,
+		CreatedAt:    timestamppb.New(created),
+		EventId:      "ev-json-1",
+	}
+	if got := decodeTask(t, m); !proto.Equal(got, want) {
+		t.Fatalf("task\n got %v\nwant %v", got, want)
+	}
+	if m.Attributes["type"] != "template" || m.OrderingKey != "+447400123456" {
+		t.Errorf("attributes %v key %q", m.Attributes, m.OrderingKey)
+	}
+}
+
+// The Firestore emulator's own trigger posts the event, with exactly the
+// request Eventarc would send, when the web app creates the document.
+func TestEmulatorTriggerEndToEnd(t *testing.T) {
+	e := newEnv(t, nil)
+	e.seedLeaseAndEnquiry(t)
+	if err := e.fsEmu.AddTrigger(firestoreemu.Trigger{
+		Event:   firestoreemu.Created,
+		Pattern: "leasecompany/{leaseId}/enquiries/{enquiryId}/whatsapp/messages/chatMessages/{messageId}",
+		URL:     e.url,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.seed(t, msgPath, textMessage())
+	m := e.nextTask(t)
+	task := decodeTask(t, m)
+	if task.MessageDocId != msgPath || task.DriverMobileNumber != "+447911123456" || task.AccountId != "acc-enquiry" ||
+		task.EventId == "" || task.CreatedAt == nil {
+		t.Fatalf("task %v", task)
+	}
+}
+
+func TestRejectionsAnswer2xxAndPublishNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	e.seedLeaseAndEnquiry(t)
+	e.seed(t, "leasecompany/noconfig", map[string]any{"name": "No WhatsApp"})
+	e.seed(t, "leasecompany/halfconfig", map[string]any{"whatsappConfig": map[string]any{"phoneNumberId": "1"}})
+	with := func(k string, v any) map[string]any {
+		m := textMessage()
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	cases := []struct {
+		name   string
+		req    func(id string) *http.Request
+		reason string
+	}{
+		{"updated event", func(id string) *http.Request {
+			ev := chatEvent(id, msgPath, textMessage(), time.Now())
+			ev.Type = "google.cloud.firestore.document.v1.updated"
+			return ev.Binary(e.url)
+		}, firestoreevent.ReasonWrongEventType},
+		{"not a chat message", func(id string) *http.Request {
+			return chatEvent(id, "leasecompany/l1/enquiries/e1", textMessage(), time.Now()).Binary(e.url)
+		}, firestoreevent.ReasonNotAChatMessage},
+		{"undecodable data", func(id string) *http.Request {
+			r := chatEvent(id, msgPath, textMessage(), time.Now()).Binary(e.url)
+			r.Body = io.NopCloser(strings.NewReader("\xff\xff garbage"))
+			r.ContentLength = -1
+			return r
+		}, firestoreevent.ReasonInvalidEvent},
+		{"missing createdBy", func(id string) *http.Request {
+			return chatEvent(id, msgPath, with("createdBy", nil), time.Now()).Binary(e.url)
+		}, chatmessage.ReasonInvalidData},
+		{"invalid phone number", func(id string) *http.Request {
+			return chatEvent(id, msgPath, with("driverMobileNumber", "+447700900123"), time.Now()).Binary(e.url)
+		}, chatmessage.ReasonInvalidData},
+		{"lease without config", func(id string) *http.Request {
+			return chatEvent(id, strings.Replace(msgPath, "/l1/", "/noconfig/", 1), textMessage(), time.Now()).Binary(e.url)
+		}, chatmessage.ReasonNoWhatsAppConfig},
+		{"config without token ref", func(id string) *http.Request {
+			return chatEvent(id, strings.Replace(msgPath, "/l1/", "/halfconfig/", 1), textMessage(), time.Now()).Binary(e.url)
+		}, chatmessage.ReasonNoWhatsAppConfig},
+		{"lease missing", func(id string) *http.Request {
+			return chatEvent(id, strings.Replace(msgPath, "/l1/", "/nolease/", 1), textMessage(), time.Now()).Binary(e.url)
+		}, chatmessage.ReasonNoWhatsAppConfig},
+		{"from driver", func(id string) *http.Request {
+			return chatEvent(id, msgPath, map[string]any{"message": "ok", "source": "driver", "driverMobileNumber": "+447911123456"}, time.Now()).Binary(e.url)
+		}, chatmessage.ReasonFromDriver},
+		{"migrated", func(id string) *http.Request {
+			return chatEvent(id, msgPath, with("isMigrated", true), time.Now()).Structured(e.url, true)
+		}, chatmessage.ReasonMigrated},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := testutil.ToFloat64(e.ingest.metrics.rejected.WithLabelValues(tc.reason))
+			a := e.post(t, tc.req(fmt.Sprintf("ev-rej-%d", i)))
+			if a.code != http.StatusOK || a.body["outcome"] != outcomeRejected || a.body["reason"] != tc.reason {
+				t.Fatalf("answer %d %v, want 200 rejected %s", a.code, a.body, tc.reason)
+			}
+			if got := testutil.ToFloat64(e.ingest.metrics.rejected.WithLabelValues(tc.reason)) - before; got != 1 {
+				t.Errorf("rejections metric for %s grew by %v", tc.reason, got)
+			}
+		})
+	}
+	// Every answer above came after any publish it made; a valid event now
+	// must be the only task on the subscription.
+	if a := e.post(t, chatEvent("ev-after", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != outcomePublished {
+		t.Fatalf("valid event: %v", a.body)
+	}
+	e.onlyTask(t, "ev-after")
+	if got := testutil.ToFloat64(e.ingest.metrics.published); got != 1 {
+		t.Errorf("tasks published metric = %v", got)
+	}
+}
+
+func TestMalformedRequestsGet4xx(t *testing.T) {
+	e := newEnv(t, nil)
+	plain, _ := http.NewRequest(http.MethodPost, e.url, strings.NewReader(`{"message":"hi"}`))
+	plain.Header.Set("Content-Type", "application/json")
+	if a := e.post(t, plain); a.code != http.StatusBadRequest {
+		t.Errorf("plain JSON: %d %v", a.code, a.body)
+	}
+	get, _ := http.NewRequest(http.MethodGet, e.url, nil)
+	if a := e.post(t, get); a.code != http.StatusMethodNotAllowed {
+		t.Errorf("GET: %d", a.code)
+	}
+	big := chatEvent("ev-big", msgPath, map[string]any{"message": strings.Repeat("x", maxBodyBytes)}, time.Now())
+	if a := e.post(t, big.Binary(e.url)); a.code != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: %d %v", a.code, a.body)
+	}
+	if got := testutil.ToFloat64(e.ingest.metrics.malformed); got != 3 {
+		t.Errorf("malformed metric = %v", got)
+	}
+	// The ops endpoints still answer next to the handler at /.
+	resp, err := http.Get(e.url + "healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func TestDuplicateEventPublishesOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	e.seedLeaseAndEnquiry(t)
+	ev := chatEvent("ev-dup", msgPath, textMessage(), time.Now())
+	var wg sync.WaitGroup
+	answers := make([]answer, 6)
+	for i := range answers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = e.post(t, ev.Binary(e.url))
+		}()
+	}
+	wg.Wait()
+	// And once more after the first was published.
+	answers = append(answers, e.post(t, ev.Binary(e.url)))
+	for i, a := range answers {
+		if a.code != http.StatusOK || a.body["outcome"] != outcomePublished {
+			t.Errorf("delivery %d: %d %v", i, a.code, a.body)
+		}
+	}
+	e.onlyTask(t, "ev-dup")
+	if got := testutil.ToFloat64(e.ingest.metrics.duplicates); got != float64(len(answers)-1) {
+		t.Errorf("duplicates metric = %v, want %d", got, len(answers)-1)
+	}
+	if got := testutil.ToFloat64(e.ingest.metrics.published); got != 1 {
+		t.Errorf("published metric = %v", got)
+	}
+}
+
+func TestLeaseConfigIsCached(t *testing.T) {
+	e := newEnv(t, nil)
+	e.seedLeaseAndEnquiry(t)
+	if a := e.post(t, chatEvent("ev-c1", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != outcomePublished {
+		t.Fatalf("%v", a.body)
+	}
+	e.nextTask(t)
+	if _, err := e.fs.Doc("leasecompany/l1").Delete(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Within INGEST_LEASE_CACHE_TTL the configuration read first still holds.
+	if a := e.post(t, chatEvent("ev-c2", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != outcomePublished {
+		t.Fatalf("second event after the lease was deleted: %v", a.body)
+	}
+	e.nextTask(t)
+}
+
+func TestLeaseConfigChangeSeenWithoutCache(t *testing.T) {
+	e := newEnv(t, func(s *spec) { s.LeaseCacheTTL = 0 })
+	e.seedLeaseAndEnquiry(t)
+	if a := e.post(t, chatEvent("ev-n1", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != outcomePublished {
+		t.Fatalf("%v", a.body)
+	}
+	e.nextTask(t)
+	if _, err := e.fs.Doc("leasecompany/l1").Delete(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.post(t, chatEvent("ev-n2", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["reason"] != chatmessage.ReasonNoWhatsAppConfig {
+		t.Fatalf("after delete: %v", a.body)
+	}
+}
+
+func TestFirestoreDownAnswers5xx(t *testing.T) {
+	e := newEnv(t, func(s *spec) { s.HandlerTimeout = 2 * time.Second })
+	e.seedLeaseAndEnquiry(t)
+	if err := e.fsEmu.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a := e.post(t, chatEvent("ev-fs-down", msgPath, textMessage(), time.Now()).Binary(e.url))
+	if a.code != http.StatusServiceUnavailable || a.body["outcome"] != outcomeRetry {
+		t.Fatalf("answer %d %v, want 503 retry", a.code, a.body)
+	}
+	if got := testutil.ToFloat64(e.ingest.metrics.transient.WithLabelValues(depFirestore)); got != 1 {
+		t.Errorf("firestore failures metric = %v", got)
+	}
+	select {
+	case m := <-e.tasks:
+		t.Fatalf("task published with Firestore down: %v", m.Attributes)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func TestPubSubDownAnswers5xx(t *testing.T) {
+	e := newEnv(t, func(s *spec) { s.HandlerTimeout = 2 * time.Second })
+	e.seedLeaseAndEnquiry(t)
+	e.pubsubDown = true
+	e.stopPubSub()
+	start := time.Now()
+	a := e.post(t, chatEvent("ev-ps-down", msgPath, textMessage(), time.Now()).Binary(e.url))
+	if a.code != http.StatusServiceUnavailable || a.body["outcome"] != outcomeRetry {
+		t.Fatalf("answer %d %v, want 503 retry", a.code, a.body)
+	}
+	if took := time.Since(start); took > e.timeout+2*time.Second {
+		t.Errorf("503 took %v, handler timeout is %v", took, e.timeout)
+	}
+	if got := testutil.ToFloat64(e.ingest.metrics.transient.WithLabelValues(depPubSub)); got != 1 {
+		t.Errorf("pubsub failures metric = %v", got)
+	}
+	// The event id is free again for Eventarc's retry.
+	a = e.post(t, chatEvent("ev-ps-down", msgPath, textMessage(), time.Now()).Binary(e.url))
+	if a.code != http.StatusServiceUnavailable || testutil.ToFloat64(e.ingest.metrics.duplicates) != 0 {
+		t.Fatalf("retry: %d %v (duplicates %v)", a.code, a.body, testutil.ToFloat64(e.ingest.metrics.duplicates))
+	}
+}

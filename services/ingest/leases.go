@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/visn/wadispatch/pkg/chatmessage"
+	"github.com/visn/wadispatch/pkg/firestoreevent"
+)
+
+// leaseConfigs reads leases' WhatsApp configurations and keeps them for a
+// short TTL: a burst of messages for one lease costs one read, and an edit
+// of the configuration is seen within the TTL. An absent or unusable
+// configuration is kept too, for a shorter time, so a lease without WhatsApp
+// does not cost a read per message while a fix is picked up quickly.
+type leaseConfigs struct {
+	fs       *firestore.Client
+	defaults chatmessage.ConfigDefaults
+	ttl      time.Duration
+	missTTL  time.Duration
+	now      func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]leaseEntry
+	loads   singleflight.Group
+}
+
+type leaseEntry struct {
+	cfg     chatmessage.WhatsAppConfig
+	err     error // a no_whatsapp_config rejection
+	expires time.Time
+}
+
+// maxMissTTL bounds how long a missing configuration is remembered.
+const maxMissTTL = 5 * time.Second
+
+func newLeaseConfigs(fs *firestore.Client, defaults chatmessage.ConfigDefaults, ttl time.Duration) *leaseConfigs {
+	return &leaseConfigs{
+		fs: fs, defaults: defaults, ttl: ttl, missTTL: min(ttl, maxMissTTL), now: time.Now,
+		entries: map[string]leaseEntry{},
+	}
+}
+
+// get returns the lease's configuration, a *chatmessage.Rejection when it
+// has none, or a *dependencyError when Firestore could not be read.
+func (c *leaseConfigs) get(ctx context.Context, leaseID string) (chatmessage.WhatsAppConfig, error) {
+	c.mu.Lock()
+	e, ok := c.entries[leaseID]
+	c.mu.Unlock()
+	if ok && c.now().Before(e.expires) {
+		return e.cfg, e.err
+	}
+	// Concurrent misses for one lease share one read.
+	v, err, _ := c.loads.Do(leaseID, func() (any, error) {
+		e, err := c.load(ctx, leaseID)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.entries[leaseID] = e
+		c.sweepLocked()
+		c.mu.Unlock()
+		return e, nil
+	})
+	if err != nil {
+		return chatmessage.WhatsAppConfig{}, err
+	}
+	e = v.(leaseEntry)
+	return e.cfg, e.err
+}
+
+func (c *leaseConfigs) load(ctx context.Context, leaseID string) (leaseEntry, error) {
+	ref := c.fs.Collection("leasecompany").Doc(leaseID)
+	if ref == nil {
+		return leaseEntry{}, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("lease id %q is not a document id", leaseID)}
+	}
+	var data map[string]any
+	snap, err := ref.Get(ctx)
+	switch {
+	case status.Code(err) == codes.NotFound:
+	case err != nil:
+		return leaseEntry{}, firestoreError("read lease "+leaseID, err)
+	default:
+		data = snap.Data()
+	}
+	cfg, err := chatmessage.ParseWhatsAppConfig(data, c.defaults)
+	if err != nil {
+		return leaseEntry{err: err, expires: c.now().Add(c.missTTL)}, nil
+	}
+	return leaseEntry{cfg: cfg, expires: c.now().Add(c.ttl)}, nil
+}
+
+// sweepEvery is the cache size above which expired entries are dropped on
+// insert; leases are few, so this only bounds memory against odd inputs.
+const sweepEvery = 1024
+
+func (c *leaseConfigs) sweepLocked() {
+	if len(c.entries) < sweepEvery {
+		return
+	}
+	now := c.now()
+	for id, e := range c.entries {
+		if !now.Before(e.expires) {
+			delete(c.entries, id)
+		}
+	}
+}

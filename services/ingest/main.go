@@ -1,0 +1,62 @@
+// Command ingest receives Eventarc's CloudEvents for chat message documents
+// created in Firestore, validates each message (pkg/firestoreevent,
+// pkg/chatmessage) and publishes a SendTask to whatsapp-messages for the
+// sender. See handler.go for how it answers Eventarc.
+//
+// Run `ingest -help-env` for its environment variables.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/visn/wadispatch/pkg/config"
+	"github.com/visn/wadispatch/pkg/logging"
+)
+
+// spec is ingest's environment.
+type spec struct {
+	Project       string        `envconfig:"GOOGLE_CLOUD_PROJECT" default:"wadispatch-local" desc:"Google Cloud project of Firestore and Pub/Sub"`
+	LogLevel      string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warning or error"`
+	HTTPAddr      string        `envconfig:"HTTP_ADDR" default:":8080" desc:"CloudEvents endpoint (/ and /events/firestore) and ops endpoints (/healthz, /readyz, /metrics)"`
+	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"25s" desc:"how long in-flight events may finish after SIGTERM"`
+
+	FirestoreDatabase  string        `envconfig:"INGEST_FIRESTORE_DATABASE" default:"(default)" desc:"Firestore database holding leases, enquiries and messages"`
+	TasksTopic         string        `envconfig:"INGEST_TASKS_TOPIC" default:"whatsapp-messages" desc:"Pub/Sub topic the SendTasks are published to"`
+	DefaultRegion      string        `envconfig:"INGEST_DEFAULT_REGION" default:"GB" desc:"region (ISO 3166) assumed for driver numbers written without country code"`
+	LeaseCacheTTL      time.Duration `envconfig:"INGEST_LEASE_CACHE_TTL" default:"30s" desc:"how long a lease's WhatsApp configuration is reused (a missing one: at most 5s)"`
+	WhatsAppAPIVersion string        `envconfig:"INGEST_WHATSAPP_API_VERSION" default:"v23.0" desc:"Graph API version for leases whose configuration names none"`
+	TemplateLanguage   string        `envconfig:"INGEST_TEMPLATE_LANGUAGE" default:"en_US" desc:"template language for leases whose configuration names none"`
+	HandlerTimeout     time.Duration `envconfig:"INGEST_HANDLER_TIMEOUT" default:"20s" desc:"longest time one event may take (Firestore reads and the publish); past it the answer is 503"`
+	DedupeTTL          time.Duration `envconfig:"INGEST_DEDUPE_TTL" default:"5m" desc:"how long a published event id is remembered to drop redeliveries"`
+}
+
+func main() {
+	helpEnv := flag.Bool("help-env", false, "print the environment variables and exit")
+	flag.Parse()
+	var cfg spec
+	if *helpEnv {
+		if err := config.PrintUsage(os.Stdout, &cfg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		return
+	}
+	if err := config.Load(&cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log, err := logging.New("ingest", cfg.Project, cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := run(context.Background(), cfg, log); err != nil {
+		log.WithError(err).Error("ingest stopped")
+		os.Exit(1)
+	}
+	log.Info("ingest stopped")
+}
