@@ -330,9 +330,13 @@ func indexFields(ref dispatch.MessageRef, driver string) map[string]any {
 
 // ancillaryFields is the ancillary record's update for a sent message;
 // written with merge, so repeating it changes nothing but lastMessageAt.
-func ancillaryFields(ref dispatch.MessageRef, driver, wamid string) map[string]any {
+func ancillaryFields(ref dispatch.MessageRef, driver string, wamids []string) map[string]any {
+	ids := make([]any, len(wamids))
+	for i, w := range wamids {
+		ids[i] = w
+	}
 	return map[string]any{
-		fAncillaryIDs:       firestore.ArrayUnion(wamid),
+		fAncillaryIDs:       firestore.ArrayUnion(ids...),
 		"driverPhoneNumber": driver,
 		"leaseId":           ref.LeaseID,
 		"enquiryId":         ref.EnquiryID,

@@ -40,16 +40,21 @@ type env struct {
 
 type envOptions struct {
 	cfg record.Config
-	// ancillary overrides the ancillary database's client options (a proxy).
-	ancillary func(fs *firestoreemu.Server) []option.ClientOption
+	// ancillary and defaultDB override the databases' client options (a
+	// proxy, an RPC counter).
+	ancillary, defaultDB func(fs *firestoreemu.Server) []option.ClientOption
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{fs: firestoreemu.StartForTest(t), reg: prometheus.NewRegistry(), pubsub: pubsubemu.StartForTest(t)}
+	dbOpts := e.fs.ClientOptions()
+	if o.defaultDB != nil {
+		dbOpts = o.defaultDB(e.fs)
+	}
 	var err error
-	e.db, err = firestore.NewClient(ctx, project, e.fs.ClientOptions()...)
+	e.db, err = firestore.NewClient(ctx, project, dbOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -319,8 +320,12 @@ func (s *Service) RecordResult(ctx context.Context, req *wadispatchv1.RecordResu
 		log.WithError(err).Warn("result not recorded")
 		return nil, err
 	}
-	if st.Outcome == string(dispatch.StatusSent) {
-		if err := s.writeAncillary(ctx, ref, st.DriverMobileNumber, st.WhatsappMessageID, log); err != nil {
+	if wamids := sentIDs(st, r); len(wamids) > 0 {
+		driver := st.DriverMobileNumber
+		if driver == "" {
+			driver = r.GetDriverMobileNumber()
+		}
+		if err := s.writeAncillary(ctx, ref, driver, wamids, log); err != nil {
 			log.WithError(err).Warn("ancillary record not written")
 			return nil, err
 		}
@@ -348,6 +353,9 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 		plan := decideRecord(st, exists, r, ref, recordID, now)
 		if !plan.apply { // only with a state: a missing one is always created
 			log.WithField("reason", plan.reason).Info("result recorded before; nothing to change")
+			if err := s.indexDuplicate(ctx, st, ref, r, log); err != nil {
+				return nil, false, err
+			}
 			return st, false, nil
 		}
 		var ops []op
@@ -392,6 +400,36 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 	return nil, false, status.Errorf(codes.Unavailable, "record: state of %s kept changing; try again", ref.Path())
 }
 
+// sentIDs are the wamids a result makes known: the recorded one and, when
+// a second send of the message reached WhatsApp (a resend after UNKNOWN that
+// was not lost after all), the result's own.
+func sentIDs(st *stateDoc, r *wadispatchv1.SendResult) []string {
+	var ids []string
+	if st.Outcome == string(dispatch.StatusSent) && st.WhatsappMessageID != "" {
+		ids = append(ids, st.WhatsappMessageID)
+	}
+	if w := r.GetWhatsappMessageId(); outcomeStatus(r.GetOutcome()) == dispatch.StatusSent && !slices.Contains(ids, w) {
+		ids = append(ids, w)
+	}
+	return ids
+}
+
+// indexDuplicate indexes the wamid of a SENT result that did not change the
+// recorded outcome: the driver got that message too, and its status
+// webhooks must find the message instead of being retried into the
+// dead-letter topic.
+func (s *Service) indexDuplicate(ctx context.Context, st *stateDoc, ref dispatch.MessageRef, r *wadispatchv1.SendResult, log *logrus.Entry) error {
+	w := r.GetWhatsappMessageId()
+	if outcomeStatus(r.GetOutcome()) != dispatch.StatusSent || w == st.WhatsappMessageID {
+		return nil
+	}
+	log.WithField("recordedWamid", st.WhatsappMessageID).Warn("another send of this message reached WhatsApp; indexing its wamid too")
+	if err := commit(ctx, s.db, op{kind: opSet, ref: s.db.Doc(indexPath(w)), data: indexFields(ref, r.GetDriverMobileNumber())}); err != nil {
+		return storeErr(ctx, "index duplicate wamid", err)
+	}
+	return nil
+}
+
 // recordedState is the state after recording r on st, as the commit wrote it.
 func recordedState(st *stateDoc, ref dispatch.MessageRef, r *wadispatchv1.SendResult, recordID string, now time.Time) *stateDoc {
 	var out stateDoc
@@ -433,14 +471,14 @@ func errorDocOf(e *wadispatchv1.WhatsAppError) *errorDoc {
 // writeAncillary adds the wamid to the ancillary record, trying until it
 // lands or ctx ends: the result is not recorded until both databases hold
 // it, and arrayUnion makes every repetition harmless.
-func (s *Service) writeAncillary(ctx context.Context, ref dispatch.MessageRef, driver, wamid string, log *logrus.Entry) error {
+func (s *Service) writeAncillary(ctx context.Context, ref dispatch.MessageRef, driver string, wamids []string, log *logrus.Entry) error {
 	if err := checkDocID("driver_mobile_number", driver); err != nil {
 		return status.Errorf(codes.FailedPrecondition, "ancillary record: %v", err)
 	}
 	doc := s.anc.Doc(dispatch.AncillaryPath(driver, ref.EnquiryID))
 	for try := 0; ; try++ {
 		attempt, cancel := context.WithTimeout(ctx, s.cfg.AncillaryAttemptTimeout)
-		err := commit(attempt, s.anc, op{kind: opSetMerge, ref: doc, data: ancillaryFields(ref, driver, wamid)})
+		err := commit(attempt, s.anc, op{kind: opSetMerge, ref: doc, data: ancillaryFields(ref, driver, wamids)})
 		cancel()
 		if err == nil {
 			return nil

@@ -383,6 +383,26 @@ func TestExpiredClaimWithPolicyResendIsTakenOver(t *testing.T) {
 	if st := doc(t, e.db, messagePath("m1")+"/dispatch/state"); st["claimId"] != second.GetClaimId() || st["claims"] != int64(2) {
 		t.Errorf("state %v", st)
 	}
+	// The first sender was not dead after all: both sends reached the driver.
+	if r := e.record(t, sent(task, first.GetClaimId(), "wamid.first")); !r.GetApplied() {
+		t.Errorf("first result not applied: %v", r)
+	}
+	if r := e.record(t, sent(task, second.GetClaimId(), "wamid.second")); r.GetApplied() || r.GetState().GetWhatsappMessageId() != "wamid.first" {
+		t.Errorf("second result: %v", r)
+	}
+	if got := doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")["numberOfWhatsappMessagesSent"]; got != int64(1) {
+		t.Errorf("counter %v: one message, counted once", got)
+	}
+	ids, _ := doc(t, e.anc, "whatsapp/"+driver+"/enquiryMessages/e1")["arrayOfWhatsappMessageIds"].([]any)
+	if len(ids) != 2 {
+		t.Errorf("ancillary ids %v, want both sends", ids)
+	}
+	// Webhooks of the duplicate find their message.
+	resp, err := e.rec.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
+		WhatsappMessageId: "wamid.second", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED}})
+	if err != nil || !resp.GetApplied() {
+		t.Errorf("status of the duplicate: %v %v", resp, err)
+	}
 }
 
 func TestSweeperMarksExpiredClaimsUnknown(t *testing.T) {
