@@ -133,9 +133,13 @@ func newEnv(t testing.TB, tune func(*spec)) *env {
 	received := make(chan struct{})
 	go func() {
 		defer close(received)
-		_ = ps.Subscriber(topology.TasksSubscription).Receive(recvCtx, func(_ context.Context, m *pubsub.Message) {
-			m.Ack()
-			e.tasks <- m
+		_ = ps.Subscriber(topology.TasksSubscription).Receive(recvCtx, func(ctx context.Context, m *pubsub.Message) {
+			select {
+			case e.tasks <- m:
+				m.Ack()
+			case <-ctx.Done():
+				m.Nack()
+			}
 		})
 	}()
 	t.Cleanup(func() {

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// BenchmarkIngest posts Eventarc-shaped binary protobuf events to the real
+// handler on the ops server, backed by the Firestore emulator and pstest, and
+// reports events handled per second. Allocations per event count the whole
+// process: the handler, the Firestore and Pub/Sub clients, and the in-process
+// emulators serving them. Eventarc pushes many events at once, so 32 requests
+// per CPU are in flight.
+func BenchmarkIngest(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		enquiry bool
+	}{
+		{"lease-cached", false},
+		{"with-enquiry-read", true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := newEnv(b, nil)
+			e.seedLeaseAndEnquiry(b)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+			var seq atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(32)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					n := seq.Add(1)
+					msg := textMessage()
+					// 200 drivers, so ordering keys spread as in production.
+					msg["driverMobileNumber"] = fmt.Sprintf("+4479111%05d", n%200)
+					if !bc.enquiry {
+						msg["accountId"], msg["serviceUnitId"] = "acc", "su"
+					}
+					ev := chatEvent(fmt.Sprintf("bench-%d", n), msgPath, msg, time.Now())
+					req, _ := http.NewRequest(http.MethodPost, e.url, bytes.NewReader(ev.BinaryBody()))
+					req.Header = ev.BinaryHeaders()
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			if got := testutil.ToFloat64(e.ingest.metrics.published); int(got) != b.N {
+				b.Fatalf("published %v tasks for %d events", got, b.N)
+			}
+		})
+	}
+}
