@@ -4,17 +4,22 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/firestore"
+	firestorepb "cloud.google.com/go/firestore/apiv1/firestorepb"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -288,4 +293,35 @@ func (p *proxy) clientOptions() []option.ClientOption {
 		option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
 	}
+}
+
+// contention answers a share of the commits that write a metrics document
+// with ABORTED before they reach the emulator, as Firestore answers writes
+// to a document beyond the rate it sustains ("too much contention"). The
+// emulator does not model that limit; this puts its answer on the wire.
+type contention struct {
+	every int // abort every n-th such commit
+	seen  atomic.Int64
+	fired atomic.Int64
+}
+
+func (c *contention) interceptors() []option.ClientOption {
+	return []option.ClientOption{
+		option.WithGRPCDialOption(grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			if cr, ok := req.(*firestorepb.CommitRequest); ok && writesMetrics(cr) && c.seen.Add(1)%int64(c.every) == 0 {
+				c.fired.Add(1)
+				return status.Error(codes.Aborted, "Too much contention on these documents. Please try again.")
+			}
+			return invoker(ctx, method, req, reply, cc, opts...)
+		})),
+	}
+}
+
+func writesMetrics(cr *firestorepb.CommitRequest) bool {
+	for _, w := range cr.GetWrites() {
+		if strings.Contains(w.GetUpdate().GetName(), "/performanceMetrics/") {
+			return true
+		}
+	}
+	return false
 }

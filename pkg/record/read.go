@@ -124,7 +124,7 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 	by := orUnknown(req.GetRequestedBy())
 	log := s.log.WithFields(logrus.Fields{"messagePath": ref.Path(), "requestedBy": by})
 	stateRef := s.db.Doc(statePath(ref.Path()))
-	for try := 0; try < s.cfg.MaxCommitAttempts; try++ {
+	for range s.cfg.MaxCommitAttempts {
 		st, err := s.getState(ctx, ref)
 		if err != nil {
 			return nil, err
@@ -137,20 +137,13 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 			return nil, status.Errorf(codes.FailedPrecondition, "%s cannot be resent: %v", ref.Path(), err)
 		}
 		if !st.ResendRequested {
-			err = commit(ctx, s.db, op{kind: opUpdate, ref: stateRef, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)},
+			err = s.commitRetrying(ctx, s.db, op{kind: opUpdate, ref: stateRef, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)},
 				data: map[string]any{"resendRequested": true, "resendRequestedBy": by, "resendRequestedAt": s.now(), "updatedAt": s.now()}})
+			if preconditionFailed(err) {
+				s.m.commitRetries.WithLabelValues("precondition").Inc()
+				continue
+			}
 			if err != nil {
-				if preconditionFailed(err) {
-					s.m.commitRetries.WithLabelValues("precondition").Inc()
-					continue
-				}
-				if why, ok := retryable(err); ok {
-					s.m.commitRetries.WithLabelValues(why).Inc()
-					if err := backoff(ctx, try, 10*time.Millisecond, time.Second); err != nil {
-						return nil, storeErr(ctx, "resend", err)
-					}
-					continue
-				}
 				return nil, storeErr(ctx, "resend", err)
 			}
 			st.ResendRequested, st.ResendRequestedBy = true, by

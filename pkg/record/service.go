@@ -155,6 +155,25 @@ func backoff(ctx context.Context, n int, base, max time.Duration) error {
 	}
 }
 
+// commitRetrying commits ops, trying again while Firestore answers that it
+// could not now (ABORTED under contention on a hot document, UNAVAILABLE):
+// a burst becomes latency, not an error. The ops are guarded by
+// preconditions, so a try whose answer was lost but which landed makes the
+// next try fail its precondition instead of writing twice.
+func (s *Service) commitRetrying(ctx context.Context, c *firestore.Client, ops ...op) error {
+	for try := 0; ; try++ {
+		err := commit(ctx, c, ops...)
+		why, ok := retryable(err)
+		if !ok || try+1 >= s.cfg.MaxCommitAttempts {
+			return err
+		}
+		s.m.commitRetries.WithLabelValues(why).Inc()
+		if err := backoff(ctx, try, 10*time.Millisecond, time.Second); err != nil {
+			return err
+		}
+	}
+}
+
 // readState reads a message's state and whether its document exists, in
 // one BatchGetDocuments.
 func (s *Service) readState(ctx context.Context, ref dispatch.MessageRef) (*stateDoc, bool, error) {
@@ -240,7 +259,7 @@ func (s *Service) claim(ctx context.Context, c claim, taskMap map[string]any) (*
 	var st *stateDoc
 	// The first try assumes no state exists: the common case costs one commit.
 	read := false
-	for try := 0; try < s.cfg.MaxCommitAttempts; try++ {
+	for range s.cfg.MaxCommitAttempts {
 		now := s.now()
 		action, reason := claimCreate, ""
 		if read {
@@ -249,16 +268,16 @@ func (s *Service) claim(ctx context.Context, c claim, taskMap map[string]any) (*
 		var err error
 		switch action {
 		case claimCreate:
-			err = commit(ctx, s.db,
+			err = s.commitRetrying(ctx, s.db,
 				op{kind: opCreate, ref: stateRef, data: newStateFields(c, taskMap, now)},
 				op{kind: opUpdate, ref: msgRef, data: claimMessageFields(now)})
 		case claimTakeover:
-			err = commit(ctx, s.db,
+			err = s.commitRetrying(ctx, s.db,
 				op{kind: opUpdate, ref: stateRef, data: takeoverFields(c, taskMap, now), pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}},
 				op{kind: opUpdate, ref: msgRef, data: claimMessageFields(now)})
 		case claimMarkUnknown:
 			stFields, msgFields := unknownFields(reason, now)
-			err = commit(ctx, s.db,
+			err = s.commitRetrying(ctx, s.db,
 				op{kind: opUpdate, ref: stateRef, data: stFields, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}},
 				op{kind: opUpdate, ref: msgRef, data: msgFields})
 			if err == nil {
@@ -276,17 +295,11 @@ func (s *Service) claim(ctx context.Context, c claim, taskMap map[string]any) (*
 			return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: c.ID,
 				LeaseExpiresAt: ts(now.Add(c.Lease)), Reason: reason}, nil
 		}
-		if why, ok := retryable(err); ok {
-			s.m.commitRetries.WithLabelValues(why).Inc()
-			if err := backoff(ctx, try, 10*time.Millisecond, time.Second); err != nil {
-				return nil, storeErr(ctx, "claim", err)
-			}
-		} else if preconditionFailed(err) {
-			if read {
-				s.m.commitRetries.WithLabelValues("precondition").Inc()
-			}
-		} else {
+		if !preconditionFailed(err) {
 			return nil, storeErr(ctx, "claim", err)
+		}
+		if read {
+			s.m.commitRetries.WithLabelValues("precondition").Inc()
 		}
 		var exists bool
 		st, exists, err = s.readState(ctx, c.Ref)
@@ -341,7 +354,7 @@ func (s *Service) RecordResult(ctx context.Context, req *wadispatchv1.RecordResu
 func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r *wadispatchv1.SendResult, log *logrus.Entry) (*stateDoc, bool, error) {
 	recordID := uuid.NewString()
 	stateRef, msgRef := s.db.Doc(statePath(ref.Path())), s.db.Doc(ref.Path())
-	for try := 0; try < s.cfg.MaxCommitAttempts; try++ {
+	for range s.cfg.MaxCommitAttempts {
 		st, exists, err := s.readState(ctx, ref)
 		if err != nil {
 			return nil, false, storeErr(ctx, "read state", err)
@@ -381,16 +394,9 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 			}
 			ops = append(ops, op{kind: opSet, ref: s.db.Doc(indexPath(r.GetWhatsappMessageId())), data: indexFields(ref, r.GetDriverMobileNumber())})
 		}
-		err = commit(ctx, s.db, ops...)
+		err = s.commitRetrying(ctx, s.db, ops...)
 		if err == nil {
 			return recordedState(st, ref, r, recordID, now), true, nil
-		}
-		if why, ok := retryable(err); ok {
-			s.m.commitRetries.WithLabelValues(why).Inc()
-			if err := backoff(ctx, try, 10*time.Millisecond, time.Second); err != nil {
-				return nil, false, storeErr(ctx, "record", err)
-			}
-			continue
 		}
 		if !preconditionFailed(err) {
 			return nil, false, storeErr(ctx, "record", err)
@@ -424,7 +430,7 @@ func (s *Service) indexDuplicate(ctx context.Context, st *stateDoc, ref dispatch
 		return nil
 	}
 	log.WithField("recordedWamid", st.WhatsappMessageID).Warn("another send of this message reached WhatsApp; indexing its wamid too")
-	if err := commit(ctx, s.db, op{kind: opSet, ref: s.db.Doc(indexPath(w)), data: indexFields(ref, r.GetDriverMobileNumber())}); err != nil {
+	if err := s.commitRetrying(ctx, s.db, op{kind: opSet, ref: s.db.Doc(indexPath(w)), data: indexFields(ref, r.GetDriverMobileNumber())}); err != nil {
 		return storeErr(ctx, "index duplicate wamid", err)
 	}
 	return nil
@@ -523,7 +529,7 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 	}
 	log = log.WithField("messagePath", ref.Path())
 	stateRef, msgRef := s.db.Doc(statePath(ref.Path())), s.db.Doc(ref.Path())
-	for try := 0; try < s.cfg.MaxCommitAttempts; try++ {
+	for range s.cfg.MaxCommitAttempts {
 		st, exists, err := s.readState(ctx, ref)
 		if err != nil {
 			return nil, storeErr(ctx, "read state", err)
@@ -541,7 +547,7 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 		if exists {
 			ops = append(ops, op{kind: opUpdate, ref: msgRef, data: plan.message})
 		}
-		err = commit(ctx, s.db, ops...)
+		err = s.commitRetrying(ctx, s.db, ops...)
 		if err == nil {
 			s.m.statusEvents.WithLabelValues("applied").Inc()
 			log.Info("status applied")
@@ -551,13 +557,6 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 				return &wadispatchv1.ApplyStatusResponse{Applied: true}, nil
 			}
 			return &wadispatchv1.ApplyStatusResponse{State: after.messageState(), Applied: true}, nil
-		}
-		if why, ok := retryable(err); ok {
-			s.m.commitRetries.WithLabelValues(why).Inc()
-			if err := backoff(ctx, try, 10*time.Millisecond, time.Second); err != nil {
-				return nil, storeErr(ctx, "apply status", err)
-			}
-			continue
 		}
 		if !preconditionFailed(err) {
 			return nil, storeErr(ctx, "apply status", err)

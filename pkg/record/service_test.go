@@ -2,6 +2,7 @@ package record_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -629,3 +630,35 @@ func TestMalformedRequestsAreInvalidArgument(t *testing.T) {
 }
 
 func durationpbNeg() *durationpb.Duration { return durationpb.New(-time.Second) }
+
+func TestMetricsContentionNeverReachesTheCaller(t *testing.T) {
+	t.Parallel()
+	c := &contention{every: 2}
+	e := newEnv(t, envOptions{defaultDB: func(fs *firestoreemu.Server) []option.ClientOption {
+		return append(fs.ClientOptions(), c.interceptors()...)
+	}})
+	const n = 20
+	results := make([]*wadispatchv1.SendResult, n)
+	for i := range n {
+		task := e.newMessage(t, fmt.Sprint("m", i))
+		results[i] = sent(task, e.claim(t, task, 0).GetClaimId(), fmt.Sprint("wamid.", i))
+	}
+	var wg sync.WaitGroup
+	for _, r := range results {
+		wg.Go(func() {
+			if _, err := e.rec.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: r}); err != nil {
+				t.Errorf("RecordResult: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if c.fired.Load() == 0 {
+		t.Fatal("no commit was aborted: the test tests nothing")
+	}
+	if got := doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")["numberOfWhatsappMessagesSent"]; got != int64(n) {
+		t.Errorf("counter %v, want %d", got, n)
+	}
+	if got := counter(t, e.reg, "wadispatch_recorder_firestore_commit_retries_total", map[string]string{"reason": "aborted"}); got != float64(c.fired.Load()) {
+		t.Errorf("aborted retries metric %v, aborts %d", got, c.fired.Load())
+	}
+}
