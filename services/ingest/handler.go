@@ -50,6 +50,7 @@ type ingester struct {
 	publisher *pubsub.Publisher
 	leases    *leaseConfigs
 	dedupe    *dedupe
+	database  string
 	region    string
 	timeout   time.Duration
 	metrics   *metrics
@@ -111,7 +112,8 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), in.timeout)
 	defer cancel()
-	res, dup := in.dedupe.do(ctx, ce.ID(), func() result { return in.handle(ctx, ce) })
+	// CloudEvents ids are unique per source, not globally.
+	res, dup := in.dedupe.do(ctx, ce.Source()+" "+ce.ID(), func() result { return in.handle(ctx, ce) })
 	log := logging.WithContext(ctx, in.log).WithField("eventId", ce.ID())
 	if res.messagePath != "" {
 		log = log.WithField("messagePath", res.messagePath)
@@ -171,6 +173,12 @@ func (in *ingester) handle(ctx context.Context, ce *event.Event) result {
 		return classify(err, "")
 	}
 	path := ev.Path
+	if ev.Database != in.database {
+		// A trigger on another database: its leases and enquiries are not
+		// the ones ingest reads, so no retry could handle it correctly.
+		return classify(&firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent,
+			Detail: fmt.Sprintf("event from database %q, ingest reads %q (INGEST_FIRESTORE_DATABASE)", ev.Database, in.database)}, path)
+	}
 	msg, err := chatmessage.Parse(ev.Ref, ev.Fields, in.region)
 	if err != nil {
 		return classify(err, path)

@@ -410,6 +410,11 @@ func TestRejectionsAnswer2xxAndPublishNothing(t *testing.T) {
 		{"lease missing", func(id string) *http.Request {
 			return chatEvent(id, strings.Replace(msgPath, "/l1/", "/nolease/", 1), textMessage(), time.Now()).Binary(e.url)
 		}, chatmessage.ReasonNoWhatsAppConfig},
+		{"other database", func(id string) *http.Request {
+			ev := chatEvent(id, msgPath, textMessage(), time.Now())
+			ev.Database = "ancillary"
+			return ev.Binary(e.url)
+		}, firestoreevent.ReasonInvalidEvent},
 		{"from driver", func(id string) *http.Request {
 			return chatEvent(id, msgPath, map[string]any{"message": "ok", "source": "driver", "driverMobileNumber": "+447911123456"}, time.Now()).Binary(e.url)
 		}, chatmessage.ReasonFromDriver},

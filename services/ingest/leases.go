@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,6 +27,7 @@ type leaseConfigs struct {
 	ttl      time.Duration
 	missTTL  time.Duration
 	now      func() time.Time
+	log      *logrus.Entry
 
 	mu      sync.Mutex
 	entries map[string]leaseEntry
@@ -41,9 +43,9 @@ type leaseEntry struct {
 // maxMissTTL bounds how long a missing configuration is remembered.
 const maxMissTTL = 5 * time.Second
 
-func newLeaseConfigs(fs *firestore.Client, defaults chatmessage.ConfigDefaults, ttl time.Duration) *leaseConfigs {
+func newLeaseConfigs(fs *firestore.Client, defaults chatmessage.ConfigDefaults, ttl time.Duration, log *logrus.Entry) *leaseConfigs {
 	return &leaseConfigs{
-		fs: fs, defaults: defaults, ttl: ttl, missTTL: min(ttl, maxMissTTL), now: time.Now,
+		fs: fs, defaults: defaults, ttl: ttl, missTTL: min(ttl, maxMissTTL), now: time.Now, log: log,
 		entries: map[string]leaseEntry{},
 	}
 }
@@ -92,8 +94,14 @@ func (c *leaseConfigs) load(ctx context.Context, leaseID string) (leaseEntry, er
 	}
 	cfg, err := chatmessage.ParseWhatsAppConfig(data, c.defaults)
 	if err != nil {
+		c.log.WithError(err).WithField("leaseId", leaseID).Debug("lease has no usable WhatsApp configuration")
 		return leaseEntry{err: err, expires: c.now().Add(c.missTTL)}, nil
 	}
+	// The token reference names a secret: only whether it is set is logged.
+	c.log.WithFields(logrus.Fields{
+		"leaseId": leaseID, "phoneNumberId": cfg.PhoneNumberID, "apiVersion": cfg.APIVersion,
+		"templateLanguage": cfg.TemplateLanguage, "tokenRefSet": cfg.TokenRef != "",
+	}).Debug("lease WhatsApp configuration loaded")
 	return leaseEntry{cfg: cfg, expires: c.now().Add(c.ttl)}, nil
 }
 

@@ -67,11 +67,12 @@ func newIngester(fs *firestore.Client, publisher *pubsub.Publisher, cfg spec, re
 		publisher: publisher,
 		leases: newLeaseConfigs(fs, chatmessage.ConfigDefaults{
 			APIVersion: cfg.WhatsAppAPIVersion, TemplateLanguage: cfg.TemplateLanguage,
-		}, cfg.LeaseCacheTTL),
-		dedupe:  newDedupe(cfg.DedupeTTL),
-		region:  cfg.DefaultRegion,
-		timeout: cfg.HandlerTimeout,
-		metrics: newMetrics(reg),
-		log:     log,
+		}, cfg.LeaseCacheTTL, log),
+		dedupe:   newDedupe(cfg.DedupeTTL),
+		database: cfg.FirestoreDatabase,
+		region:   cfg.DefaultRegion,
+		timeout:  cfg.HandlerTimeout,
+		metrics:  newMetrics(reg),
+		log:      log,
 	}
 }
