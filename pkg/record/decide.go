@@ -246,6 +246,12 @@ func decideRecord(st *stateDoc, messageExists bool, r *wadispatchv1.SendResult, 
 	if st != nil && st.Outcome != "" {
 		return recordPlan{reason: "outcome " + st.Outcome + " recorded before"}
 	}
+	if st != nil && to == dispatch.StatusFailed && st.Status == string(dispatch.StatusSending) &&
+		r.GetClaimId() != "" && r.GetClaimId() != st.ClaimID {
+		// A newer claim took the send over; its own result decides. (A
+		// superseded claim's SENT is applied: that message did go out.)
+		return recordPlan{reason: "failure of superseded claim " + r.GetClaimId() + "; claim " + st.ClaimID + " is in flight"}
+	}
 	if st != nil && !dispatch.CanMove(dispatch.Status(st.Status), to) {
 		return recordPlan{reason: fmt.Sprintf("status %s may not move to %s", st.Status, to)}
 	}

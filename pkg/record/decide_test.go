@@ -141,6 +141,15 @@ func TestDecideRecord(t *testing.T) {
 			}
 		}
 	})
+	t.Run("superseded claim", func(t *testing.T) {
+		st := &stateDoc{Status: "SENDING", ClaimID: "c2"}
+		if p := decideRecord(st, true, failedResult(), ref, "rec", t0); p.apply {
+			t.Error("the failure of claim c1 decided the send claim c2 holds")
+		}
+		if p := decideRecord(st, true, r, ref, "rec", t0); !p.apply || !p.countSent {
+			t.Error("a SENT of a superseded claim was not recorded: that message went out")
+		}
+	})
 	t.Run("message document gone", func(t *testing.T) {
 		p := decideRecord(&stateDoc{Status: "SENDING"}, false, r, ref, "rec", t0)
 		if !p.apply || p.message != nil {

@@ -62,6 +62,7 @@ func main() {
 		log.WithError(err).Error("recorder stopped")
 		os.Exit(1)
 	}
+	log.Info("recorder stopped")
 }
 
 // recorder is the service's parts, built but not running.
