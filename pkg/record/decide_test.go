@@ -157,7 +157,7 @@ func TestDecideRecord(t *testing.T) {
 		}
 	})
 	t.Run("failed", func(t *testing.T) {
-		p := decideRecord(&stateDoc{Status: "SENDING"}, true, failedResult(), ref, "rec", t0)
+		p := decideRecord(&stateDoc{Status: "SENDING", ClaimID: "c1"}, true, failedResult(), ref, "rec", t0)
 		if !p.apply || p.countSent {
 			t.Fatalf("plan %+v", p)
 		}
