@@ -139,6 +139,10 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body["reason"] = res.reason
 		body["detail"] = res.err.Error()
 		entry := log.WithError(res.err).WithField("reason", res.reason)
+		var cr *chatmessage.Rejection
+		if errors.As(res.err, &cr) && cr.Field != "" {
+			entry = entry.WithField("field", cr.Field)
+		}
 		switch res.reason {
 		case chatmessage.ReasonFromDriver, chatmessage.ReasonMigrated:
 			// Expected: the web app records these too, and they are not ours to send.
