@@ -30,6 +30,21 @@ func BenchmarkIngest(b *testing.B) {
 			e := newEnv(b, nil)
 			e.seedLeaseAndEnquiry(b)
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+			// Acknowledge the tasks as they come, as the sender would, so
+			// pstest does not rescan a growing backlog.
+			drained := make(chan struct{})
+			stopDrain := make(chan struct{})
+			go func() {
+				defer close(drained)
+				for {
+					select {
+					case <-e.tasks:
+					case <-stopDrain:
+						return
+					}
+				}
+			}()
+			defer func() { close(stopDrain); <-drained }()
 			var seq atomic.Int64
 			b.ReportAllocs()
 			b.SetParallelism(32)

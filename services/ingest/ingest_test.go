@@ -575,3 +575,27 @@ func TestPubSubDownAnswers5xx(t *testing.T) {
 		t.Fatalf("retry: %d %v (duplicates %v)", a.code, a.body, testutil.ToFloat64(e.ingest.metrics.duplicates))
 	}
 }
+
+// A lease without configuration is remembered only briefly: a fix is picked
+// up within seconds, not the full TTL.
+func TestMissingLeaseConfigRememberedBriefly(t *testing.T) {
+	e := newEnv(t, nil)
+	clock := &fakeClock{t: time.Now()}
+	e.ingest.leases.now = clock.now
+	e.seed(t, "leasecompany/l1", map[string]any{"name": "not configured yet"})
+	post := func(id string) answer {
+		return e.post(t, chatEvent(id, msgPath, textMessage(), time.Now()).Binary(e.url))
+	}
+	if a := post("ev-m1"); a.body["reason"] != chatmessage.ReasonNoWhatsAppConfig {
+		t.Fatalf("unconfigured lease: %v", a.body)
+	}
+	e.seedLeaseAndEnquiry(t)
+	if a := post("ev-m2"); a.body["reason"] != chatmessage.ReasonNoWhatsAppConfig {
+		t.Fatalf("within the miss TTL the lease read first still holds: %v", a.body)
+	}
+	clock.advance(maxMissTTL)
+	if a := post("ev-m3"); a.body["outcome"] != outcomePublished {
+		t.Fatalf("after the miss TTL: %v", a.body)
+	}
+	e.onlyTask(t, "ev-m3")
+}
