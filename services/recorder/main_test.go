@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -43,6 +44,12 @@ type stack struct {
 // lifecycle.Run returned.
 func start(t *testing.T) (st *stack, stop func() error) {
 	fs := firestoreemu.StartForTest(t)
+	t.Setenv("FIRESTORE_EMULATOR_HOST", fs.Addr())
+	return startWith(t)
+}
+
+// startWith is start with FIRESTORE_EMULATOR_HOST set by the caller.
+func startWith(t *testing.T) (st *stack, stop func() error) {
 	topo, err := topology.Default()
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +59,6 @@ func start(t *testing.T) (st *stack, stop func() error) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ps.Close() })
-	t.Setenv("FIRESTORE_EMULATOR_HOST", fs.Addr())
 	t.Setenv("PUBSUB_EMULATOR_HOST", ps.Addr)
 	t.Setenv("HTTP_ADDR", "127.0.0.1:0")
 	t.Setenv("RECORDER_GRPC_ADDR", "127.0.0.1:0")
@@ -251,5 +257,87 @@ func TestHealthAndReflection(t *testing.T) {
 	endWatch() // GracefulStop waits for open streams
 	if err := <-stopped; err != nil {
 		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// gate is a TCP proxy to the Firestore emulator whose new connections wait
+// until it opens: a database that stops answering, as a client sees it.
+type gate struct {
+	addr string
+	open chan struct{}
+}
+
+func startGate(t *testing.T, target string) *gate {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	g := &gate{addr: ln.Addr().String(), open: make(chan struct{})}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				<-g.open
+				u, err := net.Dial("tcp", target)
+				if err != nil {
+					_ = c.Close()
+					return
+				}
+				go func() { _, _ = io.Copy(u, c); _ = u.Close() }()
+				_, _ = io.Copy(c, u)
+				_ = c.Close()
+			}()
+		}
+	}()
+	return g
+}
+
+func TestShutdownFinishesTheResultInHand(t *testing.T) {
+	fs := firestoreemu.StartForTest(t)
+	ctx := context.Background()
+	direct, err := firestore.NewClient(ctx, pubsubemu.TestProject, fs.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	if _, err := direct.Doc(msgPath).Set(ctx, map[string]any{"message": "hi", "createdBy": "u1"}); err != nil {
+		t.Fatal(err)
+	}
+	// The recorder reaches Firestore only through the gate, closed for now.
+	g := startGate(t, fs.Addr())
+	t.Setenv("FIRESTORE_EMULATOR_HOST", g.addr)
+	st, stop := startWith(t)
+
+	id := st.publish(t, topology.ResultsTopic, &wadispatchv1.SendResult{
+		MessageDocId: msgPath, DriverMobileNumber: "+447700900123", CreatedBy: "u1", ClaimId: "c1",
+		Outcome: wadispatchv1.Outcome_OUTCOME_SENT, WhatsappMessageId: "wamid.inhand",
+	}, map[string]string{"schema": "wadispatch.v1.SendResult"})
+	eventually(t, "result delivered to the recorder", func() bool { m := st.pstestMessage(id); return m != nil && m.Deliveries > 0 })
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	time.Sleep(300 * time.Millisecond) // shutdown under way, the handler waiting on Firestore
+	if snap, _ := direct.Doc(msgPath).Get(ctx); snap.Data()["status"] != nil {
+		t.Fatalf("recorded before the gate opened: %v", snap.Data())
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("stopped with a result in hand: %v", err)
+	default:
+	}
+	close(g.open)
+	if err := <-stopped; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if m := st.pstestMessage(id); m.Acks != 1 {
+		t.Errorf("result in hand at shutdown: %d acks, want 1", m.Acks)
+	}
+	snap, err := direct.Doc(msgPath).Get(ctx)
+	if err != nil || snap.Data()["status"] != "SENT" {
+		t.Errorf("message document %v %v", snap.Data(), err)
 	}
 }
