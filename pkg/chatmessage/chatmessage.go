@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/sending"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
@@ -177,16 +178,11 @@ func (m *Message) FillFromEnquiry(enquiry map[string]any) {
 	}
 }
 
-// Task builds the SendTask for m with the lease's configuration. A template
-// message is checked against the rules the WhatsApp client applies when
-// sending it (parameter names and values), so a task that can only fail is
-// never published.
+// Task builds the SendTask for m with the lease's configuration. The task is
+// checked with the sender's own rule (sending.BuildMessage: template
+// parameter names and values, the ETA parameter, the recipient), so a task
+// that can only fail is never published.
 func (m *Message) Task(cfg WhatsAppConfig, eventID string, createdAt time.Time) (*wadispatchv1.SendTask, error) {
-	if m.Type == wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE {
-		if _, err := whatsapp.TemplateMessage(m.DriverE164, m.TemplateType, cfg.TemplateLanguage, m.Payload); err != nil {
-			return nil, invalid("payload", "%v", err)
-		}
-	}
 	t := &wadispatchv1.SendTask{
 		LeaseId:            m.Ref.LeaseID,
 		AccountId:          m.AccountID,
@@ -212,6 +208,13 @@ func (m *Message) Task(cfg WhatsAppConfig, eventID string, createdAt time.Time) 
 	}
 	if !createdAt.IsZero() {
 		t.CreatedAt = timestamppb.New(createdAt)
+	}
+	if _, _, err := sending.BuildMessage(t, cfg.APIVersion); err != nil {
+		field := "message"
+		if m.Type == wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE {
+			field = "payload"
+		}
+		return nil, invalid(field, "%v", err)
 	}
 	return t, nil
 }

@@ -222,16 +222,23 @@ func TestETA(t *testing.T) {
 	}
 }
 
+// The sender's rule for building the WhatsApp request is applied before
+// publishing: Meta's parameter names, non-empty values.
 func TestTaskRejectsUnsendableTemplate(t *testing.T) {
-	doc := templateDoc()
-	doc["payload"] = map[string]any{"First Name": "Sam"}
-	m, err := chatmessage.Parse(ref, doc, "GB")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = m.Task(chatmessage.WhatsAppConfig{PhoneNumberID: "1", TokenRef: "t", TemplateLanguage: "en_US"}, "ev", time.Time{})
-	if r := rejection(t, err); r.Reason != chatmessage.ReasonInvalidData || r.Field != "payload" {
-		t.Fatalf("%+v", r)
+	for _, payload := range []map[string]any{
+		{"First Name": "Sam"},
+		{"name": ""},
+	} {
+		doc := templateDoc()
+		doc["payload"] = payload
+		m, err := chatmessage.Parse(ref, doc, "GB")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = m.Task(chatmessage.WhatsAppConfig{PhoneNumberID: "1", TokenRef: "t", TemplateLanguage: "en_US"}, "ev", time.Time{})
+		if r := rejection(t, err); r.Reason != chatmessage.ReasonInvalidData || r.Field != "payload" {
+			t.Fatalf("payload %v: %+v", payload, r)
+		}
 	}
 }
 
