@@ -383,6 +383,7 @@ type statusPlan struct {
 	reason  string
 	state   map[string]any
 	message map[string]any
+	after   stateDoc // the state once applied
 }
 
 // decideStatus plans applying a webhook status to a message in state st.
@@ -400,24 +401,26 @@ func decideStatus(st *stateDoc, ev *wadispatchv1.StatusEvent, now time.Time) sta
 		apply:   true,
 		state:   map[string]any{fStatus: string(to), "updatedAt": now},
 		message: map[string]any{fStatus: string(to), fStatusUpdatedAt: now},
+		after:   *st,
 	}
+	p.after.Status, p.after.UpdatedAt = string(to), now
 	switch to {
 	case dispatch.StatusSent:
 		// Evidence that an UNKNOWN send went out.
-		p.state["sentAt"], p.message["sentAt"] = at, at
+		p.state["sentAt"], p.message["sentAt"], p.after.SentAt = at, at, at
 	case dispatch.StatusDelivered:
-		p.state["deliveredAt"], p.message["deliveredAt"] = at, at
+		p.state["deliveredAt"], p.message["deliveredAt"], p.after.DeliveredAt = at, at, at
 	case dispatch.StatusRead:
-		p.state["readAt"], p.message["readAt"] = at, at
+		p.state["readAt"], p.message["readAt"], p.after.ReadAt = at, at, at
 	case dispatch.StatusFailed:
 		var e *wadispatchv1.WhatsAppError
 		if len(ev.GetErrors()) > 0 {
 			e = ev.GetErrors()[0]
 		}
 		reason := failureReason(e)
-		p.state["error"], p.message[fWhatsappError] = errorFields(e), errorFields(e)
-		p.state["reason"], p.message[fFailureReason] = reason, reason
-		p.state["failedAt"], p.message["failedAt"] = at, at
+		p.state["error"], p.message[fWhatsappError], p.after.Error = errorFields(e), errorFields(e), errorDocOf(e)
+		p.state["reason"], p.message[fFailureReason], p.after.Reason = reason, reason, reason
+		p.state["failedAt"], p.message["failedAt"], p.after.FailedAt = at, at, at
 	}
 	if from == dispatch.StatusUnknown || from == dispatch.StatusFailed {
 		p.message[fStatusReason] = firestore.Delete

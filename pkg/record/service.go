@@ -551,12 +551,7 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 		if err == nil {
 			s.m.statusEvents.WithLabelValues("applied").Inc()
 			log.Info("status applied")
-			after, _, err := s.readState(ctx, ref)
-			if err != nil || after == nil {
-				// Applied; the state read back is a courtesy.
-				return &wadispatchv1.ApplyStatusResponse{Applied: true}, nil
-			}
-			return &wadispatchv1.ApplyStatusResponse{State: after.messageState(), Applied: true}, nil
+			return &wadispatchv1.ApplyStatusResponse{State: plan.after.messageState(), Applied: true}, nil
 		}
 		if !preconditionFailed(err) {
 			return nil, storeErr(ctx, "apply status", err)

@@ -206,8 +206,12 @@ func TestStatusNeverMovesBackward(t *testing.T) {
 		{wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED, false, "READ"},
 	}
 	for _, s := range steps {
-		if got := apply(s.status); got.GetApplied() != s.applied {
+		got := apply(s.status)
+		if got.GetApplied() != s.applied {
 			t.Errorf("%v: applied %v, want %v", s.status, got.GetApplied(), s.applied)
+		}
+		if st := got.GetState(); st.GetStatus().String() != "MESSAGE_STATUS_"+s.want || st.GetWhatsappMessageId() != "wamid.A" {
+			t.Errorf("%v: answered state %v", s.status, st)
 		}
 		if m := doc(t, e.db, messagePath("m1")); m["status"] != s.want {
 			t.Errorf("after %v: status %v, want %s", s.status, m["status"], s.want)
