@@ -30,7 +30,7 @@ type spec struct {
 	LeaseCacheTTL      time.Duration `envconfig:"INGEST_LEASE_CACHE_TTL" default:"30s" desc:"how long a lease's WhatsApp configuration is reused (a missing one: at most 5s)"`
 	WhatsAppAPIVersion string        `envconfig:"INGEST_WHATSAPP_API_VERSION" default:"v23.0" desc:"Graph API version for leases whose configuration names none"`
 	TemplateLanguage   string        `envconfig:"INGEST_TEMPLATE_LANGUAGE" default:"en_US" desc:"template language for leases whose configuration names none"`
-	HandlerTimeout     time.Duration `envconfig:"INGEST_HANDLER_TIMEOUT" default:"20s" desc:"longest time one event may take (Firestore reads and the publish); past it the answer is 503"`
+	HandlerTimeout     time.Duration `envconfig:"INGEST_HANDLER_TIMEOUT" default:"8s" desc:"longest time one event may take (Firestore reads and the publish); past it the answer is 503. Keep it below the ack deadline of the trigger's Pub/Sub subscription, which is the push request timeout (10s by default)"`
 	DedupeTTL          time.Duration `envconfig:"INGEST_DEDUPE_TTL" default:"5m" desc:"how long a published event id is remembered to drop redeliveries"`
 }
 
