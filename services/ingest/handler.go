@@ -152,13 +152,15 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		code = http.StatusServiceUnavailable
-		dep := "timeout"
+		// Without a failing dependency, the event ran out of time waiting
+		// for another delivery of itself.
+		dep := "none"
 		var de *dependencyError
 		if errors.As(res.err, &de) {
 			dep = de.dep
-		}
-		if !dup && dep != "timeout" {
-			in.metrics.transient.WithLabelValues(dep).Inc()
+			if !dup {
+				in.metrics.transient.WithLabelValues(dep).Inc()
+			}
 		}
 		body["error"] = fmt.Sprint(res.err)
 		log.WithError(res.err).WithField("dependency", dep).Warn("event failed transiently; Eventarc will retry")
