@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"github.com/kelseyhightower/envconfig"
 )
@@ -34,3 +35,15 @@ func PrintUsage(w io.Writer, spec any) error {
 	}
 	return tw.Flush()
 }
+
+// Service is the part of the environment every wadispatch service reads;
+// services embed it in their own spec.
+type Service struct {
+	Project       string        `envconfig:"GOOGLE_CLOUD_PROJECT" default:"wadispatch-local" desc:"Google Cloud project of Firestore, Pub/Sub and Secret Manager"`
+	LogLevel      string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warning or error"`
+	HTTPAddr      string        `envconfig:"HTTP_ADDR" default:":8080" desc:"ops endpoints (/healthz, /readyz, /metrics) and, for ingest, its HTTP endpoints"`
+	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"25s" desc:"how long in-flight work may finish after SIGTERM"`
+}
+
+// Common returns the shared settings of a spec that embeds Service.
+func (s *Service) Common() *Service { return s }

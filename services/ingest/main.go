@@ -8,21 +8,17 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/visn/wadispatch/pkg/config"
-	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/lifecycle"
 )
 
 // spec is ingest's environment.
 type spec struct {
-	Project       string        `envconfig:"GOOGLE_CLOUD_PROJECT" default:"wadispatch-local" desc:"Google Cloud project of Firestore and Pub/Sub"`
-	LogLevel      string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warning or error"`
-	HTTPAddr      string        `envconfig:"HTTP_ADDR" default:":8080" desc:"CloudEvents endpoint (/ and /events/firestore) and ops endpoints (/healthz, /readyz, /metrics)"`
-	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"25s" desc:"how long in-flight events may finish after SIGTERM"`
+	config.Service
 
 	FirestoreDatabase  string        `envconfig:"INGEST_FIRESTORE_DATABASE" default:"(default)" desc:"Firestore database holding leases, enquiries and messages"`
 	TasksTopic         string        `envconfig:"INGEST_TASKS_TOPIC" default:"whatsapp-messages" desc:"Pub/Sub topic the SendTasks are published to"`
@@ -35,28 +31,8 @@ type spec struct {
 }
 
 func main() {
-	helpEnv := flag.Bool("help-env", false, "print the environment variables and exit")
-	flag.Parse()
 	var cfg spec
-	if *helpEnv {
-		if err := config.PrintUsage(os.Stdout, &cfg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		return
-	}
-	if err := config.Load(&cfg); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log, err := logging.New("ingest", cfg.Project, cfg.LogLevel)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	if err := run(context.Background(), cfg, log); err != nil {
-		log.WithError(err).Error("ingest stopped")
-		os.Exit(1)
-	}
-	log.Info("ingest stopped")
+	lifecycle.Main("ingest", &cfg, func(ctx context.Context, log *logrus.Entry) error {
+		return run(ctx, cfg, log)
+	})
 }

@@ -5,9 +5,7 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"os"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -16,16 +14,12 @@ import (
 
 	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/lifecycle"
-	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/ops"
 	"github.com/visn/wadispatch/pkg/record"
 )
 
 type spec struct {
-	Project       string        `envconfig:"GOOGLE_CLOUD_PROJECT" default:"wadispatch-local" desc:"Google Cloud project of Firestore and Pub/Sub"`
-	LogLevel      string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warning or error"`
-	HTTPAddr      string        `envconfig:"HTTP_ADDR" default:":8080" desc:"ops endpoints: /healthz, /readyz, /metrics"`
-	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"25s" desc:"time to finish in-flight work after SIGTERM"`
+	config.Service
 
 	GRPCAddr            string        `envconfig:"RECORDER_GRPC_ADDR" default:":9090" desc:"Recorder gRPC API (with health and reflection)"`
 	DefaultDatabase     string        `envconfig:"RECORDER_DEFAULT_DATABASE" default:"(default)" desc:"Firestore database of the messages, state, metrics and wamid index"`
@@ -42,27 +36,10 @@ type spec struct {
 }
 
 func main() {
-	helpEnv := flag.Bool("help-env", false, "print the environment variables the recorder reads")
-	flag.Parse()
 	var s spec
-	if *helpEnv {
-		_ = config.PrintUsage(os.Stdout, &s)
-		return
-	}
-	if err := config.Load(&s); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log, err := logging.New("recorder", s.Project, s.LogLevel)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	if err := run(context.Background(), s, log); err != nil {
-		log.WithError(err).Error("recorder stopped")
-		os.Exit(1)
-	}
-	log.Info("recorder stopped")
+	lifecycle.Main("recorder", &s, func(ctx context.Context, log *logrus.Entry) error {
+		return run(ctx, s, log)
+	})
 }
 
 // recorder is the service's parts, built but not running.

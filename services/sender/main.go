@@ -7,21 +7,17 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/visn/wadispatch/pkg/config"
-	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/lifecycle"
 )
 
 // spec is the sender's environment.
 type spec struct {
-	Project       string        `envconfig:"GOOGLE_CLOUD_PROJECT" default:"wadispatch-local" desc:"Google Cloud project of Pub/Sub (and Secret Manager)"`
-	LogLevel      string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warning or error"`
-	HTTPAddr      string        `envconfig:"HTTP_ADDR" default:":8080" desc:"ops endpoints: /healthz, /readyz, /metrics"`
-	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"25s" desc:"how long the ops server drains on SIGTERM; in-flight sends finish within their claim lease"`
+	config.Service
 
 	Subscription string `envconfig:"SENDER_SUBSCRIPTION" default:"whatsapp-messages-sender" desc:"Pub/Sub subscription of the tasks"`
 	MaxInFlight  int    `envconfig:"SENDER_MAX_IN_FLIGHT" default:"64" desc:"tasks processed at once (Pub/Sub flow control)"`
@@ -53,28 +49,8 @@ type spec struct {
 }
 
 func main() {
-	helpEnv := flag.Bool("help-env", false, "print the environment variables and exit")
-	flag.Parse()
 	var cfg spec
-	if *helpEnv {
-		if err := config.PrintUsage(os.Stdout, &cfg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		return
-	}
-	if err := config.Load(&cfg); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log, err := logging.New("sender", cfg.Project, cfg.LogLevel)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	if err := run(context.Background(), cfg, log); err != nil {
-		log.WithError(err).Error("sender stopped")
-		os.Exit(1)
-	}
-	log.Info("sender stopped")
+	lifecycle.Main("sender", &cfg, func(ctx context.Context, log *logrus.Entry) error {
+		return run(ctx, cfg, log)
+	})
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/record"
 	"github.com/visn/wadispatch/pkg/topology"
@@ -267,10 +268,12 @@ func (s *stack) state(path string) *wadispatchv1.MessageState {
 // stack's addresses.
 func (s *stack) testSpec(claimant string) spec {
 	return spec{
-		Project:            testProject,
-		LogLevel:           "debug",
-		HTTPAddr:           "127.0.0.1:0",
-		ShutdownGrace:      5 * time.Second,
+		Service: config.Service{
+			Project:       testProject,
+			LogLevel:      "debug",
+			HTTPAddr:      "127.0.0.1:0",
+			ShutdownGrace: 5 * time.Second,
+		},
 		Subscription:       topology.TasksSubscription,
 		MaxInFlight:        16,
 		PullStreams:        1,
