@@ -3,7 +3,10 @@ package dispatch_test
 import (
 	"testing"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/visn/wadispatch/pkg/dispatch"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
 func TestParseMessagePath(t *testing.T) {
@@ -68,6 +71,22 @@ func TestStatusProtoRoundTrip(t *testing.T) {
 	for _, s := range []dispatch.Status{"SENDING", "SENT", "DELIVERED", "READ", "FAILED", "UNKNOWN"} {
 		if got := dispatch.StatusFromProto(s.Proto()); got != s {
 			t.Errorf("%s round-trips to %s", s, got)
+		}
+	}
+}
+
+func TestLabel(t *testing.T) {
+	for e, want := range map[protoreflect.Enum]string{
+		wadispatchv1.MessageType_MESSAGE_TYPE_TEXT:          "text",
+		wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE:      "template",
+		wadispatchv1.Outcome_OUTCOME_SENT:                   "sent",
+		wadispatchv1.Outcome_OUTCOME_UNSPECIFIED:            "unspecified",
+		wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT:   "in_flight",
+		wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED: "delivered",
+		wadispatchv1.ClaimSendResponse_Decision(42):         "unspecified",
+	} {
+		if got := dispatch.Label(e); got != want {
+			t.Errorf("Label(%v) = %q, want %q", e, got, want)
 		}
 	}
 }

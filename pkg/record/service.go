@@ -235,23 +235,9 @@ func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequ
 		log.WithError(err).Warn("claim not decided")
 		return nil, err
 	}
-	s.m.claims.WithLabelValues(decisionLabel(resp.GetDecision())).Inc()
+	s.m.claims.WithLabelValues(dispatch.Label(resp.GetDecision())).Inc()
 	log.WithFields(logrus.Fields{"decision": resp.GetDecision().String(), "reason": resp.GetReason()}).Info("claim decided")
 	return resp, nil
-}
-
-func decisionLabel(d wadispatchv1.ClaimSendResponse_Decision) string {
-	switch d {
-	case wadispatchv1.ClaimSendResponse_DECISION_SEND:
-		return "send"
-	case wadispatchv1.ClaimSendResponse_DECISION_DONE:
-		return "done"
-	case wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT:
-		return "in_flight"
-	case wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN:
-		return "unknown"
-	}
-	return "unspecified"
 }
 
 func (s *Service) claim(ctx context.Context, c claim, taskMap map[string]any) (*wadispatchv1.ClaimSendResponse, error) {

@@ -206,8 +206,8 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 		return Verdict{Outcome: OutcomeRecorderUnavailable}
 	}
 	decision := claim.GetDecision()
-	p.metrics.claims.WithLabelValues(decisionLabel(decision)).Inc()
-	log = log.WithFields(logrus.Fields{"claimId": claim.GetClaimId(), "decision": decisionLabel(decision)})
+	p.metrics.claims.WithLabelValues(dispatch.Label(decision)).Inc()
+	log = log.WithFields(logrus.Fields{"claimId": claim.GetClaimId(), "decision": dispatch.Label(decision)})
 
 	switch decision {
 	case wadispatchv1.ClaimSendResponse_DECISION_SEND:
@@ -497,8 +497,8 @@ func (p *Processor) publishResult(ctx context.Context, task *wadispatchv1.SendTa
 	attrs := map[string]string{
 		"messagePath": r.GetMessageDocId(),
 		"leaseId":     r.GetLeaseId(),
-		"type":        messageTypeAttr(task.GetType()),
-		"outcome":     outcomeAttr(r.GetOutcome()),
+		"type":        dispatch.Label(task.GetType()),
+		"outcome":     dispatch.Label(r.GetOutcome()),
 		"schema":      string(proto.MessageName(r)),
 	}
 	if err := p.publisher.Publish(ctx, topology.ResultsTopic, data, attrs); err != nil {
@@ -526,38 +526,4 @@ func (p *Processor) deadLetter(ctx context.Context, d Delivery, e *wadispatchv1.
 	}
 	p.metrics.deadLetters.Inc()
 	return nil
-}
-
-func decisionLabel(d wadispatchv1.ClaimSendResponse_Decision) string {
-	switch d {
-	case wadispatchv1.ClaimSendResponse_DECISION_SEND:
-		return "send"
-	case wadispatchv1.ClaimSendResponse_DECISION_DONE:
-		return "done"
-	case wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT:
-		return "in_flight"
-	case wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN:
-		return "unknown"
-	}
-	return "unspecified"
-}
-
-func messageTypeAttr(t wadispatchv1.MessageType) string {
-	switch t {
-	case wadispatchv1.MessageType_MESSAGE_TYPE_TEXT:
-		return "text"
-	case wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE:
-		return "template"
-	}
-	return "unspecified"
-}
-
-func outcomeAttr(o wadispatchv1.Outcome) string {
-	switch o {
-	case wadispatchv1.Outcome_OUTCOME_SENT:
-		return "sent"
-	case wadispatchv1.Outcome_OUTCOME_FAILED:
-		return "failed"
-	}
-	return "unspecified"
 }

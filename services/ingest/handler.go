@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/visn/wadispatch/pkg/chatmessage"
+	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/firestoreevent"
 	"github.com/visn/wadispatch/pkg/logging"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -244,7 +245,7 @@ func (in *ingester) publish(ctx context.Context, task *wadispatchv1.SendTask) (s
 		Attributes: map[string]string{
 			"messagePath": task.MessageDocId,
 			"leaseId":     task.LeaseId,
-			"type":        taskType(task.Type),
+			"type":        dispatch.Label(task.Type),
 			"eventId":     task.EventId,
 			"schema":      taskSchema,
 		},
@@ -255,16 +256,6 @@ func (in *ingester) publish(ctx context.Context, task *wadispatchv1.SendTask) (s
 		return "", &dependencyError{dep: depPubSub, err: fmt.Errorf("publish task: %w", err)}
 	}
 	return id, nil
-}
-
-func taskType(t wadispatchv1.MessageType) string {
-	switch t {
-	case wadispatchv1.MessageType_MESSAGE_TYPE_TEXT:
-		return "text"
-	case wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE:
-		return "template"
-	}
-	return "unspecified"
 }
 
 // classify turns an error into a result: a rejection (any error with a
