@@ -212,7 +212,7 @@ func TestETA(t *testing.T) {
 	for _, tc := range []struct {
 		in   any
 		want int64
-	}{{nil, 0}, {int64(-5), -5}, {float64(42), 42}, {-0.0, 0}, {float64(1 << 62), 1 << 62}} {
+	}{{nil, 0}, {int64(-5), -5}, {float64(42), 42}, {math.Copysign(0, -1), 0}, {float64(1 << 62), 1 << 62}} {
 		doc := textDoc()
 		doc["ETA"] = tc.in
 		m, err := chatmessage.Parse(ref, doc, "GB")

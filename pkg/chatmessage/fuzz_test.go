@@ -2,6 +2,7 @@ package chatmessage_test
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -58,7 +59,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("Hello", "text", "07911 123456", "user-7", "", "web", false, "name", "Sam", 15.0, "GB", "106540352242922", "tok")
 	f.Add("", "template", "+44 7400 123456", "u", "collection_reminder", "", false, "first_name", "Ann", 0.0, "GB", "1", "t")
 	f.Add("x", "text", "(201) 555-0123", "u", "", "driver", true, "", "", 1.5, "US", "", "")
-	f.Add("x", "image", "+919876543210", "u", "", "", false, "k", "", -0.0, "ZZ", "1", "t")
+	f.Add("x", "image", "+919876543210", "u", "", "", false, "k", "", math.Copysign(0, -1), "ZZ", "1", "t")
 	f.Fuzz(func(t *testing.T, msg, typ, number, createdBy, templateType, source string, migrated bool,
 		payloadKey, payloadValue string, eta float64, region, phoneNumberID, tokenRef string) {
 		fields := map[string]any{
