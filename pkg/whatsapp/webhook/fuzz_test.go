@@ -1,0 +1,60 @@
+package webhook
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/visn/wadispatch/tools/whatsappsim"
+)
+
+// Parse never panics, and what it returns is fit to publish: known
+// statuses, printable bounded ids, senders in E.164.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(statusBody))
+	f.Add([]byte(inboundBody))
+	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"w","status":"read","timestamp":"-1"}]}}]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse(data)
+		if err != nil {
+			return
+		}
+		for _, s := range p.Statuses {
+			if !validID(s.GetWhatsappMessageId()) || s.GetStatus() == 0 {
+				t.Fatalf("status event %v", s)
+			}
+			if ts := s.GetTimestamp(); ts != nil && ts.CheckValid() != nil {
+				t.Fatalf("timestamp %v", ts)
+			}
+		}
+		for _, m := range p.Messages {
+			if !validID(m.GetWhatsappMessageId()) || !strings.HasPrefix(m.GetFrom(), "+") || len(m.GetFrom()) < 8 || len(m.GetFrom()) > 16 {
+				t.Fatalf("inbound message %v", m)
+			}
+			if c := m.GetContextMessageId(); c != "" && !validID(c) {
+				t.Fatalf("context id %q", c)
+			}
+		}
+	})
+}
+
+// Only the exact signature of the exact body with the secret verifies.
+func FuzzVerifySignature(f *testing.F) {
+	f.Add([]byte("secret"), []byte(statusBody), "")
+	f.Add([]byte(""), []byte(""), "sha256=00")
+	f.Fuzz(func(t *testing.T, secret, body []byte, header string) {
+		good := whatsappsim.Sign(string(secret), body)
+		if err := VerifySignature(secret, body, good); err != nil {
+			t.Fatalf("own signature refused: %v", err)
+		}
+		if header != good && !strings.EqualFold(header, good) {
+			if VerifySignature(secret, body, header) == nil {
+				t.Fatalf("header %q verified for a body signed %q", header, good)
+			}
+		}
+		tampered := append(bytes.Clone(body), 'x')
+		if VerifySignature(secret, tampered, good) == nil {
+			t.Fatal("a tampered body verified")
+		}
+	})
+}

@@ -1,0 +1,309 @@
+// Package webhook reads the WhatsApp Cloud API's webhooks: it checks Meta's
+// X-Hub-Signature-256 and the verification handshake's token, and turns the
+// `messages` field's payload into the pipeline's contracts, StatusEvent and
+// InboundMessage. It holds no I/O, so every rule is unit- and fuzz-tested.
+package webhook
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/visn/wadispatch/pkg/whatsapp"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+// SignatureHeader carries Meta's signature of a webhook body.
+const SignatureHeader = "X-Hub-Signature-256"
+
+// Reasons a signature is refused, fit for a metric label.
+const (
+	ReasonMissing   = "missing"
+	ReasonMalformed = "malformed"
+	ReasonMismatch  = "mismatch"
+)
+
+// SignatureError says why a body's signature was refused.
+type SignatureError struct{ Reason string }
+
+func (e *SignatureError) Error() string { return "webhook signature " + e.Reason }
+
+// VerifySignature checks header ("sha256=<hex HMAC-SHA256 of body>") against
+// body and the app secret, in constant time. A *SignatureError says why not.
+func VerifySignature(appSecret, body []byte, header string) error {
+	if header == "" {
+		return &SignatureError{Reason: ReasonMissing}
+	}
+	hexSig, ok := strings.CutPrefix(header, "sha256=")
+	if !ok || len(hexSig) != 2*sha256.Size {
+		return &SignatureError{Reason: ReasonMalformed}
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil {
+		return &SignatureError{Reason: ReasonMalformed}
+	}
+	mac := hmac.New(sha256.New, appSecret)
+	mac.Write(body)
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return &SignatureError{Reason: ReasonMismatch}
+	}
+	return nil
+}
+
+// VerifyToken reports whether the handshake's hub.verify_token equals the
+// configured one, in constant time. An empty configured token matches
+// nothing, so an unconfigured endpoint cannot be subscribed.
+func VerifyToken(configured, got string) bool {
+	if configured == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(configured), []byte(got)) == 1
+}
+
+// Payload is what one webhook body says, in the pipeline's terms.
+type Payload struct {
+	Statuses []*wadispatchv1.StatusEvent
+	Messages []*wadispatchv1.InboundMessage
+	// Skipped counts parts left out, by reason (other fields, statuses we
+	// do not track, entries without an id): nothing to publish, but worth
+	// a count.
+	Skipped map[string]int
+}
+
+func (p *Payload) skip(reason string) {
+	if p.Skipped == nil {
+		p.Skipped = map[string]int{}
+	}
+	p.Skipped[reason]++
+}
+
+// Skip reasons.
+const (
+	SkipOtherField   = "other_field"
+	SkipOtherStatus  = "other_status"
+	SkipNoID         = "no_id"
+	SkipBadSender    = "bad_sender"
+	SkipBadTimestamp = "bad_timestamp"
+)
+
+const (
+	// maxIDLength bounds a wamid: real ones are about 60 characters.
+	maxIDLength     = 512
+	businessAccount = "whatsapp_business_account"
+)
+
+// Meta's shape (developers.facebook.com/docs/whatsapp/cloud-api/webhooks).
+type (
+	body struct {
+		Object string  `json:"object"`
+		Entry  []entry `json:"entry"`
+	}
+	entry struct {
+		ID      string   `json:"id"`
+		Changes []change `json:"changes"`
+	}
+	change struct {
+		Field string `json:"field"`
+		Value value  `json:"value"`
+	}
+	value struct {
+		Metadata struct {
+			PhoneNumberID string `json:"phone_number_id"`
+		} `json:"metadata"`
+		Messages []message `json:"messages"`
+		Statuses []status  `json:"statuses"`
+	}
+	status struct {
+		ID          string     `json:"id"`
+		Status      string     `json:"status"`
+		Timestamp   string     `json:"timestamp"`
+		RecipientID string     `json:"recipient_id"`
+		Errors      []apiError `json:"errors"`
+	}
+	apiError struct {
+		Code      int    `json:"code"`
+		Title     string `json:"title"`
+		Message   string `json:"message"`
+		ErrorData struct {
+			Details string `json:"details"`
+		} `json:"error_data"`
+	}
+	message struct {
+		From      string `json:"from"`
+		ID        string `json:"id"`
+		Timestamp string `json:"timestamp"`
+		Type      string `json:"type"`
+		Text      struct {
+			Body string `json:"body"`
+		} `json:"text"`
+		Button struct {
+			Text string `json:"text"`
+		} `json:"button"`
+		Context struct {
+			ID string `json:"id"`
+		} `json:"context"`
+	}
+)
+
+var statuses = map[string]wadispatchv1.MessageStatus{
+	"sent":      wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT,
+	"delivered": wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED,
+	"read":      wadispatchv1.MessageStatus_MESSAGE_STATUS_READ,
+	"failed":    wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED,
+}
+
+// Parse reads a webhook body. An error means the body is not a WhatsApp
+// Business Account notification at all; parts of a valid one that carry
+// nothing for the pipeline are counted in Skipped.
+func Parse(data []byte) (Payload, error) {
+	var b body
+	if err := json.Unmarshal(data, &b); err != nil {
+		return Payload{}, fmt.Errorf("webhook body: %w", err)
+	}
+	if b.Object != businessAccount {
+		return Payload{}, fmt.Errorf("webhook object %q, want %q", truncate(b.Object, 40), businessAccount)
+	}
+	var p Payload
+	for _, e := range b.Entry {
+		for _, c := range e.Changes {
+			if c.Field != "messages" {
+				p.skip(SkipOtherField)
+				continue
+			}
+			phoneID := c.Value.Metadata.PhoneNumberID
+			for _, s := range c.Value.Statuses {
+				if ev, reason := statusEvent(s, phoneID); ev != nil {
+					p.Statuses = append(p.Statuses, ev)
+				} else {
+					p.skip(reason)
+				}
+			}
+			for _, m := range c.Value.Messages {
+				if in, reason := inbound(m, phoneID); in != nil {
+					p.Messages = append(p.Messages, in)
+				} else {
+					p.skip(reason)
+				}
+			}
+		}
+	}
+	return p, nil
+}
+
+func statusEvent(s status, phoneID string) (*wadispatchv1.StatusEvent, string) {
+	st, ok := statuses[s.Status]
+	if !ok {
+		return nil, SkipOtherStatus
+	}
+	if !validID(s.ID) {
+		return nil, SkipNoID
+	}
+	at, err := unixTime(s.Timestamp)
+	if err != nil {
+		return nil, SkipBadTimestamp
+	}
+	ev := &wadispatchv1.StatusEvent{
+		WhatsappMessageId: s.ID,
+		Status:            st,
+		Timestamp:         at,
+		RecipientId:       s.RecipientID,
+		PhoneNumberId:     phoneID,
+	}
+	for _, e := range s.Errors {
+		reason, retryable := whatsapp.Classify(e.Code, 0)
+		msg := e.Message
+		if msg == "" {
+			msg = e.Title
+		}
+		ev.Errors = append(ev.Errors, &wadispatchv1.WhatsAppError{
+			Code: int32(e.Code), Message: msg, Details: e.ErrorData.Details, Reason: string(reason), Retryable: retryable,
+		})
+	}
+	return ev, ""
+}
+
+func inbound(m message, phoneID string) (*wadispatchv1.InboundMessage, string) {
+	if !validID(m.ID) {
+		return nil, SkipNoID
+	}
+	from, ok := e164(m.From)
+	if !ok {
+		return nil, SkipBadSender
+	}
+	at, err := unixTime(m.Timestamp)
+	if err != nil {
+		return nil, SkipBadTimestamp
+	}
+	text := m.Text.Body
+	if m.Type == "button" {
+		text = m.Button.Text
+	}
+	in := &wadispatchv1.InboundMessage{
+		WhatsappMessageId: m.ID,
+		From:              from,
+		PhoneNumberId:     phoneID,
+		Type:              m.Type,
+		Text:              text,
+		Timestamp:         at,
+	}
+	if validID(m.Context.ID) {
+		in.ContextMessageId = m.Context.ID
+	}
+	return in, ""
+}
+
+// e164 turns a WhatsApp ID (the sender's number as digits) into E.164,
+// the form the pipeline keys drivers by.
+func e164(waID string) (string, bool) {
+	d := strings.TrimPrefix(waID, "+")
+	if len(d) < 7 || len(d) > 15 {
+		return "", false
+	}
+	for _, r := range d {
+		if r < '0' || r > '9' {
+			return "", false
+		}
+	}
+	return "+" + d, true
+}
+
+// validID accepts ids usable as (escaped) document ids and log fields.
+func validID(id string) bool {
+	if id == "" || len(id) > maxIDLength {
+		return false
+	}
+	for _, r := range id {
+		if r < 0x21 || r > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// unixTime reads Meta's timestamps: Unix seconds as a decimal string. A
+// missing one is "now" to the receiver, so it is left nil.
+func unixTime(s string) (*timestamppb.Timestamp, error) {
+	if s == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > 253402300799 { // up to 9999-12-31, what Timestamp allows
+		return nil, fmt.Errorf("timestamp %q", truncate(s, 20))
+	}
+	return timestamppb.New(time.Unix(n, 0)), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

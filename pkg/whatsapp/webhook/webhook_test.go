@@ -1,0 +1,129 @@
+package webhook
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/tools/whatsappsim"
+)
+
+// statusBody and inboundBody are Meta's documented examples, trimmed.
+const statusBody = `{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{
+ "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+ "statuses":[
+  {"id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA","status":"delivered","timestamp":"1750263773","recipient_id":"16505551234",
+   "conversation":{"id":"abc","origin":{"type":"service"}},"pricing":{"billable":true,"pricing_model":"PMP","category":"service"}},
+  {"id":"wamid.2","status":"failed","timestamp":"1750263774","recipient_id":"16505551234",
+   "errors":[{"code":131026,"title":"Message undeliverable","message":"Message undeliverable","error_data":{"details":"Receiver is incapable"}}]},
+  {"id":"wamid.3","status":"deleted","timestamp":"1750263775","recipient_id":"16505551234"}
+ ]},"field":"messages"}]}]}`
+
+const inboundBody = `{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{
+ "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+ "contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"447911123401"}],
+ "messages":[
+  {"context":{"from":"15550783881","id":"wamid.out1"},"from":"447911123401","id":"wamid.in1","timestamp":"1750263773","text":{"body":"On my way"},"type":"text"},
+  {"from":"447911123401","id":"wamid.in2","timestamp":"1750263780","type":"button","button":{"text":"Yes","payload":"yes"}},
+  {"from":"not-a-number","id":"wamid.in3","timestamp":"1750263790","type":"text","text":{"body":"x"}}
+ ]},"field":"messages"},
+ {"value":{"messaging_product":"whatsapp"},"field":"account_update"}]}]}`
+
+func TestParseStatuses(t *testing.T) {
+	p, err := Parse([]byte(statusBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*wadispatchv1.StatusEvent{
+		{WhatsappMessageId: "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED,
+			Timestamp: timestamppb.New(time.Unix(1750263773, 0)), RecipientId: "16505551234", PhoneNumberId: "106540352242922"},
+		{WhatsappMessageId: "wamid.2", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED,
+			Timestamp: timestamppb.New(time.Unix(1750263774, 0)), RecipientId: "16505551234", PhoneNumberId: "106540352242922",
+			Errors: []*wadispatchv1.WhatsAppError{{Code: 131026, Message: "Message undeliverable", Details: "Receiver is incapable", Reason: "undeliverable"}}},
+	}
+	if len(p.Statuses) != len(want) {
+		t.Fatalf("statuses %v", p.Statuses)
+	}
+	for i := range want {
+		if !proto.Equal(p.Statuses[i], want[i]) {
+			t.Errorf("status %d\n got %v\nwant %v", i, p.Statuses[i], want[i])
+		}
+	}
+	if len(p.Messages) != 0 || p.Skipped[SkipOtherStatus] != 1 {
+		t.Errorf("messages %v, skipped %v", p.Messages, p.Skipped)
+	}
+}
+
+func TestParseInbound(t *testing.T) {
+	p, err := Parse([]byte(inboundBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*wadispatchv1.InboundMessage{
+		{WhatsappMessageId: "wamid.in1", From: "+447911123401", PhoneNumberId: "106540352242922", Type: "text", Text: "On my way",
+			ContextMessageId: "wamid.out1", Timestamp: timestamppb.New(time.Unix(1750263773, 0))},
+		{WhatsappMessageId: "wamid.in2", From: "+447911123401", PhoneNumberId: "106540352242922", Type: "button", Text: "Yes",
+			Timestamp: timestamppb.New(time.Unix(1750263780, 0))},
+	}
+	if len(p.Messages) != len(want) {
+		t.Fatalf("messages %v", p.Messages)
+	}
+	for i := range want {
+		if !proto.Equal(p.Messages[i], want[i]) {
+			t.Errorf("message %d\n got %v\nwant %v", i, p.Messages[i], want[i])
+		}
+	}
+	if p.Skipped[SkipBadSender] != 1 || p.Skipped[SkipOtherField] != 1 {
+		t.Errorf("skipped %v", p.Skipped)
+	}
+}
+
+func TestParseRejectsOtherBodies(t *testing.T) {
+	for _, b := range []string{``, `[]`, `{"object":"page","entry":[]}`, `{"object":"whatsapp_business_account","entry":{}}`} {
+		if _, err := Parse([]byte(b)); err == nil {
+			t.Errorf("Parse(%q) accepted", b)
+		}
+	}
+	for _, b := range []string{
+		`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"w","status":"read","timestamp":"soon"}]}}]}]}`,
+		`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"","status":"read"}]}}]}]}`,
+		`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"a b","status":"read"}]}}]}]}`,
+	} {
+		p, err := Parse([]byte(b))
+		if err != nil || len(p.Statuses) != 0 || len(p.Skipped) != 1 {
+			t.Errorf("Parse(%s) = %+v, %v; want one part skipped", b, p, err)
+		}
+	}
+}
+
+// The simulator signs as Meta does; what it signs verifies, and nothing else.
+func TestVerifySignature(t *testing.T) {
+	secret, body := []byte("app-secret"), []byte(statusBody)
+	good := whatsappsim.Sign(string(secret), body)
+	if err := VerifySignature(secret, body, good); err != nil {
+		t.Fatal(err)
+	}
+	for header, reason := range map[string]string{
+		"":                                     ReasonMissing,
+		"sha1=abc":                             ReasonMalformed,
+		"sha256=zz":                            ReasonMalformed,
+		good[:len(good)-2] + "zz":              ReasonMalformed,
+		whatsappsim.Sign("other-secret", body): ReasonMismatch,
+		whatsappsim.Sign(string(secret), append([]byte(statusBody), ' ')): ReasonMismatch,
+	} {
+		var se *SignatureError
+		if err := VerifySignature(secret, body, header); !errors.As(err, &se) || se.Reason != reason {
+			t.Errorf("header %q: %v, want %s", header, err, reason)
+		}
+	}
+}
+
+func TestVerifyToken(t *testing.T) {
+	if !VerifyToken("tok", "tok") || VerifyToken("tok", "tok2") || VerifyToken("tok", "") || VerifyToken("", "") {
+		t.Error("VerifyToken compares wrongly")
+	}
+}
