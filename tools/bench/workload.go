@@ -8,6 +8,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"cloud.google.com/go/firestore"
 
@@ -157,4 +159,31 @@ func refOfText(body string) string {
 // MetricsPath is the sending user's performance metrics document.
 func MetricsPath(leaseID, user string) string {
 	return "leasecompany/" + leaseID + "/performanceMetrics/" + user
+}
+
+// Create writes msgs through the official client, one every
+// 1/perSecond seconds, each in its own goroutine so a slow write does not
+// hold back the next; it returns the first error.
+func Create(ctx context.Context, fs *firestore.Client, msgs []Message, perSecond int) error {
+	tick := time.NewTicker(time.Second / time.Duration(perSecond))
+	defer tick.Stop()
+	errs := make(chan error, len(msgs))
+	var wg sync.WaitGroup
+	for _, m := range msgs {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := fs.Doc(m.Path()).Create(ctx, m.Fields); err != nil {
+				errs <- fmt.Errorf("create %s: %w", m.Path(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/firestore"
-
 	"github.com/visn/wadispatch/tools/bench"
 	"github.com/visn/wadispatch/tools/stack"
 )
@@ -99,7 +97,7 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if err := create(ctx, fs, msgs, 40); err != nil {
+		if err := bench.Create(ctx, fs, msgs, 40); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -137,31 +135,6 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 	if report.ByStatus["SENT"] == 0 {
 		t.Error("no message was sent: the faults left nothing to check")
 	}
-}
-
-// create writes msgs at about perSecond documents per second.
-func create(ctx context.Context, fs *firestore.Client, msgs []bench.Message, perSecond int) error {
-	tick := time.NewTicker(time.Second / time.Duration(perSecond))
-	defer tick.Stop()
-	errs := make(chan error, len(msgs))
-	var wg sync.WaitGroup
-	for _, m := range msgs {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := fs.Doc(m.Path()).Create(ctx, m.Fields); err != nil {
-				errs <- fmt.Errorf("create %s: %w", m.Path(), err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
 }
 
 // injectFaults runs the crash schedule: the sender is SIGKILLed three times

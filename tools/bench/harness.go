@@ -1,0 +1,488 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"cloud.google.com/go/firestore"
+
+	"github.com/visn/wadispatch/tools/stack"
+)
+
+// Config sets up a benchmark run.
+type Config struct {
+	// BinDir holds the built programs (stack.Build), seed-baseline included.
+	BinDir string
+	// LogDir receives one folder of program logs per system.
+	LogDir string
+	// Rates are the offered loads in messages per second, run in order.
+	Rates []int
+	// Duration is how long each rate is offered.
+	Duration time.Duration
+	// Settle bounds the wait for a rate's messages to reach a final state.
+	Settle time.Duration
+	// Progress receives a line per step.
+	Progress io.Writer
+}
+
+// Row is one rate's measurements for one system.
+type Row struct {
+	System string
+	Rate   int
+	// Messages were written; Final reached a final state within Settle;
+	// Sent of them were accepted by WhatsApp.
+	Messages, Final, Sent int
+	// Throughput is Sent over the time from the first document created to
+	// the last result recorded.
+	Throughput float64
+	// Call is from document creation to WhatsApp accepting the message;
+	// Recorded to the message document's last update (the result written).
+	CallP50, CallP99, RecordedP50, RecordedP99 time.Duration
+	// RPCs are the Firestore calls of the services per message written, by
+	// method in RPCMethods.
+	RPCs       float64
+	RPCMethods string
+	// Procs are the services' CPU seconds over the rate and peak RSS.
+	Procs []ProcStat
+	// Violations counts broken guarantees found by Audit over every message
+	// of the run so far.
+	Violations int
+}
+
+// ProcStat is one process's resource use.
+type ProcStat struct {
+	Name   string
+	CPU    float64 // seconds of user and system time during the rate
+	PeakMB float64 // VmHWM since the process started
+}
+
+// system is one implementation under measurement.
+type system struct {
+	name     string
+	stack    *stack.Stack
+	counters map[string]*RPCCounter
+	// pids of the measured processes by name, in display order.
+	pids func() []namedPID
+}
+
+type namedPID struct {
+	name string
+	pid  int
+}
+
+const benchPhoneNumber = "100000000000001"
+
+// pullStreams is the streaming pulls of each task consumer: the local
+// Pub/Sub server hands one stream about 100 messages/s, a limit of the
+// emulator rather than of either design.
+const pullStreams = 4
+
+// limits lifted so the harness measures the pipeline, not WhatsApp's
+// per-number throughput and pair limits (both systems face the same
+// simulator).
+var relaxedSimulator = []string{"--throughput", "0", "--pair-interval", "0"}
+
+// RunWadispatch measures wadispatch's three services.
+func RunWadispatch(ctx context.Context, cfg Config) ([]Row, error) {
+	counters, err := startCounters(stack.Ingest, stack.Recorder)
+	if err != nil {
+		return nil, err
+	}
+	defer closeCounters(counters)
+	logDir := filepath.Join(cfg.LogDir, "wadispatch")
+	// The services connect to the emulator through the counters, whose
+	// backend is only known once the emulator prints its address.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go watchEmulator(watchCtx, filepath.Join(logDir, stack.FirestoreEmulator+".log"), counters)
+	s, err := stack.Start(ctx, stack.Options{
+		BinDir:        cfg.BinDir,
+		LogDir:        logDir,
+		PhoneNumberID: benchPhoneNumber,
+		SimulatorArgs: relaxedSimulator,
+		Env: map[string][]string{
+			stack.Ingest:   {"LOG_LEVEL=info", "FIRESTORE_EMULATOR_HOST=" + counters[stack.Ingest].Addr},
+			stack.Recorder: {"LOG_LEVEL=info", "FIRESTORE_EMULATOR_HOST=" + counters[stack.Recorder].Addr},
+			stack.Sender: {"LOG_LEVEL=info", "SENDER_RATE_PER_NUMBER=100000", "SENDER_RATE_BURST=1000",
+				"SENDER_PULL_STREAMS=" + strconv.Itoa(pullStreams)},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Stop()
+	sys := &system{name: "wadispatch", stack: s, counters: counters, pids: func() []namedPID {
+		var out []namedPID
+		for _, n := range []string{stack.Ingest, stack.Sender, stack.Recorder, stack.FirestoreEmulator} {
+			out = append(out, namedPID{n, s.PID(n)})
+		}
+		return out
+	}}
+	return sys.series(ctx, cfg)
+}
+
+// RunBaseline measures the seed design (tools/baseline) on the same
+// emulators and simulator: the stack's services are stopped and
+// seed-baseline's function takes ingest's address, where the Firestore
+// emulator's trigger posts.
+func RunBaseline(ctx context.Context, cfg Config) ([]Row, error) {
+	counters, err := startCounters("validate", "send")
+	if err != nil {
+		return nil, err
+	}
+	defer closeCounters(counters)
+	logDir := filepath.Join(cfg.LogDir, "baseline")
+	s, err := stack.Start(ctx, stack.Options{
+		BinDir:        cfg.BinDir,
+		LogDir:        logDir,
+		PhoneNumberID: benchPhoneNumber,
+		SimulatorArgs: relaxedSimulator,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Stop()
+	for _, name := range []string{stack.Ingest, stack.Sender, stack.Recorder} {
+		if err := s.StopOne(name); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range counters {
+		if err := c.SetBackend(s.FirestoreAddr); err != nil {
+			return nil, err
+		}
+	}
+	tokens, err := json.Marshal(map[string]string{s.TokenRef: s.Token})
+	if err != nil {
+		return nil, err
+	}
+	env := func(counter string) []string {
+		return []string{"GOOGLE_CLOUD_PROJECT=wadispatch-local", "PUBSUB_EMULATOR_HOST=" + s.PubSubAddr,
+			"FIRESTORE_EMULATOR_HOST=" + counters[counter].Addr}
+	}
+	bin := filepath.Join(cfg.BinDir, "seed-baseline")
+	validate, err := startChild(ctx, bin, filepath.Join(logDir, "seed-baseline-validate.log"), env("validate"),
+		"validate", "--host-port", strings.TrimPrefix(s.IngestURL, "http://"))
+	if err != nil {
+		return nil, err
+	}
+	defer validate.stop()
+	send, err := startChild(ctx, bin, filepath.Join(logDir, "seed-baseline-send.log"), env("send"),
+		"send", "--whatsapp-base-url", s.SimulatorURL, "--tokens", string(tokens), "--pull-streams", strconv.Itoa(pullStreams))
+	if err != nil {
+		return nil, err
+	}
+	defer send.stop()
+	sys := &system{name: "seed baseline", stack: s, counters: counters, pids: func() []namedPID {
+		return []namedPID{{"validate", validate.pid()}, {"send", send.pid()}, {stack.FirestoreEmulator, s.PID(stack.FirestoreEmulator)}}
+	}}
+	return sys.series(ctx, cfg)
+}
+
+func startCounters(names ...string) (map[string]*RPCCounter, error) {
+	out := map[string]*RPCCounter{}
+	for _, n := range names {
+		c, err := StartRPCCounter()
+		if err != nil {
+			closeCounters(out)
+			return nil, err
+		}
+		out[n] = c
+	}
+	return out, nil
+}
+
+func closeCounters(cs map[string]*RPCCounter) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// watchEmulator points the counters at the Firestore emulator once its log
+// names its address.
+func watchEmulator(ctx context.Context, logPath string, counters map[string]*RPCCounter) {
+	const marker = stack.FirestoreEmulator + " ready on "
+	for {
+		if b, err := os.ReadFile(logPath); err == nil {
+			if _, rest, ok := strings.Cut(string(b), marker); ok {
+				addr, _, _ := strings.Cut(rest, "\n")
+				for _, c := range counters {
+					_ = c.SetBackend(strings.TrimSpace(addr))
+				}
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (sys *system) series(ctx context.Context, cfg Config) ([]Row, error) {
+	s := sys.stack
+	fs, err := s.Firestore(ctx, "(default)")
+	if err != nil {
+		return nil, err
+	}
+	defer fs.Close()
+	anc, err := s.Firestore(ctx, "ancillary")
+	if err != nil {
+		return nil, err
+	}
+	defer anc.Close()
+	fleet := NewFleet(benchPhoneNumber, s.TokenRef, 3, 100, 4)
+	if err := fleet.Seed(ctx, fs); err != nil {
+		return nil, err
+	}
+	var rows []Row
+	var all []Message
+	for _, rate := range cfg.Rates {
+		n := int(float64(rate) * cfg.Duration.Seconds())
+		msgs := make([]Message, n)
+		for i := range msgs {
+			msgs[i] = fleet.Message(fmt.Sprintf("r%d", rate), i, 0)
+		}
+		all = append(all, msgs...)
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "%s: %d messages at %d/s\n", sys.name, n, rate)
+		}
+		row, err := sys.measure(ctx, cfg, fs, anc, rate, msgs, all)
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+func (sys *system) measure(ctx context.Context, cfg Config, fs, anc *firestore.Client, rate int, msgs, all []Message) (Row, error) {
+	row := Row{System: sys.name, Rate: rate, Messages: len(msgs)}
+	pids := sys.pids()
+	cpu0 := make([]float64, len(pids))
+	for i, p := range pids {
+		cpu0[i] = cpuSeconds(p.pid)
+	}
+	rpc0 := map[string]int64{}
+	for _, c := range sys.counters {
+		for m, n := range c.Counts() {
+			rpc0[m] += n
+		}
+	}
+
+	if err := Create(ctx, fs, msgs, rate); err != nil {
+		return row, err
+	}
+	paths := make([]string, len(msgs))
+	for i, m := range msgs {
+		paths[i] = m.Path()
+	}
+	settleCtx, cancel := context.WithTimeout(ctx, cfg.Settle)
+	docs, err := WaitFinal(settleCtx, fs, paths, 250*time.Millisecond)
+	cancel()
+	if err != nil && docs == nil {
+		return row, err
+	}
+	sys.quiesce(ctx)
+
+	for i, p := range pids {
+		row.Procs = append(row.Procs, ProcStat{Name: p.name, CPU: cpuSeconds(p.pid) - cpu0[i], PeakMB: peakMB(p.pid)})
+	}
+	rpc := map[string]int64{}
+	var total int64
+	for _, c := range sys.counters {
+		for m, n := range c.Counts() {
+			rpc[m] += n
+			total += n
+		}
+	}
+	for m, n := range rpc0 {
+		rpc[m] -= n
+		total -= n
+	}
+	row.RPCs = float64(total) / float64(len(msgs))
+	row.RPCMethods = MethodsLine(rpc, float64(len(msgs)))
+
+	accepted, err := AcceptedMessages(ctx, sys.stack.SimulatorURL)
+	if err != nil {
+		return row, err
+	}
+	calledAt := map[string]time.Time{}
+	for _, a := range accepted {
+		calledAt[RefOf(a)] = a.AcceptedAt
+	}
+	var call, rec []time.Duration
+	var first, last time.Time
+	for _, m := range msgs {
+		d := docs[m.Path()]
+		if first.IsZero() || d.CreatedAt.Before(first) {
+			first = d.CreatedAt
+		}
+		if !d.Status.Final() {
+			continue
+		}
+		row.Final++
+		if d.Sent() {
+			row.Sent++
+			rec = append(rec, d.UpdatedAt.Sub(d.CreatedAt))
+			if d.UpdatedAt.After(last) {
+				last = d.UpdatedAt
+			}
+		}
+		if at, ok := calledAt[m.Ref.MessageID]; ok {
+			call = append(call, at.Sub(d.CreatedAt))
+		}
+	}
+	if span := last.Sub(first); span > 0 {
+		row.Throughput = float64(row.Sent) / span.Seconds()
+	}
+	row.CallP50, row.CallP99 = percentile(call, 0.50), percentile(call, 0.99)
+	row.RecordedP50, row.RecordedP99 = percentile(rec, 0.50), percentile(rec, 0.99)
+
+	report, err := Audit(ctx, fs, anc, sys.stack.SimulatorURL, all)
+	if err != nil {
+		return row, err
+	}
+	row.Violations = len(report.Violations)
+	return row, nil
+}
+
+// quiesce waits until the services' Firestore calls stop (the writes that
+// follow the message document's, such as the ancillary one), so they are
+// counted with this rate; at most 10 s.
+func (sys *system) quiesce(ctx context.Context) {
+	total := func() int64 {
+		var n int64
+		for _, c := range sys.counters {
+			n += c.Total()
+		}
+		return n
+	}
+	last := total()
+	for range 20 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		n := total()
+		if n == last {
+			return
+		}
+		last = n
+	}
+}
+
+func percentile(xs []time.Duration, q float64) time.Duration {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	i := int(q*float64(len(xs))+0.5) - 1
+	return xs[min(max(i, 0), len(xs)-1)]
+}
+
+// cpuSeconds is the user and system CPU time of pid (utime and stime of
+// /proc/<pid>/stat, in clock ticks of 1/100 s on Linux).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; fields are counted after its ')'.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100
+}
+
+// peakMB is the peak resident set (VmHWM) of pid in MiB.
+func peakMB(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// child is a program the harness runs beside the stack (seed-baseline).
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startChild(ctx context.Context, bin, logPath string, env []string, args ...string) (*child, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(c.done)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(logPath); err == nil && strings.Contains(string(b), "seed-baseline ready on ") {
+			return c, nil
+		}
+		select {
+		case <-c.done:
+			return nil, fmt.Errorf("%s %s exited before it was ready; see %s", bin, args[0], logPath)
+		case <-ctx.Done():
+			c.stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.stop()
+			return nil, errors.New(bin + " not ready within 30s; see " + logPath)
+		}
+	}
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+func (c *child) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
