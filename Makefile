@@ -69,6 +69,8 @@ demo: build
 run: build
 	bin/wadispatch-stack --bin bin --logs .run/logs run
 
-## bench: benchmarks of every package, with figures
-bench:
+## bench: benchmarks of every package, with figures; then the load harness
+## over the real processes at 25-200 messages/s, against the seed design
+bench: build
 	go test -run '^$$' -bench . -benchmem ./...
+	bin/wadispatch-bench --bin bin --logs .run/bench
