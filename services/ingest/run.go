@@ -46,8 +46,15 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	h := newIngester(fs, publisher, cfg, srv.Registry, log)
 	srv.Handle("/", h)
 	srv.Handle("/events/firestore", h)
+	statusPublisher := newStatusPublisher(ps, cfg)
+	defer statusPublisher.Stop()
+	srv.Handle(WebhookPath, &webhookReceiver{
+		appSecret: []byte(cfg.WebhookAppSecret), verifyToken: cfg.WebhookVerifyToken, publisher: statusPublisher,
+		timeout: cfg.HandlerTimeout, metrics: newWebhookMetrics(srv.Registry), log: log.WithField("endpoint", WebhookPath),
+	})
 	log.WithFields(logrus.Fields{
 		"addr": srv.Addr(), "database": cfg.FirestoreDatabase, "topic": cfg.TasksTopic, "defaultRegion": cfg.DefaultRegion,
+		"statusTopic": cfg.StatusTopic, "webhookAppSecretSet": cfg.WebhookAppSecret != "", "webhookVerifyTokenSet": cfg.WebhookVerifyToken != "",
 	}).Info("ingest starting")
 	return lifecycle.Run(ctx, func(ctx context.Context) error { return srv.Run(ctx, cfg.ShutdownGrace) })
 }

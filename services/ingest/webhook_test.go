@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/visn/wadispatch/pkg/topology"
+	"github.com/visn/wadispatch/pkg/whatsapp"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/tools/pubsubemu"
+	"github.com/visn/wadispatch/tools/whatsappsim"
+)
+
+const (
+	hookSecret  = "test-app-secret"
+	hookToken   = "test-verify-token"
+	hookPhone   = "100000000000001"
+	hookWAToken = "sim-token"
+)
+
+// hookEnv is the webhook receiver on a real HTTP server publishing to
+// pstest, with a receiver on the recorder's subscription and the WhatsApp
+// simulator posting signed webhooks to it.
+type hookEnv struct {
+	url     string
+	metrics *webhookMetrics
+	logs    *syncBuffer
+	sim     *whatsappsim.Simulator
+	simURL  string
+	pub     *pubsub.Publisher
+
+	mu       sync.Mutex
+	received []*pubsub.Message
+}
+
+func newHookEnv(t *testing.T, secret string, simTune func(*whatsappsim.Options)) *hookEnv {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := pubsubemu.StartForTest(t)
+	ps, err := pubsubemu.NewClient(ctx, addr, pubsubemu.TestProject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := newStatusPublisher(ps, spec{StatusTopic: topology.StatusEventsTopic, HandlerTimeout: 5 * time.Second})
+	e := &hookEnv{logs: &syncBuffer{}, metrics: newWebhookMetrics(prometheus.NewRegistry())}
+	l := logrus.New()
+	l.SetOutput(e.logs)
+	l.SetFormatter(&logrus.JSONFormatter{})
+	srv := httptest.NewServer(&webhookReceiver{appSecret: []byte(secret), verifyToken: hookToken, publisher: pub,
+		timeout: 5 * time.Second, metrics: e.metrics, log: logrus.NewEntry(l)})
+	e.url, e.pub = srv.URL+WebhookPath, pub
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = ps.Subscriber(topology.StatusEventsSubscription).Receive(ctx, func(_ context.Context, m *pubsub.Message) {
+			e.mu.Lock()
+			e.received = append(e.received, m)
+			e.mu.Unlock()
+			m.Ack()
+		})
+	}()
+
+	opts := whatsappsim.DefaultOptions()
+	opts.PhoneNumbers = map[string]string{hookPhone: hookWAToken}
+	opts.PairInterval = 0
+	opts.Webhook.URL, opts.Webhook.AppSecret = e.url, hookSecret
+	opts.Webhook.RetryBackoff = 20 * time.Millisecond
+	opts.Webhook.MaxAttempts = 2
+	if simTune != nil {
+		simTune(&opts)
+	}
+	e.sim, err = whatsappsim.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	simSrv := httptest.NewServer(e.sim.Handler())
+	e.simURL = simSrv.URL
+	t.Cleanup(func() {
+		simSrv.Close()
+		e.sim.Close()
+		srv.Close()
+		pub.Stop()
+		cancel()
+		<-done
+		_ = ps.Close()
+	})
+	return e
+}
+
+// send has the simulator accept a template to `to`, which starts its
+// status webhooks, and returns the wamid.
+func (e *hookEnv) send(t *testing.T, to string) string {
+	t.Helper()
+	c, err := whatsapp.NewClient(whatsapp.Config{BaseURL: e.simURL, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := whatsapp.TemplateMessage(to, "vehicle_ready", "en_GB", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent, err := c.Send(context.Background(), whatsapp.Sender{PhoneNumberID: hookPhone, APIVersion: "v23.0", Token: whatsapp.NewToken(hookWAToken)}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sent.MessageID
+}
+
+// waitFor waits until n messages were received and returns them.
+func (e *hookEnv) waitFor(t *testing.T, n int) []*pubsub.Message {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.mu.Lock()
+		got := append([]*pubsub.Message(nil), e.received...)
+		e.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d messages on the status subscription, want %d", len(got), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWebhookPublishesStatusesAndReplies(t *testing.T) {
+	e := newHookEnv(t, hookSecret, nil)
+	wamid := e.send(t, "447911123401")
+	inID, err := e.sim.RecordInbound(whatsappsim.Inbound{PhoneNumberID: hookPhone, From: "447911123401", Text: "On my way", ContextID: wamid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := e.waitFor(t, 4)
+	if err := e.sim.WaitWebhooks(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	statuses := map[wadispatchv1.MessageStatus]bool{}
+	var reply *wadispatchv1.InboundMessage
+	for _, m := range msgs {
+		switch m.Attributes["schema"] {
+		case "wadispatch.v1.StatusEvent":
+			var ev wadispatchv1.StatusEvent
+			if err := proto.Unmarshal(m.Data, &ev); err != nil || ev.GetWhatsappMessageId() != wamid || m.Attributes["wamid"] != wamid ||
+				ev.GetPhoneNumberId() != hookPhone || ev.GetTimestamp() == nil {
+				t.Errorf("status event %v (%v), attributes %v", &ev, err, m.Attributes)
+			}
+			statuses[ev.GetStatus()] = true
+		case "wadispatch.v1.InboundMessage":
+			reply = &wadispatchv1.InboundMessage{}
+			if err := proto.Unmarshal(m.Data, reply); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Errorf("attributes %v", m.Attributes)
+		}
+	}
+	if len(statuses) != 3 {
+		t.Errorf("statuses published: %v, want sent, delivered, read", statuses)
+	}
+	if reply.GetWhatsappMessageId() != inID || reply.GetFrom() != "+447911123401" || reply.GetText() != "On my way" ||
+		reply.GetContextMessageId() != wamid || reply.GetType() != "text" {
+		t.Errorf("inbound message %v", reply)
+	}
+	if got := testutil.ToFloat64(e.metrics.published.WithLabelValues("status")); got != 3 {
+		t.Errorf("status events published metric %v", got)
+	}
+	if c := e.sim.Counts(); c.WebhookAttemptsFailed != 0 {
+		t.Errorf("simulator counts %+v: a webhook was not answered 2xx", c)
+	}
+	if strings.Contains(e.logs.String(), hookSecret) || strings.Contains(e.logs.String(), hookToken) {
+		t.Error("a secret was logged")
+	}
+}
+
+func TestWebhookRefusesForgedSignatures(t *testing.T) {
+	e := newHookEnv(t, hookSecret, nil)
+	body := `{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"wamid.x","status":"read","timestamp":"1"}]}}]}]}`
+	for name, sig := range map[string]string{
+		"unsigned":     "",
+		"other secret": whatsappsim.Sign("not-the-secret", []byte(body)),
+		"garbage":      "sha256=xyz",
+	} {
+		req, _ := http.NewRequest(http.MethodPost, e.url, strings.NewReader(body))
+		if sig != "" {
+			req.Header.Set(whatsappsim.SignatureHeader, sig)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: HTTP %d, want 401", name, resp.StatusCode)
+		}
+	}
+	for reason, want := range map[string]float64{"missing": 1, "mismatch": 1, "malformed": 1} {
+		if got := testutil.ToFloat64(e.metrics.refused.WithLabelValues(reason)); got != want {
+			t.Errorf("signature failures{reason=%s} = %v, want %v", reason, got, want)
+		}
+	}
+	// A correctly signed copy goes through, so the 401s were the signature's.
+	req, _ := http.NewRequest(http.MethodPost, e.url, strings.NewReader(body))
+	req.Header.Set(whatsappsim.SignatureHeader, whatsappsim.Sign(hookSecret, []byte(body)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("signed body: HTTP %d", resp.StatusCode)
+	}
+	if got := e.waitFor(t, 1); len(got) != 1 {
+		t.Errorf("published %d messages, want only the signed one", len(got))
+	}
+}
+
+func TestWebhookVerificationHandshake(t *testing.T) {
+	e := newHookEnv(t, hookSecret, nil)
+	if err := whatsappsim.VerifyWebhook(context.Background(), nil, e.url, hookToken); err != nil {
+		t.Fatal(err)
+	}
+	if err := whatsappsim.VerifyWebhook(context.Background(), nil, e.url, "wrong"); err == nil {
+		t.Fatal("a wrong verify token was accepted")
+	}
+	resp, err := http.Get(e.url + "?" + url.Values{"hub.mode": {"unsubscribe"}, "hub.verify_token": {hookToken}, "hub.challenge": {"1"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("mode unsubscribe: HTTP %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestWebhookAnswers(t *testing.T) {
+	e := newHookEnv(t, "", nil)
+	post := func(body string, sign bool) int {
+		req, _ := http.NewRequest(http.MethodPost, e.url, strings.NewReader(body))
+		if sign {
+			req.Header.Set(whatsappsim.SignatureHeader, whatsappsim.Sign(hookSecret, []byte(body)))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Without an app secret nothing can be verified: Meta is asked to retry.
+	if got := post(`{}`, true); got != http.StatusServiceUnavailable {
+		t.Errorf("unconfigured: HTTP %d, want 503", got)
+	}
+	e = newHookEnv(t, hookSecret, nil)
+	if got := post(`{"object":"page"}`, true); got != http.StatusOK {
+		t.Errorf("signed non-WhatsApp body: HTTP %d, want 200 (a retry brings the same body)", got)
+	}
+	if got := post(strings.Repeat("x", maxWebhookBytes+1), true); got != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: HTTP %d, want 413", got)
+	}
+	// A publish that fails is answered 5xx, so that Meta delivers again.
+	e.pub.Stop()
+	if got := post(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"w","status":"read"}]}}]}]}`, true); got != http.StatusServiceUnavailable {
+		t.Errorf("publish failed: HTTP %d, want 503", got)
+	}
+	req, _ := http.NewRequest(http.MethodPut, e.url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("PUT: HTTP %d", resp.StatusCode)
+	}
+}
