@@ -151,9 +151,13 @@ type ClaimSendResponse struct {
 	LeaseExpiresAt *timestamppb.Timestamp     `protobuf:"bytes,3,opt,name=lease_expires_at,json=leaseExpiresAt,proto3" json:"lease_expires_at,omitempty"`
 	Result         *SendResult                `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
 	// Why, for DONE / IN_FLIGHT / UNKNOWN.
-	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For a SEND of a text message: when the driver last wrote to the task's
+	// business phone number (the ancillary database's driver record), unset
+	// when never. WhatsApp takes free-form text only within 24 hours of it.
+	DriverLastInboundAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=driver_last_inbound_at,json=driverLastInboundAt,proto3" json:"driver_last_inbound_at,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ClaimSendResponse) Reset() {
@@ -219,6 +223,13 @@ func (x *ClaimSendResponse) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *ClaimSendResponse) GetDriverLastInboundAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DriverLastInboundAt
+	}
+	return nil
 }
 
 type RecordResultRequest struct {
@@ -990,13 +1001,14 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x10ClaimSendRequest\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.wadispatch.v1.SendTaskR\x04task\x12\x1a\n" +
 	"\bclaimant\x18\x02 \x01(\tR\bclaimant\x12/\n" +
-	"\x05lease\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"\x80\x03\n" +
+	"\x05lease\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"\xd1\x03\n" +
 	"\x11ClaimSendResponse\x12E\n" +
 	"\bdecision\x18\x01 \x01(\x0e2).wadispatch.v1.ClaimSendResponse.DecisionR\bdecision\x12\x19\n" +
 	"\bclaim_id\x18\x02 \x01(\tR\aclaimId\x12D\n" +
 	"\x10lease_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0eleaseExpiresAt\x121\n" +
 	"\x06result\x18\x04 \x01(\v2\x19.wadispatch.v1.SendResultR\x06result\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"x\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12O\n" +
+	"\x16driver_last_inbound_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x13driverLastInboundAt\"x\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rDECISION_SEND\x10\x01\x12\x11\n" +
@@ -1115,41 +1127,42 @@ var file_wadispatch_v1_recorder_proto_depIdxs = []int32{
 	0,  // 2: wadispatch.v1.ClaimSendResponse.decision:type_name -> wadispatch.v1.ClaimSendResponse.Decision
 	18, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
 	19, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
-	19, // 5: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
-	9,  // 6: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
-	20, // 7: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
-	9,  // 8: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
-	9,  // 9: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
-	21, // 10: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
-	22, // 11: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
-	18, // 12: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
-	18, // 13: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
-	18, // 14: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
-	18, // 15: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
-	18, // 16: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
-	18, // 17: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
-	9,  // 18: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
-	9,  // 19: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
-	9,  // 20: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
-	1,  // 21: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
-	3,  // 22: wadispatch.v1.Recorder.RecordResult:input_type -> wadispatch.v1.RecordResultRequest
-	5,  // 23: wadispatch.v1.Recorder.ApplyStatus:input_type -> wadispatch.v1.ApplyStatusRequest
-	7,  // 24: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
-	10, // 25: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
-	12, // 26: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
-	14, // 27: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
-	2,  // 28: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
-	4,  // 29: wadispatch.v1.Recorder.RecordResult:output_type -> wadispatch.v1.RecordResultResponse
-	6,  // 30: wadispatch.v1.Recorder.ApplyStatus:output_type -> wadispatch.v1.ApplyStatusResponse
-	8,  // 31: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
-	11, // 32: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
-	13, // 33: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
-	15, // 34: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
-	28, // [28:35] is the sub-list for method output_type
-	21, // [21:28] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	18, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
+	19, // 6: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
+	9,  // 7: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
+	20, // 8: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
+	9,  // 9: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
+	9,  // 10: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
+	21, // 11: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
+	22, // 12: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
+	18, // 13: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
+	18, // 14: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
+	18, // 15: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
+	18, // 16: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
+	18, // 17: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
+	18, // 18: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
+	9,  // 19: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
+	9,  // 20: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
+	9,  // 21: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
+	1,  // 22: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
+	3,  // 23: wadispatch.v1.Recorder.RecordResult:input_type -> wadispatch.v1.RecordResultRequest
+	5,  // 24: wadispatch.v1.Recorder.ApplyStatus:input_type -> wadispatch.v1.ApplyStatusRequest
+	7,  // 25: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
+	10, // 26: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
+	12, // 27: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
+	14, // 28: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
+	2,  // 29: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
+	4,  // 30: wadispatch.v1.Recorder.RecordResult:output_type -> wadispatch.v1.RecordResultResponse
+	6,  // 31: wadispatch.v1.Recorder.ApplyStatus:output_type -> wadispatch.v1.ApplyStatusResponse
+	8,  // 32: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
+	11, // 33: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
+	13, // 34: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
+	15, // 35: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
+	29, // [29:36] is the sub-list for method output_type
+	22, // [22:29] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_recorder_proto_init() }
