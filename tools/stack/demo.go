@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/tools/whatsappsim"
@@ -259,9 +260,9 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 			return false, err
 		}
 		path := dispatch.AncillaryPath(driver, DemoEnquiry)
-		ids, err := stringsField(ctx, anc, path, "arrayOfWhatsappMessageIds")
+		ids, err := s.WaitForAncillaryID(ctx, anc, path, o.WAMID)
 		if err != nil {
-			return false, err
+			fmt.Fprintf(w, "ancillary %s: %v\n", path, err)
 		}
 		has := contains(ids, o.WAMID)
 		ok = ok && has
@@ -409,24 +410,33 @@ func intField(ctx context.Context, fs *firestore.Client, path, field string) (in
 	return n, nil
 }
 
-func stringsField(ctx context.Context, fs *firestore.Client, path, field string) ([]string, error) {
-	snap, err := fs.Doc(path).Get(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+// WaitForAncillaryID waits until the ancillary record at path holds wamid
+// in arrayOfWhatsappMessageIds and returns the array. The recorder writes it
+// just after the message document (another database, so not in the same
+// commit), so a reader may see the status a moment before the record.
+func (s *Stack) WaitForAncillaryID(ctx context.Context, anc *firestore.Client, path, wamid string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		var ids []string
+		snap, err := anc.Doc(path).Get(ctx)
+		if err == nil {
+			raw, _ := snap.Data()["arrayOfWhatsappMessageIds"].([]any)
+			for _, x := range raw {
+				ids = append(ids, fmt.Sprint(x))
+			}
+			if contains(ids, wamid) {
+				return ids, nil
+			}
+		} else if status.Code(err) != codes.NotFound {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ids, fmt.Errorf("%s never held %s: %w", path, wamid, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	v, err := snap.DataAt(field)
-	if err != nil {
-		return nil, fmt.Errorf("%s.%s: %w", path, field, err)
-	}
-	raw, ok := v.([]any)
-	if !ok {
-		return nil, errors.New(path + "." + field + " is not an array")
-	}
-	out := make([]string, len(raw))
-	for i, x := range raw {
-		out[i] = fmt.Sprint(x)
-	}
-	return out, nil
 }
 
 func contains(xs []string, x string) bool {

@@ -88,10 +88,11 @@ func TestSeedFlowFieldByField(t *testing.T) {
 	if _, ok := text["sentAt"].(time.Time); !ok {
 		t.Errorf("sentAt = %v", text["sentAt"])
 	}
-	ancillary := getDoc(t, ctx, anc, dispatch.AncillaryPath(textDriver, stack.DemoEnquiry))
-	if ids, _ := ancillary["arrayOfWhatsappMessageIds"].([]any); len(ids) != 1 || ids[0] != wamid {
-		t.Errorf("ancillary arrayOfWhatsappMessageIds = %v, want [%s]", ancillary["arrayOfWhatsappMessageIds"], wamid)
+	ancPath := dispatch.AncillaryPath(textDriver, stack.DemoEnquiry)
+	if ids, err := s.WaitForAncillaryID(ctx, anc, ancPath, wamid); err != nil || len(ids) != 1 {
+		t.Errorf("ancillary arrayOfWhatsappMessageIds = %v (%v), want [%s]", ids, err, wamid)
 	}
+	ancillary := getDoc(t, ctx, anc, ancPath)
 	if ancillary["leaseId"] != stack.DemoLease || ancillary["enquiryId"] != stack.DemoEnquiry {
 		t.Errorf("ancillary details = %v", ancillary)
 	}
