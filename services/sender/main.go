@@ -30,7 +30,7 @@ type spec struct {
 
 	WhatsAppBaseURL    string        `envconfig:"SENDER_WHATSAPP_BASE_URL" default:"https://graph.facebook.com" desc:"WhatsApp Cloud API base URL (the simulator's locally)"`
 	WhatsAppTimeout    time.Duration `envconfig:"SENDER_WHATSAPP_TIMEOUT" default:"10s" desc:"timeout of one WhatsApp call"`
-	WhatsAppAPIVersion string        `envconfig:"SENDER_WHATSAPP_API_VERSION" default:"v21.0" desc:"Graph API version for leases that name none"`
+	WhatsAppAPIVersion string        `envconfig:"SENDER_WHATSAPP_API_VERSION" default:"v23.0" desc:"Graph API version for leases that name none"`
 
 	RatePerNumber float64       `envconfig:"SENDER_RATE_PER_NUMBER" default:"60" desc:"messages per second per business phone number (WhatsApp allows 80 by default)"`
 	RateBurst     int           `envconfig:"SENDER_RATE_BURST" default:"5" desc:"burst of the per-number rate limiter"`
