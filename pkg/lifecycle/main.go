@@ -5,11 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/tracing"
 )
 
 // Spec is a service's environment: a struct embedding config.Service.
@@ -19,8 +21,8 @@ type Spec interface {
 
 // Main is the whole of a service's main: `-help-env` prints the variables
 // spec reads; otherwise spec is loaded from the environment, the logger
-// built, and run called until it returns. A bad environment exits 2, a
-// failed run 1.
+// built, tracing set up from the OTEL_* variables (pkg/tracing), and run
+// called until it returns. A bad environment exits 2, a failed run 1.
 func Main(service string, spec Spec, run func(ctx context.Context, log *logrus.Entry) error) {
 	helpEnv := flag.Bool("help-env", false, "print the environment variables "+service+" reads and exit")
 	flag.Parse()
@@ -41,7 +43,20 @@ func Main(service string, spec Spec, run func(ctx context.Context, log *logrus.E
 		fmt.Fprintln(os.Stderr, service+":", err)
 		os.Exit(2)
 	}
-	if err := run(context.Background(), log); err != nil {
+	tp, err := tracing.Setup(context.Background(), service, log)
+	if err != nil {
+		log.WithError(err).Error("tracing from the OTEL_* environment")
+		os.Exit(2)
+	}
+	log.WithField("exporter", tp.Exporter).Debug("tracing set up")
+	err = run(context.Background(), log)
+	// os.Exit skips deferred calls: flush the spans of the last messages first.
+	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if ferr := tp.Shutdown(flushCtx); ferr != nil {
+		log.WithError(ferr).Warn("spans not flushed")
+	}
+	cancel()
+	if err != nil {
 		log.WithError(err).Error(service + " stopped")
 		os.Exit(1)
 	}

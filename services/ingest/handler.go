@@ -20,6 +20,7 @@ import (
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/firestoreevent"
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/tracing"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -109,9 +110,10 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in.metrics.received.WithLabelValues(typeLabel(ce.Type())).Inc()
-	in.log.WithFields(logrus.Fields{"eventId": ce.ID(), "type": ce.Type()}).Debug("event received")
+	ctx, span := startEventSpan(r, ce)
+	logging.WithContext(ctx, in.log).WithFields(logrus.Fields{"eventId": ce.ID(), "type": ce.Type()}).Debug("event received")
 
-	ctx, cancel := context.WithTimeout(r.Context(), in.timeout)
+	ctx, cancel := context.WithTimeout(ctx, in.timeout)
 	defer cancel()
 	// CloudEvents ids are unique per source, not globally.
 	res, dup := in.dedupe.do(ctx, ce.Source()+" "+ce.ID(), func() result { return in.handle(ctx, ce) })
@@ -170,6 +172,7 @@ func (in *ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body["messagePath"] = res.messagePath
 	}
 	in.metrics.observe(res.outcome, start)
+	endEventSpan(span, res)
 	writeJSON(w, code, body)
 }
 
@@ -242,13 +245,13 @@ func (in *ingester) publish(ctx context.Context, task *wadispatchv1.SendTask) (s
 	id, err := in.publisher.Publish(ctx, &pubsub.Message{
 		Data:        data,
 		OrderingKey: key,
-		Attributes: map[string]string{
+		Attributes: tracing.Inject(ctx, map[string]string{
 			"messagePath": task.MessageDocId,
 			"leaseId":     task.LeaseId,
 			"type":        dispatch.Label(task.Type),
 			"eventId":     task.EventId,
 			"schema":      taskSchema,
-		},
+		}),
 	}).Get(ctx)
 	if err != nil {
 		// A failed publish pauses its ordering key until resumed.

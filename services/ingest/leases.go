@@ -14,6 +14,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/chatmessage"
 	"github.com/visn/wadispatch/pkg/firestoreevent"
+	"github.com/visn/wadispatch/pkg/logging"
 )
 
 // leaseConfigs reads leases' WhatsApp configurations and keeps them for a
@@ -94,11 +95,11 @@ func (c *leaseConfigs) load(ctx context.Context, leaseID string) (leaseEntry, er
 	}
 	cfg, err := chatmessage.ParseWhatsAppConfig(data, c.defaults)
 	if err != nil {
-		c.log.WithError(err).WithField("leaseId", leaseID).Debug("lease has no usable WhatsApp configuration")
+		logging.WithContext(ctx, c.log).WithError(err).WithField("leaseId", leaseID).Debug("lease has no usable WhatsApp configuration")
 		return leaseEntry{err: err, expires: c.now().Add(c.missTTL)}, nil
 	}
 	// The token reference names a secret: only whether it is set is logged.
-	c.log.WithFields(logrus.Fields{
+	logging.WithContext(ctx, c.log).WithFields(logrus.Fields{
 		"leaseId": leaseID, "phoneNumberId": cfg.PhoneNumberID, "apiVersion": cfg.APIVersion,
 		"templateLanguage": cfg.TemplateLanguage, "tokenRefSet": cfg.TokenRef != "",
 	}).Debug("lease WhatsApp configuration loaded")

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/visn/wadispatch/pkg/tracing"
+)
+
+// startEventSpan starts the span of handling one CloudEvent: the message's
+// trace continues Eventarc's when the event carries one, and starts here
+// otherwise. The task's Pub/Sub attributes carry it on to the sender.
+func startEventSpan(r *http.Request, ce *event.Event) (context.Context, trace.Span) {
+	return tracing.Tracer().Start(tracing.FromCloudEvent(r.Context(), ce, r.Header), "ingest event",
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("cloudevents.event_id", ce.ID()),
+			attribute.String("cloudevents.event_source", ce.Source()),
+			attribute.String("cloudevents.event_type", ce.Type()),
+		))
+}
+
+// endEventSpan records how the event ended; a transient failure, which
+// Eventarc retries, marks the span as an error.
+func endEventSpan(span trace.Span, res result) {
+	span.SetAttributes(attribute.String("wadispatch.outcome", res.outcome))
+	if res.messagePath != "" {
+		span.SetAttributes(attribute.String("wadispatch.message_path", res.messagePath))
+	}
+	if res.reason != "" {
+		span.SetAttributes(attribute.String("wadispatch.reason", res.reason))
+	}
+	if res.outcome == outcomeRetry && res.err != nil {
+		span.SetStatus(codes.Error, res.err.Error())
+	}
+	span.End()
+}

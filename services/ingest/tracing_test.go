@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/visn/wadispatch/pkg/tracing"
+)
+
+// recordSpans installs, for one test, what tracing.Setup installs, with the
+// spans kept in memory.
+func recordSpans(t *testing.T) *tracetest.SpanRecorder {
+	t.Helper()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() {
+		otel.SetTracerProvider(prevTP)
+		otel.SetTextMapPropagator(prevProp)
+		_ = tp.Shutdown(context.Background())
+	})
+	return rec
+}
+
+// The task continues the trace of Eventarc's event: its traceparent names
+// ingest's span, whose parent is the event's, and every log line about the
+// event carries that trace.
+func TestTaskContinuesTheEventsTrace(t *testing.T) {
+	rec := recordSpans(t)
+	e := newEnv(t, nil)
+	e.seedLeaseAndEnquiry(t)
+	const eventTrace, eventSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	req := chatEvent("ev-traced", msgPath, textMessage(), time.Now()).Binary(e.url)
+	req.Header.Set("Ce-Traceparent", "00-"+eventTrace+"-"+eventSpan+"-01")
+	if a := e.post(t, req); a.code != http.StatusOK || a.body["outcome"] != outcomePublished {
+		t.Fatalf("answer %d %v", a.code, a.body)
+	}
+	m := e.onlyTask(t, "ev-traced")
+
+	var ingestSpan sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "ingest event" {
+			ingestSpan = s
+		}
+	}
+	if ingestSpan == nil {
+		t.Fatal("no ingest event span ended")
+	}
+	if got := ingestSpan.SpanContext().TraceID().String(); got != eventTrace || ingestSpan.Parent().SpanID().String() != eventSpan {
+		t.Errorf("ingest span in trace %s under %s, want %s under %s", got, ingestSpan.Parent().SpanID(), eventTrace, eventSpan)
+	}
+	task := trace.SpanContextFromContext(tracing.Extract(context.Background(), m.Attributes))
+	if task.TraceID().String() != eventTrace || task.SpanID() != ingestSpan.SpanContext().SpanID() {
+		t.Errorf("task traceparent %q, want trace %s span %s", m.Attributes["traceparent"], eventTrace, ingestSpan.SpanContext().SpanID())
+	}
+
+	want := "projects/" + project + "/traces/" + eventTrace
+	lines := 0
+	for _, l := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if line["eventId"] != "ev-traced" {
+			continue
+		}
+		lines++
+		if line["logging.googleapis.com/trace"] != want {
+			t.Errorf("log line %q lacks trace %s", l, want)
+		}
+	}
+	if lines < 2 {
+		t.Errorf("%d log lines about the event, want its received and published lines", lines)
+	}
+}
+
+// Without a traceparent the message's trace starts in ingest.
+func TestUntracedEventStartsATrace(t *testing.T) {
+	recordSpans(t)
+	e := newEnv(t, nil)
+	e.seedLeaseAndEnquiry(t)
+	if a := e.post(t, chatEvent("ev-untraced", msgPath, textMessage(), time.Now()).Binary(e.url)); a.code != http.StatusOK {
+		t.Fatalf("answer %d %v", a.code, a.body)
+	}
+	m := e.onlyTask(t, "ev-untraced")
+	if sc := trace.SpanContextFromContext(tracing.Extract(context.Background(), m.Attributes)); !sc.IsValid() || !sc.IsSampled() {
+		t.Errorf("task traceparent %q: want a new sampled trace", m.Attributes["traceparent"])
+	}
+}
