@@ -18,7 +18,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/topology"
+	"github.com/visn/wadispatch/pkg/tracing"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
@@ -155,13 +157,15 @@ const (
 func (p *Processor) Process(ctx context.Context, d Delivery) Verdict {
 	p.metrics.inFlight.Inc()
 	defer p.metrics.inFlight.Dec()
+	ctx, span := startSpan(ctx, d)
 	v := p.process(ctx, d)
+	endSpan(span, v)
 	p.metrics.tasks.WithLabelValues(string(v.Outcome), strconv.FormatBool(v.Ack)).Inc()
 	return v
 }
 
 func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
-	log := p.log.WithField("deliveryAttempt", d.Attempt)
+	log := logging.WithContext(ctx, p.log).WithField("deliveryAttempt", d.Attempt)
 	task := &wadispatchv1.SendTask{}
 	if err := proto.Unmarshal(d.Data, task); err != nil {
 		return p.poison(log.WithField("messagePath", d.Attributes["messagePath"]), "undecodable", err)
@@ -501,7 +505,7 @@ func (p *Processor) publishResult(ctx context.Context, task *wadispatchv1.SendTa
 		"outcome":     dispatch.Label(r.GetOutcome()),
 		"schema":      string(proto.MessageName(r)),
 	}
-	if err := p.publisher.Publish(ctx, topology.ResultsTopic, data, attrs); err != nil {
+	if err := p.publisher.Publish(ctx, topology.ResultsTopic, data, tracing.Inject(ctx, attrs)); err != nil {
 		return fmt.Errorf("publish result to %s: %w", topology.ResultsTopic, err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
@@ -36,6 +37,8 @@ func dialRecorder(addr string) (*recorderConn, error) {
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(retryUnavailable),
+		// Claims join the trace of the task being sent.
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
 		// Pings keep idle connections through load balancers and notice a
 		// dead recorder before a claim waits on it.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),

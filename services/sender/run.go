@@ -39,7 +39,7 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 		defer sm.Close()
 		secrets = sm
 	}
-	wa, err := whatsapp.NewClient(whatsapp.Config{BaseURL: cfg.WhatsAppBaseURL, Timeout: cfg.WhatsAppTimeout, MaxIdleConnsPerHost: cfg.MaxInFlight})
+	wa, err := whatsapp.NewClient(whatsapp.Config{BaseURL: cfg.WhatsAppBaseURL, Timeout: cfg.WhatsAppTimeout, HTTPClient: whatsAppHTTPClient(cfg.MaxInFlight)})
 	if err != nil {
 		return err
 	}
