@@ -56,6 +56,7 @@ func (s *Service) HandleResult(ctx context.Context, data []byte, attrs map[strin
 func (s *Service) statusHandlers() map[string]func(context.Context, []byte) Verdict {
 	return map[string]func(context.Context, []byte) Verdict{
 		schemaStatusEvent: s.handleStatusEvent,
+		schemaInbound:     s.handleInbound,
 	}
 }
 

@@ -390,12 +390,25 @@ type statusPlan struct {
 func decideStatus(st *stateDoc, ev *wadispatchv1.StatusEvent, now time.Time) statusPlan {
 	to := dispatch.StatusFromProto(ev.GetStatus())
 	from := dispatch.Status(st.Status)
-	if !dispatch.CanMove(from, to) {
-		return statusPlan{reason: fmt.Sprintf("status %s may not move to %s", from, to)}
-	}
 	at := now
 	if t := ev.GetTimestamp(); t != nil {
 		at = t.AsTime()
+	}
+	if !dispatch.CanMove(from, to) {
+		if from == dispatch.StatusRead && to == dispatch.StatusDelivered && st.DeliveredAt.IsZero() {
+			// Webhooks out of order: read came first. The status stays,
+			// the delivery time is still worth knowing.
+			p := statusPlan{
+				apply:   true,
+				reason:  "delivered after read: deliveredAt filled, status kept",
+				state:   map[string]any{"deliveredAt": at, "updatedAt": now},
+				message: map[string]any{"deliveredAt": at},
+				after:   *st,
+			}
+			p.after.DeliveredAt, p.after.UpdatedAt = at, now
+			return p
+		}
+		return statusPlan{reason: fmt.Sprintf("status %s may not move to %s", from, to)}
 	}
 	p := statusPlan{
 		apply:   true,

@@ -189,12 +189,22 @@ func TestDecideStatus(t *testing.T) {
 		{dispatch.StatusSent, wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT, false},
 	}
 	for _, c := range cases {
-		p := decideStatus(&stateDoc{Status: string(c.from)}, ev(c.to), t0.Add(time.Second))
+		st := &stateDoc{Status: string(c.from)}
+		if c.from == dispatch.StatusDelivered || c.from == dispatch.StatusRead {
+			st.DeliveredAt = t0
+		}
+		p := decideStatus(st, ev(c.to), t0.Add(time.Second))
 		if p.apply != c.apply {
 			t.Errorf("%s → %v: apply %v, want %v (%s)", c.from, c.to, p.apply, c.apply, p.reason)
 		}
 	}
-	p := decideStatus(&stateDoc{Status: "SENT"}, ev(read), t0.Add(time.Second))
+	// Read came before delivered: the delivery time is filled in, the
+	// status stays READ.
+	p := decideStatus(&stateDoc{Status: "READ"}, ev(delivered), t0.Add(time.Second))
+	if _, moves := p.message[fStatus]; !p.apply || moves || p.message["deliveredAt"] != t0 || p.after.Status != "READ" {
+		t.Errorf("delivered after read: plan %+v", p)
+	}
+	p = decideStatus(&stateDoc{Status: "SENT"}, ev(read), t0.Add(time.Second))
 	if p.message["readAt"] != t0 || p.state["readAt"] != t0 || p.message[fStatus] != "READ" {
 		t.Errorf("read plan %+v", p)
 	}

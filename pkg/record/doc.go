@@ -20,6 +20,15 @@
 //   - ancillary database, whatsapp/{driver}/enquiryMessages/{enquiryId}:
 //     arrayOfWhatsappMessageIds (arrayUnion) and details, written after the
 //     commit and retried until it lands before a result counts as recorded.
+//     A driver's reply adds lastInboundAt and lastInboundMessageId.
+//   - ancillary database, whatsapp/{driver}: the driver's 24-hour window,
+//     lastInboundAt and lastInboundAtByPhoneNumberId.{phoneNumberId}, moved
+//     forward only; ClaimSend of a text message reads it once and answers
+//     driver_last_inbound_at.
+//   - a driver's reply: a chatMessages document with source "driver" in the
+//     enquiry of the message it quotes (wamid index) or of the driver's
+//     latest record (lastMessageAt), id DriverReplyDocID(wamid), created
+//     only if absent (inbound.go).
 //
 // Indexes the queries need on Firestore (collection group `dispatch`,
 // single-field, collection-group scope): status (ListUnknown),

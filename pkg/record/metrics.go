@@ -14,6 +14,7 @@ type Metrics struct {
 	ancillaryRetry prometheus.Counter
 	recordLatency  prometheus.Histogram
 	swept          prometheus.Counter
+	inbound        *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -48,7 +49,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wadispatch_recorder_expired_claims_marked_unknown_total",
 			Help: "Claims the sweeper found expired without an outcome and marked UNKNOWN.",
 		}),
+		inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_driver_replies_total",
+			Help: "Driver replies from WhatsApp webhooks, by outcome (recorded, duplicate, no_enquiry: window recorded, no conversation to attach the reply to).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept)
+	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.inbound)
 	return m
 }

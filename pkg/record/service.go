@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -35,6 +36,10 @@ type Config struct {
 	// AncillaryAttemptTimeout bounds one try of the ancillary write, so a
 	// hung connection is retried (and logged) instead of waited on. Default 10s.
 	AncillaryAttemptTimeout time.Duration
+	// IndexWait is how long a status event whose wamid is not indexed yet
+	// waits for the result that indexes it (webhooks often overtake it)
+	// before it is nacked. Default 5s.
+	IndexWait time.Duration
 	// Metrics; nil registers a set on a registry of its own.
 	Metrics *Metrics
 }
@@ -67,6 +72,9 @@ func (c *Config) defaults() error {
 	}
 	if c.AncillaryAttemptTimeout <= 0 {
 		c.AncillaryAttemptTimeout = 10 * time.Second
+	}
+	if c.IndexWait <= 0 {
+		c.IndexWait = 5 * time.Second
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(prometheus.NewRegistry())
@@ -230,10 +238,22 @@ func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequ
 		return nil, invalid("task: %v", err)
 	}
 	log := s.log.WithFields(logrus.Fields{"messagePath": ref.Path(), "claimant": c.Claimant, "eventId": task.GetEventId()})
+	// The sender checks WhatsApp's 24-hour window before sending free-form
+	// text. Read before claiming: a failed read then leaves no claim behind.
+	var lastInbound *timestamppb.Timestamp
+	if task.GetType() == wadispatchv1.MessageType_MESSAGE_TYPE_TEXT {
+		if lastInbound, err = s.lastInbound(ctx, task.GetDriverMobileNumber(), task.GetLeaseWhatsappDetails().GetPhoneNumberId()); err != nil {
+			log.WithError(err).Warn("claim not decided")
+			return nil, err
+		}
+	}
 	resp, err := s.claim(ctx, c, taskMap)
 	if err != nil {
 		log.WithError(err).Warn("claim not decided")
 		return nil, err
+	}
+	if resp.GetDecision() == wadispatchv1.ClaimSendResponse_DECISION_SEND {
+		resp.DriverLastInboundAt = lastInbound
 	}
 	s.m.claims.WithLabelValues(dispatch.Label(resp.GetDecision())).Inc()
 	log.WithFields(logrus.Fields{"decision": resp.GetDecision().String(), "reason": resp.GetReason()}).Info("claim decided")
@@ -499,7 +519,7 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 		return nil, invalid("event.status %v: want SENT, DELIVERED, READ or FAILED", ev.GetStatus())
 	}
 	log := s.log.WithFields(logrus.Fields{"wamid": wamid, "status": ev.GetStatus().String()})
-	snap, err := s.db.Doc(indexPath(wamid)).Get(ctx)
+	snap, err := s.readIndex(ctx, wamid)
 	if status.Code(err) == codes.NotFound {
 		s.m.statusEvents.WithLabelValues("not_indexed").Inc()
 		// The result that indexes the wamid may still be on its way.

@@ -179,7 +179,7 @@ func TestFailureResultRecordsTheWhatsAppError(t *testing.T) {
 
 func TestStatusNeverMovesBackward(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{cfg: record.Config{IndexWait: 200 * time.Millisecond}})
 	task := e.newMessage(t, "m1")
 	r := sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A")
 	e.record(t, r)
