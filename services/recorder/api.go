@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -31,7 +33,11 @@ func newAPIServer(addr string, rec wadispatchv1.RecorderServer) (*apiServer, err
 	if err != nil {
 		return nil, fmt.Errorf("grpc listen on %s: %w", addr, err)
 	}
-	a := &apiServer{ln: ln, srv: grpc.NewServer(), health: health.NewServer()}
+	a := &apiServer{ln: ln, srv: grpc.NewServer(
+		// Calls join the caller's trace (a sender's task, wadispatchctl);
+		// probes would only add a trace each.
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
+	), health: health.NewServer()}
 	wadispatchv1.RegisterRecorderServer(a.srv, rec)
 	healthpb.RegisterHealthServer(a.srv, a.health)
 	reflection.Register(a.srv)

@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/visn/wadispatch/pkg/lifecycle"
+	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/record"
 )
 
@@ -45,7 +46,9 @@ func consume(sub *pubsub.Subscriber, maxOutstanding int, timeout time.Duration, 
 		err := sub.Receive(ctx, func(ctx context.Context, msg *pubsub.Message) {
 			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 			defer cancel()
+			hctx, span := startSpan(hctx, name, msg)
 			v := h(hctx, msg.Data, msg.Attributes)
+			endSpan(span, v)
 			verdict := "nack"
 			if v.Ack {
 				verdict = "ack"
@@ -57,7 +60,7 @@ func consume(sub *pubsub.Subscriber, maxOutstanding int, timeout time.Duration, 
 			if v.Poison {
 				m.poison.WithLabelValues(name, v.Reason).Inc()
 			}
-			log.WithFields(logrus.Fields{"subscription": name, "messageId": msg.ID, "messagePath": msg.Attributes["messagePath"],
+			logging.WithContext(hctx, log).WithFields(logrus.Fields{"subscription": name, "messageId": msg.ID, "messagePath": msg.Attributes["messagePath"],
 				"verdict": verdict, "reason": v.Reason}).Debug("pubsub message handled")
 		})
 		if err != nil {
