@@ -84,7 +84,15 @@ type Config struct {
 	InFlightRecheck time.Duration
 	// DefaultAPIVersion is used when a lease carries no Graph API version.
 	DefaultAPIVersion string
+	// EnforceWindow fails free-form text to a driver who has not written
+	// within CustomerServiceWindow (the claim says when they last did)
+	// without calling WhatsApp, which would refuse it (131047).
+	EnforceWindow bool
 }
+
+// CustomerServiceWindow is how long after a driver's last message WhatsApp
+// accepts free-form text to them; templates are accepted at any time.
+const CustomerServiceWindow = 24 * time.Hour
 
 // Processor runs the procedure; it is safe for concurrent use.
 type Processor struct {
@@ -149,6 +157,9 @@ type Verdict struct {
 const (
 	ReasonTokenUnavailable = "token_unavailable"
 	ReasonRetriesExhausted = "retries_exhausted"
+	// ReasonOutsideWindow: free-form text to a driver who has not written
+	// within CustomerServiceWindow; not sent.
+	ReasonOutsideWindow = "outside_24h_window"
 )
 
 // Process handles one delivery. It never panics on bad input, and returns
@@ -253,6 +264,10 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 	case tokenErr != nil:
 		log.WithError(tokenErr).Warn("no token for the lease; recording FAILED")
 		result.Error = &wadispatchv1.WhatsAppError{Reason: ReasonTokenUnavailable, Message: tokenErr.Error()}
+	case p.cfg.EnforceWindow && task.GetType() == wadispatchv1.MessageType_MESSAGE_TYPE_TEXT && outsideWindow(claim.GetDriverLastInboundAt(), p.clock.Now()):
+		msg := windowMessage(claim.GetDriverLastInboundAt())
+		log.WithField("reason", ReasonOutsideWindow).Warn(msg + "; recording FAILED without calling WhatsApp")
+		result.Error = &wadispatchv1.WhatsAppError{Reason: ReasonOutsideWindow, Message: msg}
 	default:
 		call = p.call(work, log, sender, msg, workDeadline)
 		if call.unknown {
@@ -530,4 +545,18 @@ func (p *Processor) deadLetter(ctx context.Context, d Delivery, e *wadispatchv1.
 	}
 	p.metrics.deadLetters.Inc()
 	return nil
+}
+
+// outsideWindow reports whether a driver who last wrote at last (nil:
+// never) is outside the customer-service window at now.
+func outsideWindow(last *timestamppb.Timestamp, now time.Time) bool {
+	return last == nil || now.Sub(last.AsTime()) >= CustomerServiceWindow
+}
+
+func windowMessage(last *timestamppb.Timestamp) string {
+	if last == nil {
+		return "free-form text to a driver who never wrote to this business number; only templates may open the conversation"
+	}
+	return "free-form text to a driver whose last message (" + last.AsTime().UTC().Format(time.RFC3339) +
+		") is more than 24 hours old; only templates may reopen the conversation"
 }

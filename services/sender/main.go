@@ -41,6 +41,7 @@ type spec struct {
 	MaxBackoff      time.Duration `envconfig:"SENDER_MAX_BACKOFF" default:"10s" desc:"longest backoff between attempts"`
 	PublishTimeout  time.Duration `envconfig:"SENDER_PUBLISH_TIMEOUT" default:"30s" desc:"timeout of publishing a result and waiting for its confirmation"`
 	InFlightRecheck time.Duration `envconfig:"SENDER_IN_FLIGHT_RECHECK" default:"5s" desc:"longest wait before nacking a task another sender holds"`
+	EnforceWindow   bool          `envconfig:"SENDER_ENFORCE_WINDOW" default:"true" desc:"fail free-form text to a driver who has not written within 24 hours (reason outside_24h_window) without calling WhatsApp; templates are always sent"`
 
 	Tokens         string        `envconfig:"SENDER_TOKENS" desc:"local runs: JSON object from token reference to WhatsApp token"`
 	TokensFile     string        `envconfig:"SENDER_TOKENS_FILE" desc:"local runs: file holding that JSON object"`

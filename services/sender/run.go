@@ -78,6 +78,7 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 		PublishTimeout:    cfg.PublishTimeout,
 		InFlightRecheck:   cfg.InFlightRecheck,
 		DefaultAPIVersion: cfg.WhatsAppAPIVersion,
+		EnforceWindow:     cfg.EnforceWindow,
 	},
 		wadispatchv1.NewRecorderClient(recorder.conn),
 		wa,
