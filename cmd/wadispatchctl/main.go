@@ -14,6 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/tracing"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -37,7 +40,20 @@ flags (anywhere on the line):
 `
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	// The calls' spans go where the OTEL_* variables say (pkg/tracing), so a
+	// resend can be followed into the recorder and the send it causes.
+	tp, err := tracing.Setup(context.Background(), "wadispatchctl", logrus.NewEntry(logrus.StandardLogger()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "wadispatchctl:", err)
+		os.Exit(2)
+	}
+	code := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := tp.Shutdown(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "wadispatchctl:", err)
+	}
+	cancel()
+	os.Exit(code)
 }
 
 type options struct {
@@ -97,7 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 2
 	}
 
-	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
 	if err != nil {
 		fmt.Fprintf(stderr, "recorder address %s: %v\n", o.addr, err)
 		return 2

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/visn/wadispatch/pkg/logging"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -33,7 +34,7 @@ var (
 // HandleResult records a SendResult from whatsapp-message-results through
 // the same path as the RecordResult RPC.
 func (s *Service) HandleResult(ctx context.Context, data []byte, attrs map[string]string) Verdict {
-	log := s.log.WithField("messagePath", attrs["messagePath"])
+	log := logging.WithContext(ctx, s.log).WithField("messagePath", attrs["messagePath"])
 	if sc := attrs["schema"]; sc != "" && sc != schemaSendResult {
 		return poison(log, "unknown_schema", fmt.Errorf("schema %q on the results topic", sc))
 	}
@@ -66,7 +67,7 @@ func (s *Service) HandleStatusTopic(ctx context.Context, data []byte, attrs map[
 	sc := attrs["schema"]
 	h, ok := s.statusHandlers()[sc]
 	if !ok {
-		return poison(s.log.WithField("schema", sc), "unknown_schema", fmt.Errorf("no handler for schema %q on the status events topic", sc))
+		return poison(logging.WithContext(ctx, s.log).WithField("schema", sc), "unknown_schema", fmt.Errorf("no handler for schema %q on the status events topic", sc))
 	}
 	return h(ctx, data)
 }
@@ -74,11 +75,11 @@ func (s *Service) HandleStatusTopic(ctx context.Context, data []byte, attrs map[
 func (s *Service) handleStatusEvent(ctx context.Context, data []byte) Verdict {
 	var ev wadispatchv1.StatusEvent
 	if err := proto.Unmarshal(data, &ev); err != nil {
-		return poison(s.log, "undecodable", fmt.Errorf("decode StatusEvent: %w", err))
+		return poison(logging.WithContext(ctx, s.log), "undecodable", fmt.Errorf("decode StatusEvent: %w", err))
 	}
 	resp, err := s.ApplyStatus(ctx, &wadispatchv1.ApplyStatusRequest{Event: &ev})
 	if err != nil {
-		return verdictOf(s.log.WithField("wamid", ev.GetWhatsappMessageId()), err)
+		return verdictOf(logging.WithContext(ctx, s.log).WithField("wamid", ev.GetWhatsappMessageId()), err)
 	}
 	if !resp.GetApplied() {
 		return Verdict{Ack: true, Reason: "ignored"}

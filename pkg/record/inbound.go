@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/logging"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -64,9 +65,9 @@ func DriverReplyDocID(wamid string) string {
 func (s *Service) handleInbound(ctx context.Context, data []byte) Verdict {
 	var in wadispatchv1.InboundMessage
 	if err := proto.Unmarshal(data, &in); err != nil {
-		return poison(s.log, "undecodable", fmt.Errorf("decode InboundMessage: %w", err))
+		return poison(logging.WithContext(ctx, s.log), "undecodable", fmt.Errorf("decode InboundMessage: %w", err))
 	}
-	log := s.log.WithFields(logrus.Fields{"wamid": in.GetWhatsappMessageId(), "contextWamid": in.GetContextMessageId()})
+	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"wamid": in.GetWhatsappMessageId(), "contextWamid": in.GetContextMessageId()})
 	outcome, path, err := s.RecordInbound(ctx, &in)
 	if err != nil {
 		return verdictOf(log, err)
@@ -176,7 +177,7 @@ func (s *Service) replyEnquiry(ctx context.Context, in *wadispatchv1.InboundMess
 	}
 	lease, _ := snap.Data()["leaseId"].(string)
 	if lease == "" || checkDocID("leaseId", lease) != nil {
-		s.log.WithField("ancillaryPath", snap.Ref.Path).Warn("driver's latest enquiry record names no lease; reply not attached")
+		logging.WithContext(ctx, s.log).WithField("ancillaryPath", snap.Ref.Path).Warn("driver's latest enquiry record names no lease; reply not attached")
 		return dispatch.MessageRef{}, false, nil
 	}
 	return dispatch.MessageRef{LeaseID: lease, EnquiryID: snap.Ref.ID}, true, nil

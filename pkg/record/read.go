@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/logging"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -122,7 +123,7 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 		return nil, invalid("message_doc_id: %v", err)
 	}
 	by := orUnknown(req.GetRequestedBy())
-	log := s.log.WithFields(logrus.Fields{"messagePath": ref.Path(), "requestedBy": by})
+	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "requestedBy": by})
 	stateRef := s.db.Doc(statePath(ref.Path()))
 	for range s.cfg.MaxCommitAttempts {
 		st, err := s.getState(ctx, ref)

@@ -7,6 +7,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/visn/wadispatch/pkg/tracing"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -34,13 +35,14 @@ func (r *PubSubRepublisher) Republish(ctx context.Context, task *wadispatchv1.Se
 	res := r.publisher.Publish(ctx, &pubsub.Message{
 		Data:        data,
 		OrderingKey: key,
-		Attributes: map[string]string{
+		// The resend continues the trace of whoever asked for it.
+		Attributes: tracing.Inject(ctx, map[string]string{
 			"messagePath": task.GetMessageDocId(),
 			"leaseId":     task.GetLeaseId(),
 			"type":        messageType(task.GetType()),
 			"schema":      string(proto.MessageName(task)),
 			"resend":      "true",
-		},
+		}),
 	})
 	if _, err := res.Get(ctx); err != nil {
 		// An ordering key stops publishing after a failure until resumed.

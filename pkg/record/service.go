@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/logging"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -237,7 +238,7 @@ func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequ
 	if err != nil {
 		return nil, invalid("task: %v", err)
 	}
-	log := s.log.WithFields(logrus.Fields{"messagePath": ref.Path(), "claimant": c.Claimant, "eventId": task.GetEventId()})
+	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "claimant": c.Claimant, "eventId": task.GetEventId()})
 	// The sender checks WhatsApp's 24-hour window before sending free-form
 	// text. Read before claiming: a failed read then leaves no claim behind.
 	var lastInbound *timestamppb.Timestamp
@@ -287,7 +288,7 @@ func (s *Service) claim(ctx context.Context, c claim, taskMap map[string]any) (*
 				op{kind: opUpdate, ref: stateRef, data: stFields, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}},
 				op{kind: opUpdate, ref: msgRef, data: msgFields})
 			if err == nil {
-				s.log.WithFields(logrus.Fields{"messagePath": c.Ref.Path(), "reason": reason}).Warn("expired claim marked UNKNOWN")
+				logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": c.Ref.Path(), "reason": reason}).Warn("expired claim marked UNKNOWN")
 				return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN, Reason: reason}, nil
 			}
 		case claimDone:
@@ -333,7 +334,7 @@ func (s *Service) RecordResult(ctx context.Context, req *wadispatchv1.RecordResu
 	if err != nil {
 		return nil, invalid("result: %v", err)
 	}
-	log := s.log.WithFields(logrus.Fields{"messagePath": ref.Path(), "wamid": r.GetWhatsappMessageId(), "outcome": r.GetOutcome().String()})
+	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "wamid": r.GetWhatsappMessageId(), "outcome": r.GetOutcome().String()})
 	st, applied, err := s.recordOutcome(ctx, ref, r, log)
 	if err != nil {
 		log.WithError(err).Warn("result not recorded")
@@ -518,7 +519,7 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 	default:
 		return nil, invalid("event.status %v: want SENT, DELIVERED, READ or FAILED", ev.GetStatus())
 	}
-	log := s.log.WithFields(logrus.Fields{"wamid": wamid, "status": ev.GetStatus().String()})
+	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"wamid": wamid, "status": ev.GetStatus().String()})
 	snap, err := s.readIndex(ctx, wamid)
 	if status.Code(err) == codes.NotFound {
 		s.m.statusEvents.WithLabelValues("not_indexed").Inc()
