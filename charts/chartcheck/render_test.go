@@ -78,6 +78,7 @@ type Manifests struct {
 	HPAs            []*autoscalingv2.HorizontalPodAutoscaler
 	PDBs            []*policyv1.PodDisruptionBudget
 	NetworkPolicies []*networkingv1.NetworkPolicy
+	ConfigMaps      []*corev1.ConfigMap
 
 	Topics           []*PubSubTopic
 	Subscriptions    []*PubSubSubscription
@@ -156,6 +157,8 @@ func (m *Manifests) add(tm metav1.TypeMeta, doc []byte) error {
 		return decodeInto(doc, &m.PDBs)
 	case "networking.k8s.io/v1 NetworkPolicy":
 		return decodeInto(doc, &m.NetworkPolicies)
+	case "v1 ConfigMap":
+		return decodeInto(doc, &m.ConfigMaps)
 	case "pubsub.cnrm.cloud.google.com/v1beta1 PubSubTopic":
 		return decodeInto(doc, &m.Topics)
 	case "pubsub.cnrm.cloud.google.com/v1beta1 PubSubSubscription":
