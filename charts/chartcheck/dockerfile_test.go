@@ -218,10 +218,12 @@ func checkStaticELF(t *testing.T, path, repoPath string) {
 
 // Every variable the chart sets on a service is one the service reads
 // (`<service> -help-env`, from its envconfig struct), apart from the
-// emulator variables the Google clients read themselves.
+// emulator variables the Google clients read themselves and the OTEL_*
+// variables the OpenTelemetry SDK reads (pkg/tracing).
 func TestChartEnvMatchesServices(t *testing.T) {
 	dir := built(t)
-	clientVars := map[string]bool{"FIRESTORE_EMULATOR_HOST": true, "PUBSUB_EMULATOR_HOST": true}
+	clientVars := map[string]bool{"FIRESTORE_EMULATOR_HOST": true, "PUBSUB_EMULATOR_HOST": true,
+		"OTEL_EXPORTER_OTLP_ENDPOINT": true, "OTEL_EXPORTER_OTLP_PROTOCOL": true}
 	renders := map[string]*Manifests{"default": render(t, nil)}
 	for _, f := range ciValues(t) {
 		renders[filepath.Base(f)] = render(t, []string{f})

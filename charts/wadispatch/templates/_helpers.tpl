@@ -112,6 +112,12 @@ seccompProfile:
   value: ":8080"
 - name: SHUTDOWN_GRACE
   value: {{ printf "%ds" (int $v.shutdownGraceSeconds) | quote }}
+{{- with .root.Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $.root.Values.tracing.protocol | quote }}
+{{- end }}
 {{- if .root.Values.devEmulators.enabled }}
 - name: FIRESTORE_EMULATOR_HOST
   value: {{ printf "%s:8080" (include "wadispatch.name" (dict "root" .root "component" "firestore-emulator")) | quote }}
