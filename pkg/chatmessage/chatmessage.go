@@ -116,8 +116,9 @@ func Parse(ref dispatch.MessageRef, fields map[string]any, defaultRegion string)
 	if m.CreatedBy, err = requiredString(fields, "createdBy"); err != nil {
 		return nil, err
 	}
-	if m.CreatedBy == "" {
-		return nil, invalid("createdBy", "is empty")
+	// It names the user's metrics document, where the send is counted.
+	if err := dispatch.CheckDocumentID(m.CreatedBy); err != nil {
+		return nil, invalid("createdBy", "%v", err)
 	}
 	number, err := requiredString(fields, "driverMobileNumber")
 	if err != nil {

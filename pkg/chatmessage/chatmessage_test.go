@@ -166,6 +166,8 @@ func TestParseRejections(t *testing.T) {
 		{"unknown type", func(d map[string]any) { d["type"] = "image" }, chatmessage.ReasonInvalidData, "type"},
 		{"no createdBy", func(d map[string]any) { delete(d, "createdBy") }, chatmessage.ReasonInvalidData, "createdBy"},
 		{"empty createdBy", func(d map[string]any) { d["createdBy"] = "" }, chatmessage.ReasonInvalidData, "createdBy"},
+		{"createdBy naming no document", func(d map[string]any) { d["createdBy"] = "team/anna" }, chatmessage.ReasonInvalidData, "createdBy"},
+		{"createdBy too long for an id", func(d map[string]any) { d["createdBy"] = strings.Repeat("u", 1501) }, chatmessage.ReasonInvalidData, "createdBy"},
 		{"no number", func(d map[string]any) { delete(d, "driverMobileNumber") }, chatmessage.ReasonInvalidData, "driverMobileNumber"},
 		{"number as integer", func(d map[string]any) { d["driverMobileNumber"] = int64(447700900123) }, chatmessage.ReasonInvalidData, "driverMobileNumber"},
 		{"invalid number", func(d map[string]any) { d["driverMobileNumber"] = "12345" }, chatmessage.ReasonInvalidData, "driverMobileNumber"},

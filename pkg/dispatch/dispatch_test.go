@@ -1,6 +1,7 @@
 package dispatch_test
 
 import (
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -87,6 +88,19 @@ func TestLabel(t *testing.T) {
 	} {
 		if got := dispatch.Label(e); got != want {
 			t.Errorf("Label(%v) = %q, want %q", e, got, want)
+		}
+	}
+}
+
+func TestCheckDocumentID(t *testing.T) {
+	for _, ok := range []string{"user-anna", "ünïcode", "a.b", strings.Repeat("u", 1500)} {
+		if err := dispatch.CheckDocumentID(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "team/anna", ".", "..", "__id__", strings.Repeat("u", 1501), "\xff"} {
+		if err := dispatch.CheckDocumentID(bad); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }

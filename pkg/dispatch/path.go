@@ -3,8 +3,10 @@
 package dispatch
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // MessagePattern is the Firestore path of a message the V-Customer sends.
@@ -58,4 +60,26 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// CheckDocumentID reports why id cannot be a Firestore document id
+// (https://firebase.google.com/docs/firestore/quotas#collections_documents_and_fields):
+// ids that name a document the pipeline writes, such as the sending user's
+// metrics document, must be refused before anything is sent.
+func CheckDocumentID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("is empty")
+	case len(id) > 1500:
+		return fmt.Errorf("is %d bytes, over Firestore's 1500", len(id))
+	case strings.Contains(id, "/"):
+		return errors.New("contains a slash")
+	case id == "." || id == "..":
+		return fmt.Errorf("is %q", id)
+	case strings.HasPrefix(id, "__") && strings.HasSuffix(id, "__"):
+		return errors.New("matches __.*__, which Firestore reserves")
+	case !utf8.ValidString(id):
+		return errors.New("is not valid UTF-8")
+	}
+	return nil
 }
