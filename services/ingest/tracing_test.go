@@ -99,3 +99,27 @@ func TestUntracedEventStartsATrace(t *testing.T) {
 		t.Errorf("task traceparent %q: want a new sampled trace", m.Attributes["traceparent"])
 	}
 }
+
+// Each webhook notification starts a trace that its published events carry
+// to the recorder.
+func TestWebhookEventsCarryTheNotificationsTrace(t *testing.T) {
+	rec := recordSpans(t)
+	e := newHookEnv(t, hookSecret, nil)
+	e.send(t, "447911123401")
+	msgs := e.waitFor(t, 3)
+	if err := e.sim.WaitWebhooks(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spans := map[trace.SpanID]bool{}
+	for _, s := range rec.Ended() {
+		if s.Name() == "whatsapp webhook" {
+			spans[s.SpanContext().SpanID()] = true
+		}
+	}
+	for _, m := range msgs {
+		sc := trace.SpanContextFromContext(tracing.Extract(context.Background(), m.Attributes))
+		if !spans[sc.SpanID()] {
+			t.Errorf("%s event's traceparent %q names no webhook span", m.Attributes["schema"], m.Attributes["traceparent"])
+		}
+	}
+}

@@ -11,9 +11,11 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/tracing"
 	"github.com/visn/wadispatch/pkg/whatsapp/webhook"
 )
 
@@ -112,6 +114,11 @@ func (wr *webhookReceiver) handshake(w http.ResponseWriter, r *http.Request) {
 }
 
 func (wr *webhookReceiver) notification(w http.ResponseWriter, r *http.Request) {
+	// Meta sends no trace context: each notification starts a trace, which
+	// the published events carry on to the recorder.
+	ctx, span := tracing.Tracer().Start(r.Context(), "whatsapp webhook", trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+	r = r.WithContext(ctx)
 	log := logging.WithContext(r.Context(), wr.log)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBytes))
 	if err != nil {
@@ -184,10 +191,10 @@ func (wr *webhookReceiver) publish(ctx context.Context, p webhook.Payload, log *
 		if err != nil {
 			return fmt.Errorf("marshal %s: %w", kind, err)
 		}
-		res := wr.publisher.Publish(ctx, &pubsub.Message{Data: data, Attributes: map[string]string{
+		res := wr.publisher.Publish(ctx, &pubsub.Message{Data: data, Attributes: tracing.Inject(ctx, map[string]string{
 			"schema": string(proto.MessageName(m)),
 			"wamid":  wamid,
-		}})
+		})})
 		all = append(all, pending{res: res, kind: kind, log: log.WithField("wamid", wamid).WithFields(fields)})
 		return nil
 	}
