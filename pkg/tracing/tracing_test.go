@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/visn/wadispatch/pkg/firestoreevent"
@@ -291,5 +293,60 @@ func TestSetupWithoutEndpointStillGivesLogsATrace(t *testing.T) {
 	carrier := Inject(ctx, nil)
 	if otel.GetTextMapPropagator().Fields()[0] != "traceparent" || carrier["traceparent"] == "" {
 		t.Errorf("propagator fields %v, injected %v", otel.GetTextMapPropagator().Fields(), carrier)
+	}
+}
+
+// grpcSink is an OTLP/gRPC trace receiver.
+type grpcSink struct {
+	collectortrace.UnimplementedTraceServiceServer
+	mu    sync.Mutex
+	spans []string
+}
+
+func (s *grpcSink) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			for _, sp := range ss.GetSpans() {
+				s.spans = append(s.spans, sp.GetName())
+			}
+		}
+	}
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+func TestSetupExportsOverGRPC(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &grpcSink{}
+	gs := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(gs, sink)
+	go func() { _ = gs.Serve(ln) }()
+	defer gs.Stop()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
+	log, _ := logging.NewTo(io.Discard, "test", "p", "info")
+
+	p, err := Setup(context.Background(), "recorder", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Exporter != "otlp grpc" {
+		t.Errorf("exporter %q", p.Exporter)
+	}
+	_, span := Tracer().Start(context.Background(), "process results")
+	span.End()
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.spans) != 1 || sink.spans[0] != "process results" {
+		t.Errorf("collector got spans %v", sink.spans)
 	}
 }
