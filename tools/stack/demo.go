@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/record"
 	"github.com/visn/wadispatch/tools/whatsappsim"
 )
 
@@ -34,8 +35,9 @@ type Case struct {
 	Name   string
 	ID     string
 	Fields map[string]any
-	// WantStatus is SENT (DELIVERED and READ count: they come after it),
-	// FAILED, or "" when ingest must not send it at all.
+	// WantStatus is READ (sent, then delivered and read by the simulated
+	// driver, as WhatsApp's webhooks report), FAILED, or "" when ingest
+	// must not send it at all.
 	WantStatus string
 	// WantReason must appear in the failure or rejection reason.
 	WantReason string
@@ -62,9 +64,9 @@ func DemoCases() []Case {
 		return m
 	}
 	return []Case{
-		{Name: "text", ID: "msg-text", WantStatus: "SENT",
+		{Name: "text", ID: "msg-text", WantStatus: "READ",
 			Fields: msg("+44 7911 123401", nil)},
-		{Name: "template, payload, ETA", ID: "msg-template", WantStatus: "SENT",
+		{Name: "template, payload, ETA", ID: "msg-template", WantStatus: "READ",
 			Fields: msg("07911 123402", map[string]any{
 				"type": "template", "message": "", "templateType": "vehicle_delivery",
 				"payload": map[string]any{"vehicle": "AB12 CDE", "slot": "10:00"}, "ETA": 45,
@@ -77,6 +79,8 @@ func DemoCases() []Case {
 			Fields: msg("12345", nil)},
 		{Name: "WhatsApp refuses", ID: "msg-undeliverable", WantStatus: "FAILED", WantReason: "undeliverable (WhatsApp error 131026)",
 			Fields: msg("+447911123406", nil)},
+		{Name: "text, driver never wrote", ID: "msg-no-window", WantStatus: "FAILED", WantReason: "outside_24h_window",
+			Fields: msg("+447911123407", nil)},
 	}
 }
 
@@ -89,6 +93,8 @@ type Outcome struct {
 	CreatedAt  time.Time
 	CalledAt   time.Time
 	RecordedAt time.Time
+	// ReadSeenAt is when the READ status was written.
+	ReadSeenAt time.Time
 	OK         bool
 }
 
@@ -148,12 +154,71 @@ func (s *Stack) simulator(ctx context.Context, method, path string, body any, ou
 	return nil
 }
 
-// OpenWindow records an inbound message from driver (E.164), which opens
-// WhatsApp's 24-hour window for free-form text to them.
+// OpenWindow has driver (E.164) write to the business number, which opens
+// WhatsApp's 24-hour window for free-form text to them, and waits until the
+// pipeline has recorded it (simulator → ingest's webhook → recorder →
+// ancillary whatsapp/{driver}), so that a text created next is sent.
 func (s *Stack) OpenWindow(ctx context.Context, driver string) error {
-	return s.simulator(ctx, http.MethodPost, "/_sim/inbound", map[string]string{
-		"phone_number_id": s.opts.PhoneNumberID, "from": strings.TrimPrefix(driver, "+"), "text": "Hi, any news?",
-	}, nil)
+	since := time.Now().Truncate(time.Second)
+	if _, err := s.Reply(ctx, driver, "Hi, any news?", ""); err != nil {
+		return err
+	}
+	return s.WaitForWindow(ctx, driver, since)
+}
+
+// Reply has driver (E.164) write text to the business number, quoting the
+// message contextWAMID when set, as WhatsApp would deliver it; it returns
+// the inbound message's wamid.
+func (s *Stack) Reply(ctx context.Context, driver, text, contextWAMID string) (string, error) {
+	var out struct {
+		ID string `json:"id"`
+	}
+	err := s.simulator(ctx, http.MethodPost, "/_sim/inbound", map[string]string{
+		"phone_number_id": s.opts.PhoneNumberID, "from": strings.TrimPrefix(driver, "+"), "text": text, "context_id": contextWAMID,
+	}, &out)
+	return out.ID, err
+}
+
+// WaitForWindow waits until the recorder has recorded a message from driver
+// to the stack's business number sent at or after since (WhatsApp's
+// timestamps are whole seconds).
+func (s *Stack) WaitForWindow(ctx context.Context, driver string, since time.Time) error {
+	anc, err := s.ancillary(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	path := firestore.FieldPath{"lastInboundAtByPhoneNumberId", s.opts.PhoneNumberID}
+	for {
+		snap, err := anc.Doc("whatsapp/" + driver).Get(ctx)
+		if err == nil {
+			if v, _ := snap.DataAtPath(path); v != nil {
+				if t, ok := v.(time.Time); ok && !t.Before(since) {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the window of %s was not recorded (webhook → ingest → recorder): %w", driver, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ancillary is a client of the stack's ancillary database, kept open.
+func (s *Stack) ancillary(ctx context.Context) (*firestore.Client, error) {
+	s.ancMu.Lock()
+	defer s.ancMu.Unlock()
+	if s.anc == nil {
+		c, err := s.Firestore(ctx, "ancillary")
+		if err != nil {
+			return nil, err
+		}
+		s.anc = c
+	}
+	return s.anc, nil
 }
 
 // AddFault installs a simulator fault (see tools/whatsappsim's README).
@@ -191,6 +256,8 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 	}
 	// Free-form text goes to drivers who wrote to us today, as WhatsApp
 	// requires; the last one is then refused by WhatsApp as undeliverable.
+	// OpenWindow returns once the pipeline knows, so the sender sees it.
+	fmt.Fprintln(w, "drivers +447911123401 and +447911123406 write to the business number (24-hour window opens)")
 	for _, driver := range []string{"+447911123401", "+447911123406"} {
 		if err := s.OpenWindow(ctx, driver); err != nil {
 			return false, err
@@ -223,7 +290,7 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 	ok := true
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MESSAGE\tSTATUS\tWHATSAPP ID OR REASON\tTO WHATSAPP CALL\tTO RECORDED\tAS EXPECTED")
+	fmt.Fprintln(tw, "MESSAGE\tSTATUS\tWHATSAPP ID OR REASON\tTO WHATSAPP CALL\tTO RECORDED\tTO READ\tAS EXPECTED")
 	sent := 0
 	for _, o := range outcomes {
 		ok = ok && o.OK
@@ -234,11 +301,21 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 		if detail == "" {
 			detail = o.Reason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Case.Name, orDash(o.Status), truncate(detail, 60),
-			since(o.CreatedAt, o.CalledAt), since(o.CreatedAt, o.RecordedAt), yesNo(o.OK))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Case.Name, orDash(o.Status), truncate(detail, 60),
+			since(o.CreatedAt, o.CalledAt), since(o.CreatedAt, o.RecordedAt), since(o.CreatedAt, o.ReadSeenAt), yesNo(o.OK))
 	}
 	if err := tw.Flush(); err != nil {
 		return false, err
+	}
+
+	for _, o := range outcomes {
+		if o.Case.ID == "msg-text" && o.WAMID != "" {
+			replied, err := s.demoReply(settleCtx, fs, w, o.WAMID)
+			if err != nil {
+				return false, err
+			}
+			ok = ok && replied
+		}
 	}
 
 	fmt.Fprintln(w)
@@ -301,25 +378,50 @@ func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) er
 		}
 		status, _ := snap.DataAt("status")
 		o.Status = fmt.Sprint(orEmpty(status))
-		final := dispatch.Status(o.Status).Final()
-		if !final {
+		if !dispatch.Status(o.Status).Final() {
 			continue
 		}
-		o.RecordedAt = snap.UpdateTime
+		if o.RecordedAt.IsZero() {
+			o.RecordedAt = snap.UpdateTime
+		}
+		// A sent message goes on to DELIVERED and READ as the simulator's
+		// webhooks come in through ingest and the recorder.
+		if c.WantStatus == "READ" && (o.Status == "SENT" || o.Status == "DELIVERED") {
+			continue
+		}
+		if o.Status == "READ" {
+			o.ReadSeenAt = snap.UpdateTime
+		}
 		if id, _ := snap.DataAt("whatsappMessageId"); id != nil {
 			o.WAMID = fmt.Sprint(id)
 		}
 		if r, _ := snap.DataAt("failureReason"); r != nil {
 			o.Reason = fmt.Sprint(r)
-			if code, _ := snap.DataAt("whatsappError.code"); code != nil {
+			if code, _ := snap.DataAt("whatsappError.code"); code != nil && code != int64(0) {
 				o.Reason += fmt.Sprintf(" (WhatsApp error %v)", code)
 			}
 		}
 		switch c.WantStatus {
-		case "SENT":
-			o.OK = o.WAMID != "" && (o.Status == "SENT" || o.Status == "DELIVERED" || o.Status == "READ")
+		case "READ":
+			delivered, _ := snap.DataAt("deliveredAt")
+			read, _ := snap.DataAt("readAt")
+			_, hasDelivered := delivered.(time.Time)
+			_, hasRead := read.(time.Time)
+			o.OK = o.WAMID != "" && o.Status == "READ" && hasDelivered && hasRead
 		default:
 			o.OK = o.Status == c.WantStatus && strings.Contains(o.Reason, c.WantReason)
+			if o.WAMID == "" {
+				// Refused or never tried: WhatsApp accepted nothing for it.
+				driver, err := driverOf(ctx, fs, c.Path())
+				if err != nil {
+					return err
+				}
+				accepted, err := s.Accepted(ctx, driver)
+				if err != nil {
+					return err
+				}
+				o.OK = o.OK && len(accepted) == 0
+			}
 		}
 		if o.WAMID != "" {
 			driver, err := driverOf(ctx, fs, c.Path())
@@ -338,6 +440,40 @@ func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) er
 		}
 		return nil
 	}
+}
+
+// demoReply has the text message's driver answer it, quoting it, and
+// checks the answer lands in the enquiry as a chatMessages document with
+// source "driver" that ingest skips: nothing is claimed or sent for it.
+func (s *Stack) demoReply(ctx context.Context, fs *firestore.Client, w io.Writer, quoted string) (bool, error) {
+	const driver, text = "+447911123401", "Thanks, on my way"
+	fmt.Fprintf(w, "\ndriver %s replies %q, quoting %s\n", driver, text, quoted)
+	inID, err := s.Reply(ctx, driver, text, quoted)
+	if err != nil {
+		return false, err
+	}
+	path := dispatch.MessageRef{LeaseID: DemoLease, EnquiryID: DemoEnquiry, MessageID: record.DriverReplyDocID(inID)}.Path()
+	it := fs.Doc(path).Snapshots(ctx)
+	defer it.Stop()
+	var reply map[string]any
+	for reply == nil {
+		snap, err := it.Next()
+		if err != nil {
+			return false, fmt.Errorf("waiting for the driver's reply at %s: %w", path, err)
+		}
+		if snap.Exists() {
+			reply = snap.Data()
+		}
+	}
+	reason, err := s.waitForRejection(ctx, path)
+	if err != nil {
+		return false, err
+	}
+	_, stateErr := fs.Doc(path + "/dispatch/state").Get(ctx)
+	ok := reply["source"] == "driver" && reply["message"] == text && reply["whatsappMessageId"] == inID &&
+		strings.Contains(reason, "from_driver") && status.Code(stateErr) == codes.NotFound
+	fmt.Fprintf(w, "reply written at %s (source=%v), ingest: %s, nothing sent %s\n", path, reply["source"], reason, yesNo(ok))
+	return ok, nil
 }
 
 // driverOf is the E.164 number the pipeline sent the message at path to,

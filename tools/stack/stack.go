@@ -16,7 +16,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"cloud.google.com/go/firestore"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 )
@@ -68,8 +71,15 @@ type Stack struct {
 	// stack and known only to the sender and the simulator.
 	TokenRef string
 	Token    string
+	// AppSecret signs the simulator's webhooks to ingest; VerifyToken is
+	// ingest's webhook verification token. Both made up per stack.
+	AppSecret   string
+	VerifyToken string
 
 	procs []*process // in start order
+
+	ancMu sync.Mutex
+	anc   *firestore.Client // the ancillary database, opened on first use
 }
 
 // Programs of the stack, by the name of their binary.
@@ -90,8 +100,10 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		return nil, err
 	}
 	s = &Stack{opts: opts, TokenRef: "local-lease-token"}
-	if s.Token, err = randomToken(); err != nil {
-		return nil, err
+	for _, v := range []*string{&s.Token, &s.AppSecret, &s.VerifyToken} {
+		if *v, err = randomToken(); err != nil {
+			return nil, err
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -121,6 +133,8 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	simArgs := append([]string{
 		"--host-port", addrs["simulator"],
 		"--phone-number", opts.PhoneNumberID + "=" + s.Token,
+		"--webhook-url", s.WebhookURL(),
+		"--app-secret", s.AppSecret,
 	}, opts.SimulatorArgs...)
 	if _, err = s.startEmulator(ctx, WhatsAppSimulator, simArgs...); err != nil {
 		return nil, err
@@ -147,7 +161,10 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 			"SENDER_WHATSAPP_BASE_URL=" + s.SimulatorURL,
 			"SENDER_TOKENS=" + string(tokens),
 		}},
-		{Ingest, addrs["ingest"], nil},
+		{Ingest, addrs["ingest"], []string{
+			"INGEST_WEBHOOK_APP_SECRET=" + s.AppSecret,
+			"INGEST_WEBHOOK_VERIFY_TOKEN=" + s.VerifyToken,
+		}},
 	}
 	for _, svc := range services {
 		env := append(append(append([]string{}, common...), "HTTP_ADDR="+svc.addr), svc.env...)
@@ -268,8 +285,18 @@ func (s *Stack) Stop() error {
 		}
 	}
 	s.procs = nil
+	s.ancMu.Lock()
+	if s.anc != nil {
+		_ = s.anc.Close()
+		s.anc = nil
+	}
+	s.ancMu.Unlock()
 	return errors.Join(errs...)
 }
+
+// WebhookURL is ingest's WhatsApp webhook endpoint, where the simulator
+// posts its signed status and inbound-message webhooks.
+func (s *Stack) WebhookURL() string { return s.IngestURL + "/whatsapp/webhook" }
 
 func readyAddr(logPath, marker string) (string, error) {
 	b, err := os.ReadFile(logPath)
