@@ -65,6 +65,7 @@ func (v *Validator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var rej rejection
 	switch {
 	case err == nil:
+		v.Log.WithField("messagePath", ev.Path).Info("task enqueued")
 		w.WriteHeader(http.StatusOK)
 	case errors.As(err, &rej):
 		v.Log.WithError(err).WithField("reason", rej.RejectReason()).Warn("message not sent")

@@ -145,7 +145,10 @@ type Report struct {
 	Messages int
 	// By status as written on the documents.
 	ByStatus map[dispatch.Status]int
-	// FailedReasons and UnknownReasons count the reasons given.
+	// Sent counts the messages WhatsApp accepted by their documents (SENT,
+	// DELIVERED or READ).
+	Sent int
+	// FailedReasons counts the reasons of FAILED messages.
 	FailedReasons map[string]int
 	Accepted      int
 	// AcceptedUnknown: UNKNOWN messages that WhatsApp did accept.
@@ -177,8 +180,8 @@ func (r *Report) Summary() string {
 		reasons = append(reasons, fmt.Sprintf("%s=%d", k, n))
 	}
 	sort.Strings(reasons)
-	return fmt.Sprintf("messages=%d %s failed_reasons{%s} whatsapp_accepted=%d (of them UNKNOWN=%d) metrics_docs=%d ancillary_docs=%d violations=%d",
-		r.Messages, strings.Join(st, " "), strings.Join(reasons, ","), r.Accepted, r.AcceptedUnknown, r.MetricsDocs, r.AncillaryDocs, len(r.Violations))
+	return fmt.Sprintf("messages=%d sent=%d (%s) failed_reasons{%s} whatsapp_accepted=%d (of them UNKNOWN=%d) metrics_docs=%d ancillary_docs=%d violations=%d",
+		r.Messages, r.Sent, strings.Join(st, " "), strings.Join(reasons, ","), r.Accepted, r.AcceptedUnknown, r.MetricsDocs, r.AncillaryDocs, len(r.Violations))
 }
 
 // Audit checks the guarantees over a settled workload: every message final
@@ -233,6 +236,7 @@ func Audit(ctx context.Context, fs, ancillary *firestore.Client, simURL string, 
 		convLease[c] = m.Ref.LeaseID
 		switch {
 		case d.Sent():
+			r.Sent++
 			sentBy[mp]++
 			sentTo[c] = append(sentTo[c], d.WAMID)
 			if d.WAMID == "" {

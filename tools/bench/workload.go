@@ -111,9 +111,9 @@ type Message struct {
 func (m Message) Path() string { return m.Ref.Path() }
 
 // Message returns the i-th message of a run. Consecutive messages go to
-// different leases and enquiries, so every driver gets a share; one in
-// textEvery is free-form text (0: templates only), which needs the driver's
-// 24-hour window open. The message id is written into the text or a template
+// different leases and enquiries, so every driver gets a share; about one
+// in textEvery is free-form text (0: templates only), always to the same
+// drivers, whose 24-hour window must be open. The message id is written into the text or a template
 // parameter, so whatever reaches WhatsApp names its document.
 func (f Fleet) Message(run string, i, textEvery int) Message {
 	lease := f.Leases[i%len(f.Leases)]
@@ -126,7 +126,7 @@ func (f Fleet) Message(run string, i, textEvery int) Message {
 		"createdBy":          user,
 		"source":             "web",
 	}
-	if textEvery > 0 && i%textEvery == 0 {
+	if textEvery > 0 && round%len(lease.Enquiries)%textEvery == 0 {
 		fields["type"] = "text"
 		fields["message"] = "Your vehicle is ready for collection. " + refTag(id)
 	} else {
