@@ -226,6 +226,14 @@ func (s *Stack) AddFault(ctx context.Context, fault map[string]any) error {
 	return s.simulator(ctx, http.MethodPost, "/_sim/faults", fault, nil)
 }
 
+// SimulatorCounts are the simulator's counters (calls, rejections by code,
+// webhooks delivered).
+func (s *Stack) SimulatorCounts(ctx context.Context) (whatsappsim.Counts, error) {
+	var c whatsappsim.Counts
+	err := s.simulator(ctx, http.MethodGet, "/_sim/counts", nil, &c)
+	return c, err
+}
+
 // Accepted lists what the simulator accepted for recipient (E.164).
 func (s *Stack) Accepted(ctx context.Context, recipient string) ([]whatsappsim.Accepted, error) {
 	var out struct {

@@ -30,7 +30,7 @@ func TestDemoOutcomesAreAllExpected(t *testing.T) {
 	if !ok {
 		t.Fatal("the demo reports an unexpected outcome")
 	}
-	for _, want := range []string{"MESSAGE", "numberOfWhatsappMessagesSent = 2", "arrayOfWhatsappMessageIds"} {
+	for _, want := range []string{"MESSAGE", "READ", "outside_24h_window", "source=driver", "numberOfWhatsappMessagesSent = 2", "arrayOfWhatsappMessageIds"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
@@ -74,8 +74,9 @@ func TestSeedFlowFieldByField(t *testing.T) {
 		cases[c.ID] = c
 	}
 
-	// A text message: sent once with its body, recorded everywhere.
-	text := waitForStatus(t, ctx, fs, cases["msg-text"].Path(), "SENT")
+	// A text message: sent once with its body, recorded everywhere, then
+	// delivered and read as WhatsApp's webhooks say.
+	text := waitForStatus(t, ctx, fs, cases["msg-text"].Path(), "READ")
 	wamid := text["whatsappMessageId"].(string)
 	accepted, err := s.Accepted(ctx, textDriver)
 	if err != nil {
@@ -85,9 +86,7 @@ func TestSeedFlowFieldByField(t *testing.T) {
 		accepted[0].Text == nil || accepted[0].Text.Body != cases["msg-text"].Fields["message"] {
 		t.Fatalf("WhatsApp received %+v for the text message recorded as %s", accepted, wamid)
 	}
-	if _, ok := text["sentAt"].(time.Time); !ok {
-		t.Errorf("sentAt = %v", text["sentAt"])
-	}
+	checkDeliveredAndRead(t, text)
 	ancPath := dispatch.AncillaryPath(textDriver, stack.DemoEnquiry)
 	if ids, err := s.WaitForAncillaryID(ctx, anc, ancPath, wamid); err != nil || len(ids) != 1 {
 		t.Errorf("ancillary arrayOfWhatsappMessageIds = %v (%v), want [%s]", ids, err, wamid)
@@ -99,7 +98,8 @@ func TestSeedFlowFieldByField(t *testing.T) {
 
 	// A template with payload and ETA: the national number normalised to
 	// E.164, the template built from templateType, payload and ETA.
-	tmpl := waitForStatus(t, ctx, fs, cases["msg-template"].Path(), "SENT")
+	tmpl := waitForStatus(t, ctx, fs, cases["msg-template"].Path(), "READ")
+	checkDeliveredAndRead(t, tmpl)
 	accepted, err = s.Accepted(ctx, templateDriver)
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +129,18 @@ func TestSeedFlowFieldByField(t *testing.T) {
 		t.Errorf("a failed message has a whatsappMessageId: %v", failed["whatsappMessageId"])
 	}
 
+	// Free-form text to a driver who never wrote: FAILED before any call.
+	noWindow := waitForStatus(t, ctx, fs, cases["msg-no-window"].Path(), "FAILED")
+	if noWindow["failureReason"] != "outside_24h_window" {
+		t.Errorf("failureReason = %v, want outside_24h_window", noWindow["failureReason"])
+	}
+	if got, err := s.Accepted(ctx, "+447911123407"); err != nil || len(got) != 0 {
+		t.Errorf("WhatsApp received %v %v for a text outside the window", got, err)
+	}
+	if c, err := s.SimulatorCounts(ctx); err != nil || c.RejectedByCode[131047] != 0 {
+		t.Errorf("the simulator refused text outside the window (131047): the call was made (%+v, %v)", c, err)
+	}
+
 	// Exactly the two sent messages are counted for their user.
 	metrics := getDoc(t, ctx, fs, "leasecompany/"+stack.DemoLease+"/performanceMetrics/"+stack.DemoUser)
 	if metrics["numberOfWhatsappMessagesSent"] != int64(2) {
@@ -155,6 +167,26 @@ func TestSeedFlowFieldByField(t *testing.T) {
 	}
 }
 
+// checkDeliveredAndRead checks a message's delivery fields, as the
+// recorder writes them from the status webhooks.
+func checkDeliveredAndRead(t *testing.T, doc map[string]any) {
+	t.Helper()
+	sentAt, okS := doc["sentAt"].(time.Time)
+	deliveredAt, okD := doc["deliveredAt"].(time.Time)
+	readAt, okR := doc["readAt"].(time.Time)
+	if !okS || !okD || !okR {
+		t.Errorf("sentAt %v, deliveredAt %v, readAt %v: want three times", doc["sentAt"], doc["deliveredAt"], doc["readAt"])
+		return
+	}
+	// WhatsApp's webhook times are whole seconds.
+	if deliveredAt.Before(sentAt.Truncate(time.Second)) || readAt.Before(deliveredAt) {
+		t.Errorf("sentAt %v, deliveredAt %v, readAt %v out of order", sentAt, deliveredAt, readAt)
+	}
+	if _, ok := doc["statusUpdatedAt"].(time.Time); !ok {
+		t.Errorf("statusUpdatedAt %v", doc["statusUpdatedAt"])
+	}
+}
+
 func getDoc(t *testing.T, ctx context.Context, fs *firestore.Client, path string) map[string]any {
 	t.Helper()
 	snap, err := fs.Doc(path).Get(ctx)
@@ -165,7 +197,8 @@ func getDoc(t *testing.T, ctx context.Context, fs *firestore.Client, path string
 }
 
 // waitForStatus waits until the message at path has status want (or one
-// after it on the delivery chain, for SENT) and returns its fields.
+// after it on the delivery chain, for SENT and DELIVERED) and returns its
+// fields.
 func waitForStatus(t *testing.T, ctx context.Context, fs *firestore.Client, path, want string) map[string]any {
 	t.Helper()
 	it := fs.Doc(path).Snapshots(ctx)
@@ -179,10 +212,10 @@ func waitForStatus(t *testing.T, ctx context.Context, fs *firestore.Client, path
 			continue
 		}
 		got, _ := snap.Data()["status"].(string)
-		if got == want || (want == "SENT" && (got == "DELIVERED" || got == "READ")) {
+		if got == want || (want == "SENT" && (got == "DELIVERED" || got == "READ")) || (want == "DELIVERED" && got == "READ") {
 			return snap.Data()
 		}
-		if dispatch.Status(got).Final() {
+		if dispatch.Status(got).Final() && !(want == "READ" || want == "DELIVERED") || got == "FAILED" || got == "UNKNOWN" {
 			t.Fatalf("%s: status %s, want %s (document %v)", path, got, want, snap.Data())
 		}
 	}
