@@ -13,6 +13,21 @@
   value: {{ $v.ingest.defaultRegion | quote }}
 - name: INGEST_TEMPLATE_LANGUAGE
   value: {{ $v.ingest.templateLanguage | quote }}
+- name: INGEST_STATUS_TOPIC
+  value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.statusEventsTopic) | quote }}
+{{- with $v.ingest.webhook }}{{ if .secretName }}
+# Meta's webhook secrets, never in values or logs: from the Secret.
+- name: INGEST_WEBHOOK_APP_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName | quote }}
+      key: {{ .appSecretKey | quote }}
+- name: INGEST_WEBHOOK_VERIFY_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName | quote }}
+      key: {{ .verifyTokenKey | quote }}
+{{- end }}{{ end }}
 {{- end -}}
 
 {{- define "wadispatch.env.sender" -}}
