@@ -152,6 +152,9 @@ seccompProfile:
 - podSelector:
     matchLabels:
       {{- include "wadispatch.selectorLabels" (dict "root" . "component" "firestore-emulator") | nindent 6 }}
+- podSelector:
+    matchLabels:
+      {{- include "wadispatch.selectorLabels" (dict "root" . "component" "whatsapp-simulator") | nindent 6 }}
 {{- end }}
 {{- include "wadispatch.metricsPeers" . }}
 {{- end -}}

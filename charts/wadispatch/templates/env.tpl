@@ -15,19 +15,24 @@
   value: {{ $v.ingest.templateLanguage | quote }}
 - name: INGEST_STATUS_TOPIC
   value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.statusEventsTopic) | quote }}
-{{- with $v.ingest.webhook }}{{ if .secretName }}
+{{- $w := $v.ingest.webhook }}
+{{- $secret := dict "name" $w.secretName "app" $w.appSecretKey "verify" $w.verifyTokenKey }}
+{{- if and (not $w.secretName) $v.devEmulators.enabled }}
+{{- $secret = dict "name" (include "wadispatch.name" (dict "root" . "component" "dev-tokens")) "app" "webhook-app-secret" "verify" "webhook-verify-token" }}
+{{- end }}
+{{- if $secret.name }}
 # Meta's webhook secrets, never in values or logs: from the Secret.
 - name: INGEST_WEBHOOK_APP_SECRET
   valueFrom:
     secretKeyRef:
-      name: {{ .secretName | quote }}
-      key: {{ .appSecretKey | quote }}
+      name: {{ $secret.name | quote }}
+      key: {{ $secret.app | quote }}
 - name: INGEST_WEBHOOK_VERIFY_TOKEN
   valueFrom:
     secretKeyRef:
-      name: {{ .secretName | quote }}
-      key: {{ .verifyTokenKey | quote }}
-{{- end }}{{ end }}
+      name: {{ $secret.name | quote }}
+      key: {{ $secret.verify | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "wadispatch.env.sender" -}}
