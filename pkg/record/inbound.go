@@ -156,7 +156,10 @@ func (s *Service) replyEnquiry(ctx context.Context, in *wadispatchv1.InboundMess
 		switch {
 		case err == nil:
 			path, _ := snap.Data()["messagePath"].(string)
-			if ref, err := dispatch.ParseMessagePath(path); err == nil {
+			to, _ := snap.Data()["driverMobileNumber"].(string)
+			// Only a message sent to this driver places the reply: another
+			// driver's enquiry is never theirs to write in.
+			if ref, err := dispatch.ParseMessagePath(path); err == nil && to == in.GetFrom() {
 				return ref, true, nil
 			}
 		case status.Code(err) != codes.NotFound:

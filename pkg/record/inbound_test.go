@@ -172,6 +172,22 @@ func TestDriverReplyToLatestEnquiry(t *testing.T) {
 	}
 }
 
+// A reply quoting a message sent to someone else is not put in that
+// message's enquiry.
+func TestDriverReplyQuotingAnotherDriversMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	if v := e.handle(t, inboundMsg("wamid.IN1", "+447911000001", "wamid.A", time.Now())); !v.Ack || v.Reason != "inbound_no_enquiry" {
+		t.Fatalf("verdict %+v", v)
+	}
+	path := dispatch.MessageRef{LeaseID: "l1", EnquiryID: "e1", MessageID: record.DriverReplyDocID("wamid.IN1")}.Path()
+	if d := doc(t, e.db, path); d != nil {
+		t.Errorf("reply written in another driver's enquiry: %v", d)
+	}
+}
+
 // A number the pipeline never wrote to: nothing to attach the reply to, so
 // it is acked with a reason, yet the window is known for a first text.
 func TestDriverReplyWithoutEnquiry(t *testing.T) {
