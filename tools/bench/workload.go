@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 )
@@ -72,11 +73,22 @@ func (f Fleet) Drivers() []string {
 }
 
 // Seed writes the leases with their WhatsApp configuration and the
-// enquiries, as the web app would have before any message.
+// enquiries, as the web app would have before any message. (Plain writes:
+// the client's BulkWriter.End was seen to hang when a second stack is
+// seeded in the same process.)
 func (f Fleet) Seed(ctx context.Context, fs *firestore.Client) error {
-	bw := fs.BulkWriter(ctx)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	set := func(path string, data map[string]any) {
+		g.Go(func() error {
+			if _, err := fs.Doc(path).Set(ctx, data); err != nil {
+				return fmt.Errorf("seed %s: %w", path, err)
+			}
+			return nil
+		})
+	}
 	for _, l := range f.Leases {
-		if _, err := bw.Set(fs.Doc("leasecompany/"+l.ID), map[string]any{
+		set("leasecompany/"+l.ID, map[string]any{
 			"name": "Leasing " + l.ID,
 			"whatsappConfig": map[string]any{
 				"phoneNumberId":    f.PhoneNumberID,
@@ -84,19 +96,14 @@ func (f Fleet) Seed(ctx context.Context, fs *firestore.Client) error {
 				"tokenRef":         f.TokenRef,
 				"templateLanguage": "en_GB",
 			},
-		}); err != nil {
-			return fmt.Errorf("seed lease %s: %w", l.ID, err)
-		}
+		})
 		for i, e := range l.Enquiries {
-			if _, err := bw.Set(fs.Doc("leasecompany/"+l.ID+"/enquiries/"+e.ID), map[string]any{
+			set("leasecompany/"+l.ID+"/enquiries/"+e.ID, map[string]any{
 				"accountId": fmt.Sprintf("acc-%d", i%7), "serviceUnitId": fmt.Sprintf("su-%d", i%3), "status": "open",
-			}); err != nil {
-				return fmt.Errorf("seed enquiry %s: %w", e.ID, err)
-			}
+			})
 		}
 	}
-	bw.End()
-	return nil
+	return g.Wait()
 }
 
 // Message is one chat message of a workload.
