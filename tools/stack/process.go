@@ -35,7 +35,13 @@ type process struct {
 
 // start runs p; ready waits until it can serve.
 func (p *process) start() error {
-	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// A new stack starts its logs afresh (a ready line of an earlier run
+	// would name a stale address); a restart appends to the same log.
+	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	if p.done == nil {
+		flags |= os.O_TRUNC
+	}
+	logFile, err := os.OpenFile(p.logPath, flags, 0o644)
 	if err != nil {
 		return fmt.Errorf("%s log: %w", p.name, err)
 	}
