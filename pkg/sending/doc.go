@@ -11,6 +11,10 @@
 //     UNKNOWN, rather than risking a second message to the driver.
 //   - Everything that can fail without a claim (token lookup, pacing) happens
 //     before claiming, so a transient failure there is a plain nack.
+//   - Free-form text to a driver outside WhatsApp's 24-hour window (the
+//     claim answers when they last wrote) is recorded FAILED with
+//     outside_24h_window without calling WhatsApp, which would refuse it;
+//     Config.EnforceWindow turns the check off.
 //   - Work after a SEND claim is detached from the caller's cancellation
 //     (shutdown) and bounded by the claim's lease instead, so a stopping
 //     sender does not abandon a send between the WhatsApp call and the result.
