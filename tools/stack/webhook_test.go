@@ -122,6 +122,32 @@ func TestStatusWebhooksReorderedAndDuplicated(t *testing.T) {
 	}
 }
 
+// WhatsApp accepts a message, then reports it failed (fail_later): the
+// message ends FAILED with Meta's error from the webhook, and stays counted
+// as sent (the call did go out).
+func TestFailedStatusWebhook(t *testing.T) {
+	s, fs, ctx := setup(t, stack.Options{})
+	c := demoCase(t, "msg-template", "failed-later")
+	if err := s.AddFault(ctx, map[string]any{"kind": "fail_later", "code": 131049, "to": "447911123402"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Doc(c.Path()).Create(ctx, c.Fields); err != nil {
+		t.Fatal(err)
+	}
+	doc := waitForStatus(t, ctx, fs, c.Path(), "FAILED")
+	werr, _ := doc["whatsappError"].(map[string]any)
+	if doc["failureReason"] != "marketing_limit" || werr["code"] != int64(131049) || doc["whatsappMessageId"] == nil {
+		t.Errorf("failed message %v", doc)
+	}
+	if _, ok := doc["failedAt"].(time.Time); !ok {
+		t.Errorf("failedAt %v", doc["failedAt"])
+	}
+	metrics := getDoc(t, ctx, fs, "leasecompany/"+stack.DemoLease+"/performanceMetrics/"+stack.DemoUser)
+	if metrics["numberOfWhatsappMessagesSent"] != int64(1) {
+		t.Errorf("numberOfWhatsappMessagesSent = %v, want 1", metrics["numberOfWhatsappMessagesSent"])
+	}
+}
+
 // A webhook with a forged or missing signature is refused with 401 and
 // changes nothing; the same body signed with the app secret is applied.
 // The verification handshake answers only the verify token.
