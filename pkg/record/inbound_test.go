@@ -126,14 +126,14 @@ func TestDriverReplyQuotingAMessage(t *testing.T) {
 		t.Errorf("ancillary record %v", anc)
 	}
 	next := e.newMessage(t, "m2")
-	if got := e.claim(t, next, 0).GetDriverLastInboundAt(); got == nil || !got.AsTime().Equal(at) {
-		t.Errorf("claim's driver_last_inbound_at %v, want %v", got, at)
+	if c := e.claim(t, next, 0); !c.GetDriverWindowChecked() || c.GetDriverLastInboundAt() == nil || !c.GetDriverLastInboundAt().AsTime().Equal(at) {
+		t.Errorf("claim's driver_last_inbound_at %v (checked %v), want %v", c.GetDriverLastInboundAt(), c.GetDriverWindowChecked(), at)
 	}
 	// Templates need no window, so their claim reads nothing for it.
 	tpl := e.newMessage(t, "m3")
 	tpl.Type = wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE
-	if got := e.claim(t, tpl, 0).GetDriverLastInboundAt(); got != nil {
-		t.Errorf("template claim's driver_last_inbound_at %v", got)
+	if c := e.claim(t, tpl, 0); c.GetDriverLastInboundAt() != nil || c.GetDriverWindowChecked() {
+		t.Errorf("template claim's window: %v (checked %v)", c.GetDriverLastInboundAt(), c.GetDriverWindowChecked())
 	}
 }
 
@@ -207,8 +207,8 @@ func TestDriverReplyWithoutEnquiry(t *testing.T) {
 	// The window is per business number: another number's text sees none.
 	other := e.newMessage(t, "m2")
 	other.LeaseWhatsappDetails.PhoneNumberId = "2077"
-	if got := e.claim(t, other, 0).GetDriverLastInboundAt(); got != nil {
-		t.Errorf("window of another business number: %v", got)
+	if c := e.claim(t, other, 0); c.GetDriverLastInboundAt() != nil || !c.GetDriverWindowChecked() {
+		t.Errorf("window of another business number: %v (checked %v)", c.GetDriverLastInboundAt(), c.GetDriverWindowChecked())
 	}
 }
 

@@ -253,8 +253,8 @@ func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequ
 		log.WithError(err).Warn("claim not decided")
 		return nil, err
 	}
-	if resp.GetDecision() == wadispatchv1.ClaimSendResponse_DECISION_SEND {
-		resp.DriverLastInboundAt = lastInbound
+	if resp.GetDecision() == wadispatchv1.ClaimSendResponse_DECISION_SEND && task.GetType() == wadispatchv1.MessageType_MESSAGE_TYPE_TEXT {
+		resp.DriverLastInboundAt, resp.DriverWindowChecked = lastInbound, true
 	}
 	s.m.claims.WithLabelValues(dispatch.Label(resp.GetDecision())).Inc()
 	log.WithFields(logrus.Fields{"decision": resp.GetDecision().String(), "reason": resp.GetReason()}).Info("claim decided")

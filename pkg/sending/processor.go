@@ -264,7 +264,8 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 	case tokenErr != nil:
 		log.WithError(tokenErr).Warn("no token for the lease; recording FAILED")
 		result.Error = &wadispatchv1.WhatsAppError{Reason: ReasonTokenUnavailable, Message: tokenErr.Error()}
-	case p.cfg.EnforceWindow && task.GetType() == wadispatchv1.MessageType_MESSAGE_TYPE_TEXT && outsideWindow(claim.GetDriverLastInboundAt(), p.clock.Now()):
+	case p.cfg.EnforceWindow && task.GetType() == wadispatchv1.MessageType_MESSAGE_TYPE_TEXT && claim.GetDriverWindowChecked() &&
+		outsideWindow(claim.GetDriverLastInboundAt(), p.clock.Now()):
 		msg := windowMessage(claim.GetDriverLastInboundAt())
 		log.WithField("reason", ReasonOutsideWindow).Warn(msg + "; recording FAILED without calling WhatsApp")
 		result.Error = &wadispatchv1.WhatsAppError{Reason: ReasonOutsideWindow, Message: msg}

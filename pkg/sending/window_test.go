@@ -23,19 +23,23 @@ func TestCustomerServiceWindow(t *testing.T) {
 		task     *wadispatchv1.SendTask
 		last     *timestamppb.Timestamp
 		enforce  bool
+		checked  bool
 		wantSent bool
 	}{
-		{"text, never wrote", textTask(), nil, true, false},
-		{"text, wrote an hour ago", textTask(), timestamppb.New(now.Add(-time.Hour)), true, true},
-		{"text, wrote 24h ago", textTask(), timestamppb.New(now.Add(-24 * time.Hour)), true, false},
-		{"text, wrote 25h ago", textTask(), timestamppb.New(now.Add(-25 * time.Hour)), true, false},
-		{"template, never wrote", template(), nil, true, true},
-		{"text, never wrote, check off", textTask(), nil, false, true},
+		{"text, never wrote", textTask(), nil, true, true, false},
+		{"text, wrote an hour ago", textTask(), timestamppb.New(now.Add(-time.Hour)), true, true, true},
+		{"text, wrote 24h ago", textTask(), timestamppb.New(now.Add(-24 * time.Hour)), true, true, false},
+		{"text, wrote 25h ago", textTask(), timestamppb.New(now.Add(-25 * time.Hour)), true, true, false},
+		{"template, never wrote", template(), nil, true, false, true},
+		{"text, never wrote, check off", textTask(), nil, false, true, true},
+		// A recorder that predates the window: WhatsApp decides.
+		{"text, recorder did not check", textTask(), nil, true, false, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t, func(*wadispatchv1.ClaimSendRequest) (*wadispatchv1.ClaimSendResponse, error) {
-				return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: "claim-1", DriverLastInboundAt: c.last}, nil
+				return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: "claim-1",
+					DriverLastInboundAt: c.last, DriverWindowChecked: c.checked}, nil
 			}, ok("wamid.W"))
 			h.clock.now = now
 			h.proc.cfg.EnforceWindow = c.enforce

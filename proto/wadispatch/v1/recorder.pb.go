@@ -156,6 +156,10 @@ type ClaimSendResponse struct {
 	// business phone number (the ancillary database's driver record), unset
 	// when never. WhatsApp takes free-form text only within 24 hours of it.
 	DriverLastInboundAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=driver_last_inbound_at,json=driverLastInboundAt,proto3" json:"driver_last_inbound_at,omitempty"`
+	// True when the recorder looked driver_last_inbound_at up (a SEND of a
+	// text message). A recorder that predates the field leaves it false, and
+	// the sender then leaves the window to WhatsApp instead of failing text.
+	DriverWindowChecked bool `protobuf:"varint,7,opt,name=driver_window_checked,json=driverWindowChecked,proto3" json:"driver_window_checked,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -230,6 +234,13 @@ func (x *ClaimSendResponse) GetDriverLastInboundAt() *timestamppb.Timestamp {
 		return x.DriverLastInboundAt
 	}
 	return nil
+}
+
+func (x *ClaimSendResponse) GetDriverWindowChecked() bool {
+	if x != nil {
+		return x.DriverWindowChecked
+	}
+	return false
 }
 
 type RecordResultRequest struct {
@@ -1001,14 +1012,15 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x10ClaimSendRequest\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.wadispatch.v1.SendTaskR\x04task\x12\x1a\n" +
 	"\bclaimant\x18\x02 \x01(\tR\bclaimant\x12/\n" +
-	"\x05lease\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"\xd1\x03\n" +
+	"\x05lease\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"\x85\x04\n" +
 	"\x11ClaimSendResponse\x12E\n" +
 	"\bdecision\x18\x01 \x01(\x0e2).wadispatch.v1.ClaimSendResponse.DecisionR\bdecision\x12\x19\n" +
 	"\bclaim_id\x18\x02 \x01(\tR\aclaimId\x12D\n" +
 	"\x10lease_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0eleaseExpiresAt\x121\n" +
 	"\x06result\x18\x04 \x01(\v2\x19.wadispatch.v1.SendResultR\x06result\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12O\n" +
-	"\x16driver_last_inbound_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x13driverLastInboundAt\"x\n" +
+	"\x16driver_last_inbound_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x13driverLastInboundAt\x122\n" +
+	"\x15driver_window_checked\x18\a \x01(\bR\x13driverWindowChecked\"x\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rDECISION_SEND\x10\x01\x12\x11\n" +
