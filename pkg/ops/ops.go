@@ -34,6 +34,13 @@ type Server struct {
 	mu       sync.Mutex
 	checks   map[string]ReadinessCheck
 	draining atomic.Bool
+
+	// fresh are connections that have not sent a request yet. Shutdown
+	// waits 5s for such a connection before it counts as idle, so clients
+	// that dial ahead (the Eventarc forwarder, HTTP transports) would hold
+	// a stopping pod for nothing.
+	connMu sync.Mutex
+	fresh  map[net.Conn]struct{}
 }
 
 // New listens on addr (":0" picks a free port) and registers the Go and
@@ -50,14 +57,33 @@ func New(addr string) (*Server, error) {
 		mux:      http.NewServeMux(),
 		listener: ln,
 		checks:   map[string]ReadinessCheck{},
+		fresh:    map[net.Conn]struct{}{},
 	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ConnState: s.trackConn}
 	return s, nil
+}
+
+func (s *Server) trackConn(c net.Conn, state http.ConnState) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if state == http.StateNew {
+		s.fresh[c] = struct{}{}
+	} else {
+		delete(s.fresh, c)
+	}
+}
+
+func (s *Server) closeFreshConns() {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	for c := range s.fresh {
+		_ = c.Close()
+	}
 }
 
 // Addr is the address the server listens on.
@@ -109,6 +135,7 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 	s.draining.Store(true)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	s.closeFreshConns()
 	if err := s.srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("ops server shutdown: %w", err)
 	}

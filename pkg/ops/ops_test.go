@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -66,5 +67,38 @@ func TestProbesMetricsAndShutdown(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/healthz"); err == nil {
 		t.Error("server still answers after shutdown")
+	}
+}
+
+// A client that dialled but sent nothing does not hold the shutdown.
+func TestShutdownDoesNotWaitForConnectionsWithoutRequests(t *testing.T) {
+	srv, err := ops.New("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, 10*time.Second) }()
+	if code, _ := get(t, "http://"+srv.Addr()+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz = %d", code)
+	}
+	conn, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(50 * time.Millisecond) // let the server see the connection
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run waited for a connection that sent no request")
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("shutdown took %s", took)
 	}
 }
