@@ -33,6 +33,11 @@ type Config struct {
 	Duration time.Duration
 	// Settle bounds the wait for a rate's messages to reach a final state.
 	Settle time.Duration
+	// PullStreams is the streaming pulls of the task consumers (the
+	// sender's SENDER_PULL_STREAMS, the baseline worker's). The local Pub/Sub
+	// server hands one stream about 100 messages/s, a limit of the emulator
+	// rather than of either design.
+	PullStreams int
 	// Progress receives a line per step.
 	Progress io.Writer
 }
@@ -84,10 +89,6 @@ type namedPID struct {
 
 const benchPhoneNumber = "100000000000001"
 
-// pullStreams is the streaming pulls of each task consumer: the local
-// Pub/Sub server hands one stream about 100 messages/s, a limit of the
-// emulator rather than of either design.
-const pullStreams = 4
 
 // The simulator's limits are lifted so the harness measures the pipeline,
 // not WhatsApp's per-number throughput and pair limits (both systems face
@@ -118,7 +119,7 @@ func RunWadispatch(ctx context.Context, cfg Config) ([]Row, error) {
 			stack.Ingest:   {"LOG_LEVEL=info", "FIRESTORE_EMULATOR_HOST=" + counters[stack.Ingest].Addr},
 			stack.Recorder: {"LOG_LEVEL=info", "FIRESTORE_EMULATOR_HOST=" + counters[stack.Recorder].Addr},
 			stack.Sender: {"LOG_LEVEL=info", "SENDER_RATE_PER_NUMBER=100000", "SENDER_RATE_BURST=1000",
-				"SENDER_PULL_STREAMS=" + strconv.Itoa(pullStreams)},
+				"SENDER_PULL_STREAMS=" + strconv.Itoa(cfg.PullStreams)},
 		},
 	})
 	if err != nil {
@@ -182,7 +183,7 @@ func RunBaseline(ctx context.Context, cfg Config) ([]Row, error) {
 	}
 	defer validate.stop()
 	send, err := startChild(ctx, bin, filepath.Join(logDir, "seed-baseline-send.log"), env("send"),
-		"send", "--whatsapp-base-url", s.SimulatorURL, "--tokens", string(tokens), "--pull-streams", strconv.Itoa(pullStreams))
+		"send", "--whatsapp-base-url", s.SimulatorURL, "--tokens", string(tokens), "--pull-streams", strconv.Itoa(cfg.PullStreams))
 	if err != nil {
 		return nil, err
 	}
