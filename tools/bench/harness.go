@@ -89,7 +89,6 @@ type namedPID struct {
 
 const benchPhoneNumber = "100000000000001"
 
-
 // The simulator's limits are lifted so the harness measures the pipeline,
 // not WhatsApp's per-number throughput and pair limits (both systems face
 // the same simulator), and it sends no status webhooks: the baseline has no
