@@ -39,9 +39,9 @@ type handler func(ctx context.Context, data []byte, attrs map[string]string) rec
 // consume receives from sub until ctx ends. A message in hand is finished
 // even when shutdown starts (bounded by timeout): Receive returns once
 // every handler has.
-func consume(sub *pubsub.Subscriber, maxOutstanding int, timeout time.Duration, h handler, m *consumerMetrics, log *logrus.Entry) lifecycle.Part {
+func consume(sub *pubsub.Subscriber, settings pubsub.ReceiveSettings, timeout time.Duration, h handler, m *consumerMetrics, log *logrus.Entry) lifecycle.Part {
 	return func(ctx context.Context) error {
-		sub.ReceiveSettings.MaxOutstandingMessages = maxOutstanding
+		sub.ReceiveSettings = settings
 		name := sub.ID()
 		err := sub.Receive(ctx, func(ctx context.Context, msg *pubsub.Message) {
 			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)

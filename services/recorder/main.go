@@ -32,6 +32,8 @@ type spec struct {
 	ResultsSubscription string        `envconfig:"RECORDER_RESULTS_SUBSCRIPTION" default:"whatsapp-message-results-recorder" desc:"subscription of send results"`
 	StatusSubscription  string        `envconfig:"RECORDER_STATUS_SUBSCRIPTION" default:"whatsapp-status-events-recorder" desc:"subscription of WhatsApp status events"`
 	MaxOutstanding      int           `envconfig:"RECORDER_MAX_OUTSTANDING_MESSAGES" default:"100" desc:"Pub/Sub messages handled at once per subscription"`
+	PullStreams         int           `envconfig:"RECORDER_PULL_STREAMS" default:"1" desc:"Pub/Sub streaming pulls per subscription (one carries megabytes per second; the local pstest server hands each about 100 messages/s)"`
+	AckExtension        time.Duration `envconfig:"RECORDER_ACK_EXTENSION" default:"15s" desc:"how far a message's ack deadline is extended at a time (10s to 600s): a message held by a crashed recorder comes back after at most this"`
 	HandlerTimeout      time.Duration `envconfig:"RECORDER_HANDLER_TIMEOUT" default:"20s" desc:"time to record one Pub/Sub message before it is nacked for redelivery"`
 }
 
@@ -119,10 +121,19 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 		parts: []lifecycle.Part{
 			func(ctx context.Context) error { return opsSrv.Run(ctx, s.ShutdownGrace) },
 			func(ctx context.Context) error { return api.Run(ctx, s.ShutdownGrace) },
-			consume(ps.Subscriber(s.ResultsSubscription), s.MaxOutstanding, s.HandlerTimeout, svc.HandleResult, consumers, log),
-			consume(ps.Subscriber(s.StatusSubscription), s.MaxOutstanding, s.HandlerTimeout, svc.HandleStatusTopic, consumers, log),
+			consume(ps.Subscriber(s.ResultsSubscription), s.receiveSettings(), s.HandlerTimeout, svc.HandleResult, consumers, log),
+			consume(ps.Subscriber(s.StatusSubscription), s.receiveSettings(), s.HandlerTimeout, svc.HandleStatusTopic, consumers, log),
 			func(ctx context.Context) error { return svc.RunSweeper(ctx, s.SweepInterval) },
 		},
 		close: closeAll,
 	}, nil
+}
+
+// receiveSettings are the flow control of each subscription.
+func (s spec) receiveSettings() pubsub.ReceiveSettings {
+	rs := pubsub.DefaultReceiveSettings
+	rs.MaxOutstandingMessages = s.MaxOutstanding
+	rs.NumGoroutines = s.PullStreams
+	rs.MaxDurationPerAckExtension = s.AckExtension
+	return rs
 }

@@ -18,6 +18,7 @@ func receive(ctx context.Context, client *pubsub.Client, cfg spec, proc *sending
 	sub := client.Subscriber(subscription)
 	sub.ReceiveSettings.MaxOutstandingMessages = cfg.MaxInFlight
 	sub.ReceiveSettings.NumGoroutines = cfg.PullStreams
+	sub.ReceiveSettings.MaxDurationPerAckExtension = cfg.AckExtension
 	err := sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
 		attempt := 0
 		if m.DeliveryAttempt != nil {

@@ -33,10 +33,10 @@ type Config struct {
 	Duration time.Duration
 	// Settle bounds the wait for a rate's messages to reach a final state.
 	Settle time.Duration
-	// PullStreams is the streaming pulls of the task consumers (the
-	// sender's SENDER_PULL_STREAMS, the baseline worker's). The local Pub/Sub
-	// server hands one stream about 100 messages/s, a limit of the emulator
-	// rather than of either design.
+	// PullStreams is the streaming pulls of the consumers (the sender's
+	// SENDER_PULL_STREAMS, the recorder's RECORDER_PULL_STREAMS, the
+	// baseline worker's). The local Pub/Sub server hands one stream about
+	// 100 messages/s, a limit of the emulator rather than of either design.
 	PullStreams int
 	// Progress receives a line per step.
 	Progress io.Writer
@@ -115,8 +115,9 @@ func RunWadispatch(ctx context.Context, cfg Config) ([]Row, error) {
 		PhoneNumberID: benchPhoneNumber,
 		SimulatorArgs: relaxedSimulator,
 		Env: map[string][]string{
-			stack.Ingest:   {"LOG_LEVEL=info", "FIRESTORE_EMULATOR_HOST=" + counters[stack.Ingest].Addr},
-			stack.Recorder: {"LOG_LEVEL=info", "FIRESTORE_EMULATOR_HOST=" + counters[stack.Recorder].Addr},
+			stack.Ingest: {"LOG_LEVEL=info", "FIRESTORE_EMULATOR_HOST=" + counters[stack.Ingest].Addr},
+			stack.Recorder: {"LOG_LEVEL=info", "FIRESTORE_EMULATOR_HOST=" + counters[stack.Recorder].Addr,
+				"RECORDER_PULL_STREAMS=" + strconv.Itoa(cfg.PullStreams)},
 			stack.Sender: {"LOG_LEVEL=info", "SENDER_RATE_PER_NUMBER=100000", "SENDER_RATE_BURST=1000",
 				"SENDER_PULL_STREAMS=" + strconv.Itoa(cfg.PullStreams)},
 		},
