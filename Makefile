@@ -13,7 +13,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 HELM_VERSION               := v3.22.0
 
-.PHONY: all build test test-short lint proto proto-tools demo run bench tools
+.PHONY: all build test lint proto proto-tools chart-check demo run bench
 
 all: build
 
@@ -52,7 +52,6 @@ test: proto-tools chart-check
 ## charts/wadispatch (default and ci/ values), every manifest decoded strictly,
 ## the Dockerfiles' build (static binaries) and skaffold.yaml (charts/chartcheck,
 ## its own module so the Kubernetes API packages stay out of the main build)
-.PHONY: chart-check
 chart-check: $(HELM)
 	cd charts/chartcheck && go vet ./... && HELM=$(HELM) go test -count=1 -timeout 10m ./...
 
