@@ -96,7 +96,7 @@ func TestCreatedByThatNamesNoDocumentIsRefusedOrCounted(t *testing.T) {
 }
 
 func checkBadDocs(t *testing.T, badDocs func(driver string) []badDoc) {
-	s := startStack(t, stack.Options{PhoneNumberID: phoneNumberID})
+	s := stack.StartForTest(t, stack.Options{PhoneNumberID: phoneNumberID})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	fs, err := s.Firestore(ctx, "(default)")
@@ -283,7 +283,7 @@ func truncate(s string, n int) string {
 // and the recorder until Pub/Sub's dead-letter policy moves it, byte for
 // byte, to the topic's dead-letter topic, where operators find it.
 func TestPoisonMessagesReachTheDeadLetterTopics(t *testing.T) {
-	s := startStack(t, stack.Options{PhoneNumberID: phoneNumberID})
+	s := stack.StartForTest(t, stack.Options{PhoneNumberID: phoneNumberID})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	ps, err := pubsubemu.NewClient(ctx, s.PubSubAddr, pubsubemu.TestProject)

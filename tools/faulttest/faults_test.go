@@ -3,7 +3,6 @@ package faulttest
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strconv"
 	"sync"
 	"testing"
@@ -51,7 +50,7 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 	const n = 600
 	seed := time.Now().UnixNano() % 1_000_000
 	t.Logf("simulator fault seed %d (rerun the same faults with it in --seed)", seed)
-	s := startStack(t, stack.Options{
+	s := stack.StartForTest(t, stack.Options{
 		PhoneNumberID: phoneNumberID,
 		SimulatorArgs: []string{"--seed", strconv.FormatInt(seed, 10)},
 		Env:           faultEnv,
@@ -85,7 +84,7 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 		{"kind": "http_status", "http_status": 503, "probability": 0.09},
 		{"kind": "latency", "latency": "700ms", "probability": 0.1},
 	} {
-		if err := simAdmin(ctx, s, http.MethodPost, "/_sim/faults", f); err != nil {
+		if err := s.AddFault(ctx, f); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -186,7 +185,7 @@ func injectFaults(ctx context.Context, t *testing.T, s *stack.Stack, start time.
 			return err
 		}
 		t.Logf("%5.1fs WhatsApp answers the next 30 calls with 130429", time.Since(start).Seconds())
-		return simAdmin(ctx, s, http.MethodPost, "/_sim/faults", map[string]any{"kind": "error", "code": 130429, "times": 30})
+		return s.AddFault(ctx, map[string]any{"kind": "error", "code": 130429, "times": 30})
 	}
 	if err := killSender(3 * time.Second); err != nil {
 		return err

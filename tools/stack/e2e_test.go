@@ -18,7 +18,7 @@ import (
 
 // The demo, as a new user runs it, ends with every outcome as expected.
 func TestDemoOutcomesAreAllExpected(t *testing.T) {
-	s := startStack(t, stack.Options{})
+	s := stack.StartForTest(t, stack.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out bytes.Buffer
@@ -40,7 +40,7 @@ func TestDemoOutcomesAreAllExpected(t *testing.T) {
 // The seed flow, field by field, for each kind of message the V-Customer
 // can write, through the real processes.
 func TestSeedFlowFieldByField(t *testing.T) {
-	s := startStack(t, stack.Options{})
+	s := stack.StartForTest(t, stack.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	fs, err := s.Firestore(ctx, "(default)")

@@ -11,7 +11,7 @@ import (
 // Each service answers /healthz while running and exits 0 within a second
 // of SIGTERM when it has nothing in flight.
 func TestServicesAnswerHealthzAndStopWithinASecondOfSIGTERM(t *testing.T) {
-	s := startStack(t, stack.Options{})
+	s := stack.StartForTest(t, stack.Options{})
 	for name, url := range map[string]string{
 		stack.Ingest:   s.IngestURL,
 		stack.Sender:   s.SenderURL,

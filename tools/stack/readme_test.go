@@ -3,7 +3,6 @@ package stack_test
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,7 +16,7 @@ func TestReadmeDocumentsEveryEnvironmentVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, svc := range []string{stack.Ingest, stack.Sender, stack.Recorder} {
-		out, err := exec.Command(filepath.Join(binDir, svc), "-help-env").Output()
+		out, err := exec.Command(stack.TestBinary(svc), "-help-env").Output()
 		if err != nil {
 			t.Fatalf("%s -help-env: %v", svc, err)
 		}

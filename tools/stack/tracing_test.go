@@ -108,7 +108,7 @@ func TestOneTracePerMessageAcrossTheServices(t *testing.T) {
 	defer srv.Close()
 	otel := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + srv.URL, "OTEL_BSP_SCHEDULE_DELAY=100"}
 	const project = "wadispatch-local"
-	s := startStack(t, stack.Options{Project: project, Env: map[string][]string{stack.Ingest: otel, stack.Sender: otel, stack.Recorder: otel}})
+	s := stack.StartForTest(t, stack.Options{Project: project, Env: map[string][]string{stack.Ingest: otel, stack.Sender: otel, stack.Recorder: otel}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	fs, err := s.Firestore(ctx, "(default)")

@@ -36,7 +36,7 @@ func demoCase(t *testing.T, id, newID string) stack.Case {
 
 func setup(t *testing.T, opts stack.Options) (*stack.Stack, *firestore.Client, context.Context) {
 	t.Helper()
-	s := startStack(t, opts)
+	s := stack.StartForTest(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	fs, err := s.Firestore(ctx, "(default)")
