@@ -59,6 +59,11 @@ func decideClaim(st *stateDoc, now time.Time, policy ExpiredClaimPolicy) (claimA
 	}
 	switch status {
 	case dispatch.StatusSending:
+		if st.Released {
+			// Its holder said no call of its was in flight: sending now
+			// cannot duplicate, whatever the lease says.
+			return claimTakeover, "claim " + st.ClaimID + " released by " + orUnknown(st.Claimant)
+		}
 		if st.LeaseExpiresAt.After(now) {
 			return claimInFlight, "claimed by " + orUnknown(st.Claimant)
 		}
@@ -87,6 +92,47 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+type releaseAction int
+
+const (
+	releaseApply   releaseAction = iota // mark the claim released, precondition update_time
+	releaseAlready                      // released before: answer so, write nothing
+	releaseRefuse                       // not the caller's to release
+)
+
+// decideRelease decides a release of claimID on a message whose state is
+// st (nil when none). Only the current claim, still SENDING without an
+// outcome, may be released: anything else means the send moved on without
+// the caller, and marking it would hide that.
+func decideRelease(st *stateDoc, claimID string) (releaseAction, string) {
+	switch {
+	case st == nil:
+		return releaseRefuse, "no claim exists"
+	case st.Outcome != "":
+		return releaseRefuse, "outcome " + st.Outcome + " recorded"
+	case st.ClaimID != claimID:
+		return releaseRefuse, "claim " + claimID + " is not the current claim (" + orUnknown(st.ClaimID) + ")"
+	case st.Status != string(dispatch.StatusSending):
+		return releaseRefuse, "status is " + st.Status
+	case st.Released:
+		return releaseAlready, "released before"
+	}
+	return releaseApply, ""
+}
+
+// releaseFields mark a claim released. The lease goes with it, so the
+// sweeper, which looks for expired leases, never finds a released claim:
+// nothing of its was in flight, so it must not become UNKNOWN.
+func releaseFields(reason string, now time.Time) map[string]any {
+	return map[string]any{
+		fReleased:       true,
+		"releasedAt":    now,
+		"releaseReason": reason,
+		fLeaseExpiresAt: firestore.Delete,
+		"updatedAt":     now,
+	}
 }
 
 // claim is a new claim on a message.
@@ -137,7 +183,8 @@ func takeoverFields(c claim, task map[string]any, now time.Time) map[string]any 
 	m["claims"] = firestore.Increment(1)
 	m["task"] = task
 	m["updatedAt"] = now
-	for _, f := range []string{fOutcome, "error", "reason", "whatsappMessageId", "resendRequested", "resendRequestedBy", "recordId"} {
+	for _, f := range []string{fOutcome, "error", "reason", "whatsappMessageId", "resendRequested", "resendRequestedBy", "recordId",
+		fReleased, "releasedAt", "releaseReason"} {
 		m[f] = firestore.Delete
 	}
 	return m

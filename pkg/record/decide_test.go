@@ -38,6 +38,11 @@ func TestDecideClaim(t *testing.T) {
 		{"unknown, resend requested", &stateDoc{Status: "UNKNOWN", ResendRequested: true}, PolicyUnknown, claimTakeover},
 		// A late result resolved the message after the operator asked.
 		{"sent after resend requested", &stateDoc{Status: "SENT", Outcome: "SENT", ResendRequested: true}, PolicyUnknown, claimDone},
+		// Released: nothing was in flight, so neither the lease nor the
+		// policy matters.
+		{"released, lease gone", &stateDoc{Status: "SENDING", Released: true}, PolicyUnknown, claimTakeover},
+		{"released, lease live", &stateDoc{Status: "SENDING", Released: true, LeaseExpiresAt: live}, PolicyUnknown, claimTakeover},
+		{"released, outcome recorded", &stateDoc{Status: "SENT", Outcome: "SENT", Released: true}, PolicyUnknown, claimDone},
 	}
 	for _, c := range cases {
 		got, _ := decideClaim(c.st, t0, c.policy)
@@ -264,5 +269,46 @@ func TestParsePolicy(t *testing.T) {
 	}
 	if _, err := ParsePolicy("retry"); err == nil {
 		t.Error("retry accepted")
+	}
+}
+
+func TestDecideRelease(t *testing.T) {
+	cases := []struct {
+		name string
+		st   *stateDoc
+		want releaseAction
+	}{
+		{"no state", nil, releaseRefuse},
+		{"current claim", &stateDoc{Status: "SENDING", ClaimID: "c1", LeaseExpiresAt: t0}, releaseApply},
+		{"another claim", &stateDoc{Status: "SENDING", ClaimID: "c2"}, releaseRefuse},
+		{"outcome recorded", &stateDoc{Status: "SENT", Outcome: "SENT", ClaimID: "c1"}, releaseRefuse},
+		{"marked unknown", &stateDoc{Status: "UNKNOWN", ClaimID: "c1"}, releaseRefuse},
+		{"released before", &stateDoc{Status: "SENDING", ClaimID: "c1", Released: true}, releaseAlready},
+		{"released, taken over", &stateDoc{Status: "SENDING", ClaimID: "c2", Released: false}, releaseRefuse},
+	}
+	for _, c := range cases {
+		got, why := decideRelease(c.st, "c1")
+		if got != c.want {
+			t.Errorf("%s: got %v (%s), want %v", c.name, got, why, c.want)
+		}
+		if got == releaseRefuse && why == "" {
+			t.Errorf("%s: refused without a reason", c.name)
+		}
+	}
+}
+
+func TestReleaseFieldsHideTheClaimFromTheSweeper(t *testing.T) {
+	f := releaseFields("server_error", t0)
+	if f[fLeaseExpiresAt] != firestore.Delete {
+		t.Error("lease kept: the sweeper would mark a released claim UNKNOWN")
+	}
+	if f[fReleased] != true || f["releaseReason"] != "server_error" {
+		t.Errorf("fields %v", f)
+	}
+	tf := takeoverFields(claim{ID: "c2", Lease: time.Minute}, nil, t0)
+	for _, k := range []string{fReleased, "releasedAt", "releaseReason"} {
+		if tf[k] != firestore.Delete {
+			t.Errorf("takeover keeps %s: the new claim would look released", k)
+		}
 	}
 }

@@ -4,7 +4,9 @@
 // Data it owns (default database unless noted):
 //
 //   - {messagePath}/dispatch/state: the claim (claimId, claimant, claimedAt,
-//     leaseExpiresAt while a claim has no outcome), status, outcome, wamid,
+//     leaseExpiresAt while a claim has no outcome and is not released;
+//     released, releasedAt, releaseReason once its holder released it),
+//     status, outcome, wamid,
 //     error, a copy of the SendTask (no token) for listing and resending.
 //     Every change to it is a commit with a precondition (must not exist, or
 //     the update_time read), so concurrent claims and repeated results are

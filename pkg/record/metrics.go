@@ -14,6 +14,7 @@ type Metrics struct {
 	ancillaryRetry prometheus.Counter
 	recordLatency  prometheus.Histogram
 	swept          prometheus.Counter
+	releases       *prometheus.CounterVec
 	inbound        *prometheus.CounterVec
 }
 
@@ -49,11 +50,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wadispatch_recorder_expired_claims_marked_unknown_total",
 			Help: "Claims the sweeper found expired without an outcome and marked UNKNOWN.",
 		}),
+		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_claim_releases_total",
+			Help: "ReleaseClaim answers, by result (released, already: released before, refused: not the current claim or an outcome recorded).",
+		}, []string{"result"}),
 		inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_recorder_driver_replies_total",
 			Help: "Driver replies from WhatsApp webhooks, by outcome (recorded, duplicate, no_enquiry: window recorded, no conversation to attach the reply to).",
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.inbound)
+	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.releases, m.inbound)
 	return m
 }

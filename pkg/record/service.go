@@ -326,6 +326,52 @@ func (s *Service) claim(ctx context.Context, c claim, taskMap map[string]any) (*
 	return nil, status.Errorf(codes.Unavailable, "claim: state of %s kept changing; try again", c.Ref.Path())
 }
 
+// ReleaseClaim implements wadispatchv1.RecorderServer.
+func (s *Service) ReleaseClaim(ctx context.Context, req *wadispatchv1.ReleaseClaimRequest) (*wadispatchv1.ReleaseClaimResponse, error) {
+	ref, err := dispatch.ParseMessagePath(req.GetMessageDocId())
+	if err != nil {
+		return nil, invalid("message_doc_id: %v", err)
+	}
+	if req.GetClaimId() == "" {
+		return nil, invalid("claim_id is required")
+	}
+	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "claimId": req.GetClaimId(), "reason": req.GetReason()})
+	stateRef := s.db.Doc(statePath(ref.Path()))
+	for range s.cfg.MaxCommitAttempts {
+		st, _, err := s.readState(ctx, ref)
+		if err != nil {
+			return nil, storeErr(ctx, "read state", err)
+		}
+		action, why := decideRelease(st, req.GetClaimId())
+		switch action {
+		case releaseRefuse:
+			s.m.releases.WithLabelValues("refused").Inc()
+			log.WithField("why", why).Info("claim release refused")
+			return nil, status.Errorf(codes.FailedPrecondition, "release claim of %s: %s", ref.Path(), why)
+		case releaseAlready:
+			s.m.releases.WithLabelValues("already").Inc()
+			return &wadispatchv1.ReleaseClaimResponse{State: st.messageState()}, nil
+		}
+		now := s.now()
+		reason := orUnknown(truncate(req.GetReason(), 200))
+		err = s.commitRetrying(ctx, s.db, op{kind: opUpdate, ref: stateRef, data: releaseFields(reason, now),
+			pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}})
+		if err == nil {
+			s.m.releases.WithLabelValues("released").Inc()
+			log.Info("claim released")
+			st.Released, st.ReleasedAt, st.ReleaseReason, st.LeaseExpiresAt, st.UpdatedAt = true, now, reason, time.Time{}, now
+			return &wadispatchv1.ReleaseClaimResponse{State: st.messageState(), Applied: true}, nil
+		}
+		if !preconditionFailed(err) {
+			return nil, storeErr(ctx, "release claim", err)
+		}
+		// Changed since read (or our commit landed and its answer was
+		// lost): decide again on what is there now.
+		s.m.commitRetries.WithLabelValues("precondition").Inc()
+	}
+	return nil, status.Errorf(codes.Unavailable, "release claim: state of %s kept changing; try again", ref.Path())
+}
+
 // RecordResult implements wadispatchv1.RecorderServer.
 func (s *Service) RecordResult(ctx context.Context, req *wadispatchv1.RecordResultRequest) (*wadispatchv1.RecordResultResponse, error) {
 	start := time.Now()

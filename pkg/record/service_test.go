@@ -436,6 +436,73 @@ func TestSweeperMarksExpiredClaimsUnknown(t *testing.T) {
 	}
 }
 
+func (e *env) release(task *wadispatchv1.SendTask, claimID string) (*wadispatchv1.ReleaseClaimResponse, error) {
+	return e.rec.ReleaseClaim(context.Background(), &wadispatchv1.ReleaseClaimRequest{
+		MessageDocId: task.GetMessageDocId(), ClaimId: claimID, Reason: "server_error"})
+}
+
+func TestReleasedClaimIsTakenOverAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	first := e.claim(t, task, time.Hour)
+	if first.GetDecision() != decSend {
+		t.Fatalf("first claim %v", first)
+	}
+	if _, err := e.release(task, "not-the-claim"); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("release with a wrong claim id: %v, want FailedPrecondition", err)
+	}
+	if c := e.claim(t, task, 0); c.GetDecision() != decInFlight {
+		t.Fatalf("claim after a refused release: %v, want IN_FLIGHT", c)
+	}
+	resp, err := e.release(task, first.GetClaimId())
+	if err != nil || !resp.GetApplied() || !resp.GetState().GetReleased() || resp.GetState().GetReleaseReason() != "server_error" {
+		t.Fatalf("release: %v, %v", resp, err)
+	}
+	if again, err := e.release(task, first.GetClaimId()); err != nil || again.GetApplied() {
+		t.Fatalf("second release: %v, %v; want success without a write", again, err)
+	}
+	second := e.claim(t, task, time.Hour)
+	if second.GetDecision() != decSend || second.GetClaimId() == first.GetClaimId() {
+		t.Fatalf("claim after release: %v, want SEND with a new claim id", second)
+	}
+	st := doc(t, e.db, messagePath("m1")+"/dispatch/state")
+	if st["released"] != nil || st["claimId"] != second.GetClaimId() || st["claims"] != int64(2) {
+		t.Errorf("state after takeover %v", st)
+	}
+	// The first claim was taken over: it may not release the new one.
+	if _, err := e.release(task, first.GetClaimId()); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("release of a superseded claim: %v, want FailedPrecondition", err)
+	}
+	e.record(t, sent(task, second.GetClaimId(), "wamid.1"))
+	if _, err := e.release(task, second.GetClaimId()); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("release after the outcome: %v, want FailedPrecondition", err)
+	}
+	if got := counter(t, e.reg, "wadispatch_recorder_claim_releases_total", map[string]string{"result": "released"}); got != 1 {
+		t.Errorf("released counter %v", got)
+	}
+}
+
+func TestSweeperLeavesReleasedClaimsAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	c := e.claim(t, task, 50*time.Millisecond)
+	if _, err := e.release(task, c.GetClaimId()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n, err := e.svc.Sweep(context.Background()); err != nil || n != 0 {
+		t.Fatalf("Sweep = %d, %v; want 0", n, err)
+	}
+	if got := doc(t, e.db, messagePath("m1"))["status"]; got != "SENDING" {
+		t.Errorf("message status %v, want SENDING", got)
+	}
+	if next := e.claim(t, task, 0); next.GetDecision() != decSend {
+		t.Errorf("claim of a released claim past its lease: %v, want SEND", next)
+	}
+}
+
 func TestResend(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})

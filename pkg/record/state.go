@@ -23,6 +23,7 @@ const (
 	fStatus          = "status"
 	fOutcome         = "outcome"
 	fLeaseExpiresAt  = "leaseExpiresAt"
+	fReleased        = "released"
 	fDriver          = "driverMobileNumber"
 	fEnquiryID       = "enquiryId"
 	fMetricsCounter  = "numberOfWhatsappMessagesSent"
@@ -66,6 +67,9 @@ type stateDoc struct {
 	RecordID           string         `firestore:"recordId"`
 	ResendRequested    bool           `firestore:"resendRequested"`
 	ResendRequestedBy  string         `firestore:"resendRequestedBy"`
+	Released           bool           `firestore:"released"`
+	ReleasedAt         time.Time      `firestore:"releasedAt"`
+	ReleaseReason      string         `firestore:"releaseReason"`
 	CreatedAt          time.Time      `firestore:"createdAt"`
 	SentAt             time.Time      `firestore:"sentAt"`
 	FailedAt           time.Time      `firestore:"failedAt"`
@@ -146,6 +150,9 @@ func (s *stateDoc) messageState() *wadispatchv1.MessageState {
 		DeliveredAt:        ts(s.DeliveredAt),
 		ReadAt:             ts(s.ReadAt),
 		UpdatedAt:          ts(s.UpdatedAt),
+		Released:           s.Released,
+		ReleasedAt:         ts(s.ReleasedAt),
+		ReleaseReason:      s.ReleaseReason,
 	}
 }
 

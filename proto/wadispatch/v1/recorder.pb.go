@@ -537,16 +537,20 @@ type MessageState struct {
 	WhatsappMessageId  string                 `protobuf:"bytes,8,opt,name=whatsapp_message_id,json=whatsappMessageId,proto3" json:"whatsapp_message_id,omitempty"`
 	Error              *WhatsAppError         `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
 	// Why the status is what it is when it is FAILED or UNKNOWN.
-	Reason        string                 `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
-	ClaimId       string                 `protobuf:"bytes,11,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
-	Claimant      string                 `protobuf:"bytes,12,opt,name=claimant,proto3" json:"claimant,omitempty"`
-	Attempts      int32                  `protobuf:"varint,13,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	ClaimedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=claimed_at,json=claimedAt,proto3" json:"claimed_at,omitempty"`
-	SentAt        *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
-	DeliveredAt   *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
-	ReadAt        *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Reason      string                 `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	ClaimId     string                 `protobuf:"bytes,11,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	Claimant    string                 `protobuf:"bytes,12,opt,name=claimant,proto3" json:"claimant,omitempty"`
+	Attempts    int32                  `protobuf:"varint,13,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ClaimedAt   *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=claimed_at,json=claimedAt,proto3" json:"claimed_at,omitempty"`
+	SentAt      *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	DeliveredAt *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
+	ReadAt      *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// The claim's holder released it (see ReleaseClaim); still SENDING.
+	Released      bool                   `protobuf:"varint,20,opt,name=released,proto3" json:"released,omitempty"`
+	ReleasedAt    *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=released_at,json=releasedAt,proto3" json:"released_at,omitempty"`
+	ReleaseReason string                 `protobuf:"bytes,22,opt,name=release_reason,json=releaseReason,proto3" json:"release_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -712,6 +716,27 @@ func (x *MessageState) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *MessageState) GetReleased() bool {
+	if x != nil {
+		return x.Released
+	}
+	return false
+}
+
+func (x *MessageState) GetReleasedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReleasedAt
+	}
+	return nil
+}
+
+func (x *MessageState) GetReleaseReason() string {
+	if x != nil {
+		return x.ReleaseReason
+	}
+	return ""
 }
 
 type ListEnquiryMessagesRequest struct {
@@ -1004,6 +1029,121 @@ func (x *ResendResponse) GetState() *MessageState {
 	return nil
 }
 
+type ReleaseClaimRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	MessageDocId string                 `protobuf:"bytes,1,opt,name=message_doc_id,json=messageDocId,proto3" json:"message_doc_id,omitempty"`
+	// The claim being released: the one ClaimSend granted the caller.
+	ClaimId string `protobuf:"bytes,2,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`
+	// Why, for operators (e.g. the WhatsApp error reason being waited out).
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseClaimRequest) Reset() {
+	*x = ReleaseClaimRequest{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseClaimRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseClaimRequest) ProtoMessage() {}
+
+func (x *ReleaseClaimRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseClaimRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseClaimRequest) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReleaseClaimRequest) GetMessageDocId() string {
+	if x != nil {
+		return x.MessageDocId
+	}
+	return ""
+}
+
+func (x *ReleaseClaimRequest) GetClaimId() string {
+	if x != nil {
+		return x.ClaimId
+	}
+	return ""
+}
+
+func (x *ReleaseClaimRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ReleaseClaimResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State *MessageState          `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// False when the claim had been released before (nothing changed).
+	Applied       bool `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseClaimResponse) Reset() {
+	*x = ReleaseClaimResponse{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseClaimResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseClaimResponse) ProtoMessage() {}
+
+func (x *ReleaseClaimResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseClaimResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseClaimResponse) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReleaseClaimResponse) GetState() *MessageState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *ReleaseClaimResponse) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
 var File_wadispatch_v1_recorder_proto protoreflect.FileDescriptor
 
 const file_wadispatch_v1_recorder_proto_rawDesc = "" +
@@ -1040,7 +1180,7 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x11GetMessageRequest\x12$\n" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\"G\n" +
 	"\x12GetMessageResponse\x121\n" +
-	"\x05state\x18\x01 \x01(\v2\x1b.wadispatch.v1.MessageStateR\x05state\"\xbd\x06\n" +
+	"\x05state\x18\x01 \x01(\v2\x1b.wadispatch.v1.MessageStateR\x05state\"\xbd\a\n" +
 	"\fMessageState\x12$\n" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x1d\n" +
@@ -1067,7 +1207,11 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\fdelivered_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAt\x123\n" +
 	"\aread_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"m\n" +
+	"updated_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1a\n" +
+	"\breleased\x18\x14 \x01(\bR\breleased\x12;\n" +
+	"\vreleased_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"releasedAt\x12%\n" +
+	"\x0erelease_reason\x18\x16 \x01(\tR\rreleaseReason\"m\n" +
 	"\x1aListEnquiryMessagesRequest\x120\n" +
 	"\x14driver_mobile_number\x18\x01 \x01(\tR\x12driverMobileNumber\x12\x1d\n" +
 	"\n" +
@@ -1083,7 +1227,14 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12!\n" +
 	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\"C\n" +
 	"\x0eResendResponse\x121\n" +
-	"\x05state\x18\x01 \x01(\v2\x1b.wadispatch.v1.MessageStateR\x05state2\xe7\x04\n" +
+	"\x05state\x18\x01 \x01(\v2\x1b.wadispatch.v1.MessageStateR\x05state\"n\n" +
+	"\x13ReleaseClaimRequest\x12$\n" +
+	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12\x19\n" +
+	"\bclaim_id\x18\x02 \x01(\tR\aclaimId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"c\n" +
+	"\x14ReleaseClaimResponse\x121\n" +
+	"\x05state\x18\x01 \x01(\v2\x1b.wadispatch.v1.MessageStateR\x05state\x12\x18\n" +
+	"\aapplied\x18\x02 \x01(\bR\aapplied2\xc0\x05\n" +
 	"\bRecorder\x12N\n" +
 	"\tClaimSend\x12\x1f.wadispatch.v1.ClaimSendRequest\x1a .wadispatch.v1.ClaimSendResponse\x12W\n" +
 	"\fRecordResult\x12\".wadispatch.v1.RecordResultRequest\x1a#.wadispatch.v1.RecordResultResponse\x12T\n" +
@@ -1092,7 +1243,8 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"GetMessage\x12 .wadispatch.v1.GetMessageRequest\x1a!.wadispatch.v1.GetMessageResponse\x12l\n" +
 	"\x13ListEnquiryMessages\x12).wadispatch.v1.ListEnquiryMessagesRequest\x1a*.wadispatch.v1.ListEnquiryMessagesResponse\x12T\n" +
 	"\vListUnknown\x12!.wadispatch.v1.ListUnknownRequest\x1a\".wadispatch.v1.ListUnknownResponse\x12E\n" +
-	"\x06Resend\x12\x1c.wadispatch.v1.ResendRequest\x1a\x1d.wadispatch.v1.ResendResponseB=Z;github.com/visn/wadispatch/proto/wadispatch/v1;wadispatchv1b\x06proto3"
+	"\x06Resend\x12\x1c.wadispatch.v1.ResendRequest\x1a\x1d.wadispatch.v1.ResendResponse\x12W\n" +
+	"\fReleaseClaim\x12\".wadispatch.v1.ReleaseClaimRequest\x1a#.wadispatch.v1.ReleaseClaimResponseB=Z;github.com/visn/wadispatch/proto/wadispatch/v1;wadispatchv1b\x06proto3"
 
 var (
 	file_wadispatch_v1_recorder_proto_rawDescOnce sync.Once
@@ -1107,7 +1259,7 @@ func file_wadispatch_v1_recorder_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_recorder_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_wadispatch_v1_recorder_proto_goTypes = []any{
 	(ClaimSendResponse_Decision)(0),     // 0: wadispatch.v1.ClaimSendResponse.Decision
 	(*ClaimSendRequest)(nil),            // 1: wadispatch.v1.ClaimSendRequest
@@ -1125,56 +1277,62 @@ var file_wadispatch_v1_recorder_proto_goTypes = []any{
 	(*ListUnknownResponse)(nil),         // 13: wadispatch.v1.ListUnknownResponse
 	(*ResendRequest)(nil),               // 14: wadispatch.v1.ResendRequest
 	(*ResendResponse)(nil),              // 15: wadispatch.v1.ResendResponse
-	(*SendTask)(nil),                    // 16: wadispatch.v1.SendTask
-	(*durationpb.Duration)(nil),         // 17: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 18: google.protobuf.Timestamp
-	(*SendResult)(nil),                  // 19: wadispatch.v1.SendResult
-	(*StatusEvent)(nil),                 // 20: wadispatch.v1.StatusEvent
-	(MessageStatus)(0),                  // 21: wadispatch.v1.MessageStatus
-	(*WhatsAppError)(nil),               // 22: wadispatch.v1.WhatsAppError
+	(*ReleaseClaimRequest)(nil),         // 16: wadispatch.v1.ReleaseClaimRequest
+	(*ReleaseClaimResponse)(nil),        // 17: wadispatch.v1.ReleaseClaimResponse
+	(*SendTask)(nil),                    // 18: wadispatch.v1.SendTask
+	(*durationpb.Duration)(nil),         // 19: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 20: google.protobuf.Timestamp
+	(*SendResult)(nil),                  // 21: wadispatch.v1.SendResult
+	(*StatusEvent)(nil),                 // 22: wadispatch.v1.StatusEvent
+	(MessageStatus)(0),                  // 23: wadispatch.v1.MessageStatus
+	(*WhatsAppError)(nil),               // 24: wadispatch.v1.WhatsAppError
 }
 var file_wadispatch_v1_recorder_proto_depIdxs = []int32{
-	16, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
-	17, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
+	18, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
+	19, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
 	0,  // 2: wadispatch.v1.ClaimSendResponse.decision:type_name -> wadispatch.v1.ClaimSendResponse.Decision
-	18, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
-	19, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
-	18, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
-	19, // 6: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
+	20, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
+	21, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
+	20, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
+	21, // 6: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
 	9,  // 7: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
-	20, // 8: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
+	22, // 8: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
 	9,  // 9: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
 	9,  // 10: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
-	21, // 11: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
-	22, // 12: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
-	18, // 13: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
-	18, // 14: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
-	18, // 15: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
-	18, // 16: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
-	18, // 17: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
-	18, // 18: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
-	9,  // 19: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
-	9,  // 20: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
-	9,  // 21: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
-	1,  // 22: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
-	3,  // 23: wadispatch.v1.Recorder.RecordResult:input_type -> wadispatch.v1.RecordResultRequest
-	5,  // 24: wadispatch.v1.Recorder.ApplyStatus:input_type -> wadispatch.v1.ApplyStatusRequest
-	7,  // 25: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
-	10, // 26: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
-	12, // 27: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
-	14, // 28: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
-	2,  // 29: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
-	4,  // 30: wadispatch.v1.Recorder.RecordResult:output_type -> wadispatch.v1.RecordResultResponse
-	6,  // 31: wadispatch.v1.Recorder.ApplyStatus:output_type -> wadispatch.v1.ApplyStatusResponse
-	8,  // 32: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
-	11, // 33: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
-	13, // 34: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
-	15, // 35: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
-	29, // [29:36] is the sub-list for method output_type
-	22, // [22:29] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	23, // 11: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
+	24, // 12: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
+	20, // 13: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
+	20, // 14: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
+	20, // 15: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
+	20, // 16: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
+	20, // 17: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
+	20, // 18: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
+	20, // 19: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
+	9,  // 20: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
+	9,  // 21: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
+	9,  // 22: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
+	9,  // 23: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
+	1,  // 24: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
+	3,  // 25: wadispatch.v1.Recorder.RecordResult:input_type -> wadispatch.v1.RecordResultRequest
+	5,  // 26: wadispatch.v1.Recorder.ApplyStatus:input_type -> wadispatch.v1.ApplyStatusRequest
+	7,  // 27: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
+	10, // 28: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
+	12, // 29: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
+	14, // 30: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
+	16, // 31: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
+	2,  // 32: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
+	4,  // 33: wadispatch.v1.Recorder.RecordResult:output_type -> wadispatch.v1.RecordResultResponse
+	6,  // 34: wadispatch.v1.Recorder.ApplyStatus:output_type -> wadispatch.v1.ApplyStatusResponse
+	8,  // 35: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
+	11, // 36: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
+	13, // 37: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
+	15, // 38: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
+	17, // 39: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
+	32, // [32:40] is the sub-list for method output_type
+	24, // [24:32] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_recorder_proto_init() }
@@ -1189,7 +1347,7 @@ func file_wadispatch_v1_recorder_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_recorder_proto_rawDesc), len(file_wadispatch_v1_recorder_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	Recorder_ListEnquiryMessages_FullMethodName = "/wadispatch.v1.Recorder/ListEnquiryMessages"
 	Recorder_ListUnknown_FullMethodName         = "/wadispatch.v1.Recorder/ListUnknown"
 	Recorder_Resend_FullMethodName              = "/wadispatch.v1.Recorder/Resend"
+	Recorder_ReleaseClaim_FullMethodName        = "/wadispatch.v1.Recorder/ReleaseClaim"
 )
 
 // RecorderClient is the client API for Recorder service.
@@ -52,6 +53,13 @@ type RecorderClient interface {
 	// Allows an UNKNOWN or FAILED message to be sent again: the next claim wins
 	// and the task is republished.
 	Resend(ctx context.Context, in *ResendRequest, opts ...grpc.CallOption) (*ResendResponse, error)
+	// The holder of a claim declares that no WhatsApp call of its own is in
+	// flight for the message and none succeeded (it is waiting to retry). The
+	// message stays SENDING, marked released: the next claim takes it over at
+	// once, and an expired released claim never becomes UNKNOWN. Refused with
+	// FAILED_PRECONDITION when claim_id is not the current claim or an outcome
+	// is recorded; releasing a released claim again changes nothing.
+	ReleaseClaim(ctx context.Context, in *ReleaseClaimRequest, opts ...grpc.CallOption) (*ReleaseClaimResponse, error)
 }
 
 type recorderClient struct {
@@ -132,6 +140,16 @@ func (c *recorderClient) Resend(ctx context.Context, in *ResendRequest, opts ...
 	return out, nil
 }
 
+func (c *recorderClient) ReleaseClaim(ctx context.Context, in *ReleaseClaimRequest, opts ...grpc.CallOption) (*ReleaseClaimResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseClaimResponse)
+	err := c.cc.Invoke(ctx, Recorder_ReleaseClaim_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RecorderServer is the server API for Recorder service.
 // All implementations must embed UnimplementedRecorderServer
 // for forward compatibility.
@@ -156,6 +174,13 @@ type RecorderServer interface {
 	// Allows an UNKNOWN or FAILED message to be sent again: the next claim wins
 	// and the task is republished.
 	Resend(context.Context, *ResendRequest) (*ResendResponse, error)
+	// The holder of a claim declares that no WhatsApp call of its own is in
+	// flight for the message and none succeeded (it is waiting to retry). The
+	// message stays SENDING, marked released: the next claim takes it over at
+	// once, and an expired released claim never becomes UNKNOWN. Refused with
+	// FAILED_PRECONDITION when claim_id is not the current claim or an outcome
+	// is recorded; releasing a released claim again changes nothing.
+	ReleaseClaim(context.Context, *ReleaseClaimRequest) (*ReleaseClaimResponse, error)
 	mustEmbedUnimplementedRecorderServer()
 }
 
@@ -186,6 +211,9 @@ func (UnimplementedRecorderServer) ListUnknown(context.Context, *ListUnknownRequ
 }
 func (UnimplementedRecorderServer) Resend(context.Context, *ResendRequest) (*ResendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Resend not implemented")
+}
+func (UnimplementedRecorderServer) ReleaseClaim(context.Context, *ReleaseClaimRequest) (*ReleaseClaimResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseClaim not implemented")
 }
 func (UnimplementedRecorderServer) mustEmbedUnimplementedRecorderServer() {}
 func (UnimplementedRecorderServer) testEmbeddedByValue()                  {}
@@ -334,6 +362,24 @@ func _Recorder_Resend_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Recorder_ReleaseClaim_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseClaimRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecorderServer).ReleaseClaim(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Recorder_ReleaseClaim_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecorderServer).ReleaseClaim(ctx, req.(*ReleaseClaimRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Recorder_ServiceDesc is the grpc.ServiceDesc for Recorder service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -368,6 +414,10 @@ var Recorder_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Resend",
 			Handler:    _Recorder_Resend_Handler,
+		},
+		{
+			MethodName: "ReleaseClaim",
+			Handler:    _Recorder_ReleaseClaim_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
