@@ -16,6 +16,7 @@ type Metrics struct {
 	rateWaits    prometheus.Histogram
 	inFlight     prometheus.Gauge
 	deadLetters  prometheus.Counter
+	releases     *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -59,7 +60,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wadispatch_sender_dead_lettered_tasks_total",
 			Help: "Tasks published to the dead-letter topic after their retries were exhausted.",
 		}),
+		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_sender_claim_releases_total",
+			Help: "Claims released before a retry wait, by result (released; refused: the claim was no longer this sender's; error: kept and retried under it).",
+		}, []string{"result"}),
 	}
-	reg.MustRegister(m.tasks, m.poison, m.claims, m.calls, m.callDuration, m.retries, m.rateWaits, m.inFlight, m.deadLetters)
+	reg.MustRegister(m.tasks, m.poison, m.claims, m.calls, m.callDuration, m.retries, m.rateWaits, m.inFlight, m.deadLetters, m.releases)
 	return m
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -25,9 +26,11 @@ import (
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
-// Claimer claims sends; the recorder's gRPC client satisfies it.
+// Claimer claims sends and releases claims; the recorder's gRPC client
+// satisfies it.
 type Claimer interface {
 	ClaimSend(ctx context.Context, in *wadispatchv1.ClaimSendRequest, opts ...grpc.CallOption) (*wadispatchv1.ClaimSendResponse, error)
+	ReleaseClaim(ctx context.Context, in *wadispatchv1.ReleaseClaimRequest, opts ...grpc.CallOption) (*wadispatchv1.ReleaseClaimResponse, error)
 }
 
 // WhatsApp sends one message; *whatsapp.Client satisfies it. Failures are
@@ -223,25 +226,8 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 	decision := claim.GetDecision()
 	p.metrics.claims.WithLabelValues(dispatch.Label(decision)).Inc()
 	log = log.WithFields(logrus.Fields{"claimId": claim.GetClaimId(), "decision": dispatch.Label(decision)})
-
-	switch decision {
-	case wadispatchv1.ClaimSendResponse_DECISION_SEND:
-	case wadispatchv1.ClaimSendResponse_DECISION_DONE:
-		return p.republish(ctx, log, d, task, claim)
-	case wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT:
-		wait := p.cfg.InFlightRecheck
-		if exp := claim.GetLeaseExpiresAt(); exp != nil {
-			wait = min(wait, max(exp.AsTime().Sub(p.clock.Now()), 0))
-		}
-		log.WithField("reason", claim.GetReason()).Infof("another sender holds the send; nack in %s", wait)
-		_ = p.clock.Sleep(ctx, wait)
-		return Verdict{Outcome: OutcomeInFlight}
-	case wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN:
-		log.WithField("reason", claim.GetReason()).Warn("send outcome is UNKNOWN after an expired claim; sending nothing (an operator may resend)")
-		return Verdict{Ack: true, Outcome: OutcomeUnknown}
-	default:
-		log.Error("recorder answered without a decision; will retry")
-		return Verdict{Outcome: OutcomeRecorderUnavailable}
+	if decision != wadispatchv1.ClaimSendResponse_DECISION_SEND {
+		return p.notSending(ctx, log, d, task, claim)
 	}
 	log.Info("claimed the send")
 
@@ -256,6 +242,7 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 	defer cancel()
 
 	result := newResult(task, claim.GetClaimId())
+	held := &heldClaim{task: task, id: claim.GetClaimId()}
 	var call callOutcome
 	switch {
 	case invalid != nil:
@@ -270,7 +257,15 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 		log.WithField("reason", ReasonOutsideWindow).Warn(msg + "; recording FAILED without calling WhatsApp")
 		result.Error = &wadispatchv1.WhatsAppError{Reason: ReasonOutsideWindow, Message: msg}
 	default:
-		call = p.call(work, log, sender, msg, workDeadline)
+		call = p.call(work, log, held, sender, msg, workDeadline)
+		result.ClaimId = held.id
+		switch {
+		case call.reclaimErr != nil:
+			log.WithError(call.reclaimErr).Warn("claiming again after the released wait failed; the redelivery takes the send over")
+			return Verdict{Outcome: OutcomeRecorderUnavailable}
+		case call.reclaim != nil:
+			return p.notSending(ctx, log.WithField("decision", dispatch.Label(call.reclaim.GetDecision())), d, task, call.reclaim)
+		}
 		if call.unknown {
 			log.WithError(call.err).Error("WhatsApp may have accepted the message but gave no usable answer; publishing nothing, the claim will expire into UNKNOWN")
 			return Verdict{Outcome: OutcomeOutcomeUnknown}
@@ -310,6 +305,28 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 		return Verdict{Ack: true, Outcome: OutcomeSent}
 	}
 	return Verdict{Ack: true, Outcome: OutcomeFailed}
+}
+
+// notSending handles a claim answer other than SEND, first or after a
+// released wait.
+func (p *Processor) notSending(ctx context.Context, log *logrus.Entry, d Delivery, task *wadispatchv1.SendTask, claim *wadispatchv1.ClaimSendResponse) Verdict {
+	switch claim.GetDecision() {
+	case wadispatchv1.ClaimSendResponse_DECISION_DONE:
+		return p.republish(ctx, log, d, task, claim)
+	case wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT:
+		wait := p.cfg.InFlightRecheck
+		if exp := claim.GetLeaseExpiresAt(); exp != nil {
+			wait = min(wait, max(exp.AsTime().Sub(p.clock.Now()), 0))
+		}
+		log.WithField("reason", claim.GetReason()).Infof("another sender holds the send; nack in %s", wait)
+		_ = p.clock.Sleep(ctx, wait)
+		return Verdict{Outcome: OutcomeInFlight}
+	case wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN:
+		log.WithField("reason", claim.GetReason()).Warn("send outcome is UNKNOWN after an expired claim; sending nothing (an operator may resend)")
+		return Verdict{Ack: true, Outcome: OutcomeUnknown}
+	}
+	log.Error("recorder answered without a decision; will retry")
+	return Verdict{Outcome: OutcomeRecorderUnavailable}
 }
 
 func (p *Processor) poison(log *logrus.Entry, reason string, err error) Verdict {
@@ -371,12 +388,82 @@ type callOutcome struct {
 	exhausted bool
 	// unknown: WhatsApp may have accepted the message.
 	unknown bool
+	// reclaim is the answer, other than SEND, to claiming again after a
+	// released wait; reclaimErr the failure of that claim. Either way no
+	// claim is held any more.
+	reclaim    *wadispatchv1.ClaimSendResponse
+	reclaimErr error
+}
+
+// heldClaim is the claim a task's WhatsApp calls are made under; a released
+// wait replaces it.
+type heldClaim struct {
+	task *wadispatchv1.SendTask
+	id   string
+}
+
+// releaseResult is how a ReleaseClaim call ended.
+type releaseResult int
+
+const (
+	// releaseKept: the call failed; the claim is taken as still held, as
+	// before releases existed.
+	releaseKept releaseResult = iota
+	// releaseDone: the recorder marked the claim released.
+	releaseDone
+	// releaseLost: the recorder refused, because the claim is no longer the
+	// current one or an outcome is recorded: it is not this sender's to
+	// call under any more.
+	releaseLost
+)
+
+func (r releaseResult) label() string {
+	switch r {
+	case releaseDone:
+		return "released"
+	case releaseLost:
+		return "refused"
+	}
+	return "error"
+}
+
+// classifyRelease turns a ReleaseClaim error into what the sender may do.
+func classifyRelease(err error) releaseResult {
+	switch {
+	case err == nil:
+		return releaseDone
+	case status.Code(err) == codes.FailedPrecondition:
+		return releaseLost
+	}
+	return releaseKept
+}
+
+// release tells the recorder that no call of this claim is in flight and
+// none succeeded, so that if this sender dies while it waits the next
+// delivery sends at once instead of the claim expiring into UNKNOWN.
+func (p *Processor) release(ctx context.Context, log *logrus.Entry, c *heldClaim, reason string) releaseResult {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ClaimTimeout)
+	defer cancel()
+	_, err := p.claimer.ReleaseClaim(ctx, &wadispatchv1.ReleaseClaimRequest{
+		MessageDocId: c.task.GetMessageDocId(), ClaimId: c.id, Reason: reason,
+	})
+	r := classifyRelease(err)
+	p.metrics.releases.WithLabelValues(r.label()).Inc()
+	if err != nil {
+		log.WithError(err).WithField("grpcCode", status.Code(err).String()).Warn("releasing the claim for the retry wait failed")
+	}
+	return r
 }
 
 // call calls WhatsApp until it answers for good, retrying retryable errors
 // while attempts and the lease allow. The first call's rate-limiter slot was
 // taken before claiming.
-func (p *Processor) call(ctx context.Context, log *logrus.Entry, s whatsapp.Sender, m whatsapp.Message, deadline time.Time) callOutcome {
+//
+// The deadline, from the first claim, bounds all the retries, also those
+// made under later claims. Before each wait the claim is released and after
+// it claimed again: a sender killed while it waits then leaves a message
+// the next delivery sends, not an UNKNOWN one.
+func (p *Processor) call(ctx context.Context, log *logrus.Entry, held *heldClaim, s whatsapp.Sender, m whatsapp.Message, deadline time.Time) callOutcome {
 	bo := &backoff.ExponentialBackOff{
 		InitialInterval:     p.cfg.InitialBackoff,
 		RandomizationFactor: 0.5,
@@ -443,7 +530,8 @@ func (p *Processor) call(ctx context.Context, log *logrus.Entry, s whatsapp.Send
 			return out
 		}
 		p.metrics.retries.WithLabelValues(string(werr.Reason)).Inc()
-		clog.WithError(err).Infof("WhatsApp call failed; retrying in %s", wait.Round(time.Millisecond))
+		rel := p.release(ctx, clog, held, string(werr.Reason))
+		clog.WithField("claimReleased", rel == releaseDone).WithError(err).Infof("WhatsApp call failed; retrying in %s", wait.Round(time.Millisecond))
 		if err := p.clock.Sleep(ctx, wait); err != nil {
 			out.exhausted = true
 			return out
@@ -453,6 +541,23 @@ func (p *Processor) call(ctx context.Context, log *logrus.Entry, s whatsapp.Send
 			out.exhausted = true
 			return out
 		}
+		if rel == releaseKept {
+			continue
+		}
+		claim, err := p.claim(ctx, held.task)
+		if err != nil {
+			p.metrics.claims.WithLabelValues("error").Inc()
+			out.reclaimErr = err
+			return out
+		}
+		p.metrics.claims.WithLabelValues(dispatch.Label(claim.GetDecision())).Inc()
+		if claim.GetDecision() != wadispatchv1.ClaimSendResponse_DECISION_SEND {
+			out.reclaim = claim
+			return out
+		}
+		held.id = claim.GetClaimId()
+		log = log.WithField("claimId", held.id)
+		clog.WithField("newClaimId", held.id).Info("claimed the send again after the wait")
 	}
 }
 

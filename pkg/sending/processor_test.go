@@ -62,8 +62,29 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 // claimFunc stands in for the recorder's gRPC client.
 type claimFunc func(*wadispatchv1.ClaimSendRequest) (*wadispatchv1.ClaimSendResponse, error)
 
-func (f claimFunc) ClaimSend(_ context.Context, in *wadispatchv1.ClaimSendRequest, _ ...grpc.CallOption) (*wadispatchv1.ClaimSendResponse, error) {
-	return f(in)
+// fakeRecorder is the harness's Claimer: scripted claims, and releases
+// answered by release (success when nil), both recorded.
+type fakeRecorder struct {
+	h     *harness
+	claim claimFunc
+}
+
+func (f fakeRecorder) ClaimSend(_ context.Context, in *wadispatchv1.ClaimSendRequest, _ ...grpc.CallOption) (*wadispatchv1.ClaimSendResponse, error) {
+	f.h.mu.Lock()
+	f.h.claims = append(f.h.claims, in)
+	f.h.mu.Unlock()
+	return f.claim(in)
+}
+
+func (f fakeRecorder) ReleaseClaim(_ context.Context, in *wadispatchv1.ReleaseClaimRequest, _ ...grpc.CallOption) (*wadispatchv1.ReleaseClaimResponse, error) {
+	f.h.mu.Lock()
+	f.h.releases = append(f.h.releases, in)
+	release := f.h.release
+	f.h.mu.Unlock()
+	if release != nil {
+		return nil, release(in)
+	}
+	return &wadispatchv1.ReleaseClaimResponse{Applied: true}, nil
 }
 
 type published struct {
@@ -122,6 +143,9 @@ type harness struct {
 	metrics *Metrics
 	proc    *Processor
 	claims  []*wadispatchv1.ClaimSendRequest
+	// release, when set, fails ReleaseClaim with its error.
+	release  func(*wadispatchv1.ReleaseClaimRequest) error
+	releases []*wadispatchv1.ReleaseClaimRequest
 
 	mu       sync.Mutex
 	answers  []answer
@@ -144,12 +168,7 @@ func newHarness(t *testing.T, claim claimFunc, answers ...answer) *harness {
 	if claim == nil {
 		claim = sendClaim
 	}
-	recording := claimFunc(func(in *wadispatchv1.ClaimSendRequest) (*wadispatchv1.ClaimSendResponse, error) {
-		h.mu.Lock()
-		h.claims = append(h.claims, in)
-		h.mu.Unlock()
-		return claim(in)
-	})
+	recording := fakeRecorder{h: h, claim: claim}
 	tokens := NewTokens(map[string]whatsapp.Token{"lease-l1": whatsapp.NewToken(testToken)}, nil, time.Minute, h.clock.Now)
 	h.metrics = NewMetrics(prometheus.NewRegistry())
 	h.proc = NewProcessor(Config{
@@ -627,6 +646,10 @@ func (f claimCtxFunc) ClaimSend(ctx context.Context, _ *wadispatchv1.ClaimSendRe
 	return f(ctx)
 }
 
+func (f claimCtxFunc) ReleaseClaim(context.Context, *wadispatchv1.ReleaseClaimRequest, ...grpc.CallOption) (*wadispatchv1.ReleaseClaimResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "a recorder that predates ReleaseClaim")
+}
+
 func TestShutdownDuringClaimKeepsTheClaim(t *testing.T) {
 	h := newHarness(t, nil, ok("wamid.C"))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -648,5 +671,144 @@ func TestTransportErrorCarriesNoToken(t *testing.T) {
 	// a published message.
 	if r := h.result(); r.GetError().GetHttpStatus() != 502 {
 		t.Errorf("result %v", r)
+	}
+}
+
+// claimsInTurn answers the i-th claim with answers[i], the last one after.
+func claimsInTurn(answers ...*wadispatchv1.ClaimSendResponse) claimFunc {
+	var mu sync.Mutex
+	i := 0
+	return func(*wadispatchv1.ClaimSendRequest) (*wadispatchv1.ClaimSendResponse, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		a := answers[min(i, len(answers)-1)]
+		i++
+		return a, nil
+	}
+}
+
+func sendAs(id string) *wadispatchv1.ClaimSendResponse {
+	return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: id}
+}
+
+func TestRetryWaitReleasesTheClaimAndClaimsAgain(t *testing.T) {
+	h := newHarness(t, claimsInTurn(sendAs("claim-1"), sendAs("claim-2")), metaErr(500, 131000), ok("wamid.R"))
+	wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), true, OutcomeSent)
+	if len(h.releases) != 1 || h.releases[0].GetClaimId() != "claim-1" || h.releases[0].GetReason() != "server_error" ||
+		h.releases[0].GetMessageDocId() != testPath {
+		t.Fatalf("releases %v, want one of claim-1 for server_error", h.releases)
+	}
+	if len(h.claims) != 2 {
+		t.Fatalf("%d claims, want 2 (the first and one after the wait)", len(h.claims))
+	}
+	if r := h.result(); r.GetClaimId() != "claim-2" || r.GetAttempts() != 2 || r.GetWhatsappMessageId() != "wamid.R" {
+		t.Errorf("result %v, want SENT under claim-2 after 2 attempts", r)
+	}
+	if got := testutil.ToFloat64(h.metrics.releases.WithLabelValues("released")); got != 1 {
+		t.Errorf("releases{released} = %v", got)
+	}
+}
+
+func TestRateLimitWaitReleasesToo(t *testing.T) {
+	h := newHarness(t, nil, metaErr(400, 131056), ok("wamid.P"))
+	wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), true, OutcomeSent)
+	if len(h.releases) != 1 || h.releases[0].GetReason() != string(whatsapp.ReasonPairRateLimit) {
+		t.Errorf("releases %v, want one for the pair rate limit", h.releases)
+	}
+}
+
+func TestAfterReleasedWaitAnotherSenderDecides(t *testing.T) {
+	recorded := &wadispatchv1.SendResult{MessageDocId: testPath, ClaimId: "claim-9", Outcome: wadispatchv1.Outcome_OUTCOME_SENT, WhatsappMessageId: "wamid.other"}
+	cases := []struct {
+		name    string
+		second  *wadispatchv1.ClaimSendResponse
+		ack     bool
+		outcome Outcome
+		results int
+	}{
+		{"done: republished", &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_DONE, Result: recorded}, true, OutcomeDuplicate, 1},
+		{"in flight: nacked", &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT}, false, OutcomeInFlight, 0},
+		{"unknown: acked", &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN}, true, OutcomeUnknown, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, claimsInTurn(sendAs("claim-1"), c.second), metaErr(500, 131000), ok("never"))
+			wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), c.ack, c.outcome)
+			if h.calls() != 1 {
+				t.Errorf("%d WhatsApp calls, want 1: the claim was not ours after the wait", h.calls())
+			}
+			if got := len(h.pub.on(topology.ResultsTopic)); got != c.results {
+				t.Errorf("%d results published, want %d", got, c.results)
+			}
+			if c.results == 1 && h.result().GetWhatsappMessageId() != "wamid.other" {
+				t.Errorf("republished %v, want the recorded result", h.result())
+			}
+		})
+	}
+}
+
+func TestClaimFailingAfterReleasedWaitNacks(t *testing.T) {
+	n := 0
+	h := newHarness(t, func(*wadispatchv1.ClaimSendRequest) (*wadispatchv1.ClaimSendResponse, error) {
+		n++
+		if n > 1 {
+			return nil, status.Error(codes.Unavailable, "recorder restarting")
+		}
+		return sendAs("claim-1"), nil
+	}, metaErr(500, 131000), ok("never"))
+	wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), false, OutcomeRecorderUnavailable)
+	if h.calls() != 1 || len(h.pub.msgs) != 0 {
+		t.Errorf("calls %d, published %d; want 1 and 0 (the released claim is the redelivery's)", h.calls(), len(h.pub.msgs))
+	}
+}
+
+func TestReleaseFailureKeepsTheClaim(t *testing.T) {
+	h := newHarness(t, claimsInTurn(sendAs("claim-1"), sendAs("claim-2")), metaErr(500, 131000), ok("wamid.K"))
+	h.release = func(*wadispatchv1.ReleaseClaimRequest) error { return status.Error(codes.Unavailable, "recorder down") }
+	wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), true, OutcomeSent)
+	if len(h.claims) != 1 {
+		t.Errorf("%d claims, want 1: a failed release keeps the claim held", len(h.claims))
+	}
+	if r := h.result(); r.GetClaimId() != "claim-1" || r.GetWhatsappMessageId() != "wamid.K" {
+		t.Errorf("result %v", r)
+	}
+	if got := testutil.ToFloat64(h.metrics.releases.WithLabelValues("error")); got != 1 {
+		t.Errorf("releases{error} = %v", got)
+	}
+}
+
+func TestRefusedReleaseClaimsAgainBeforeCalling(t *testing.T) {
+	// Refused: the claim is no longer the current one (its lease ran out and
+	// a redelivery took it). Calling under it could send twice.
+	h := newHarness(t, claimsInTurn(sendAs("claim-1"), &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT}),
+		metaErr(500, 131000), ok("never"))
+	h.release = func(*wadispatchv1.ReleaseClaimRequest) error {
+		return status.Error(codes.FailedPrecondition, "claim claim-1 is not the current claim")
+	}
+	wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), false, OutcomeInFlight)
+	if h.calls() != 1 {
+		t.Errorf("%d WhatsApp calls, want 1", h.calls())
+	}
+}
+
+func TestUnknownOutcomeIsNotReleased(t *testing.T) {
+	h := newHarness(t, nil, answer{200, `{"messaging_product":"whatsapp"`})
+	wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), false, OutcomeOutcomeUnknown)
+	if len(h.releases) != 0 {
+		t.Errorf("released %v after an unknown outcome: the call may have gone through", h.releases)
+	}
+}
+
+func TestClassifyRelease(t *testing.T) {
+	for err, want := range map[error]releaseResult{
+		nil: releaseDone,
+		status.Error(codes.FailedPrecondition, "not current"):  releaseLost,
+		status.Error(codes.Unavailable, "down"):                releaseKept,
+		status.Error(codes.DeadlineExceeded, "slow"):           releaseKept,
+		status.Error(codes.Unimplemented, "an older recorder"): releaseKept,
+	} {
+		if got := classifyRelease(err); got != want {
+			t.Errorf("classifyRelease(%v) = %v, want %v", err, got, want)
+		}
 	}
 }

@@ -396,3 +396,40 @@ func TestPoisonTaskIsDeadLettered(t *testing.T) {
 		t.Errorf("%d poison log lines, want one per delivery attempt", n)
 	}
 }
+
+// TestRetryWaitReleasesTheClaim: a retryable error, a released wait, a new
+// claim, then success, against the real recorder: one message reaches the
+// driver, one SENT result is published under the new claim.
+func TestRetryWaitReleasesTheClaim(t *testing.T) {
+	s := newStack(t, simOptions(), true)
+	to := driver(400)
+	s.openWindow(to)
+	if err := s.sim.AddFault(whatsappsim.Fault{Kind: whatsappsim.FaultError, Code: 131000, Times: 1, To: to}); err != nil {
+		t.Fatal(err)
+	}
+	task := s.newTask("released-1", to, wadispatchv1.MessageType_MESSAGE_TYPE_TEXT)
+	s.startSender(s.testSpec("sender-a"))
+	s.publish(task, true)
+	path := task.GetMessageDocId()
+	s.waitFor(30*time.Second, "SENT", func() bool {
+		return s.state(path).GetStatus() == wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT
+	})
+	if n := len(s.sim.Messages(phoneID, to)); n != 1 {
+		t.Errorf("simulator accepted %d messages, want 1", n)
+	}
+	rs := s.resultsFor(path)
+	if len(rs) != 1 || rs[0].GetOutcome() != wadispatchv1.Outcome_OUTCOME_SENT || rs[0].GetAttempts() != 2 {
+		t.Fatalf("results %v, want one SENT after 2 attempts", rs)
+	}
+	st := s.state(path)
+	if st.GetClaimId() != rs[0].GetClaimId() || st.GetReleased() {
+		t.Errorf("state claim %s (released %v), result claim %s: want the second claim, not released", st.GetClaimId(), st.GetReleased(), rs[0].GetClaimId())
+	}
+	snap, err := s.db.Doc(path + "/dispatch/state").Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims := snap.Data()["claims"]; claims != int64(2) {
+		t.Errorf("claims %v, want 2: released before the wait and claimed again after it", claims)
+	}
+}
