@@ -122,6 +122,20 @@ func decideRelease(st *stateDoc, claimID string) (releaseAction, string) {
 	return releaseApply, ""
 }
 
+// resendable reports whether an operator may have a message sent again:
+// UNKNOWN or FAILED, or SENDING under a released claim whose task never
+// came back (nothing of it is in flight, and republishing its task lets
+// the next claim take it over).
+func resendable(st *stateDoc) bool {
+	switch dispatch.Status(st.Status) {
+	case dispatch.StatusUnknown, dispatch.StatusFailed:
+		return true
+	case dispatch.StatusSending:
+		return st.Released && st.Outcome == ""
+	}
+	return false
+}
+
 // releaseFields mark a claim released. The lease goes with it, so the
 // sweeper, which looks for expired leases, never finds a released claim:
 // nothing of its was in flight, so it must not become UNKNOWN.

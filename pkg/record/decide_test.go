@@ -312,3 +312,21 @@ func TestReleaseFieldsHideTheClaimFromTheSweeper(t *testing.T) {
 		}
 	}
 }
+
+func TestResendable(t *testing.T) {
+	for _, c := range []struct {
+		st   stateDoc
+		want bool
+	}{
+		{stateDoc{Status: "UNKNOWN"}, true},
+		{stateDoc{Status: "FAILED", Outcome: "FAILED"}, true},
+		{stateDoc{Status: "SENDING", Released: true}, true},
+		{stateDoc{Status: "SENDING"}, false},
+		{stateDoc{Status: "SENT", Outcome: "SENT", Released: true}, false},
+		{stateDoc{Status: "READ", Outcome: "SENT"}, false},
+	} {
+		if got := resendable(&c.st); got != c.want {
+			t.Errorf("resendable(%+v) = %v, want %v", c.st, got, c.want)
+		}
+	}
+}

@@ -130,8 +130,8 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 		if err != nil {
 			return nil, err
 		}
-		if st.Status != string(dispatch.StatusUnknown) && st.Status != string(dispatch.StatusFailed) {
-			return nil, status.Errorf(codes.FailedPrecondition, "%s is %s: only UNKNOWN or FAILED messages may be resent", ref.Path(), st.Status)
+		if !resendable(st) {
+			return nil, status.Errorf(codes.FailedPrecondition, "%s is %s: only UNKNOWN, FAILED or released SENDING messages may be resent", ref.Path(), st.Status)
 		}
 		task, err := storedTask(st.Task)
 		if err != nil {

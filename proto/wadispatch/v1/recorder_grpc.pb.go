@@ -50,8 +50,9 @@ type RecorderClient interface {
 	ListEnquiryMessages(ctx context.Context, in *ListEnquiryMessagesRequest, opts ...grpc.CallOption) (*ListEnquiryMessagesResponse, error)
 	// Lists the messages whose outcome is UNKNOWN.
 	ListUnknown(ctx context.Context, in *ListUnknownRequest, opts ...grpc.CallOption) (*ListUnknownResponse, error)
-	// Allows an UNKNOWN or FAILED message to be sent again: the next claim wins
-	// and the task is republished.
+	// Allows an UNKNOWN or FAILED message, or a SENDING one whose claim was
+	// released, to be sent again: the next claim wins and the task is
+	// republished.
 	Resend(ctx context.Context, in *ResendRequest, opts ...grpc.CallOption) (*ResendResponse, error)
 	// The holder of a claim declares that no WhatsApp call of its own is in
 	// flight for the message and none succeeded (it is waiting to retry). The
@@ -171,8 +172,9 @@ type RecorderServer interface {
 	ListEnquiryMessages(context.Context, *ListEnquiryMessagesRequest) (*ListEnquiryMessagesResponse, error)
 	// Lists the messages whose outcome is UNKNOWN.
 	ListUnknown(context.Context, *ListUnknownRequest) (*ListUnknownResponse, error)
-	// Allows an UNKNOWN or FAILED message to be sent again: the next claim wins
-	// and the task is republished.
+	// Allows an UNKNOWN or FAILED message, or a SENDING one whose claim was
+	// released, to be sent again: the next claim wins and the task is
+	// republished.
 	Resend(context.Context, *ResendRequest) (*ResendResponse, error)
 	// The holder of a claim declares that no WhatsApp call of its own is in
 	// flight for the message and none succeeded (it is waiting to retry). The
