@@ -2,6 +2,7 @@ package firestoreemu
 
 import (
 	"bytes"
+	"cmp"
 	"math"
 	"sort"
 	"strings"
@@ -64,26 +65,6 @@ func isNumber(v *pb.Value) bool {
 	return false
 }
 
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // compareNumbers compares an int64 and a float64 exactly: converting a large
 // int64 to float64 would lose precision and make distinct values equal.
 func compareIntDouble(i int64, d float64) int {
@@ -101,7 +82,7 @@ func compareIntDouble(i int64, d float64) int {
 	if i > ti {
 		return 1
 	}
-	return cmpFloat(0, d-t)
+	return cmp.Compare(0, d-t)
 }
 
 func compareNumbers(a, b *pb.Value) int {
@@ -109,19 +90,13 @@ func compareNumbers(a, b *pb.Value) int {
 	bi, bInt := b.ValueType.(*pb.Value_IntegerValue)
 	switch {
 	case aInt && bInt:
-		switch {
-		case ai.IntegerValue < bi.IntegerValue:
-			return -1
-		case ai.IntegerValue > bi.IntegerValue:
-			return 1
-		}
-		return 0
+		return cmp.Compare(ai.IntegerValue, bi.IntegerValue)
 	case aInt:
 		return compareIntDouble(ai.IntegerValue, b.GetDoubleValue())
 	case bInt:
 		return -compareIntDouble(bi.IntegerValue, a.GetDoubleValue())
 	}
-	return cmpFloat(a.GetDoubleValue(), b.GetDoubleValue())
+	return cmp.Compare(a.GetDoubleValue(), b.GetDoubleValue())
 }
 
 // compareValues orders two values the way Firestore orders them in indexes
@@ -129,7 +104,7 @@ func compareNumbers(a, b *pb.Value) int {
 func compareValues(a, b *pb.Value) int {
 	ra, rb := typeRank(a), typeRank(b)
 	if ra != rb {
-		return cmpInt(ra, rb)
+		return cmp.Compare(ra, rb)
 	}
 	switch ra {
 	case rankNull, rankNaN:
@@ -147,10 +122,10 @@ func compareValues(a, b *pb.Value) int {
 		return compareNumbers(a, b)
 	case rankTimestamp:
 		ta, tb := a.GetTimestampValue(), b.GetTimestampValue()
-		if c := cmpInt64(ta.GetSeconds(), tb.GetSeconds()); c != 0 {
+		if c := cmp.Compare(ta.GetSeconds(), tb.GetSeconds()); c != 0 {
 			return c
 		}
-		return cmpInt(int(ta.GetNanos()), int(tb.GetNanos()))
+		return cmp.Compare(ta.GetNanos(), tb.GetNanos())
 	case rankString:
 		return strings.Compare(a.GetStringValue(), b.GetStringValue())
 	case rankBytes:
@@ -159,10 +134,10 @@ func compareValues(a, b *pb.Value) int {
 		return compareNames(a.GetReferenceValue(), b.GetReferenceValue())
 	case rankGeoPoint:
 		ga, gb := a.GetGeoPointValue(), b.GetGeoPointValue()
-		if c := cmpFloat(ga.GetLatitude(), gb.GetLatitude()); c != 0 {
+		if c := cmp.Compare(ga.GetLatitude(), gb.GetLatitude()); c != 0 {
 			return c
 		}
-		return cmpFloat(ga.GetLongitude(), gb.GetLongitude())
+		return cmp.Compare(ga.GetLongitude(), gb.GetLongitude())
 	case rankArray:
 		av, bv := a.GetArrayValue().GetValues(), b.GetArrayValue().GetValues()
 		for i := 0; i < len(av) && i < len(bv); i++ {
@@ -170,19 +145,9 @@ func compareValues(a, b *pb.Value) int {
 				return c
 			}
 		}
-		return cmpInt(len(av), len(bv))
+		return cmp.Compare(len(av), len(bv))
 	case rankMap:
 		return compareMaps(a.GetMapValue().GetFields(), b.GetMapValue().GetFields())
-	}
-	return 0
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
 	}
 	return 0
 }
@@ -206,7 +171,7 @@ func compareMaps(a, b map[string]*pb.Value) int {
 			return c
 		}
 	}
-	return cmpInt(len(ak), len(bk))
+	return cmp.Compare(len(ak), len(bk))
 }
 
 // compareNames orders document names segment by segment, which differs from
