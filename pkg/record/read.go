@@ -131,7 +131,7 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 			return nil, err
 		}
 		if !resendable(st) {
-			return nil, status.Errorf(codes.FailedPrecondition, "%s is %s: only UNKNOWN, FAILED or released SENDING messages may be resent", ref.Path(), st.Status)
+			return nil, status.Errorf(codes.FailedPrecondition, "%s is %s: only UNKNOWN or FAILED messages (or SENDING ones whose claim was released) may be resent", ref.Path(), st.Status)
 		}
 		task, err := storedTask(st.Task)
 		if err != nil {
