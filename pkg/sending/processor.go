@@ -258,7 +258,10 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 		result.Error = &wadispatchv1.WhatsAppError{Reason: ReasonOutsideWindow, Message: msg}
 	default:
 		call = p.call(work, log, held, sender, msg, workDeadline)
-		result.ClaimId = held.id
+		if held.id != result.ClaimId {
+			result.ClaimId = held.id
+			log = log.WithField("claimId", held.id)
+		}
 		switch {
 		case call.reclaimErr != nil:
 			log.WithError(call.reclaimErr).Warn("claiming again after the released wait failed; the redelivery takes the send over")
