@@ -409,9 +409,13 @@ type heldClaim struct {
 type releaseResult int
 
 const (
-	// releaseKept: the call failed; the claim is taken as still held, as
-	// before releases existed.
+	// releaseKept: the recorder did not release (it predates ReleaseClaim);
+	// the claim is still held, as before releases existed.
 	releaseKept releaseResult = iota
+	// releaseUnsure: the call failed without saying whether the release
+	// landed (timeout, recorder unavailable). If it did, a redelivery may
+	// hold the send now, so calling under the old claim could send twice.
+	releaseUnsure
 	// releaseDone: the recorder marked the claim released.
 	releaseDone
 	// releaseLost: the recorder refused, because the claim is no longer the
@@ -426,6 +430,8 @@ func (r releaseResult) label() string {
 		return "released"
 	case releaseLost:
 		return "refused"
+	case releaseUnsure:
+		return "unsure"
 	}
 	return "error"
 }
@@ -437,8 +443,10 @@ func classifyRelease(err error) releaseResult {
 		return releaseDone
 	case status.Code(err) == codes.FailedPrecondition:
 		return releaseLost
+	case status.Code(err) == codes.Unimplemented:
+		return releaseKept
 	}
-	return releaseKept
+	return releaseUnsure
 }
 
 // release tells the recorder that no call of this claim is in flight and
@@ -543,6 +551,13 @@ func (p *Processor) call(ctx context.Context, log *logrus.Entry, held *heldClaim
 			clog.WithError(err).Warn("the rate limiter leaves no time for another attempt within the claim's lease")
 			out.exhausted = true
 			return out
+		}
+		if rel == releaseUnsure {
+			// Releasing is idempotent: ask again whether the claim is free.
+			if rel = p.release(ctx, clog, held, string(werr.Reason)); rel == releaseUnsure {
+				out.reclaimErr = errors.New("the claim's release is unconfirmed; not calling under it")
+				return out
+			}
 		}
 		if rel == releaseKept {
 			continue

@@ -762,18 +762,49 @@ func TestClaimFailingAfterReleasedWaitNacks(t *testing.T) {
 	}
 }
 
-func TestReleaseFailureKeepsTheClaim(t *testing.T) {
+func TestReleaseUnsupportedKeepsTheClaim(t *testing.T) {
 	h := newHarness(t, claimsInTurn(sendAs("claim-1"), sendAs("claim-2")), metaErr(500, 131000), ok("wamid.K"))
-	h.release = func(*wadispatchv1.ReleaseClaimRequest) error { return status.Error(codes.Unavailable, "recorder down") }
+	h.release = func(*wadispatchv1.ReleaseClaimRequest) error {
+		return status.Error(codes.Unimplemented, "a recorder that predates ReleaseClaim")
+	}
 	wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), true, OutcomeSent)
 	if len(h.claims) != 1 {
-		t.Errorf("%d claims, want 1: a failed release keeps the claim held", len(h.claims))
+		t.Errorf("%d claims, want 1: an unsupported release keeps the claim held", len(h.claims))
 	}
 	if r := h.result(); r.GetClaimId() != "claim-1" || r.GetWhatsappMessageId() != "wamid.K" {
 		t.Errorf("result %v", r)
 	}
 	if got := testutil.ToFloat64(h.metrics.releases.WithLabelValues("error")); got != 1 {
 		t.Errorf("releases{error} = %v", got)
+	}
+}
+
+func TestUnsureReleaseIsAskedAgainThenClaimedAnew(t *testing.T) {
+	// The first release may have landed without its answer; the second
+	// says it did, so the send is claimed again rather than called under
+	// a claim a redelivery may hold.
+	h := newHarness(t, claimsInTurn(sendAs("claim-1"), sendAs("claim-2")), metaErr(500, 131000), ok("wamid.U"))
+	answers := []error{status.Error(codes.DeadlineExceeded, "slow"), nil}
+	h.release = func(*wadispatchv1.ReleaseClaimRequest) error {
+		err := answers[0]
+		answers = answers[1:]
+		return err
+	}
+	wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), true, OutcomeSent)
+	if len(h.claims) != 2 || h.result().GetClaimId() != "claim-2" {
+		t.Errorf("%d claims, result %v: want the send claimed again as claim-2", len(h.claims), h.result())
+	}
+}
+
+func TestReleaseUnsureTwiceLeavesTheTaskForRedelivery(t *testing.T) {
+	h := newHarness(t, claimsInTurn(sendAs("claim-1"), sendAs("claim-2")), metaErr(500, 131000), ok("never"))
+	h.release = func(*wadispatchv1.ReleaseClaimRequest) error { return status.Error(codes.Unavailable, "recorder down") }
+	wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), false, OutcomeRecorderUnavailable)
+	if h.calls() != 1 {
+		t.Errorf("%d WhatsApp calls, want 1: nothing may be called under a claim whose release is unconfirmed", h.calls())
+	}
+	if got := testutil.ToFloat64(h.metrics.releases.WithLabelValues("unsure")); got != 2 {
+		t.Errorf("releases{unsure} = %v, want 2", got)
 	}
 }
 
@@ -803,8 +834,8 @@ func TestClassifyRelease(t *testing.T) {
 	for err, want := range map[error]releaseResult{
 		nil: releaseDone,
 		status.Error(codes.FailedPrecondition, "not current"):  releaseLost,
-		status.Error(codes.Unavailable, "down"):                releaseKept,
-		status.Error(codes.DeadlineExceeded, "slow"):           releaseKept,
+		status.Error(codes.Unavailable, "down"):                releaseUnsure,
+		status.Error(codes.DeadlineExceeded, "slow"):           releaseUnsure,
 		status.Error(codes.Unimplemented, "an older recorder"): releaseKept,
 	} {
 		if got := classifyRelease(err); got != want {
