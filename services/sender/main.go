@@ -26,7 +26,7 @@ type spec struct {
 
 	RecorderAddr string        `envconfig:"SENDER_RECORDER_ADDR" default:"localhost:9090" desc:"host:port of the recorder's gRPC API"`
 	ClaimLease   time.Duration `envconfig:"SENDER_CLAIM_LEASE" default:"45s" desc:"how long a claim holds without an outcome; bounds one task's retries (the pod's termination grace should exceed it)"`
-	ClaimTimeout time.Duration `envconfig:"SENDER_CLAIM_TIMEOUT" default:"10s" desc:"timeout of one ClaimSend call"`
+	ClaimTimeout time.Duration `envconfig:"SENDER_CLAIM_TIMEOUT" default:"10s" desc:"timeout of one ClaimSend or ReleaseClaim call"`
 	Claimant     string        `envconfig:"SENDER_CLAIMANT" desc:"name of this instance in claims (default: host name)"`
 
 	WhatsAppBaseURL    string        `envconfig:"SENDER_WHATSAPP_BASE_URL" default:"https://graph.facebook.com" desc:"WhatsApp Cloud API base URL (the simulator's locally)"`
