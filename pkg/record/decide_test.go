@@ -233,7 +233,7 @@ func TestMetricsPath(t *testing.T) {
 }
 
 func TestIndexPathKeepsOneSegment(t *testing.T) {
-	if got := indexPath("wamid.HBgL/ab%2F=="); got != "whatsappMessageIndex/wamid.HBgL%2Fab%252F==" {
+	if got := IndexPath("wamid.HBgL/ab%2F=="); got != "whatsappMessageIndex/wamid.HBgL%2Fab%252F==" {
 		t.Errorf("indexPath = %s", got)
 	}
 }

@@ -152,7 +152,7 @@ func replyFields(in *wadispatchv1.InboundMessage, at time.Time) map[string]any {
 // messaged enquiry in the ancillary database.
 func (s *Service) replyEnquiry(ctx context.Context, in *wadispatchv1.InboundMessage) (dispatch.MessageRef, bool, error) {
 	if c := in.GetContextMessageId(); c != "" {
-		snap, err := s.db.Doc(indexPath(c)).Get(ctx)
+		snap, err := s.db.Doc(IndexPath(c)).Get(ctx)
 		switch {
 		case err == nil:
 			path, _ := snap.Data()["messagePath"].(string)

@@ -445,7 +445,7 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 			} else {
 				ops = append(ops, op{kind: opSetMerge, ref: s.db.Doc(p), data: map[string]any{fMetricsCounter: firestore.Increment(1)}})
 			}
-			ops = append(ops, op{kind: opSet, ref: s.db.Doc(indexPath(r.GetWhatsappMessageId())), data: indexFields(ref, r.GetDriverMobileNumber())})
+			ops = append(ops, op{kind: opSet, ref: s.db.Doc(IndexPath(r.GetWhatsappMessageId())), data: indexFields(ref, r.GetDriverMobileNumber())})
 		}
 		err = s.commitRetrying(ctx, s.db, ops...)
 		if err == nil {
@@ -483,7 +483,7 @@ func (s *Service) indexDuplicate(ctx context.Context, st *stateDoc, ref dispatch
 		return nil
 	}
 	log.WithField("recordedWamid", st.WhatsappMessageID).Warn("another send of this message reached WhatsApp; indexing its wamid too")
-	if err := s.commitRetrying(ctx, s.db, op{kind: opSet, ref: s.db.Doc(indexPath(w)), data: indexFields(ref, r.GetDriverMobileNumber())}); err != nil {
+	if err := s.commitRetrying(ctx, s.db, op{kind: opSet, ref: s.db.Doc(IndexPath(w)), data: indexFields(ref, r.GetDriverMobileNumber())}); err != nil {
 		return storeErr(ctx, "index duplicate wamid", err)
 	}
 	return nil

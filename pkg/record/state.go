@@ -39,9 +39,11 @@ func statePath(messagePath string) string {
 	return messagePath + "/" + stateCollection + "/" + stateDocID
 }
 
-// indexPath is the wamid index document. A wamid is base64 and may hold
-// "/", which would split the path; escaping keeps one document per wamid.
-func indexPath(wamid string) string {
+// IndexPath is the wamid index document, created in the commit that records
+// the send, so its create time is when the result was recorded. A wamid is
+// base64 and may hold "/", which would split the path; escaping keeps one
+// document per wamid.
+func IndexPath(wamid string) string {
 	return indexCollection + "/" + strings.NewReplacer("%", "%25", "/", "%2F").Replace(wamid)
 }
 

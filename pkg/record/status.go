@@ -17,7 +17,7 @@ func (s *Service) readIndex(ctx context.Context, wamid string) (*firestore.Docum
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.IndexWait)
 	defer cancel()
 	for try := 0; ; try++ {
-		snap, err := s.db.Doc(indexPath(wamid)).Get(ctx)
+		snap, err := s.db.Doc(IndexPath(wamid)).Get(ctx)
 		if status.Code(err) != codes.NotFound {
 			return snap, err
 		}

@@ -432,6 +432,11 @@ func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) er
 			}
 		}
 		if o.WAMID != "" {
+			// The first final snapshot seen may already be DELIVERED or
+			// READ; the index document is created with the result.
+			if idx, err := fs.Doc(record.IndexPath(o.WAMID)).Get(ctx); err == nil {
+				o.RecordedAt = idx.CreateTime
+			}
 			driver, err := driverOf(ctx, fs, c.Path())
 			if err != nil {
 				return err
