@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"github.com/visn/wadispatch/pkg/firestoreevent"
 	"github.com/visn/wadispatch/pkg/firestoreevent/eventarctest"
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/logging/logtest"
 	"github.com/visn/wadispatch/pkg/ops"
 	"github.com/visn/wadispatch/pkg/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -47,29 +47,12 @@ type env struct {
 	fs         *firestore.Client
 	ingest     *ingester
 	tasks      chan *pubsub.Message
-	logs       *syncBuffer
+	logs       *logtest.Buffer
 	timeout    time.Duration
 	// pubsubDown is set when a test stopped the Pub/Sub server: the
 	// subscriber's Receive then keeps retrying its pending acks and does not
 	// return, so cleanup does not wait for it.
 	pubsubDown bool
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newEnv(t testing.TB, tune func(*spec)) *env {
@@ -85,8 +68,7 @@ func newEnv(t testing.TB, tune func(*spec)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var closePS sync.Once
-	stopPubSub := func() { closePS.Do(func() { _ = psEmu.Close() }) } // pstest panics on a second Close
+	stopPubSub := func() { _ = psEmu.Close() }
 	t.Cleanup(stopPubSub)
 	t.Setenv("PUBSUB_EMULATOR_HOST", psEmu.Addr)
 
@@ -98,7 +80,7 @@ func newEnv(t testing.TB, tune func(*spec)) *env {
 	if tune != nil {
 		tune(&cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	log, err := logging.NewTo(logs, "ingest", project, "debug")
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/logging/logtest"
 )
 
 // run, wired from the environment as in production, serves events on
@@ -75,7 +76,7 @@ func TestRunRejectsUnknownRegion(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.DefaultRegion = "XX"
-	log, _ := logging.NewTo(&syncBuffer{}, "ingest", project, "info")
+	log, _ := logging.NewTo(&logtest.Buffer{}, "ingest", project, "info")
 	if err := run(context.Background(), cfg, log); err == nil {
 		t.Fatal("run accepted region XX")
 	}

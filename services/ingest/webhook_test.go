@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/visn/wadispatch/pkg/logging/logtest"
 	"github.com/visn/wadispatch/pkg/topology"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -37,7 +38,7 @@ const (
 type hookEnv struct {
 	url     string
 	metrics *webhookMetrics
-	logs    *syncBuffer
+	logs    *logtest.Buffer
 	sim     *whatsappsim.Simulator
 	simURL  string
 	pub     *pubsub.Publisher
@@ -55,7 +56,7 @@ func newHookEnv(t *testing.T, secret string, simTune func(*whatsappsim.Options))
 		t.Fatal(err)
 	}
 	pub := newStatusPublisher(ps, spec{StatusTopic: topology.StatusEventsTopic, HandlerTimeout: 5 * time.Second})
-	e := &hookEnv{logs: &syncBuffer{}, metrics: newWebhookMetrics(prometheus.NewRegistry())}
+	e := &hookEnv{logs: &logtest.Buffer{}, metrics: newWebhookMetrics(prometheus.NewRegistry())}
 	l := logrus.New()
 	l.SetOutput(e.logs)
 	l.SetFormatter(&logrus.JSONFormatter{})

@@ -23,6 +23,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/logging/logtest"
 	"github.com/visn/wadispatch/pkg/record"
 	"github.com/visn/wadispatch/pkg/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -51,7 +52,7 @@ type stack struct {
 	db       *firestore.Client
 	recorder wadispatchv1.RecorderClient
 	recAddr  string
-	logs     *syncBuffer
+	logs     *logtest.Buffer
 
 	mu          sync.Mutex
 	results     map[string][]*wadispatchv1.SendResult
@@ -60,30 +61,12 @@ type stack struct {
 	changed     chan struct{}
 }
 
-// syncBuffer collects log lines from concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newStack starts the parts; record says whether results are fed to the
 // recorder (the benchmark only counts them).
 func newStack(t testing.TB, simOpts whatsappsim.Options, recordResults bool) *stack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &stack{t: t, logs: &syncBuffer{}, results: map[string][]*wadispatchv1.SendResult{},
+	s := &stack{t: t, logs: &logtest.Buffer{}, results: map[string][]*wadispatchv1.SendResult{},
 		deadLetters: map[string][]*pubsub.Message{}, changed: make(chan struct{}, 1)}
 
 	psAddr := pubsubemu.StartForTest(t)

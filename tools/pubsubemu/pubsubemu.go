@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"testing"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -21,6 +22,15 @@ import (
 // Server is a running pstest server.
 type Server struct {
 	*pstest.Server
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Close stops the server. Unlike pstest's, it may be called more than once
+// (a test that stops Pub/Sub on purpose, then its cleanup).
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.Server.Close() })
+	return s.closeErr
 }
 
 // Start listens on hostPort ("127.0.0.1:0" picks a port) and creates topo
@@ -36,7 +46,7 @@ func Start(ctx context.Context, hostPort, project string, topo *topology.Topolog
 	if err := ln.Close(); err != nil {
 		return nil, err
 	}
-	s := &Server{pstest.NewServerWithAddress(addr)}
+	s := &Server{Server: pstest.NewServerWithAddress(addr)}
 	client, err := NewClient(ctx, s.Addr, project)
 	if err != nil {
 		s.Close()

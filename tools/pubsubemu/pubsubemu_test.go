@@ -146,3 +146,20 @@ func TestNackedTaskLandsOnDeadLetterTopic(t *testing.T) {
 		t.Fatalf("dead-lettered after %d deliveries, want at least %d", deliveries.Load(), maxAttempts)
 	}
 }
+
+func TestCloseTwiceIsHarmless(t *testing.T) {
+	topo, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pubsubemu.Start(context.Background(), "127.0.0.1:0", pubsubemu.TestProject, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
