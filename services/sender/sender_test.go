@@ -45,9 +45,7 @@ func TestSendsTextAndTemplate(t *testing.T) {
 	s.publish(tplTask, true)
 
 	for _, task := range []*wadispatchv1.SendTask{textTask, tplTask} {
-		s.waitFor(20*time.Second, "SENT "+task.GetMessageId(), func() bool {
-			return s.state(task.GetMessageDocId()).GetStatus() == wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT
-		})
+		s.waitForSent(20*time.Second, task.GetMessageDocId())
 	}
 	text := s.sim.Messages(phoneID, driver(1))
 	if len(text) != 1 || text[0].Type != "text" || text[0].Text == nil ||
@@ -69,8 +67,11 @@ func TestSendsTextAndTemplate(t *testing.T) {
 	}
 	for task, accepted := range map[*wadispatchv1.SendTask]whatsappsim.Accepted{textTask: text[0], tplTask: tpl[0]} {
 		rs := s.resultsFor(task.GetMessageDocId())
+		if len(rs) != 1 {
+			t.Fatalf("results for %s: %v, want one", task.GetMessageId(), rs)
+		}
 		r := rs[0]
-		if len(rs) != 1 || r.GetOutcome() != wadispatchv1.Outcome_OUTCOME_SENT || r.GetWhatsappMessageId() != accepted.WAMID ||
+		if r.GetOutcome() != wadispatchv1.Outcome_OUTCOME_SENT || r.GetWhatsappMessageId() != accepted.WAMID ||
 			r.GetAttempts() != 1 || r.GetClaimId() == "" || r.GetCalledAt() == nil || r.GetCompletedAt() == nil {
 			t.Errorf("results for %s: %v", task.GetMessageId(), rs)
 		}
@@ -232,8 +233,9 @@ func TestThroughputBurstIsSlowedNotFailed(t *testing.T) {
 		return s.resultCount >= n
 	})
 	for _, task := range tasks {
-		if r := s.resultsFor(task.GetMessageDocId())[0]; r.GetOutcome() != wadispatchv1.Outcome_OUTCOME_SENT {
-			t.Errorf("%s: %s %v", task.GetMessageId(), r.GetOutcome(), r.GetError())
+		rs := s.resultsFor(task.GetMessageDocId())
+		if len(rs) != 1 || rs[0].GetOutcome() != wadispatchv1.Outcome_OUTCOME_SENT {
+			t.Errorf("%s: results %v, want one SENT", task.GetMessageId(), rs)
 		}
 	}
 	c := s.sim.Counts()
@@ -253,9 +255,7 @@ func TestDuplicateDeliverySendsOnce(t *testing.T) {
 	task := s.newTask("dup-1", to, wadispatchv1.MessageType_MESSAGE_TYPE_TEXT)
 	s.startSender(s.testSpec("sender-a"))
 	s.publish(task, true)
-	s.waitFor(20*time.Second, "SENT", func() bool {
-		return s.state(task.GetMessageDocId()).GetStatus() == wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT
-	})
+	s.waitForSent(20*time.Second, task.GetMessageDocId())
 	s.publish(task, true) // Eventarc or Pub/Sub delivers the task again
 	s.waitFor(20*time.Second, "the republished result", func() bool { return len(s.resultsFor(task.GetMessageDocId())) == 2 })
 
@@ -411,9 +411,7 @@ func TestRetryWaitReleasesTheClaim(t *testing.T) {
 	s.startSender(s.testSpec("sender-a"))
 	s.publish(task, true)
 	path := task.GetMessageDocId()
-	s.waitFor(30*time.Second, "SENT", func() bool {
-		return s.state(path).GetStatus() == wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT
-	})
+	s.waitForSent(30*time.Second, path)
 	if n := len(s.sim.Messages(phoneID, to)); n != 1 {
 		t.Errorf("simulator accepted %d messages, want 1", n)
 	}

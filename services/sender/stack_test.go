@@ -223,6 +223,16 @@ func (s *stack) waitFor(timeout time.Duration, what string, cond func() bool) {
 	}
 }
 
+// waitForSent waits until the recorder says SENT and this stack's result
+// consumer has noted the result: the recorder answers before the consumer
+// appends, so the state alone does not mean resultsFor is filled.
+func (s *stack) waitForSent(timeout time.Duration, path string) {
+	s.t.Helper()
+	s.waitFor(timeout, "SENT "+path, func() bool {
+		return len(s.resultsFor(path)) > 0 && s.state(path).GetStatus() == wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT
+	})
+}
+
 func (s *stack) resultsFor(path string) []*wadispatchv1.SendResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
