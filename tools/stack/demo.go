@@ -409,6 +409,14 @@ func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) er
 				o.Reason += fmt.Sprintf(" (WhatsApp error %v)", code)
 			}
 		}
+		driver, err := driverOf(ctx, fs, c.Path())
+		if err != nil {
+			return err
+		}
+		accepted, err := s.Accepted(ctx, driver)
+		if err != nil {
+			return err
+		}
 		switch c.WantStatus {
 		case "READ":
 			delivered, _ := snap.DataAt("deliveredAt")
@@ -420,14 +428,6 @@ func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) er
 			o.OK = o.Status == c.WantStatus && strings.Contains(o.Reason, c.WantReason)
 			if o.WAMID == "" {
 				// Refused or never tried: WhatsApp accepted nothing for it.
-				driver, err := driverOf(ctx, fs, c.Path())
-				if err != nil {
-					return err
-				}
-				accepted, err := s.Accepted(ctx, driver)
-				if err != nil {
-					return err
-				}
 				o.OK = o.OK && len(accepted) == 0
 			}
 		}
@@ -436,14 +436,6 @@ func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) er
 			// READ; the index document is created with the result.
 			if idx, err := fs.Doc(record.IndexPath(o.WAMID)).Get(ctx); err == nil {
 				o.RecordedAt = idx.CreateTime
-			}
-			driver, err := driverOf(ctx, fs, c.Path())
-			if err != nil {
-				return err
-			}
-			accepted, err := s.Accepted(ctx, driver)
-			if err != nil {
-				return err
 			}
 			for _, a := range accepted {
 				if a.WAMID == o.WAMID {
