@@ -8,3 +8,9 @@ import _ "embed"
 //
 //go:embed topology.yaml
 var Topology []byte
+
+// FirestoreIndexes is firestore.indexes.json: the composite indexes the
+// recorder's queries need in the messages database.
+//
+//go:embed firestore.indexes.json
+var FirestoreIndexes []byte

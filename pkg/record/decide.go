@@ -145,7 +145,7 @@ func releaseFields(reason string, now time.Time) map[string]any {
 		"releasedAt":    now,
 		"releaseReason": reason,
 		fLeaseExpiresAt: firestore.Delete,
-		"updatedAt":     now,
+		fUpdatedAt:      now,
 	}
 }
 
@@ -169,7 +169,7 @@ func newStateFields(c claim, task map[string]any, now time.Time) map[string]any 
 		"createdBy":          c.Task.GetCreatedBy(),
 		"task":               task,
 		"claims":             int64(1),
-		"updatedAt":          now,
+		fUpdatedAt:           now,
 	}
 	if t := c.Task.GetCreatedAt(); t != nil {
 		m["createdAt"] = t.AsTime()
@@ -196,7 +196,7 @@ func takeoverFields(c claim, task map[string]any, now time.Time) map[string]any 
 	m := claimFields(c, now)
 	m["claims"] = firestore.Increment(1)
 	m["task"] = task
-	m["updatedAt"] = now
+	m[fUpdatedAt] = now
 	for _, f := range []string{fOutcome, "error", "reason", "whatsappMessageId", "resendRequested", "resendRequestedBy", "recordId",
 		fReleased, "releasedAt", "releaseReason"} {
 		m[f] = firestore.Delete
@@ -221,7 +221,7 @@ func unknownFields(reason string, now time.Time) (state, message map[string]any)
 		fStatus:         string(dispatch.StatusUnknown),
 		"reason":        reason,
 		fLeaseExpiresAt: firestore.Delete,
-		"updatedAt":     now,
+		fUpdatedAt:      now,
 	}
 	message = map[string]any{
 		fStatus:          string(dispatch.StatusUnknown),
@@ -322,7 +322,7 @@ func decideRecord(st *stateDoc, messageExists bool, r *wadispatchv1.SendResult, 
 		fOutcome:          string(to),
 		"attempts":        int64(r.GetAttempts()),
 		"recordId":        recordID,
-		"updatedAt":       now,
+		fUpdatedAt:        now,
 		"resendRequested": false,
 	}
 	if r.GetClaimId() != "" {
@@ -462,7 +462,7 @@ func decideStatus(st *stateDoc, ev *wadispatchv1.StatusEvent, now time.Time) sta
 			p := statusPlan{
 				apply:   true,
 				reason:  "delivered after read: deliveredAt filled, status kept",
-				state:   map[string]any{"deliveredAt": at, "updatedAt": now},
+				state:   map[string]any{"deliveredAt": at, fUpdatedAt: now},
 				message: map[string]any{"deliveredAt": at},
 				after:   *st,
 			}
@@ -473,7 +473,7 @@ func decideStatus(st *stateDoc, ev *wadispatchv1.StatusEvent, now time.Time) sta
 	}
 	p := statusPlan{
 		apply:   true,
-		state:   map[string]any{fStatus: string(to), "updatedAt": now},
+		state:   map[string]any{fStatus: string(to), fUpdatedAt: now},
 		message: map[string]any{fStatus: string(to), fStatusUpdatedAt: now},
 		after:   *st,
 	}

@@ -67,7 +67,8 @@ func (s *Service) ListEnquiryMessages(ctx context.Context, req *wadispatchv1.Lis
 		}
 	}
 	// Failed messages have no wamid, so the ancillary record cannot list
-	// them; the states can.
+	// them; the states can (through a composite index on both fields,
+	// charts/wadispatch/firestore.indexes.json).
 	q := s.db.CollectionGroup(stateCollection).
 		Where(fDriver, "==", req.GetDriverMobileNumber()).
 		Where(fEnquiryID, "==", req.GetEnquiryId())
@@ -108,7 +109,10 @@ func (s *Service) ListUnknown(ctx context.Context, req *wadispatchv1.ListUnknown
 	case limit == 0:
 		limit = 100
 	}
-	q := s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusUnknown)).Limit(limit)
+	// Oldest first; the order also makes the query one that a composite
+	// index serves (charts/wadispatch/firestore.indexes.json).
+	q := s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusUnknown)).
+		OrderBy(fUpdatedAt, firestore.Asc).Limit(limit)
 	states, err := s.queryStates(ctx, q)
 	if err != nil {
 		return nil, err
@@ -139,7 +143,7 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 		}
 		if !st.ResendRequested {
 			err = s.commitRetrying(ctx, s.db, op{kind: opUpdate, ref: stateRef, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)},
-				data: map[string]any{"resendRequested": true, "resendRequestedBy": by, "resendRequestedAt": s.now(), "updatedAt": s.now()}})
+				data: map[string]any{"resendRequested": true, "resendRequestedBy": by, "resendRequestedAt": s.now(), fUpdatedAt: s.now()}})
 			if preconditionFailed(err) {
 				s.m.commitRetries.WithLabelValues("precondition").Inc()
 				continue
@@ -165,7 +169,11 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 // how many it marked.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	now := s.now()
-	it := s.db.CollectionGroup(stateCollection).Where(fLeaseExpiresAt, "<=", now).Limit(500).Documents(ctx)
+	// Only SENDING states hold a lease; saying so makes the query one that a
+	// composite index serves (charts/wadispatch/firestore.indexes.json), as
+	// Firestore keeps no single-field collection-group indexes by default.
+	it := s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusSending)).
+		Where(fLeaseExpiresAt, "<=", now).Limit(500).Documents(ctx)
 	defer it.Stop()
 	marked := 0
 	for {

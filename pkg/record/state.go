@@ -32,6 +32,7 @@ const (
 	fFailureReason   = "failureReason"
 	fStatusReason    = "statusReason"
 	fStatusUpdatedAt = "statusUpdatedAt"
+	fUpdatedAt       = "updatedAt"
 )
 
 // statePath is where the pipeline state of a message lives.

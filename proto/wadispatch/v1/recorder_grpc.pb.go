@@ -48,7 +48,7 @@ type RecorderClient interface {
 	GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (*GetMessageResponse, error)
 	// Lists the messages of one enquiry sent to one driver.
 	ListEnquiryMessages(ctx context.Context, in *ListEnquiryMessagesRequest, opts ...grpc.CallOption) (*ListEnquiryMessagesResponse, error)
-	// Lists the messages whose outcome is UNKNOWN.
+	// Lists the messages whose outcome is UNKNOWN, the longest unchanged first.
 	ListUnknown(ctx context.Context, in *ListUnknownRequest, opts ...grpc.CallOption) (*ListUnknownResponse, error)
 	// Allows an UNKNOWN or FAILED message, or a SENDING one whose claim was
 	// released, to be sent again: the next claim wins and the task is
@@ -170,7 +170,7 @@ type RecorderServer interface {
 	GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error)
 	// Lists the messages of one enquiry sent to one driver.
 	ListEnquiryMessages(context.Context, *ListEnquiryMessagesRequest) (*ListEnquiryMessagesResponse, error)
-	// Lists the messages whose outcome is UNKNOWN.
+	// Lists the messages whose outcome is UNKNOWN, the longest unchanged first.
 	ListUnknown(context.Context, *ListUnknownRequest) (*ListUnknownResponse, error)
 	// Allows an UNKNOWN or FAILED message, or a SENDING one whose claim was
 	// released, to be sent again: the next claim wins and the task is
