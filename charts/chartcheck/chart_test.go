@@ -55,6 +55,35 @@ func readTopology(t *testing.T) *topology {
 	return &top
 }
 
+// firestoreIndex is one index of charts/wadispatch/firestore.indexes.json.
+type firestoreIndex struct {
+	CollectionGroup string `json:"collectionGroup"`
+	QueryScope      string `json:"queryScope"`
+	Fields          []struct {
+		FieldPath   string `json:"fieldPath"`
+		Order       string `json:"order,omitempty"`
+		ArrayConfig string `json:"arrayConfig,omitempty"`
+	} `json:"fields"`
+}
+
+func readFirestoreIndexes(t *testing.T) []firestoreIndex {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(chartDir, "firestore.indexes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var config struct {
+		Indexes []firestoreIndex `json:"indexes"`
+	}
+	if err := yaml.UnmarshalStrict(b, &config); err != nil {
+		t.Fatalf("firestore.indexes.json: %v", err)
+	}
+	if len(config.Indexes) == 0 {
+		t.Fatal("firestore.indexes.json declares no index")
+	}
+	return config.Indexes
+}
+
 var services = []string{"ingest", "sender", "recorder"}
 
 func TestHelmLint(t *testing.T) {
@@ -512,6 +541,28 @@ func checkEventarc(t *testing.T, m *Manifests) {
 	}
 	if tr.EventDataContentType != "application/protobuf" {
 		t.Errorf("trigger content type %q: ingest expects protobuf DocumentEventData", tr.EventDataContentType)
+	}
+}
+
+// The Config Connector rendering declares every index of
+// firestore.indexes.json (the file the local emulator enforces) in the
+// messages database the values name.
+func TestConfigConnectorRendersFirestoreIndexes(t *testing.T) {
+	want := readFirestoreIndexes(t)
+	if m := render(t, nil); len(m.FirestoreIndexes) != 0 {
+		t.Errorf("%d FirestoreIndexes rendered without Config Connector", len(m.FirestoreIndexes))
+	}
+	m := render(t, []string{filepath.Join(chartDir, "ci", "production-values.yaml")}, "firestore.database=web-app")
+	if len(m.FirestoreIndexes) != len(want) {
+		t.Fatalf("rendered %d FirestoreIndexes, firestore.indexes.json has %d", len(m.FirestoreIndexes), len(want))
+	}
+	for i, w := range want {
+		got := m.FirestoreIndexes[i].Spec
+		wantJSON, _ := yaml.Marshal(w.Fields)
+		gotJSON, _ := yaml.Marshal(got.Fields)
+		if got.Database != "web-app" || got.Collection != w.CollectionGroup || got.QueryScope != w.QueryScope || string(gotJSON) != string(wantJSON) {
+			t.Errorf("index %d rendered as %+v, want database web-app and %+v", i, got, w)
+		}
 	}
 }
 

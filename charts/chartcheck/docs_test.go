@@ -85,3 +85,66 @@ func TestDeployDocMatchesTopology(t *testing.T) {
 		}
 	}
 }
+
+// The gcloud commands of docs/deploy.md create the indexes of
+// firestore.indexes.json, as the chart's Config Connector resources do.
+func TestDeployDocMatchesFirestoreIndexes(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "deploy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "gcloud firestore indexes composite create ")
+		if !ok {
+			continue
+		}
+		var group, scope string
+		var fields []string
+		for _, f := range strings.Fields(rest) {
+			k, v, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+			switch k {
+			case "collection-group":
+				group = v
+			case "query-scope":
+				scope = v
+			case "field-config":
+				// field-path=status,order=ascending: the path keeps its case.
+				var path, mode string
+				for _, kv := range strings.Split(v, ",") {
+					key, val, _ := strings.Cut(kv, "=")
+					if key == "field-path" {
+						path = val
+					} else {
+						mode = key + "=" + strings.ToUpper(val)
+					}
+				}
+				fields = append(fields, path+" "+mode)
+			case "database":
+				if v != "'(default)'" {
+					t.Errorf("deploy.md creates an index in database %s; the values' default is (default)", v)
+				}
+			default:
+				t.Errorf("deploy.md index command: unexpected --%s", k)
+			}
+		}
+		got = append(got, group+" "+scope+" "+strings.Join(fields, " "))
+	}
+	var want []string
+	for _, ix := range readFirestoreIndexes(t) {
+		var fields []string
+		for _, f := range ix.Fields {
+			mode := "order=" + f.Order
+			if f.ArrayConfig != "" {
+				mode = "array-config=" + f.ArrayConfig
+			}
+			fields = append(fields, f.FieldPath+" "+mode)
+		}
+		want = append(want, ix.CollectionGroup+" "+ix.QueryScope+" "+strings.Join(fields, " "))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("deploy.md creates indexes\n%s\nfirestore.indexes.json declares\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

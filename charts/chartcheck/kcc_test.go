@@ -100,3 +100,19 @@ type EventarcTrigger struct {
 		} `json:"destination"`
 	} `json:"spec"`
 }
+
+// FirestoreIndex is firestore.cnrm.cloud.google.com/v1beta1 FirestoreIndex.
+type FirestoreIndex struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Database   string `json:"database,omitempty"`
+		Collection string `json:"collection"`
+		QueryScope string `json:"queryScope,omitempty"`
+		Fields     []struct {
+			FieldPath   string `json:"fieldPath"`
+			Order       string `json:"order,omitempty"`
+			ArrayConfig string `json:"arrayConfig,omitempty"`
+		} `json:"fields"`
+	} `json:"spec"`
+}

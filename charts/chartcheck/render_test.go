@@ -85,6 +85,7 @@ type Manifests struct {
 	IAMAccounts      []*IAMServiceAccount
 	IAMMembers       []*IAMPolicyMember
 	EventarcTriggers []*EventarcTrigger
+	FirestoreIndexes []*FirestoreIndex
 }
 
 // render runs helm template and decodes every document strictly.
@@ -169,6 +170,8 @@ func (m *Manifests) add(tm metav1.TypeMeta, doc []byte) error {
 		return decodeInto(doc, &m.IAMMembers)
 	case "eventarc.cnrm.cloud.google.com/v1beta1 EventarcTrigger":
 		return decodeInto(doc, &m.EventarcTriggers)
+	case "firestore.cnrm.cloud.google.com/v1beta1 FirestoreIndex":
+		return decodeInto(doc, &m.FirestoreIndexes)
 	}
 	return errors.New("kind not expected from this chart")
 }
