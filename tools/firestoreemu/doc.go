@@ -21,10 +21,29 @@
 //
 //	firestore-emulator --host-port 127.0.0.1:8080 \
 //	  --trigger 'created:leasecompany/{leaseId}/enquiries/{enquiryId}/whatsapp/messages/chatMessages/{messageId}=http://127.0.0.1:8081/' \
-//	  --import seed.json --export-on-exit seed.json
+//	  --import seed.json --export-on-exit seed.json \
+//	  --indexes charts/wadispatch/firestore.indexes.json
 //
 // It prints "firestore-emulator ready on HOST:PORT" and
 // "export FIRESTORE_EMULATOR_HOST=HOST:PORT", and exits on SIGTERM/SIGINT.
+//
+// # Indexes
+//
+// Firestore refuses a query that no index serves (FAILED_PRECONDITION, "The
+// query requires an index"); Google's emulator runs it anyway. Options.Indexes
+// (--indexes [DATABASE=]FILE, IndexesForTest) gives databases the composite
+// indexes of a firestore.indexes.json file, and their queries are then
+// checked. Firestore's automatic single-field indexes serve a collection
+// query without ordering, or ordered by one field without equality or
+// array-contains filters, and a collection-group query with neither
+// filters nor ordering (filters and ordering on __name__ aside). Any other
+// query needs a declared index of its collection group and scope with its
+// equality and array-contains fields first, in any order, then exactly its
+// ordering (order by, then inequality fields), in its directions or all
+// reversed; filters under OR count as under AND. Databases without a
+// configuration are not checked. Single-field index settings
+// (fieldOverrides) are not read, so a collection-group query that needs one
+// is refused.
 //
 // # Triggers
 //
@@ -100,15 +119,16 @@
 //
 // # What is not emulated
 //
-// Security rules and authentication (every request is accepted), indexes
-// (every query runs without a composite index, and nothing rejects a query
-// Firestore would want an index for), quotas, limits other than the
-// document size (writes per commit, request sizes, rate of writes to one
-// document), the REST/JSON API, the deprecated streaming Write RPC,
-// PartitionQuery, pipelines (ExecutePipeline), vector search (find_nearest),
-// explain options, bundles, TTL policies, point-in-time recovery beyond the
-// retention window, and the withAuthContext event types. Listen does not
-// send existence filters and answers a resume with a full reset rather than
-// a delta. Queries scan their collection (no indexes), which is fast enough
-// for tests: a few milliseconds over 10,000 documents.
+// Security rules and authentication (every request is accepted), index
+// management (indexes are declared up front and never built), index
+// merging (a checked query must be served by one declared index), quotas,
+// limits other than the document size (writes per commit, request sizes,
+// rate of writes to one document), the REST/JSON API, the deprecated
+// streaming Write RPC, PartitionQuery, pipelines (ExecutePipeline), vector
+// search (find_nearest), explain options, bundles, TTL policies,
+// point-in-time recovery beyond the retention window, and the
+// withAuthContext event types. Listen does not send existence filters and
+// answers a resume with a full reset rather than a delta. Queries scan their
+// collection (indexes only decide whether they may run), which is fast
+// enough for tests: a few milliseconds over 10,000 documents.
 package firestoreemu

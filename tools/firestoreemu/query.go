@@ -174,6 +174,9 @@ func (s *Server) execQuery(db *database, parent string, q *pb.StructuredQuery, a
 			return nil, err
 		}
 	}
+	if err := s.checkIndex(db, q, cq); err != nil {
+		return nil, err
+	}
 	// Each candidate's ordering values are extracted once; a document lacking
 	// an ordered field is not in the result, as in Firestore's indexes.
 	var rows []row

@@ -39,14 +39,22 @@ type Options struct {
 	// Logger receives delivery errors and lifecycle messages. Default: the
 	// logrus standard logger.
 	Logger logrus.FieldLogger
+	// Indexes are the composite indexes of databases, keyed by database id
+	// ("(default)", "ancillary", ...), so that queries no index would serve
+	// fail with FAILED_PRECONDITION as in Firestore instead of only in
+	// production. A database not in the map is not checked, like in
+	// Google's emulator; a database in it with a nil configuration has only
+	// Firestore's automatic single-field indexes.
+	Indexes map[string]*IndexConfig
 }
 
 // Server is a running emulator.
 type Server struct {
 	pb.UnimplementedFirestoreServer
 
-	opts Options
-	log  logrus.FieldLogger
+	opts    Options
+	log     logrus.FieldLogger
+	indexes map[string][]compiledIndex // by database id
 
 	lis     net.Listener
 	grpcSrv *grpc.Server
@@ -86,6 +94,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	indexes, err := compileIndexes(opts.Indexes)
+	if err != nil {
+		return nil, fmt.Errorf("firestoreemu: %w", err)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = logrus.StandardLogger()
@@ -98,6 +110,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s := &Server{
 		opts:    opts,
 		log:     log,
+		indexes: indexes,
 		lis:     lis,
 		dbs:     map[string]*database{},
 		trigs:   append([]Trigger(nil), opts.Triggers...),

@@ -39,3 +39,15 @@ func (s *Server) ClientOptions() []option.ClientOption {
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
 	}
 }
+
+// IndexesForTest parses a firestore.indexes.json file as database's index
+// configuration, for Options.Indexes in tests that run with the deployed
+// indexes.
+func IndexesForTest(tb testing.TB, database string, data []byte) map[string]*IndexConfig {
+	tb.Helper()
+	cfg, err := ParseIndexConfig(data)
+	if err != nil {
+		tb.Fatalf("index configuration of database %s: %v", database, err)
+	}
+	return map[string]*IndexConfig{database: cfg}
+}
