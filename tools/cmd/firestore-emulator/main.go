@@ -3,7 +3,13 @@
 //
 //	firestore-emulator --host-port 127.0.0.1:8080 \
 //	  --trigger 'created:leasecompany/{leaseId}/enquiries/{enquiryId}/whatsapp/messages/chatMessages/{messageId}=http://127.0.0.1:8081/' \
-//	  --import seed.json --export-on-exit seed.json
+//	  --import seed.json --export-on-exit seed.json \
+//	  --indexes charts/wadispatch/firestore.indexes.json
+//
+// --indexes [DATABASE=]FILE (repeatable; DATABASE defaults to "(default)")
+// loads a firestore.indexes.json file as the composite indexes of a
+// database, whose queries then fail with FAILED_PRECONDITION where
+// Firestore would want an index; databases without one are not checked.
 //
 // It prints "firestore-emulator ready on HOST:PORT" and an export line for
 // FIRESTORE_EMULATOR_HOST once it listens, and stops on SIGTERM or SIGINT.
@@ -38,6 +44,45 @@ func (t *triggerFlags) Set(v string) error {
 	return nil
 }
 
+// indexFlags are the --indexes values, read once flags are parsed so that a
+// bad file fails like the program's other startup errors.
+type indexFlags []string
+
+func (f *indexFlags) String() string { return strings.Join(*f, " ") }
+
+func (f *indexFlags) Set(v string) error {
+	*f = append(*f, v)
+	return nil
+}
+
+// load reads each [DATABASE=]FILE value.
+func (f indexFlags) load() (map[string]*firestoreemu.IndexConfig, error) {
+	if len(f) == 0 {
+		return nil, nil
+	}
+	out := map[string]*firestoreemu.IndexConfig{}
+	for _, v := range f {
+		db, file, ok := strings.Cut(v, "=")
+		if !ok {
+			db, file = "(default)", v
+		}
+		if _, dup := out[db]; dup {
+			return nil, fmt.Errorf("--indexes %s: database %s already has an index file", v, db)
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read index file: %w", err)
+		}
+		cfg, err := firestoreemu.ParseIndexConfig(data)
+		if err != nil {
+			return nil, fmt.Errorf("index file %s: %w", file, err)
+		}
+		out[db] = cfg
+		logrus.Infof("firestore-emulator: database %s checks queries against the %d indexes of %s", db, len(cfg.Indexes), file)
+	}
+	return out, nil
+}
+
 func main() {
 	if err := run(); err != nil {
 		logrus.WithError(err).Error("firestore-emulator failed")
@@ -55,9 +100,15 @@ func run() error {
 		minBackoff = flag.Duration("trigger-min-backoff", 100*time.Millisecond, "first retry delay of a failed trigger delivery")
 		maxBackoff = flag.Duration("trigger-max-backoff", 10*time.Second, "maximum retry delay of a failed trigger delivery")
 		triggers   triggerFlags
+		indexFiles indexFlags
 	)
 	flag.Var(&triggers, "trigger", "KIND[@DATABASE]:PATTERN=URL, repeatable; KIND is created, updated, deleted or written")
+	flag.Var(&indexFiles, "indexes", "`[DATABASE=]FILE`, repeatable: firestore.indexes.json of a database (default \"(default)\"), whose queries are then refused where Firestore would want an index")
 	flag.Parse()
+	indexes, err := indexFiles.load()
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -66,6 +117,7 @@ func run() error {
 		Triggers: triggers,
 		Location: *location,
 		Delivery: firestoreemu.DeliveryPolicy{Attempts: *attempts, MinBackoff: *minBackoff, MaxBackoff: *maxBackoff},
+		Indexes:  indexes,
 	})
 	if err != nil {
 		return err
