@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/record"
 	"github.com/visn/wadispatch/pkg/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -33,7 +34,7 @@ func path(id string) string {
 // with m1 FAILED, m2 SENT and m3 UNKNOWN.
 func recorder(t *testing.T) string {
 	ctx := context.Background()
-	fs := firestoreemu.StartForTest(t)
+	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes)})
 	db, err := firestore.NewClient(ctx, pubsubemu.TestProject, fs.ClientOptions()...)
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/record"
 	"github.com/visn/wadispatch/pkg/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -53,7 +54,7 @@ type envOptions struct {
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{fs: firestoreemu.StartForTest(t), reg: prometheus.NewRegistry(), pubsub: pubsubemu.StartForTest(t)}
+	e := &env{fs: firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes)}), reg: prometheus.NewRegistry(), pubsub: pubsubemu.StartForTest(t)}
 	dbOpts := e.fs.ClientOptions()
 	if o.defaultDB != nil {
 		dbOpts = o.defaultDB(e.fs)

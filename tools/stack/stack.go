@@ -21,6 +21,7 @@ import (
 
 	"cloud.google.com/go/firestore"
 
+	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/dispatch"
 )
 
@@ -124,7 +125,14 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	s.SimulatorURL = "http://" + addrs["simulator"]
 
 	trigger := "created:" + dispatch.MessagePattern + "=" + s.IngestURL + "/"
-	if s.FirestoreAddr, err = s.startEmulator(ctx, FirestoreEmulator, "--host-port", "127.0.0.1:0", "--trigger", trigger); err != nil {
+	// The emulator refuses queries that the deployed indexes do not serve,
+	// as Firestore does.
+	indexes := filepath.Join(opts.LogDir, "firestore.indexes.json")
+	if err := os.WriteFile(indexes, chart.FirestoreIndexes, 0o644); err != nil {
+		return nil, fmt.Errorf("write the index configuration: %w", err)
+	}
+	if s.FirestoreAddr, err = s.startEmulator(ctx, FirestoreEmulator, "--host-port", "127.0.0.1:0", "--trigger", trigger,
+		"--indexes", "(default)="+indexes); err != nil {
 		return nil, err
 	}
 	if s.PubSubAddr, err = s.startEmulator(ctx, PubSubEmulator, "--host-port", "127.0.0.1:0", "--project", opts.Project); err != nil {
