@@ -334,6 +334,36 @@ func TestRedeliveredResultRepairsTheAncillaryRecord(t *testing.T) {
 	}
 }
 
+// Operators see the longest-standing UNKNOWN messages first, not the
+// documents' name order.
+func TestListUnknownOldestFirst(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	for _, id := range []string{"m2", "m1"} {
+		task := e.newMessage(t, id)
+		e.claim(t, task, 20*time.Millisecond)
+		time.Sleep(40 * time.Millisecond)
+		if c := e.claim(t, task, 0); c.GetDecision() != decUnknown {
+			t.Fatalf("%s: claim after expiry: %v", id, c)
+		}
+	}
+	list, err := e.rec.ListUnknown(context.Background(), &wadispatchv1.ListUnknownRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range list.GetMessages() {
+		got = append(got, m.GetMessageDocId())
+	}
+	if want := []string{messagePath("m2"), messagePath("m1")}; !slices.Equal(got, want) {
+		t.Errorf("ListUnknown %v, want %v", got, want)
+	}
+	one, err := e.rec.ListUnknown(context.Background(), &wadispatchv1.ListUnknownRequest{Limit: 1})
+	if err != nil || len(one.GetMessages()) != 1 || one.GetMessages()[0].GetMessageDocId() != messagePath("m2") {
+		t.Errorf("ListUnknown limit 1: %v, %v", one, err)
+	}
+}
+
 func TestExpiredClaimBecomesUnknown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
