@@ -36,17 +36,20 @@ func (s *Server) Close() error {
 // Start listens on hostPort ("127.0.0.1:0" picks a port) and creates topo
 // in project.
 func Start(ctx context.Context, hostPort, project string, topo *topology.Topology) (*Server, error) {
-	// pstest panics when it cannot listen; check the address first so a
-	// taken port is an error the caller can print.
-	ln, err := net.Listen("tcp", hostPort)
-	if err != nil {
-		return nil, fmt.Errorf("pubsub emulator listen on %s: %w", hostPort, err)
+	// pstest panics when it cannot listen; check a given port first so a
+	// taken one is an error the caller can print. Port 0 goes to pstest
+	// as is: picking the port here and releasing it would let another
+	// socket take it before pstest listens.
+	if _, port, err := net.SplitHostPort(hostPort); err != nil || port != "0" {
+		ln, err := net.Listen("tcp", hostPort)
+		if err != nil {
+			return nil, fmt.Errorf("pubsub emulator listen on %s: %w", hostPort, err)
+		}
+		if err := ln.Close(); err != nil {
+			return nil, err
+		}
 	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return nil, err
-	}
-	s := &Server{Server: pstest.NewServerWithAddress(addr)}
+	s := &Server{Server: pstest.NewServerWithAddress(hostPort)}
 	client, err := NewClient(ctx, s.Addr, project)
 	if err != nil {
 		s.Close()

@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -172,13 +174,44 @@ func tail(path string, n int) string {
 
 // freeAddr reserves a loopback port for a program that must be told its
 // address before it starts (the emulator's trigger points at ingest).
+// freeAddr picks a local address for a program to listen on later. The
+// port comes from below the kernel's ephemeral range, which outgoing
+// connections and port-0 listeners draw from, so none of those can take it
+// in the meantime; where that range is unknown, the kernel picks.
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	const lowest = 10000
+	if top := ephemeralPortsStart(); top > lowest+1000 {
+		for range 20 {
+			if addr, err := bindable(fmt.Sprintf("127.0.0.1:%d", lowest+rand.IntN(top-lowest))); err == nil {
+				return addr, nil
+			}
+		}
+	}
+	return bindable("127.0.0.1:0")
+}
+
+// bindable reports the address a listener gets for addr, and frees it.
+func bindable(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// ephemeralPortsStart is the first port of Linux's ephemeral range, or 0.
+func ephemeralPortsStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[0])
+	return n
 }
 
 // Build compiles the stack's programs (services and dev tools) into dir.

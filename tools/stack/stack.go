@@ -95,12 +95,24 @@ const (
 
 // Start starts every program and waits until each is ready. On error the
 // programs already started are stopped.
-func Start(ctx context.Context, opts Options) (s *Stack, err error) {
+func Start(ctx context.Context, opts Options) (*Stack, error) {
 	opts.defaults()
 	if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
 		return nil, err
 	}
-	s = &Stack{opts: opts, TokenRef: "local-lease-token"}
+	for attempt := 1; ; attempt++ {
+		s, err := start(ctx, opts)
+		// The services' ports are picked before they bind them (the
+		// emulator's trigger must know ingest's address first); another
+		// process may take one in between. New ports, then.
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return s, err
+		}
+	}
+}
+
+func start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	s := &Stack{opts: opts, TokenRef: "local-lease-token"}
 	for _, v := range []*string{&s.Token, &s.AppSecret, &s.VerifyToken} {
 		if *v, err = randomToken(); err != nil {
 			return nil, err
