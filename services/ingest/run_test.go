@@ -2,8 +2,9 @@ package main
 
 import (
 	"context"
-	"net"
+	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,13 +18,9 @@ import (
 func TestRunFromEnvironmentAndShutdown(t *testing.T) {
 	e := newEnv(t, nil) // emulators, and a receiver on the tasks subscription
 	e.seedLeaseAndEnquiry(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	t.Setenv("HTTP_ADDR", addr)
+	// Port 0, and the address from the start-up line: a port picked and
+	// released here could be taken by another test before ingest listens.
+	t.Setenv("HTTP_ADDR", "127.0.0.1:0")
 	t.Setenv("SHUTDOWN_GRACE", "5s")
 	var cfg spec
 	if err := config.Load(&cfg); err != nil {
@@ -38,8 +35,21 @@ func TestRunFromEnvironmentAndShutdown(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cfg, log) }()
 
-	url := "http://" + addr + "/events/firestore"
 	deadline := time.Now().Add(5 * time.Second)
+	var addr string
+	for addr == "" {
+		for _, line := range strings.Split(e.logs.String(), "\n") {
+			var l struct{ Message, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Message == "ingest starting" {
+				addr = l.Addr
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no start-up line from ingest")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	url := "http://" + addr + "/events/firestore"
 	for {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err == nil {

@@ -329,15 +329,8 @@ func TestShutdownFinishesInFlightSend(t *testing.T) {
 
 func TestReadinessFollowsTheRecorder(t *testing.T) {
 	s := newStack(t, simOptions(), false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	cfg := s.testSpec("sender-a")
-	cfg.HTTPAddr = addr
-	s.startSender(cfg)
+	s.startSender(s.testSpec("sender-a"))
+	addr := s.opsAddr("sender-a")
 	get := func(path string) (int, string) {
 		for range 50 {
 			resp, err := http.Get("http://" + addr + path)
@@ -360,14 +353,11 @@ func TestReadinessFollowsTheRecorder(t *testing.T) {
 	}
 
 	down := s.testSpec("sender-b")
-	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
-	down.HTTPAddr = ln2.Addr().String()
-	_ = ln2.Close()
 	dead, _ := net.Listen("tcp", "127.0.0.1:0")
 	down.RecorderAddr = dead.Addr().String()
 	_ = dead.Close()
 	s.startSender(down)
-	addr = down.HTTPAddr
+	addr = s.opsAddr("sender-b")
 	if code, _ := get("/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz %d with no recorder, want 503", code)
 	}

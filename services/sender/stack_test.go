@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http/httptest"
@@ -321,6 +322,25 @@ func (s *stack) startSender(cfg spec) (stop func() error) {
 		}
 	})
 	return stop
+}
+
+// opsAddr is where claimant's sender serves /healthz, /readyz and /metrics,
+// as its start-up line says: tests give it port 0, so that no other test
+// can take the port between picking and listening.
+func (s *stack) opsAddr(claimant string) string {
+	s.t.Helper()
+	var addr string
+	s.waitFor(10*time.Second, claimant+"'s start-up line", func() bool {
+		for _, line := range strings.Split(s.logs.String(), "\n") {
+			var e struct{ Message, Claimant, Ops string }
+			if json.Unmarshal([]byte(line), &e) == nil && e.Message == "sender starting" && e.Claimant == claimant {
+				addr = e.Ops
+				return true
+			}
+		}
+		return false
+	})
+	return addr
 }
 
 // newTask creates the chatMessages document (the recorder claims only

@@ -251,9 +251,10 @@ func TestDriverReplyRecordedAndNotSent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer anc.Close()
-	if rec := getDoc(t, ctx, anc, dispatch.AncillaryPath(driver, stack.DemoEnquiry)); rec["lastInboundMessageId"] != inID {
-		t.Errorf("ancillary record %v, want lastInboundMessageId %s", rec, inID)
-	}
+	// The ancillary record is written after the reply document (another
+	// database: no commit spans both).
+	waitForDocWhere(t, ctx, anc, dispatch.AncillaryPath(driver, stack.DemoEnquiry), "lastInboundMessageId "+inID,
+		func(rec map[string]any) bool { return rec["lastInboundMessageId"] == inID })
 
 	// A stranger writes first; a text to them is then sent.
 	const stranger = "+447911123408"
@@ -271,14 +272,21 @@ func TestDriverReplyRecordedAndNotSent(t *testing.T) {
 
 func waitForDoc(t *testing.T, ctx context.Context, fs *firestore.Client, path string) map[string]any {
 	t.Helper()
+	return waitForDocWhere(t, ctx, fs, path, "the document", func(map[string]any) bool { return true })
+}
+
+// waitForDocWhere waits until the document exists and its fields satisfy
+// cond (what describes cond), and returns them.
+func waitForDocWhere(t *testing.T, ctx context.Context, fs *firestore.Client, path, what string, cond func(map[string]any) bool) map[string]any {
+	t.Helper()
 	it := fs.Doc(path).Snapshots(ctx)
 	defer it.Stop()
 	for {
 		snap, err := it.Next()
 		if err != nil {
-			t.Fatalf("waiting for %s: %v", path, err)
+			t.Fatalf("waiting for %s at %s: %v", what, path, err)
 		}
-		if snap.Exists() {
+		if snap.Exists() && cond(snap.Data()) {
 			return snap.Data()
 		}
 	}
