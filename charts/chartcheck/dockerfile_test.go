@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // dockerfile is what the checks need of a Dockerfile.
@@ -279,5 +282,70 @@ func TestDevEmulatorsRunToolsImagePrograms(t *testing.T) {
 	}
 	if n != 3 {
 		t.Errorf("%d emulator Deployments, want 3 (Firestore, Pub/Sub, WhatsApp)", n)
+	}
+}
+
+// The dev cluster's Firestore emulator enforces the deployed indexes: its
+// --indexes flag names the ConfigMap copy of firestore.indexes.json, and the
+// tools image's emulator starts with those very arguments.
+func TestDevFirestoreEmulatorLoadsTheDeployedIndexes(t *testing.T) {
+	dir := built(t)
+	m := render(t, []string{filepath.Join(chartDir, "ci", "dev-values.yaml")})
+	i := slices.IndexFunc(m.Deployments, func(d *appsv1.Deployment) bool { return strings.HasSuffix(d.Name, "-firestore-emulator") })
+	if i < 0 {
+		t.Fatal("no firestore-emulator Deployment")
+	}
+	pod := m.Deployments[i].Spec.Template.Spec
+	args := slices.Clone(pod.Containers[0].Args)
+	flag := slices.Index(args, "--indexes")
+	if flag < 0 || flag+1 == len(args) {
+		t.Fatalf("firestore-emulator args %q lack --indexes", args)
+	}
+	database, path, _ := strings.Cut(args[flag+1], "=")
+	if database != "(default)" {
+		t.Errorf("--indexes for database %q, want the messages database (default)", database)
+	}
+	var configMap string
+	for _, vm := range pod.Containers[0].VolumeMounts {
+		if filepath.Dir(path) == vm.MountPath {
+			for _, v := range pod.Volumes {
+				if v.Name == vm.Name && v.ConfigMap != nil {
+					configMap = v.ConfigMap.Name
+				}
+			}
+		}
+	}
+	j := slices.IndexFunc(m.ConfigMaps, func(c *corev1.ConfigMap) bool { return c.Name == configMap })
+	if j < 0 {
+		t.Fatalf("%s is not in a mounted ConfigMap", path)
+	}
+	want, err := os.ReadFile(filepath.Join(chartDir, "firestore.indexes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := m.ConfigMaps[j].Data[filepath.Base(path)]
+	if got != string(want) {
+		t.Fatalf("ConfigMap %s holds %q, not firestore.indexes.json", configMap, got)
+	}
+
+	local := filepath.Join(t.TempDir(), "firestore.indexes.json")
+	if err := os.WriteFile(local, []byte(got), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args[flag+1] = database + "=" + local
+	args[slices.Index(args, "--host-port")+1] = "127.0.0.1:0"
+	cmd := exec.Command(filepath.Join(dir, "tools", "firestore-emulator"), args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if line, err := bufio.NewReader(out).ReadString('\n'); !strings.Contains(line, "ready on") {
+		t.Fatalf("emulator with the chart's arguments: %q %v; stderr: %s", line, err, stderr.String())
 	}
 }
