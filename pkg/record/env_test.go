@@ -54,7 +54,11 @@ type envOptions struct {
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{fs: firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes)}), reg: prometheus.NewRegistry(), pubsub: pubsubemu.StartForTest(t)}
+	// Queries must be served by the deployed indexes, and in the ancillary
+	// database (which has none declared) by the automatic ones.
+	indexes := firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes)
+	indexes["ancillary"] = nil
+	e := &env{fs: firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: indexes}), reg: prometheus.NewRegistry(), pubsub: pubsubemu.StartForTest(t)}
 	dbOpts := e.fs.ClientOptions()
 	if o.defaultDB != nil {
 		dbOpts = o.defaultDB(e.fs)
