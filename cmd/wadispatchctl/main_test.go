@@ -4,20 +4,18 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"github.com/sirupsen/logrus"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/record"
+	"github.com/visn/wadispatch/pkg/record/recordtest"
 	"github.com/visn/wadispatch/pkg/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 	"github.com/visn/wadispatch/tools/firestoreemu"
@@ -58,21 +56,7 @@ func recorder(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	wadispatchv1.RegisterRecorderServer(gs, svc)
-	go func() { _ = gs.Serve(ln) }()
-	t.Cleanup(gs.Stop)
-
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	rec := wadispatchv1.NewRecorderClient(conn)
+	rec, addr := recordtest.Serve(t, svc)
 	for _, id := range []string{"m1", "m2", "m3"} {
 		if _, err := db.Doc(path(id)).Set(ctx, map[string]any{"message": "hi"}); err != nil {
 			t.Fatal(err)
@@ -103,7 +87,7 @@ func recorder(t *testing.T) string {
 	if n, err := svc.Sweep(ctx); err != nil || n != 1 {
 		t.Fatalf("sweep: %d %v", n, err)
 	}
-	return ln.Addr().String()
+	return addr
 }
 
 func ctl(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {

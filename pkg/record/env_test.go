@@ -25,6 +25,7 @@ import (
 
 	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/record"
+	"github.com/visn/wadispatch/pkg/record/recordtest"
 	"github.com/visn/wadispatch/pkg/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 	"github.com/visn/wadispatch/tools/firestoreemu"
@@ -95,27 +96,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.rec = serve(t, e.svc)
+	e.rec, _ = recordtest.Serve(t, e.svc)
 	return e
-}
-
-// serve runs srv on a real gRPC server on a free port and dials it.
-func serve(t testing.TB, srv wadispatchv1.RecorderServer) wadispatchv1.RecorderClient {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	wadispatchv1.RegisterRecorderServer(gs, srv)
-	go func() { _ = gs.Serve(ln) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return wadispatchv1.NewRecorderClient(conn)
 }
 
 func messagePath(id string) string {

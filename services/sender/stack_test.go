@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -15,9 +14,7 @@ import (
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/sirupsen/logrus"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -27,6 +24,7 @@ import (
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/logging/logtest"
 	"github.com/visn/wadispatch/pkg/record"
+	"github.com/visn/wadispatch/pkg/record/recordtest"
 	"github.com/visn/wadispatch/pkg/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 	"github.com/visn/wadispatch/tools/firestoreemu"
@@ -100,19 +98,7 @@ func newStack(t testing.TB, simOpts whatsappsim.Options, recordResults bool) *st
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
-	wadispatchv1.RegisterRecorderServer(gs, svc)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(ln) }()
-	s.recAddr = ln.Addr().String()
-	conn, err := grpc.NewClient(s.recAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.recorder = wadispatchv1.NewRecorderClient(conn)
+	s.recorder, s.recAddr = recordtest.Serve(t, svc)
 
 	if simOpts.PhoneNumbers == nil {
 		simOpts.PhoneNumbers = map[string]string{phoneID: testToken}
@@ -134,8 +120,6 @@ func newStack(t testing.TB, simOpts whatsappsim.Options, recordResults bool) *st
 		wg.Wait()
 		hs.Close()
 		sim.Close()
-		gs.Stop()
-		_ = conn.Close()
 		republisher.Stop()
 		s.tasks.Stop()
 		_ = db.Close()
