@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -596,6 +597,66 @@ func TestServiceEnvNamesDeclaredTopics(t *testing.T) {
 
 // The chart refuses values that break its documented arithmetic, name a
 // topic the topology does not declare, or are not in its schema.
+// Meta reaches ingest through the Gateway only for the webhook: GET and
+// POST of /whatsapp/webhook, to the port ingest serves it on; the
+// CloudEvents endpoint, which makes wadispatch send messages, is not routed.
+func TestWebhookRouteExposesOnlyTheWebhook(t *testing.T) {
+	if m := render(t, nil); len(m.HTTPRoutes)+len(m.HealthCheckPolicies) != 0 {
+		t.Errorf("default values render %d HTTPRoutes and %d HealthCheckPolicies, want none", len(m.HTTPRoutes), len(m.HealthCheckPolicies))
+	}
+	m := render(t, []string{filepath.Join(chartDir, "ci", "production-values.yaml")})
+	if len(m.HTTPRoutes) != 1 || len(m.HealthCheckPolicies) != 1 {
+		t.Fatalf("%d HTTPRoutes and %d HealthCheckPolicies, want one each", len(m.HTTPRoutes), len(m.HealthCheckPolicies))
+	}
+	route := m.HTTPRoutes[0].Spec
+	if len(route.ParentRefs) != 1 || route.ParentRefs[0].Name != "external-https" || route.ParentRefs[0].Namespace == nil ||
+		*route.ParentRefs[0].Namespace != "gateway-infra" || route.ParentRefs[0].SectionName == nil || *route.ParentRefs[0].SectionName != "https" {
+		t.Errorf("parentRefs %+v, want the values' gateway", route.ParentRefs)
+	}
+	if len(route.Hostnames) != 1 || route.Hostnames[0] != "whatsapp-hooks.visn.example" {
+		t.Errorf("hostnames %v", route.Hostnames)
+	}
+	if len(route.Rules) != 1 || len(route.Rules[0].BackendRefs) != 1 {
+		t.Fatalf("rules %+v, want one rule with one backend", route.Rules)
+	}
+	var methods []string
+	for _, match := range route.Rules[0].Matches {
+		if match.Path == nil || match.Path.Type == nil || *match.Path.Type != gatewayv1.PathMatchExact ||
+			match.Path.Value == nil || *match.Path.Value != "/whatsapp/webhook" || match.Method == nil ||
+			len(match.Headers) != 0 || len(match.QueryParams) != 0 {
+			t.Errorf("match %+v: want exactly the path /whatsapp/webhook and a method", match)
+			continue
+		}
+		methods = append(methods, string(*match.Method))
+	}
+	if slices.Sort(methods); !slices.Equal(methods, []string{"GET", "POST"}) {
+		t.Errorf("methods %v, want GET (handshake) and POST (notifications)", methods)
+	}
+
+	ingest := byName(t, m.Deployments, release+"-ingest")
+	svc := byName(t, m.Services, release+"-ingest")
+	backend := route.Rules[0].BackendRefs[0]
+	if string(backend.Name) != svc.Name || backend.Port == nil {
+		t.Fatalf("backend %+v, want Service %s", backend, svc.Name)
+	}
+	i := slices.IndexFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == int32(*backend.Port) })
+	if i < 0 {
+		t.Fatalf("Service %s has no port %d", svc.Name, *backend.Port)
+	}
+	container := ingest.Spec.Template.Spec.Containers[0]
+	target := svc.Spec.Ports[i].TargetPort.String()
+	if !slices.ContainsFunc(container.Ports, func(p corev1.ContainerPort) bool { return p.Name == target }) {
+		t.Errorf("Service port %d targets %q, not a port of the ingest container", *backend.Port, target)
+	}
+
+	hc := m.HealthCheckPolicies[0].Spec
+	if hc.TargetRef.Kind != "Service" || hc.TargetRef.Name != svc.Name || hc.Default.Config.Type != "HTTP" ||
+		hc.Default.Config.HTTPHealthCheck.PortSpecification != "USE_SERVING_PORT" ||
+		hc.Default.Config.HTTPHealthCheck.RequestPath != container.ReadinessProbe.HTTPGet.Path {
+		t.Errorf("health check %+v, want the ingest Service checked on the readiness path %s", hc, container.ReadinessProbe.HTTPGet.Path)
+	}
+}
+
 func TestChartRefusesUnsafeValues(t *testing.T) {
 	for _, tc := range []struct {
 		set  string
@@ -611,10 +672,24 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		// a setting silently ignored.
 		{"sender.tokens.secretID=x", "additional properties 'secretID' not allowed"},
 		{"recorder.expiredClaimPolicy=maybe", "value must be one of"},
+		// A route the NetworkPolicy would block, or to a webhook without
+		// its secret.
+		{"ingest.webhook.route.gateway.name=gw", "needs networkPolicy.ingest.gatewayCIDRs"},
+		{"ingest.webhook.route.gateway.name=gw,networkPolicy.ingest.gatewayCIDRs={35.191.0.0/16}", "needs ingest.webhook.secretName"},
 	} {
 		_, err := runHelm(t, templateArgs(nil, tc.set)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("--set %s: error %v, want one containing %q", tc.set, err, tc.want)
 		}
 	}
+}
+
+// byName is the rendered object of that name.
+func byName[T interface{ GetName() string }](t *testing.T, objects []T, name string) T {
+	t.Helper()
+	i := slices.IndexFunc(objects, func(o T) bool { return o.GetName() == name })
+	if i < 0 {
+		t.Fatalf("no %T named %s rendered", *new(T), name)
+	}
+	return objects[i]
 }

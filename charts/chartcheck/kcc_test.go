@@ -116,3 +116,27 @@ type FirestoreIndex struct {
 		} `json:"fields"`
 	} `json:"spec"`
 }
+
+// HealthCheckPolicy is GKE's networking.gke.io/v1 HealthCheckPolicy, as far
+// as the chart uses it (GKE Gateway API reference).
+type HealthCheckPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Default struct {
+			Config struct {
+				Type            string `json:"type"`
+				HTTPHealthCheck struct {
+					PortSpecification string `json:"portSpecification,omitempty"`
+					Port              int    `json:"port,omitempty"`
+					RequestPath       string `json:"requestPath,omitempty"`
+				} `json:"httpHealthCheck"`
+			} `json:"config"`
+		} `json:"default"`
+		TargetRef struct {
+			Group string `json:"group"`
+			Kind  string `json:"kind"`
+			Name  string `json:"name"`
+		} `json:"targetRef"`
+	} `json:"spec"`
+}

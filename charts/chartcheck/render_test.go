@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -86,6 +88,9 @@ type Manifests struct {
 	IAMMembers       []*IAMPolicyMember
 	EventarcTriggers []*EventarcTrigger
 	FirestoreIndexes []*FirestoreIndex
+
+	HTTPRoutes          []*gatewayv1.HTTPRoute
+	HealthCheckPolicies []*HealthCheckPolicy
 }
 
 // render runs helm template and decodes every document strictly.
@@ -172,6 +177,10 @@ func (m *Manifests) add(tm metav1.TypeMeta, doc []byte) error {
 		return decodeInto(doc, &m.EventarcTriggers)
 	case "firestore.cnrm.cloud.google.com/v1beta1 FirestoreIndex":
 		return decodeInto(doc, &m.FirestoreIndexes)
+	case "gateway.networking.k8s.io/v1 HTTPRoute":
+		return decodeInto(doc, &m.HTTPRoutes)
+	case "networking.gke.io/v1 HealthCheckPolicy":
+		return decodeInto(doc, &m.HealthCheckPolicies)
 	}
 	return errors.New("kind not expected from this chart")
 }
