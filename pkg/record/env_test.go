@@ -50,6 +50,9 @@ type envOptions struct {
 	// ancillary and defaultDB override the databases' client options (a
 	// proxy, an RPC counter).
 	ancillary, defaultDB func(fs *firestoreemu.Server) []option.ClientOption
+	// undeployedIndexes runs the default database without the deployed
+	// indexes, as a project where they were never created.
+	undeployedIndexes bool
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -59,6 +62,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 	// database (which has none declared) by the automatic ones.
 	indexes := firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes)
 	indexes["ancillary"] = nil
+	if o.undeployedIndexes {
+		indexes["(default)"] = nil
+	}
 	e := &env{fs: firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: indexes}), reg: prometheus.NewRegistry(), pubsub: pubsubemu.StartForTest(t)}
 	dbOpts := e.fs.ClientOptions()
 	if o.defaultDB != nil {

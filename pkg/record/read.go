@@ -90,6 +90,12 @@ func (s *Service) queryStates(ctx context.Context, q firestore.Query) ([]*wadisp
 			return out, nil
 		}
 		if err != nil {
+			// Firestore refusing the query itself (no index for it, no
+			// permission) does not pass by asking again: the caller is told
+			// so, in Firestore's words (a missing index is named).
+			if c := status.Code(err); c == codes.FailedPrecondition || c == codes.PermissionDenied || c == codes.InvalidArgument {
+				return nil, status.Errorf(c, "query states: firestore: %v", err)
+			}
 			return nil, storeErr(ctx, "query states", err)
 		}
 		st, err := decodeState(snap)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -361,6 +362,22 @@ func TestListUnknownOldestFirst(t *testing.T) {
 	one, err := e.rec.ListUnknown(context.Background(), &wadispatchv1.ListUnknownRequest{Limit: 1})
 	if err != nil || len(one.GetMessages()) != 1 || one.GetMessages()[0].GetMessageDocId() != messagePath("m2") {
 		t.Errorf("ListUnknown limit 1: %v, %v", one, err)
+	}
+}
+
+// On a project whose indexes were never created, operators are told which
+// index is missing, not that the service is unavailable.
+func TestListsNameAMissingIndex(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{undeployedIndexes: true})
+	_, err := e.rec.ListUnknown(context.Background(), &wadispatchv1.ListUnknownRequest{})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "requires an index") ||
+		!strings.Contains(err.Error(), "status") || !strings.Contains(err.Error(), "updatedAt") {
+		t.Errorf("ListUnknown without its index: %v, want FAILED_PRECONDITION naming status and updatedAt", err)
+	}
+	_, err = e.rec.ListEnquiryMessages(context.Background(), &wadispatchv1.ListEnquiryMessagesRequest{DriverMobileNumber: "+447911123456", EnquiryId: "e1"})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("ListEnquiryMessages without its index: %v, want FAILED_PRECONDITION", err)
 	}
 }
 
