@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/record"
 	"github.com/visn/wadispatch/pkg/record/recordtest"
 	"github.com/visn/wadispatch/pkg/topology"
@@ -32,7 +31,7 @@ func path(id string) string {
 // with m1 FAILED, m2 SENT and m3 UNKNOWN.
 func recorder(t *testing.T) string {
 	ctx := context.Background()
-	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes)})
+	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordtest.DeployedIndexes(t)})
 	db, err := firestore.NewClient(ctx, pubsubemu.TestProject, fs.ClientOptions()...)
 	if err != nil {
 		t.Fatal(err)

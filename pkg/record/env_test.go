@@ -23,7 +23,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/record"
 	"github.com/visn/wadispatch/pkg/record/recordtest"
 	"github.com/visn/wadispatch/pkg/topology"
@@ -58,10 +57,7 @@ type envOptions struct {
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
-	// Queries must be served by the deployed indexes, and in the ancillary
-	// database (which has none declared) by the automatic ones.
-	indexes := firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes)
-	indexes["ancillary"] = nil
+	indexes := recordtest.DeployedIndexes(t)
 	if o.undeployedIndexes {
 		indexes["(default)"] = nil
 	}

@@ -22,8 +22,8 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/proto"
 
-	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/lifecycle"
+	"github.com/visn/wadispatch/pkg/record/recordtest"
 	"github.com/visn/wadispatch/pkg/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 	"github.com/visn/wadispatch/tools/firestoreemu"
@@ -44,7 +44,7 @@ type stack struct {
 // stop, which the test may call, cancels the recorder and returns what
 // lifecycle.Run returned.
 func start(t *testing.T) (st *stack, stop func() error) {
-	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes)})
+	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordtest.DeployedIndexes(t)})
 	t.Setenv("FIRESTORE_EMULATOR_HOST", fs.Addr())
 	return startWith(t)
 }
@@ -298,7 +298,7 @@ func startGate(t *testing.T, target string) *gate {
 }
 
 func TestShutdownFinishesTheResultInHand(t *testing.T) {
-	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes)})
+	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordtest.DeployedIndexes(t)})
 	ctx := context.Background()
 	direct, err := firestore.NewClient(ctx, pubsubemu.TestProject, fs.ClientOptions()...)
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/logging/logtest"
@@ -79,7 +78,7 @@ func newStack(t testing.TB, simOpts whatsappsim.Options, recordResults bool) *st
 	s.tasks = ps.Publisher(topology.TasksTopic)
 	s.tasks.EnableMessageOrdering = true
 
-	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Logger: quietLogger(), Indexes: firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes)})
+	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Logger: quietLogger(), Indexes: recordtest.DeployedIndexes(t)})
 	db, err := firestore.NewClient(ctx, testProject, fs.ClientOptions()...)
 	if err != nil {
 		t.Fatal(err)
