@@ -1,6 +1,6 @@
 // Command wadispatchctl is the internal users' tool over the recorder's gRPC
 // API: a message's pipeline state, an enquiry's messages to a driver, the
-// sends whose outcome is UNKNOWN, and resending one.
+// sends whose outcome is UNKNOWN or whose task stalled, and resending one.
 package main
 
 import (
@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
@@ -34,7 +35,8 @@ commands:
   status <messagePath>             pipeline state of one chatMessages document
   list <driverE164> <enquiryId>    messages of an enquiry sent to a driver
   unknown                          sends whose outcome is UNKNOWN (claim expired)
-  resend <messagePath>             send an UNKNOWN or FAILED message again
+  stalled                          sends released to retry whose task never came back
+  resend <messagePath>             send an UNKNOWN, FAILED or stalled message again
 
 flags (anywhere on the line):
 `
@@ -57,11 +59,12 @@ func main() {
 }
 
 type options struct {
-	addr    string
-	json    bool
-	limit   int
-	by      string
-	timeout time.Duration
+	addr      string
+	json      bool
+	limit     int
+	olderThan time.Duration
+	by        string
+	timeout   time.Duration
 }
 
 // run is the program; it returns the exit code (2 for a usage error, 1 for
@@ -77,7 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	fs.StringVar(&o.addr, "addr", addr, "recorder gRPC address (env WADISPATCH_RECORDER_ADDR)")
 	fs.BoolVar(&o.json, "json", false, "print the API's answer as JSON")
-	fs.IntVar(&o.limit, "limit", 100, "unknown: how many to list (at most 1000)")
+	fs.IntVar(&o.limit, "limit", 100, "unknown, stalled: how many to list (at most 1000)")
+	fs.DurationVar(&o.olderThan, "older-than", 10*time.Minute, "stalled: released at least this long ago")
 	fs.StringVar(&o.by, "by", getenv("USER"), "resend: who asks, recorded for audit")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for the call")
 	// Flags may follow the arguments: parse until nothing is left.
@@ -100,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 2
 	}
 	cmd, cmdArgs := pos[0], pos[1:]
-	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "resend": 1}
+	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "resend": 1}
 	n, ok := want[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "unknown command %q\n", cmd)
@@ -129,6 +133,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = c.list(ctx, cmdArgs[0], cmdArgs[1])
 	case "unknown":
 		err = c.unknown(ctx, o.limit)
+	case "stalled":
+		err = c.stalled(ctx, o.olderThan, o.limit)
 	case "resend":
 		err = c.resend(ctx, cmdArgs[0], o.by)
 	}
@@ -179,6 +185,17 @@ func (c *cli) list(ctx context.Context, driver, enquiry string) error {
 
 func (c *cli) unknown(ctx context.Context, limit int) error {
 	resp, err := c.rec.ListUnknown(ctx, &wadispatchv1.ListUnknownRequest{Limit: int32(limit)})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(resp)
+	}
+	return c.printTable(resp.GetMessages())
+}
+
+func (c *cli) stalled(ctx context.Context, olderThan time.Duration, limit int) error {
+	resp, err := c.rec.ListStalled(ctx, &wadispatchv1.ListStalledRequest{OlderThan: durationpb.New(olderThan), Limit: int32(limit)})
 	if err != nil {
 		return err
 	}

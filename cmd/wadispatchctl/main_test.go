@@ -28,7 +28,7 @@ func path(id string) string {
 }
 
 // recorder starts a real recorder on the emulators and returns its address,
-// with m1 FAILED, m2 SENT and m3 UNKNOWN.
+// with m1 FAILED, m2 SENT, m3 UNKNOWN and m4 SENDING under a released claim.
 func recorder(t *testing.T) string {
 	ctx := context.Background()
 	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordtest.DeployedIndexes(t)})
@@ -56,7 +56,7 @@ func recorder(t *testing.T) string {
 		t.Fatal(err)
 	}
 	rec, addr := recordtest.Serve(t, svc)
-	for _, id := range []string{"m1", "m2", "m3"} {
+	for _, id := range []string{"m1", "m2", "m3", "m4"} {
 		if _, err := db.Doc(path(id)).Set(ctx, map[string]any{"message": "hi"}); err != nil {
 			t.Fatal(err)
 		}
@@ -76,6 +76,11 @@ func recorder(t *testing.T) string {
 		case "m2":
 			r.Outcome, r.WhatsappMessageId = wadispatchv1.Outcome_OUTCOME_SENT, "wamid.m2"
 		case "m3":
+			continue
+		case "m4":
+			if _, err := rec.ReleaseClaim(ctx, &wadispatchv1.ReleaseClaimRequest{MessageDocId: path(id), ClaimId: c.GetClaimId(), Reason: "server_error"}); err != nil {
+				t.Fatal(err)
+			}
 			continue
 		}
 		if _, err := rec.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: r}); err != nil {
@@ -114,7 +119,7 @@ func TestCommands(t *testing.T) {
 
 	code, out, errOut = ctl(t, env, "list", driver, "e1")
 	if code != 0 || !strings.Contains(out, "1 WhatsApp message id(s)") || !strings.Contains(out, "wamid.m2") ||
-		strings.Count(out, path("")) != 3 || !strings.Contains(out, "MESSAGE") {
+		strings.Count(out, path("")) != 4 || !strings.Contains(out, "MESSAGE") {
 		t.Errorf("list: %d\n%s%s", code, out, errOut)
 	}
 
@@ -126,6 +131,15 @@ func TestCommands(t *testing.T) {
 	code, out, _ = ctl(t, env, "unknown")
 	if code != 0 || !strings.Contains(out, path("m3")) || !strings.Contains(out, "UNKNOWN") || !strings.Contains(out, "expired") {
 		t.Errorf("unknown: %d\n%s", code, out)
+	}
+
+	code, out, errOut = ctl(t, env, "stalled", "--older-than", "0s")
+	if code != 0 || !strings.Contains(out, path("m4")) || !strings.Contains(out, "SENDING") || strings.Count(out, path("")) != 1 {
+		t.Errorf("stalled: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = ctl(t, env, "stalled")
+	if code != 0 || !strings.Contains(out, "no messages") {
+		t.Errorf("stalled for 10 minutes (the default): %d\n%s", code, out)
 	}
 
 	code, out, errOut = ctl(t, env, "resend", path("m3"))

@@ -142,7 +142,7 @@ func resendable(st *stateDoc) bool {
 func releaseFields(reason string, now time.Time) map[string]any {
 	return map[string]any{
 		fReleased:       true,
-		"releasedAt":    now,
+		fReleasedAt:     now,
 		"releaseReason": reason,
 		fLeaseExpiresAt: firestore.Delete,
 		fUpdatedAt:      now,
@@ -198,7 +198,7 @@ func takeoverFields(c claim, task map[string]any, now time.Time) map[string]any 
 	m["task"] = task
 	m[fUpdatedAt] = now
 	for _, f := range []string{fOutcome, "error", "reason", "whatsappMessageId", "resendRequested", "resendRequestedBy", "recordId",
-		fReleased, "releasedAt", "releaseReason"} {
+		fReleased, fReleasedAt, "releaseReason"} {
 		m[f] = firestore.Delete
 	}
 	return m

@@ -108,12 +108,9 @@ func (s *Service) queryStates(ctx context.Context, q firestore.Query) ([]*wadisp
 
 // ListUnknown implements wadispatchv1.RecorderServer.
 func (s *Service) ListUnknown(ctx context.Context, req *wadispatchv1.ListUnknownRequest) (*wadispatchv1.ListUnknownResponse, error) {
-	limit := int(req.GetLimit())
-	switch {
-	case limit < 0 || limit > 1000:
-		return nil, invalid("limit %d: want 0 (default 100) to 1000", limit)
-	case limit == 0:
-		limit = 100
+	limit, err := listLimit(req.GetLimit())
+	if err != nil {
+		return nil, err
 	}
 	// Oldest first; the order also makes the query one that a composite
 	// index serves (charts/wadispatch/firestore.indexes.json).
@@ -124,6 +121,48 @@ func (s *Service) ListUnknown(ctx context.Context, req *wadispatchv1.ListUnknown
 		return nil, err
 	}
 	return &wadispatchv1.ListUnknownResponse{Messages: states}, nil
+}
+
+// defaultStalledAge is how long ago a claim must have been released to
+// count as stalled when the caller does not say: a released task normally
+// comes back within seconds (its sender retries, or its ack deadline runs
+// out and another sender takes it over).
+const defaultStalledAge = 10 * time.Minute
+
+// ListStalled implements wadispatchv1.RecorderServer.
+func (s *Service) ListStalled(ctx context.Context, req *wadispatchv1.ListStalledRequest) (*wadispatchv1.ListStalledResponse, error) {
+	limit, err := listLimit(req.GetLimit())
+	if err != nil {
+		return nil, err
+	}
+	age := defaultStalledAge
+	if d := req.GetOlderThan(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return nil, invalid("older_than %v: want a duration of 0 or more", d.AsDuration())
+		}
+		age = d.AsDuration()
+	}
+	// A takeover deletes released and releasedAt, an outcome moves the
+	// status on: what is left was released and never picked up again.
+	q := s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusSending)).
+		Where(fReleased, "==", true).Where(fReleasedAt, "<=", s.now().Add(-age)).
+		OrderBy(fReleasedAt, firestore.Asc).Limit(limit)
+	states, err := s.queryStates(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return &wadispatchv1.ListStalledResponse{Messages: states}, nil
+}
+
+// listLimit is a listing's page size: 0 means 100, at most 1000.
+func listLimit(limit int32) (int, error) {
+	switch {
+	case limit < 0 || limit > 1000:
+		return 0, invalid("limit %d: want 0 (default 100) to 1000", limit)
+	case limit == 0:
+		return 100, nil
+	}
+	return int(limit), nil
 }
 
 // Resend implements wadispatchv1.RecorderServer.

@@ -554,6 +554,55 @@ func TestSweeperLeavesReleasedClaimsAlone(t *testing.T) {
 	}
 }
 
+// A released claim whose task never came back is listed once it is old
+// enough, oldest first, and no longer once a claim takes it over.
+func TestListStalledReleasedClaims(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	stalled := func(olderThan time.Duration) []string {
+		t.Helper()
+		resp, err := e.rec.ListStalled(context.Background(), &wadispatchv1.ListStalledRequest{OlderThan: durationpb.New(olderThan)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, m := range resp.GetMessages() {
+			ids = append(ids, m.GetMessageId())
+		}
+		return ids
+	}
+	tasks := map[string]*wadispatchv1.SendTask{}
+	for _, id := range []string{"m2", "m1"} {
+		tasks[id] = e.newMessage(t, id)
+		if _, err := e.release(tasks[id], e.claim(t, tasks[id], time.Hour).GetClaimId()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	held := e.newMessage(t, "m3") // claimed, not released: in flight, not stalled
+	e.claim(t, held, time.Hour)
+
+	if got := stalled(time.Hour); len(got) != 0 {
+		t.Errorf("released less than an hour ago, listed as stalled for an hour: %v", got)
+	}
+	if got := stalled(0); !slices.Equal(got, []string{"m2", "m1"}) {
+		t.Errorf("stalled %v, want [m2 m1] (longest released first)", got)
+	}
+	if c := e.claim(t, tasks["m2"], time.Hour); c.GetDecision() != decSend {
+		t.Fatalf("takeover of m2: %v", c)
+	}
+	if got := stalled(0); !slices.Equal(got, []string{"m1"}) {
+		t.Errorf("stalled after m2's takeover %v, want [m1]", got)
+	}
+	def, err := e.rec.ListStalled(context.Background(), &wadispatchv1.ListStalledRequest{})
+	if err != nil || len(def.GetMessages()) != 0 {
+		t.Errorf("default age (10 minutes): %v, %v; want none", def, err)
+	}
+	if _, err := e.rec.ListStalled(context.Background(), &wadispatchv1.ListStalledRequest{OlderThan: durationpb.New(-time.Second)}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("negative older_than: %v, want InvalidArgument", err)
+	}
+}
+
 func TestResend(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})

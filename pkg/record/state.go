@@ -24,6 +24,7 @@ const (
 	fOutcome         = "outcome"
 	fLeaseExpiresAt  = "leaseExpiresAt"
 	fReleased        = "released"
+	fReleasedAt      = "releasedAt"
 	fDriver          = "driverMobileNumber"
 	fEnquiryID       = "enquiryId"
 	fMetricsCounter  = "numberOfWhatsappMessagesSent"

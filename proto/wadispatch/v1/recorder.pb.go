@@ -932,6 +932,104 @@ func (x *ListUnknownResponse) GetMessages() []*MessageState {
 	return nil
 }
 
+type ListStalledRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long ago the claim was released, at least. Default 10 minutes: a
+	// task normally comes back within seconds.
+	OlderThan     *durationpb.Duration `protobuf:"bytes,1,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
+	Limit         int32                `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStalledRequest) Reset() {
+	*x = ListStalledRequest{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStalledRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStalledRequest) ProtoMessage() {}
+
+func (x *ListStalledRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStalledRequest.ProtoReflect.Descriptor instead.
+func (*ListStalledRequest) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListStalledRequest) GetOlderThan() *durationpb.Duration {
+	if x != nil {
+		return x.OlderThan
+	}
+	return nil
+}
+
+func (x *ListStalledRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListStalledResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Messages      []*MessageState        `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStalledResponse) Reset() {
+	*x = ListStalledResponse{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStalledResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStalledResponse) ProtoMessage() {}
+
+func (x *ListStalledResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStalledResponse.ProtoReflect.Descriptor instead.
+func (*ListStalledResponse) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListStalledResponse) GetMessages() []*MessageState {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
 type ResendRequest struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	MessageDocId string                 `protobuf:"bytes,1,opt,name=message_doc_id,json=messageDocId,proto3" json:"message_doc_id,omitempty"`
@@ -943,7 +1041,7 @@ type ResendRequest struct {
 
 func (x *ResendRequest) Reset() {
 	*x = ResendRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[13]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1053,7 @@ func (x *ResendRequest) String() string {
 func (*ResendRequest) ProtoMessage() {}
 
 func (x *ResendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[13]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1066,7 @@ func (x *ResendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendRequest.ProtoReflect.Descriptor instead.
 func (*ResendRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{13}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResendRequest) GetMessageDocId() string {
@@ -994,7 +1092,7 @@ type ResendResponse struct {
 
 func (x *ResendResponse) Reset() {
 	*x = ResendResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[14]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1104,7 @@ func (x *ResendResponse) String() string {
 func (*ResendResponse) ProtoMessage() {}
 
 func (x *ResendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[14]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1117,7 @@ func (x *ResendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendResponse.ProtoReflect.Descriptor instead.
 func (*ResendResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{14}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ResendResponse) GetState() *MessageState {
@@ -1042,7 +1140,7 @@ type ReleaseClaimRequest struct {
 
 func (x *ReleaseClaimRequest) Reset() {
 	*x = ReleaseClaimRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[15]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1152,7 @@ func (x *ReleaseClaimRequest) String() string {
 func (*ReleaseClaimRequest) ProtoMessage() {}
 
 func (x *ReleaseClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[15]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1165,7 @@ func (x *ReleaseClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseClaimRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseClaimRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{15}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReleaseClaimRequest) GetMessageDocId() string {
@@ -1102,7 +1200,7 @@ type ReleaseClaimResponse struct {
 
 func (x *ReleaseClaimResponse) Reset() {
 	*x = ReleaseClaimResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[16]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1212,7 @@ func (x *ReleaseClaimResponse) String() string {
 func (*ReleaseClaimResponse) ProtoMessage() {}
 
 func (x *ReleaseClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[16]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1225,7 @@ func (x *ReleaseClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseClaimResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseClaimResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{16}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReleaseClaimResponse) GetState() *MessageState {
@@ -1222,6 +1320,12 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x12ListUnknownRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"N\n" +
 	"\x13ListUnknownResponse\x127\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1b.wadispatch.v1.MessageStateR\bmessages\"d\n" +
+	"\x12ListStalledRequest\x128\n" +
+	"\n" +
+	"older_than\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tolderThan\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"N\n" +
+	"\x13ListStalledResponse\x127\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1b.wadispatch.v1.MessageStateR\bmessages\"X\n" +
 	"\rResendRequest\x12$\n" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12!\n" +
@@ -1234,7 +1338,7 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"c\n" +
 	"\x14ReleaseClaimResponse\x121\n" +
 	"\x05state\x18\x01 \x01(\v2\x1b.wadispatch.v1.MessageStateR\x05state\x12\x18\n" +
-	"\aapplied\x18\x02 \x01(\bR\aapplied2\xc0\x05\n" +
+	"\aapplied\x18\x02 \x01(\bR\aapplied2\x96\x06\n" +
 	"\bRecorder\x12N\n" +
 	"\tClaimSend\x12\x1f.wadispatch.v1.ClaimSendRequest\x1a .wadispatch.v1.ClaimSendResponse\x12W\n" +
 	"\fRecordResult\x12\".wadispatch.v1.RecordResultRequest\x1a#.wadispatch.v1.RecordResultResponse\x12T\n" +
@@ -1242,7 +1346,8 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\n" +
 	"GetMessage\x12 .wadispatch.v1.GetMessageRequest\x1a!.wadispatch.v1.GetMessageResponse\x12l\n" +
 	"\x13ListEnquiryMessages\x12).wadispatch.v1.ListEnquiryMessagesRequest\x1a*.wadispatch.v1.ListEnquiryMessagesResponse\x12T\n" +
-	"\vListUnknown\x12!.wadispatch.v1.ListUnknownRequest\x1a\".wadispatch.v1.ListUnknownResponse\x12E\n" +
+	"\vListUnknown\x12!.wadispatch.v1.ListUnknownRequest\x1a\".wadispatch.v1.ListUnknownResponse\x12T\n" +
+	"\vListStalled\x12!.wadispatch.v1.ListStalledRequest\x1a\".wadispatch.v1.ListStalledResponse\x12E\n" +
 	"\x06Resend\x12\x1c.wadispatch.v1.ResendRequest\x1a\x1d.wadispatch.v1.ResendResponse\x12W\n" +
 	"\fReleaseClaim\x12\".wadispatch.v1.ReleaseClaimRequest\x1a#.wadispatch.v1.ReleaseClaimResponseB=Z;github.com/visn/wadispatch/proto/wadispatch/v1;wadispatchv1b\x06proto3"
 
@@ -1259,7 +1364,7 @@ func file_wadispatch_v1_recorder_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_recorder_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_wadispatch_v1_recorder_proto_goTypes = []any{
 	(ClaimSendResponse_Decision)(0),     // 0: wadispatch.v1.ClaimSendResponse.Decision
 	(*ClaimSendRequest)(nil),            // 1: wadispatch.v1.ClaimSendRequest
@@ -1275,64 +1380,70 @@ var file_wadispatch_v1_recorder_proto_goTypes = []any{
 	(*ListEnquiryMessagesResponse)(nil), // 11: wadispatch.v1.ListEnquiryMessagesResponse
 	(*ListUnknownRequest)(nil),          // 12: wadispatch.v1.ListUnknownRequest
 	(*ListUnknownResponse)(nil),         // 13: wadispatch.v1.ListUnknownResponse
-	(*ResendRequest)(nil),               // 14: wadispatch.v1.ResendRequest
-	(*ResendResponse)(nil),              // 15: wadispatch.v1.ResendResponse
-	(*ReleaseClaimRequest)(nil),         // 16: wadispatch.v1.ReleaseClaimRequest
-	(*ReleaseClaimResponse)(nil),        // 17: wadispatch.v1.ReleaseClaimResponse
-	(*SendTask)(nil),                    // 18: wadispatch.v1.SendTask
-	(*durationpb.Duration)(nil),         // 19: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 20: google.protobuf.Timestamp
-	(*SendResult)(nil),                  // 21: wadispatch.v1.SendResult
-	(*StatusEvent)(nil),                 // 22: wadispatch.v1.StatusEvent
-	(MessageStatus)(0),                  // 23: wadispatch.v1.MessageStatus
-	(*WhatsAppError)(nil),               // 24: wadispatch.v1.WhatsAppError
+	(*ListStalledRequest)(nil),          // 14: wadispatch.v1.ListStalledRequest
+	(*ListStalledResponse)(nil),         // 15: wadispatch.v1.ListStalledResponse
+	(*ResendRequest)(nil),               // 16: wadispatch.v1.ResendRequest
+	(*ResendResponse)(nil),              // 17: wadispatch.v1.ResendResponse
+	(*ReleaseClaimRequest)(nil),         // 18: wadispatch.v1.ReleaseClaimRequest
+	(*ReleaseClaimResponse)(nil),        // 19: wadispatch.v1.ReleaseClaimResponse
+	(*SendTask)(nil),                    // 20: wadispatch.v1.SendTask
+	(*durationpb.Duration)(nil),         // 21: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 22: google.protobuf.Timestamp
+	(*SendResult)(nil),                  // 23: wadispatch.v1.SendResult
+	(*StatusEvent)(nil),                 // 24: wadispatch.v1.StatusEvent
+	(MessageStatus)(0),                  // 25: wadispatch.v1.MessageStatus
+	(*WhatsAppError)(nil),               // 26: wadispatch.v1.WhatsAppError
 }
 var file_wadispatch_v1_recorder_proto_depIdxs = []int32{
-	18, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
-	19, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
+	20, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
+	21, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
 	0,  // 2: wadispatch.v1.ClaimSendResponse.decision:type_name -> wadispatch.v1.ClaimSendResponse.Decision
-	20, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
-	21, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
-	20, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
-	21, // 6: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
+	22, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
+	23, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
+	22, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
+	23, // 6: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
 	9,  // 7: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
-	22, // 8: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
+	24, // 8: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
 	9,  // 9: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
 	9,  // 10: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
-	23, // 11: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
-	24, // 12: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
-	20, // 13: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
-	20, // 14: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
-	20, // 15: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
-	20, // 16: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
-	20, // 17: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
-	20, // 18: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
-	20, // 19: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
+	25, // 11: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
+	26, // 12: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
+	22, // 13: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
+	22, // 14: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
+	22, // 15: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
+	22, // 16: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
+	22, // 17: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
+	22, // 18: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 19: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
 	9,  // 20: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
 	9,  // 21: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
-	9,  // 22: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
-	9,  // 23: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
-	1,  // 24: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
-	3,  // 25: wadispatch.v1.Recorder.RecordResult:input_type -> wadispatch.v1.RecordResultRequest
-	5,  // 26: wadispatch.v1.Recorder.ApplyStatus:input_type -> wadispatch.v1.ApplyStatusRequest
-	7,  // 27: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
-	10, // 28: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
-	12, // 29: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
-	14, // 30: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
-	16, // 31: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
-	2,  // 32: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
-	4,  // 33: wadispatch.v1.Recorder.RecordResult:output_type -> wadispatch.v1.RecordResultResponse
-	6,  // 34: wadispatch.v1.Recorder.ApplyStatus:output_type -> wadispatch.v1.ApplyStatusResponse
-	8,  // 35: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
-	11, // 36: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
-	13, // 37: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
-	15, // 38: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
-	17, // 39: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
-	32, // [32:40] is the sub-list for method output_type
-	24, // [24:32] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	21, // 22: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
+	9,  // 23: wadispatch.v1.ListStalledResponse.messages:type_name -> wadispatch.v1.MessageState
+	9,  // 24: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
+	9,  // 25: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
+	1,  // 26: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
+	3,  // 27: wadispatch.v1.Recorder.RecordResult:input_type -> wadispatch.v1.RecordResultRequest
+	5,  // 28: wadispatch.v1.Recorder.ApplyStatus:input_type -> wadispatch.v1.ApplyStatusRequest
+	7,  // 29: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
+	10, // 30: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
+	12, // 31: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
+	14, // 32: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
+	16, // 33: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
+	18, // 34: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
+	2,  // 35: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
+	4,  // 36: wadispatch.v1.Recorder.RecordResult:output_type -> wadispatch.v1.RecordResultResponse
+	6,  // 37: wadispatch.v1.Recorder.ApplyStatus:output_type -> wadispatch.v1.ApplyStatusResponse
+	8,  // 38: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
+	11, // 39: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
+	13, // 40: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
+	15, // 41: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
+	17, // 42: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
+	19, // 43: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
+	35, // [35:44] is the sub-list for method output_type
+	26, // [26:35] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_recorder_proto_init() }
@@ -1347,7 +1458,7 @@ func file_wadispatch_v1_recorder_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_recorder_proto_rawDesc), len(file_wadispatch_v1_recorder_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

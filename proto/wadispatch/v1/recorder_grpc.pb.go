@@ -25,6 +25,7 @@ const (
 	Recorder_GetMessage_FullMethodName          = "/wadispatch.v1.Recorder/GetMessage"
 	Recorder_ListEnquiryMessages_FullMethodName = "/wadispatch.v1.Recorder/ListEnquiryMessages"
 	Recorder_ListUnknown_FullMethodName         = "/wadispatch.v1.Recorder/ListUnknown"
+	Recorder_ListStalled_FullMethodName         = "/wadispatch.v1.Recorder/ListStalled"
 	Recorder_Resend_FullMethodName              = "/wadispatch.v1.Recorder/Resend"
 	Recorder_ReleaseClaim_FullMethodName        = "/wadispatch.v1.Recorder/ReleaseClaim"
 )
@@ -50,6 +51,11 @@ type RecorderClient interface {
 	ListEnquiryMessages(ctx context.Context, in *ListEnquiryMessagesRequest, opts ...grpc.CallOption) (*ListEnquiryMessagesResponse, error)
 	// Lists the messages whose outcome is UNKNOWN, the longest unchanged first.
 	ListUnknown(ctx context.Context, in *ListUnknownRequest, opts ...grpc.CallOption) (*ListUnknownResponse, error)
+	// Lists the SENDING messages whose claim was released (its sender was
+	// waiting to retry) at least older_than ago and that no claim took over
+	// since: their task did not come back, e.g. it was dead-lettered. Nothing
+	// was sent for them; Resend sends them. The longest released first.
+	ListStalled(ctx context.Context, in *ListStalledRequest, opts ...grpc.CallOption) (*ListStalledResponse, error)
 	// Allows an UNKNOWN or FAILED message, or a SENDING one whose claim was
 	// released, to be sent again: the next claim wins and the task is
 	// republished.
@@ -131,6 +137,16 @@ func (c *recorderClient) ListUnknown(ctx context.Context, in *ListUnknownRequest
 	return out, nil
 }
 
+func (c *recorderClient) ListStalled(ctx context.Context, in *ListStalledRequest, opts ...grpc.CallOption) (*ListStalledResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListStalledResponse)
+	err := c.cc.Invoke(ctx, Recorder_ListStalled_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *recorderClient) Resend(ctx context.Context, in *ResendRequest, opts ...grpc.CallOption) (*ResendResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ResendResponse)
@@ -172,6 +188,11 @@ type RecorderServer interface {
 	ListEnquiryMessages(context.Context, *ListEnquiryMessagesRequest) (*ListEnquiryMessagesResponse, error)
 	// Lists the messages whose outcome is UNKNOWN, the longest unchanged first.
 	ListUnknown(context.Context, *ListUnknownRequest) (*ListUnknownResponse, error)
+	// Lists the SENDING messages whose claim was released (its sender was
+	// waiting to retry) at least older_than ago and that no claim took over
+	// since: their task did not come back, e.g. it was dead-lettered. Nothing
+	// was sent for them; Resend sends them. The longest released first.
+	ListStalled(context.Context, *ListStalledRequest) (*ListStalledResponse, error)
 	// Allows an UNKNOWN or FAILED message, or a SENDING one whose claim was
 	// released, to be sent again: the next claim wins and the task is
 	// republished.
@@ -210,6 +231,9 @@ func (UnimplementedRecorderServer) ListEnquiryMessages(context.Context, *ListEnq
 }
 func (UnimplementedRecorderServer) ListUnknown(context.Context, *ListUnknownRequest) (*ListUnknownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListUnknown not implemented")
+}
+func (UnimplementedRecorderServer) ListStalled(context.Context, *ListStalledRequest) (*ListStalledResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListStalled not implemented")
 }
 func (UnimplementedRecorderServer) Resend(context.Context, *ResendRequest) (*ResendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Resend not implemented")
@@ -346,6 +370,24 @@ func _Recorder_ListUnknown_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Recorder_ListStalled_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListStalledRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecorderServer).ListStalled(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Recorder_ListStalled_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecorderServer).ListStalled(ctx, req.(*ListStalledRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Recorder_Resend_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ResendRequest)
 	if err := dec(in); err != nil {
@@ -412,6 +454,10 @@ var Recorder_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListUnknown",
 			Handler:    _Recorder_ListUnknown_Handler,
+		},
+		{
+			MethodName: "ListStalled",
+			Handler:    _Recorder_ListStalled_Handler,
 		},
 		{
 			MethodName: "Resend",
