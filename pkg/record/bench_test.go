@@ -147,5 +147,5 @@ func benchmarkRecord(b *testing.B, users, abortEvery int) {
 }
 
 func commitRetries(t testing.TB, e *env) float64 {
-	return counter(t, e.reg, "wadispatch_recorder_firestore_commit_retries_total", nil)
+	return metricValue(t, e.reg, "wadispatch_recorder_firestore_commit_retries_total", nil)
 }

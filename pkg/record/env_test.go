@@ -178,8 +178,9 @@ func doc(t testing.TB, c *firestore.Client, path string) map[string]any {
 	return snap.Data()
 }
 
-// counter reads a counter's value from the registry; 0 when absent.
-func counter(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+// metricValue reads a counter's or gauge's value from the registry, summed
+// over the series with labels; 0 when absent.
+func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -192,7 +193,7 @@ func counter(t testing.TB, reg *prometheus.Registry, name string, labels map[str
 		total := 0.0
 		for _, m := range mf.GetMetric() {
 			if hasLabels(m, labels) {
-				total += m.GetCounter().GetValue()
+				total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 		return total

@@ -62,8 +62,8 @@ func TestReorderedAndRepeatedStatuses(t *testing.T) {
 	if !sameTime(st.GetState().GetDeliveredAt().AsTime(), deliveredAt) || !sameTime(st.GetState().GetReadAt().AsTime(), readAt) {
 		t.Errorf("state %v", st.GetState())
 	}
-	applied := counter(t, e.reg, "wadispatch_recorder_status_events_total", map[string]string{"result": "applied"})
-	ignored := counter(t, e.reg, "wadispatch_recorder_status_events_total", map[string]string{"result": "ignored"})
+	applied := metricValue(t, e.reg, "wadispatch_recorder_status_events_total", map[string]string{"result": "applied"})
+	ignored := metricValue(t, e.reg, "wadispatch_recorder_status_events_total", map[string]string{"result": "ignored"})
 	if applied != 2 || ignored != 4 {
 		t.Errorf("status events applied %v, ignored %v; want 2 and 4", applied, ignored)
 	}
@@ -197,7 +197,7 @@ func TestDriverReplyWithoutEnquiry(t *testing.T) {
 	if v := e.handle(t, inboundMsg("wamid.IN1", driver, "wamid.unknown", at)); !v.Ack || v.Reason != "inbound_no_enquiry" {
 		t.Fatalf("verdict %+v", v)
 	}
-	if got := counter(t, e.reg, "wadispatch_recorder_driver_replies_total", map[string]string{"outcome": "no_enquiry"}); got != 1 {
+	if got := metricValue(t, e.reg, "wadispatch_recorder_driver_replies_total", map[string]string{"outcome": "no_enquiry"}); got != 1 {
 		t.Errorf("no_enquiry count %v", got)
 	}
 	task := e.newMessage(t, "m1")

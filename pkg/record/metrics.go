@@ -14,6 +14,7 @@ type Metrics struct {
 	ancillaryRetry prometheus.Counter
 	recordLatency  prometheus.Histogram
 	swept          prometheus.Counter
+	stalled        prometheus.Gauge
 	releases       *prometheus.CounterVec
 	inbound        *prometheus.CounterVec
 }
@@ -50,6 +51,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wadispatch_recorder_expired_claims_marked_unknown_total",
 			Help: "Claims the sweeper found expired without an outcome and marked UNKNOWN.",
 		}),
+		stalled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wadispatch_recorder_stalled_claims",
+			Help: "Messages SENDING under a claim released at least RECORDER_STALLED_AGE ago that no claim took over since (their task did not come back), at the last sweep.",
+		}),
 		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_recorder_claim_releases_total",
 			Help: "ReleaseClaim answers, by result (released, already: released before, refused: not the current claim or an outcome recorded).",
@@ -59,6 +64,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Driver replies from WhatsApp webhooks, by outcome (recorded, duplicate, no_enquiry: window recorded, no conversation to attach the reply to).",
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.releases, m.inbound)
+	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.stalled, m.releases, m.inbound)
 	return m
 }

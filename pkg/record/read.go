@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
@@ -123,35 +124,49 @@ func (s *Service) ListUnknown(ctx context.Context, req *wadispatchv1.ListUnknown
 	return &wadispatchv1.ListUnknownResponse{Messages: states}, nil
 }
 
-// defaultStalledAge is how long ago a claim must have been released to
-// count as stalled when the caller does not say: a released task normally
-// comes back within seconds (its sender retries, or its ack deadline runs
-// out and another sender takes it over).
-const defaultStalledAge = 10 * time.Minute
-
 // ListStalled implements wadispatchv1.RecorderServer.
 func (s *Service) ListStalled(ctx context.Context, req *wadispatchv1.ListStalledRequest) (*wadispatchv1.ListStalledResponse, error) {
 	limit, err := listLimit(req.GetLimit())
 	if err != nil {
 		return nil, err
 	}
-	age := defaultStalledAge
+	age := s.cfg.StalledAge
 	if d := req.GetOlderThan(); d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
 			return nil, invalid("older_than %v: want a duration of 0 or more", d.AsDuration())
 		}
 		age = d.AsDuration()
 	}
-	// A takeover deletes released and releasedAt, an outcome moves the
-	// status on: what is left was released and never picked up again.
-	q := s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusSending)).
-		Where(fReleased, "==", true).Where(fReleasedAt, "<=", s.now().Add(-age)).
-		OrderBy(fReleasedAt, firestore.Asc).Limit(limit)
-	states, err := s.queryStates(ctx, q)
+	states, err := s.queryStates(ctx, s.stalledQuery(age).OrderBy(fReleasedAt, firestore.Asc).Limit(limit))
 	if err != nil {
 		return nil, err
 	}
 	return &wadispatchv1.ListStalledResponse{Messages: states}, nil
+}
+
+// stalledQuery selects the claims released at least age ago. A takeover
+// deletes released and releasedAt, an outcome moves the status on: what is
+// left was released and never picked up again.
+func (s *Service) stalledQuery(age time.Duration) firestore.Query {
+	return s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusSending)).
+		Where(fReleased, "==", true).Where(fReleasedAt, "<=", s.now().Add(-age))
+}
+
+// CountStalled counts the claims ListStalled lists by default into the
+// stalled-claims gauge, for an alert: nothing sends them until an operator
+// does.
+func (s *Service) CountStalled(ctx context.Context) (int64, error) {
+	q := s.stalledQuery(s.cfg.StalledAge)
+	res, err := q.NewAggregationQuery().WithCount("n").Get(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count stalled claims: %w", err)
+	}
+	n, ok := res["n"].(*firestorepb.Value)
+	if !ok {
+		return 0, fmt.Errorf("count stalled claims: no count in %v", res)
+	}
+	s.m.stalled.Set(float64(n.GetIntegerValue()))
+	return n.GetIntegerValue(), nil
 }
 
 // listLimit is a listing's page size: 0 means 100, at most 1000.
@@ -270,6 +285,11 @@ func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) error 
 		}
 		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.log.WithError(err).Warn("sweep of expired claims failed; next sweep will try again")
+		}
+		if n, err := s.CountStalled(ctx); err != nil && ctx.Err() == nil {
+			s.log.WithError(err).Warn("count of stalled claims failed; next sweep will try again")
+		} else if n > 0 {
+			s.log.WithField("stalled", n).Warn("claims released to retry whose task never came back; wadispatchctl stalled lists them")
 		}
 	}
 }

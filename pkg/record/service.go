@@ -41,6 +41,11 @@ type Config struct {
 	// waits for the result that indexes it (webhooks often overtake it)
 	// before it is nacked. Default 5s.
 	IndexWait time.Duration
+	// StalledAge is how long ago a claim must have been released, its task
+	// not back since, to count as stalled (ListStalled's default, and the
+	// stalled-claims gauge). Default 10m: a released task normally comes
+	// back within seconds.
+	StalledAge time.Duration
 	// Metrics; nil registers a set on a registry of its own.
 	Metrics *Metrics
 }
@@ -76,6 +81,9 @@ func (c *Config) defaults() error {
 	}
 	if c.IndexWait <= 0 {
 		c.IndexWait = 5 * time.Second
+	}
+	if c.StalledAge <= 0 {
+		c.StalledAge = 10 * time.Minute
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(prometheus.NewRegistry())

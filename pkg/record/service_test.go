@@ -72,7 +72,7 @@ func TestConcurrentClaimsHaveOneWinner(t *testing.T) {
 	if m := doc(t, e.db, messagePath("m1")); m["status"] != "SENDING" || m["message"] != "Your load is ready" {
 		t.Errorf("message document %v", m)
 	}
-	if got := counter(t, e.reg, "wadispatch_recorder_claims_total", map[string]string{"decision": "send"}); got != 1 {
+	if got := metricValue(t, e.reg, "wadispatch_recorder_claims_total", map[string]string{"decision": "send"}); got != 1 {
 		t.Errorf("send claims metric %v", got)
 	}
 }
@@ -293,7 +293,7 @@ func TestAncillaryWriteRetriedUntilItLands(t *testing.T) {
 		t.Fatalf("RecordResult returned during the outage: %v", err)
 	case <-time.After(1500 * time.Millisecond):
 	}
-	if got := counter(t, e.reg, "wadispatch_recorder_ancillary_write_retries_total", nil); got < 1 {
+	if got := metricValue(t, e.reg, "wadispatch_recorder_ancillary_write_retries_total", nil); got < 1 {
 		t.Errorf("ancillary retries %v, want ≥ 1", got)
 	}
 	px.up(t)
@@ -525,7 +525,7 @@ func TestReleasedClaimIsTakenOverAtOnce(t *testing.T) {
 	if _, err := e.release(task, second.GetClaimId()); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("release after the outcome: %v, want FailedPrecondition", err)
 	}
-	if got := counter(t, e.reg, "wadispatch_recorder_claim_releases_total", map[string]string{"result": "released"}); got != 1 {
+	if got := metricValue(t, e.reg, "wadispatch_recorder_claim_releases_total", map[string]string{"result": "released"}); got != 1 {
 		t.Errorf("released counter %v", got)
 	}
 }
@@ -600,6 +600,37 @@ func TestListStalledReleasedClaims(t *testing.T) {
 	}
 	if _, err := e.rec.ListStalled(context.Background(), &wadispatchv1.ListStalledRequest{OlderThan: durationpb.New(-time.Second)}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("negative older_than: %v, want InvalidArgument", err)
+	}
+}
+
+// The sweeper's count of stalled claims feeds the gauge an alert watches.
+func TestCountStalled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{cfg: record.Config{StalledAge: 50 * time.Millisecond}})
+	task := e.newMessage(t, "m1")
+	if _, err := e.release(task, e.claim(t, task, time.Hour).GetClaimId()); err != nil {
+		t.Fatal(err)
+	}
+	count := func() float64 {
+		t.Helper()
+		if _, err := e.svc.CountStalled(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return metricValue(t, e.reg, "wadispatch_recorder_stalled_claims", nil)
+	}
+	if n := count(); n != 0 {
+		t.Errorf("just released: gauge %v, want 0", n)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := count(); n != 1 {
+		t.Errorf("released past RECORDER_STALLED_AGE: gauge %v, want 1", n)
+	}
+	if def, err := e.rec.ListStalled(context.Background(), &wadispatchv1.ListStalledRequest{}); err != nil || len(def.GetMessages()) != 1 {
+		t.Errorf("ListStalled with the configured age: %v, %v; want m1", def, err)
+	}
+	e.claim(t, task, time.Hour) // its task came back after all
+	if n := count(); n != 0 {
+		t.Errorf("after a takeover: gauge %v, want 0", n)
 	}
 }
 
@@ -829,7 +860,7 @@ func TestMetricsContentionNeverReachesTheCaller(t *testing.T) {
 	if got := doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")["numberOfWhatsappMessagesSent"]; got != int64(n) {
 		t.Errorf("counter %v, want %d", got, n)
 	}
-	if got := counter(t, e.reg, "wadispatch_recorder_firestore_commit_retries_total", map[string]string{"reason": "aborted"}); got != float64(c.fired.Load()) {
+	if got := metricValue(t, e.reg, "wadispatch_recorder_firestore_commit_retries_total", map[string]string{"reason": "aborted"}); got != float64(c.fired.Load()) {
 		t.Errorf("aborted retries metric %v, aborts %d", got, c.fired.Load())
 	}
 }

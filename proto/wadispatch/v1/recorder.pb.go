@@ -934,8 +934,9 @@ func (x *ListUnknownResponse) GetMessages() []*MessageState {
 
 type ListStalledRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// How long ago the claim was released, at least. Default 10 minutes: a
-	// task normally comes back within seconds.
+	// How long ago the claim was released, at least. Default: the recorder's
+	// RECORDER_STALLED_AGE (10 minutes); a task normally comes back within
+	// seconds.
 	OlderThan     *durationpb.Duration `protobuf:"bytes,1,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
 	Limit         int32                `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
