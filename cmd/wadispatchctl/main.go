@@ -188,10 +188,7 @@ func (c *cli) unknown(ctx context.Context, limit int) error {
 	if err != nil {
 		return err
 	}
-	if c.json {
-		return c.printJSON(resp)
-	}
-	return c.printTable(resp.GetMessages())
+	return c.printListing(resp, resp.GetMessages())
 }
 
 func (c *cli) stalled(ctx context.Context, olderThan time.Duration, limit int) error {
@@ -199,10 +196,16 @@ func (c *cli) stalled(ctx context.Context, olderThan time.Duration, limit int) e
 	if err != nil {
 		return err
 	}
+	return c.printListing(resp, resp.GetMessages())
+}
+
+// printListing prints a listing: the API's answer as JSON, or its messages
+// as a table.
+func (c *cli) printListing(resp proto.Message, states []*wadispatchv1.MessageState) error {
 	if c.json {
 		return c.printJSON(resp)
 	}
-	return c.printTable(resp.GetMessages())
+	return c.printTable(states)
 }
 
 func (c *cli) resend(ctx context.Context, path, by string) error {
