@@ -58,13 +58,9 @@ func readTopology(t *testing.T) *topology {
 
 // firestoreIndex is one index of charts/wadispatch/firestore.indexes.json.
 type firestoreIndex struct {
-	CollectionGroup string `json:"collectionGroup"`
-	QueryScope      string `json:"queryScope"`
-	Fields          []struct {
-		FieldPath   string `json:"fieldPath"`
-		Order       string `json:"order,omitempty"`
-		ArrayConfig string `json:"arrayConfig,omitempty"`
-	} `json:"fields"`
+	CollectionGroup string       `json:"collectionGroup"`
+	QueryScope      string       `json:"queryScope"`
+	Fields          []IndexField `json:"fields"`
 }
 
 func readFirestoreIndexes(t *testing.T) []firestoreIndex {
@@ -559,9 +555,7 @@ func TestConfigConnectorRendersFirestoreIndexes(t *testing.T) {
 	}
 	for i, w := range want {
 		got := m.FirestoreIndexes[i].Spec
-		wantJSON, _ := yaml.Marshal(w.Fields)
-		gotJSON, _ := yaml.Marshal(got.Fields)
-		if got.Database != "web-app" || got.Collection != w.CollectionGroup || got.QueryScope != w.QueryScope || string(gotJSON) != string(wantJSON) {
+		if got.Database != "web-app" || got.Collection != w.CollectionGroup || got.QueryScope != w.QueryScope || !slices.Equal(got.Fields, w.Fields) {
 			t.Errorf("index %d rendered as %+v, want database web-app and %+v", i, got, w)
 		}
 	}

@@ -106,15 +106,19 @@ type FirestoreIndex struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		Database   string `json:"database,omitempty"`
-		Collection string `json:"collection"`
-		QueryScope string `json:"queryScope,omitempty"`
-		Fields     []struct {
-			FieldPath   string `json:"fieldPath"`
-			Order       string `json:"order,omitempty"`
-			ArrayConfig string `json:"arrayConfig,omitempty"`
-		} `json:"fields"`
+		Database   string       `json:"database,omitempty"`
+		Collection string       `json:"collection"`
+		QueryScope string       `json:"queryScope,omitempty"`
+		Fields     []IndexField `json:"fields"`
 	} `json:"spec"`
+}
+
+// IndexField is one field of a Firestore composite index, spelt the same in
+// firestore.indexes.json and in FirestoreIndex.
+type IndexField struct {
+	FieldPath   string `json:"fieldPath"`
+	Order       string `json:"order,omitempty"`
+	ArrayConfig string `json:"arrayConfig,omitempty"`
 }
 
 // HealthCheckPolicy is GKE's networking.gke.io/v1 HealthCheckPolicy, as far
