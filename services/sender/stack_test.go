@@ -218,6 +218,22 @@ func (s *stack) waitForSent(timeout time.Duration, path string) {
 	})
 }
 
+// waitForLogs waits until the logs hold every one of wants: a service logs
+// after the write or publish a test sees, so a test that checks a log line
+// right after seeing the effect can be early.
+func (s *stack) waitForLogs(timeout time.Duration, wants ...string) {
+	s.t.Helper()
+	s.waitFor(timeout, fmt.Sprintf("log lines with %q", wants), func() bool {
+		logs := s.logs.String()
+		for _, want := range wants {
+			if !strings.Contains(logs, want) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func (s *stack) resultsFor(path string) []*wadispatchv1.SendResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
