@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -33,7 +34,12 @@ func newTestDedupe() (*dedupe, *fakeClock) {
 }
 
 func TestDedupeDuplicateWaitsForTheFirstDelivery(t *testing.T) {
-	d, _ := newTestDedupe()
+	d, clock := newTestDedupe()
+	// do reads the clock under its lock, before it looks for a flight: once
+	// the duplicate has read it, it waits on the first delivery, however
+	// late its goroutine ran.
+	var clockReads atomic.Int32
+	d.now = func() time.Time { clockReads.Add(1); return clock.now() }
 	release := make(chan struct{})
 	started := make(chan struct{})
 	first := make(chan result)
@@ -57,6 +63,11 @@ func TestDedupeDuplicateWaitsForTheFirstDelivery(t *testing.T) {
 		}
 		second <- res
 	}()
+	for deadline := time.Now().Add(10 * time.Second); clockReads.Load() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the duplicate never called do")
+		}
+	}
 	select {
 	case <-second:
 		t.Fatal("the duplicate answered before the first delivery finished")
