@@ -8,24 +8,19 @@ import (
 
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/visn/wadispatch/pkg/topology"
 	"github.com/visn/wadispatch/pkg/tracing"
+	"github.com/visn/wadispatch/pkg/tracing/tracingtest"
 )
 
 // A task's delivery continues the trace its attributes carry: the send span
 // is the child of ingest's, the published result names the send span, and
 // every log line of the task carries the trace.
 func TestProcessContinuesTheTasksTrace(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
-
-	ingestCtx, ingestSpan := tp.Tracer("test").Start(context.Background(), "ingest event")
+	rec := tracingtest.Record(t)
+	ingestCtx, ingestSpan := otel.Tracer("test").Start(context.Background(), "ingest event")
 	ingestSpan.End()
 	h := newHarness(t, nil, ok("wamid.A"))
 	d := delivery(t, textTask())

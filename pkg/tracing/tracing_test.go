@@ -13,7 +13,6 @@ import (
 
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
@@ -22,6 +21,7 @@ import (
 	"github.com/visn/wadispatch/pkg/firestoreevent"
 	"github.com/visn/wadispatch/pkg/firestoreevent/eventarctest"
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/tracing/tracingtest"
 )
 
 func TestExporterFromEnv(t *testing.T) {
@@ -87,19 +87,8 @@ func TestInjectWithoutSpanAddsNothing(t *testing.T) {
 	}
 }
 
-// recordGlobally makes the global provider record spans for one test.
-func recordGlobally(t *testing.T) *tracetest.SpanRecorder {
-	t.Helper()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
-	return rec
-}
-
 func TestStartConsumerContinuesTheMessagesTrace(t *testing.T) {
-	rec := recordGlobally(t)
+	rec := tracingtest.Record(t)
 	parent, sc := localSpan(t)
 	_, span := StartConsumer(context.Background(), Inject(parent, nil), "send")
 	span.End()

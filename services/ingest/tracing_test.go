@@ -8,37 +8,18 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/visn/wadispatch/pkg/tracing"
+	"github.com/visn/wadispatch/pkg/tracing/tracingtest"
 )
-
-// recordSpans installs, for one test, what tracing.Setup installs, with the
-// spans kept in memory.
-func recordSpans(t *testing.T) *tracetest.SpanRecorder {
-	t.Helper()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() {
-		otel.SetTracerProvider(prevTP)
-		otel.SetTextMapPropagator(prevProp)
-		_ = tp.Shutdown(context.Background())
-	})
-	return rec
-}
 
 // The task continues the trace of Eventarc's event: its traceparent names
 // ingest's span, whose parent is the event's, and every log line about the
 // event carries that trace.
 func TestTaskContinuesTheEventsTrace(t *testing.T) {
-	rec := recordSpans(t)
+	rec := tracingtest.Record(t)
 	e := newEnv(t, nil)
 	e.seedLeaseAndEnquiry(t)
 	const eventTrace, eventSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
@@ -88,7 +69,7 @@ func TestTaskContinuesTheEventsTrace(t *testing.T) {
 
 // Without a traceparent the message's trace starts in ingest.
 func TestUntracedEventStartsATrace(t *testing.T) {
-	recordSpans(t)
+	tracingtest.Record(t)
 	e := newEnv(t, nil)
 	e.seedLeaseAndEnquiry(t)
 	if a := e.post(t, chatEvent("ev-untraced", msgPath, textMessage(), time.Now()).Binary(e.url)); a.code != http.StatusOK {
@@ -103,7 +84,7 @@ func TestUntracedEventStartsATrace(t *testing.T) {
 // Each webhook notification starts a trace that its published events carry
 // to the recorder.
 func TestWebhookEventsCarryTheNotificationsTrace(t *testing.T) {
-	rec := recordSpans(t)
+	rec := tracingtest.Record(t)
 	e := newHookEnv(t, hookSecret, nil)
 	e.send(t, "447911123401")
 	msgs := e.waitFor(t, 3)

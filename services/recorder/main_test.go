@@ -16,9 +16,6 @@ import (
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/sirupsen/logrus"
-	"go.opentelemetry.io/otel"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -28,6 +25,7 @@ import (
 	"github.com/visn/wadispatch/pkg/lifecycle"
 	"github.com/visn/wadispatch/pkg/record/recordtest"
 	"github.com/visn/wadispatch/pkg/topology"
+	"github.com/visn/wadispatch/pkg/tracing/tracingtest"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 	"github.com/visn/wadispatch/tools/firestoreemu"
 	"github.com/visn/wadispatch/tools/pubsubemu"
@@ -302,11 +300,7 @@ func startGate(t *testing.T, target string) *gate {
 
 func TestShutdownFinishesTheResultInHand(t *testing.T) {
 	// The recorder's span of a message starts when its handler takes it.
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
+	spans := tracingtest.Record(t)
 	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordtest.DeployedIndexes(t)})
 	ctx := context.Background()
 	direct, err := firestore.NewClient(ctx, pubsubemu.TestProject, fs.ClientOptions()...)
