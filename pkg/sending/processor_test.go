@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/logging/logtest"
 	"github.com/visn/wadispatch/pkg/topology"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -139,7 +140,7 @@ type harness struct {
 	t       *testing.T
 	clock   *fakeClock
 	pub     *recPublisher
-	logs    *bytes.Buffer
+	logs    *logtest.Buffer
 	metrics *Metrics
 	proc    *Processor
 	claims  []*wadispatchv1.ClaimSendRequest
@@ -154,14 +155,14 @@ type harness struct {
 
 func newHarness(t *testing.T, claim claimFunc, answers ...answer) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: &fakeClock{now: time.Now()}, pub: &recPublisher{}, logs: &bytes.Buffer{}, answers: answers}
+	h := &harness{t: t, clock: &fakeClock{now: time.Now()}, pub: &recPublisher{}, logs: &logtest.Buffer{}, answers: answers}
 	srv := httptest.NewServer(http.HandlerFunc(h.serve))
 	t.Cleanup(srv.Close)
 	wa, err := whatsapp.NewClient(whatsapp.Config{BaseURL: srv.URL, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := logging.NewTo(&syncWriter{w: h.logs}, "sender", "p", "debug")
+	log, err := logging.NewTo(h.logs, "sender", "p", "debug")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,17 +196,6 @@ func newHarness(t *testing.T, claim claimFunc, answers ...answer) *harness {
 		}
 	})
 	return h
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 func (h *harness) serve(w http.ResponseWriter, r *http.Request) {

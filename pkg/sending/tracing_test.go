@@ -2,8 +2,6 @@ package sending
 
 import (
 	"context"
-	"encoding/json"
-	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel"
@@ -60,12 +58,8 @@ func TestProcessContinuesTheTasksTrace(t *testing.T) {
 	}
 
 	wantLog := "projects/p/traces/" + want.TraceID().String()
-	lines := strings.Split(strings.TrimSpace(h.logs.String()), "\n")
-	for _, l := range lines {
-		var line map[string]any
-		if err := json.Unmarshal([]byte(l), &line); err != nil {
-			t.Fatalf("log line %q: %v", l, err)
-		}
+	lines := h.logs.Entries(t)
+	for _, line := range lines {
 		if line["logging.googleapis.com/trace"] != wantLog {
 			t.Errorf("log line %q lacks trace %s", line["message"], wantLog)
 		}

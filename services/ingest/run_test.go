@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -38,10 +36,9 @@ func TestRunFromEnvironmentAndShutdown(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	var addr string
 	for addr == "" {
-		for _, line := range strings.Split(e.logs.String(), "\n") {
-			var l struct{ Message, Addr string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Message == "ingest starting" {
-				addr = l.Addr
+		for _, l := range e.logs.Entries(t) {
+			if l["message"] == "ingest starting" {
+				addr, _ = l["addr"].(string)
 			}
 		}
 		if time.Now().After(deadline) {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -49,17 +47,13 @@ func TestTaskContinuesTheEventsTrace(t *testing.T) {
 
 	want := "projects/" + project + "/traces/" + eventTrace
 	lines := 0
-	for _, l := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
-		var line map[string]any
-		if err := json.Unmarshal([]byte(l), &line); err != nil {
-			t.Fatalf("log line %q: %v", l, err)
-		}
+	for _, line := range e.logs.Entries(t) {
 		if line["eventId"] != "ev-traced" {
 			continue
 		}
 		lines++
 		if line["logging.googleapis.com/trace"] != want {
-			t.Errorf("log line %q lacks trace %s", l, want)
+			t.Errorf("log line %q lacks trace %s", line["message"], want)
 		}
 	}
 	if lines < 2 {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -330,10 +329,9 @@ func (s *stack) opsAddr(claimant string) string {
 	s.t.Helper()
 	var addr string
 	s.waitFor(10*time.Second, claimant+"'s start-up line", func() bool {
-		for _, line := range strings.Split(s.logs.String(), "\n") {
-			var e struct{ Message, Claimant, Ops string }
-			if json.Unmarshal([]byte(line), &e) == nil && e.Message == "sender starting" && e.Claimant == claimant {
-				addr = e.Ops
+		for _, e := range s.logs.Entries(s.t) {
+			if e["message"] == "sender starting" && e["claimant"] == claimant {
+				addr, _ = e["ops"].(string)
 				return true
 			}
 		}
