@@ -13,12 +13,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/visn/wadispatch/pkg/record"
-	"github.com/visn/wadispatch/pkg/record/recordtest"
-	"github.com/visn/wadispatch/pkg/topology"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
-	"github.com/visn/wadispatch/tools/firestoreemu"
-	"github.com/visn/wadispatch/tools/pubsubemu"
+	"github.com/visn/wadispatch/services/recorder/recordertest"
 )
 
 const driver = "+447700900123"
@@ -31,7 +29,7 @@ func path(id string) string {
 // with m1 FAILED, m2 SENT, m3 UNKNOWN and m4 SENDING under a released claim.
 func recorder(t *testing.T) string {
 	ctx := context.Background()
-	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordtest.DeployedIndexes(t)})
+	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordertest.DeployedIndexes(t)})
 	db, err := firestore.NewClient(ctx, pubsubemu.TestProject, fs.ClientOptions()...)
 	if err != nil {
 		t.Fatal(err)
@@ -47,15 +45,11 @@ func recorder(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ps.Close() })
-	repub := record.NewPubSubRepublisher(ps, topology.TasksTopic)
-	t.Cleanup(repub.Stop)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	svc, err := record.NewService(record.Config{}, db, anc, repub, logrus.NewEntry(log))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, addr := recordtest.Serve(t, svc)
+	r := recordertest.Start(t, db, anc, ps, logrus.NewEntry(log))
+	t.Cleanup(r.StopPublishing)
+	rec, addr := r.Client, r.Addr
 	for _, id := range []string{"m1", "m2", "m3", "m4"} {
 		if _, err := db.Doc(path(id)).Set(ctx, map[string]any{"message": "hi"}); err != nil {
 			t.Fatal(err)
@@ -88,7 +82,7 @@ func recorder(t *testing.T) string {
 		}
 	}
 	time.Sleep(5 * time.Millisecond)
-	if n, err := svc.Sweep(ctx); err != nil || n != 1 {
+	if n, err := r.Sweep(ctx); err != nil || n != 1 {
 		t.Fatalf("sweep: %d %v", n, err)
 	}
 	return addr

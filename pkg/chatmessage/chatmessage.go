@@ -23,7 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
-	"github.com/visn/wadispatch/pkg/sending"
+	"github.com/visn/wadispatch/pkg/sendtask"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
@@ -180,7 +180,7 @@ func (m *Message) FillFromEnquiry(enquiry map[string]any) {
 }
 
 // Task builds the SendTask for m with the lease's configuration. The task is
-// checked with the sender's own rule (sending.BuildMessage: template
+// checked with the sender's own rule (sendtask.Message: template
 // parameter names and values, the ETA parameter, the recipient), so a task
 // that can only fail is never published.
 func (m *Message) Task(cfg WhatsAppConfig, eventID string, createdAt time.Time) (*wadispatchv1.SendTask, error) {
@@ -210,7 +210,7 @@ func (m *Message) Task(cfg WhatsAppConfig, eventID string, createdAt time.Time) 
 	if !createdAt.IsZero() {
 		t.CreatedAt = timestamppb.New(createdAt)
 	}
-	if _, _, err := sending.BuildMessage(t, cfg.APIVersion); err != nil {
+	if _, _, err := sendtask.Message(t, cfg.APIVersion); err != nil {
 		field := "message"
 		if m.Type == wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE {
 			field = "payload"

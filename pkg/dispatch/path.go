@@ -3,6 +3,8 @@
 package dispatch
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -82,4 +84,20 @@ func CheckDocumentID(id string) error {
 		return errors.New("is not valid UTF-8")
 	}
 	return nil
+}
+
+// IndexPath is the wamid index document, created in the commit that records
+// the send, so its create time is when the result was recorded. A wamid is
+// base64 and may hold "/", which would split the path; escaping keeps one
+// document per wamid.
+func IndexPath(wamid string) string {
+	return "whatsappMessageIndex/" + strings.NewReplacer("%", "%25", "/", "%2F").Replace(wamid)
+}
+
+// DriverReplyDocID is the chatMessages document id of a driver's reply:
+// derived from the inbound wamid, so a redelivered webhook finds the
+// document it created instead of writing a second one.
+func DriverReplyDocID(wamid string) string {
+	sum := sha256.Sum256([]byte(wamid))
+	return "wa-in-" + hex.EncodeToString(sum[:16])
 }

@@ -7,8 +7,8 @@ import (
 	"net/http/httptest"
 	"strings"
 
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	"github.com/visn/wadispatch/pkg/whatsapp"
-	"github.com/visn/wadispatch/tools/whatsappsim"
 )
 
 // The three outcomes of Send, against the simulator.

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	"github.com/visn/wadispatch/pkg/whatsapp"
-	"github.com/visn/wadispatch/tools/whatsappsim"
 )
 
 const (

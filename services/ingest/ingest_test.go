@@ -25,10 +25,10 @@ import (
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/logging/logtest"
 	"github.com/visn/wadispatch/pkg/ops"
-	"github.com/visn/wadispatch/pkg/topology"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
+	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
-	"github.com/visn/wadispatch/tools/firestoreemu"
-	"github.com/visn/wadispatch/tools/pubsubemu"
 )
 
 const (

@@ -18,11 +18,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/visn/wadispatch/pkg/logging/logtest"
-	"github.com/visn/wadispatch/pkg/topology"
+	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
+	"github.com/visn/wadispatch/pkg/testinfra/topology"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
-	"github.com/visn/wadispatch/tools/pubsubemu"
-	"github.com/visn/wadispatch/tools/whatsappsim"
 )
 
 const (

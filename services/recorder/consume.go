@@ -11,7 +11,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/lifecycle"
 	"github.com/visn/wadispatch/pkg/logging"
-	"github.com/visn/wadispatch/pkg/record"
+	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
 type consumerMetrics struct {
@@ -34,7 +34,7 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 	return m
 }
 
-type handler func(ctx context.Context, data []byte, attrs map[string]string) record.Verdict
+type handler func(ctx context.Context, data []byte, attrs map[string]string) app.Verdict
 
 // consume receives from sub until ctx ends. A message in hand is finished
 // even when shutdown starts (bounded by timeout): Receive returns once

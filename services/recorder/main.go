@@ -15,7 +15,7 @@ import (
 	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/lifecycle"
 	"github.com/visn/wadispatch/pkg/ops"
-	"github.com/visn/wadispatch/pkg/record"
+	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
 type spec struct {
@@ -75,7 +75,7 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 			closeAll()
 		}
 	}()
-	policy, err := record.ParsePolicy(s.ExpiredClaimPolicy)
+	policy, err := app.ParsePolicy(s.ExpiredClaimPolicy)
 	if err != nil {
 		return nil, fmt.Errorf("RECORDER_EXPIRED_CLAIM_POLICY: %w", err)
 	}
@@ -98,15 +98,15 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 		return nil, fmt.Errorf("pubsub: %w", err)
 	}
 	closers = append(closers, func() { _ = ps.Close() })
-	repub := record.NewPubSubRepublisher(ps, s.TasksTopic)
+	repub := app.NewPubSubRepublisher(ps, s.TasksTopic)
 	closers = append(closers, repub.Stop)
 
-	svc, err := record.NewService(record.Config{
+	svc, err := app.NewService(app.Config{
 		ClaimLease:         s.ClaimLease,
 		ExpiredClaimPolicy: policy,
 		MetricsDocPath:     s.MetricsDocPath,
 		StalledAge:         s.StalledAge,
-		Metrics:            record.NewMetrics(opsSrv.Registry),
+		Metrics:            app.NewMetrics(opsSrv.Registry),
 	}, db, anc, repub, log)
 	if err != nil {
 		return nil, err

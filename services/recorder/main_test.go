@@ -23,12 +23,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/visn/wadispatch/pkg/lifecycle"
-	"github.com/visn/wadispatch/pkg/record/recordtest"
-	"github.com/visn/wadispatch/pkg/topology"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
+	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	"github.com/visn/wadispatch/pkg/tracing/tracingtest"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
-	"github.com/visn/wadispatch/tools/firestoreemu"
-	"github.com/visn/wadispatch/tools/pubsubemu"
+	"github.com/visn/wadispatch/services/recorder/recordertest"
 )
 
 const msgPath = "leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/m1"
@@ -45,7 +45,7 @@ type stack struct {
 // stop, which the test may call, cancels the recorder and returns what
 // lifecycle.Run returned.
 func start(t *testing.T) (st *stack, stop func() error) {
-	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordtest.DeployedIndexes(t)})
+	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordertest.DeployedIndexes(t)})
 	t.Setenv("FIRESTORE_EMULATOR_HOST", fs.Addr())
 	return startWith(t)
 }
@@ -301,7 +301,7 @@ func startGate(t *testing.T, target string) *gate {
 func TestShutdownFinishesTheResultInHand(t *testing.T) {
 	// The recorder's span of a message starts when its handler takes it.
 	spans := tracingtest.Record(t)
-	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordtest.DeployedIndexes(t)})
+	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordertest.DeployedIndexes(t)})
 	ctx := context.Background()
 	direct, err := firestore.NewClient(ctx, pubsubemu.TestProject, fs.ClientOptions()...)
 	if err != nil {

@@ -7,8 +7,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/visn/wadispatch/pkg/record"
 	"github.com/visn/wadispatch/pkg/tracing"
+	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
 // startSpan starts the span of one Pub/Sub message in the trace its
@@ -24,7 +24,7 @@ func startSpan(ctx context.Context, subscription string, msg *pubsub.Message) (c
 }
 
 // endSpan records the verdict, as the pubsub messages metric labels it.
-func endSpan(span trace.Span, v record.Verdict) {
+func endSpan(span trace.Span, v app.Verdict) {
 	span.SetAttributes(
 		attribute.Bool("wadispatch.ack", v.Ack),
 		attribute.String("wadispatch.reason", v.Reason),

@@ -11,8 +11,8 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
-	"github.com/visn/wadispatch/tools/whatsappsim"
 )
 
 // BenchmarkSender measures tasks per second through one sender with its

@@ -19,10 +19,12 @@ import (
 type spec struct {
 	config.Service
 
-	Subscription string        `envconfig:"SENDER_SUBSCRIPTION" default:"whatsapp-messages-sender" desc:"Pub/Sub subscription of the tasks"`
-	MaxInFlight  int           `envconfig:"SENDER_MAX_IN_FLIGHT" default:"64" desc:"tasks processed at once (Pub/Sub flow control)"`
-	PullStreams  int           `envconfig:"SENDER_PULL_STREAMS" default:"1" desc:"Pub/Sub streaming pulls (one carries megabytes per second; the local pstest server hands each about 100 messages/s)"`
-	AckExtension time.Duration `envconfig:"SENDER_ACK_EXTENSION" default:"15s" desc:"how far a task's ack deadline is extended at a time (10s to 600s): a task held by a crashed sender comes back after at most this"`
+	Subscription    string        `envconfig:"SENDER_SUBSCRIPTION" default:"whatsapp-messages-sender" desc:"Pub/Sub subscription of the tasks"`
+	ResultsTopic    string        `envconfig:"SENDER_RESULTS_TOPIC" default:"whatsapp-message-results" desc:"Pub/Sub topic the SendResults are published to"`
+	DeadLetterTopic string        `envconfig:"SENDER_DEAD_LETTER_TOPIC" default:"whatsapp-messages-dead-letter" desc:"Pub/Sub topic a task whose WhatsApp retries ran out is published to"`
+	MaxInFlight     int           `envconfig:"SENDER_MAX_IN_FLIGHT" default:"64" desc:"tasks processed at once (Pub/Sub flow control)"`
+	PullStreams     int           `envconfig:"SENDER_PULL_STREAMS" default:"1" desc:"Pub/Sub streaming pulls (one carries megabytes per second; the local pstest server hands each about 100 messages/s)"`
+	AckExtension    time.Duration `envconfig:"SENDER_ACK_EXTENSION" default:"15s" desc:"how far a task's ack deadline is extended at a time (10s to 600s): a task held by a crashed sender comes back after at most this"`
 
 	RecorderAddr string        `envconfig:"SENDER_RECORDER_ADDR" default:"localhost:9090" desc:"host:port of the recorder's gRPC API"`
 	ClaimLease   time.Duration `envconfig:"SENDER_CLAIM_LEASE" default:"45s" desc:"how long a claim holds without an outcome; bounds one task's retries (the pod's termination grace should exceed it)"`

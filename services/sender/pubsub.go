@@ -8,12 +8,12 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/sirupsen/logrus"
 
-	"github.com/visn/wadispatch/pkg/sending"
+	"github.com/visn/wadispatch/services/sender/internal/app"
 )
 
 // receive feeds the subscription's messages to the procedure until ctx ends;
 // Receive returns once the handlers in progress have returned.
-func receive(ctx context.Context, client *pubsub.Client, cfg spec, proc *sending.Processor, log *logrus.Entry) error {
+func receive(ctx context.Context, client *pubsub.Client, cfg spec, proc *app.Processor, log *logrus.Entry) error {
 	subscription := cfg.Subscription
 	sub := client.Subscriber(subscription)
 	sub.ReceiveSettings.MaxOutstandingMessages = cfg.MaxInFlight
@@ -24,7 +24,7 @@ func receive(ctx context.Context, client *pubsub.Client, cfg spec, proc *sending
 		if m.DeliveryAttempt != nil {
 			attempt = *m.DeliveryAttempt
 		}
-		v := proc.Process(ctx, sending.Delivery{Data: m.Data, Attributes: m.Attributes, Attempt: attempt})
+		v := proc.Process(ctx, app.Delivery{Data: m.Data, Attributes: m.Attributes, Attempt: attempt})
 		if v.Ack {
 			m.Ack()
 		} else {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/visn/wadispatch/pkg/lifecycle"
 	"github.com/visn/wadispatch/pkg/ops"
-	"github.com/visn/wadispatch/pkg/sending"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/services/sender/internal/app"
 )
 
 // run builds the sender's parts and runs them until ctx ends or SIGTERM.
@@ -26,11 +26,11 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	if reserve := publishReserve(cfg); cfg.ClaimLease < cfg.WhatsAppTimeout+reserve {
 		return fmt.Errorf("SENDER_CLAIM_LEASE (%s) must leave room for one WhatsApp call (%s) and publishing the result (%s)", cfg.ClaimLease, cfg.WhatsAppTimeout, reserve)
 	}
-	local, err := sending.LoadLocalTokens(cfg.Tokens, cfg.TokensFile)
+	local, err := whatsapp.LoadLocalTokens(cfg.Tokens, cfg.TokensFile)
 	if err != nil {
 		return err
 	}
-	var secrets sending.SecretSource
+	var secrets app.SecretSource
 	if cfg.SecretManager {
 		sm, err := newSecretManager(ctx)
 		if err != nil {
@@ -66,7 +66,7 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 		host, _ := os.Hostname()
 		claimant = host + "-" + uuid.NewString()[:8]
 	}
-	proc := sending.NewProcessor(sending.Config{
+	proc := app.NewProcessor(app.Config{
 		Claimant:          claimant,
 		ClaimLease:        cfg.ClaimLease,
 		ClaimTimeout:      cfg.ClaimTimeout,
@@ -79,14 +79,16 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 		InFlightRecheck:   cfg.InFlightRecheck,
 		DefaultAPIVersion: cfg.WhatsAppAPIVersion,
 		EnforceWindow:     cfg.EnforceWindow,
+		ResultsTopic:      cfg.ResultsTopic,
+		DeadLetterTopic:   cfg.DeadLetterTopic,
 	},
 		wadispatchv1.NewRecorderClient(recorder.conn),
 		wa,
-		sending.NewTokens(local, secrets, cfg.SecretCacheTTL, time.Now),
+		app.NewTokens(local, secrets, cfg.SecretCacheTTL, time.Now),
 		publisher,
-		sending.NewLimiters(cfg.RatePerNumber, cfg.RateBurst, cfg.RateCooldown),
+		app.NewLimiters(cfg.RatePerNumber, cfg.RateBurst, cfg.RateCooldown),
 		realClock{},
-		sending.NewMetrics(srv.Registry),
+		app.NewMetrics(srv.Registry),
 		log,
 	)
 	log.WithFields(logrus.Fields{"subscription": cfg.Subscription, "recorder": cfg.RecorderAddr, "ops": srv.Addr(), "claimant": claimant}).Info("sender starting")

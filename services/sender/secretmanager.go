@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/visn/wadispatch/pkg/sending"
+	"github.com/visn/wadispatch/services/sender/internal/app"
 )
 
 // secretManager reads tokens from Secret Manager.
@@ -36,7 +36,7 @@ func (s *secretManager) AccessSecret(ctx context.Context, name string) ([]byte, 
 		case codes.NotFound, codes.PermissionDenied, codes.FailedPrecondition, codes.InvalidArgument:
 			// Missing, not ours to read, disabled or destroyed: a person
 			// must fix it, retrying cannot.
-			return nil, fmt.Errorf("%w: access %s: %s", sending.ErrTokenUnavailable, name, status.Code(err))
+			return nil, fmt.Errorf("%w: access %s: %s", app.ErrTokenUnavailable, name, status.Code(err))
 		}
 		return nil, fmt.Errorf("access %s: %w", name, err)
 	}

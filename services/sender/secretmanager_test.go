@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/visn/wadispatch/pkg/sending"
+	"github.com/visn/wadispatch/services/sender/internal/app"
 )
 
 // secretServer answers AccessSecretVersion as Secret Manager documents it;
@@ -65,16 +65,16 @@ func TestSecretManagerSource(t *testing.T) {
 	if data, err := sm.AccessSecret(ctx, good); err != nil || string(data) != "sm-token" {
 		t.Errorf("good version: %q, %v", data, err)
 	}
-	if _, err := sm.AccessSecret(ctx, "projects/p/secrets/missing/versions/latest"); !errors.Is(err, sending.ErrTokenUnavailable) {
+	if _, err := sm.AccessSecret(ctx, "projects/p/secrets/missing/versions/latest"); !errors.Is(err, app.ErrTokenUnavailable) {
 		t.Errorf("missing version: %v, want ErrTokenUnavailable", err)
 	}
-	if _, err := sm.AccessSecret(ctx, corrupt); err == nil || errors.Is(err, sending.ErrTokenUnavailable) {
+	if _, err := sm.AccessSecret(ctx, corrupt); err == nil || errors.Is(err, app.ErrTokenUnavailable) {
 		t.Errorf("checksum mismatch: %v, want a transient error", err)
 	}
 	srv.down = true
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	if _, err := sm.AccessSecret(short, good); err == nil || errors.Is(err, sending.ErrTokenUnavailable) {
+	if _, err := sm.AccessSecret(short, good); err == nil || errors.Is(err, app.ErrTokenUnavailable) {
 		t.Errorf("unavailable: %v, want a transient error", err)
 	}
 }

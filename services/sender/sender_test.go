@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"github.com/visn/wadispatch/pkg/sending"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
-	"github.com/visn/wadispatch/tools/whatsappsim"
+	"github.com/visn/wadispatch/services/sender/internal/app"
 )
 
 // simOptions are Meta's limits, with the pair limit off (tests send several
@@ -106,7 +106,7 @@ func TestErrorClasses(t *testing.T) {
 		{name: "retryable proxy 503", fault: &whatsappsim.Fault{Kind: whatsappsim.FaultHTTPStatus, HTTPStatus: 503, Times: 1},
 			outcome: wadispatchv1.Outcome_OUTCOME_SENT, calls: 2},
 		{name: "retries exhausted", fault: &whatsappsim.Fault{Kind: whatsappsim.FaultError, Code: 131000},
-			outcome: wadispatchv1.Outcome_OUTCOME_FAILED, code: 131000, reason: sending.ReasonRetriesExhausted, calls: 3, dead: true},
+			outcome: wadispatchv1.Outcome_OUTCOME_FAILED, code: 131000, reason: app.ReasonRetriesExhausted, calls: 3, dead: true},
 	}
 	// A connection dropped after the request was written may have reached
 	// WhatsApp: that is an unknown outcome, see TestUnknownOutcomeIsNotResent.
@@ -166,7 +166,7 @@ func TestErrorClasses(t *testing.T) {
 			if c.dead != (len(dl) > 0) {
 				t.Errorf("dead letters %d, want some: %v", len(dl), c.dead)
 			}
-			if c.dead && (dl[0].Attributes["failureReason"] != sending.ReasonRetriesExhausted || dl[0].Attributes["lastErrorCode"] != "131000") {
+			if c.dead && (dl[0].Attributes["failureReason"] != app.ReasonRetriesExhausted || dl[0].Attributes["lastErrorCode"] != "131000") {
 				t.Errorf("dead letter attributes %v", dl[0].Attributes)
 			}
 		})

@@ -21,13 +21,12 @@ import (
 	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/logging/logtest"
-	"github.com/visn/wadispatch/pkg/record"
-	"github.com/visn/wadispatch/pkg/record/recordtest"
-	"github.com/visn/wadispatch/pkg/topology"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
+	"github.com/visn/wadispatch/pkg/testinfra/topology"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
-	"github.com/visn/wadispatch/tools/firestoreemu"
-	"github.com/visn/wadispatch/tools/pubsubemu"
-	"github.com/visn/wadispatch/tools/whatsappsim"
+	"github.com/visn/wadispatch/services/recorder/recordertest"
 )
 
 // The real parts around the sender in these tests: the pstest Pub/Sub server
@@ -77,7 +76,7 @@ func newStack(t testing.TB, simOpts whatsappsim.Options, recordResults bool) *st
 	s.tasks = ps.Publisher(topology.TasksTopic)
 	s.tasks.EnableMessageOrdering = true
 
-	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Logger: quietLogger(), Indexes: recordtest.DeployedIndexes(t)})
+	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Logger: quietLogger(), Indexes: recordertest.DeployedIndexes(t)})
 	db, err := firestore.NewClient(ctx, testProject, fs.ClientOptions()...)
 	if err != nil {
 		t.Fatal(err)
@@ -91,12 +90,8 @@ func newStack(t testing.TB, simOpts whatsappsim.Options, recordResults bool) *st
 	if err != nil {
 		t.Fatal(err)
 	}
-	republisher := record.NewPubSubRepublisher(ps, topology.TasksTopic)
-	svc, err := record.NewService(record.Config{}, db, anc, republisher, recLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.recorder, s.recAddr = recordtest.Serve(t, svc)
+	rec := recordertest.Start(t, db, anc, ps, recLog)
+	s.recorder, s.recAddr = rec.Client, rec.Addr
 
 	if simOpts.PhoneNumbers == nil {
 		simOpts.PhoneNumbers = map[string]string{phoneID: testToken}
@@ -118,7 +113,7 @@ func newStack(t testing.TB, simOpts whatsappsim.Options, recordResults bool) *st
 		wg.Wait()
 		hs.Close()
 		sim.Close()
-		republisher.Stop()
+		rec.StopPublishing()
 		s.tasks.Stop()
 		_ = db.Close()
 		_ = anc.Close()
@@ -268,6 +263,8 @@ func (s *stack) testSpec(claimant string) spec {
 			ShutdownGrace: 5 * time.Second,
 		},
 		Subscription:       topology.TasksSubscription,
+		ResultsTopic:       topology.ResultsTopic,
+		DeadLetterTopic:    topology.TasksDeadLetterTopic,
 		MaxInFlight:        16,
 		PullStreams:        1,
 		RecorderAddr:       s.recAddr,

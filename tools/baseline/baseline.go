@@ -33,7 +33,7 @@ import (
 	"github.com/visn/wadispatch/pkg/chatmessage"
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/firestoreevent"
-	"github.com/visn/wadispatch/pkg/sending"
+	"github.com/visn/wadispatch/pkg/sendtask"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
@@ -139,7 +139,7 @@ func (w *Worker) Handle(ctx context.Context, data []byte) error {
 		return nil
 	}
 	log := w.Log.WithField("messagePath", task.GetMessageDocId())
-	sender, msg, err := sending.BuildMessage(&task, w.APIVersion)
+	sender, msg, err := sendtask.Message(&task, w.APIVersion)
 	if err != nil {
 		return w.fail(ctx, &task, err)
 	}

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
-	"github.com/visn/wadispatch/tools/whatsappsim"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 )
 
 // Doc is what a message document says became of the message.

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/visn/wadispatch/tools/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 )
 
 // The counter is transparent to the official client (unary and streaming

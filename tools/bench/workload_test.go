@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/visn/wadispatch/tools/whatsappsim"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 )
 
 // The fault test's workload: each driver gets two messages 300 apart (7.5 s

@@ -16,9 +16,9 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
-	"github.com/visn/wadispatch/pkg/topology"
+	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
+	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	"github.com/visn/wadispatch/tools/bench"
-	"github.com/visn/wadispatch/tools/pubsubemu"
 	"github.com/visn/wadispatch/tools/stack"
 )
 

@@ -18,8 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
-	"github.com/visn/wadispatch/pkg/record"
-	"github.com/visn/wadispatch/tools/whatsappsim"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 )
 
 // The demo's lease, enquiry and sending user.
@@ -434,7 +433,7 @@ func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) er
 		if o.WAMID != "" {
 			// The first final snapshot seen may already be DELIVERED or
 			// READ; the index document is created with the result.
-			if idx, err := fs.Doc(record.IndexPath(o.WAMID)).Get(ctx); err == nil {
+			if idx, err := fs.Doc(dispatch.IndexPath(o.WAMID)).Get(ctx); err == nil {
 				o.RecordedAt = idx.CreateTime
 			}
 			for _, a := range accepted {
@@ -457,7 +456,7 @@ func (s *Stack) demoReply(ctx context.Context, fs *firestore.Client, w io.Writer
 	if err != nil {
 		return false, err
 	}
-	path := dispatch.MessageRef{LeaseID: DemoLease, EnquiryID: DemoEnquiry, MessageID: record.DriverReplyDocID(inID)}.Path()
+	path := dispatch.MessageRef{LeaseID: DemoLease, EnquiryID: DemoEnquiry, MessageID: dispatch.DriverReplyDocID(inID)}.Path()
 	it := fs.Doc(path).Snapshots(ctx)
 	defer it.Stop()
 	var reply map[string]any

@@ -214,14 +214,19 @@ func ephemeralPortsStart() int {
 	return n
 }
 
-// Build compiles the stack's programs (services and dev tools) into dir.
+// Build compiles the stack's programs into dir: the services from the
+// product module at repoRoot, the dev tools from this module (tools/).
 func Build(ctx context.Context, repoRoot, dir string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
-		"./services/...", "./tools/cmd/...")
-	cmd.Dir = repoRoot
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out)
+	for _, b := range []struct{ dir, pkgs string }{
+		{repoRoot, "./services/..."},
+		{filepath.Join(repoRoot, "tools"), "./cmd/..."},
+	} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), b.pkgs)
+		cmd.Dir = b.dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("go build %s in %s: %w\n%s", b.pkgs, b.dir, err, out)
+		}
 	}
 	return nil
 }

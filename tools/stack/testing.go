@@ -73,7 +73,7 @@ func StartForTest(t testing.TB, opts Options) *Stack {
 	return s
 }
 
-// repoRoot is the module's root, two folders above this file.
+// repoRoot is the repository root, two folders above this file.
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")

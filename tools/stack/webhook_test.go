@@ -16,9 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
-	"github.com/visn/wadispatch/pkg/record"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	"github.com/visn/wadispatch/tools/stack"
-	"github.com/visn/wadispatch/tools/whatsappsim"
 )
 
 // demoCase returns one of the demo's messages, under another id.
@@ -229,7 +228,7 @@ func TestDriverReplyRecordedAndNotSent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := dispatch.MessageRef{LeaseID: stack.DemoLease, EnquiryID: stack.DemoEnquiry, MessageID: record.DriverReplyDocID(inID)}.Path()
+	path := dispatch.MessageRef{LeaseID: stack.DemoLease, EnquiryID: stack.DemoEnquiry, MessageID: dispatch.DriverReplyDocID(inID)}.Path()
 	reply := waitForDoc(t, ctx, fs, path)
 	for k, want := range map[string]any{
 		"source": "driver", "message": "Can I come at 11 instead?", "type": "text",

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/visn/wadispatch/tools/whatsappsim"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 )
 
 // batchBody is a webhook carrying n statuses, as Meta batches them under

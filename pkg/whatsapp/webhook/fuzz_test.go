@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/visn/wadispatch/tools/whatsappsim"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 )
 
 // Parse never panics, and what it returns is fit to publish: known

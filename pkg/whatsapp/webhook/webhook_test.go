@@ -8,8 +8,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
-	"github.com/visn/wadispatch/tools/whatsappsim"
 )
 
 // statusBody and inboundBody are Meta's documented examples, trimmed.

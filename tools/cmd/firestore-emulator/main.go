@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"github.com/visn/wadispatch/tools/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 )
 
 type triggerFlags []firestoreemu.Trigger

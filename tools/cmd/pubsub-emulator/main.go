@@ -11,8 +11,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/visn/wadispatch/pkg/topology"
-	"github.com/visn/wadispatch/tools/pubsubemu"
+	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
+	"github.com/visn/wadispatch/pkg/testinfra/topology"
 )
 
 func main() {

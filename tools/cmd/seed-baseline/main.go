@@ -24,9 +24,9 @@ import (
 	"github.com/visn/wadispatch/pkg/lifecycle"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/ops"
-	"github.com/visn/wadispatch/pkg/sending"
-	"github.com/visn/wadispatch/pkg/topology"
+	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	"github.com/visn/wadispatch/pkg/whatsapp"
+
 	"github.com/visn/wadispatch/tools/baseline"
 )
 
@@ -91,7 +91,7 @@ func run(ctx context.Context, role, project, hostPort, baseURL, tokens string, c
 			return fmt.Errorf("firestore ancillary: %w", err)
 		}
 		defer anc.Close()
-		local, err := sending.LoadLocalTokens(tokens, "")
+		local, err := whatsapp.LoadLocalTokens(tokens, "")
 		if err != nil {
 			return err
 		}

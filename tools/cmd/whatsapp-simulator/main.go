@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/visn/wadispatch/pkg/logging"
-	"github.com/visn/wadispatch/tools/whatsappsim"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 )
 
 func main() {

@@ -1,0 +1,67 @@
+// Package sendtask is the SendTask contract both ingest and the sender keep:
+// the WhatsApp message a task stands for, and how a task is published.
+package sendtask
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/visn/wadispatch/pkg/whatsapp"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+// etaParameter is the template parameter a non-zero ETA fills.
+const etaParameter = "eta"
+
+// Message turns a task into the WhatsApp message and the sending number
+// (without its token). An error wraps whatsapp.ErrInvalidMessage: the task can
+// never be sent as it is.
+func Message(task *wadispatchv1.SendTask, defaultAPIVersion string) (whatsapp.Sender, whatsapp.Message, error) {
+	d := task.GetLeaseWhatsappDetails()
+	if d.GetPhoneNumberId() == "" {
+		return whatsapp.Sender{}, whatsapp.Message{}, fmt.Errorf("%w: the lease's WhatsApp details have no phone number ID", whatsapp.ErrInvalidMessage)
+	}
+	sender := whatsapp.Sender{PhoneNumberID: d.GetPhoneNumberId(), APIVersion: d.GetApiVersion()}
+	if sender.APIVersion == "" {
+		sender.APIVersion = defaultAPIVersion
+	}
+	var (
+		msg whatsapp.Message
+		err error
+	)
+	switch task.GetType() {
+	case wadispatchv1.MessageType_MESSAGE_TYPE_TEXT:
+		msg = whatsapp.TextMessage(task.GetDriverMobileNumber(), task.GetMessage(), hasURL(task.GetMessage()))
+		err = msg.Validate()
+	case wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE:
+		msg, err = whatsapp.TemplateMessage(task.GetDriverMobileNumber(), task.GetTemplateType(), d.GetTemplateLanguage(), templateParameters(task))
+	default:
+		err = fmt.Errorf("%w: message type %s", whatsapp.ErrInvalidMessage, task.GetType())
+	}
+	if err != nil {
+		return whatsapp.Sender{}, whatsapp.Message{}, err
+	}
+	return sender, msg, nil
+}
+
+// hasURL decides preview_url: a driver sent a link (a tracking page, a map)
+// sees its preview; a body without one keeps Meta's default, false, so plain
+// messages go out exactly as the Cloud API sends them by default.
+func hasURL(body string) bool {
+	return strings.Contains(body, "https://") || strings.Contains(body, "http://")
+}
+
+// templateParameters is the task's payload plus the ETA, which templates
+// reference as {{eta}}. A payload key "eta" gives way to the task's own ETA.
+func templateParameters(task *wadispatchv1.SendTask) map[string]string {
+	if task.GetEta() == 0 {
+		return task.GetPayload()
+	}
+	params := make(map[string]string, len(task.GetPayload())+1)
+	for k, v := range task.GetPayload() {
+		params[k] = v
+	}
+	params[etaParameter] = strconv.FormatInt(task.GetEta(), 10)
+	return params
+}

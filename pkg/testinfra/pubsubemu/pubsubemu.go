@@ -1,0 +1,97 @@
+// Package pubsubemu runs the Pub/Sub Go client's own fake server (pstest)
+// on a TCP port, with wadispatch's topology created, for tests and the local
+// stack. Clients reach it through PUBSUB_EMULATOR_HOST.
+package pubsubemu
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/visn/wadispatch/pkg/testinfra/topology"
+)
+
+// Server is a running pstest server.
+type Server struct {
+	*pstest.Server
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Close stops the server. Unlike pstest's, it may be called more than once
+// (a test that stops Pub/Sub on purpose, then its cleanup).
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.Server.Close() })
+	return s.closeErr
+}
+
+// Start listens on hostPort ("127.0.0.1:0" picks a port) and creates topo
+// in project.
+func Start(ctx context.Context, hostPort, project string, topo *topology.Topology) (*Server, error) {
+	// pstest panics when it cannot listen; check a given port first so a
+	// taken one is an error the caller can print. Port 0 goes to pstest
+	// as is: picking the port here and releasing it would let another
+	// socket take it before pstest listens.
+	if _, port, err := net.SplitHostPort(hostPort); err != nil || port != "0" {
+		ln, err := net.Listen("tcp", hostPort)
+		if err != nil {
+			return nil, fmt.Errorf("pubsub emulator listen on %s: %w", hostPort, err)
+		}
+		if err := ln.Close(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{Server: pstest.NewServerWithAddress(hostPort)}
+	client, err := NewClient(ctx, s.Addr, project)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	defer client.Close()
+	if err := topo.Apply(ctx, client); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewClient returns a Pub/Sub client for the emulator at addr, as the
+// services get when PUBSUB_EMULATOR_HOST is set.
+func NewClient(ctx context.Context, addr, project string) (*pubsub.Client, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dial pubsub emulator %s: %w", addr, err)
+	}
+	c, err := pubsub.NewClient(ctx, project, option.WithGRPCConn(conn))
+	if err != nil {
+		return nil, fmt.Errorf("pubsub client: %w", err)
+	}
+	return c, nil
+}
+
+// TestProject is the project tests and the local stack use.
+const TestProject = "wadispatch-local"
+
+// StartForTest starts a server with the project's topology in TestProject
+// and stops it when t ends; it returns the address for PUBSUB_EMULATOR_HOST.
+func StartForTest(t testing.TB) string {
+	t.Helper()
+	topo, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(context.Background(), "127.0.0.1:0", TestProject, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s.Addr
+}

@@ -1,0 +1,165 @@
+package pubsubemu_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
+	"github.com/visn/wadispatch/pkg/testinfra/topology"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+func client(t *testing.T) *pubsub.Client {
+	t.Helper()
+	addr := pubsubemu.StartForTest(t)
+	c, err := pubsubemu.NewClient(context.Background(), addr, pubsubemu.TestProject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// SendTasks published with ordering keys arrive on the sender's subscription
+// in publish order per key.
+func TestSendTasksArriveInOrderPerDriver(t *testing.T) {
+	c := client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	pub := c.Publisher(topology.TasksTopic)
+	pub.EnableMessageOrdering = true
+	defer pub.Stop()
+	drivers := []string{"+447700900001", "+447700900002", "+447700900003"}
+	const perDriver = 20
+	var results []*pubsub.PublishResult
+	for i := 0; i < perDriver; i++ {
+		for _, d := range drivers {
+			task := &wadispatchv1.SendTask{
+				DriverMobileNumber: d,
+				MessageId:          fmt.Sprintf("m%02d", i),
+				Message:            "hello",
+				Type:               wadispatchv1.MessageType_MESSAGE_TYPE_TEXT,
+			}
+			data, err := proto.Marshal(task)
+			if err != nil {
+				t.Fatal(err)
+			}
+			results = append(results, pub.Publish(ctx, &pubsub.Message{Data: data, OrderingKey: d}))
+		}
+	}
+	for _, r := range results {
+		if _, err := r.Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var mu sync.Mutex
+	got := map[string][]string{}
+	total := 0
+	rctx, rcancel := context.WithCancel(ctx)
+	err := c.Subscriber(topology.TasksSubscription).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+		var task wadispatchv1.SendTask
+		if err := proto.Unmarshal(m.Data, &task); err != nil {
+			t.Errorf("payload is not a SendTask: %v", err)
+		}
+		if m.OrderingKey != task.DriverMobileNumber {
+			t.Errorf("ordering key %q for driver %q", m.OrderingKey, task.DriverMobileNumber)
+		}
+		m.Ack()
+		mu.Lock()
+		defer mu.Unlock()
+		got[task.DriverMobileNumber] = append(got[task.DriverMobileNumber], task.MessageId)
+		if total++; total == perDriver*len(drivers) {
+			rcancel()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range drivers {
+		if len(got[d]) != perDriver {
+			t.Fatalf("driver %s received %d tasks, want %d", d, len(got[d]), perDriver)
+		}
+		for i, id := range got[d] {
+			if want := fmt.Sprintf("m%02d", i); id != want {
+				t.Fatalf("driver %s: task %d is %s, want %s (order %v)", d, i, id, want, got[d])
+			}
+		}
+	}
+}
+
+// A task nacked on every delivery moves to the dead-letter topic after the
+// subscription's maxDeliveryAttempts.
+func TestNackedTaskLandsOnDeadLetterTopic(t *testing.T) {
+	c := client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topo, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maxAttempts int
+	for _, s := range topo.Subscriptions {
+		if s.Name == topology.TasksSubscription {
+			maxAttempts = int(s.DeadLetterPolicy.MaxDeliveryAttempts)
+		}
+	}
+
+	pub := c.Publisher(topology.TasksTopic)
+	defer pub.Stop()
+	if _, err := pub.Publish(ctx, &pubsub.Message{Data: []byte("not a SendTask"), Attributes: map[string]string{"poison": "yes"}}).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	var deliveries atomic.Int32
+	nctx, ncancel := context.WithCancel(ctx)
+	go func() {
+		_ = c.Subscriber(topology.TasksSubscription).Receive(nctx, func(_ context.Context, m *pubsub.Message) {
+			deliveries.Add(1)
+			m.Nack()
+		})
+	}()
+
+	dctx, dcancel := context.WithCancel(ctx)
+	var dead *pubsub.Message
+	err = c.Subscriber(topology.TasksDeadLetterHoldingSub).Receive(dctx, func(_ context.Context, m *pubsub.Message) {
+		dead = m
+		m.Ack()
+		dcancel()
+	})
+	ncancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dead == nil || string(dead.Data) != "not a SendTask" || dead.Attributes["poison"] != "yes" {
+		t.Fatalf("dead letter = %+v", dead)
+	}
+	if int(deliveries.Load()) < maxAttempts {
+		t.Fatalf("dead-lettered after %d deliveries, want at least %d", deliveries.Load(), maxAttempts)
+	}
+}
+
+func TestCloseTwiceIsHarmless(t *testing.T) {
+	topo, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pubsubemu.Start(context.Background(), "127.0.0.1:0", pubsubemu.TestProject, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}

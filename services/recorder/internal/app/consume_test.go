@@ -1,0 +1,53 @@
+package app
+
+import (
+	"io"
+	"slices"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+func TestVerdictOf(t *testing.T) {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	log := logrus.NewEntry(l)
+	for code, want := range map[codes.Code]Verdict{
+		codes.InvalidArgument:    {Reason: "invalid", Poison: true},
+		codes.FailedPrecondition: {Ack: true, Reason: "permanent"},
+		codes.NotFound:           {Ack: true, Reason: "permanent"},
+		codes.Unavailable:        {Reason: "transient"},
+		codes.DeadlineExceeded:   {Reason: "transient"},
+		codes.Canceled:           {Reason: "transient"},
+	} {
+		if got := verdictOf(log, status.Error(code, "x")); got != want {
+			t.Errorf("%v: %+v, want %+v", code, got, want)
+		}
+	}
+}
+
+func TestSentIDs(t *testing.T) {
+	sentR := &wadispatchv1.SendResult{Outcome: wadispatchv1.Outcome_OUTCOME_SENT, WhatsappMessageId: "w2"}
+	failedR := &wadispatchv1.SendResult{Outcome: wadispatchv1.Outcome_OUTCOME_FAILED}
+	cases := []struct {
+		st   *stateDoc
+		r    *wadispatchv1.SendResult
+		want []string
+	}{
+		{&stateDoc{Outcome: "SENT", WhatsappMessageID: "w2"}, sentR, []string{"w2"}},
+		{&stateDoc{Outcome: "SENT", WhatsappMessageID: "w1"}, sentR, []string{"w1", "w2"}},
+		{&stateDoc{Outcome: "SENT", WhatsappMessageID: "w1"}, failedR, []string{"w1"}},
+		{&stateDoc{Outcome: "FAILED"}, failedR, nil},
+		{&stateDoc{Outcome: "FAILED"}, sentR, []string{"w2"}},
+	}
+	for _, c := range cases {
+		got := sentIDs(c.st, c.r)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%+v %v: %v, want %v", c.st, c.r, got, c.want)
+		}
+	}
+}

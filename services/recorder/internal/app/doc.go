@@ -1,0 +1,39 @@
+// Package record is the recorder: the only writer of pipeline state to
+// Firestore, behind the wadispatch.v1.Recorder gRPC service.
+//
+// Data it owns (default database unless noted):
+//
+//   - {messagePath}/dispatch/state: the claim (claimId, claimant, claimedAt,
+//     leaseExpiresAt while a claim has no outcome and is not released;
+//     released, releasedAt, releaseReason once its holder released it),
+//     status, outcome, wamid,
+//     error, a copy of the SendTask (no token) for listing and resending.
+//     Every change to it is a commit with a precondition (must not exist, or
+//     the update_time read), so concurrent claims and repeated results are
+//     decided by Firestore, not by timing.
+//   - the message document: status, whatsappMessageId, whatsappError,
+//     failureReason, statusReason, sentAt, failedAt, deliveredAt, readAt,
+//     statusUpdatedAt; updated in the same commit as the state.
+//   - the sending user's metrics document (Config.MetricsDocPath):
+//     numberOfWhatsappMessagesSent, a server-side increment in the commit
+//     that records the SENT outcome, so it counts once per message.
+//   - whatsappMessageIndex/{wamid}: wamid → message, in that same commit,
+//     so a status webhook finds its message with one read.
+//   - ancillary database, whatsapp/{driver}/enquiryMessages/{enquiryId}:
+//     arrayOfWhatsappMessageIds (arrayUnion) and details, written after the
+//     commit and retried until it lands before a result counts as recorded.
+//     A driver's reply adds lastInboundAt and lastInboundMessageId.
+//   - ancillary database, whatsapp/{driver}: the driver's 24-hour window,
+//     lastInboundAt and lastInboundAtByPhoneNumberId.{phoneNumberId}, moved
+//     forward only; ClaimSend of a text message reads it once and answers
+//     driver_last_inbound_at.
+//   - a driver's reply: a chatMessages document with source "driver" in the
+//     enquiry of the message it quotes (wamid index) or of the driver's
+//     latest record (lastMessageAt), id dispatch.DriverReplyDocID(wamid), created
+//     only if absent (inbound.go).
+//
+// Indexes the queries need on Firestore (collection group `dispatch`,
+// single-field, collection-group scope): status (ListUnknown),
+// leaseExpiresAt (the sweeper), and driverMobileNumber + enquiryId
+// (ListEnquiryMessages, equality only, served by index merging).
+package app

@@ -1,0 +1,60 @@
+package app_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+// Any bytes on whatsapp-message-results or whatsapp-status-events: the
+// handlers never panic and return within their deadline; what does not
+// decode is poison and never acked (so the subscription dead-letters it
+// intact); nothing is both acked and poison.
+func FuzzHandlers(f *testing.F) {
+	e := newEnv(f, envOptions{})
+	task := e.newMessage(f, "fuzz-m1")
+	claim := e.claim(f, task, time.Minute)
+	for _, m := range []proto.Message{
+		sent(task, claim.GetClaimId(), "wamid.FUZZ1"),
+		failed(task, claim.GetClaimId()),
+		sent(task, "not-the-claim", "wamid.FUZZ2"),
+		&wadispatchv1.SendResult{MessageDocId: "leasecompany/../x"},
+		&wadispatchv1.StatusEvent{WhatsappMessageId: "wamid.FUZZ1", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED},
+	} {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, false)
+		f.Add(b, true)
+	}
+	f.Add([]byte{0xff, 0xff, 0xff}, false)
+	f.Add([]byte("garbage"), true)
+	f.Fuzz(func(t *testing.T, data []byte, statusTopic bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var undecodable, ack, poison bool
+		if statusTopic {
+			undecodable = proto.Unmarshal(data, &wadispatchv1.StatusEvent{}) != nil
+			v := e.svc.HandleStatusTopic(ctx, data, map[string]string{"schema": "wadispatch.v1.StatusEvent"})
+			ack, poison = v.Ack, v.Poison
+		} else {
+			undecodable = proto.Unmarshal(data, &wadispatchv1.SendResult{}) != nil
+			v := e.svc.HandleResult(ctx, data, map[string]string{"schema": "wadispatch.v1.SendResult"})
+			ack, poison = v.Ack, v.Poison
+		}
+		if ctx.Err() != nil {
+			t.Fatal("handler outlived its deadline")
+		}
+		if ack && poison {
+			t.Fatal("verdict both acks and dead-letters")
+		}
+		if undecodable && !poison {
+			t.Fatalf("undecodable payload: ack=%v poison=%v, want poison", ack, poison)
+		}
+	})
+}

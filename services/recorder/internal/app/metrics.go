@@ -1,0 +1,69 @@
+package app
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the recorder's Prometheus metrics. Labels carry outcomes,
+// decisions and reasons only, never ids or phone numbers.
+type Metrics struct {
+	results        *prometheus.CounterVec
+	claims         *prometheus.CounterVec
+	statusEvents   *prometheus.CounterVec
+	commitRetries  *prometheus.CounterVec
+	ancillaryRetry prometheus.Counter
+	recordLatency  prometheus.Histogram
+	swept          prometheus.Counter
+	stalled        prometheus.Gauge
+	releases       *prometheus.CounterVec
+	inbound        *prometheus.CounterVec
+}
+
+// NewMetrics registers the metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_results_recorded_total",
+			Help: "Send results recorded, by outcome and whether they changed anything (applied=false: recorded before).",
+		}, []string{"outcome", "applied"}),
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_claims_total",
+			Help: "Claims answered, by decision.",
+		}, []string{"decision"}),
+		statusEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_status_events_total",
+			Help: "WhatsApp status events, by result (applied, ignored: would move status back, not_indexed: wamid not recorded yet).",
+		}, []string{"result"}),
+		commitRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_firestore_commit_retries_total",
+			Help: "Firestore commits tried again, by reason (aborted, unavailable, precondition: state changed since read).",
+		}, []string{"reason"}),
+		ancillaryRetry: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_ancillary_write_retries_total",
+			Help: "Ancillary database writes tried again after a failure.",
+		}),
+		recordLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "wadispatch_recorder_record_duration_seconds",
+			Help:    "Time to record a result in both databases.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		swept: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_expired_claims_marked_unknown_total",
+			Help: "Claims the sweeper found expired without an outcome and marked UNKNOWN.",
+		}),
+		stalled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wadispatch_recorder_stalled_claims",
+			Help: "Messages SENDING under a claim released at least RECORDER_STALLED_AGE ago that no claim took over since (their task did not come back), at the last sweep.",
+		}),
+		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_claim_releases_total",
+			Help: "ReleaseClaim answers, by result (released, already: released before, refused: not the current claim or an outcome recorded).",
+		}, []string{"result"}),
+		inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_driver_replies_total",
+			Help: "Driver replies from WhatsApp webhooks, by outcome (recorded, duplicate, no_enquiry: window recorded, no conversation to attach the reply to).",
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.stalled, m.releases, m.inbound)
+	return m
+}

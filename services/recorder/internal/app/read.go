@@ -1,0 +1,295 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/logging"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+// GetMessage implements wadispatchv1.RecorderServer.
+func (s *Service) GetMessage(ctx context.Context, req *wadispatchv1.GetMessageRequest) (*wadispatchv1.GetMessageResponse, error) {
+	ref, err := dispatch.ParseMessagePath(req.GetMessageDocId())
+	if err != nil {
+		return nil, invalid("message_doc_id: %v", err)
+	}
+	st, err := s.getState(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return &wadispatchv1.GetMessageResponse{State: st.messageState()}, nil
+}
+
+func (s *Service) getState(ctx context.Context, ref dispatch.MessageRef) (*stateDoc, error) {
+	snap, err := s.db.Doc(statePath(ref.Path())).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, status.Errorf(codes.NotFound, "no pipeline state for %s (never claimed nor recorded)", ref.Path())
+	}
+	if err != nil {
+		return nil, storeErr(ctx, "read state", err)
+	}
+	st, err := decodeState(snap)
+	if err != nil {
+		return nil, status.Errorf(codes.DataLoss, "%v", err)
+	}
+	return st, nil
+}
+
+// ListEnquiryMessages implements wadispatchv1.RecorderServer.
+func (s *Service) ListEnquiryMessages(ctx context.Context, req *wadispatchv1.ListEnquiryMessagesRequest) (*wadispatchv1.ListEnquiryMessagesResponse, error) {
+	if err := checkDocID("driver_mobile_number", req.GetDriverMobileNumber()); err != nil {
+		return nil, invalid("%v", err)
+	}
+	if err := checkDocID("enquiry_id", req.GetEnquiryId()); err != nil {
+		return nil, invalid("%v", err)
+	}
+	resp := &wadispatchv1.ListEnquiryMessagesResponse{}
+	snap, err := s.anc.Doc(dispatch.AncillaryPath(req.GetDriverMobileNumber(), req.GetEnquiryId())).Get(ctx)
+	switch {
+	case status.Code(err) == codes.NotFound:
+	case err != nil:
+		return nil, storeErr(ctx, "read ancillary record", err)
+	default:
+		ids, _ := snap.Data()[fAncillaryIDs].([]any)
+		for _, id := range ids {
+			if s, ok := id.(string); ok {
+				resp.WhatsappMessageIds = append(resp.WhatsappMessageIds, s)
+			}
+		}
+	}
+	// Failed messages have no wamid, so the ancillary record cannot list
+	// them; the states can (through a composite index on both fields,
+	// charts/wadispatch/firestore.indexes.json).
+	q := s.db.CollectionGroup(stateCollection).
+		Where(fDriver, "==", req.GetDriverMobileNumber()).
+		Where(fEnquiryID, "==", req.GetEnquiryId())
+	states, err := s.queryStates(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	resp.Messages = states
+	return resp, nil
+}
+
+func (s *Service) queryStates(ctx context.Context, q firestore.Query) ([]*wadispatchv1.MessageState, error) {
+	it := q.Documents(ctx)
+	defer it.Stop()
+	var out []*wadispatchv1.MessageState
+	for {
+		snap, err := it.Next()
+		if err == iterator.Done {
+			return out, nil
+		}
+		if err != nil {
+			// Firestore refusing the query itself (no index for it, no
+			// permission) does not pass by asking again: the caller is told
+			// so, in Firestore's words (a missing index is named).
+			if c := status.Code(err); c == codes.FailedPrecondition || c == codes.PermissionDenied || c == codes.InvalidArgument {
+				return nil, status.Errorf(c, "query states: firestore: %v", err)
+			}
+			return nil, storeErr(ctx, "query states", err)
+		}
+		st, err := decodeState(snap)
+		if err != nil {
+			return nil, status.Errorf(codes.DataLoss, "%v", err)
+		}
+		out = append(out, st.messageState())
+	}
+}
+
+// ListUnknown implements wadispatchv1.RecorderServer.
+func (s *Service) ListUnknown(ctx context.Context, req *wadispatchv1.ListUnknownRequest) (*wadispatchv1.ListUnknownResponse, error) {
+	limit, err := listLimit(req.GetLimit())
+	if err != nil {
+		return nil, err
+	}
+	// Oldest first; the order also makes the query one that a composite
+	// index serves (charts/wadispatch/firestore.indexes.json).
+	q := s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusUnknown)).
+		OrderBy(fUpdatedAt, firestore.Asc).Limit(limit)
+	states, err := s.queryStates(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return &wadispatchv1.ListUnknownResponse{Messages: states}, nil
+}
+
+// ListStalled implements wadispatchv1.RecorderServer.
+func (s *Service) ListStalled(ctx context.Context, req *wadispatchv1.ListStalledRequest) (*wadispatchv1.ListStalledResponse, error) {
+	limit, err := listLimit(req.GetLimit())
+	if err != nil {
+		return nil, err
+	}
+	age := s.cfg.StalledAge
+	if d := req.GetOlderThan(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return nil, invalid("older_than %v: want a duration of 0 or more", d.AsDuration())
+		}
+		age = d.AsDuration()
+	}
+	states, err := s.queryStates(ctx, s.stalledQuery(age).OrderBy(fReleasedAt, firestore.Asc).Limit(limit))
+	if err != nil {
+		return nil, err
+	}
+	return &wadispatchv1.ListStalledResponse{Messages: states}, nil
+}
+
+// stalledQuery selects the claims released at least age ago. A takeover
+// deletes released and releasedAt, an outcome moves the status on: what is
+// left was released and never picked up again.
+func (s *Service) stalledQuery(age time.Duration) firestore.Query {
+	return s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusSending)).
+		Where(fReleased, "==", true).Where(fReleasedAt, "<=", s.now().Add(-age))
+}
+
+// CountStalled counts the claims ListStalled lists by default into the
+// stalled-claims gauge, for an alert: nothing sends them until an operator
+// does.
+func (s *Service) CountStalled(ctx context.Context) (int64, error) {
+	q := s.stalledQuery(s.cfg.StalledAge)
+	res, err := q.NewAggregationQuery().WithCount("n").Get(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count stalled claims: %w", err)
+	}
+	n, ok := res["n"].(*firestorepb.Value)
+	if !ok {
+		return 0, fmt.Errorf("count stalled claims: no count in %v", res)
+	}
+	s.m.stalled.Set(float64(n.GetIntegerValue()))
+	return n.GetIntegerValue(), nil
+}
+
+// listLimit is a listing's page size: 0 means 100, at most 1000.
+func listLimit(limit int32) (int, error) {
+	switch {
+	case limit < 0 || limit > 1000:
+		return 0, invalid("limit %d: want 0 (default 100) to 1000", limit)
+	case limit == 0:
+		return 100, nil
+	}
+	return int(limit), nil
+}
+
+// Resend implements wadispatchv1.RecorderServer.
+func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (*wadispatchv1.ResendResponse, error) {
+	ref, err := dispatch.ParseMessagePath(req.GetMessageDocId())
+	if err != nil {
+		return nil, invalid("message_doc_id: %v", err)
+	}
+	by := orUnknown(req.GetRequestedBy())
+	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "requestedBy": by})
+	stateRef := s.db.Doc(statePath(ref.Path()))
+	for range s.cfg.MaxCommitAttempts {
+		st, err := s.getState(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if !resendable(st) {
+			return nil, status.Errorf(codes.FailedPrecondition, "%s is %s: only UNKNOWN or FAILED messages (or SENDING ones whose claim was released) may be resent", ref.Path(), st.Status)
+		}
+		task, err := storedTask(st.Task)
+		if err != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "%s cannot be resent: %v", ref.Path(), err)
+		}
+		if !st.ResendRequested {
+			err = s.commitRetrying(ctx, s.db, op{kind: opUpdate, ref: stateRef, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)},
+				data: map[string]any{"resendRequested": true, "resendRequestedBy": by, "resendRequestedAt": s.now(), fUpdatedAt: s.now()}})
+			if preconditionFailed(err) {
+				s.m.commitRetries.WithLabelValues("precondition").Inc()
+				continue
+			}
+			if err != nil {
+				return nil, storeErr(ctx, "resend", err)
+			}
+			st.ResendRequested, st.ResendRequestedBy = true, by
+		}
+		// Published after the mark: the claim the task meets must find it.
+		// A failed publish leaves the mark, and asking again republishes.
+		if err := s.pub.Republish(ctx, task); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "republish task of %s: %v", ref.Path(), err)
+		}
+		log.Info("resend requested; task republished")
+		return &wadispatchv1.ResendResponse{State: st.messageState()}, nil
+	}
+	return nil, status.Errorf(codes.Unavailable, "resend: state of %s kept changing; try again", ref.Path())
+}
+
+// Sweep marks claims that expired without an outcome UNKNOWN, so they show
+// up for operators even if their task is never delivered again. It returns
+// how many it marked.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	now := s.now()
+	// Only SENDING states hold a lease; saying so makes the query one that a
+	// composite index serves (charts/wadispatch/firestore.indexes.json), as
+	// Firestore keeps no single-field collection-group indexes by default.
+	it := s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusSending)).
+		Where(fLeaseExpiresAt, "<=", now).Limit(500).Documents(ctx)
+	defer it.Stop()
+	marked := 0
+	for {
+		snap, err := it.Next()
+		if err == iterator.Done {
+			return marked, nil
+		}
+		if err != nil {
+			return marked, fmt.Errorf("query expired claims: %w", err)
+		}
+		st, err := decodeState(snap)
+		if err != nil {
+			return marked, err
+		}
+		if action, _ := decideClaim(st, now, PolicyUnknown); action != claimMarkUnknown {
+			continue
+		}
+		reason := unknownReason(st)
+		stFields, msgFields := unknownFields(reason, now)
+		stOp := op{kind: opUpdate, ref: snap.Ref, data: stFields, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}}
+		err = commit(ctx, s.db, stOp, op{kind: opUpdate, ref: snap.Ref.Parent.Parent, data: msgFields})
+		if status.Code(err) == codes.NotFound {
+			// The message document is gone; the state still tells operators.
+			err = commit(ctx, s.db, stOp)
+		}
+		switch {
+		case err == nil:
+			marked++
+			s.m.swept.Inc()
+			s.log.WithFields(logrus.Fields{"messagePath": st.MessagePath, "reason": reason}).Warn("expired claim marked UNKNOWN")
+		case preconditionFailed(err):
+			// A result or a claim got there first; nothing to do.
+		default:
+			return marked, fmt.Errorf("mark %s UNKNOWN: %w", st.MessagePath, err)
+		}
+	}
+}
+
+// RunSweeper sweeps every interval until ctx ends. Several recorders may
+// sweep at once: the preconditions let one of them mark each claim.
+func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.WithError(err).Warn("sweep of expired claims failed; next sweep will try again")
+		}
+		if n, err := s.CountStalled(ctx); err != nil && ctx.Err() == nil {
+			s.log.WithError(err).Warn("count of stalled claims failed; next sweep will try again")
+		} else if n > 0 {
+			s.log.WithField("stalled", n).Warn("claims released to retry whose task never came back; wadispatchctl stalled lists them")
+		}
+	}
+}

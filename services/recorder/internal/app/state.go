@@ -1,0 +1,208 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+// Names of the documents and fields the recorder writes; the web app and
+// operators read them, so they are part of the contract.
+const (
+	stateCollection = "dispatch"
+	stateDocID      = "state"
+
+	fStatus          = "status"
+	fOutcome         = "outcome"
+	fLeaseExpiresAt  = "leaseExpiresAt"
+	fReleased        = "released"
+	fReleasedAt      = "releasedAt"
+	fDriver          = "driverMobileNumber"
+	fEnquiryID       = "enquiryId"
+	fMetricsCounter  = "numberOfWhatsappMessagesSent"
+	fAncillaryIDs    = "arrayOfWhatsappMessageIds"
+	fWhatsappError   = "whatsappError"
+	fFailureReason   = "failureReason"
+	fStatusReason    = "statusReason"
+	fStatusUpdatedAt = "statusUpdatedAt"
+	fUpdatedAt       = "updatedAt"
+)
+
+// statePath is where the pipeline state of a message lives.
+func statePath(messagePath string) string {
+	return messagePath + "/" + stateCollection + "/" + stateDocID
+}
+
+// stateDoc is {messagePath}/dispatch/state as read back.
+type stateDoc struct {
+	MessagePath        string         `firestore:"messagePath"`
+	LeaseID            string         `firestore:"leaseId"`
+	EnquiryID          string         `firestore:"enquiryId"`
+	MessageID          string         `firestore:"messageId"`
+	DriverMobileNumber string         `firestore:"driverMobileNumber"`
+	CreatedBy          string         `firestore:"createdBy"`
+	Status             string         `firestore:"status"`
+	Outcome            string         `firestore:"outcome"`
+	ClaimID            string         `firestore:"claimId"`
+	Claimant           string         `firestore:"claimant"`
+	Claims             int64          `firestore:"claims"`
+	ClaimedAt          time.Time      `firestore:"claimedAt"`
+	LeaseExpiresAt     time.Time      `firestore:"leaseExpiresAt"`
+	WhatsappMessageID  string         `firestore:"whatsappMessageId"`
+	Error              *errorDoc      `firestore:"error"`
+	Reason             string         `firestore:"reason"`
+	Attempts           int64          `firestore:"attempts"`
+	RecordID           string         `firestore:"recordId"`
+	ResendRequested    bool           `firestore:"resendRequested"`
+	ResendRequestedBy  string         `firestore:"resendRequestedBy"`
+	Released           bool           `firestore:"released"`
+	ReleasedAt         time.Time      `firestore:"releasedAt"`
+	ReleaseReason      string         `firestore:"releaseReason"`
+	CreatedAt          time.Time      `firestore:"createdAt"`
+	SentAt             time.Time      `firestore:"sentAt"`
+	FailedAt           time.Time      `firestore:"failedAt"`
+	DeliveredAt        time.Time      `firestore:"deliveredAt"`
+	ReadAt             time.Time      `firestore:"readAt"`
+	UpdatedAt          time.Time      `firestore:"updatedAt"`
+	Task               map[string]any `firestore:"task"`
+
+	// updateTime is the snapshot's, the precondition of the next write.
+	updateTime time.Time
+}
+
+// errorDoc is a WhatsApp error as stored, on the state and on the message
+// document (whatsappError).
+type errorDoc struct {
+	Code       int64  `firestore:"code"`
+	Subcode    int64  `firestore:"subcode"`
+	Type       string `firestore:"type"`
+	Message    string `firestore:"message"`
+	Details    string `firestore:"details"`
+	FbtraceID  string `firestore:"fbtraceId"`
+	HTTPStatus int64  `firestore:"httpStatus"`
+	Retryable  bool   `firestore:"retryable"`
+	Reason     string `firestore:"reason"`
+}
+
+func errorFields(e *wadispatchv1.WhatsAppError) map[string]any {
+	return map[string]any{
+		"code":       int64(e.GetCode()),
+		"subcode":    int64(e.GetSubcode()),
+		"type":       e.GetType(),
+		"message":    e.GetMessage(),
+		"details":    e.GetDetails(),
+		"fbtraceId":  e.GetFbtraceId(),
+		"httpStatus": int64(e.GetHttpStatus()),
+		"retryable":  e.GetRetryable(),
+		"reason":     e.GetReason(),
+	}
+}
+
+func (e *errorDoc) proto() *wadispatchv1.WhatsAppError {
+	if e == nil {
+		return nil
+	}
+	return &wadispatchv1.WhatsAppError{
+		Code: int32(e.Code), Subcode: int32(e.Subcode), Type: e.Type, Message: e.Message,
+		Details: e.Details, FbtraceId: e.FbtraceID, HttpStatus: int32(e.HTTPStatus),
+		Retryable: e.Retryable, Reason: e.Reason,
+	}
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// messageState is the state as the API returns it.
+func (s *stateDoc) messageState() *wadispatchv1.MessageState {
+	return &wadispatchv1.MessageState{
+		MessageDocId:       s.MessagePath,
+		LeaseId:            s.LeaseID,
+		EnquiryId:          s.EnquiryID,
+		MessageId:          s.MessageID,
+		DriverMobileNumber: s.DriverMobileNumber,
+		CreatedBy:          s.CreatedBy,
+		Status:             dispatch.Status(s.Status).Proto(),
+		WhatsappMessageId:  s.WhatsappMessageID,
+		Error:              s.Error.proto(),
+		Reason:             s.Reason,
+		ClaimId:            s.ClaimID,
+		Claimant:           s.Claimant,
+		Attempts:           int32(s.Attempts),
+		CreatedAt:          ts(s.CreatedAt),
+		ClaimedAt:          ts(s.ClaimedAt),
+		SentAt:             ts(s.SentAt),
+		DeliveredAt:        ts(s.DeliveredAt),
+		ReadAt:             ts(s.ReadAt),
+		UpdatedAt:          ts(s.UpdatedAt),
+		Released:           s.Released,
+		ReleasedAt:         ts(s.ReleasedAt),
+		ReleaseReason:      s.ReleaseReason,
+	}
+}
+
+// result is the recorded outcome as the sender needs it on a redelivery.
+func (s *stateDoc) result() *wadispatchv1.SendResult {
+	r := &wadispatchv1.SendResult{
+		MessageDocId:       s.MessagePath,
+		LeaseId:            s.LeaseID,
+		EnquiryId:          s.EnquiryID,
+		MessageId:          s.MessageID,
+		DriverMobileNumber: s.DriverMobileNumber,
+		CreatedBy:          s.CreatedBy,
+		ClaimId:            s.ClaimID,
+		WhatsappMessageId:  s.WhatsappMessageID,
+		Error:              s.Error.proto(),
+		Attempts:           int32(s.Attempts),
+		CreatedAt:          ts(s.CreatedAt),
+	}
+	switch dispatch.Status(s.Outcome) {
+	case dispatch.StatusSent:
+		r.Outcome = wadispatchv1.Outcome_OUTCOME_SENT
+		r.CompletedAt = ts(s.SentAt)
+	case dispatch.StatusFailed:
+		r.Outcome = wadispatchv1.Outcome_OUTCOME_FAILED
+		r.CompletedAt = ts(s.FailedAt)
+	}
+	return r
+}
+
+// taskFields stores a SendTask as its protobuf JSON: readable in the
+// console and restored losslessly for a resend. The task never holds a
+// token (only a reference), so storing it stores no secret.
+func taskFields(t *wadispatchv1.SendTask) (map[string]any, error) {
+	b, err := protojson.Marshal(t)
+	if err != nil {
+		return nil, fmt.Errorf("task to JSON: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("task JSON to map: %w", err)
+	}
+	return m, nil
+}
+
+// storedTask is the inverse of taskFields.
+func storedTask(m map[string]any) (*wadispatchv1.SendTask, error) {
+	if len(m) == 0 {
+		return nil, fmt.Errorf("no task stored")
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("stored task to JSON: %w", err)
+	}
+	var t wadispatchv1.SendTask
+	if err := protojson.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("stored task: %w", err)
+	}
+	return &t, nil
+}
