@@ -145,7 +145,7 @@ func Parse(ref dispatch.MessageRef, fields map[string]any, defaultRegion string)
 			return nil, invalid("templateType", "a template message must name its template")
 		}
 	default:
-		return nil, invalid("type", "is %q, want text or template", clip(typ))
+		return nil, invalid("type", "is %q, want text or template", dispatch.Clip(typ, 100))
 	}
 	if m.AccountID, err = optionalString(fields, "accountId"); err != nil {
 		return nil, err
@@ -280,7 +280,7 @@ func payload(v any) (map[string]string, error) {
 	}
 	out := make(map[string]string, len(in))
 	for k, v := range in {
-		field := "payload." + clip(k)
+		field := "payload." + dispatch.Clip(k, 100)
 		switch v := v.(type) {
 		case string:
 			out[k] = v
@@ -346,12 +346,4 @@ func typeName(v any) string {
 	default:
 		return fmt.Sprintf("%T", v)
 	}
-}
-
-func clip(s string) string {
-	const n = 100
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

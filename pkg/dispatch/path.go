@@ -33,7 +33,7 @@ func ParseMessagePath(path string) (MessageRef, error) {
 	p := strings.Split(rel, "/")
 	if len(p) != 8 || p[0] != "leasecompany" || p[2] != "enquiries" || p[4] != "whatsapp" ||
 		p[5] != "messages" || p[6] != "chatMessages" || p[1] == "" || p[3] == "" || p[7] == "" {
-		return MessageRef{}, fmt.Errorf("path %q does not match %s", truncate(path, 200), MessagePattern)
+		return MessageRef{}, fmt.Errorf("path %q does not match %s", Clip(path, 200), MessagePattern)
 	}
 	return MessageRef{LeaseID: p[1], EnquiryID: p[3], MessageID: p[7]}, nil
 }
@@ -55,13 +55,6 @@ func (r MessageRef) LeasePath() string { return "leasecompany/" + r.LeaseID }
 // between a driver and an enquiry.
 func AncillaryPath(driverPhoneNumber, enquiryID string) string {
 	return "whatsapp/" + driverPhoneNumber + "/enquiryMessages/" + enquiryID
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // CheckDocumentID reports why id cannot be a Firestore document id

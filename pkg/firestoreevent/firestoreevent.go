@@ -114,7 +114,7 @@ func Decode(e *event.Event) (*Event, error) {
 	switch e.Type() {
 	case TypeCreated, TypeCreatedWithAuthContext:
 	default:
-		return nil, reject(ReasonWrongEventType, "event type %q is not a document creation", clip(e.Type()))
+		return nil, reject(ReasonWrongEventType, "event type %q is not a document creation", dispatch.Clip(e.Type(), 200))
 	}
 	data, err := DecodeData(e.DataContentType(), e.Data())
 	if err != nil {
@@ -130,12 +130,12 @@ func Decode(e *event.Event) (*Event, error) {
 	}
 	project, database, rel, ok := splitName(doc.GetName())
 	if !ok {
-		return nil, reject(ReasonInvalidEvent, "document name %q is not projects/{p}/databases/{d}/documents/{path}", clip(doc.GetName()))
+		return nil, reject(ReasonInvalidEvent, "document name %q is not projects/{p}/databases/{d}/documents/{path}", dispatch.Clip(doc.GetName(), 200))
 	}
 	if path == "" {
 		path = rel
 	} else if path != rel {
-		return nil, reject(ReasonInvalidEvent, "event names document %q but carries %q", clip(path), clip(rel))
+		return nil, reject(ReasonInvalidEvent, "event names document %q but carries %q", dispatch.Clip(path, 200), dispatch.Clip(rel, 200))
 	}
 	ref, err := dispatch.ParseMessagePath(path)
 	if err != nil {
@@ -164,7 +164,7 @@ func DecodeData(contentType string, data []byte) (*firestoredata.DocumentEventDa
 	if contentType != "" {
 		mt, _, err := mime.ParseMediaType(contentType)
 		if err != nil {
-			return nil, fmt.Errorf("data content type %q: %w", clip(contentType), err)
+			return nil, fmt.Errorf("data content type %q: %w", dispatch.Clip(contentType, 200), err)
 		}
 		mediaType = mt
 	}
@@ -181,7 +181,7 @@ func DecodeData(contentType string, data []byte) (*firestoredata.DocumentEventDa
 			return nil, fmt.Errorf("JSON DocumentEventData: %w", err)
 		}
 	default:
-		return nil, fmt.Errorf("data content type %q is neither application/protobuf nor application/json", clip(contentType))
+		return nil, fmt.Errorf("data content type %q is neither application/protobuf nor application/json", dispatch.Clip(contentType, 200))
 	}
 	return out, nil
 }
@@ -202,10 +202,10 @@ func eventPath(e *event.Event) (string, error) {
 	if subject != "" {
 		rel, ok := strings.CutPrefix(subject, "documents/")
 		if !ok {
-			return "", reject(ReasonInvalidEvent, "subject %q does not start with documents/", clip(subject))
+			return "", reject(ReasonInvalidEvent, "subject %q does not start with documents/", dispatch.Clip(subject, 200))
 		}
 		if doc != "" && doc != rel {
-			return "", reject(ReasonInvalidEvent, "document extension %q and subject %q disagree", clip(doc), clip(subject))
+			return "", reject(ReasonInvalidEvent, "document extension %q and subject %q disagree", dispatch.Clip(doc, 200), dispatch.Clip(subject, 200))
 		}
 		doc = rel
 	}
@@ -227,13 +227,4 @@ func splitName(name string) (project, database, rel string, ok bool) {
 		return "", "", "", false
 	}
 	return project, database, rel, true
-}
-
-// clip keeps attacker-sized attribute values out of log lines.
-func clip(s string) string {
-	const n = 200
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

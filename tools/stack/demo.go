@@ -308,7 +308,7 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 		if detail == "" {
 			detail = o.Reason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Case.Name, orDash(o.Status), truncate(detail, 60),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Case.Name, orDash(o.Status), dispatch.Clip(detail, 59),
 			since(o.CreatedAt, o.CalledAt), since(o.CreatedAt, o.RecordedAt), since(o.CreatedAt, o.ReadSeenAt), yesNo(o.OK))
 	}
 	if err := tw.Flush(); err != nil {
@@ -614,11 +614,4 @@ func orEmpty(v any) any {
 		return ""
 	}
 	return v
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-1] + "…"
 }

@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
@@ -169,7 +170,7 @@ func Parse(data []byte) (Payload, error) {
 		return Payload{}, fmt.Errorf("webhook body: %w", err)
 	}
 	if b.Object != businessAccount {
-		return Payload{}, fmt.Errorf("webhook object %q, want %q", truncate(b.Object, 40), businessAccount)
+		return Payload{}, fmt.Errorf("webhook object %q, want %q", dispatch.Clip(b.Object, 40), businessAccount)
 	}
 	var p Payload
 	for _, e := range b.Entry {
@@ -296,14 +297,7 @@ func unixTime(s string) (*timestamppb.Timestamp, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 || n > 253402300799 { // up to 9999-12-31, what Timestamp allows
-		return nil, fmt.Errorf("timestamp %q", truncate(s, 20))
+		return nil, fmt.Errorf("timestamp %q", dispatch.Clip(s, 20))
 	}
 	return timestamppb.New(time.Unix(n, 0)), nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -287,16 +287,9 @@ func validateResult(r *wadispatchv1.SendResult) (dispatch.MessageRef, error) {
 // checkDocID rejects values that cannot be one document id.
 func checkDocID(name, v string) error {
 	if v == "" || strings.Contains(v, "/") || v == "." || v == ".." || len(v) > 1500 {
-		return fmt.Errorf("%s %q is not usable as a document id", name, truncate(v, 40))
+		return fmt.Errorf("%s %q is not usable as a document id", name, dispatch.Clip(v, 40))
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // decideRecord plans recording r on a message whose state is st (nil when

@@ -83,7 +83,7 @@ func (s *Service) RecordInbound(ctx context.Context, in *wadispatchv1.InboundMes
 		return "", "", invalid("inbound whatsapp_message_id is required")
 	}
 	if !strings.HasPrefix(from, "+") {
-		return "", "", invalid("inbound from %q is not E.164", truncate(from, 20))
+		return "", "", invalid("inbound from %q is not E.164", dispatch.Clip(from, 20))
 	}
 	if err := checkDocID("from", from); err != nil {
 		return "", "", invalid("%v", err)

@@ -361,7 +361,7 @@ func (s *Service) ReleaseClaim(ctx context.Context, req *wadispatchv1.ReleaseCla
 			return &wadispatchv1.ReleaseClaimResponse{State: st.messageState()}, nil
 		}
 		now := s.now()
-		reason := orUnknown(truncate(req.GetReason(), 200))
+		reason := orUnknown(dispatch.Clip(req.GetReason(), 200))
 		err = s.commitRetrying(ctx, s.db, op{kind: opUpdate, ref: stateRef, data: releaseFields(reason, now),
 			pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}})
 		if err == nil {
