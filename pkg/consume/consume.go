@@ -1,0 +1,138 @@
+// Package consume is the one way wadispatch's services take messages from
+// a Pub/Sub subscription: each message runs in its own consumer span, in
+// the trace its attributes carry, and its handler's Verdict becomes the
+// ack or nack, counted and logged the same way everywhere.
+package consume
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/tracing"
+)
+
+// Verdict is what a handler decided for one message.
+type Verdict struct {
+	Ack bool
+	// Reason labels the verdict in metrics, logs and spans: a short,
+	// bounded word such as recorded, duplicate, transient or a poison reason.
+	Reason string
+	// Poison: the message can never be handled. It is nacked, not acked, so
+	// the subscription's dead-letter policy moves it intact to the
+	// dead-letter topic, where operators can read and replay it.
+	Poison bool
+}
+
+// Message is one delivery, as handlers see it.
+type Message struct {
+	ID         string
+	Data       []byte
+	Attributes map[string]string
+	// DeliveryAttempt is Pub/Sub's count, 0 when the subscription has no
+	// dead-letter policy.
+	DeliveryAttempt int
+}
+
+// Handler handles one message. It must not panic on bad input: bad input
+// is a Poison verdict.
+type Handler func(ctx context.Context, m Message) Verdict
+
+// Options shape a Receive.
+type Options struct {
+	// Settings are the subscription's flow control.
+	Settings pubsub.ReceiveSettings
+	// SpanName names each message's span; default "process <subscription>".
+	SpanName string
+	// Detach, when positive, lets a message in hand finish even once
+	// shutdown starts, bounded by Detach: Receive returns when every
+	// handler has. Zero passes the receive context on, for handlers that
+	// decide themselves what shutdown may interrupt.
+	Detach time.Duration
+	// Metrics counts verdicts; nil counts nothing.
+	Metrics *Metrics
+	Log     *logrus.Entry
+}
+
+// Metrics count the verdicts of a service's subscriptions.
+type Metrics struct {
+	handled *prometheus.CounterVec
+	poison  *prometheus.CounterVec
+}
+
+// NewMetrics registers wadispatch_<service>_pubsub_messages_total and
+// wadispatch_<service>_poison_messages_total on reg.
+func NewMetrics(reg prometheus.Registerer, service string) *Metrics {
+	m := &Metrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_" + service + "_pubsub_messages_total",
+			Help: "Pub/Sub messages handled, by subscription, ack or nack, and reason.",
+		}, []string{"subscription", "verdict", "reason"}),
+		poison: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_" + service + "_poison_messages_total",
+			Help: "Messages that can never be handled, nacked until the subscription dead-letters them, by reason.",
+		}, []string{"subscription", "reason"}),
+	}
+	reg.MustRegister(m.handled, m.poison)
+	return m
+}
+
+// Receive hands sub's messages to h until ctx ends, then returns once
+// every handler has.
+func Receive(ctx context.Context, sub *pubsub.Subscriber, o Options, h Handler) error {
+	sub.ReceiveSettings = o.Settings
+	name := sub.ID()
+	spanName := o.SpanName
+	if spanName == "" {
+		spanName = "process " + name
+	}
+	err := sub.Receive(ctx, func(ctx context.Context, msg *pubsub.Message) {
+		if o.Detach > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), o.Detach)
+			defer cancel()
+		}
+		m := Message{ID: msg.ID, Data: msg.Data, Attributes: msg.Attributes}
+		if msg.DeliveryAttempt != nil {
+			m.DeliveryAttempt = *msg.DeliveryAttempt
+		}
+		ctx, span := tracing.StartConsumer(ctx, msg.Attributes, spanName,
+			attribute.String("messaging.system", "gcp_pubsub"),
+			attribute.String("messaging.destination.subscription.name", name),
+			attribute.String("messaging.message.id", msg.ID),
+			attribute.Int("messaging.gcp_pubsub.message.delivery_attempt", m.DeliveryAttempt),
+			attribute.String("wadispatch.message_path", msg.Attributes["messagePath"]),
+		)
+		v := h(ctx, m)
+		span.SetAttributes(attribute.Bool("wadispatch.ack", v.Ack), attribute.String("wadispatch.reason", v.Reason))
+		span.End()
+		verdict := "nack"
+		if v.Ack {
+			verdict = "ack"
+			msg.Ack()
+		} else {
+			msg.Nack()
+		}
+		if o.Metrics != nil {
+			o.Metrics.handled.WithLabelValues(name, verdict, v.Reason).Inc()
+			if v.Poison {
+				o.Metrics.poison.WithLabelValues(name, v.Reason).Inc()
+			}
+		}
+		if o.Log != nil {
+			logging.WithContext(ctx, o.Log).WithFields(logrus.Fields{"subscription": name, "messageId": msg.ID,
+				"messagePath": msg.Attributes["messagePath"], "deliveryAttempt": m.DeliveryAttempt,
+				"verdict": verdict, "reason": v.Reason}).Debug("pubsub message handled")
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("receive from %s: %w", name, err)
+	}
+	return nil
+}

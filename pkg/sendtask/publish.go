@@ -1,0 +1,70 @@
+package sendtask
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/tracing"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+// Schema is the `schema` attribute of a published task.
+var Schema = string((&wadispatchv1.SendTask{}).ProtoReflect().Descriptor().FullName())
+
+// Publisher publishes SendTasks to the tasks topic the way every task is
+// published, by ingest and by an operator's resend alike: the protobuf
+// task, ordered by the driver's number so one driver's messages go out in
+// order, with routing attributes and the caller's trace.
+type Publisher struct {
+	p *pubsub.Publisher
+}
+
+// NewPublisher publishes on topic through client, giving up on one publish
+// after timeout (0: the client's default). The caller closes the client
+// after Stop.
+func NewPublisher(client *pubsub.Client, topic string, timeout time.Duration) *Publisher {
+	p := client.Publisher(topic)
+	p.EnableMessageOrdering = true
+	if timeout > 0 {
+		p.PublishSettings.Timeout = timeout
+	}
+	return &Publisher{p: p}
+}
+
+// Publish publishes task with extra attributes beside the standard ones
+// and returns the server's message id once it has the message. If ctx ends
+// first the task may still be published: every consumer of tasks tolerates
+// a second copy, since the sender claims each send.
+func (p *Publisher) Publish(ctx context.Context, task *wadispatchv1.SendTask, extra map[string]string) (string, error) {
+	data, err := proto.Marshal(task)
+	if err != nil {
+		return "", fmt.Errorf("encode SendTask: %w", err)
+	}
+	attrs := map[string]string{
+		"messagePath": task.GetMessageDocId(),
+		"leaseId":     task.GetLeaseId(),
+		"type":        dispatch.Label(task.GetType()),
+		"schema":      Schema,
+	}
+	if id := task.GetEventId(); id != "" {
+		attrs["eventId"] = id
+	}
+	maps.Copy(attrs, extra)
+	key := task.GetDriverMobileNumber()
+	id, err := p.p.Publish(ctx, &pubsub.Message{Data: data, OrderingKey: key, Attributes: tracing.Inject(ctx, attrs)}).Get(ctx)
+	if err != nil {
+		// A failed publish pauses its ordering key until resumed.
+		p.p.ResumePublish(key)
+		return "", fmt.Errorf("publish SendTask: %w", err)
+	}
+	return id, nil
+}
+
+// Stop flushes the tasks accepted so far and stops the publisher.
+func (p *Publisher) Stop() { p.p.Stop() }
