@@ -1,18 +1,30 @@
 // Command sender consumes SendTasks from whatsapp-messages, claims each send
 // through the recorder, calls the WhatsApp Cloud API and publishes the
-// SendResult to whatsapp-message-results (see pkg/sending for the procedure).
+// SendResult to whatsapp-message-results. The procedure is
+// internal/app.Processor; internal/adapters connects it to the recorder,
+// Pub/Sub, Secret Manager and WhatsApp; this file wires them.
 //
 // Run `sender -help-env` for its environment variables.
 package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
 	"github.com/visn/wadispatch/pkg/config"
+	"github.com/visn/wadispatch/pkg/consume"
 	"github.com/visn/wadispatch/pkg/lifecycle"
+	"github.com/visn/wadispatch/pkg/ops"
+	"github.com/visn/wadispatch/pkg/whatsapp"
+	"github.com/visn/wadispatch/services/sender/internal/adapters"
+	"github.com/visn/wadispatch/services/sender/internal/app"
 )
 
 // spec is the sender's environment.
@@ -57,4 +69,124 @@ func main() {
 	lifecycle.Main("sender", &cfg, func(ctx context.Context, log *logrus.Entry) error {
 		return run(ctx, cfg, log)
 	})
+}
+
+// run builds the sender's parts and runs them until ctx ends or SIGTERM.
+func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	tokens, closeTokens, err := newTokens(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeTokens()
+	wa, err := whatsapp.NewClient(whatsapp.Config{BaseURL: cfg.WhatsAppBaseURL, Timeout: cfg.WhatsAppTimeout, HTTPClient: adapters.WhatsAppHTTPClient(cfg.MaxInFlight)})
+	if err != nil {
+		return err
+	}
+	recorder, err := adapters.DialRecorder(cfg.RecorderAddr)
+	if err != nil {
+		return err
+	}
+	defer recorder.Close()
+	ps, err := pubsub.NewClient(ctx, cfg.Project)
+	if err != nil {
+		return fmt.Errorf("pubsub client: %w", err)
+	}
+	defer ps.Close()
+	publisher := adapters.NewPublisher(ps)
+	defer publisher.Stop()
+
+	srv, err := ops.New(cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	srv.AddReadiness("recorder", recorder.Ready)
+	claimant := cfg.claimant()
+	proc := app.NewProcessor(cfg.processorConfig(claimant), recorder.Client(), wa, tokens, publisher,
+		app.NewLimiters(cfg.RatePerNumber, cfg.RateBurst, cfg.RateCooldown), adapters.Clock{}, app.NewMetrics(srv.Registry), log)
+
+	log.WithFields(logrus.Fields{"subscription": cfg.Subscription, "recorder": cfg.RecorderAddr, "ops": srv.Addr(), "claimant": claimant}).Info("sender starting")
+	return lifecycle.Run(ctx,
+		func(ctx context.Context) error { return srv.Run(ctx, cfg.ShutdownGrace) },
+		func(ctx context.Context) error {
+			// No Detach: the processor itself decides what shutdown may
+			// interrupt (nothing once a send is claimed).
+			err := consume.Receive(ctx, ps.Subscriber(cfg.Subscription), consume.Options{Settings: cfg.receiveSettings(), SpanName: "send", Log: log}, proc.Process)
+			if err == nil {
+				log.Info("stopped receiving; in-flight tasks finished")
+			}
+			return err
+		},
+	)
+}
+
+func (cfg spec) check() error {
+	if cfg.MaxAttempts < 1 || cfg.MaxInFlight < 1 || cfg.PullStreams < 1 || cfg.RatePerNumber <= 0 {
+		return errors.New("SENDER_MAX_ATTEMPTS, SENDER_MAX_IN_FLIGHT, SENDER_PULL_STREAMS and SENDER_RATE_PER_NUMBER must be positive")
+	}
+	if reserve := cfg.publishReserve(); cfg.ClaimLease < cfg.WhatsAppTimeout+reserve {
+		return fmt.Errorf("SENDER_CLAIM_LEASE (%s) must leave room for one WhatsApp call (%s) and publishing the result (%s)", cfg.ClaimLease, cfg.WhatsAppTimeout, reserve)
+	}
+	return nil
+}
+
+// newTokens resolves lease token references from the local map and, when
+// configured, Secret Manager.
+func newTokens(ctx context.Context, cfg spec) (*app.Tokens, func(), error) {
+	local, err := whatsapp.LoadLocalTokens(cfg.Tokens, cfg.TokensFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !cfg.SecretManager {
+		return app.NewTokens(local, nil, cfg.SecretCacheTTL, time.Now), func() {}, nil
+	}
+	sm, err := adapters.NewSecretManager(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return app.NewTokens(local, sm, cfg.SecretCacheTTL, time.Now), func() { _ = sm.Close() }, nil
+}
+
+func (cfg spec) claimant() string {
+	if cfg.Claimant != "" {
+		return cfg.Claimant
+	}
+	host, _ := os.Hostname()
+	return host + "-" + uuid.NewString()[:8]
+}
+
+func (cfg spec) processorConfig(claimant string) app.Config {
+	return app.Config{
+		Claimant:          claimant,
+		ClaimLease:        cfg.ClaimLease,
+		ClaimTimeout:      cfg.ClaimTimeout,
+		MaxAttempts:       cfg.MaxAttempts,
+		InitialBackoff:    cfg.InitialBackoff,
+		MaxBackoff:        cfg.MaxBackoff,
+		CallTimeout:       cfg.WhatsAppTimeout,
+		PublishReserve:    cfg.publishReserve(),
+		PublishTimeout:    cfg.PublishTimeout,
+		InFlightRecheck:   cfg.InFlightRecheck,
+		DefaultAPIVersion: cfg.WhatsAppAPIVersion,
+		EnforceWindow:     cfg.EnforceWindow,
+		ResultsTopic:      cfg.ResultsTopic,
+		DeadLetterTopic:   cfg.DeadLetterTopic,
+	}
+}
+
+// publishReserve is the end of a claim's lease kept for publishing the
+// result: a WhatsApp answer that arrives later than that cannot be recorded
+// before another delivery sees the claim expire.
+func (cfg spec) publishReserve() time.Duration {
+	return min(5*time.Second, cfg.PublishTimeout)
+}
+
+func (cfg spec) receiveSettings() pubsub.ReceiveSettings {
+	rs := pubsub.DefaultReceiveSettings
+	rs.MaxOutstandingMessages = cfg.MaxInFlight
+	rs.NumGoroutines = cfg.PullStreams
+	rs.MaxDurationPerAckExtension = cfg.AckExtension
+	return rs
 }

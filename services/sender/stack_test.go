@@ -25,6 +25,7 @@ import (
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
+	"github.com/visn/wadispatch/pkg/tracing"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 	"github.com/visn/wadispatch/services/recorder/recordertest"
 )
@@ -53,6 +54,7 @@ type stack struct {
 
 	mu          sync.Mutex
 	results     map[string][]*wadispatchv1.SendResult
+	resultAttrs map[string][]map[string]string
 	deadLetters map[string][]*pubsub.Message
 	resultCount int
 	changed     chan struct{}
@@ -63,7 +65,7 @@ type stack struct {
 func newStack(t testing.TB, simOpts whatsappsim.Options, recordResults bool) *stack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &stack{t: t, logs: &logtest.Buffer{}, results: map[string][]*wadispatchv1.SendResult{},
+	s := &stack{t: t, logs: &logtest.Buffer{}, results: map[string][]*wadispatchv1.SendResult{}, resultAttrs: map[string][]map[string]string{},
 		deadLetters: map[string][]*pubsub.Message{}, changed: make(chan struct{}, 1)}
 
 	psAddr := pubsubemu.StartForTest(t)
@@ -155,6 +157,7 @@ func (s *stack) consumeResults(ctx context.Context, recordResults bool) {
 		}
 		s.mu.Lock()
 		s.results[r.GetMessageDocId()] = append(s.results[r.GetMessageDocId()], r)
+		s.resultAttrs[r.GetMessageDocId()] = append(s.resultAttrs[r.GetMessageDocId()], m.Attributes)
 		s.resultCount++
 		s.mu.Unlock()
 		s.notify()
@@ -376,6 +379,13 @@ func (s *stack) newTask(id, driver string, typ wadispatchv1.MessageType) *wadisp
 // the driver as ordering key unless unordered.
 func (s *stack) publish(task *wadispatchv1.SendTask, ordered bool) {
 	s.t.Helper()
+	s.publishIn(context.Background(), task, ordered)
+}
+
+// publishIn publishes the task with the trace of ctx in its attributes, as
+// ingest does.
+func (s *stack) publishIn(ctx context.Context, task *wadispatchv1.SendTask, ordered bool) {
+	s.t.Helper()
 	data, err := proto.Marshal(task)
 	if err != nil {
 		s.t.Fatal(err)
@@ -384,6 +394,7 @@ func (s *stack) publish(task *wadispatchv1.SendTask, ordered bool) {
 		"messagePath": task.GetMessageDocId(), "leaseId": task.GetLeaseId(),
 		"schema": string(proto.MessageName(task)),
 	}}
+	m.Attributes = tracing.Inject(ctx, m.Attributes)
 	if ordered {
 		m.OrderingKey = task.GetDriverMobileNumber()
 	}

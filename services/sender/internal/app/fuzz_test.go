@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/visn/wadispatch/pkg/consume"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
@@ -38,16 +39,16 @@ func FuzzProcess(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h := newHarness(t, nil)
-		v := h.proc.Process(context.Background(), Delivery{Data: data, Attempt: 1})
+		v := h.proc.Process(context.Background(), consume.Message{Data: data, DeliveryAttempt: 1})
 		results := len(h.pub.on(topology.ResultsTopic))
 		if !v.Ack {
-			if v.Outcome != OutcomePoison || len(h.claims) != 0 || h.calls() != 0 || results != 0 {
-				t.Fatalf("nacked with outcome %s after %d claims, %d WhatsApp calls, %d results", v.Outcome, len(h.claims), h.calls(), results)
+			if v.Reason != string(OutcomePoison) || len(h.claims) != 0 || h.calls() != 0 || results != 0 {
+				t.Fatalf("nacked with outcome %s after %d claims, %d WhatsApp calls, %d results", v.Reason, len(h.claims), h.calls(), results)
 			}
 			return
 		}
 		if results != 1 || len(h.claims) != 1 {
-			t.Fatalf("acked (%s) with %d results published and %d claims, want 1 and 1", v.Outcome, results, len(h.claims))
+			t.Fatalf("acked (%s) with %d results published and %d claims, want 1 and 1", v.Reason, results, len(h.claims))
 		}
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/visn/wadispatch/pkg/consume"
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/sendtask"
@@ -119,14 +120,6 @@ func NewProcessor(cfg Config, claimer Claimer, wa WhatsApp, tokens TokenResolver
 	return &Processor{cfg: cfg, claimer: claimer, wa: wa, tokens: tokens, publisher: publisher, limiters: limiters, clock: clock, metrics: metrics, log: log}
 }
 
-// Delivery is one Pub/Sub message of the tasks subscription.
-type Delivery struct {
-	Data       []byte
-	Attributes map[string]string
-	// Attempt is Pub/Sub's delivery attempt (0 when unknown), for logs.
-	Attempt int
-}
-
 // Outcome names how a task ended, as a metric label.
 type Outcome string
 
@@ -154,12 +147,6 @@ const (
 	OutcomeCanceled Outcome = "canceled"
 )
 
-// Verdict is what to do with the Pub/Sub message.
-type Verdict struct {
-	Ack     bool
-	Outcome Outcome
-}
-
 // Reasons of FAILED results that are not WhatsApp's.
 const (
 	ReasonTokenUnavailable = "token_unavailable"
@@ -169,21 +156,19 @@ const (
 	ReasonOutsideWindow = "outside_24h_window"
 )
 
-// Process handles one delivery. It never panics on bad input, and returns
-// Ack only once the task's outcome is durable (published and confirmed) or
-// known to need nothing more.
-func (p *Processor) Process(ctx context.Context, d Delivery) Verdict {
+// Process handles one delivery. It never panics on bad input, and acks
+// only once the task's outcome is durable (published and confirmed) or
+// known to need nothing more. The verdict's reason is the Outcome.
+func (p *Processor) Process(ctx context.Context, d consume.Message) consume.Verdict {
 	p.metrics.inFlight.Inc()
 	defer p.metrics.inFlight.Dec()
-	ctx, span := startSpan(ctx, d)
-	v := p.process(ctx, d)
-	endSpan(span, v)
-	p.metrics.tasks.WithLabelValues(string(v.Outcome), strconv.FormatBool(v.Ack)).Inc()
-	return v
+	ack, outcome := p.process(ctx, d)
+	p.metrics.tasks.WithLabelValues(string(outcome), strconv.FormatBool(ack)).Inc()
+	return consume.Verdict{Ack: ack, Reason: string(outcome), Poison: outcome == OutcomePoison}
 }
 
-func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
-	log := logging.WithContext(ctx, p.log).WithField("deliveryAttempt", d.Attempt)
+func (p *Processor) process(ctx context.Context, d consume.Message) (ack bool, _ Outcome) {
+	log := logging.WithContext(ctx, p.log).WithField("deliveryAttempt", d.DeliveryAttempt)
 	task := &wadispatchv1.SendTask{}
 	if err := proto.Unmarshal(d.Data, task); err != nil {
 		return p.poison(log.WithField("messagePath", d.Attributes["messagePath"]), "undecodable", err)
@@ -204,7 +189,7 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 			tokenErr = err
 		case err != nil:
 			log.WithError(err).Warn("token lookup failed; will retry")
-			return Verdict{Outcome: OutcomeTokenLookupFailed}
+			return false, OutcomeTokenLookupFailed
 		default:
 			sender.Token = tok
 		}
@@ -213,19 +198,19 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 		// Pace before claiming: a wait after the claim would eat its lease.
 		if err := p.pace(ctx, sender.PhoneNumberID, time.Duration(math.MaxInt64)); err != nil {
 			log.WithError(err).Info("stopped while waiting for the rate limiter")
-			return Verdict{Outcome: OutcomeCanceled}
+			return false, OutcomeCanceled
 		}
 	}
 
 	if ctx.Err() != nil {
 		log.Info("stopping; task left for redelivery")
-		return Verdict{Outcome: OutcomeCanceled}
+		return false, OutcomeCanceled
 	}
 	claim, err := p.claim(ctx, task)
 	if err != nil {
 		p.metrics.claims.WithLabelValues("error").Inc()
 		log.WithError(err).WithField("grpcCode", status.Code(err).String()).Warn("claim failed; will retry")
-		return Verdict{Outcome: OutcomeRecorderUnavailable}
+		return false, OutcomeRecorderUnavailable
 	}
 	decision := claim.GetDecision()
 	p.metrics.claims.WithLabelValues(dispatch.Label(decision)).Inc()
@@ -269,13 +254,13 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 		switch {
 		case call.reclaimErr != nil:
 			log.WithError(call.reclaimErr).Warn("claiming again after the released wait failed; the redelivery takes the send over")
-			return Verdict{Outcome: OutcomeRecorderUnavailable}
+			return false, OutcomeRecorderUnavailable
 		case call.reclaim != nil:
 			return p.notSending(ctx, log.WithField("decision", dispatch.Label(call.reclaim.GetDecision())), d, task, call.reclaim)
 		}
 		if call.unknown {
 			log.WithError(call.err).Error("WhatsApp may have accepted the message but gave no usable answer; publishing nothing, the claim will expire into UNKNOWN")
-			return Verdict{Outcome: OutcomeOutcomeUnknown}
+			return false, OutcomeOutcomeUnknown
 		}
 		result.Attempts = int32(call.attempts)
 		result.CalledAt = timestamppb.New(call.calledAt)
@@ -297,26 +282,26 @@ func (p *Processor) process(ctx context.Context, d Delivery) Verdict {
 
 	if err := p.publishResult(ctx, task, result); err != nil {
 		log.WithError(err).Error("publishing the result failed; will retry")
-		return Verdict{Outcome: OutcomePublishFailed}
+		return false, OutcomePublishFailed
 	}
 	log.WithField("outcome", result.Outcome.String()).Info("result published")
 	if call.exhausted {
 		if err := p.deadLetter(ctx, d, result.GetError()); err != nil {
 			log.WithError(err).Error("publishing to the dead-letter topic failed; will retry")
-			return Verdict{Outcome: OutcomePublishFailed}
+			return false, OutcomePublishFailed
 		}
 		log.Warn("retries exhausted; task published to the dead-letter topic")
-		return Verdict{Ack: true, Outcome: OutcomeRetriesExhausted}
+		return true, OutcomeRetriesExhausted
 	}
 	if result.Outcome == wadispatchv1.Outcome_OUTCOME_SENT {
-		return Verdict{Ack: true, Outcome: OutcomeSent}
+		return true, OutcomeSent
 	}
-	return Verdict{Ack: true, Outcome: OutcomeFailed}
+	return true, OutcomeFailed
 }
 
 // notSending handles a claim answer other than SEND, first or after a
 // released wait.
-func (p *Processor) notSending(ctx context.Context, log *logrus.Entry, d Delivery, task *wadispatchv1.SendTask, claim *wadispatchv1.ClaimSendResponse) Verdict {
+func (p *Processor) notSending(ctx context.Context, log *logrus.Entry, d consume.Message, task *wadispatchv1.SendTask, claim *wadispatchv1.ClaimSendResponse) (bool, Outcome) {
 	switch claim.GetDecision() {
 	case wadispatchv1.ClaimSendResponse_DECISION_DONE:
 		return p.republish(ctx, log, d, task, claim)
@@ -327,19 +312,19 @@ func (p *Processor) notSending(ctx context.Context, log *logrus.Entry, d Deliver
 		}
 		log.WithField("reason", claim.GetReason()).Infof("another sender holds the send; nack in %s", wait)
 		_ = p.clock.Sleep(ctx, wait)
-		return Verdict{Outcome: OutcomeInFlight}
+		return false, OutcomeInFlight
 	case wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN:
 		log.WithField("reason", claim.GetReason()).Warn("send outcome is UNKNOWN after an expired claim; sending nothing (an operator may resend)")
-		return Verdict{Ack: true, Outcome: OutcomeUnknown}
+		return true, OutcomeUnknown
 	}
 	log.Error("recorder answered without a decision; will retry")
-	return Verdict{Outcome: OutcomeRecorderUnavailable}
+	return false, OutcomeRecorderUnavailable
 }
 
-func (p *Processor) poison(log *logrus.Entry, reason string, err error) Verdict {
+func (p *Processor) poison(log *logrus.Entry, reason string, err error) (bool, Outcome) {
 	p.metrics.poison.WithLabelValues(reason).Inc()
 	log.WithError(err).WithField("reason", reason).Error("poison task; nacking until the subscription dead-letters it")
-	return Verdict{Outcome: OutcomePoison}
+	return false, OutcomePoison
 }
 
 // claim asks the recorder for the send. A claim under way is not cancelled by
@@ -363,25 +348,25 @@ func (p *Processor) claim(ctx context.Context, task *wadispatchv1.SendTask) (*wa
 // may have died before its publish was confirmed; the recorder applies a
 // result once. A task that had exhausted its retries goes to the dead-letter
 // topic again for the same reason.
-func (p *Processor) republish(ctx context.Context, log *logrus.Entry, d Delivery, task *wadispatchv1.SendTask, claim *wadispatchv1.ClaimSendResponse) Verdict {
+func (p *Processor) republish(ctx context.Context, log *logrus.Entry, d consume.Message, task *wadispatchv1.SendTask, claim *wadispatchv1.ClaimSendResponse) (bool, Outcome) {
 	result := claim.GetResult()
 	if result == nil {
 		log.Warn("send already done but the recorder returned no result; nothing to republish")
-		return Verdict{Ack: true, Outcome: OutcomeDuplicate}
+		return true, OutcomeDuplicate
 	}
 	log = log.WithField("wamid", result.GetWhatsappMessageId())
 	if err := p.publishResult(ctx, task, result); err != nil {
 		log.WithError(err).Error("republishing the recorded result failed; will retry")
-		return Verdict{Outcome: OutcomePublishFailed}
+		return false, OutcomePublishFailed
 	}
 	if result.GetOutcome() == wadispatchv1.Outcome_OUTCOME_FAILED && result.GetError().GetReason() == ReasonRetriesExhausted {
 		if err := p.deadLetter(ctx, d, result.GetError()); err != nil {
 			log.WithError(err).Error("publishing to the dead-letter topic failed; will retry")
-			return Verdict{Outcome: OutcomePublishFailed}
+			return false, OutcomePublishFailed
 		}
 	}
 	log.WithField("outcome", result.GetOutcome().String()).Info("send already done; recorded result republished, nothing sent")
-	return Verdict{Ack: true, Outcome: OutcomeDuplicate}
+	return true, OutcomeDuplicate
 }
 
 // callOutcome is how the WhatsApp calls of one task ended.
@@ -656,7 +641,7 @@ func (p *Processor) publishResult(ctx context.Context, task *wadispatchv1.SendTa
 
 // deadLetter publishes the task as received, with why it failed, so
 // operators see it next to the tasks Pub/Sub dead-lettered.
-func (p *Processor) deadLetter(ctx context.Context, d Delivery, e *wadispatchv1.WhatsAppError) error {
+func (p *Processor) deadLetter(ctx context.Context, d consume.Message, e *wadispatchv1.WhatsAppError) error {
 	attrs := maps.Clone(d.Attributes)
 	if attrs == nil {
 		attrs = map[string]string{}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/visn/wadispatch/pkg/consume"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/logging/logtest"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
@@ -246,13 +247,13 @@ func textTask() *wadispatchv1.SendTask {
 	}
 }
 
-func delivery(t *testing.T, task *wadispatchv1.SendTask) Delivery {
+func delivery(t *testing.T, task *wadispatchv1.SendTask) consume.Message {
 	t.Helper()
 	data, err := proto.Marshal(task)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Delivery{Data: data, Attributes: map[string]string{"messagePath": task.GetMessageDocId()}, Attempt: 1}
+	return consume.Message{Data: data, Attributes: map[string]string{"messagePath": task.GetMessageDocId()}, DeliveryAttempt: 1}
 }
 
 func (h *harness) result() *wadispatchv1.SendResult {
@@ -268,9 +269,9 @@ func (h *harness) result() *wadispatchv1.SendResult {
 	return r
 }
 
-func wantVerdict(t *testing.T, got Verdict, ack bool, outcome Outcome) {
+func wantVerdict(t *testing.T, got consume.Verdict, ack bool, outcome Outcome) {
 	t.Helper()
-	if got.Ack != ack || got.Outcome != outcome {
+	if got.Ack != ack || got.Reason != string(outcome) || got.Poison != (outcome == OutcomePoison) {
 		t.Fatalf("verdict %+v, want ack=%v outcome=%s", got, ack, outcome)
 	}
 }
@@ -325,9 +326,9 @@ func TestTemplateSentWithETA(t *testing.T) {
 }
 
 func TestPoisonIsNackedWithoutClaim(t *testing.T) {
-	for name, d := range map[string]Delivery{
+	for name, d := range map[string]consume.Message{
 		"undecodable": {Data: []byte{0xff, 0xff, 0xff}},
-		"invalid_message_path": func() Delivery {
+		"invalid_message_path": func() consume.Message {
 			task := textTask()
 			task.MessageDocId = "leasecompany/l1/other/m1"
 			return delivery(t, task)

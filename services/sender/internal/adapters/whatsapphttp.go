@@ -1,4 +1,4 @@
-package main
+package adapters
 
 import (
 	"net/http"
@@ -6,10 +6,10 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
 
-// whatsAppHTTPClient is the WhatsApp client's HTTP client with a client span
+// WhatsAppHTTPClient is the WhatsApp client's HTTP client with a client span
 // per call, in the trace of the task being sent. It keeps maxIdle
 // connections to Meta open, as the whatsapp client's own would.
-func whatsAppHTTPClient(maxIdle int) *http.Client {
+func WhatsAppHTTPClient(maxIdle int) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = maxIdle
 	t.MaxIdleConnsPerHost = maxIdle

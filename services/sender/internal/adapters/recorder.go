@@ -1,9 +1,11 @@
-package main
+package adapters
 
 import (
 	"context"
 	"fmt"
 	"time"
+
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
@@ -27,13 +29,14 @@ const retryUnavailable = `{
   }]
 }`
 
-// recorderConn is the connection to the recorder's gRPC API. Inside the
+// RecorderConn is the connection to the recorder's gRPC API. Inside the
 // cluster it is plaintext; the network policy admits only the sender.
-type recorderConn struct {
+type RecorderConn struct {
 	conn *grpc.ClientConn
 }
 
-func dialRecorder(addr string) (*recorderConn, error) {
+// DialRecorder connects lazily: the first call, or Ready, dials.
+func DialRecorder(addr string) (*RecorderConn, error) {
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(retryUnavailable),
@@ -46,12 +49,12 @@ func dialRecorder(addr string) (*recorderConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recorder client for %s: %w", addr, err)
 	}
-	return &recorderConn{conn: conn}, nil
+	return &RecorderConn{conn: conn}, nil
 }
 
 // Ready reports whether the recorder can be reached now, connecting if the
 // connection is idle.
-func (r *recorderConn) Ready(ctx context.Context) error {
+func (r *RecorderConn) Ready(ctx context.Context) error {
 	for {
 		s := r.conn.GetState()
 		switch s {
@@ -66,4 +69,10 @@ func (r *recorderConn) Ready(ctx context.Context) error {
 	}
 }
 
-func (r *recorderConn) Close() error { return r.conn.Close() }
+// Client is the Recorder API over this connection.
+func (r *RecorderConn) Client() wadispatchv1.RecorderClient {
+	return wadispatchv1.NewRecorderClient(r.conn)
+}
+
+// Close closes the connection.
+func (r *RecorderConn) Close() error { return r.conn.Close() }

@@ -1,4 +1,4 @@
-package main
+package adapters
 
 import (
 	"context"
@@ -14,22 +14,24 @@ import (
 	"github.com/visn/wadispatch/services/sender/internal/app"
 )
 
-// secretManager reads tokens from Secret Manager.
-type secretManager struct {
+// SecretManager reads tokens from Secret Manager; it is the sender's
+// app.SecretSource on GCP.
+type SecretManager struct {
 	client *secretmanager.Client
 }
 
-func newSecretManager(ctx context.Context, opts ...option.ClientOption) (*secretManager, error) {
+// NewSecretManager connects to Secret Manager (opts: an endpoint in tests).
+func NewSecretManager(ctx context.Context, opts ...option.ClientOption) (*SecretManager, error) {
 	c, err := secretmanager.NewClient(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("secret manager client: %w", err)
 	}
-	return &secretManager{client: c}, nil
+	return &SecretManager{client: c}, nil
 }
 
-// AccessSecret implements sending.SecretSource. Errors name the version,
+// AccessSecret implements app.SecretSource. Errors name the version,
 // never its payload.
-func (s *secretManager) AccessSecret(ctx context.Context, name string) ([]byte, error) {
+func (s *SecretManager) AccessSecret(ctx context.Context, name string) ([]byte, error) {
 	resp, err := s.client.AccessSecretVersion(ctx, &secretmanagerpb.AccessSecretVersionRequest{Name: name})
 	if err != nil {
 		switch status.Code(err) {
@@ -47,4 +49,5 @@ func (s *secretManager) AccessSecret(ctx context.Context, name string) ([]byte, 
 	return data, nil
 }
 
-func (s *secretManager) Close() error { return s.client.Close() }
+// Close closes the client.
+func (s *SecretManager) Close() error { return s.client.Close() }

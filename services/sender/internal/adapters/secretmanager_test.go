@@ -1,4 +1,4 @@
-package main
+package adapters
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func TestSecretManagerSource(t *testing.T) {
 	}
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
-	sm, err := newSecretManager(context.Background(), option.WithEndpoint(ln.Addr().String()), option.WithoutAuthentication(),
+	sm, err := NewSecretManager(context.Background(), option.WithEndpoint(ln.Addr().String()), option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	if err != nil {
 		t.Fatal(err)
