@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// topology is charts/wadispatch/topology.yaml (pkg/topology reads the same
+// topology is charts/wadispatch/topology.yaml (pkg/testinfra/topology reads the same
 // file for the local Pub/Sub server; this module does not import it to keep
 // the Pub/Sub client out of its build).
 type topology struct {

@@ -67,7 +67,7 @@ type classification struct {
 // codeTable classifies every code on Meta's "Error codes" page for the Cloud
 // API (developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes,
 // read through its mirrors by Kaleyra, 360dialog, Heltar and Niswey on
-// 2026-11-25; see also ../../../shared/reference/README.md). Titles are Meta's.
+// 2026-11-25; docs/architecture.md lists the sources). Titles are Meta's.
 //
 // Retryable means the same request may succeed later without anyone changing
 // anything: throttling, and Meta-side outages. Everything that needs a person

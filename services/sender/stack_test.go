@@ -32,7 +32,7 @@ import (
 
 // The real parts around the sender in these tests: the pstest Pub/Sub server
 // with the chart's topology, the project's Firestore emulator behind the
-// recorder (pkg/record) served over gRPC on a port, and the WhatsApp
+// recorder (services/recorder/recordertest) served over gRPC on a port, and the WhatsApp
 // simulator over HTTP.
 
 const (

@@ -1,5 +1,5 @@
 // Package baseline is the send flow as the seed describes it
-// (/work/shared/seeds/whatsapp-send-message-flow.txt), kept honest and simple
+// (summarised in docs/architecture.md, "The seed design"), kept honest and simple
 // so the load harness can compare wadispatch with it on the same machine:
 //
 //   - a function per created document (Validator, an HTTP handler receiving

@@ -44,7 +44,7 @@ var faultEnv = map[string][]string{
 // message per 6 s) and 12 users, while the sender is SIGKILLed three times, the recorder restarted,
 // WhatsApp fails about 20% of calls with retryable errors, answers two
 // bursts of 130429 and delays one call in ten by 700 ms (holding the task's
-// Pub/Sub ack). Afterwards every guarantee of DESIGN.md is checked by
+// Pub/Sub ack). Afterwards every guarantee of docs/architecture.md is checked by
 // bench.Audit against the documents and what the WhatsApp simulator
 // accepted.
 func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {

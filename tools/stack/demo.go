@@ -220,7 +220,7 @@ func (s *Stack) ancillary(ctx context.Context) (*firestore.Client, error) {
 	return s.anc, nil
 }
 
-// AddFault installs a simulator fault (see tools/whatsappsim's README).
+// AddFault installs a simulator fault (see pkg/testinfra/whatsappsim's README).
 func (s *Stack) AddFault(ctx context.Context, fault map[string]any) error {
 	return s.simulator(ctx, http.MethodPost, "/_sim/faults", fault, nil)
 }

@@ -5,7 +5,7 @@
 // source: wadispatch/v1/messages.proto
 
 // Contracts between the wadispatch services. Pub/Sub payloads are these
-// messages in protobuf wire format; see DESIGN.md for the flow.
+// messages in protobuf wire format; see docs/architecture.md for the flow.
 
 package wadispatchv1
 

@@ -1,5 +1,5 @@
 // Command firestore-emulator runs the wadispatch Firestore emulator (package
-// tools/firestoreemu) as a program with the gcloud emulators' interface.
+// pkg/testinfra/firestoreemu) as a program with the gcloud emulators' interface.
 //
 //	firestore-emulator --host-port 127.0.0.1:8080 \
 //	  --trigger 'created:leasecompany/{leaseId}/enquiries/{enquiryId}/whatsapp/messages/chatMessages/{messageId}=http://127.0.0.1:8081/' \

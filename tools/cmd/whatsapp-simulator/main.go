@@ -1,5 +1,5 @@
 // Command whatsapp-simulator serves a simulated WhatsApp Cloud API (see
-// tools/whatsappsim) with the gcloud emulators' interface: --host-port to
+// pkg/testinfra/whatsappsim) with the gcloud emulators' interface: --host-port to
 // listen, one ready line on stdout, a clean exit on SIGTERM or SIGINT. Flags
 // mirror whatsappsim.Options.
 //

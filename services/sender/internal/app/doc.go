@@ -1,9 +1,9 @@
-// Package sending is the sender service's procedure for one SendTask: decode,
+// Package app is the sender service's procedure for one SendTask: decode,
 // claim the send through the recorder, resolve the lease's token, pace the
 // phone number, call WhatsApp with bounded retries, publish the SendResult,
 // and tell the caller whether to ack or nack the Pub/Sub message.
 //
-// The procedure keeps the delivery guarantees of DESIGN.md:
+// The procedure keeps the delivery guarantees of docs/architecture.md:
 //
 //   - Nothing is sent without a SEND claim, and a claimed send always ends in
 //     a published result (SENT or FAILED) unless WhatsApp may have accepted it
