@@ -120,9 +120,9 @@ func Receive(ctx context.Context, sub *pubsub.Subscriber, o Options, h Handler) 
 			msg.Nack()
 		}
 		if o.Metrics != nil {
-			o.Metrics.handled.WithLabelValues(name, verdict, v.Reason).Inc()
+			o.Metrics.Handled(name, verdict, v.Reason).Inc()
 			if v.Poison {
-				o.Metrics.poison.WithLabelValues(name, v.Reason).Inc()
+				o.Metrics.Poisoned(name, v.Reason).Inc()
 			}
 		}
 		if o.Log != nil {
@@ -135,4 +135,14 @@ func Receive(ctx context.Context, sub *pubsub.Subscriber, o Options, h Handler) 
 		return fmt.Errorf("receive from %s: %w", name, err)
 	}
 	return nil
+}
+
+// Handled is the counter of one subscription's verdict and reason.
+func (m *Metrics) Handled(subscription, verdict, reason string) prometheus.Counter {
+	return m.handled.WithLabelValues(subscription, verdict, reason)
+}
+
+// Poisoned is the counter of one subscription's poison reason.
+func (m *Metrics) Poisoned(subscription, reason string) prometheus.Counter {
+	return m.poison.WithLabelValues(subscription, reason)
 }
