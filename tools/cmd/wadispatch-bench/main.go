@@ -3,7 +3,7 @@
 // Firestore calls per message and the services' CPU and memory; then the
 // same for the seed design (tools/baseline) and the ratios.
 //
-//	go build -o bin/ ./services/... ./tools/cmd/... && bin/wadispatch-bench --bin bin
+//	make build && bin/wadispatch-bench --bin bin
 package main
 
 import (
