@@ -43,9 +43,31 @@ type Server struct {
 	fresh  map[net.Conn]struct{}
 }
 
+// Limits bound what one client can hold of a server. A body dribbled
+// slowly is cut after ReadTimeout, an answer the client will not read after
+// WriteTimeout, and past MaxInFlight requests at once the next is answered
+// 503 at once instead of queueing into memory.
+type Limits struct {
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	MaxInFlight  int
+}
+
+// DefaultLimits suit probes, metrics and ingest's endpoints, whose bodies
+// are at most a few MiB and whose handling is bounded well below 30s.
+var DefaultLimits = Limits{ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second, MaxInFlight: 256}
+
 // New listens on addr (":0" picks a free port) and registers the Go and
-// process collectors in a registry of the server's own.
-func New(addr string) (*Server, error) {
+// process collectors in a registry of the server's own. It applies
+// DefaultLimits; NewWithLimits chooses others.
+func New(addr string) (*Server, error) { return NewWithLimits(addr, DefaultLimits) }
+
+// NewWithLimits is New with limits of the caller's.
+func NewWithLimits(addr string, limits Limits) (*Server, error) {
+	if limits.ReadTimeout <= 0 || limits.WriteTimeout <= 0 || limits.IdleTimeout <= 0 || limits.MaxInFlight <= 0 {
+		return nil, fmt.Errorf("ops limits must all be positive: %+v", limits)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("ops listen on %s: %w", addr, err)
@@ -64,8 +86,35 @@ func New(addr string) (*Server, error) {
 	})
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ConnState: s.trackConn}
+	s.srv = &http.Server{
+		Handler:           limitInFlight(s.mux, limits.MaxInFlight),
+		ReadHeaderTimeout: min(10*time.Second, limits.ReadTimeout),
+		ReadTimeout:       limits.ReadTimeout,
+		WriteTimeout:      limits.WriteTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		ConnState:         s.trackConn,
+	}
 	return s, nil
+}
+
+// limitInFlight answers 503 past n requests in progress. Probes are
+// exempt: a flood must not make Kubernetes restart a pod that is working.
+func limitInFlight(h http.Handler, n int) http.Handler {
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			h.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many requests in progress", http.StatusServiceUnavailable)
+		}
+	})
 }
 
 func (s *Server) trackConn(c net.Conn, state http.ConnState) {

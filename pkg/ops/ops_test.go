@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +101,93 @@ func TestShutdownDoesNotWaitForConnectionsWithoutRequests(t *testing.T) {
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("shutdown took %s", took)
+	}
+}
+
+func startWithLimits(t *testing.T, limits ops.Limits, h http.Handler) string {
+	t.Helper()
+	srv, err := ops.NewWithLimits("127.0.0.1:0", limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Handle("/work", h)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return srv.Addr()
+}
+
+// A client that sends its body slowly is cut off once the read timeout
+// passes, instead of holding a connection and its buffers forever.
+func TestSlowBodyIsCut(t *testing.T) {
+	limits := ops.DefaultLimits
+	limits.ReadTimeout = 300 * time.Millisecond
+	addr := startWithLimits(t, limits, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST /work HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Dribble a byte at a time until the server closes the connection; a
+	// server without a read timeout would take the whole MiB for hours.
+	cut := false
+	for giveUp := time.Now().Add(20 * time.Second); time.Now().Before(giveUp); {
+		if _, err := conn.Write([]byte("x")); err != nil {
+			cut = true
+			break
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		var b [1]byte
+		if _, err := conn.Read(b[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			cut = true
+			break
+		}
+	}
+	if !cut {
+		t.Fatal("the server read a dribbled MiB without cutting the connection")
+	}
+}
+
+// Past the in-flight limit a request is answered 503 at once; probes are
+// still answered.
+func TestInFlightLimit(t *testing.T) {
+	limits := ops.DefaultLimits
+	limits.MaxInFlight = 2
+	release := make(chan struct{})
+	entered := make(chan struct{}, 2)
+	addr := startWithLimits(t, limits, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	defer close(release)
+	for range 2 {
+		go func() {
+			if resp, err := http.Post("http://"+addr+"/work", "text/plain", strings.NewReader("x")); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		<-entered
+	}
+	resp, err := http.Post("http://"+addr+"/work", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("third request: %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if code, _ := get(t, "http://"+addr+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d while the limit is reached", code)
 	}
 }
