@@ -13,6 +13,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/firestoreevent"
 	"github.com/visn/wadispatch/pkg/firestoreevent/eventarctest"
+	"github.com/visn/wadispatch/services/ingest/internal/app"
 )
 
 // FuzzHandler posts arbitrary requests to the handler backed by the
@@ -41,12 +42,12 @@ func FuzzHandler(f *testing.F) {
 			req.Header = h
 		}
 		rec := httptest.NewRecorder()
-		e.ingest.ServeHTTP(rec, req)
+		e.events.ServeHTTP(rec, req)
 		var ans map[string]string
 		_ = json.Unmarshal(rec.Body.Bytes(), &ans)
 		switch rec.Code {
 		case http.StatusOK:
-			if o := ans["outcome"]; o != outcomePublished && !(o == outcomeRejected && ans["reason"] != "") {
+			if o := ans["outcome"]; o != app.OutcomePublished && !(o == app.OutcomeRejected && ans["reason"] != "") {
 				t.Fatalf("200 with body %s", rec.Body)
 			}
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,7 +14,7 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -29,6 +30,8 @@ import (
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/services/ingest/internal/adapters"
+	"github.com/visn/wadispatch/services/ingest/internal/app"
 )
 
 const (
@@ -45,7 +48,9 @@ type env struct {
 	fsEmu      *firestoreemu.Server
 	stopPubSub func()
 	fs         *firestore.Client
-	ingest     *ingester
+	events     http.Handler
+	registry   prometheus.Gatherer
+	clock      *clock
 	tasks      chan *pubsub.Message
 	logs       *logtest.Buffer
 	timeout    time.Duration
@@ -95,22 +100,23 @@ func newEnv(t testing.TB, tune func(*spec)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ps.Close() })
-	publisher := newTaskPublisher(ps, cfg)
-	t.Cleanup(publisher.Stop)
+	tasks := adapters.NewTasks(ps, cfg.TasksTopic, cfg.HandlerTimeout)
+	t.Cleanup(tasks.Stop)
 
 	srv, err := ops.New("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := newIngester(fs, publisher, cfg, srv.Registry, log)
+	leaseClock := &clock{}
+	in, _ := newHandlers(cfg, fs, tasks, nil, srv.Registry, log, leaseClock.now)
 	srv.Handle("/", in)
 	srv.Handle("/events/firestore", in)
 	runCtx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- srv.Run(runCtx, 5*time.Second) }()
 
-	e := &env{url: "http://" + srv.Addr() + "/", fsEmu: fsEmu, stopPubSub: stopPubSub, fs: fs, ingest: in,
-		tasks: make(chan *pubsub.Message, 1024), logs: logs, timeout: cfg.HandlerTimeout}
+	e := &env{url: "http://" + srv.Addr() + "/", fsEmu: fsEmu, stopPubSub: stopPubSub, fs: fs, events: in,
+		registry: srv.Registry, clock: leaseClock, tasks: make(chan *pubsub.Message, 1024), logs: logs, timeout: cfg.HandlerTimeout}
 	recvCtx, stopRecv := context.WithCancel(ctx)
 	received := make(chan struct{})
 	go func() {
@@ -229,7 +235,7 @@ func TestPublishesTaskFromBinaryProtobufEvent(t *testing.T) {
 	e.seedLeaseAndEnquiry(t)
 	created := time.Date(2026, 11, 25, 12, 0, 0, 250000000, time.UTC)
 	a := e.post(t, chatEvent("ev-bin-1", msgPath, textMessage(), created).Binary(e.url))
-	if a.code != http.StatusOK || a.body["outcome"] != outcomePublished || a.body["messagePath"] != msgPath {
+	if a.code != http.StatusOK || a.body["outcome"] != app.OutcomePublished || a.body["messagePath"] != msgPath {
 		t.Fatalf("answer %d %v", a.code, a.body)
 	}
 	m := e.onlyTask(t, "ev-bin-1")
@@ -266,10 +272,10 @@ func TestPublishesTaskFromBinaryProtobufEvent(t *testing.T) {
 	if got := decodeTask(t, m); !proto.Equal(got, want) {
 		t.Fatalf("task\n got %v\nwant %v", got, want)
 	}
-	if got := testutil.ToFloat64(e.ingest.metrics.published); got != 1 {
+	if got := e.metric(t, "wadispatch_ingest_tasks_published_total"); got != 1 {
 		t.Errorf("tasks published metric = %v", got)
 	}
-	if got := testutil.ToFloat64(e.ingest.metrics.received.WithLabelValues(firestoreevent.TypeCreated)); got != 1 {
+	if got := e.metric(t, "wadispatch_ingest_events_received_total", "type", firestoreevent.TypeCreated); got != 1 {
 		t.Errorf("events received metric = %v", got)
 	}
 }
@@ -296,7 +302,7 @@ func TestPublishesTemplateFromStructuredJSONEvent(t *testing.T) {
 	ev.Type = firestoreevent.TypeCreatedWithAuthContext
 	req := ev.Structured(strings.TrimSuffix(e.url, "/")+"/events/firestore", true)
 	a := e.post(t, req)
-	if a.code != http.StatusOK || a.body["outcome"] != outcomePublished {
+	if a.code != http.StatusOK || a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("answer %d %v", a.code, a.body)
 	}
 	m := e.onlyTask(t, "ev-json-1")
@@ -406,23 +412,23 @@ func TestRejectionsAnswer2xxAndPublishNothing(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := testutil.ToFloat64(e.ingest.metrics.rejected.WithLabelValues(tc.reason))
+			before := e.metric(t, "wadispatch_ingest_events_rejected_total", "reason", tc.reason)
 			a := e.post(t, tc.req(fmt.Sprintf("ev-rej-%d", i)))
-			if a.code != http.StatusOK || a.body["outcome"] != outcomeRejected || a.body["reason"] != tc.reason {
+			if a.code != http.StatusOK || a.body["outcome"] != app.OutcomeRejected || a.body["reason"] != tc.reason {
 				t.Fatalf("answer %d %v, want 200 rejected %s", a.code, a.body, tc.reason)
 			}
-			if got := testutil.ToFloat64(e.ingest.metrics.rejected.WithLabelValues(tc.reason)) - before; got != 1 {
+			if got := e.metric(t, "wadispatch_ingest_events_rejected_total", "reason", tc.reason) - before; got != 1 {
 				t.Errorf("rejections metric for %s grew by %v", tc.reason, got)
 			}
 		})
 	}
 	// Every answer above came after any publish it made; a valid event now
 	// must be the only task on the subscription.
-	if a := e.post(t, chatEvent("ev-after", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != outcomePublished {
+	if a := e.post(t, chatEvent("ev-after", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("valid event: %v", a.body)
 	}
 	e.onlyTask(t, "ev-after")
-	if got := testutil.ToFloat64(e.ingest.metrics.published); got != 1 {
+	if got := e.metric(t, "wadispatch_ingest_tasks_published_total"); got != 1 {
 		t.Errorf("tasks published metric = %v", got)
 	}
 }
@@ -438,11 +444,11 @@ func TestMalformedRequestsGet4xx(t *testing.T) {
 	if a := e.post(t, get); a.code != http.StatusMethodNotAllowed {
 		t.Errorf("GET: %d", a.code)
 	}
-	big := chatEvent("ev-big", msgPath, map[string]any{"message": strings.Repeat("x", maxBodyBytes)}, time.Now())
+	big := chatEvent("ev-big", msgPath, map[string]any{"message": strings.Repeat("x", 4<<20) /* the 4 MiB limit */}, time.Now())
 	if a := e.post(t, big.Binary(e.url)); a.code != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: %d %v", a.code, a.body)
 	}
-	if got := testutil.ToFloat64(e.ingest.metrics.malformed); got != 3 {
+	if got := e.metric(t, "wadispatch_ingest_malformed_requests_total"); got != 3 {
 		t.Errorf("malformed metric = %v", got)
 	}
 	// The ops endpoints still answer next to the handler at /.
@@ -470,15 +476,15 @@ func TestDuplicateEventPublishesOnce(t *testing.T) {
 	// And once more after the first was published.
 	answers = append(answers, e.post(t, ev.Binary(e.url)))
 	for i, a := range answers {
-		if a.code != http.StatusOK || a.body["outcome"] != outcomePublished {
+		if a.code != http.StatusOK || a.body["outcome"] != app.OutcomePublished {
 			t.Errorf("delivery %d: %d %v", i, a.code, a.body)
 		}
 	}
 	e.onlyTask(t, "ev-dup")
-	if got := testutil.ToFloat64(e.ingest.metrics.duplicates); got != float64(len(answers)-1) {
+	if got := e.metric(t, "wadispatch_ingest_duplicate_events_total"); got != float64(len(answers)-1) {
 		t.Errorf("duplicates metric = %v, want %d", got, len(answers)-1)
 	}
-	if got := testutil.ToFloat64(e.ingest.metrics.published); got != 1 {
+	if got := e.metric(t, "wadispatch_ingest_tasks_published_total"); got != 1 {
 		t.Errorf("published metric = %v", got)
 	}
 }
@@ -486,7 +492,7 @@ func TestDuplicateEventPublishesOnce(t *testing.T) {
 func TestLeaseConfigIsCached(t *testing.T) {
 	e := newEnv(t, nil)
 	e.seedLeaseAndEnquiry(t)
-	if a := e.post(t, chatEvent("ev-c1", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != outcomePublished {
+	if a := e.post(t, chatEvent("ev-c1", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("%v", a.body)
 	}
 	e.nextTask(t)
@@ -494,7 +500,7 @@ func TestLeaseConfigIsCached(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Within INGEST_LEASE_CACHE_TTL the configuration read first still holds.
-	if a := e.post(t, chatEvent("ev-c2", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != outcomePublished {
+	if a := e.post(t, chatEvent("ev-c2", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("second event after the lease was deleted: %v", a.body)
 	}
 	e.nextTask(t)
@@ -503,7 +509,7 @@ func TestLeaseConfigIsCached(t *testing.T) {
 func TestLeaseConfigChangeSeenWithoutCache(t *testing.T) {
 	e := newEnv(t, func(s *spec) { s.LeaseCacheTTL = 0 })
 	e.seedLeaseAndEnquiry(t)
-	if a := e.post(t, chatEvent("ev-n1", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != outcomePublished {
+	if a := e.post(t, chatEvent("ev-n1", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("%v", a.body)
 	}
 	e.nextTask(t)
@@ -522,10 +528,10 @@ func TestFirestoreDownAnswers5xx(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := e.post(t, chatEvent("ev-fs-down", msgPath, textMessage(), time.Now()).Binary(e.url))
-	if a.code != http.StatusServiceUnavailable || a.body["outcome"] != outcomeRetry {
+	if a.code != http.StatusServiceUnavailable || a.body["outcome"] != app.OutcomeRetry {
 		t.Fatalf("answer %d %v, want 503 retry", a.code, a.body)
 	}
-	if got := testutil.ToFloat64(e.ingest.metrics.transient.WithLabelValues(depFirestore)); got != 1 {
+	if got := e.metric(t, "wadispatch_ingest_transient_failures_total", "dependency", app.DepFirestore); got != 1 {
 		t.Errorf("firestore failures metric = %v", got)
 	}
 	select {
@@ -542,19 +548,19 @@ func TestPubSubDownAnswers5xx(t *testing.T) {
 	e.stopPubSub()
 	start := time.Now()
 	a := e.post(t, chatEvent("ev-ps-down", msgPath, textMessage(), time.Now()).Binary(e.url))
-	if a.code != http.StatusServiceUnavailable || a.body["outcome"] != outcomeRetry {
+	if a.code != http.StatusServiceUnavailable || a.body["outcome"] != app.OutcomeRetry {
 		t.Fatalf("answer %d %v, want 503 retry", a.code, a.body)
 	}
 	if took := time.Since(start); took > e.timeout+2*time.Second {
 		t.Errorf("503 took %v, handler timeout is %v", took, e.timeout)
 	}
-	if got := testutil.ToFloat64(e.ingest.metrics.transient.WithLabelValues(depPubSub)); got != 1 {
+	if got := e.metric(t, "wadispatch_ingest_transient_failures_total", "dependency", app.DepPubSub); got != 1 {
 		t.Errorf("pubsub failures metric = %v", got)
 	}
 	// The event id is free again for Eventarc's retry.
 	a = e.post(t, chatEvent("ev-ps-down", msgPath, textMessage(), time.Now()).Binary(e.url))
-	if a.code != http.StatusServiceUnavailable || testutil.ToFloat64(e.ingest.metrics.duplicates) != 0 {
-		t.Fatalf("retry: %d %v (duplicates %v)", a.code, a.body, testutil.ToFloat64(e.ingest.metrics.duplicates))
+	if a.code != http.StatusServiceUnavailable || e.metric(t, "wadispatch_ingest_duplicate_events_total") != 0 {
+		t.Fatalf("retry: %d %v (duplicates %v)", a.code, a.body, e.metric(t, "wadispatch_ingest_duplicate_events_total"))
 	}
 }
 
@@ -562,8 +568,6 @@ func TestPubSubDownAnswers5xx(t *testing.T) {
 // up within seconds, not the full TTL.
 func TestMissingLeaseConfigRememberedBriefly(t *testing.T) {
 	e := newEnv(t, nil)
-	clock := &fakeClock{t: time.Now()}
-	e.ingest.leases.now = clock.now
 	e.seed(t, "leasecompany/l1", map[string]any{"name": "not configured yet"})
 	post := func(id string) answer {
 		return e.post(t, chatEvent(id, msgPath, textMessage(), time.Now()).Binary(e.url))
@@ -575,9 +579,62 @@ func TestMissingLeaseConfigRememberedBriefly(t *testing.T) {
 	if a := post("ev-m2"); a.body["reason"] != chatmessage.ReasonNoWhatsAppConfig {
 		t.Fatalf("within the miss TTL the lease read first still holds: %v", a.body)
 	}
-	clock.advance(maxMissTTL)
-	if a := post("ev-m3"); a.body["outcome"] != outcomePublished {
+	e.clock.advance(5 * time.Second) // the longest a missing configuration is kept
+	if a := post("ev-m3"); a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("after the miss TTL: %v", a.body)
 	}
 	e.onlyTask(t, "ev-m3")
+}
+
+// metric is the value of the counter name{labels...} (label names and
+// values alternating) on the env's registry.
+func (e *env) metric(t testing.TB, name string, labels ...string) float64 {
+	t.Helper()
+	return metricValue(t, e.registry, name, labels...)
+}
+
+func metricValue(t testing.TB, g prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			if maps.Equal(got, want) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no series %s%v", name, want)
+	return 0
+}
+
+// clock is the real time, moved forward by advance.
+type clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
 }

@@ -1,19 +1,33 @@
 // Command ingest receives Eventarc's CloudEvents for chat message documents
 // created in Firestore, validates each message (pkg/firestoreevent,
 // pkg/chatmessage) and publishes a SendTask to whatsapp-messages for the
-// sender. See handler.go for how it answers Eventarc.
+// sender; it also receives WhatsApp's webhooks and publishes their statuses
+// and replies for the recorder. The use cases are internal/app.Ingester;
+// internal/adapters connects them to Firestore, Pub/Sub and HTTP; this file
+// wires them.
 //
 // Run `ingest -help-env` for its environment variables.
 package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
 	"time"
 
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"github.com/nyaruka/phonenumbers"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/visn/wadispatch/pkg/chatmessage"
 	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/lifecycle"
+	"github.com/visn/wadispatch/pkg/ops"
+	"github.com/visn/wadispatch/services/ingest/internal/adapters"
+	"github.com/visn/wadispatch/services/ingest/internal/app"
 )
 
 // spec is ingest's environment.
@@ -39,4 +53,71 @@ func main() {
 	lifecycle.Main("ingest", &cfg, func(ctx context.Context, log *logrus.Entry) error {
 		return run(ctx, cfg, log)
 	})
+}
+
+// run builds ingest's parts and serves until ctx ends or SIGTERM. The
+// official clients find the emulators through FIRESTORE_EMULATOR_HOST and
+// PUBSUB_EMULATOR_HOST.
+func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	fs, err := firestore.NewClientWithDatabase(ctx, cfg.Project, cfg.FirestoreDatabase)
+	if err != nil {
+		return fmt.Errorf("firestore client: %w", err)
+	}
+	defer fs.Close()
+	ps, err := pubsub.NewClient(ctx, cfg.Project)
+	if err != nil {
+		return fmt.Errorf("pubsub client: %w", err)
+	}
+	defer ps.Close()
+	// Both run after the server has drained, so every accepted message is flushed.
+	tasks := adapters.NewTasks(ps, cfg.TasksTopic, cfg.HandlerTimeout)
+	defer tasks.Stop()
+	events := adapters.NewEvents(ps, cfg.StatusTopic, cfg.HandlerTimeout)
+	defer events.Stop()
+
+	srv, err := ops.New(cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	eventHandler, webhookHandler := newHandlers(cfg, fs, tasks, events, srv.Registry, log, time.Now)
+	srv.Handle("/", eventHandler)
+	srv.Handle("/events/firestore", eventHandler)
+	srv.Handle(adapters.WebhookPath, webhookHandler)
+	log.WithFields(logrus.Fields{
+		"addr": srv.Addr(), "database": cfg.FirestoreDatabase, "topic": cfg.TasksTopic, "defaultRegion": cfg.DefaultRegion,
+		"statusTopic": cfg.StatusTopic, "webhookAppSecretSet": cfg.WebhookAppSecret != "", "webhookVerifyTokenSet": cfg.WebhookVerifyToken != "",
+	}).Info("ingest starting")
+	return lifecycle.Run(ctx, func(ctx context.Context) error { return srv.Run(ctx, cfg.ShutdownGrace) })
+}
+
+func (cfg spec) check() error {
+	if !phonenumbers.GetSupportedRegions()[cfg.DefaultRegion] {
+		return fmt.Errorf("INGEST_DEFAULT_REGION %q is not a region phone numbers are known for", cfg.DefaultRegion)
+	}
+	if cfg.HandlerTimeout <= 0 || cfg.LeaseCacheTTL < 0 || cfg.DedupeTTL <= 0 {
+		return errors.New("INGEST_HANDLER_TIMEOUT and INGEST_DEDUPE_TTL must be positive, INGEST_LEASE_CACHE_TTL not negative")
+	}
+	return nil
+}
+
+// newHandlers builds the application over Firestore and the two publishers
+// and returns its CloudEvents and webhook endpoints; now is the lease
+// cache's clock.
+func newHandlers(cfg spec, fs *firestore.Client, tasks app.Tasks, events app.Events, reg prometheus.Registerer, log *logrus.Entry, now func() time.Time) (eventHandler, webhookHandler http.Handler) {
+	leases := adapters.NewLeaseConfigs(fs, chatmessage.ConfigDefaults{
+		APIVersion: cfg.WhatsAppAPIVersion, TemplateLanguage: cfg.TemplateLanguage,
+	}, cfg.LeaseCacheTTL, now, log)
+	webhookLog := log.WithField("endpoint", adapters.WebhookPath)
+	in := app.New(app.Config{
+		Database:           cfg.FirestoreDatabase,
+		Region:             cfg.DefaultRegion,
+		Timeout:            cfg.HandlerTimeout,
+		DedupeTTL:          cfg.DedupeTTL,
+		WebhookAppSecret:   []byte(cfg.WebhookAppSecret),
+		WebhookVerifyToken: cfg.WebhookVerifyToken,
+	}, leases, adapters.NewEnquiries(fs), tasks, events, app.NewMetrics(reg), log, webhookLog)
+	return adapters.NewEventHandler(in, reg, log), adapters.NewWebhookHandler(in, reg, webhookLog)
 }

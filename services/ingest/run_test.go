@@ -9,6 +9,7 @@ import (
 	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/logging/logtest"
+	"github.com/visn/wadispatch/services/ingest/internal/app"
 )
 
 // run, wired from the environment as in production, serves events on
@@ -58,7 +59,7 @@ func TestRunFromEnvironmentAndShutdown(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if a := e.post(t, chatEvent("ev-run", msgPath, textMessage(), time.Now()).Binary(url)); a.code != http.StatusOK || a.body["outcome"] != outcomePublished {
+	if a := e.post(t, chatEvent("ev-run", msgPath, textMessage(), time.Now()).Binary(url)); a.code != http.StatusOK || a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("answer %d %v", a.code, a.body)
 	}
 	e.onlyTask(t, "ev-run")

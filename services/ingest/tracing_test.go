@@ -11,6 +11,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/tracing"
 	"github.com/visn/wadispatch/pkg/tracing/tracingtest"
+	"github.com/visn/wadispatch/services/ingest/internal/app"
 )
 
 // The task continues the trace of Eventarc's event: its traceparent names
@@ -23,7 +24,7 @@ func TestTaskContinuesTheEventsTrace(t *testing.T) {
 	const eventTrace, eventSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 	req := chatEvent("ev-traced", msgPath, textMessage(), time.Now()).Binary(e.url)
 	req.Header.Set("Ce-Traceparent", "00-"+eventTrace+"-"+eventSpan+"-01")
-	if a := e.post(t, req); a.code != http.StatusOK || a.body["outcome"] != outcomePublished {
+	if a := e.post(t, req); a.code != http.StatusOK || a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("answer %d %v", a.code, a.body)
 	}
 	m := e.onlyTask(t, "ev-traced")

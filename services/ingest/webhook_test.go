@@ -13,7 +13,6 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/services/ingest/internal/adapters"
 )
 
 const (
@@ -36,12 +36,12 @@ const (
 // pstest, with a receiver on the recorder's subscription and the WhatsApp
 // simulator posting signed webhooks to it.
 type hookEnv struct {
-	url     string
-	metrics *webhookMetrics
-	logs    *logtest.Buffer
-	sim     *whatsappsim.Simulator
-	simURL  string
-	pub     *pubsub.Publisher
+	url      string
+	registry *prometheus.Registry
+	logs     *logtest.Buffer
+	sim      *whatsappsim.Simulator
+	simURL   string
+	pub      *adapters.Events
 
 	mu       sync.Mutex
 	received []*pubsub.Message
@@ -55,14 +55,15 @@ func newHookEnv(t *testing.T, secret string, simTune func(*whatsappsim.Options))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := newStatusPublisher(ps, spec{StatusTopic: topology.StatusEventsTopic, HandlerTimeout: 5 * time.Second})
-	e := &hookEnv{logs: &logtest.Buffer{}, metrics: newWebhookMetrics(prometheus.NewRegistry())}
+	pub := adapters.NewEvents(ps, topology.StatusEventsTopic, 5*time.Second)
+	e := &hookEnv{logs: &logtest.Buffer{}, registry: prometheus.NewRegistry()}
 	l := logrus.New()
 	l.SetOutput(e.logs)
 	l.SetFormatter(&logrus.JSONFormatter{})
-	srv := httptest.NewServer(&webhookReceiver{appSecret: []byte(secret), verifyToken: hookToken, publisher: pub,
-		timeout: 5 * time.Second, metrics: e.metrics, log: logrus.NewEntry(l)})
-	e.url, e.pub = srv.URL+WebhookPath, pub
+	cfg := spec{HandlerTimeout: 5 * time.Second, WebhookAppSecret: secret, WebhookVerifyToken: hookToken}
+	_, hook := newHandlers(cfg, nil, nil, pub, e.registry, logrus.NewEntry(l), time.Now)
+	srv := httptest.NewServer(hook)
+	e.url, e.pub = srv.URL+adapters.WebhookPath, pub
 
 	done := make(chan struct{})
 	go func() {
@@ -177,7 +178,7 @@ func TestWebhookPublishesStatusesAndReplies(t *testing.T) {
 		reply.GetContextMessageId() != wamid || reply.GetType() != "text" {
 		t.Errorf("inbound message %v", reply)
 	}
-	if got := testutil.ToFloat64(e.metrics.published.WithLabelValues("status")); got != 3 {
+	if got := metricValue(t, e.registry, "wadispatch_ingest_webhook_events_published_total", "kind", "status"); got != 3 {
 		t.Errorf("status events published metric %v", got)
 	}
 	if c := e.sim.Counts(); c.WebhookAttemptsFailed != 0 {
@@ -210,7 +211,7 @@ func TestWebhookRefusesForgedSignatures(t *testing.T) {
 		}
 	}
 	for reason, want := range map[string]float64{"missing": 1, "mismatch": 1, "malformed": 1} {
-		if got := testutil.ToFloat64(e.metrics.refused.WithLabelValues(reason)); got != want {
+		if got := metricValue(t, e.registry, "wadispatch_ingest_webhook_signature_failures_total", "reason", reason); got != want {
 			t.Errorf("signature failures{reason=%s} = %v, want %v", reason, got, want)
 		}
 	}
@@ -271,7 +272,7 @@ func TestWebhookAnswers(t *testing.T) {
 	if got := post(`{"object":"page"}`, true); got != http.StatusOK {
 		t.Errorf("signed non-WhatsApp body: HTTP %d, want 200 (a retry brings the same body)", got)
 	}
-	if got := post(strings.Repeat("x", maxWebhookBytes+1), true); got != http.StatusRequestEntityTooLarge {
+	if got := post(strings.Repeat("x", 1<<20+1) /* over the 1 MiB limit */, true); got != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: HTTP %d, want 413", got)
 	}
 	// A publish that fails is answered 5xx, so that Meta delivers again.

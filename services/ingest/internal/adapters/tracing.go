@@ -1,4 +1,4 @@
-package main
+package adapters
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/visn/wadispatch/pkg/tracing"
+	"github.com/visn/wadispatch/services/ingest/internal/app"
 )
 
 // startEventSpan starts the span of handling one CloudEvent: the message's
@@ -27,16 +28,16 @@ func startEventSpan(r *http.Request, ce *event.Event) (context.Context, trace.Sp
 
 // endEventSpan records how the event ended; a transient failure, which
 // Eventarc retries, marks the span as an error.
-func endEventSpan(span trace.Span, res result) {
-	span.SetAttributes(attribute.String("wadispatch.outcome", res.outcome))
-	if res.messagePath != "" {
-		span.SetAttributes(attribute.String("wadispatch.message_path", res.messagePath))
+func endEventSpan(span trace.Span, res app.Result) {
+	span.SetAttributes(attribute.String("wadispatch.outcome", res.Outcome))
+	if res.MessagePath != "" {
+		span.SetAttributes(attribute.String("wadispatch.message_path", res.MessagePath))
 	}
-	if res.reason != "" {
-		span.SetAttributes(attribute.String("wadispatch.reason", res.reason))
+	if res.Reason != "" {
+		span.SetAttributes(attribute.String("wadispatch.reason", res.Reason))
 	}
-	if res.outcome == outcomeRetry && res.err != nil {
-		span.SetStatus(codes.Error, res.err.Error())
+	if res.Outcome == app.OutcomeRetry && res.Err != nil {
+		span.SetStatus(codes.Error, res.Err.Error())
 	}
 	span.End()
 }

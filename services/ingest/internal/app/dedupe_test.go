@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -42,21 +42,21 @@ func TestDedupeDuplicateWaitsForTheFirstDelivery(t *testing.T) {
 	d.now = func() time.Time { clockReads.Add(1); return clock.now() }
 	release := make(chan struct{})
 	started := make(chan struct{})
-	first := make(chan result)
+	first := make(chan Result)
 	go func() {
-		res, _ := d.do(context.Background(), "ev", func() result {
+		res, _ := d.do(context.Background(), "ev", func() Result {
 			close(started)
 			<-release
-			return result{outcome: outcomeRetry, err: errors.New("pubsub down")}
+			return Result{Outcome: OutcomeRetry, Err: errors.New("pubsub down")}
 		})
 		first <- res
 	}()
 	<-started
-	second := make(chan result)
+	second := make(chan Result)
 	go func() {
-		res, dup := d.do(context.Background(), "ev", func() result {
+		res, dup := d.do(context.Background(), "ev", func() Result {
 			t.Error("the duplicate ran while the first was in flight")
-			return result{}
+			return Result{}
 		})
 		if !dup {
 			t.Error("not reported as a duplicate")
@@ -76,13 +76,13 @@ func TestDedupeDuplicateWaitsForTheFirstDelivery(t *testing.T) {
 	close(release)
 	// The duplicate shares the failure, so Eventarc retries rather than
 	// seeing an acknowledgement while the event was not handled.
-	if r := <-second; r.outcome != outcomeRetry {
-		t.Fatalf("duplicate outcome %q, want retry", r.outcome)
+	if r := <-second; r.Outcome != OutcomeRetry {
+		t.Fatalf("duplicate outcome %q, want retry", r.Outcome)
 	}
 	<-first
 	// A failure is not remembered: the retry runs.
 	ran := false
-	d.do(context.Background(), "ev", func() result { ran = true; return result{outcome: outcomePublished} })
+	d.do(context.Background(), "ev", func() Result { ran = true; return Result{Outcome: OutcomePublished} })
 	if !ran {
 		t.Fatal("retry after a failure did not run")
 	}
@@ -91,10 +91,10 @@ func TestDedupeDuplicateWaitsForTheFirstDelivery(t *testing.T) {
 func TestDedupeRemembersPublishedForTTL(t *testing.T) {
 	d, clock := newTestDedupe()
 	runs := 0
-	fn := func() result { runs++; return result{outcome: outcomePublished, pubsubID: "p1"} }
+	fn := func() Result { runs++; return Result{Outcome: OutcomePublished, PubsubID: "p1"} }
 	d.do(context.Background(), "ev", fn)
 	res, dup := d.do(context.Background(), "ev", fn)
-	if runs != 1 || !dup || res.pubsubID != "p1" {
+	if runs != 1 || !dup || res.PubsubID != "p1" {
 		t.Fatalf("runs %d dup %v res %+v", runs, dup, res)
 	}
 	clock.advance(time.Minute)
@@ -106,7 +106,7 @@ func TestDedupeRemembersPublishedForTTL(t *testing.T) {
 func TestDedupeForgetsRejections(t *testing.T) {
 	d, _ := newTestDedupe()
 	runs := 0
-	fn := func() result { runs++; return result{outcome: outcomeRejected, reason: "from_driver"} }
+	fn := func() Result { runs++; return Result{Outcome: OutcomeRejected, Reason: "from_driver"} }
 	d.do(context.Background(), "ev", fn)
 	d.do(context.Background(), "ev", fn)
 	if runs != 2 {
@@ -118,12 +118,12 @@ func TestDedupeWaiterGivesUpWithItsContext(t *testing.T) {
 	d, _ := newTestDedupe()
 	release := make(chan struct{})
 	started := make(chan struct{})
-	go d.do(context.Background(), "ev", func() result { close(started); <-release; return result{outcome: outcomePublished} })
+	go d.do(context.Background(), "ev", func() Result { close(started); <-release; return Result{Outcome: OutcomePublished} })
 	<-started
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	res, dup := d.do(ctx, "ev", func() result { return result{} })
-	if !dup || res.outcome != outcomeRetry {
+	res, dup := d.do(ctx, "ev", func() Result { return Result{} })
+	if !dup || res.Outcome != OutcomeRetry {
 		t.Fatalf("dup %v res %+v", dup, res)
 	}
 	close(release)
@@ -133,19 +133,19 @@ func TestDedupeReleasesWaitersWhenTheHandlerPanics(t *testing.T) {
 	d, _ := newTestDedupe()
 	func() {
 		defer func() { _ = recover() }()
-		d.do(context.Background(), "ev", func() result { panic("boom") })
+		d.do(context.Background(), "ev", func() Result { panic("boom") })
 	}()
 	ran := false
-	if _, dup := d.do(context.Background(), "ev", func() result { ran = true; return result{outcome: outcomePublished} }); dup || !ran {
+	if _, dup := d.do(context.Background(), "ev", func() Result { ran = true; return Result{Outcome: OutcomePublished} }); dup || !ran {
 		t.Fatalf("after a panic: dup %v ran %v", dup, ran)
 	}
 }
 
 func TestDedupeSweepsExpiredEntries(t *testing.T) {
 	d, clock := newTestDedupe()
-	d.do(context.Background(), "a", func() result { return result{outcome: outcomePublished} })
+	d.do(context.Background(), "a", func() Result { return Result{Outcome: OutcomePublished} })
 	clock.advance(2 * time.Minute)
-	d.do(context.Background(), "b", func() result { return result{outcome: outcomePublished} })
+	d.do(context.Background(), "b", func() Result { return Result{Outcome: OutcomePublished} })
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.flights["a"]; ok || len(d.flights) != 1 {

@@ -1,4 +1,4 @@
-package main
+package adapters
 
 import (
 	"context"
@@ -15,14 +15,15 @@ import (
 	"github.com/visn/wadispatch/pkg/chatmessage"
 	"github.com/visn/wadispatch/pkg/firestoreevent"
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/services/ingest/internal/app"
 )
 
-// leaseConfigs reads leases' WhatsApp configurations and keeps them for a
+// LeaseConfigs reads leases' WhatsApp configurations and keeps them for a
 // short TTL: a burst of messages for one lease costs one read, and an edit
 // of the configuration is seen within the TTL. An absent or unusable
 // configuration is kept too, for a shorter time, so a lease without WhatsApp
 // does not cost a read per message while a fix is picked up quickly.
-type leaseConfigs struct {
+type LeaseConfigs struct {
 	fs       *firestore.Client
 	defaults chatmessage.ConfigDefaults
 	ttl      time.Duration
@@ -44,16 +45,17 @@ type leaseEntry struct {
 // maxMissTTL bounds how long a missing configuration is remembered.
 const maxMissTTL = 5 * time.Second
 
-func newLeaseConfigs(fs *firestore.Client, defaults chatmessage.ConfigDefaults, ttl time.Duration, log *logrus.Entry) *leaseConfigs {
-	return &leaseConfigs{
-		fs: fs, defaults: defaults, ttl: ttl, missTTL: min(ttl, maxMissTTL), now: time.Now, log: log,
+// NewLeaseConfigs reads through fs, completing configurations with
+// defaults; now is the cache's clock.
+func NewLeaseConfigs(fs *firestore.Client, defaults chatmessage.ConfigDefaults, ttl time.Duration, now func() time.Time, log *logrus.Entry) *LeaseConfigs {
+	return &LeaseConfigs{
+		fs: fs, defaults: defaults, ttl: ttl, missTTL: min(ttl, maxMissTTL), now: now, log: log,
 		entries: map[string]leaseEntry{},
 	}
 }
 
-// get returns the lease's configuration, a *chatmessage.Rejection when it
-// has none, or a *dependencyError when Firestore could not be read.
-func (c *leaseConfigs) get(ctx context.Context, leaseID string) (chatmessage.WhatsAppConfig, error) {
+// WhatsAppConfig implements app.Leases.
+func (c *LeaseConfigs) WhatsAppConfig(ctx context.Context, leaseID string) (chatmessage.WhatsAppConfig, error) {
 	c.mu.Lock()
 	e, ok := c.entries[leaseID]
 	c.mu.Unlock()
@@ -79,7 +81,7 @@ func (c *leaseConfigs) get(ctx context.Context, leaseID string) (chatmessage.Wha
 	return e.cfg, e.err
 }
 
-func (c *leaseConfigs) load(ctx context.Context, leaseID string) (leaseEntry, error) {
+func (c *LeaseConfigs) load(ctx context.Context, leaseID string) (leaseEntry, error) {
 	ref := c.fs.Collection("leasecompany").Doc(leaseID)
 	if ref == nil {
 		return leaseEntry{}, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("lease id %q is not a document id", leaseID)}
@@ -110,7 +112,7 @@ func (c *leaseConfigs) load(ctx context.Context, leaseID string) (leaseEntry, er
 // insert; leases are few, so this only bounds memory against odd inputs.
 const sweepEvery = 1024
 
-func (c *leaseConfigs) sweepLocked() {
+func (c *LeaseConfigs) sweepLocked() {
 	if len(c.entries) < sweepEvery {
 		return
 	}
@@ -120,4 +122,37 @@ func (c *leaseConfigs) sweepLocked() {
 			delete(c.entries, id)
 		}
 	}
+}
+
+// Enquiries reads enquiry documents.
+type Enquiries struct {
+	fs *firestore.Client
+}
+
+// NewEnquiries reads through fs.
+func NewEnquiries(fs *firestore.Client) Enquiries { return Enquiries{fs: fs} }
+
+// Enquiry implements app.Enquiries.
+func (e Enquiries) Enquiry(ctx context.Context, path string) (map[string]any, error) {
+	ref := e.fs.Doc(path)
+	if ref == nil {
+		return nil, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("enquiry path %q is not a document path", path)}
+	}
+	snap, err := ref.Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, firestoreError("read enquiry", err)
+	}
+	return snap.Data(), nil
+}
+
+// firestoreError classifies a Firestore read error. InvalidArgument means
+// Firestore refuses the path itself, which no retry changes.
+func firestoreError(what string, err error) error {
+	if status.Code(err) == codes.InvalidArgument {
+		return &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("%s: %v", what, err)}
+	}
+	return &app.DependencyError{Dep: app.DepFirestore, Err: fmt.Errorf("%s: %w", what, err)}
 }

@@ -1,42 +1,31 @@
-package main
+package app
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/visn/wadispatch/pkg/chatmessage"
 	"github.com/visn/wadispatch/pkg/firestoreevent"
+	"github.com/visn/wadispatch/pkg/whatsapp/webhook"
 )
 
-// metrics are ingest's Prometheus series. Labels carry only event types,
-// reasons, outcomes and dependency names: never ids or phone numbers.
-type metrics struct {
+// Metrics are the series of how events and webhooks ended; the HTTP
+// adapter counts the requests themselves. Labels carry only event types,
+// reasons, kinds and dependency names: never ids or phone numbers.
+type Metrics struct {
 	received   *prometheus.CounterVec
 	published  prometheus.Counter
 	rejected   *prometheus.CounterVec
 	duplicates prometheus.Counter
-	malformed  prometheus.Counter
 	transient  *prometheus.CounterVec
-	latency    *prometheus.HistogramVec
+
+	signatureFailures *prometheus.CounterVec
+	eventsPublished   *prometheus.CounterVec
+	partsSkipped      *prometheus.CounterVec
 }
 
-// Outcomes of one request, the latency histogram's label.
-const (
-	outcomePublished = "published"
-	outcomeRejected  = "rejected"
-	outcomeRetry     = "retry"
-	outcomeMalformed = "malformed"
-)
-
-// Dependencies whose failures are transient.
-const (
-	depFirestore = "firestore"
-	depPubSub    = "pubsub"
-)
-
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
+// NewMetrics registers the metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_ingest_events_received_total",
 			Help: "CloudEvents received, by event type (other for types ingest does not know).",
@@ -53,21 +42,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "wadispatch_ingest_duplicate_events_total",
 			Help: "Deliveries of an event id already in flight or recently published, answered with the first delivery's outcome.",
 		}),
-		malformed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wadispatch_ingest_malformed_requests_total",
-			Help: "Requests that were not CloudEvents (answered 4xx).",
-		}),
 		transient: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_ingest_transient_failures_total",
 			Help: "Events answered 5xx so that Eventarc retries them, by failing dependency.",
 		}, []string{"dependency"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "wadispatch_ingest_event_handling_seconds",
-			Help:    "Time from receiving a request to answering it, by outcome.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
-		}, []string{"outcome"}),
+		signatureFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_ingest_webhook_signature_failures_total",
+			Help: "Webhook POSTs answered 401, by reason: missing, malformed or mismatched X-Hub-Signature-256.",
+		}, []string{"reason"}),
+		eventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_ingest_webhook_events_published_total",
+			Help: "Events published from webhooks to the status events topic, by kind (status, inbound).",
+		}, []string{"kind"}),
+		partsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_ingest_webhook_parts_skipped_total",
+			Help: "Parts of signed webhooks with nothing to publish, by reason.",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.received, m.published, m.rejected, m.duplicates, m.malformed, m.transient, m.latency)
+	reg.MustRegister(m.received, m.published, m.rejected, m.duplicates, m.transient, m.signatureFailures, m.eventsPublished, m.partsSkipped)
 	// Every series exists from the start, so a rate() over a fresh pod works
 	// and dashboards list every reason.
 	for _, t := range []string{firestoreevent.TypeCreated, firestoreevent.TypeCreatedWithAuthContext, "other"} {
@@ -79,14 +71,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	} {
 		m.rejected.WithLabelValues(r)
 	}
-	for _, d := range []string{depFirestore, depPubSub} {
+	for _, d := range []string{DepFirestore, DepPubSub} {
 		m.transient.WithLabelValues(d)
 	}
+	for _, r := range []string{webhook.ReasonMissing, webhook.ReasonMalformed, webhook.ReasonMismatch} {
+		m.signatureFailures.WithLabelValues(r)
+	}
+	for _, k := range []string{"status", "inbound"} {
+		m.eventsPublished.WithLabelValues(k)
+	}
 	return m
-}
-
-func (m *metrics) observe(outcome string, start time.Time) {
-	m.latency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
 }
 
 // firestoreTypes are the Firestore document event types; a trigger

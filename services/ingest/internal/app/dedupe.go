@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -31,7 +31,7 @@ type dedupe struct {
 
 type flight struct {
 	done chan struct{}
-	res  result
+	res  Result
 	// expires is zero while the flight is in progress.
 	expires time.Time
 }
@@ -44,7 +44,7 @@ func newDedupe(ttl time.Duration) *dedupe {
 // within the TTL; then it returns that delivery's result (waiting for it, or
 // for ctx) with dup set. Only published results are remembered: a rejection
 // is cheap to repeat and a failure must be retried.
-func (d *dedupe) do(ctx context.Context, id string, fn func() result) (res result, dup bool) {
+func (d *dedupe) do(ctx context.Context, id string, fn func() Result) (res Result, dup bool) {
 	d.mu.Lock()
 	now := d.now()
 	if f, ok := d.flights[id]; ok && (f.expires.IsZero() || now.Before(f.expires)) {
@@ -53,7 +53,7 @@ func (d *dedupe) do(ctx context.Context, id string, fn func() result) (res resul
 		case <-f.done:
 			return f.res, true
 		case <-ctx.Done():
-			return result{outcome: outcomeRetry, err: ctx.Err()}, true
+			return Result{Outcome: OutcomeRetry, Err: ctx.Err()}, true
 		}
 	}
 	f := &flight{done: make(chan struct{})}
@@ -63,12 +63,12 @@ func (d *dedupe) do(ctx context.Context, id string, fn func() result) (res resul
 
 	// Runs even if fn panics, so waiters are released and the id is freed.
 	defer func() {
-		if res.outcome == "" {
-			res.outcome = outcomeRetry
+		if res.Outcome == "" {
+			res.Outcome = OutcomeRetry
 		}
 		d.mu.Lock()
 		f.res = res
-		if res.outcome == outcomePublished {
+		if res.Outcome == OutcomePublished {
 			f.expires = d.now().Add(d.ttl)
 		} else if d.flights[id] == f {
 			delete(d.flights, id)

@@ -1,0 +1,231 @@
+// Package app is ingest's application: a Firestore message creation event
+// becomes a published SendTask or a reasoned rejection, and a signed
+// WhatsApp webhook becomes status events and driver replies for the
+// recorder.
+//
+// Its dependencies are the small interfaces below (the lease and enquiry
+// reads, the two publishers), defined here where they are used, so that
+// internal/adapters only translates between them and Firestore, Pub/Sub and
+// HTTP.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/visn/wadispatch/pkg/chatmessage"
+	"github.com/visn/wadispatch/pkg/firestoreevent"
+	"github.com/visn/wadispatch/pkg/logging"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+// Leases reads a lease's WhatsApp configuration: a *chatmessage.Rejection
+// when it has none, a *DependencyError when it could not be read.
+type Leases interface {
+	WhatsAppConfig(ctx context.Context, leaseID string) (chatmessage.WhatsAppConfig, error)
+}
+
+// Enquiries reads an enquiry document's fields; nil when it does not exist
+// (the message is still sendable without accountId and serviceUnitId).
+type Enquiries interface {
+	Enquiry(ctx context.Context, path string) (map[string]any, error)
+}
+
+// Tasks publishes a SendTask and returns the server's message id.
+type Tasks interface {
+	PublishTask(ctx context.Context, task *wadispatchv1.SendTask) (string, error)
+}
+
+// Events publishes a webhook's event without waiting for the server, so
+// that every event of one notification is in flight at once.
+type Events interface {
+	PublishEvent(ctx context.Context, m proto.Message, wamid string) (Pending, error)
+}
+
+// Pending is a publish in flight; Get waits for the server's message id.
+type Pending interface {
+	Get(ctx context.Context) (string, error)
+}
+
+// Outcomes of one event (and the latency histogram's label).
+const (
+	OutcomePublished = "published"
+	OutcomeRejected  = "rejected"
+	OutcomeRetry     = "retry"
+	OutcomeMalformed = "malformed"
+)
+
+// Dependencies whose failures are transient.
+const (
+	DepFirestore = "firestore"
+	DepPubSub    = "pubsub"
+)
+
+// DependencyError is a transient failure of Firestore or Pub/Sub.
+type DependencyError struct {
+	Dep string
+	Err error
+}
+
+func (e *DependencyError) Error() string { return e.Dep + ": " + e.Err.Error() }
+func (e *DependencyError) Unwrap() error { return e.Err }
+
+// Result is the outcome of handling one event.
+type Result struct {
+	Outcome     string // OutcomePublished, OutcomeRejected or OutcomeRetry
+	Reason      string // for rejections
+	Err         error  // the rejection or the transient failure
+	MessagePath string
+	PubsubID    string
+}
+
+// Config is what the application is told by the environment.
+type Config struct {
+	// Database is the Firestore database whose events are handled.
+	Database string
+	// Region is assumed for driver numbers without country code.
+	Region string
+	// Timeout bounds the handling of one event or webhook.
+	Timeout   time.Duration
+	DedupeTTL time.Duration
+	// WebhookAppSecret signs webhook bodies; empty, none is accepted.
+	WebhookAppSecret   []byte
+	WebhookVerifyToken string
+}
+
+// Ingester is the application; its methods are ingest's use cases.
+type Ingester struct {
+	cfg        Config
+	leases     Leases
+	enquiries  Enquiries
+	tasks      Tasks
+	events     Events
+	dedupe     *dedupe
+	metrics    *Metrics
+	log        *logrus.Entry
+	webhookLog *logrus.Entry
+}
+
+// New builds the application. webhookLog is the logger of the webhook use
+// cases, which the caller names after their endpoint.
+func New(cfg Config, leases Leases, enquiries Enquiries, tasks Tasks, events Events, metrics *Metrics, log, webhookLog *logrus.Entry) *Ingester {
+	return &Ingester{
+		cfg: cfg, leases: leases, enquiries: enquiries, tasks: tasks, events: events,
+		dedupe: newDedupe(cfg.DedupeTTL), metrics: metrics, log: log, webhookLog: webhookLog,
+	}
+}
+
+// HandleEvent handles one CloudEvent within the configured timeout, sharing
+// the outcome of a delivery of the same event in flight or recently
+// published, and logs and counts how it ended. ctx carries the event's span.
+func (in *Ingester) HandleEvent(ctx context.Context, ce *event.Event) Result {
+	in.metrics.received.WithLabelValues(typeLabel(ce.Type())).Inc()
+	logging.WithContext(ctx, in.log).WithFields(logrus.Fields{"eventId": ce.ID(), "type": ce.Type()}).Debug("event received")
+
+	ctx, cancel := context.WithTimeout(ctx, in.cfg.Timeout)
+	defer cancel()
+	// CloudEvents ids are unique per source, not globally.
+	res, dup := in.dedupe.do(ctx, ce.Source()+" "+ce.ID(), func() Result { return in.handle(ctx, ce) })
+	log := logging.WithContext(ctx, in.log).WithField("eventId", ce.ID())
+	if res.MessagePath != "" {
+		log = log.WithField("messagePath", res.MessagePath)
+	}
+	if dup {
+		in.metrics.duplicates.Inc()
+		log = log.WithField("duplicate", true)
+	}
+	switch res.Outcome {
+	case OutcomePublished:
+		if !dup {
+			in.metrics.published.Inc()
+		}
+		log.WithField("pubsubMessageId", res.PubsubID).Info("task published")
+	case OutcomeRejected:
+		if !dup {
+			in.metrics.rejected.WithLabelValues(res.Reason).Inc()
+		}
+		entry := log.WithError(res.Err).WithField("reason", res.Reason)
+		var cr *chatmessage.Rejection
+		if errors.As(res.Err, &cr) && cr.Field != "" {
+			entry = entry.WithField("field", cr.Field)
+		}
+		switch res.Reason {
+		case chatmessage.ReasonFromDriver, chatmessage.ReasonMigrated:
+			// Expected: the web app records these too, and they are not ours to send.
+			entry.Info("event skipped")
+		default:
+			entry.Warn("event rejected: it can never be sent")
+		}
+	default:
+		// Without a failing dependency, the event ran out of time waiting
+		// for another delivery of itself.
+		dep := "none"
+		var de *DependencyError
+		if errors.As(res.Err, &de) {
+			dep = de.Dep
+			if !dup {
+				in.metrics.transient.WithLabelValues(dep).Inc()
+			}
+		}
+		log.WithError(res.Err).WithField("dependency", dep).Warn("event failed transiently; Eventarc will retry")
+	}
+	return res
+}
+
+// handle decodes, validates and publishes one event.
+func (in *Ingester) handle(ctx context.Context, ce *event.Event) Result {
+	ev, err := firestoreevent.Decode(ce)
+	if err != nil {
+		return classify(err, "")
+	}
+	path := ev.Path
+	if ev.Database != in.cfg.Database {
+		// A trigger on another database: its leases and enquiries are not
+		// the ones ingest reads, so no retry could handle it correctly.
+		return classify(&firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent,
+			Detail: fmt.Sprintf("event from database %q, ingest reads %q (INGEST_FIRESTORE_DATABASE)", ev.Database, in.cfg.Database)}, path)
+	}
+	msg, err := chatmessage.Parse(ev.Ref, ev.Fields, in.cfg.Region)
+	if err != nil {
+		return classify(err, path)
+	}
+	cfg, err := in.leases.WhatsAppConfig(ctx, ev.Ref.LeaseID)
+	if err != nil {
+		return classify(err, path)
+	}
+	if msg.NeedsEnquiry() {
+		enquiry, err := in.enquiries.Enquiry(ctx, ev.Ref.EnquiryPath())
+		if err != nil {
+			return classify(err, path)
+		}
+		msg.FillFromEnquiry(enquiry)
+	}
+	task, err := msg.Task(cfg, ev.ID, ev.CreateTime)
+	if err != nil {
+		return classify(err, path)
+	}
+	// If the wait for the id is cut short the task may still be published;
+	// the retry makes Eventarc deliver the event again and publish a second
+	// task, which the recorder's claim turns into a no-op for the sender.
+	id, err := in.tasks.PublishTask(ctx, task)
+	if err != nil {
+		return classify(err, path)
+	}
+	return Result{Outcome: OutcomePublished, MessagePath: path, PubsubID: id}
+}
+
+// classify turns an error into a result: a rejection (any error with a
+// RejectReason) is permanent, anything else transient.
+func classify(err error, path string) Result {
+	var rej interface{ RejectReason() string }
+	if errors.As(err, &rej) {
+		return Result{Outcome: OutcomeRejected, Reason: rej.RejectReason(), Err: err, MessagePath: path}
+	}
+	return Result{Outcome: OutcomeRetry, Err: err, MessagePath: path}
+}

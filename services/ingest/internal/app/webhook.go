@@ -1,0 +1,119 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/whatsapp/webhook"
+)
+
+// How a webhook notification ended.
+const (
+	// WebhookPublished: every event in it was published.
+	WebhookPublished = "published"
+	// WebhookIgnored: signed by Meta, yet nothing ingest reads; a retry
+	// would bring the same body.
+	WebhookIgnored = "ignored"
+	// WebhookUnauthorized: no or a bad signature.
+	WebhookUnauthorized = "unauthorized"
+	// WebhookUnconfigured: no app secret to verify with; Meta's retries
+	// can succeed once a fixed deployment has one.
+	WebhookUnconfigured = "unconfigured"
+	// WebhookRetry: publishing failed; a retry by Meta can succeed.
+	WebhookRetry = "retry"
+)
+
+// VerifySubscription answers Meta's subscription check: the challenge may
+// be echoed only to a caller that knows the verify token.
+func (in *Ingester) VerifySubscription(mode, token string) bool {
+	if mode != "subscribe" || !webhook.VerifyToken(in.cfg.WebhookVerifyToken, token) {
+		in.webhookLog.WithField("mode", mode).Warn("webhook verification refused")
+		return false
+	}
+	in.webhookLog.Info("webhook verification answered")
+	return true
+}
+
+// ReceiveWebhook verifies one notification body against its
+// X-Hub-Signature-256 and publishes its statuses and messages for the
+// recorder. ctx carries the notification's span.
+func (in *Ingester) ReceiveWebhook(ctx context.Context, body []byte, signature string) string {
+	log := logging.WithContext(ctx, in.webhookLog)
+	if len(in.cfg.WebhookAppSecret) == 0 {
+		// Unconfigured: Meta keeps retrying until a fixed deployment can
+		// verify what it sent.
+		log.Error("webhook received but INGEST_WEBHOOK_APP_SECRET is not set; answering 503")
+		return WebhookUnconfigured
+	}
+	if err := webhook.VerifySignature(in.cfg.WebhookAppSecret, body, signature); err != nil {
+		var se *webhook.SignatureError
+		reason := "invalid"
+		if errors.As(err, &se) {
+			reason = se.Reason
+		}
+		in.metrics.signatureFailures.WithLabelValues(reason).Inc()
+		log.WithField("reason", reason).Warn("webhook refused: bad signature")
+		return WebhookUnauthorized
+	}
+	p, err := webhook.Parse(body)
+	if err != nil {
+		log.WithError(err).Warn("signed webhook is not a WhatsApp Business Account notification; acknowledged")
+		return WebhookIgnored
+	}
+	for reason, n := range p.Skipped {
+		in.metrics.partsSkipped.WithLabelValues(reason).Add(float64(n))
+	}
+	ctx, cancel := context.WithTimeout(ctx, in.cfg.Timeout)
+	defer cancel()
+	if err := in.publishWebhook(ctx, p, log); err != nil {
+		log.WithError(err).Warn("webhook events not published; answering 503 so that Meta retries")
+		return WebhookRetry
+	}
+	return WebhookPublished
+}
+
+// publishWebhook publishes every event of p at once and waits for all; a
+// repeat of a published one after a failure is harmless (the recorder is
+// idempotent for both kinds).
+func (in *Ingester) publishWebhook(ctx context.Context, p webhook.Payload, log *logrus.Entry) error {
+	type pending struct {
+		res  Pending
+		kind string
+		log  *logrus.Entry
+	}
+	var all []pending
+	add := func(m proto.Message, kind, wamid string, fields logrus.Fields) error {
+		res, err := in.events.PublishEvent(ctx, m, wamid)
+		if err != nil {
+			return fmt.Errorf("%s event: %w", kind, err)
+		}
+		all = append(all, pending{res: res, kind: kind, log: log.WithField("wamid", wamid).WithFields(fields)})
+		return nil
+	}
+	for _, s := range p.Statuses {
+		if err := add(s, "status", s.GetWhatsappMessageId(), logrus.Fields{"status": s.GetStatus().String()}); err != nil {
+			return err
+		}
+	}
+	for _, m := range p.Messages {
+		if err := add(m, "inbound", m.GetWhatsappMessageId(), logrus.Fields{"type": m.GetType(), "contextWamid": m.GetContextMessageId()}); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for _, pm := range all {
+		id, err := pm.res.Get(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("publish %s event: %w", pm.kind, err))
+			continue
+		}
+		in.metrics.eventsPublished.WithLabelValues(pm.kind).Inc()
+		pm.log.WithField("pubsubMessageId", id).Info("webhook event published")
+	}
+	return errors.Join(errs...)
+}
