@@ -444,7 +444,8 @@ func TestMalformedRequestsGet4xx(t *testing.T) {
 	if a := e.post(t, get); a.code != http.StatusMethodNotAllowed {
 		t.Errorf("GET: %d", a.code)
 	}
-	big := chatEvent("ev-big", msgPath, map[string]any{"message": strings.Repeat("x", 4<<20) /* the 4 MiB limit */}, time.Now())
+	// The body limit is 4 MiB.
+	big := chatEvent("ev-big", msgPath, map[string]any{"message": strings.Repeat("x", 4<<20)}, time.Now())
 	if a := e.post(t, big.Binary(e.url)); a.code != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: %d %v", a.code, a.body)
 	}

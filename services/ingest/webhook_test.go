@@ -272,7 +272,8 @@ func TestWebhookAnswers(t *testing.T) {
 	if got := post(`{"object":"page"}`, true); got != http.StatusOK {
 		t.Errorf("signed non-WhatsApp body: HTTP %d, want 200 (a retry brings the same body)", got)
 	}
-	if got := post(strings.Repeat("x", 1<<20+1) /* over the 1 MiB limit */, true); got != http.StatusRequestEntityTooLarge {
+	// The body limit is 1 MiB.
+	if got := post(strings.Repeat("x", 1<<20+1), true); got != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: HTTP %d, want 413", got)
 	}
 	// A publish that fails is answered 5xx, so that Meta delivers again.
