@@ -13,8 +13,10 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/visn/wadispatch/pkg/config"
+	"github.com/visn/wadispatch/pkg/consume"
 	"github.com/visn/wadispatch/pkg/lifecycle"
 	"github.com/visn/wadispatch/pkg/ops"
+	"github.com/visn/wadispatch/pkg/sendtask"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
@@ -98,7 +100,7 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 		return nil, fmt.Errorf("pubsub: %w", err)
 	}
 	closers = append(closers, func() { _ = ps.Close() })
-	repub := app.NewPubSubRepublisher(ps, s.TasksTopic)
+	repub := sendtask.NewPublisher(ps, s.TasksTopic, 0)
 	closers = append(closers, repub.Stop)
 
 	svc, err := app.NewService(app.Config{
@@ -116,15 +118,19 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 		return nil, err
 	}
 	opsSrv.AddReadiness("firestore", firestoreReady(db))
-	consumers := newConsumerMetrics(opsSrv.Registry)
+	consumers := consume.NewMetrics(opsSrv.Registry, "recorder")
+	receive := func(subscription string, h consume.Handler) lifecycle.Part {
+		o := consume.Options{Settings: s.receiveSettings(), Detach: s.HandlerTimeout, Metrics: consumers, Log: log}
+		return func(ctx context.Context) error { return consume.Receive(ctx, ps.Subscriber(subscription), o, h) }
+	}
 	return &recorder{
 		ops: opsSrv,
 		api: api,
 		parts: []lifecycle.Part{
 			func(ctx context.Context) error { return opsSrv.Run(ctx, s.ShutdownGrace) },
 			func(ctx context.Context) error { return api.Run(ctx, s.ShutdownGrace) },
-			consume(ps.Subscriber(s.ResultsSubscription), s.receiveSettings(), s.HandlerTimeout, svc.HandleResult, consumers, log),
-			consume(ps.Subscriber(s.StatusSubscription), s.receiveSettings(), s.HandlerTimeout, svc.HandleStatusTopic, consumers, log),
+			receive(s.ResultsSubscription, svc.HandleResult),
+			receive(s.StatusSubscription, svc.HandleStatusTopic),
 			func(ctx context.Context) error { return svc.RunSweeper(ctx, s.SweepInterval) },
 		},
 		close: closeAll,

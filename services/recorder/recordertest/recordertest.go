@@ -11,15 +11,15 @@ import (
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/sirupsen/logrus"
-	"github.com/visn/wadispatch/pkg/testinfra/topology"
-	"github.com/visn/wadispatch/services/recorder/internal/app"
-
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	chart "github.com/visn/wadispatch/charts/wadispatch"
+	"github.com/visn/wadispatch/pkg/sendtask"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
 // DeployedIndexes is the emulator's index configuration as deployed: the
@@ -58,7 +58,7 @@ type Recorder struct {
 	Client wadispatchv1.RecorderClient
 	Addr   string
 	svc    *app.Service
-	repub  *app.PubSubRepublisher
+	repub  *sendtask.Publisher
 }
 
 // Sweep marks the claims expired without an outcome UNKNOWN now, as the
@@ -73,7 +73,7 @@ func (r *Recorder) StopPublishing() { r.repub.Stop() }
 // databases, resending to the tasks topic of ps, and serves it as Serve does.
 func Start(tb testing.TB, db, ancillary *firestore.Client, ps *pubsub.Client, log *logrus.Entry) *Recorder {
 	tb.Helper()
-	repub := app.NewPubSubRepublisher(ps, topology.TasksTopic)
+	repub := sendtask.NewPublisher(ps, topology.TasksTopic, 0)
 	svc, err := app.NewService(app.Config{}, db, ancillary, repub, log)
 	if err != nil {
 		tb.Fatal(err)

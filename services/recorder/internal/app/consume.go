@@ -9,21 +9,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/visn/wadispatch/pkg/consume"
 	"github.com/visn/wadispatch/pkg/logging"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
-
-// Verdict is what to do with a Pub/Sub message after handling it.
-type Verdict struct {
-	Ack bool
-	// Reason is a short label for metrics and logs: recorded, duplicate,
-	// permanent, transient, or a poison reason.
-	Reason string
-	// Poison: the message can never be handled. It is nacked so that the
-	// subscription's dead-letter policy moves it, intact, to the dead-letter
-	// topic where operators can read and replay it; acking would lose it.
-	Poison bool
-}
 
 // Schema attribute values of the messages the recorder consumes.
 var (
@@ -33,13 +22,13 @@ var (
 
 // HandleResult records a SendResult from whatsapp-message-results through
 // the same path as the RecordResult RPC.
-func (s *Service) HandleResult(ctx context.Context, data []byte, attrs map[string]string) Verdict {
-	log := logging.WithContext(ctx, s.log).WithField("messagePath", attrs["messagePath"])
-	if sc := attrs["schema"]; sc != "" && sc != schemaSendResult {
+func (s *Service) HandleResult(ctx context.Context, m consume.Message) consume.Verdict {
+	log := logging.WithContext(ctx, s.log).WithField("messagePath", m.Attributes["messagePath"])
+	if sc := m.Attributes["schema"]; sc != "" && sc != schemaSendResult {
 		return poison(log, "unknown_schema", fmt.Errorf("schema %q on the results topic", sc))
 	}
 	var r wadispatchv1.SendResult
-	if err := proto.Unmarshal(data, &r); err != nil {
+	if err := proto.Unmarshal(m.Data, &r); err != nil {
 		return poison(log, "undecodable", fmt.Errorf("decode SendResult: %w", err))
 	}
 	resp, err := s.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: &r})
@@ -47,15 +36,15 @@ func (s *Service) HandleResult(ctx context.Context, data []byte, attrs map[strin
 		return verdictOf(log, err)
 	}
 	if !resp.GetApplied() {
-		return Verdict{Ack: true, Reason: "duplicate"}
+		return consume.Verdict{Ack: true, Reason: "duplicate"}
 	}
-	return Verdict{Ack: true, Reason: "recorded"}
+	return consume.Verdict{Ack: true, Reason: "recorded"}
 }
 
 // statusHandlers maps the schema attribute of whatsapp-status-events to the
 // handler of that payload. A schema without a handler is rejected.
-func (s *Service) statusHandlers() map[string]func(context.Context, []byte) Verdict {
-	return map[string]func(context.Context, []byte) Verdict{
+func (s *Service) statusHandlers() map[string]func(context.Context, []byte) consume.Verdict {
+	return map[string]func(context.Context, []byte) consume.Verdict{
 		schemaStatusEvent: s.handleStatusEvent,
 		schemaInbound:     s.handleInbound,
 	}
@@ -63,16 +52,16 @@ func (s *Service) statusHandlers() map[string]func(context.Context, []byte) Verd
 
 // HandleStatusTopic handles a message of whatsapp-status-events, which
 // carries more than one payload type, told apart by the schema attribute.
-func (s *Service) HandleStatusTopic(ctx context.Context, data []byte, attrs map[string]string) Verdict {
-	sc := attrs["schema"]
+func (s *Service) HandleStatusTopic(ctx context.Context, m consume.Message) consume.Verdict {
+	sc := m.Attributes["schema"]
 	h, ok := s.statusHandlers()[sc]
 	if !ok {
 		return poison(logging.WithContext(ctx, s.log).WithField("schema", sc), "unknown_schema", fmt.Errorf("no handler for schema %q on the status events topic", sc))
 	}
-	return h(ctx, data)
+	return h(ctx, m.Data)
 }
 
-func (s *Service) handleStatusEvent(ctx context.Context, data []byte) Verdict {
+func (s *Service) handleStatusEvent(ctx context.Context, data []byte) consume.Verdict {
 	var ev wadispatchv1.StatusEvent
 	if err := proto.Unmarshal(data, &ev); err != nil {
 		return poison(logging.WithContext(ctx, s.log), "undecodable", fmt.Errorf("decode StatusEvent: %w", err))
@@ -82,18 +71,18 @@ func (s *Service) handleStatusEvent(ctx context.Context, data []byte) Verdict {
 		return verdictOf(logging.WithContext(ctx, s.log).WithField("wamid", ev.GetWhatsappMessageId()), err)
 	}
 	if !resp.GetApplied() {
-		return Verdict{Ack: true, Reason: "ignored"}
+		return consume.Verdict{Ack: true, Reason: "ignored"}
 	}
-	return Verdict{Ack: true, Reason: "applied"}
+	return consume.Verdict{Ack: true, Reason: "applied"}
 }
 
-func poison(log *logrus.Entry, reason string, err error) Verdict {
+func poison(log *logrus.Entry, reason string, err error) consume.Verdict {
 	log.WithError(err).WithField("reason", reason).Error("poison message; nacking until the subscription dead-letters it")
-	return Verdict{Reason: reason, Poison: true}
+	return consume.Verdict{Reason: reason, Poison: true}
 }
 
 // verdictOf classifies the error of a handled message.
-func verdictOf(log *logrus.Entry, err error) Verdict {
+func verdictOf(log *logrus.Entry, err error) consume.Verdict {
 	switch status.Code(err) {
 	case codes.InvalidArgument:
 		return poison(log, "invalid", err)
@@ -101,8 +90,8 @@ func verdictOf(log *logrus.Entry, err error) Verdict {
 		// Decided and final (e.g. the message document is gone); a retry
 		// would meet the same answer.
 		log.WithError(err).Warn("message cannot be applied; acked")
-		return Verdict{Ack: true, Reason: "permanent"}
+		return consume.Verdict{Ack: true, Reason: "permanent"}
 	}
 	log.WithError(err).Warn("transient failure; nacked for redelivery")
-	return Verdict{Reason: "transient"}
+	return consume.Verdict{Reason: "transient"}
 }

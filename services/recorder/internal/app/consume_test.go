@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/visn/wadispatch/pkg/consume"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -16,7 +17,7 @@ func TestVerdictOf(t *testing.T) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	log := logrus.NewEntry(l)
-	for code, want := range map[codes.Code]Verdict{
+	for code, want := range map[codes.Code]consume.Verdict{
 		codes.InvalidArgument:    {Reason: "invalid", Poison: true},
 		codes.FailedPrecondition: {Ack: true, Reason: "permanent"},
 		codes.NotFound:           {Ack: true, Reason: "permanent"},

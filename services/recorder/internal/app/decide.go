@@ -284,10 +284,12 @@ func validateResult(r *wadispatchv1.SendResult) (dispatch.MessageRef, error) {
 	return ref, nil
 }
 
-// checkDocID rejects values that cannot be one document id.
+// checkDocID refuses a value that names a document by Firestore's rules.
+// The value is quoted by its first characters only: it is often a
+// driver's phone number, which has no place in logs.
 func checkDocID(name, v string) error {
-	if v == "" || strings.Contains(v, "/") || v == "." || v == ".." || len(v) > 1500 {
-		return fmt.Errorf("%s %q is not usable as a document id", name, dispatch.Clip(v, 40))
+	if err := dispatch.CheckDocumentID(v); err != nil {
+		return fmt.Errorf("%s %q as a document id %w", name, dispatch.Clip(v, 6), err)
 	}
 	return nil
 }

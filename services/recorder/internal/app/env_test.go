@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/visn/wadispatch/pkg/sendtask"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
@@ -87,7 +88,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ps.Close() })
-	repub := app.NewPubSubRepublisher(ps, topology.TasksTopic)
+	repub := sendtask.NewPublisher(ps, topology.TasksTopic, 0)
 	t.Cleanup(repub.Stop)
 
 	cfg := o.cfg

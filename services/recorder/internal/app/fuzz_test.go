@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/visn/wadispatch/pkg/consume"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -40,11 +41,11 @@ func FuzzHandlers(f *testing.F) {
 		var undecodable, ack, poison bool
 		if statusTopic {
 			undecodable = proto.Unmarshal(data, &wadispatchv1.StatusEvent{}) != nil
-			v := e.svc.HandleStatusTopic(ctx, data, map[string]string{"schema": "wadispatch.v1.StatusEvent"})
+			v := e.svc.HandleStatusTopic(ctx, consume.Message{Data: data, Attributes: map[string]string{"schema": "wadispatch.v1.StatusEvent"}})
 			ack, poison = v.Ack, v.Poison
 		} else {
 			undecodable = proto.Unmarshal(data, &wadispatchv1.SendResult{}) != nil
-			v := e.svc.HandleResult(ctx, data, map[string]string{"schema": "wadispatch.v1.SendResult"})
+			v := e.svc.HandleResult(ctx, consume.Message{Data: data, Attributes: map[string]string{"schema": "wadispatch.v1.SendResult"}})
 			ack, poison = v.Ack, v.Poison
 		}
 		if ctx.Err() != nil {

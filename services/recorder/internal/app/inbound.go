@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/visn/wadispatch/pkg/consume"
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/logging"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -36,7 +37,7 @@ const (
 	enquiryMessagesColl   = "enquiryMessages"
 )
 
-// Outcomes of a driver reply, the Verdict's reason.
+// Outcomes of a driver reply, the consume.Verdict's reason.
 const (
 	InboundRecorded  = "recorded"
 	InboundDuplicate = "duplicate"
@@ -51,7 +52,7 @@ var schemaInbound = string(proto.MessageName(&wadispatchv1.InboundMessage{}))
 // parent of the per-enquiry records.
 func driverRecordPath(driver string) string { return "whatsapp/" + driver }
 
-func (s *Service) handleInbound(ctx context.Context, data []byte) Verdict {
+func (s *Service) handleInbound(ctx context.Context, data []byte) consume.Verdict {
 	var in wadispatchv1.InboundMessage
 	if err := proto.Unmarshal(data, &in); err != nil {
 		return poison(logging.WithContext(ctx, s.log), "undecodable", fmt.Errorf("decode InboundMessage: %w", err))
@@ -70,7 +71,7 @@ func (s *Service) handleInbound(ctx context.Context, data []byte) Verdict {
 	} else {
 		log.WithField("outcome", outcome).Info("driver reply recorded")
 	}
-	return Verdict{Ack: true, Reason: "inbound_" + outcome}
+	return consume.Verdict{Ack: true, Reason: "inbound_" + outcome}
 }
 
 // RecordInbound records a driver's reply: the 24-hour window on the

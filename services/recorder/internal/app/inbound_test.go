@@ -8,22 +8,22 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/visn/wadispatch/pkg/consume"
 	"github.com/visn/wadispatch/pkg/dispatch"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
-	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
 func statusEvent(wamid string, s wadispatchv1.MessageStatus, at time.Time) *wadispatchv1.StatusEvent {
 	return &wadispatchv1.StatusEvent{WhatsappMessageId: wamid, Status: s, Timestamp: timestamppb.New(at), PhoneNumberId: "1055"}
 }
 
-func (e *env) handle(t *testing.T, m proto.Message) app.Verdict {
+func (e *env) handle(t *testing.T, m proto.Message) consume.Verdict {
 	t.Helper()
 	data, err := proto.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e.svc.HandleStatusTopic(context.Background(), data, map[string]string{"schema": string(proto.MessageName(m))})
+	return e.svc.HandleStatusTopic(context.Background(), consume.Message{Data: data, Attributes: map[string]string{"schema": string(proto.MessageName(m))}})
 }
 
 // Webhooks in reverse order, each twice (what --reorder-webhooks and
@@ -76,7 +76,7 @@ func TestStatusWaitsForItsResult(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	task := e.newMessage(t, "m1")
 	claim := e.claim(t, task, 0)
-	done := make(chan app.Verdict, 1)
+	done := make(chan consume.Verdict, 1)
 	go func() {
 		done <- e.handle(t, statusEvent("wamid.A", wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED, time.Now()))
 	}()

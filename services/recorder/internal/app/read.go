@@ -215,7 +215,7 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 		}
 		// Published after the mark: the claim the task meets must find it.
 		// A failed publish leaves the mark, and asking again republishes.
-		if err := s.pub.Republish(ctx, task); err != nil {
+		if _, err := s.pub.Publish(ctx, task, map[string]string{"resend": "true"}); err != nil {
 			return nil, status.Errorf(codes.Unavailable, "republish task of %s: %v", ref.Path(), err)
 		}
 		log.Info("resend requested; task republished")

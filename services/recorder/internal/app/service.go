@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -91,9 +91,10 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// Republisher puts a task back on the tasks topic for a resend.
+// Republisher puts a task back on the tasks topic for a resend, as
+// sendtask.Publisher does, with extra attributes beside the standard ones.
 type Republisher interface {
-	Republish(ctx context.Context, task *wadispatchv1.SendTask) error
+	Publish(ctx context.Context, task *wadispatchv1.SendTask, extra map[string]string) (string, error)
 }
 
 // Service implements wadispatchv1.RecorderServer on two Firestore databases.
@@ -154,15 +155,16 @@ func preconditionFailed(err error) bool {
 	return false
 }
 
-// backoff sleeps before try n (0-based) with jitter, so that writers racing
-// for one document spread out instead of colliding again.
-func backoff(ctx context.Context, n int, base, max time.Duration) error {
-	d := base << min(n, 16)
-	if d > max || d <= 0 {
-		d = max
-	}
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
+// exponential is the wait between tries, doubling up to max, jittered so
+// that writers racing for one document spread out instead of colliding
+// again.
+func exponential(initial, max time.Duration) *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: initial, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: max}
+}
+
+// pause waits bo's next interval, or until ctx ends.
+func pause(ctx context.Context, bo backoff.BackOff) error {
+	t := time.NewTimer(bo.NextBackOff())
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -178,6 +180,7 @@ func backoff(ctx context.Context, n int, base, max time.Duration) error {
 // preconditions, so a try whose answer was lost but which landed makes the
 // next try fail its precondition instead of writing twice.
 func (s *Service) commitRetrying(ctx context.Context, c *firestore.Client, ops ...op) error {
+	bo := exponential(10*time.Millisecond, time.Second)
 	for try := 0; ; try++ {
 		err := commit(ctx, c, ops...)
 		why, ok := retryable(err)
@@ -185,7 +188,7 @@ func (s *Service) commitRetrying(ctx context.Context, c *firestore.Client, ops .
 			return err
 		}
 		s.m.commitRetries.WithLabelValues(why).Inc()
-		if err := backoff(ctx, try, 10*time.Millisecond, time.Second); err != nil {
+		if err := pause(ctx, bo); err != nil {
 			return err
 		}
 	}
@@ -543,6 +546,7 @@ func (s *Service) writeAncillary(ctx context.Context, ref dispatch.MessageRef, d
 		return status.Errorf(codes.FailedPrecondition, "ancillary record: %v", err)
 	}
 	doc := s.anc.Doc(dispatch.AncillaryPath(driver, ref.EnquiryID))
+	bo := exponential(50*time.Millisecond, 5*time.Second)
 	for try := 0; ; try++ {
 		attempt, cancel := context.WithTimeout(ctx, s.cfg.AncillaryAttemptTimeout)
 		err := commit(attempt, s.anc, op{kind: opSetMerge, ref: doc, data: ancillaryFields(ref, driver, wamids)})
@@ -555,7 +559,7 @@ func (s *Service) writeAncillary(ctx context.Context, ref dispatch.MessageRef, d
 		}
 		s.m.ancillaryRetry.Inc()
 		log.WithError(err).WithField("try", try+1).Warn("ancillary record write failed; retrying")
-		if err := backoff(ctx, try, 50*time.Millisecond, 5*time.Second); err != nil {
+		if err := pause(ctx, bo); err != nil {
 			return storeErr(ctx, "ancillary record", err)
 		}
 	}

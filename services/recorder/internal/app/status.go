@@ -17,12 +17,13 @@ import (
 func (s *Service) readIndex(ctx context.Context, wamid string) (*firestore.DocumentSnapshot, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.IndexWait)
 	defer cancel()
-	for try := 0; ; try++ {
+	bo := exponential(20*time.Millisecond, 500*time.Millisecond)
+	for {
 		snap, err := s.db.Doc(dispatch.IndexPath(wamid)).Get(ctx)
 		if status.Code(err) != codes.NotFound {
 			return snap, err
 		}
-		if backoff(ctx, try, 20*time.Millisecond, 500*time.Millisecond) != nil {
+		if pause(ctx, bo) != nil {
 			return nil, err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/visn/wadispatch/pkg/consume"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
@@ -73,7 +74,7 @@ func benchmarkStatusTopic(b *testing.B, event func(i int, wamid string) proto.Me
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := next.Add(1) - 1
-			if v := e.svc.HandleStatusTopic(ctx, payloads[i], map[string]string{"schema": schemas[i]}); !v.Ack {
+			if v := e.svc.HandleStatusTopic(ctx, consume.Message{Data: payloads[i], Attributes: map[string]string{"schema": schemas[i]}}); !v.Ack {
 				nacked.Add(1)
 			}
 		}
