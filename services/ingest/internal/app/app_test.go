@@ -1,0 +1,120 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
+
+	"github.com/visn/wadispatch/pkg/chatmessage"
+	"github.com/visn/wadispatch/pkg/firestoreevent"
+	"github.com/visn/wadispatch/pkg/firestoreevent/eventarctest"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+)
+
+const msgPath = "leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/m1"
+
+type fakeLeases struct {
+	cfg chatmessage.WhatsAppConfig
+	err error
+}
+
+func (f fakeLeases) WhatsAppConfig(context.Context, string) (chatmessage.WhatsAppConfig, error) {
+	return f.cfg, f.err
+}
+
+type fakeEnquiries struct{}
+
+func (fakeEnquiries) Enquiry(context.Context, string) (map[string]any, error) { return nil, nil }
+
+type fakeTasks struct {
+	published []*wadispatchv1.SendTask
+	err       error
+}
+
+func (f *fakeTasks) PublishTask(_ context.Context, task *wadispatchv1.SendTask) (string, error) {
+	if f.err != nil {
+		return "", f.err
+	}
+	f.published = append(f.published, task)
+	return "ps-1", nil
+}
+
+func cloudEvent(t *testing.T, id string) *event.Event {
+	t.Helper()
+	req := eventarctest.Event{ID: id, Path: msgPath, Fields: eventarctest.Fields(map[string]any{
+		"message": "Your van is ready", "type": "text", "driverMobileNumber": "+447911123456",
+		"createdBy": "user-7", "source": "web", "isMigrated": false,
+	})}.Binary("http://ingest/")
+	ce, err := firestoreevent.ReadRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ce
+}
+
+func newTestIngester(leases Leases, tasks Tasks) (*Ingester, *Metrics) {
+	m := NewMetrics(prometheus.NewRegistry())
+	log := logrus.NewEntry(logrus.New())
+	log.Logger.SetLevel(logrus.PanicLevel)
+	in := New(Config{Database: "(default)", Region: "GB", Timeout: time.Second, DedupeTTL: time.Minute},
+		leases, fakeEnquiries{}, tasks, nil, m, log, log)
+	return in, m
+}
+
+var usableConfig = chatmessage.WhatsAppConfig{PhoneNumberID: "1", APIVersion: "v23.0", TokenRef: "ref", TemplateLanguage: "en_US"}
+
+func TestHandleEventClassifiesOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		leases  Leases
+		publish error
+		outcome string
+		reason  string
+		dep     string
+	}{
+		{"published", fakeLeases{cfg: usableConfig}, nil, OutcomePublished, "", ""},
+		{"lease without configuration", fakeLeases{err: &chatmessage.Rejection{Reason: chatmessage.ReasonNoWhatsAppConfig}}, nil,
+			OutcomeRejected, chatmessage.ReasonNoWhatsAppConfig, ""},
+		{"Firestore down", fakeLeases{err: &DependencyError{Dep: DepFirestore, Err: errors.New("unavailable")}}, nil,
+			OutcomeRetry, "", DepFirestore},
+		{"Pub/Sub down", fakeLeases{cfg: usableConfig}, &DependencyError{Dep: DepPubSub, Err: errors.New("unavailable")},
+			OutcomeRetry, "", DepPubSub},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tasks := &fakeTasks{err: tc.publish}
+			in, m := newTestIngester(tc.leases, tasks)
+			res := in.HandleEvent(context.Background(), cloudEvent(t, "ev-1"))
+			if res.Outcome != tc.outcome || res.Reason != tc.reason || res.MessagePath != msgPath {
+				t.Fatalf("result %+v, want %s %q", res, tc.outcome, tc.reason)
+			}
+			if tc.dep != "" {
+				if got := testutil.ToFloat64(m.transient.WithLabelValues(tc.dep)); got != 1 {
+					t.Errorf("transient failures{dependency=%s} = %v", tc.dep, got)
+				}
+			}
+			if published := len(tasks.published); (tc.outcome == OutcomePublished) != (published == 1) {
+				t.Errorf("%d tasks published", published)
+			}
+		})
+	}
+}
+
+// A redelivery of a published event shares its result and publishes nothing.
+func TestHandleEventRedeliveryPublishesOnce(t *testing.T) {
+	tasks := &fakeTasks{}
+	in, m := newTestIngester(fakeLeases{cfg: usableConfig}, tasks)
+	for range 2 {
+		if res := in.HandleEvent(context.Background(), cloudEvent(t, "ev-dup")); res.Outcome != OutcomePublished || res.PubsubID != "ps-1" {
+			t.Fatalf("result %+v", res)
+		}
+	}
+	if len(tasks.published) != 1 || testutil.ToFloat64(m.duplicates) != 1 || testutil.ToFloat64(m.published) != 1 {
+		t.Fatalf("published %d, duplicates %v, published metric %v", len(tasks.published), testutil.ToFloat64(m.duplicates), testutil.ToFloat64(m.published))
+	}
+}
