@@ -35,15 +35,15 @@ func TestSentIDs(t *testing.T) {
 	sentR := &wadispatchv1.SendResult{Outcome: wadispatchv1.Outcome_OUTCOME_SENT, WhatsappMessageId: "w2"}
 	failedR := &wadispatchv1.SendResult{Outcome: wadispatchv1.Outcome_OUTCOME_FAILED}
 	cases := []struct {
-		st   *stateDoc
+		st   *State
 		r    *wadispatchv1.SendResult
 		want []string
 	}{
-		{&stateDoc{Outcome: "SENT", WhatsappMessageID: "w2"}, sentR, []string{"w2"}},
-		{&stateDoc{Outcome: "SENT", WhatsappMessageID: "w1"}, sentR, []string{"w1", "w2"}},
-		{&stateDoc{Outcome: "SENT", WhatsappMessageID: "w1"}, failedR, []string{"w1"}},
-		{&stateDoc{Outcome: "FAILED"}, failedR, nil},
-		{&stateDoc{Outcome: "FAILED"}, sentR, []string{"w2"}},
+		{&State{Outcome: "SENT", WhatsappMessageID: "w2"}, sentR, []string{"w2"}},
+		{&State{Outcome: "SENT", WhatsappMessageID: "w1"}, sentR, []string{"w1", "w2"}},
+		{&State{Outcome: "SENT", WhatsappMessageID: "w1"}, failedR, []string{"w1"}},
+		{&State{Outcome: "FAILED"}, failedR, nil},
+		{&State{Outcome: "FAILED"}, sentR, []string{"w2"}},
 	}
 	for _, c := range cases {
 		got := sentIDs(c.st, c.r)

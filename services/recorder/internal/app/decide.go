@@ -2,11 +2,8 @@ package app
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
-
-	"cloud.google.com/go/firestore"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -46,7 +43,7 @@ const (
 
 // decideClaim decides a claim for a message whose state is st (nil when
 // none exists) at now.
-func decideClaim(st *stateDoc, now time.Time, policy ExpiredClaimPolicy) (claimAction, string) {
+func decideClaim(st *State, now time.Time, policy ExpiredClaimPolicy) (claimAction, string) {
 	if st == nil {
 		return claimCreate, ""
 	}
@@ -82,7 +79,7 @@ func decideClaim(st *stateDoc, now time.Time, policy ExpiredClaimPolicy) (claimA
 	return claimDone, "status " + st.Status
 }
 
-func unknownReason(st *stateDoc) string {
+func unknownReason(st *State) string {
 	return fmt.Sprintf("claim %s by %s expired at %s without an outcome", st.ClaimID, orUnknown(st.Claimant),
 		st.LeaseExpiresAt.UTC().Format(time.RFC3339))
 }
@@ -106,7 +103,7 @@ const (
 // st (nil when none). Only the current claim, still SENDING without an
 // outcome, may be released: anything else means the send moved on without
 // the caller, and marking it would hide that.
-func decideRelease(st *stateDoc, claimID string) (releaseAction, string) {
+func decideRelease(st *State, claimID string) (releaseAction, string) {
 	switch {
 	case st == nil:
 		return releaseRefuse, "no claim exists"
@@ -126,7 +123,7 @@ func decideRelease(st *stateDoc, claimID string) (releaseAction, string) {
 // UNKNOWN or FAILED, or SENDING under a released claim whose task never
 // came back (nothing of it is in flight, and republishing its task lets
 // the next claim take it over).
-func resendable(st *stateDoc) bool {
+func resendable(st *State) bool {
 	switch dispatch.Status(st.Status) {
 	case dispatch.StatusUnknown, dispatch.StatusFailed:
 		return true
@@ -136,17 +133,23 @@ func resendable(st *stateDoc) bool {
 	return false
 }
 
-// releaseFields mark a claim released. The lease goes with it, so the
-// sweeper, which looks for expired leases, never finds a released claim:
-// nothing of its was in flight, so it must not become UNKNOWN.
-func releaseFields(reason string, now time.Time) map[string]any {
-	return map[string]any{
-		fReleased:       true,
-		fReleasedAt:     now,
-		"releaseReason": reason,
-		fLeaseExpiresAt: firestore.Delete,
-		fUpdatedAt:      now,
-	}
+// released is st once its claim's holder released it. The lease goes with
+// it, so the sweeper, which looks for expired leases, never finds a
+// released claim: nothing of its was in flight, so it must not become
+// UNKNOWN.
+func released(st *State, reason string, now time.Time) State {
+	out := *st
+	out.Released, out.ReleasedAt, out.ReleaseReason = true, now, reason
+	out.LeaseExpiresAt, out.UpdatedAt = time.Time{}, now
+	return out
+}
+
+// resendRequested is st once an operator asked for it to be sent again;
+// the next claim takes it over.
+func resendRequested(st *State, by string, now time.Time) State {
+	out := *st
+	out.ResendRequested, out.ResendRequestedBy, out.ResendRequestedAt, out.UpdatedAt = true, by, now, now
+	return out
 }
 
 // claim is a new claim on a message.
@@ -158,77 +161,40 @@ type claim struct {
 	Ref      dispatch.MessageRef
 }
 
-// newStateFields is the state document a first claim creates.
-func newStateFields(c claim, task map[string]any, now time.Time) map[string]any {
-	m := map[string]any{
-		"messagePath":        c.Ref.Path(),
-		"leaseId":            c.Ref.LeaseID,
-		"enquiryId":          c.Ref.EnquiryID,
-		"messageId":          c.Ref.MessageID,
-		"driverMobileNumber": c.Task.GetDriverMobileNumber(),
-		"createdBy":          c.Task.GetCreatedBy(),
-		"task":               task,
-		"claims":             int64(1),
-		fUpdatedAt:           now,
+// claimed is the state once c holds the send: the first claim creates it
+// from the task; a takeover of an expired or resend-requested claim is a
+// new send attempt, so the previous attempt's outcome, error and release go.
+func claimed(st *State, c claim, task map[string]any, now time.Time) State {
+	var out State
+	if st == nil {
+		out = State{MessagePath: c.Ref.Path(), LeaseID: c.Ref.LeaseID, EnquiryID: c.Ref.EnquiryID, MessageID: c.Ref.MessageID,
+			DriverMobileNumber: c.Task.GetDriverMobileNumber(), CreatedBy: c.Task.GetCreatedBy()}
+		if t := c.Task.GetCreatedAt(); t != nil {
+			out.CreatedAt = t.AsTime()
+		}
+	} else {
+		out = *st
+		out.Outcome, out.Error, out.Reason, out.WhatsappMessageID, out.RecordID = "", nil, "", "", ""
+		out.ResendRequested, out.ResendRequestedBy = false, ""
+		out.Released, out.ReleasedAt, out.ReleaseReason = false, time.Time{}, ""
 	}
-	if t := c.Task.GetCreatedAt(); t != nil {
-		m["createdAt"] = t.AsTime()
-	}
-	for k, v := range claimFields(c, now) {
-		m[k] = v
-	}
-	return m
+	out.Claims++
+	out.ClaimID, out.Claimant, out.ClaimedAt, out.LeaseExpiresAt = c.ID, c.Claimant, now, now.Add(c.Lease)
+	out.Status, out.Task, out.UpdatedAt = string(dispatch.StatusSending), task, now
+	return out
 }
 
-func claimFields(c claim, now time.Time) map[string]any {
-	return map[string]any{
-		"claimId":       c.ID,
-		"claimant":      c.Claimant,
-		"claimedAt":     now,
-		fLeaseExpiresAt: now.Add(c.Lease),
-		fStatus:         string(dispatch.StatusSending),
-	}
+// claimMessage is what a claim changes on the message document.
+func claimMessage(now time.Time) *MessageUpdate {
+	return &MessageUpdate{Status: dispatch.StatusSending, StatusUpdatedAt: now, ClearStatusReason: true, ClearFailure: true}
 }
 
-// takeoverFields replace an expired or resend-requested claim: a new send
-// attempt, so the previous attempt's outcome and error go.
-func takeoverFields(c claim, task map[string]any, now time.Time) map[string]any {
-	m := claimFields(c, now)
-	m["claims"] = firestore.Increment(1)
-	m["task"] = task
-	m[fUpdatedAt] = now
-	for _, f := range []string{fOutcome, "error", "reason", "whatsappMessageId", "resendRequested", "resendRequestedBy", "recordId",
-		fReleased, fReleasedAt, "releaseReason"} {
-		m[f] = firestore.Delete
-	}
-	return m
-}
-
-// claimMessageFields is what a claim writes on the message document.
-func claimMessageFields(now time.Time) map[string]any {
-	return map[string]any{
-		fStatus:          string(dispatch.StatusSending),
-		fStatusUpdatedAt: now,
-		fStatusReason:    firestore.Delete,
-		fFailureReason:   firestore.Delete,
-		fWhatsappError:   firestore.Delete,
-	}
-}
-
-// unknownFields mark an expired claim UNKNOWN, on the state and the message.
-func unknownFields(reason string, now time.Time) (state, message map[string]any) {
-	state = map[string]any{
-		fStatus:         string(dispatch.StatusUnknown),
-		"reason":        reason,
-		fLeaseExpiresAt: firestore.Delete,
-		fUpdatedAt:      now,
-	}
-	message = map[string]any{
-		fStatus:          string(dispatch.StatusUnknown),
-		fStatusReason:    reason,
-		fStatusUpdatedAt: now,
-	}
-	return state, message
+// markedUnknown is an expired claim marked UNKNOWN, on the state and the
+// message.
+func markedUnknown(st *State, reason string, now time.Time) (State, *MessageUpdate) {
+	out := *st
+	out.Status, out.Reason, out.LeaseExpiresAt, out.UpdatedAt = string(dispatch.StatusUnknown), reason, time.Time{}, now
+	return out, &MessageUpdate{Status: dispatch.StatusUnknown, StatusReason: reason, StatusUpdatedAt: now}
 }
 
 // recordPlan is what recording a result does, decided from the state read.
@@ -237,11 +203,9 @@ type recordPlan struct {
 	// may not move): nothing is written but the ancillary record.
 	apply  bool
 	reason string
-	// create: no state exists (a result without a claim); created with the
-	// precondition "does not exist".
-	create  bool
-	state   map[string]any
-	message map[string]any // nil when the message document does not exist
+	state  State
+	// message is nil when the message document does not exist.
+	message *MessageUpdate
 	// countSent: increment the user's counter and index the wamid.
 	countSent bool
 }
@@ -295,9 +259,10 @@ func checkDocID(name, v string) error {
 }
 
 // decideRecord plans recording r on a message whose state is st (nil when
-// none) and whose document exists or not. recordID marks this attempt so a
-// commit retried by the client library is recognised as ours.
-func decideRecord(st *stateDoc, messageExists bool, r *wadispatchv1.SendResult, ref dispatch.MessageRef, recordID string, now time.Time) recordPlan {
+// none: a result without a claim creates it) and whose document exists or
+// not. recordID marks this attempt so a commit retried by the client
+// library is recognised as ours.
+func decideRecord(st *State, messageExists bool, r *wadispatchv1.SendResult, ref dispatch.MessageRef, recordID string, now time.Time) recordPlan {
 	to := outcomeStatus(r.GetOutcome())
 	if st != nil && st.Outcome != "" {
 		return recordPlan{reason: "outcome " + st.Outcome + " recorded before"}
@@ -311,58 +276,38 @@ func decideRecord(st *stateDoc, messageExists bool, r *wadispatchv1.SendResult, 
 	if st != nil && !dispatch.CanMove(dispatch.Status(st.Status), to) {
 		return recordPlan{reason: fmt.Sprintf("status %s may not move to %s", st.Status, to)}
 	}
-	p := recordPlan{apply: true, create: st == nil, countSent: to == dispatch.StatusSent}
-	p.state = map[string]any{
-		fStatus:           string(to),
-		fOutcome:          string(to),
-		"attempts":        int64(r.GetAttempts()),
-		"recordId":        recordID,
-		fUpdatedAt:        now,
-		"resendRequested": false,
+	p := recordPlan{apply: true, countSent: to == dispatch.StatusSent}
+	if st != nil {
+		p.state = *st
+	} else {
+		p.state = State{MessagePath: ref.Path(), LeaseID: ref.LeaseID, EnquiryID: ref.EnquiryID, MessageID: ref.MessageID,
+			DriverMobileNumber: r.GetDriverMobileNumber(), CreatedBy: r.GetCreatedBy()}
+		if t := r.GetCreatedAt(); t != nil {
+			p.state.CreatedAt = t.AsTime()
+		}
 	}
+	out := &p.state
+	out.Status, out.Outcome, out.RecordID = string(to), string(to), recordID
+	out.Attempts, out.UpdatedAt, out.LeaseExpiresAt, out.ResendRequested = int64(r.GetAttempts()), now, time.Time{}, false
 	if r.GetClaimId() != "" {
-		p.state["claimId"] = r.GetClaimId()
+		out.ClaimID = r.GetClaimId()
 	}
 	completed := now
 	if t := r.GetCompletedAt(); t != nil {
 		completed = t.AsTime()
 	}
-	msg := map[string]any{fStatus: string(to), fStatusUpdatedAt: now}
+	msg := &MessageUpdate{Status: to, StatusUpdatedAt: now}
 	if to == dispatch.StatusSent {
-		p.state["whatsappMessageId"] = r.GetWhatsappMessageId()
-		p.state["sentAt"] = completed
-		msg["whatsappMessageId"] = r.GetWhatsappMessageId()
-		msg["sentAt"] = completed
-		if !p.create {
-			msg[fWhatsappError] = firestore.Delete
-			msg[fFailureReason] = firestore.Delete
-			msg[fStatusReason] = firestore.Delete
+		out.WhatsappMessageID, out.SentAt = r.GetWhatsappMessageId(), completed
+		if out.DriverMobileNumber == "" {
+			out.DriverMobileNumber = r.GetDriverMobileNumber()
 		}
+		msg.WhatsappMessageID, msg.SentAt = r.GetWhatsappMessageId(), completed
+		msg.ClearFailure, msg.ClearStatusReason = st != nil, st != nil
 	} else {
-		reason := failureReason(r.GetError())
-		p.state["error"] = errorFields(r.GetError())
-		p.state["reason"] = reason
-		p.state["failedAt"] = completed
-		msg[fWhatsappError] = errorFields(r.GetError())
-		msg[fFailureReason] = reason
-		msg["failedAt"] = completed
-		if !p.create {
-			msg[fStatusReason] = firestore.Delete
-		}
-	}
-	if p.create {
-		for k, v := range map[string]any{
-			"messagePath": ref.Path(), "leaseId": ref.LeaseID, "enquiryId": ref.EnquiryID,
-			"messageId": ref.MessageID, "driverMobileNumber": r.GetDriverMobileNumber(),
-			"createdBy": r.GetCreatedBy(), "claims": int64(0),
-		} {
-			p.state[k] = v
-		}
-		if t := r.GetCreatedAt(); t != nil {
-			p.state["createdAt"] = t.AsTime()
-		}
-	} else {
-		p.state[fLeaseExpiresAt] = firestore.Delete
+		out.Error, out.Reason, out.FailedAt = errorDocOf(r.GetError()), failureReason(r.GetError()), completed
+		msg.Error, msg.FailureReason, msg.FailedAt = out.Error, out.Reason, completed
+		msg.ClearStatusReason = st != nil
 	}
 	if messageExists {
 		p.message = msg
@@ -378,33 +323,6 @@ func failureReason(e *wadispatchv1.WhatsAppError) string {
 		return fmt.Sprintf("whatsapp_error_%d", e.GetCode())
 	}
 	return "unspecified"
-}
-
-// indexFields is the wamid index entry.
-func indexFields(ref dispatch.MessageRef, driver string) map[string]any {
-	return map[string]any{
-		"messagePath":        ref.Path(),
-		"leaseId":            ref.LeaseID,
-		"enquiryId":          ref.EnquiryID,
-		"driverMobileNumber": driver,
-	}
-}
-
-// ancillaryFields is the ancillary record's update for a sent message;
-// written with merge, so repeating it changes nothing but lastMessageAt.
-func ancillaryFields(ref dispatch.MessageRef, driver string, wamids []string) map[string]any {
-	ids := make([]any, len(wamids))
-	for i, w := range wamids {
-		ids[i] = w
-	}
-	return map[string]any{
-		fAncillaryIDs:       firestore.ArrayUnion(ids...),
-		"driverPhoneNumber": driver,
-		"leaseId":           ref.LeaseID,
-		"enquiryId":         ref.EnquiryID,
-		"lastMessagePath":   ref.Path(),
-		"lastMessageAt":     firestore.ServerTimestamp,
-	}
 }
 
 // metricsPath fills the metrics document path template.
@@ -437,13 +355,12 @@ func checkDocPath(p string) error {
 type statusPlan struct {
 	apply   bool
 	reason  string
-	state   map[string]any
-	message map[string]any
-	after   stateDoc // the state once applied
+	state   State
+	message MessageUpdate
 }
 
 // decideStatus plans applying a webhook status to a message in state st.
-func decideStatus(st *stateDoc, ev *wadispatchv1.StatusEvent, now time.Time) statusPlan {
+func decideStatus(st *State, ev *wadispatchv1.StatusEvent, now time.Time) statusPlan {
 	to := dispatch.StatusFromProto(ev.GetStatus())
 	from := dispatch.Status(st.Status)
 	at := now
@@ -454,55 +371,31 @@ func decideStatus(st *stateDoc, ev *wadispatchv1.StatusEvent, now time.Time) sta
 		if from == dispatch.StatusRead && to == dispatch.StatusDelivered && st.DeliveredAt.IsZero() {
 			// Webhooks out of order: read came first. The status stays,
 			// the delivery time is still worth knowing.
-			p := statusPlan{
-				apply:   true,
-				reason:  "delivered after read: deliveredAt filled, status kept",
-				state:   map[string]any{"deliveredAt": at, fUpdatedAt: now},
-				message: map[string]any{"deliveredAt": at},
-				after:   *st,
-			}
-			p.after.DeliveredAt, p.after.UpdatedAt = at, now
+			p := statusPlan{apply: true, reason: "delivered after read: deliveredAt filled, status kept", state: *st,
+				message: MessageUpdate{DeliveredAt: at}}
+			p.state.DeliveredAt, p.state.UpdatedAt = at, now
 			return p
 		}
 		return statusPlan{reason: fmt.Sprintf("status %s may not move to %s", from, to)}
 	}
-	p := statusPlan{
-		apply:   true,
-		state:   map[string]any{fStatus: string(to), fUpdatedAt: now},
-		message: map[string]any{fStatus: string(to), fStatusUpdatedAt: now},
-		after:   *st,
-	}
-	p.after.Status, p.after.UpdatedAt = string(to), now
+	p := statusPlan{apply: true, state: *st, message: MessageUpdate{Status: to, StatusUpdatedAt: now}}
+	p.state.Status, p.state.UpdatedAt = string(to), now
 	switch to {
 	case dispatch.StatusSent:
 		// Evidence that an UNKNOWN send went out.
-		p.state["sentAt"], p.message["sentAt"], p.after.SentAt = at, at, at
+		p.state.SentAt, p.message.SentAt = at, at
 	case dispatch.StatusDelivered:
-		p.state["deliveredAt"], p.message["deliveredAt"], p.after.DeliveredAt = at, at, at
+		p.state.DeliveredAt, p.message.DeliveredAt = at, at
 	case dispatch.StatusRead:
-		p.state["readAt"], p.message["readAt"], p.after.ReadAt = at, at, at
+		p.state.ReadAt, p.message.ReadAt = at, at
 	case dispatch.StatusFailed:
 		var e *wadispatchv1.WhatsAppError
 		if len(ev.GetErrors()) > 0 {
 			e = ev.GetErrors()[0]
 		}
-		reason := failureReason(e)
-		p.state["error"], p.message[fWhatsappError], p.after.Error = errorFields(e), errorFields(e), errorDocOf(e)
-		p.state["reason"], p.message[fFailureReason], p.after.Reason = reason, reason, reason
-		p.state["failedAt"], p.message["failedAt"], p.after.FailedAt = at, at, at
+		p.state.Error, p.state.Reason, p.state.FailedAt = errorDocOf(e), failureReason(e), at
+		p.message.Error, p.message.FailureReason, p.message.FailedAt = p.state.Error, p.state.Reason, at
 	}
-	if from == dispatch.StatusUnknown || from == dispatch.StatusFailed {
-		p.message[fStatusReason] = firestore.Delete
-	}
+	p.message.ClearStatusReason = from == dispatch.StatusUnknown || from == dispatch.StatusFailed
 	return p
-}
-
-// updates turns a field map into an Update's field list, in a stable order.
-func updates(m map[string]any) []firestore.Update {
-	us := make([]firestore.Update, 0, len(m))
-	for k, v := range m {
-		us = append(us, firestore.Update{Path: k, Value: v})
-	}
-	slices.SortFunc(us, func(a, b firestore.Update) int { return strings.Compare(a.Path, b.Path) })
-	return us
 }

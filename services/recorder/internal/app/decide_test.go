@@ -19,30 +19,30 @@ func TestDecideClaim(t *testing.T) {
 	expired := t0.Add(-time.Second)
 	cases := []struct {
 		name   string
-		st     *stateDoc
+		st     *State
 		policy ExpiredClaimPolicy
 		want   claimAction
 	}{
 		{"no state", nil, PolicyUnknown, claimCreate},
-		{"live claim", &stateDoc{Status: "SENDING", LeaseExpiresAt: live}, PolicyUnknown, claimInFlight},
-		{"live claim, policy resend", &stateDoc{Status: "SENDING", LeaseExpiresAt: live}, PolicyResend, claimInFlight},
-		{"lease ends now", &stateDoc{Status: "SENDING", LeaseExpiresAt: t0}, PolicyUnknown, claimMarkUnknown},
-		{"expired claim", &stateDoc{Status: "SENDING", LeaseExpiresAt: expired}, PolicyUnknown, claimMarkUnknown},
-		{"expired claim, policy resend", &stateDoc{Status: "SENDING", LeaseExpiresAt: expired}, PolicyResend, claimTakeover},
-		{"unknown", &stateDoc{Status: "UNKNOWN"}, PolicyUnknown, claimUnknown},
-		{"unknown, policy resend", &stateDoc{Status: "UNKNOWN"}, PolicyResend, claimTakeover},
-		{"sent", &stateDoc{Status: "SENT", Outcome: "SENT"}, PolicyResend, claimDone},
-		{"delivered", &stateDoc{Status: "DELIVERED", Outcome: "SENT"}, PolicyUnknown, claimDone},
-		{"failed", &stateDoc{Status: "FAILED", Outcome: "FAILED"}, PolicyUnknown, claimDone},
-		{"failed, resend requested", &stateDoc{Status: "FAILED", Outcome: "FAILED", ResendRequested: true}, PolicyUnknown, claimTakeover},
-		{"unknown, resend requested", &stateDoc{Status: "UNKNOWN", ResendRequested: true}, PolicyUnknown, claimTakeover},
+		{"live claim", &State{Status: "SENDING", LeaseExpiresAt: live}, PolicyUnknown, claimInFlight},
+		{"live claim, policy resend", &State{Status: "SENDING", LeaseExpiresAt: live}, PolicyResend, claimInFlight},
+		{"lease ends now", &State{Status: "SENDING", LeaseExpiresAt: t0}, PolicyUnknown, claimMarkUnknown},
+		{"expired claim", &State{Status: "SENDING", LeaseExpiresAt: expired}, PolicyUnknown, claimMarkUnknown},
+		{"expired claim, policy resend", &State{Status: "SENDING", LeaseExpiresAt: expired}, PolicyResend, claimTakeover},
+		{"unknown", &State{Status: "UNKNOWN"}, PolicyUnknown, claimUnknown},
+		{"unknown, policy resend", &State{Status: "UNKNOWN"}, PolicyResend, claimTakeover},
+		{"sent", &State{Status: "SENT", Outcome: "SENT"}, PolicyResend, claimDone},
+		{"delivered", &State{Status: "DELIVERED", Outcome: "SENT"}, PolicyUnknown, claimDone},
+		{"failed", &State{Status: "FAILED", Outcome: "FAILED"}, PolicyUnknown, claimDone},
+		{"failed, resend requested", &State{Status: "FAILED", Outcome: "FAILED", ResendRequested: true}, PolicyUnknown, claimTakeover},
+		{"unknown, resend requested", &State{Status: "UNKNOWN", ResendRequested: true}, PolicyUnknown, claimTakeover},
 		// A late result resolved the message after the operator asked.
-		{"sent after resend requested", &stateDoc{Status: "SENT", Outcome: "SENT", ResendRequested: true}, PolicyUnknown, claimDone},
+		{"sent after resend requested", &State{Status: "SENT", Outcome: "SENT", ResendRequested: true}, PolicyUnknown, claimDone},
 		// Released: nothing was in flight, so neither the lease nor the
 		// policy matters.
-		{"released, lease gone", &stateDoc{Status: "SENDING", Released: true}, PolicyUnknown, claimTakeover},
-		{"released, lease live", &stateDoc{Status: "SENDING", Released: true, LeaseExpiresAt: live}, PolicyUnknown, claimTakeover},
-		{"released, outcome recorded", &stateDoc{Status: "SENT", Outcome: "SENT", Released: true}, PolicyUnknown, claimDone},
+		{"released, lease gone", &State{Status: "SENDING", Released: true}, PolicyUnknown, claimTakeover},
+		{"released, lease live", &State{Status: "SENDING", Released: true, LeaseExpiresAt: live}, PolicyUnknown, claimTakeover},
+		{"released, outcome recorded", &State{Status: "SENT", Outcome: "SENT", Released: true}, PolicyUnknown, claimDone},
 	}
 	for _, c := range cases {
 		got, _ := decideClaim(c.st, t0, c.policy)
@@ -98,28 +98,50 @@ func TestValidateResult(t *testing.T) {
 	}
 }
 
+// written is a state as the Firestore adapter writes it.
+func written(st *State) map[string]any {
+	m := map[string]any{}
+	for _, u := range stateFields(st) {
+		m[u.Path] = u.Value
+	}
+	return m
+}
+
+// writtenMessage is a message update as the Firestore adapter writes it.
+func writtenMessage(u *MessageUpdate) map[string]any {
+	m := map[string]any{}
+	if u == nil {
+		return nil
+	}
+	for _, f := range messageFields(u) {
+		m[f.Path] = f.Value
+	}
+	return m
+}
+
 func TestDecideRecord(t *testing.T) {
 	r := sentResult()
 	ref, _ := validateResult(r)
 
 	t.Run("claimed, sent", func(t *testing.T) {
-		st := &stateDoc{Status: "SENDING", ClaimID: "c1", LeaseExpiresAt: t0.Add(time.Minute)}
+		st := &State{Status: "SENDING", ClaimID: "c1", LeaseExpiresAt: t0.Add(time.Minute)}
 		p := decideRecord(st, true, r, ref, "rec", t0)
-		if !p.apply || p.create || !p.countSent {
+		if !p.apply || !p.countSent {
 			t.Fatalf("plan %+v", p)
 		}
-		if p.state[fStatus] != "SENT" || p.state[fOutcome] != "SENT" || p.state["whatsappMessageId"] != "wamid.A" || p.state["recordId"] != "rec" {
-			t.Errorf("state fields %v", p.state)
+		state, message := written(&p.state), writtenMessage(p.message)
+		if state[fStatus] != "SENT" || state[fOutcome] != "SENT" || state["whatsappMessageId"] != "wamid.A" || state["recordId"] != "rec" {
+			t.Errorf("state fields %v", state)
 		}
-		if p.state[fLeaseExpiresAt] != firestore.Delete {
+		if state[fLeaseExpiresAt] != firestore.Delete {
 			t.Error("lease not cleared: the sweeper would find the message")
 		}
-		if p.message[fStatus] != "SENT" || p.message["whatsappMessageId"] != "wamid.A" || p.message["sentAt"] != t0.Add(-time.Second) {
-			t.Errorf("message fields %v", p.message)
+		if message[fStatus] != "SENT" || message["whatsappMessageId"] != "wamid.A" || message["sentAt"] != t0.Add(-time.Second) {
+			t.Errorf("message fields %v", message)
 		}
 	})
 	t.Run("recorded before", func(t *testing.T) {
-		for _, st := range []*stateDoc{
+		for _, st := range []*State{
 			{Status: "SENT", Outcome: "SENT"},
 			{Status: "READ", Outcome: "SENT"},
 			{Status: "FAILED", Outcome: "FAILED"},
@@ -130,24 +152,25 @@ func TestDecideRecord(t *testing.T) {
 		}
 	})
 	t.Run("late result resolves UNKNOWN", func(t *testing.T) {
-		p := decideRecord(&stateDoc{Status: "UNKNOWN", Reason: "expired"}, true, r, ref, "rec", t0)
-		if !p.apply || !p.countSent || p.message[fStatusReason] != firestore.Delete {
+		p := decideRecord(&State{Status: "UNKNOWN", Reason: "expired"}, true, r, ref, "rec", t0)
+		if !p.apply || !p.countSent || writtenMessage(p.message)[fStatusReason] != firestore.Delete {
 			t.Fatalf("plan %+v", p)
 		}
 	})
 	t.Run("no state: created", func(t *testing.T) {
 		p := decideRecord(nil, true, r, ref, "rec", t0)
-		if !p.apply || !p.create || p.state["messagePath"] != ref.Path() || p.state["driverMobileNumber"] != "+447700900123" {
+		created := createFields(&p.state)
+		if !p.apply || created["messagePath"] != ref.Path() || created["driverMobileNumber"] != "+447700900123" {
 			t.Fatalf("plan %+v", p)
 		}
-		for k, v := range p.state {
+		for k, v := range created {
 			if v == firestore.Delete {
 				t.Errorf("create holds a delete of %s", k)
 			}
 		}
 	})
 	t.Run("superseded claim", func(t *testing.T) {
-		st := &stateDoc{Status: "SENDING", ClaimID: "c2"}
+		st := &State{Status: "SENDING", ClaimID: "c2"}
 		if p := decideRecord(st, true, failedResult(), ref, "rec", t0); p.apply {
 			t.Error("the failure of claim c1 decided the send claim c2 holds")
 		}
@@ -156,19 +179,20 @@ func TestDecideRecord(t *testing.T) {
 		}
 	})
 	t.Run("message document gone", func(t *testing.T) {
-		p := decideRecord(&stateDoc{Status: "SENDING"}, false, r, ref, "rec", t0)
+		p := decideRecord(&State{Status: "SENDING"}, false, r, ref, "rec", t0)
 		if !p.apply || p.message != nil {
 			t.Fatalf("plan %+v", p)
 		}
 	})
 	t.Run("failed", func(t *testing.T) {
-		p := decideRecord(&stateDoc{Status: "SENDING", ClaimID: "c1"}, true, failedResult(), ref, "rec", t0)
+		p := decideRecord(&State{Status: "SENDING", ClaimID: "c1"}, true, failedResult(), ref, "rec", t0)
 		if !p.apply || p.countSent {
 			t.Fatalf("plan %+v", p)
 		}
-		e, _ := p.message[fWhatsappError].(map[string]any)
-		if e["code"] != int64(131026) || e["message"] != "Message undeliverable" || p.message[fFailureReason] != "undeliverable" || p.message[fStatus] != "FAILED" {
-			t.Errorf("message fields %v", p.message)
+		message := writtenMessage(p.message)
+		e, _ := message[fWhatsappError].(*errorDoc)
+		if e == nil || e.Code != 131026 || e.Message != "Message undeliverable" || message[fFailureReason] != "undeliverable" || message[fStatus] != "FAILED" {
+			t.Errorf("message fields %v", message)
 		}
 	})
 }
@@ -194,7 +218,7 @@ func TestDecideStatus(t *testing.T) {
 		{dispatch.StatusSent, wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT, false},
 	}
 	for _, c := range cases {
-		st := &stateDoc{Status: string(c.from)}
+		st := &State{Status: string(c.from)}
 		if c.from == dispatch.StatusDelivered || c.from == dispatch.StatusRead {
 			st.DeliveredAt = t0
 		}
@@ -205,12 +229,12 @@ func TestDecideStatus(t *testing.T) {
 	}
 	// Read came before delivered: the delivery time is filled in, the
 	// status stays READ.
-	p := decideStatus(&stateDoc{Status: "READ"}, ev(delivered), t0.Add(time.Second))
-	if _, moves := p.message[fStatus]; !p.apply || moves || p.message["deliveredAt"] != t0 || p.after.Status != "READ" {
+	p := decideStatus(&State{Status: "READ"}, ev(delivered), t0.Add(time.Second))
+	if _, moves := writtenMessage(&p.message)[fStatus]; !p.apply || moves || writtenMessage(&p.message)["deliveredAt"] != t0 || p.state.Status != "READ" {
 		t.Errorf("delivered after read: plan %+v", p)
 	}
-	p = decideStatus(&stateDoc{Status: "SENT"}, ev(read), t0.Add(time.Second))
-	if p.message["readAt"] != t0 || p.state["readAt"] != t0 || p.message[fStatus] != "READ" {
+	p = decideStatus(&State{Status: "SENT"}, ev(read), t0.Add(time.Second))
+	if writtenMessage(&p.message)["readAt"] != t0 || written(&p.state)["readAt"] != t0 || writtenMessage(&p.message)[fStatus] != "READ" {
 		t.Errorf("read plan %+v", p)
 	}
 }
@@ -275,16 +299,16 @@ func TestParsePolicy(t *testing.T) {
 func TestDecideRelease(t *testing.T) {
 	cases := []struct {
 		name string
-		st   *stateDoc
+		st   *State
 		want releaseAction
 	}{
 		{"no state", nil, releaseRefuse},
-		{"current claim", &stateDoc{Status: "SENDING", ClaimID: "c1", LeaseExpiresAt: t0}, releaseApply},
-		{"another claim", &stateDoc{Status: "SENDING", ClaimID: "c2"}, releaseRefuse},
-		{"outcome recorded", &stateDoc{Status: "SENT", Outcome: "SENT", ClaimID: "c1"}, releaseRefuse},
-		{"marked unknown", &stateDoc{Status: "UNKNOWN", ClaimID: "c1"}, releaseRefuse},
-		{"released before", &stateDoc{Status: "SENDING", ClaimID: "c1", Released: true}, releaseAlready},
-		{"released, taken over", &stateDoc{Status: "SENDING", ClaimID: "c2", Released: false}, releaseRefuse},
+		{"current claim", &State{Status: "SENDING", ClaimID: "c1", LeaseExpiresAt: t0}, releaseApply},
+		{"another claim", &State{Status: "SENDING", ClaimID: "c2"}, releaseRefuse},
+		{"outcome recorded", &State{Status: "SENT", Outcome: "SENT", ClaimID: "c1"}, releaseRefuse},
+		{"marked unknown", &State{Status: "UNKNOWN", ClaimID: "c1"}, releaseRefuse},
+		{"released before", &State{Status: "SENDING", ClaimID: "c1", Released: true}, releaseAlready},
+		{"released, taken over", &State{Status: "SENDING", ClaimID: "c2", Released: false}, releaseRefuse},
 	}
 	for _, c := range cases {
 		got, why := decideRelease(c.st, "c1")
@@ -298,14 +322,17 @@ func TestDecideRelease(t *testing.T) {
 }
 
 func TestReleaseFieldsHideTheClaimFromTheSweeper(t *testing.T) {
-	f := releaseFields("server_error", t0)
+	claimedBefore := &State{Status: "SENDING", ClaimID: "c1", LeaseExpiresAt: t0.Add(time.Minute)}
+	rel := released(claimedBefore, "server_error", t0)
+	f := written(&rel)
 	if f[fLeaseExpiresAt] != firestore.Delete {
 		t.Error("lease kept: the sweeper would mark a released claim UNKNOWN")
 	}
 	if f[fReleased] != true || f["releaseReason"] != "server_error" {
 		t.Errorf("fields %v", f)
 	}
-	tf := takeoverFields(claim{ID: "c2", Lease: time.Minute}, nil, t0)
+	takeover := claimed(&rel, claim{ID: "c2", Lease: time.Minute}, nil, t0)
+	tf := written(&takeover)
 	for _, k := range []string{fReleased, "releasedAt", "releaseReason"} {
 		if tf[k] != firestore.Delete {
 			t.Errorf("takeover keeps %s: the new claim would look released", k)
@@ -315,15 +342,15 @@ func TestReleaseFieldsHideTheClaimFromTheSweeper(t *testing.T) {
 
 func TestResendable(t *testing.T) {
 	for _, c := range []struct {
-		st   stateDoc
+		st   State
 		want bool
 	}{
-		{stateDoc{Status: "UNKNOWN"}, true},
-		{stateDoc{Status: "FAILED", Outcome: "FAILED"}, true},
-		{stateDoc{Status: "SENDING", Released: true}, true},
-		{stateDoc{Status: "SENDING"}, false},
-		{stateDoc{Status: "SENT", Outcome: "SENT", Released: true}, false},
-		{stateDoc{Status: "READ", Outcome: "SENT"}, false},
+		{State{Status: "UNKNOWN"}, true},
+		{State{Status: "FAILED", Outcome: "FAILED"}, true},
+		{State{Status: "SENDING", Released: true}, true},
+		{State{Status: "SENDING"}, false},
+		{State{Status: "SENT", Outcome: "SENT", Released: true}, false},
+		{State{Status: "READ", Outcome: "SENT"}, false},
 	} {
 		if got := resendable(&c.st); got != c.want {
 			t.Errorf("resendable(%+v) = %v, want %v", c.st, got, c.want)

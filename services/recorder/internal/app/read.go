@@ -30,7 +30,7 @@ func (s *Service) GetMessage(ctx context.Context, req *wadispatchv1.GetMessageRe
 	return &wadispatchv1.GetMessageResponse{State: st.messageState()}, nil
 }
 
-func (s *Service) getState(ctx context.Context, ref dispatch.MessageRef) (*stateDoc, error) {
+func (s *Service) getState(ctx context.Context, ref dispatch.MessageRef) (*State, error) {
 	snap, err := s.db.Doc(statePath(ref.Path())).Get(ctx)
 	if status.Code(err) == codes.NotFound {
 		return nil, status.Errorf(codes.NotFound, "no pipeline state for %s (never claimed nor recorded)", ref.Path())
@@ -188,40 +188,39 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 	}
 	by := orUnknown(req.GetRequestedBy())
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "requestedBy": by})
-	stateRef := s.db.Doc(statePath(ref.Path()))
-	for range s.cfg.MaxCommitAttempts {
-		st, err := s.getState(ctx, ref)
-		if err != nil {
-			return nil, err
+	var (
+		cur  *State
+		task *wadispatchv1.SendTask
+	)
+	err = s.update(ctx, "resend", ref, false, func(st *State, _ bool) (Plan, error) {
+		if st == nil {
+			return Plan{}, status.Errorf(codes.NotFound, "no pipeline state for %s (never claimed nor recorded)", ref.Path())
 		}
 		if !resendable(st) {
-			return nil, status.Errorf(codes.FailedPrecondition, "%s is %s: only UNKNOWN or FAILED messages (or SENDING ones whose claim was released) may be resent", ref.Path(), st.Status)
+			return Plan{}, status.Errorf(codes.FailedPrecondition, "%s is %s: only UNKNOWN or FAILED messages (or SENDING ones whose claim was released) may be resent", ref.Path(), st.Status)
 		}
-		task, err := storedTask(st.Task)
-		if err != nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "%s cannot be resent: %v", ref.Path(), err)
+		var err error
+		if task, err = storedTask(st.Task); err != nil {
+			return Plan{}, status.Errorf(codes.FailedPrecondition, "%s cannot be resent: %v", ref.Path(), err)
 		}
-		if !st.ResendRequested {
-			err = s.commitRetrying(ctx, s.db, op{kind: opUpdate, ref: stateRef, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)},
-				data: map[string]any{"resendRequested": true, "resendRequestedBy": by, "resendRequestedAt": s.now(), fUpdatedAt: s.now()}})
-			if preconditionFailed(err) {
-				s.m.commitRetries.WithLabelValues("precondition").Inc()
-				continue
-			}
-			if err != nil {
-				return nil, storeErr(ctx, "resend", err)
-			}
-			st.ResendRequested, st.ResendRequestedBy = true, by
+		if st.ResendRequested {
+			cur = st
+			return Plan{}, nil
 		}
-		// Published after the mark: the claim the task meets must find it.
-		// A failed publish leaves the mark, and asking again republishes.
-		if _, err := s.pub.Publish(ctx, task, map[string]string{"resend": "true"}); err != nil {
-			return nil, status.Errorf(codes.Unavailable, "republish task of %s: %v", ref.Path(), err)
-		}
-		log.Info("resend requested; task republished")
-		return &wadispatchv1.ResendResponse{State: st.messageState()}, nil
+		next := resendRequested(st, by, s.now())
+		cur = &next
+		return Plan{State: &next}, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, status.Errorf(codes.Unavailable, "resend: state of %s kept changing; try again", ref.Path())
+	// Published after the mark: the claim the task meets must find it.
+	// A failed publish leaves the mark, and asking again republishes.
+	if _, err := s.pub.Publish(ctx, task, map[string]string{"resend": "true"}); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "republish task of %s: %v", ref.Path(), err)
+	}
+	log.Info("resend requested; task republished")
+	return &wadispatchv1.ResendResponse{State: cur.messageState()}, nil
 }
 
 // Sweep marks claims that expired without an outcome UNKNOWN, so they show
@@ -244,30 +243,30 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		if err != nil {
 			return marked, fmt.Errorf("query expired claims: %w", err)
 		}
-		st, err := decodeState(snap)
+		ref, err := dispatch.ParseMessagePath(snap.Ref.Parent.Parent.Path)
 		if err != nil {
-			return marked, err
-		}
-		if action, _ := decideClaim(st, now, PolicyUnknown); action != claimMarkUnknown {
+			s.log.WithError(err).WithField("statePath", snap.Ref.Path).Warn("expired claim under a document that is no message; left alone")
 			continue
 		}
-		reason := unknownReason(st)
-		stFields, msgFields := unknownFields(reason, now)
-		stOp := op{kind: opUpdate, ref: snap.Ref, data: stFields, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}}
-		err = commit(ctx, s.db, stOp, op{kind: opUpdate, ref: snap.Ref.Parent.Parent, data: msgFields})
-		if status.Code(err) == codes.NotFound {
-			// The message document is gone; the state still tells operators.
-			err = commit(ctx, s.db, stOp)
+		// Decided again on a fresh read: a result or a claim that got there
+		// since the query leaves nothing to do.
+		reason := ""
+		err = s.update(ctx, "mark UNKNOWN", ref, false, func(st *State, _ bool) (Plan, error) {
+			reason = ""
+			if action, _ := decideClaim(st, now, PolicyUnknown); action != claimMarkUnknown {
+				return Plan{}, nil
+			}
+			reason = unknownReason(st)
+			next, msg := markedUnknown(st, reason, now)
+			return Plan{State: &next, Message: msg}, nil
+		})
+		if err != nil {
+			return marked, fmt.Errorf("mark %s UNKNOWN: %w", ref.Path(), err)
 		}
-		switch {
-		case err == nil:
+		if reason != "" {
 			marked++
 			s.m.swept.Inc()
-			s.log.WithFields(logrus.Fields{"messagePath": st.MessagePath, "reason": reason}).Warn("expired claim marked UNKNOWN")
-		case preconditionFailed(err):
-			// A result or a claim got there first; nothing to do.
-		default:
-			return marked, fmt.Errorf("mark %s UNKNOWN: %w", st.MessagePath, err)
+			s.log.WithFields(logrus.Fields{"messagePath": ref.Path(), "reason": reason}).Warn("expired claim marked UNKNOWN")
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -125,103 +124,6 @@ func invalid(format string, a ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, a...)
 }
 
-// storeErr turns a Firestore failure the recorder could not resolve into
-// the caller's answer: transient (retry later) unless the caller gave up.
-func storeErr(ctx context.Context, op string, err error) error {
-	if ctx.Err() != nil {
-		return status.FromContextError(ctx.Err()).Err()
-	}
-	return status.Errorf(codes.Unavailable, "%s: firestore: %v", op, err)
-}
-
-// retryable reports whether a commit may succeed if simply tried again.
-func retryable(err error) (string, bool) {
-	switch status.Code(err) {
-	case codes.Aborted:
-		return "aborted", true
-	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Internal:
-		return "unavailable", true
-	}
-	return "", false
-}
-
-// preconditionFailed reports a commit refused because a document changed
-// (or appeared, or vanished) since it was read: read again and decide again.
-func preconditionFailed(err error) bool {
-	switch status.Code(err) {
-	case codes.FailedPrecondition, codes.AlreadyExists, codes.NotFound:
-		return true
-	}
-	return false
-}
-
-// exponential is the wait between tries, doubling up to max, jittered so
-// that writers racing for one document spread out instead of colliding
-// again.
-func exponential(initial, max time.Duration) *backoff.ExponentialBackOff {
-	return &backoff.ExponentialBackOff{InitialInterval: initial, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: max}
-}
-
-// pause waits bo's next interval, or until ctx ends.
-func pause(ctx context.Context, bo backoff.BackOff) error {
-	t := time.NewTimer(bo.NextBackOff())
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// commitRetrying commits ops, trying again while Firestore answers that it
-// could not now (ABORTED under contention on a hot document, UNAVAILABLE):
-// a burst becomes latency, not an error. The ops are guarded by
-// preconditions, so a try whose answer was lost but which landed makes the
-// next try fail its precondition instead of writing twice.
-func (s *Service) commitRetrying(ctx context.Context, c *firestore.Client, ops ...op) error {
-	bo := exponential(10*time.Millisecond, time.Second)
-	for try := 0; ; try++ {
-		err := commit(ctx, c, ops...)
-		why, ok := retryable(err)
-		if !ok || try+1 >= s.cfg.MaxCommitAttempts {
-			return err
-		}
-		s.m.commitRetries.WithLabelValues(why).Inc()
-		if err := pause(ctx, bo); err != nil {
-			return err
-		}
-	}
-}
-
-// readState reads a message's state and whether its document exists, in
-// one BatchGetDocuments.
-func (s *Service) readState(ctx context.Context, ref dispatch.MessageRef) (*stateDoc, bool, error) {
-	snaps, err := s.db.GetAll(ctx, []*firestore.DocumentRef{
-		s.db.Doc(statePath(ref.Path())), s.db.Doc(ref.Path()),
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	st, err := decodeState(snaps[0])
-	if err != nil {
-		return nil, false, err
-	}
-	return st, snaps[1].Exists(), nil
-}
-
-func decodeState(snap *firestore.DocumentSnapshot) (*stateDoc, error) {
-	if !snap.Exists() {
-		return nil, nil
-	}
-	var st stateDoc
-	if err := snap.DataTo(&st); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", snap.Ref.Path, err)
-	}
-	st.updateTime = snap.UpdateTime
-	return &st, nil
-}
-
 // ClaimSend implements wadispatchv1.RecorderServer.
 func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequest) (*wadispatchv1.ClaimSendResponse, error) {
 	task := req.GetTask()
@@ -272,69 +174,50 @@ func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequ
 	return resp, nil
 }
 
-func (s *Service) claim(ctx context.Context, c claim, taskMap map[string]any) (*wadispatchv1.ClaimSendResponse, error) {
-	stateRef, msgRef := s.db.Doc(statePath(c.Ref.Path())), s.db.Doc(c.Ref.Path())
-	var st *stateDoc
-	// The first try assumes no state exists: the common case costs one commit.
-	read := false
-	for range s.cfg.MaxCommitAttempts {
-		now := s.now()
-		action, reason := claimCreate, ""
-		if read {
-			action, reason = decideClaim(st, now, s.cfg.ExpiredClaimPolicy)
-		}
-		var err error
-		switch action {
-		case claimCreate:
-			err = s.commitRetrying(ctx, s.db,
-				op{kind: opCreate, ref: stateRef, data: newStateFields(c, taskMap, now)},
-				op{kind: opUpdate, ref: msgRef, data: claimMessageFields(now)})
-		case claimTakeover:
-			err = s.commitRetrying(ctx, s.db,
-				op{kind: opUpdate, ref: stateRef, data: takeoverFields(c, taskMap, now), pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}},
-				op{kind: opUpdate, ref: msgRef, data: claimMessageFields(now)})
-		case claimMarkUnknown:
-			stFields, msgFields := unknownFields(reason, now)
-			err = s.commitRetrying(ctx, s.db,
-				op{kind: opUpdate, ref: stateRef, data: stFields, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}},
-				op{kind: opUpdate, ref: msgRef, data: msgFields})
-			if err == nil {
-				logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": c.Ref.Path(), "reason": reason}).Warn("expired claim marked UNKNOWN")
-				return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN, Reason: reason}, nil
-			}
-		case claimDone:
-			return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_DONE, Result: st.result(), Reason: reason}, nil
-		case claimInFlight:
-			return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT, LeaseExpiresAt: ts(st.LeaseExpiresAt), Reason: reason}, nil
-		case claimUnknown:
-			return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN, Reason: reason}, nil
-		}
-		if err == nil {
-			return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: c.ID,
-				LeaseExpiresAt: ts(now.Add(c.Lease)), Reason: reason}, nil
-		}
-		if !preconditionFailed(err) {
-			return nil, storeErr(ctx, "claim", err)
-		}
-		if read {
-			s.m.commitRetries.WithLabelValues("precondition").Inc()
-		}
-		var exists bool
-		st, exists, err = s.readState(ctx, c.Ref)
-		if err != nil {
-			return nil, storeErr(ctx, "read state", err)
-		}
+func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wadispatchv1.ClaimSendResponse, error) {
+	var (
+		resp   *wadispatchv1.ClaimSendResponse
+		marked bool
+	)
+	err := s.update(ctx, "claim", c.Ref, true, func(st *State, exists bool) (Plan, error) {
+		marked = false
 		if !exists {
-			return nil, status.Errorf(codes.FailedPrecondition, "message document %s does not exist (deleted?): nothing to send", c.Ref.Path())
+			return Plan{}, status.Errorf(codes.FailedPrecondition, "message document %s does not exist (deleted?): nothing to send", c.Ref.Path())
 		}
 		// The client library retries a commit whose answer was lost; if the
 		// first one landed, the claim is ours.
 		if st != nil && st.ClaimID == c.ID && st.Status == string(dispatch.StatusSending) {
-			return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: c.ID, LeaseExpiresAt: ts(st.LeaseExpiresAt)}, nil
+			resp = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: c.ID, LeaseExpiresAt: ts(st.LeaseExpiresAt)}
+			return Plan{}, nil
 		}
-		read = true
+		now := s.now()
+		action, reason := decideClaim(st, now, s.cfg.ExpiredClaimPolicy)
+		switch action {
+		case claimCreate, claimTakeover:
+			next := claimed(st, c, task, now)
+			resp = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: c.ID,
+				LeaseExpiresAt: ts(next.LeaseExpiresAt), Reason: reason}
+			return Plan{State: &next, Message: claimMessage(now)}, nil
+		case claimMarkUnknown:
+			next, msg := markedUnknown(st, reason, now)
+			resp, marked = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN, Reason: reason}, true
+			return Plan{State: &next, Message: msg}, nil
+		case claimDone:
+			resp = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_DONE, Result: st.result(), Reason: reason}
+		case claimInFlight:
+			resp = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT, LeaseExpiresAt: ts(st.LeaseExpiresAt), Reason: reason}
+		case claimUnknown:
+			resp = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN, Reason: reason}
+		}
+		return Plan{}, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, status.Errorf(codes.Unavailable, "claim: state of %s kept changing; try again", c.Ref.Path())
+	if marked {
+		logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": c.Ref.Path(), "reason": resp.GetReason()}).Warn("expired claim marked UNKNOWN")
+	}
+	return resp, nil
 }
 
 // ReleaseClaim implements wadispatchv1.RecorderServer.
@@ -347,40 +230,33 @@ func (s *Service) ReleaseClaim(ctx context.Context, req *wadispatchv1.ReleaseCla
 		return nil, invalid("claim_id is required")
 	}
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "claimId": req.GetClaimId(), "reason": req.GetReason()})
-	stateRef := s.db.Doc(statePath(ref.Path()))
-	for range s.cfg.MaxCommitAttempts {
-		st, _, err := s.readState(ctx, ref)
-		if err != nil {
-			return nil, storeErr(ctx, "read state", err)
-		}
+	reason := orUnknown(dispatch.Clip(req.GetReason(), 200))
+	var resp *wadispatchv1.ReleaseClaimResponse
+	err = s.update(ctx, "release claim", ref, false, func(st *State, _ bool) (Plan, error) {
 		action, why := decideRelease(st, req.GetClaimId())
 		switch action {
 		case releaseRefuse:
 			s.m.releases.WithLabelValues("refused").Inc()
 			log.WithField("why", why).Info("claim release refused")
-			return nil, status.Errorf(codes.FailedPrecondition, "release claim of %s: %s", ref.Path(), why)
+			return Plan{}, status.Errorf(codes.FailedPrecondition, "release claim of %s: %s", ref.Path(), why)
 		case releaseAlready:
-			s.m.releases.WithLabelValues("already").Inc()
-			return &wadispatchv1.ReleaseClaimResponse{State: st.messageState()}, nil
+			resp = &wadispatchv1.ReleaseClaimResponse{State: st.messageState()}
+			return Plan{}, nil
 		}
-		now := s.now()
-		reason := orUnknown(dispatch.Clip(req.GetReason(), 200))
-		err = s.commitRetrying(ctx, s.db, op{kind: opUpdate, ref: stateRef, data: releaseFields(reason, now),
-			pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}})
-		if err == nil {
-			s.m.releases.WithLabelValues("released").Inc()
-			log.Info("claim released")
-			st.Released, st.ReleasedAt, st.ReleaseReason, st.LeaseExpiresAt, st.UpdatedAt = true, now, reason, time.Time{}, now
-			return &wadispatchv1.ReleaseClaimResponse{State: st.messageState(), Applied: true}, nil
-		}
-		if !preconditionFailed(err) {
-			return nil, storeErr(ctx, "release claim", err)
-		}
-		// Changed since read (or our commit landed and its answer was
-		// lost): decide again on what is there now.
-		s.m.commitRetries.WithLabelValues("precondition").Inc()
+		next := released(st, reason, s.now())
+		resp = &wadispatchv1.ReleaseClaimResponse{State: next.messageState(), Applied: true}
+		return Plan{State: &next}, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, status.Errorf(codes.Unavailable, "release claim: state of %s kept changing; try again", ref.Path())
+	if resp.GetApplied() {
+		s.m.releases.WithLabelValues("released").Inc()
+		log.Info("claim released")
+	} else {
+		s.m.releases.WithLabelValues("already").Inc()
+	}
+	return resp, nil
 }
 
 // RecordResult implements wadispatchv1.RecorderServer.
@@ -415,65 +291,52 @@ func (s *Service) RecordResult(ctx context.Context, req *wadispatchv1.RecordResu
 
 // recordOutcome commits the outcome on the default database and returns
 // the state as recorded.
-func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r *wadispatchv1.SendResult, log *logrus.Entry) (*stateDoc, bool, error) {
+func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r *wadispatchv1.SendResult, log *logrus.Entry) (*State, bool, error) {
 	recordID := uuid.NewString()
-	stateRef, msgRef := s.db.Doc(statePath(ref.Path())), s.db.Doc(ref.Path())
-	for range s.cfg.MaxCommitAttempts {
-		st, exists, err := s.readState(ctx, ref)
-		if err != nil {
-			return nil, false, storeErr(ctx, "read state", err)
-		}
+	var (
+		out     *State
+		applied bool
+	)
+	err := s.update(ctx, "record", ref, false, func(st *State, exists bool) (Plan, error) {
 		if st != nil && st.RecordID == recordID {
-			return st, true, nil // our commit landed; its answer was lost
+			out, applied = st, true // our commit landed; its answer was lost
+			return Plan{}, nil
 		}
-		now := s.now()
-		plan := decideRecord(st, exists, r, ref, recordID, now)
-		if !plan.apply { // only with a state: a missing one is always created
-			log.WithField("reason", plan.reason).Info("result recorded before; nothing to change")
-			if err := s.indexDuplicate(ctx, st, ref, r, log); err != nil {
-				return nil, false, err
-			}
-			return st, false, nil
+		p := decideRecord(st, exists, r, ref, recordID, s.now())
+		if !p.apply { // only with a state: a missing one is always created
+			log.WithField("reason", p.reason).Info("result recorded before; nothing to change")
+			out, applied = st, false
+			return Plan{Index: duplicateIndex(st, ref, r, log)}, nil
 		}
-		var ops []op
-		if plan.create {
-			ops = append(ops, op{kind: opCreate, ref: stateRef, data: plan.state})
-		} else {
-			ops = append(ops, op{kind: opUpdate, ref: stateRef, data: plan.state, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}})
-		}
-		if plan.message != nil {
-			ops = append(ops, op{kind: opUpdate, ref: msgRef, data: plan.message})
-		} else {
+		if !exists {
 			log.Warn("message document does not exist; outcome recorded on the state only")
 		}
-		if plan.countSent {
+		plan := Plan{State: &p.state, Message: p.message}
+		if p.countSent {
 			createdBy := r.GetCreatedBy()
 			if createdBy == "" && st != nil {
 				createdBy = st.CreatedBy
 			}
-			if p, err := metricsPath(s.cfg.MetricsDocPath, ref.LeaseID, createdBy); err != nil {
+			if path, err := metricsPath(s.cfg.MetricsDocPath, ref.LeaseID, createdBy); err != nil {
 				log.WithError(err).Error("sent message not counted: no metrics document for its sender")
 			} else {
-				ops = append(ops, op{kind: opSetMerge, ref: s.db.Doc(p), data: map[string]any{fMetricsCounter: firestore.Increment(1)}})
+				plan.CountSentIn = path
 			}
-			ops = append(ops, op{kind: opSet, ref: s.db.Doc(dispatch.IndexPath(r.GetWhatsappMessageId())), data: indexFields(ref, r.GetDriverMobileNumber())})
+			plan.Index = &IndexEntry{Wamid: r.GetWhatsappMessageId(), Ref: ref, Driver: r.GetDriverMobileNumber()}
 		}
-		err = s.commitRetrying(ctx, s.db, ops...)
-		if err == nil {
-			return recordedState(st, ref, r, recordID, now), true, nil
-		}
-		if !preconditionFailed(err) {
-			return nil, false, storeErr(ctx, "record", err)
-		}
-		s.m.commitRetries.WithLabelValues("precondition").Inc()
+		out, applied = &p.state, true
+		return plan, nil
+	})
+	if err != nil {
+		return nil, false, err
 	}
-	return nil, false, status.Errorf(codes.Unavailable, "record: state of %s kept changing; try again", ref.Path())
+	return out, applied, nil
 }
 
 // sentIDs are the wamids a result makes known: the recorded one and, when
 // a second send of the message reached WhatsApp (a resend after UNKNOWN that
 // was not lost after all), the result's own.
-func sentIDs(st *stateDoc, r *wadispatchv1.SendResult) []string {
+func sentIDs(st *State, r *wadispatchv1.SendResult) []string {
 	var ids []string
 	if st.Outcome == string(dispatch.StatusSent) && st.WhatsappMessageID != "" {
 		ids = append(ids, st.WhatsappMessageID)
@@ -484,58 +347,17 @@ func sentIDs(st *stateDoc, r *wadispatchv1.SendResult) []string {
 	return ids
 }
 
-// indexDuplicate indexes the wamid of a SENT result that did not change the
-// recorded outcome: the driver got that message too, and its status
-// webhooks must find the message instead of being retried into the
-// dead-letter topic.
-func (s *Service) indexDuplicate(ctx context.Context, st *stateDoc, ref dispatch.MessageRef, r *wadispatchv1.SendResult, log *logrus.Entry) error {
+// duplicateIndex is the index entry of the wamid of a SENT result that did
+// not change the recorded outcome: the driver got that message too, and
+// its status webhooks must find the message instead of being retried into
+// the dead-letter topic.
+func duplicateIndex(st *State, ref dispatch.MessageRef, r *wadispatchv1.SendResult, log *logrus.Entry) *IndexEntry {
 	w := r.GetWhatsappMessageId()
 	if outcomeStatus(r.GetOutcome()) != dispatch.StatusSent || w == st.WhatsappMessageID {
 		return nil
 	}
 	log.WithField("recordedWamid", st.WhatsappMessageID).Warn("another send of this message reached WhatsApp; indexing its wamid too")
-	if err := s.commitRetrying(ctx, s.db, op{kind: opSet, ref: s.db.Doc(dispatch.IndexPath(w)), data: indexFields(ref, r.GetDriverMobileNumber())}); err != nil {
-		return storeErr(ctx, "index duplicate wamid", err)
-	}
-	return nil
-}
-
-// recordedState is the state after recording r on st, as the commit wrote it.
-func recordedState(st *stateDoc, ref dispatch.MessageRef, r *wadispatchv1.SendResult, recordID string, now time.Time) *stateDoc {
-	var out stateDoc
-	if st != nil {
-		out = *st
-	} else {
-		out = stateDoc{MessagePath: ref.Path(), LeaseID: ref.LeaseID, EnquiryID: ref.EnquiryID, MessageID: ref.MessageID,
-			DriverMobileNumber: r.GetDriverMobileNumber(), CreatedBy: r.GetCreatedBy()}
-		if t := r.GetCreatedAt(); t != nil {
-			out.CreatedAt = t.AsTime()
-		}
-	}
-	to := outcomeStatus(r.GetOutcome())
-	out.Status, out.Outcome, out.RecordID = string(to), string(to), recordID
-	out.Attempts, out.UpdatedAt, out.LeaseExpiresAt, out.ResendRequested = int64(r.GetAttempts()), now, time.Time{}, false
-	if r.GetClaimId() != "" {
-		out.ClaimID = r.GetClaimId()
-	}
-	completed := now
-	if t := r.GetCompletedAt(); t != nil {
-		completed = t.AsTime()
-	}
-	if to == dispatch.StatusSent {
-		out.WhatsappMessageID, out.SentAt = r.GetWhatsappMessageId(), completed
-		if out.DriverMobileNumber == "" {
-			out.DriverMobileNumber = r.GetDriverMobileNumber()
-		}
-	} else {
-		out.Error, out.Reason, out.FailedAt = errorDocOf(r.GetError()), failureReason(r.GetError()), completed
-	}
-	return &out
-}
-
-func errorDocOf(e *wadispatchv1.WhatsAppError) *errorDoc {
-	return &errorDoc{Code: int64(e.GetCode()), Subcode: int64(e.GetSubcode()), Type: e.GetType(), Message: e.GetMessage(),
-		Details: e.GetDetails(), FbtraceID: e.GetFbtraceId(), HTTPStatus: int64(e.GetHttpStatus()), Retryable: e.GetRetryable(), Reason: e.GetReason()}
+	return &IndexEntry{Wamid: w, Ref: ref, Driver: r.GetDriverMobileNumber()}
 }
 
 // writeAncillary adds the wamid to the ancillary record, trying until it
@@ -549,7 +371,7 @@ func (s *Service) writeAncillary(ctx context.Context, ref dispatch.MessageRef, d
 	bo := exponential(50*time.Millisecond, 5*time.Second)
 	for try := 0; ; try++ {
 		attempt, cancel := context.WithTimeout(ctx, s.cfg.AncillaryAttemptTimeout)
-		err := commit(attempt, s.anc, op{kind: opSetMerge, ref: doc, data: ancillaryFields(ref, driver, wamids)})
+		_, err := doc.Set(attempt, ancillaryFields(ref, driver, wamids), firestore.MergeAll)
 		cancel()
 		if err == nil {
 			return nil
@@ -593,35 +415,28 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 		return nil, status.Errorf(codes.FailedPrecondition, "wamid index entry %s: %v", snap.Ref.ID, err)
 	}
 	log = log.WithField("messagePath", ref.Path())
-	stateRef, msgRef := s.db.Doc(statePath(ref.Path())), s.db.Doc(ref.Path())
-	for range s.cfg.MaxCommitAttempts {
-		st, exists, err := s.readState(ctx, ref)
-		if err != nil {
-			return nil, storeErr(ctx, "read state", err)
-		}
+	var resp *wadispatchv1.ApplyStatusResponse
+	err = s.update(ctx, "apply status", ref, false, func(st *State, _ bool) (Plan, error) {
 		if st == nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "message %s has no pipeline state", ref.Path())
+			return Plan{}, status.Errorf(codes.FailedPrecondition, "message %s has no pipeline state", ref.Path())
 		}
-		plan := decideStatus(st, ev, s.now())
-		if !plan.apply {
-			s.m.statusEvents.WithLabelValues("ignored").Inc()
-			log.WithField("reason", plan.reason).Info("status event changes nothing")
-			return &wadispatchv1.ApplyStatusResponse{State: st.messageState()}, nil
+		p := decideStatus(st, ev, s.now())
+		if !p.apply {
+			log.WithField("reason", p.reason).Info("status event changes nothing")
+			resp = &wadispatchv1.ApplyStatusResponse{State: st.messageState()}
+			return Plan{}, nil
 		}
-		ops := []op{{kind: opUpdate, ref: stateRef, data: plan.state, pre: []firestore.Precondition{firestore.LastUpdateTime(st.updateTime)}}}
-		if exists {
-			ops = append(ops, op{kind: opUpdate, ref: msgRef, data: plan.message})
-		}
-		err = s.commitRetrying(ctx, s.db, ops...)
-		if err == nil {
-			s.m.statusEvents.WithLabelValues("applied").Inc()
-			log.Info("status applied")
-			return &wadispatchv1.ApplyStatusResponse{State: plan.after.messageState(), Applied: true}, nil
-		}
-		if !preconditionFailed(err) {
-			return nil, storeErr(ctx, "apply status", err)
-		}
-		s.m.commitRetries.WithLabelValues("precondition").Inc()
+		resp = &wadispatchv1.ApplyStatusResponse{State: p.state.messageState(), Applied: true}
+		return Plan{State: &p.state, Message: &p.message}, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, status.Errorf(codes.Unavailable, "apply status: state of %s kept changing; try again", ref.Path())
+	if resp.GetApplied() {
+		s.m.statusEvents.WithLabelValues("applied").Inc()
+		log.Info("status applied")
+	} else {
+		s.m.statusEvents.WithLabelValues("ignored").Inc()
+	}
+	return resp, nil
 }

@@ -39,8 +39,10 @@ func statePath(messagePath string) string {
 	return messagePath + "/" + stateCollection + "/" + stateDocID
 }
 
-// stateDoc is {messagePath}/dispatch/state as read back.
-type stateDoc struct {
+// State is {messagePath}/dispatch/state, the pipeline's record of one
+// message. Decisions take one and return the next; stateFields alone turns
+// it into fields.
+type State struct {
 	MessagePath        string         `firestore:"messagePath"`
 	LeaseID            string         `firestore:"leaseId"`
 	EnquiryID          string         `firestore:"enquiryId"`
@@ -61,6 +63,7 @@ type stateDoc struct {
 	RecordID           string         `firestore:"recordId"`
 	ResendRequested    bool           `firestore:"resendRequested"`
 	ResendRequestedBy  string         `firestore:"resendRequestedBy"`
+	ResendRequestedAt  time.Time      `firestore:"resendRequestedAt"`
 	Released           bool           `firestore:"released"`
 	ReleasedAt         time.Time      `firestore:"releasedAt"`
 	ReleaseReason      string         `firestore:"releaseReason"`
@@ -90,18 +93,27 @@ type errorDoc struct {
 	Reason     string `firestore:"reason"`
 }
 
-func errorFields(e *wadispatchv1.WhatsAppError) map[string]any {
-	return map[string]any{
-		"code":       int64(e.GetCode()),
-		"subcode":    int64(e.GetSubcode()),
-		"type":       e.GetType(),
-		"message":    e.GetMessage(),
-		"details":    e.GetDetails(),
-		"fbtraceId":  e.GetFbtraceId(),
-		"httpStatus": int64(e.GetHttpStatus()),
-		"retryable":  e.GetRetryable(),
-		"reason":     e.GetReason(),
-	}
+func errorDocOf(e *wadispatchv1.WhatsAppError) *errorDoc {
+	return &errorDoc{Code: int64(e.GetCode()), Subcode: int64(e.GetSubcode()), Type: e.GetType(), Message: e.GetMessage(),
+		Details: e.GetDetails(), FbtraceID: e.GetFbtraceId(), HTTPStatus: int64(e.GetHttpStatus()), Retryable: e.GetRetryable(), Reason: e.GetReason()}
+}
+
+// MessageUpdate is what a decision changes on the message document, the
+// web app's view of the send: fields set are written, Clear* deletes a
+// previous attempt's explanation, anything else is left as it is.
+type MessageUpdate struct {
+	// Status, when set, is written with StatusUpdatedAt.
+	Status            dispatch.Status
+	StatusUpdatedAt   time.Time
+	StatusReason      string
+	WhatsappMessageID string
+	// Error, when set, is written with FailureReason.
+	Error                                 *errorDoc
+	FailureReason                         string
+	SentAt, FailedAt, DeliveredAt, ReadAt time.Time
+	// ClearStatusReason deletes statusReason, ClearFailure whatsappError
+	// and failureReason.
+	ClearStatusReason, ClearFailure bool
 }
 
 func (e *errorDoc) proto() *wadispatchv1.WhatsAppError {
@@ -123,7 +135,7 @@ func ts(t time.Time) *timestamppb.Timestamp {
 }
 
 // messageState is the state as the API returns it.
-func (s *stateDoc) messageState() *wadispatchv1.MessageState {
+func (s *State) messageState() *wadispatchv1.MessageState {
 	return &wadispatchv1.MessageState{
 		MessageDocId:       s.MessagePath,
 		LeaseId:            s.LeaseID,
@@ -151,7 +163,7 @@ func (s *stateDoc) messageState() *wadispatchv1.MessageState {
 }
 
 // result is the recorded outcome as the sender needs it on a redelivery.
-func (s *stateDoc) result() *wadispatchv1.SendResult {
+func (s *State) result() *wadispatchv1.SendResult {
 	r := &wadispatchv1.SendResult{
 		MessageDocId:       s.MessagePath,
 		LeaseId:            s.LeaseID,
