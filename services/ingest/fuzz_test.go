@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/visn/wadispatch/pkg/firestoreevent"
 	"github.com/visn/wadispatch/pkg/firestoreevent/eventarctest"
@@ -23,7 +22,7 @@ import (
 func FuzzHandler(f *testing.F) {
 	e := newEnv(f, nil)
 	e.seedLeaseAndEnquiry(f)
-	valid := chatEvent("seed", msgPath, textMessage(), time.Unix(1_800_000_000, 0))
+	valid := e.chatEvent(f, "seed", msgPath, textMessage())
 	f.Add(false, firestoreevent.TypeCreated, "application/protobuf", valid.BinaryBody())
 	f.Add(false, firestoreevent.TypeCreated, "application/json", []byte(`{"value":{"name":"projects/p/databases/(default)/documents/`+msgPath+`","fields":{"type":{"stringValue":"text"}}}}`))
 	f.Add(false, "google.cloud.firestore.document.v1.deleted", "application/protobuf", valid.BinaryBody())

@@ -217,7 +217,24 @@ func textMessage() map[string]any {
 	}
 }
 
-func chatEvent(id, path string, fields map[string]any, created time.Time) eventarctest.Event {
+// chatEvent stores fields as the message document at path, as the web app
+// does, and returns the event Firestore's trigger sends for it: ingest
+// reads the document the event names and sends what is stored.
+func (e *env) chatEvent(t testing.TB, id, path string, fields map[string]any) eventarctest.Event {
+	t.Helper()
+	ref := e.fs.Doc(path)
+	if _, err := ref.Set(context.Background(), fields); err != nil {
+		t.Fatalf("store %s: %v", path, err)
+	}
+	snap, err := ref.Get(context.Background())
+	if err != nil {
+		t.Fatalf("read %s back: %v", path, err)
+	}
+	return eventFor(id, path, fields, snap.CreateTime)
+}
+
+// eventFor is the event of a document that need not be stored.
+func eventFor(id, path string, fields map[string]any, created time.Time) eventarctest.Event {
 	return eventarctest.Event{ID: id, Path: path, Project: project, Fields: eventarctest.Fields(fields), CreateTime: created}
 }
 
@@ -233,8 +250,9 @@ func decodeTask(t testing.TB, m *pubsub.Message) *wadispatchv1.SendTask {
 func TestPublishesTaskFromBinaryProtobufEvent(t *testing.T) {
 	e := newEnv(t, nil)
 	e.seedLeaseAndEnquiry(t)
-	created := time.Date(2026, 11, 25, 12, 0, 0, 250000000, time.UTC)
-	a := e.post(t, chatEvent("ev-bin-1", msgPath, textMessage(), created).Binary(e.url))
+	ev := e.chatEvent(t, "ev-bin-1", msgPath, textMessage())
+	created := ev.CreateTime
+	a := e.post(t, ev.Binary(e.url))
 	if a.code != http.StatusOK || a.body["outcome"] != app.OutcomePublished || a.body["messagePath"] != msgPath {
 		t.Fatalf("answer %d %v", a.code, a.body)
 	}
@@ -297,8 +315,8 @@ func TestPublishesTemplateFromStructuredJSONEvent(t *testing.T) {
 		"payload":            map[string]any{"name": "Sam", "slot": int64(3)},
 		"ETA":                float64(45),
 	}
-	created := time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)
-	ev := chatEvent("ev-json-1", msgPath, msg, created)
+	ev := e.chatEvent(t, "ev-json-1", msgPath, msg)
+	created := ev.CreateTime
 	ev.Type = firestoreevent.TypeCreatedWithAuthContext
 	req := ev.Structured(strings.TrimSuffix(e.url, "/")+"/events/firestore", true)
 	a := e.post(t, req)
@@ -370,44 +388,44 @@ func TestRejectionsAnswer2xxAndPublishNothing(t *testing.T) {
 		reason string
 	}{
 		{"updated event", func(id string) *http.Request {
-			ev := chatEvent(id, msgPath, textMessage(), time.Now())
+			ev := e.chatEvent(t, id, msgPath, textMessage())
 			ev.Type = "google.cloud.firestore.document.v1.updated"
 			return ev.Binary(e.url)
 		}, firestoreevent.ReasonWrongEventType},
 		{"not a chat message", func(id string) *http.Request {
-			return chatEvent(id, "leasecompany/l1/enquiries/e1", textMessage(), time.Now()).Binary(e.url)
+			return e.chatEvent(t, id, "leasecompany/l1/enquiries/e1", textMessage()).Binary(e.url)
 		}, firestoreevent.ReasonNotAChatMessage},
 		{"undecodable data", func(id string) *http.Request {
-			r := chatEvent(id, msgPath, textMessage(), time.Now()).Binary(e.url)
+			r := e.chatEvent(t, id, msgPath, textMessage()).Binary(e.url)
 			r.Body = io.NopCloser(strings.NewReader("\xff\xff garbage"))
 			r.ContentLength = -1
 			return r
 		}, firestoreevent.ReasonInvalidEvent},
 		{"missing createdBy", func(id string) *http.Request {
-			return chatEvent(id, msgPath, with("createdBy", nil), time.Now()).Binary(e.url)
+			return e.chatEvent(t, id, msgPath, with("createdBy", nil)).Binary(e.url)
 		}, chatmessage.ReasonInvalidData},
 		{"invalid phone number", func(id string) *http.Request {
-			return chatEvent(id, msgPath, with("driverMobileNumber", "+447700900123"), time.Now()).Binary(e.url)
+			return e.chatEvent(t, id, msgPath, with("driverMobileNumber", "+447700900123")).Binary(e.url)
 		}, chatmessage.ReasonInvalidData},
 		{"lease without config", func(id string) *http.Request {
-			return chatEvent(id, strings.Replace(msgPath, "/l1/", "/noconfig/", 1), textMessage(), time.Now()).Binary(e.url)
+			return e.chatEvent(t, id, strings.Replace(msgPath, "/l1/", "/noconfig/", 1), textMessage()).Binary(e.url)
 		}, chatmessage.ReasonNoWhatsAppConfig},
 		{"config without token ref", func(id string) *http.Request {
-			return chatEvent(id, strings.Replace(msgPath, "/l1/", "/halfconfig/", 1), textMessage(), time.Now()).Binary(e.url)
+			return e.chatEvent(t, id, strings.Replace(msgPath, "/l1/", "/halfconfig/", 1), textMessage()).Binary(e.url)
 		}, chatmessage.ReasonNoWhatsAppConfig},
 		{"lease missing", func(id string) *http.Request {
-			return chatEvent(id, strings.Replace(msgPath, "/l1/", "/nolease/", 1), textMessage(), time.Now()).Binary(e.url)
+			return e.chatEvent(t, id, strings.Replace(msgPath, "/l1/", "/nolease/", 1), textMessage()).Binary(e.url)
 		}, chatmessage.ReasonNoWhatsAppConfig},
 		{"other database", func(id string) *http.Request {
-			ev := chatEvent(id, msgPath, textMessage(), time.Now())
+			ev := e.chatEvent(t, id, msgPath, textMessage())
 			ev.Database = "ancillary"
 			return ev.Binary(e.url)
 		}, firestoreevent.ReasonInvalidEvent},
 		{"from driver", func(id string) *http.Request {
-			return chatEvent(id, msgPath, map[string]any{"message": "ok", "source": "driver", "driverMobileNumber": "+447911123456"}, time.Now()).Binary(e.url)
+			return e.chatEvent(t, id, msgPath, map[string]any{"message": "ok", "source": "driver", "driverMobileNumber": "+447911123456"}).Binary(e.url)
 		}, chatmessage.ReasonFromDriver},
 		{"migrated", func(id string) *http.Request {
-			return chatEvent(id, msgPath, with("isMigrated", true), time.Now()).Structured(e.url, true)
+			return e.chatEvent(t, id, msgPath, with("isMigrated", true)).Structured(e.url, true)
 		}, chatmessage.ReasonMigrated},
 	}
 	for i, tc := range cases {
@@ -424,7 +442,7 @@ func TestRejectionsAnswer2xxAndPublishNothing(t *testing.T) {
 	}
 	// Every answer above came after any publish it made; a valid event now
 	// must be the only task on the subscription.
-	if a := e.post(t, chatEvent("ev-after", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
+	if a := e.post(t, e.chatEvent(t, "ev-after", msgPath, textMessage()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("valid event: %v", a.body)
 	}
 	e.onlyTask(t, "ev-after")
@@ -445,7 +463,7 @@ func TestMalformedRequestsGet4xx(t *testing.T) {
 		t.Errorf("GET: %d", a.code)
 	}
 	// The body limit is 4 MiB.
-	big := chatEvent("ev-big", msgPath, map[string]any{"message": strings.Repeat("x", 4<<20)}, time.Now())
+	big := eventFor("ev-big", msgPath, map[string]any{"message": strings.Repeat("x", 4<<20)}, time.Now())
 	if a := e.post(t, big.Binary(e.url)); a.code != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: %d %v", a.code, a.body)
 	}
@@ -463,7 +481,7 @@ func TestMalformedRequestsGet4xx(t *testing.T) {
 func TestDuplicateEventPublishesOnce(t *testing.T) {
 	e := newEnv(t, nil)
 	e.seedLeaseAndEnquiry(t)
-	ev := chatEvent("ev-dup", msgPath, textMessage(), time.Now())
+	ev := e.chatEvent(t, "ev-dup", msgPath, textMessage())
 	var wg sync.WaitGroup
 	answers := make([]answer, 6)
 	for i := range answers {
@@ -493,7 +511,7 @@ func TestDuplicateEventPublishesOnce(t *testing.T) {
 func TestLeaseConfigIsCached(t *testing.T) {
 	e := newEnv(t, nil)
 	e.seedLeaseAndEnquiry(t)
-	if a := e.post(t, chatEvent("ev-c1", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
+	if a := e.post(t, e.chatEvent(t, "ev-c1", msgPath, textMessage()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("%v", a.body)
 	}
 	e.nextTask(t)
@@ -501,7 +519,7 @@ func TestLeaseConfigIsCached(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Within INGEST_LEASE_CACHE_TTL the configuration read first still holds.
-	if a := e.post(t, chatEvent("ev-c2", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
+	if a := e.post(t, e.chatEvent(t, "ev-c2", msgPath, textMessage()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("second event after the lease was deleted: %v", a.body)
 	}
 	e.nextTask(t)
@@ -510,14 +528,14 @@ func TestLeaseConfigIsCached(t *testing.T) {
 func TestLeaseConfigChangeSeenWithoutCache(t *testing.T) {
 	e := newEnv(t, func(s *spec) { s.LeaseCacheTTL = 0 })
 	e.seedLeaseAndEnquiry(t)
-	if a := e.post(t, chatEvent("ev-n1", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
+	if a := e.post(t, e.chatEvent(t, "ev-n1", msgPath, textMessage()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("%v", a.body)
 	}
 	e.nextTask(t)
 	if _, err := e.fs.Doc("leasecompany/l1").Delete(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if a := e.post(t, chatEvent("ev-n2", msgPath, textMessage(), time.Now()).Binary(e.url)); a.body["reason"] != chatmessage.ReasonNoWhatsAppConfig {
+	if a := e.post(t, e.chatEvent(t, "ev-n2", msgPath, textMessage()).Binary(e.url)); a.body["reason"] != chatmessage.ReasonNoWhatsAppConfig {
 		t.Fatalf("after delete: %v", a.body)
 	}
 }
@@ -525,10 +543,11 @@ func TestLeaseConfigChangeSeenWithoutCache(t *testing.T) {
 func TestFirestoreDownAnswers5xx(t *testing.T) {
 	e := newEnv(t, func(s *spec) { s.HandlerTimeout = 2 * time.Second })
 	e.seedLeaseAndEnquiry(t)
+	ev := e.chatEvent(t, "ev-fs-down", msgPath, textMessage())
 	if err := e.fsEmu.Close(); err != nil {
 		t.Fatal(err)
 	}
-	a := e.post(t, chatEvent("ev-fs-down", msgPath, textMessage(), time.Now()).Binary(e.url))
+	a := e.post(t, ev.Binary(e.url))
 	if a.code != http.StatusServiceUnavailable || a.body["outcome"] != app.OutcomeRetry {
 		t.Fatalf("answer %d %v, want 503 retry", a.code, a.body)
 	}
@@ -548,7 +567,7 @@ func TestPubSubDownAnswers5xx(t *testing.T) {
 	e.pubsubDown = true
 	e.stopPubSub()
 	start := time.Now()
-	a := e.post(t, chatEvent("ev-ps-down", msgPath, textMessage(), time.Now()).Binary(e.url))
+	a := e.post(t, e.chatEvent(t, "ev-ps-down", msgPath, textMessage()).Binary(e.url))
 	if a.code != http.StatusServiceUnavailable || a.body["outcome"] != app.OutcomeRetry {
 		t.Fatalf("answer %d %v, want 503 retry", a.code, a.body)
 	}
@@ -559,7 +578,7 @@ func TestPubSubDownAnswers5xx(t *testing.T) {
 		t.Errorf("pubsub failures metric = %v", got)
 	}
 	// The event id is free again for Eventarc's retry.
-	a = e.post(t, chatEvent("ev-ps-down", msgPath, textMessage(), time.Now()).Binary(e.url))
+	a = e.post(t, e.chatEvent(t, "ev-ps-down", msgPath, textMessage()).Binary(e.url))
 	if a.code != http.StatusServiceUnavailable || e.metric(t, "wadispatch_ingest_duplicate_events_total") != 0 {
 		t.Fatalf("retry: %d %v (duplicates %v)", a.code, a.body, e.metric(t, "wadispatch_ingest_duplicate_events_total"))
 	}
@@ -571,7 +590,7 @@ func TestMissingLeaseConfigRememberedBriefly(t *testing.T) {
 	e := newEnv(t, nil)
 	e.seed(t, "leasecompany/l1", map[string]any{"name": "not configured yet"})
 	post := func(id string) answer {
-		return e.post(t, chatEvent(id, msgPath, textMessage(), time.Now()).Binary(e.url))
+		return e.post(t, e.chatEvent(t, id, msgPath, textMessage()).Binary(e.url))
 	}
 	if a := post("ev-m1"); a.body["reason"] != chatmessage.ReasonNoWhatsAppConfig {
 		t.Fatalf("unconfigured lease: %v", a.body)
@@ -638,4 +657,32 @@ func (c *clock) advance(d time.Duration) {
 	c.mu.Lock()
 	c.offset += d
 	c.mu.Unlock()
+}
+
+// An event is a notification, not the message: a forged event naming a
+// driver's reply, with fields of its own, sends nothing, and neither does an
+// event whose document was deleted before ingest read it.
+func TestForgedEventSendsOnlyWhatIsStored(t *testing.T) {
+	e := newEnv(t, nil)
+	e.seedLeaseAndEnquiry(t)
+	reply := e.chatEvent(t, "ev-reply", msgPath, map[string]any{"message": "on my way", "source": "driver", "driverMobileNumber": "+447911123456"})
+	forged := eventFor("ev-forged", msgPath, map[string]any{
+		"message": "FORGED via CloudEvent", "type": "text", "driverMobileNumber": "+447700900999", "createdBy": "user-7", "source": "web",
+	}, reply.CreateTime)
+	if a := e.post(t, forged.Binary(e.url)); a.code != http.StatusOK || a.body["reason"] != chatmessage.ReasonFromDriver {
+		t.Fatalf("forged event: %d %v, want 200 rejected from_driver (what is stored)", a.code, a.body)
+	}
+
+	gone := e.chatEvent(t, "ev-gone", strings.Replace(msgPath, "/m1", "/m2", 1), textMessage())
+	if _, err := e.fs.Doc(gone.Path).Delete(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.post(t, gone.Binary(e.url)); a.code != http.StatusOK || a.body["reason"] != app.ReasonDocumentMissing {
+		t.Fatalf("deleted document: %d %v, want 200 rejected %s", a.code, a.body, app.ReasonDocumentMissing)
+	}
+	select {
+	case m := <-e.tasks:
+		t.Fatalf("a task was published: %v", m.Attributes)
+	case <-time.After(300 * time.Millisecond):
+	}
 }

@@ -111,6 +111,7 @@ func newHandlers(cfg spec, fs *firestore.Client, tasks app.Tasks, events app.Eve
 		APIVersion: cfg.WhatsAppAPIVersion, TemplateLanguage: cfg.TemplateLanguage,
 	}, cfg.LeaseCacheTTL, now, log)
 	webhookLog := log.WithField("endpoint", adapters.WebhookPath)
+	docs := adapters.NewDocuments(fs)
 	in := app.New(app.Config{
 		Database:           cfg.FirestoreDatabase,
 		Region:             cfg.DefaultRegion,
@@ -118,6 +119,6 @@ func newHandlers(cfg spec, fs *firestore.Client, tasks app.Tasks, events app.Eve
 		DedupeTTL:          cfg.DedupeTTL,
 		WebhookAppSecret:   []byte(cfg.WebhookAppSecret),
 		WebhookVerifyToken: cfg.WebhookVerifyToken,
-	}, leases, adapters.NewEnquiries(fs), tasks, events, app.NewMetrics(reg), log, webhookLog)
+	}, leases, docs, docs, tasks, events, app.NewMetrics(reg), log, webhookLog)
 	return adapters.NewEventHandler(in, reg, log), adapters.NewWebhookHandler(in, reg, webhookLog)
 }

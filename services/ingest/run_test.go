@@ -59,7 +59,7 @@ func TestRunFromEnvironmentAndShutdown(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if a := e.post(t, chatEvent("ev-run", msgPath, textMessage(), time.Now()).Binary(url)); a.code != http.StatusOK || a.body["outcome"] != app.OutcomePublished {
+	if a := e.post(t, e.chatEvent(t, "ev-run", msgPath, textMessage()).Binary(url)); a.code != http.StatusOK || a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("answer %d %v", a.code, a.body)
 	}
 	e.onlyTask(t, "ev-run")

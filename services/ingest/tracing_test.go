@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"testing"
-	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -22,7 +21,7 @@ func TestTaskContinuesTheEventsTrace(t *testing.T) {
 	e := newEnv(t, nil)
 	e.seedLeaseAndEnquiry(t)
 	const eventTrace, eventSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
-	req := chatEvent("ev-traced", msgPath, textMessage(), time.Now()).Binary(e.url)
+	req := e.chatEvent(t, "ev-traced", msgPath, textMessage()).Binary(e.url)
 	req.Header.Set("Ce-Traceparent", "00-"+eventTrace+"-"+eventSpan+"-01")
 	if a := e.post(t, req); a.code != http.StatusOK || a.body["outcome"] != app.OutcomePublished {
 		t.Fatalf("answer %d %v", a.code, a.body)
@@ -67,7 +66,7 @@ func TestUntracedEventStartsATrace(t *testing.T) {
 	tracingtest.Record(t)
 	e := newEnv(t, nil)
 	e.seedLeaseAndEnquiry(t)
-	if a := e.post(t, chatEvent("ev-untraced", msgPath, textMessage(), time.Now()).Binary(e.url)); a.code != http.StatusOK {
+	if a := e.post(t, e.chatEvent(t, "ev-untraced", msgPath, textMessage()).Binary(e.url)); a.code != http.StatusOK {
 		t.Fatalf("answer %d %v", a.code, a.body)
 	}
 	m := e.onlyTask(t, "ev-untraced")

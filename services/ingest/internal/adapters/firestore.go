@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/chatmessage"
+	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/firestoreevent"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/services/ingest/internal/app"
@@ -124,16 +125,32 @@ func (c *LeaseConfigs) sweepLocked() {
 	}
 }
 
-// Enquiries reads enquiry documents.
-type Enquiries struct {
+// Documents reads message and enquiry documents.
+type Documents struct {
 	fs *firestore.Client
 }
 
-// NewEnquiries reads through fs.
-func NewEnquiries(fs *firestore.Client) Enquiries { return Enquiries{fs: fs} }
+// NewDocuments reads through fs.
+func NewDocuments(fs *firestore.Client) Documents { return Documents{fs: fs} }
+
+// Message implements app.Messages.
+func (e Documents) Message(ctx context.Context, path string) (app.StoredMessage, error) {
+	ref := e.fs.Doc(path)
+	if ref == nil {
+		return app.StoredMessage{}, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("message path %q is not a document path", dispatch.Clip(path, 200))}
+	}
+	snap, err := ref.Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return app.StoredMessage{}, nil
+	}
+	if err != nil {
+		return app.StoredMessage{}, firestoreError("read message", err)
+	}
+	return app.StoredMessage{Exists: true, CreateTime: snap.CreateTime, Fields: snap.Data()}, nil
+}
 
 // Enquiry implements app.Enquiries.
-func (e Enquiries) Enquiry(ctx context.Context, path string) (map[string]any, error) {
+func (e Documents) Enquiry(ctx context.Context, path string) (map[string]any, error) {
 	ref := e.fs.Doc(path)
 	if ref == nil {
 		return nil, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("enquiry path %q is not a document path", path)}

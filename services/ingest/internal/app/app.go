@@ -31,6 +31,30 @@ type Leases interface {
 	WhatsAppConfig(ctx context.Context, leaseID string) (chatmessage.WhatsAppConfig, error)
 }
 
+// Messages reads the message document an event names: the event is a
+// notification, the stored document is what is sent.
+type Messages interface {
+	Message(ctx context.Context, path string) (StoredMessage, error)
+}
+
+// StoredMessage is a message document as Firestore holds it now.
+type StoredMessage struct {
+	Exists     bool
+	CreateTime time.Time
+	Fields     map[string]any
+}
+
+// Reasons of rejections decided by reading the document.
+const (
+	// ReasonDocumentMissing: the document was deleted before it was read;
+	// nothing is sent.
+	ReasonDocumentMissing = "document_missing"
+	// ReasonDocumentReplaced: the document at the path is not the one the
+	// event announced (deleted and created again); the new document's own
+	// event sends it.
+	ReasonDocumentReplaced = "document_replaced"
+)
+
 // Enquiries reads an enquiry document's fields; nil when it does not exist
 // (the message is still sendable without accountId and serviceUnitId).
 type Enquiries interface {
@@ -103,6 +127,7 @@ type Config struct {
 type Ingester struct {
 	cfg        Config
 	leases     Leases
+	messages   Messages
 	enquiries  Enquiries
 	tasks      Tasks
 	events     Events
@@ -114,9 +139,9 @@ type Ingester struct {
 
 // New builds the application. webhookLog is the logger of the webhook use
 // cases, which the caller names after their endpoint.
-func New(cfg Config, leases Leases, enquiries Enquiries, tasks Tasks, events Events, metrics *Metrics, log, webhookLog *logrus.Entry) *Ingester {
+func New(cfg Config, leases Leases, messages Messages, enquiries Enquiries, tasks Tasks, events Events, metrics *Metrics, log, webhookLog *logrus.Entry) *Ingester {
 	return &Ingester{
-		cfg: cfg, leases: leases, enquiries: enquiries, tasks: tasks, events: events,
+		cfg: cfg, leases: leases, messages: messages, enquiries: enquiries, tasks: tasks, events: events,
 		dedupe: newDedupe(cfg.DedupeTTL), metrics: metrics, log: log, webhookLog: webhookLog,
 	}
 }
@@ -191,7 +216,14 @@ func (in *Ingester) handle(ctx context.Context, ce *event.Event) Result {
 		return classify(&firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent,
 			Detail: fmt.Sprintf("event from database %q, ingest reads %q (INGEST_FIRESTORE_DATABASE)", ev.Database, in.cfg.Database)}, path)
 	}
-	msg, err := chatmessage.Parse(ev.Ref, ev.Fields, in.cfg.Region)
+	stored, err := in.messages.Message(ctx, path)
+	if err != nil {
+		return classify(err, path)
+	}
+	if err := sameDocument(ev, stored); err != nil {
+		return classify(err, path)
+	}
+	msg, err := chatmessage.Parse(ev.Ref, stored.Fields, in.cfg.Region)
 	if err != nil {
 		return classify(err, path)
 	}
@@ -218,6 +250,20 @@ func (in *Ingester) handle(ctx context.Context, ce *event.Event) Result {
 		return classify(err, path)
 	}
 	return Result{Outcome: OutcomePublished, MessagePath: path, PubsubID: id}
+}
+
+// sameDocument checks that the stored document is the one ev announced:
+// whoever can post an event could otherwise have any text sent to any
+// number by naming a document that exists.
+func sameDocument(ev *firestoreevent.Event, stored StoredMessage) error {
+	if !stored.Exists {
+		return &firestoreevent.Rejection{Reason: ReasonDocumentMissing, Detail: "the message document does not exist (deleted before it was read?)"}
+	}
+	if !stored.CreateTime.Equal(ev.CreateTime) {
+		return &firestoreevent.Rejection{Reason: ReasonDocumentReplaced, Detail: fmt.Sprintf("the document was created at %s, the event announced one created at %s",
+			stored.CreateTime.UTC().Format(time.RFC3339Nano), ev.CreateTime.UTC().Format(time.RFC3339Nano))}
+	}
+	return nil
 }
 
 // classify turns an error into a result: a rejection (any error with a

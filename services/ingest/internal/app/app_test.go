@@ -28,6 +28,23 @@ func (f fakeLeases) WhatsAppConfig(context.Context, string) (chatmessage.WhatsAp
 	return f.cfg, f.err
 }
 
+// fakeMessages holds the stored documents, by path.
+type fakeMessages map[string]StoredMessage
+
+func (f fakeMessages) Message(_ context.Context, path string) (StoredMessage, error) {
+	return f[path], nil
+}
+
+// storedAs is the document as ce announced it.
+func storedAs(t *testing.T, ce *event.Event) fakeMessages {
+	t.Helper()
+	ev, err := firestoreevent.Decode(ce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fakeMessages{ev.Path: {Exists: true, CreateTime: ev.CreateTime, Fields: ev.Fields}}
+}
+
 type fakeEnquiries struct{}
 
 func (fakeEnquiries) Enquiry(context.Context, string) (map[string]any, error) { return nil, nil }
@@ -58,12 +75,12 @@ func cloudEvent(t *testing.T, id string) *event.Event {
 	return ce
 }
 
-func newTestIngester(leases Leases, tasks Tasks) (*Ingester, *Metrics) {
+func newTestIngester(leases Leases, messages Messages, tasks Tasks) (*Ingester, *Metrics) {
 	m := NewMetrics(prometheus.NewRegistry())
 	log := logrus.NewEntry(logrus.New())
 	log.Logger.SetLevel(logrus.PanicLevel)
 	in := New(Config{Database: "(default)", Region: "GB", Timeout: time.Second, DedupeTTL: time.Minute},
-		leases, fakeEnquiries{}, tasks, nil, m, log, log)
+		leases, messages, fakeEnquiries{}, tasks, nil, m, log, log)
 	return in, m
 }
 
@@ -88,8 +105,9 @@ func TestHandleEventClassifiesOutcomes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tasks := &fakeTasks{err: tc.publish}
-			in, m := newTestIngester(tc.leases, tasks)
-			res := in.HandleEvent(context.Background(), cloudEvent(t, "ev-1"))
+			ce := cloudEvent(t, "ev-1")
+			in, m := newTestIngester(tc.leases, storedAs(t, ce), tasks)
+			res := in.HandleEvent(context.Background(), ce)
 			if res.Outcome != tc.outcome || res.Reason != tc.reason || res.MessagePath != msgPath {
 				t.Fatalf("result %+v, want %s %q", res, tc.outcome, tc.reason)
 			}
@@ -108,7 +126,7 @@ func TestHandleEventClassifiesOutcomes(t *testing.T) {
 // A redelivery of a published event shares its result and publishes nothing.
 func TestHandleEventRedeliveryPublishesOnce(t *testing.T) {
 	tasks := &fakeTasks{}
-	in, m := newTestIngester(fakeLeases{cfg: usableConfig}, tasks)
+	in, m := newTestIngester(fakeLeases{cfg: usableConfig}, storedAs(t, cloudEvent(t, "ev-dup")), tasks)
 	for range 2 {
 		if res := in.HandleEvent(context.Background(), cloudEvent(t, "ev-dup")); res.Outcome != OutcomePublished || res.PubsubID != "ps-1" {
 			t.Fatalf("result %+v", res)
@@ -116,5 +134,43 @@ func TestHandleEventRedeliveryPublishesOnce(t *testing.T) {
 	}
 	if len(tasks.published) != 1 || testutil.ToFloat64(m.duplicates) != 1 || testutil.ToFloat64(m.published) != 1 {
 		t.Fatalf("published %d, duplicates %v, published metric %v", len(tasks.published), testutil.ToFloat64(m.duplicates), testutil.ToFloat64(m.published))
+	}
+}
+
+// The event is a notification: the task is built from the stored document,
+// and an event whose document is gone or is another document sends nothing.
+func TestHandleEventSendsTheStoredDocument(t *testing.T) {
+	ce := cloudEvent(t, "ev-forged")
+	stored := storedAs(t, ce)
+	truth := stored[msgPath]
+	truth.Fields = map[string]any{"message": "Stored text", "type": "text", "driverMobileNumber": "+447700900123", "createdBy": "user-7", "source": "web"}
+	for _, tc := range []struct {
+		name   string
+		doc    StoredMessage
+		reason string
+	}{
+		{"stored fields win", truth, ""},
+		{"deleted", StoredMessage{}, ReasonDocumentMissing},
+		{"created again", StoredMessage{Exists: true, CreateTime: truth.CreateTime.Add(time.Second), Fields: truth.Fields}, ReasonDocumentReplaced},
+		{"the stored document is a driver's", StoredMessage{Exists: true, CreateTime: truth.CreateTime,
+			Fields: map[string]any{"message": "hi", "type": "text", "driverMobileNumber": "+447700900123", "createdBy": "user-7", "source": "driver"}}, chatmessage.ReasonFromDriver},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tasks := &fakeTasks{}
+			in, _ := newTestIngester(fakeLeases{cfg: usableConfig}, fakeMessages{msgPath: tc.doc}, tasks)
+			res := in.HandleEvent(context.Background(), ce)
+			if tc.reason != "" {
+				if res.Outcome != OutcomeRejected || res.Reason != tc.reason || len(tasks.published) != 0 {
+					t.Fatalf("result %+v with %d tasks, want rejected %s and none", res, len(tasks.published), tc.reason)
+				}
+				return
+			}
+			if res.Outcome != OutcomePublished || len(tasks.published) != 1 {
+				t.Fatalf("result %+v", res)
+			}
+			if got := tasks.published[0]; got.GetMessage() != "Stored text" || got.GetDriverMobileNumber() != "+447700900123" {
+				t.Errorf("task %q to %s, want the stored text to the stored number", got.GetMessage(), got.GetDriverMobileNumber())
+			}
+		})
 	}
 }
