@@ -11,12 +11,15 @@ import (
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/consume"
 	"github.com/visn/wadispatch/pkg/lifecycle"
 	"github.com/visn/wadispatch/pkg/ops"
 	"github.com/visn/wadispatch/pkg/sendtask"
+	"github.com/visn/wadispatch/services/recorder/internal/adapters/grpcapi"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
@@ -50,7 +53,7 @@ func main() {
 // recorder is the service's parts, built but not running.
 type recorder struct {
 	ops   *ops.Server
-	api   *apiServer
+	api   *grpcapi.Server
 	parts []lifecycle.Part
 	close func()
 }
@@ -113,7 +116,7 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 	if err != nil {
 		return nil, err
 	}
-	api, err := newAPIServer(s.GRPCAddr, svc)
+	api, err := grpcapi.New(s.GRPCAddr, svc)
 	if err != nil {
 		return nil, err
 	}
@@ -144,4 +147,16 @@ func (s spec) receiveSettings() pubsub.ReceiveSettings {
 	rs.NumGoroutines = s.PullStreams
 	rs.MaxDurationPerAckExtension = s.AckExtension
 	return rs
+}
+
+// firestoreReady checks Firestore answers: a read of a document that need
+// not exist.
+func firestoreReady(db *firestore.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := db.Doc("whatsappMessageIndex/readiness-probe").Get(ctx)
+		if err != nil && status.Code(err) != codes.NotFound {
+			return fmt.Errorf("firestore: %w", err)
+		}
+		return nil
+	}
 }

@@ -1,5 +1,8 @@
-// Package record is the recorder: the only writer of pipeline state to
-// Firestore, behind the wadispatch.v1.Recorder gRPC service.
+// Package app is the recorder: the only writer of pipeline state to
+// Firestore, behind the wadispatch.v1.Recorder gRPC service. Its use cases
+// are the methods of Service. Each change of a message's state is a pure
+// decision (decide.go) from the State read to the next State, committed by
+// Service.update (store.go), the one place a State becomes fields.
 //
 // Data it owns (default database unless noted):
 //

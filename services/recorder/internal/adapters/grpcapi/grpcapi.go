@@ -1,4 +1,6 @@
-package main
+// Package grpcapi serves the Recorder API over gRPC, beside the standard
+// health service and reflection, so grpcurl and Kubernetes gRPC probes work.
+package grpcapi
 
 import (
 	"context"
@@ -6,34 +8,30 @@ import (
 	"net"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
-// apiServer serves the Recorder API with the standard health service and
-// reflection, so grpcurl and Kubernetes gRPC probes work.
-type apiServer struct {
+// Server is the gRPC server of one Recorder.
+type Server struct {
 	ln     net.Listener
 	srv    *grpc.Server
 	health *health.Server
 }
 
-// newAPIServer listens now, so a taken port fails the start, not later.
-func newAPIServer(addr string, rec wadispatchv1.RecorderServer) (*apiServer, error) {
+// New listens now, so a taken port fails the start, not later.
+func New(addr string, rec wadispatchv1.RecorderServer) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("grpc listen on %s: %w", addr, err)
 	}
-	a := &apiServer{ln: ln, srv: grpc.NewServer(
+	a := &Server{ln: ln, srv: grpc.NewServer(
 		// Calls join the caller's trace (a sender's task, wadispatchctl);
 		// probes would only add a trace each.
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
@@ -46,11 +44,12 @@ func newAPIServer(addr string, rec wadispatchv1.RecorderServer) (*apiServer, err
 	return a, nil
 }
 
-func (a *apiServer) Addr() string { return a.ln.Addr().String() }
+// Addr is the address it listens on.
+func (a *Server) Addr() string { return a.ln.Addr().String() }
 
 // Run serves until ctx ends, then reports NOT_SERVING and lets in-flight
 // calls finish for up to grace.
-func (a *apiServer) Run(ctx context.Context, grace time.Duration) error {
+func (a *Server) Run(ctx context.Context, grace time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
 	a.health.Resume()
@@ -68,16 +67,4 @@ func (a *apiServer) Run(ctx context.Context, grace time.Duration) error {
 		a.srv.Stop()
 	}
 	return nil
-}
-
-// firestoreReady checks Firestore answers: a read of a document that need
-// not exist.
-func firestoreReady(db *firestore.Client) func(context.Context) error {
-	return func(ctx context.Context) error {
-		_, err := db.Doc("whatsappMessageIndex/readiness-probe").Get(ctx)
-		if err != nil && status.Code(err) != codes.NotFound {
-			return fmt.Errorf("firestore: %w", err)
-		}
-		return nil
-	}
 }
