@@ -686,3 +686,20 @@ func TestForgedEventSendsOnlyWhatIsStored(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// An id or source no Eventarc event has is refused before it reaches a log
+// line, a span or the dedupe key.
+func TestOversizedEventIDIsRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	e.seedLeaseAndEnquiry(t)
+	ev := e.chatEvent(t, strings.Repeat("i", 900_000), msgPath, textMessage())
+	a := e.post(t, ev.Binary(e.url))
+	if a.code != http.StatusBadRequest || a.body["outcome"] != app.OutcomeMalformed {
+		t.Fatalf("answer %d %v, want 400 malformed", a.code, a.body)
+	}
+	for _, line := range e.logs.Entries(t) {
+		if b, _ := json.Marshal(line); len(b) > 10_000 {
+			t.Errorf("a log line of %d bytes: %.200s", len(b), b)
+		}
+	}
+}

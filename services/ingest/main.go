@@ -42,6 +42,7 @@ type spec struct {
 	TemplateLanguage   string        `envconfig:"INGEST_TEMPLATE_LANGUAGE" default:"en_US" desc:"template language for leases whose configuration names none"`
 	HandlerTimeout     time.Duration `envconfig:"INGEST_HANDLER_TIMEOUT" default:"8s" desc:"longest time one event may take (Firestore reads and the publish); past it the answer is 503. Keep it below the ack deadline of the trigger's Pub/Sub subscription, which is the push request timeout (10s by default)"`
 	DedupeTTL          time.Duration `envconfig:"INGEST_DEDUPE_TTL" default:"5m" desc:"how long a published event id is remembered to drop redeliveries"`
+	WebhookReplayTTL   time.Duration `envconfig:"INGEST_WEBHOOK_REPLAY_TTL" default:"10m" desc:"how long a published webhook body is remembered: the same signed body again is answered 200 and not published"`
 
 	StatusTopic        string `envconfig:"INGEST_STATUS_TOPIC" default:"whatsapp-status-events" desc:"Pub/Sub topic the WhatsApp webhooks' status events and driver replies are published to"`
 	WebhookAppSecret   string `envconfig:"INGEST_WEBHOOK_APP_SECRET" desc:"Meta app secret that signs webhook bodies (X-Hub-Signature-256); unset, webhook POSTs answer 503. Never logged"`
@@ -97,8 +98,8 @@ func (cfg spec) check() error {
 	if !phonenumbers.GetSupportedRegions()[cfg.DefaultRegion] {
 		return fmt.Errorf("INGEST_DEFAULT_REGION %q is not a region phone numbers are known for", cfg.DefaultRegion)
 	}
-	if cfg.HandlerTimeout <= 0 || cfg.LeaseCacheTTL < 0 || cfg.DedupeTTL <= 0 {
-		return errors.New("INGEST_HANDLER_TIMEOUT and INGEST_DEDUPE_TTL must be positive, INGEST_LEASE_CACHE_TTL not negative")
+	if cfg.HandlerTimeout <= 0 || cfg.LeaseCacheTTL < 0 || cfg.DedupeTTL <= 0 || cfg.WebhookReplayTTL <= 0 {
+		return errors.New("INGEST_HANDLER_TIMEOUT, INGEST_DEDUPE_TTL and INGEST_WEBHOOK_REPLAY_TTL must be positive, INGEST_LEASE_CACHE_TTL not negative")
 	}
 	return nil
 }
@@ -117,6 +118,7 @@ func newHandlers(cfg spec, fs *firestore.Client, tasks app.Tasks, events app.Eve
 		Region:             cfg.DefaultRegion,
 		Timeout:            cfg.HandlerTimeout,
 		DedupeTTL:          cfg.DedupeTTL,
+		WebhookReplayTTL:   cfg.WebhookReplayTTL,
 		WebhookAppSecret:   []byte(cfg.WebhookAppSecret),
 		WebhookVerifyToken: cfg.WebhookVerifyToken,
 	}, leases, docs, docs, tasks, events, app.NewMetrics(reg), log, webhookLog)

@@ -60,7 +60,7 @@ func newHookEnv(t *testing.T, secret string, simTune func(*whatsappsim.Options))
 	l := logrus.New()
 	l.SetOutput(e.logs)
 	l.SetFormatter(&logrus.JSONFormatter{})
-	cfg := spec{HandlerTimeout: 5 * time.Second, WebhookAppSecret: secret, WebhookVerifyToken: hookToken}
+	cfg := spec{HandlerTimeout: 5 * time.Second, WebhookReplayTTL: time.Minute, WebhookAppSecret: secret, WebhookVerifyToken: hookToken}
 	_, hook := newHandlers(cfg, nil, nil, pub, e.registry, logrus.NewEntry(l), time.Now)
 	srv := httptest.NewServer(hook)
 	e.url, e.pub = srv.URL+adapters.WebhookPath, pub
@@ -246,6 +246,59 @@ func TestWebhookVerificationHandshake(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("mode unsubscribe: HTTP %d, want 403", resp.StatusCode)
+	}
+}
+
+// A signed body published once is answered 200 again and published never:
+// Meta's retries and a replayed capture cost nothing downstream.
+func TestWebhookReplayIsNotRepublished(t *testing.T) {
+	e := newHookEnv(t, hookSecret, nil)
+	body := `{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"wamid.replayed","status":"read","timestamp":"1"}]}}]}]}`
+	for i := range 3 {
+		req, _ := http.NewRequest(http.MethodPost, e.url, strings.NewReader(body))
+		req.Header.Set(whatsappsim.SignatureHeader, whatsappsim.Sign(hookSecret, []byte(body)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("post %d: HTTP %d", i, resp.StatusCode)
+		}
+	}
+	if got := metricValue(t, e.registry, "wadispatch_ingest_webhook_requests_total", "outcome", "duplicate"); got != 2 {
+		t.Errorf("duplicate answers %v, want 2", got)
+	}
+	if got := metricValue(t, e.registry, "wadispatch_ingest_webhook_events_published_total", "kind", "status"); got != 1 {
+		t.Errorf("status events published %v, want 1", got)
+	}
+	e.waitFor(t, 1)
+}
+
+// The handshake echoes only Meta's kind of challenge, a number, and says
+// what it is.
+func TestWebhookHandshakeEchoesOnlyDigits(t *testing.T) {
+	e := newHookEnv(t, hookSecret, nil)
+	get := func(challenge string) *http.Response {
+		resp, err := http.Get(e.url + "?" + url.Values{"hub.mode": {"subscribe"}, "hub.verify_token": {hookToken}, "hub.challenge": {challenge}}.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := get("1158201444")
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(b) != "1158201444" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("numeric challenge: HTTP %d %q, nosniff %q", resp.StatusCode, b, resp.Header.Get("X-Content-Type-Options"))
+	}
+	for _, bad := range []string{"<script>alert(1)</script>", "12a", "", strings.Repeat("9", 40)} {
+		resp := get(bad)
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(b), "script") {
+			t.Errorf("challenge %.20q: HTTP %d %q, want 400 without an echo", bad, resp.StatusCode, b)
+		}
 	}
 }
 

@@ -19,6 +19,14 @@ import (
 // well below this.
 const maxBodyBytes = 4 << 20
 
+// maxIDBytes and maxSourceBytes bound a CloudEvent's id and source.
+// Eventarc's are a UUID-like id and a source naming a project, database and
+// document.
+const (
+	maxIDBytes     = 256
+	maxSourceBytes = 4096
+)
+
 // EventHandler is the CloudEvents endpoint Eventarc pushes to.
 //
 // Answers, following Eventarc's delivery semantics (Eventarc Standard
@@ -82,6 +90,15 @@ func (h *EventHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.observe(app.OutcomeMalformed, start)
 		h.log.WithError(err).WithField("status", code).Warn("request is not a CloudEvent")
 		writeJSON(w, code, map[string]string{"outcome": app.OutcomeMalformed, "error": err.Error()})
+		return
+	}
+	if len(ce.ID()) > maxIDBytes || len(ce.Source()) > maxSourceBytes {
+		// Eventarc's ids and sources are short; a longer one is not from it
+		// and must not reach log lines, spans or the dedupe key.
+		h.malformed.Inc()
+		h.observe(app.OutcomeMalformed, start)
+		h.log.WithFields(logrus.Fields{"idBytes": len(ce.ID()), "sourceBytes": len(ce.Source()), "status": http.StatusBadRequest}).Warn("CloudEvent id or source too long")
+		writeJSON(w, http.StatusBadRequest, map[string]string{"outcome": app.OutcomeMalformed, "error": fmt.Sprintf("a CloudEvent id is limited to %d bytes, a source to %d", maxIDBytes, maxSourceBytes)})
 		return
 	}
 	ctx, span := startEventSpan(r, ce)

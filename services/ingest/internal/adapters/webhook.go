@@ -39,7 +39,7 @@ func NewWebhookHandler(in *app.Ingester, reg prometheus.Registerer, log *logrus.
 		in: in,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_ingest_webhook_requests_total",
-			Help: "WhatsApp webhook requests, by answer: published, verified, unauthorized, forbidden, ignored, retry, malformed.",
+			Help: "WhatsApp webhook requests, by answer: published, duplicate, verified, unauthorized, forbidden, ignored, retry, malformed.",
 		}, []string{"outcome"}),
 		log: log,
 	}
@@ -55,6 +55,7 @@ var webhookAnswers = map[string]struct {
 	label string
 }{
 	app.WebhookPublished:    {http.StatusOK, "", "published"},
+	app.WebhookDuplicate:    {http.StatusOK, "", "duplicate"},
 	app.WebhookIgnored:      {http.StatusOK, "", "ignored"},
 	app.WebhookUnauthorized: {http.StatusUnauthorized, "bad signature", "unauthorized"},
 	app.WebhookUnconfigured: {http.StatusServiceUnavailable, "webhook not configured", "retry"},
@@ -76,14 +77,23 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *WebhookHandler) handshake(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	// Meta's challenge is an integer; echoing anything else would let this
+	// endpoint serve a caller's content under our name.
+	challenge := q.Get("hub.challenge")
+	if !isChallenge(challenge) {
+		h.requests.WithLabelValues("malformed").Inc()
+		http.Error(w, "hub.challenge must be digits", http.StatusBadRequest)
+		return
+	}
 	if !h.in.VerifySubscription(q.Get("hub.mode"), q.Get("hub.verify_token")) {
 		h.requests.WithLabelValues("forbidden").Inc()
 		http.Error(w, "verification refused", http.StatusForbidden)
 		return
 	}
 	h.requests.WithLabelValues("verified").Inc()
-	w.Header().Set("Content-Type", "text/plain")
-	_, _ = io.WriteString(w, q.Get("hub.challenge"))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = io.WriteString(w, challenge)
 }
 
 func (h *WebhookHandler) notification(w http.ResponseWriter, r *http.Request) {
@@ -110,4 +120,17 @@ func (h *WebhookHandler) notification(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Error(w, answer.text, answer.code)
+}
+
+// isChallenge accepts what Meta sends as hub.challenge: a decimal integer.
+func isChallenge(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -118,6 +118,9 @@ type Config struct {
 	// Timeout bounds the handling of one event or webhook.
 	Timeout   time.Duration
 	DedupeTTL time.Duration
+	// WebhookReplayTTL is how long a published webhook body is remembered,
+	// so that the same body again publishes nothing.
+	WebhookReplayTTL time.Duration
 	// WebhookAppSecret signs webhook bodies; empty, none is accepted.
 	WebhookAppSecret   []byte
 	WebhookVerifyToken string
@@ -132,6 +135,7 @@ type Ingester struct {
 	tasks      Tasks
 	events     Events
 	dedupe     *dedupe
+	webhooks   *dedupe
 	metrics    *Metrics
 	log        *logrus.Entry
 	webhookLog *logrus.Entry
@@ -142,7 +146,7 @@ type Ingester struct {
 func New(cfg Config, leases Leases, messages Messages, enquiries Enquiries, tasks Tasks, events Events, metrics *Metrics, log, webhookLog *logrus.Entry) *Ingester {
 	return &Ingester{
 		cfg: cfg, leases: leases, messages: messages, enquiries: enquiries, tasks: tasks, events: events,
-		dedupe: newDedupe(cfg.DedupeTTL), metrics: metrics, log: log, webhookLog: webhookLog,
+		dedupe: newDedupe(cfg.DedupeTTL), webhooks: newDedupe(cfg.WebhookReplayTTL), metrics: metrics, log: log, webhookLog: webhookLog,
 	}
 }
 

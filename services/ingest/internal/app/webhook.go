@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -26,6 +28,10 @@ const (
 	WebhookUnconfigured = "unconfigured"
 	// WebhookRetry: publishing failed; a retry by Meta can succeed.
 	WebhookRetry = "retry"
+	// WebhookDuplicate: the same signed body was published within the
+	// replay TTL (Meta's retry, or somebody replaying a captured body);
+	// answered as a success, published again never.
+	WebhookDuplicate = "duplicate"
 )
 
 // VerifySubscription answers Meta's subscription check: the challenge may
@@ -60,6 +66,32 @@ func (in *Ingester) ReceiveWebhook(ctx context.Context, body []byte, signature s
 		log.WithField("reason", reason).Warn("webhook refused: bad signature")
 		return WebhookUnauthorized
 	}
+	// A body is its own identity: Meta signs it whole, so a replayed body
+	// is the same bytes.
+	sum := sha256.Sum256(body)
+	res, dup := in.webhooks.do(ctx, hex.EncodeToString(sum[:]), func() Result {
+		outcome := in.publishNotification(ctx, body, log)
+		switch outcome {
+		case WebhookPublished:
+			return Result{Outcome: OutcomePublished, Reason: outcome}
+		case WebhookRetry:
+			return Result{Outcome: OutcomeRetry, Reason: outcome}
+		}
+		return Result{Outcome: OutcomeRejected, Reason: outcome}
+	})
+	if !dup {
+		return res.Reason
+	}
+	if res.Outcome == OutcomePublished {
+		log.Info("webhook body published before; acknowledged without publishing again")
+		return WebhookDuplicate
+	}
+	// The first copy is still in flight past our deadline: Meta retries.
+	return WebhookRetry
+}
+
+// publishNotification parses a verified body and publishes its events.
+func (in *Ingester) publishNotification(ctx context.Context, body []byte, log *logrus.Entry) string {
 	p, err := webhook.Parse(body)
 	if err != nil {
 		log.WithError(err).Warn("signed webhook is not a WhatsApp Business Account notification; acknowledged")
