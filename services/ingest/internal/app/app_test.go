@@ -126,9 +126,10 @@ func TestHandleEventClassifiesOutcomes(t *testing.T) {
 // A redelivery of a published event shares its result and publishes nothing.
 func TestHandleEventRedeliveryPublishesOnce(t *testing.T) {
 	tasks := &fakeTasks{}
-	in, m := newTestIngester(fakeLeases{cfg: usableConfig}, storedAs(t, cloudEvent(t, "ev-dup")), tasks)
+	ce := cloudEvent(t, "ev-dup")
+	in, m := newTestIngester(fakeLeases{cfg: usableConfig}, storedAs(t, ce), tasks)
 	for range 2 {
-		if res := in.HandleEvent(context.Background(), cloudEvent(t, "ev-dup")); res.Outcome != OutcomePublished || res.PubsubID != "ps-1" {
+		if res := in.HandleEvent(context.Background(), ce); res.Outcome != OutcomePublished || res.PubsubID != "ps-1" {
 			t.Fatalf("result %+v", res)
 		}
 	}
@@ -143,7 +144,7 @@ func TestHandleEventSendsTheStoredDocument(t *testing.T) {
 	ce := cloudEvent(t, "ev-forged")
 	stored := storedAs(t, ce)
 	truth := stored[msgPath]
-	truth.Fields = map[string]any{"message": "Stored text", "type": "text", "driverMobileNumber": "+447700900123", "createdBy": "user-7", "source": "web"}
+	truth.Fields = map[string]any{"message": "Stored text", "type": "text", "driverMobileNumber": "+447911123457", "createdBy": "user-7", "source": "web"}
 	for _, tc := range []struct {
 		name   string
 		doc    StoredMessage
@@ -153,7 +154,7 @@ func TestHandleEventSendsTheStoredDocument(t *testing.T) {
 		{"deleted", StoredMessage{}, ReasonDocumentMissing},
 		{"created again", StoredMessage{Exists: true, CreateTime: truth.CreateTime.Add(time.Second), Fields: truth.Fields}, ReasonDocumentReplaced},
 		{"the stored document is a driver's", StoredMessage{Exists: true, CreateTime: truth.CreateTime,
-			Fields: map[string]any{"message": "hi", "type": "text", "driverMobileNumber": "+447700900123", "createdBy": "user-7", "source": "driver"}}, chatmessage.ReasonFromDriver},
+			Fields: map[string]any{"message": "hi", "type": "text", "driverMobileNumber": "+447911123457", "createdBy": "user-7", "source": "driver"}}, chatmessage.ReasonFromDriver},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tasks := &fakeTasks{}
@@ -168,7 +169,7 @@ func TestHandleEventSendsTheStoredDocument(t *testing.T) {
 			if res.Outcome != OutcomePublished || len(tasks.published) != 1 {
 				t.Fatalf("result %+v", res)
 			}
-			if got := tasks.published[0]; got.GetMessage() != "Stored text" || got.GetDriverMobileNumber() != "+447700900123" {
+			if got := tasks.published[0]; got.GetMessage() != "Stored text" || got.GetDriverMobileNumber() != "+447911123457" {
 				t.Errorf("task %q to %s, want the stored text to the stored number", got.GetMessage(), got.GetDriverMobileNumber())
 			}
 		})
