@@ -99,18 +99,20 @@ func TestStatusWebhooksReorderedAndDuplicated(t *testing.T) {
 	if counts.WebhookAttemptsFailed != 0 || counts.WebhooksAbandoned != 0 || counts.WebhooksDelivered < 12 {
 		t.Errorf("simulator webhook counts %+v: want 12 or more delivered, none refused", counts)
 	}
-	// Per message: read applied, delivered filling deliveredAt applied,
-	// the other four (sent, and each repeat) changing nothing.
+	// Per message: read applied, delivered filling deliveredAt applied, sent
+	// changing nothing; each repeat is the same signed body, answered 2xx by
+	// ingest and published no second time.
 	for {
 		metrics := scrape(t, ctx, s.RecorderURL)
 		applied := metrics[`wadispatch_recorder_status_events_total{result="applied"}`]
 		ignored := metrics[`wadispatch_recorder_status_events_total{result="ignored"}`]
-		if applied == "4" && ignored == "8" {
+		repeats := scrape(t, ctx, s.IngestURL)[`wadispatch_ingest_webhook_requests_total{outcome="duplicate"}`]
+		if applied == "4" && ignored == "2" && repeats == "6" {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("status events applied %s, ignored %s; want 4 and 8", applied, ignored)
+			t.Fatalf("status events applied %s, ignored %s, repeats absorbed by ingest %s; want 4, 2 and 6", applied, ignored, repeats)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
