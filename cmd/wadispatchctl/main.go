@@ -14,6 +14,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/visn/wadispatch/pkg/auth"
+	"golang.org/x/oauth2"
+
 	"github.com/sirupsen/logrus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
@@ -63,7 +66,6 @@ type options struct {
 	json      bool
 	limit     int
 	olderThan time.Duration
-	by        string
 	timeout   time.Duration
 }
 
@@ -82,7 +84,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.BoolVar(&o.json, "json", false, "print the API's answer as JSON")
 	fs.IntVar(&o.limit, "limit", 100, "unknown, stalled: how many to list (at most 1000)")
 	fs.DurationVar(&o.olderThan, "older-than", 10*time.Minute, "stalled: released at least this long ago")
-	fs.StringVar(&o.by, "by", getenv("USER"), "resend: who asks, recorded for audit")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for the call")
 	// Flags may follow the arguments: parse until nothing is left.
 	var pos []string
@@ -117,7 +118,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 2
 	}
 
-	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
+	tokens, err := idTokens(ctx, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "no credential for the recorder: %v\n%s", err, credentialHint)
+		return 1
+	}
+	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		grpc.WithPerRPCCredentials(auth.PerRPC(tokens)))
 	if err != nil {
 		fmt.Fprintf(stderr, "recorder address %s: %v\n", o.addr, err)
 		return 2
@@ -136,7 +143,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "stalled":
 		err = c.stalled(ctx, o.olderThan, o.limit)
 	case "resend":
-		err = c.resend(ctx, cmdArgs[0], o.by)
+		err = c.resend(ctx, cmdArgs[0])
 	}
 	if err != nil {
 		if s, ok := status.FromError(err); ok {
@@ -147,6 +154,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 1
 	}
 	return 0
+}
+
+// credentialHint says how an operator gets a credential the recorder takes.
+const credentialHint = `the recorder takes an OpenID Connect ID token naming an operator:
+  on GCP:  export WADISPATCH_ID_TOKEN=$(gcloud auth print-identity-token \
+             --impersonate-service-account=OPERATOR_SA --audiences=wadispatch-recorder --include-email)
+  locally: export WADISPATCH_ID_TOKEN_FILE=.run/logs/operator.token   (written by make run)
+`
+
+// idTokens is the operator's credential: WADISPATCH_ID_TOKEN, the file
+// WADISPATCH_ID_TOKEN_FILE, or else Google's ID tokens for the application
+// default credentials (a service account's) for WADISPATCH_RECORDER_AUDIENCE.
+func idTokens(ctx context.Context, getenv func(string) string) (oauth2.TokenSource, error) {
+	if raw := strings.TrimSpace(getenv("WADISPATCH_ID_TOKEN")); raw != "" {
+		return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: raw, TokenType: "Bearer"}), nil
+	}
+	audience := getenv("WADISPATCH_RECORDER_AUDIENCE")
+	if audience == "" {
+		audience = "wadispatch-recorder"
+	}
+	return auth.NewTokenSource(ctx, audience, getenv("WADISPATCH_ID_TOKEN_FILE"))
 }
 
 // cli runs the commands against a recorder and prints their answers.
@@ -208,8 +236,10 @@ func (c *cli) printListing(resp proto.Message, states []*wadispatchv1.MessageSta
 	return c.printTable(states)
 }
 
-func (c *cli) resend(ctx context.Context, path, by string) error {
-	resp, err := c.rec.Resend(ctx, &wadispatchv1.ResendRequest{MessageDocId: path, RequestedBy: by})
+// resend asks for a resend; the recorder records who asked from the
+// credential.
+func (c *cli) resend(ctx context.Context, path string) error {
+	resp, err := c.rec.Resend(ctx, &wadispatchv1.ResendRequest{MessageDocId: path})
 	if err != nil {
 		return err
 	}

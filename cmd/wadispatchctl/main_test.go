@@ -21,6 +21,9 @@ import (
 
 const driver = "+447700900123"
 
+// operatorToken is the credential wadispatchctl presents in these tests.
+var operatorToken = "set by recorder(t)"
+
 func path(id string) string {
 	return "leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/" + id
 }
@@ -91,7 +94,12 @@ func recorder(t *testing.T) string {
 func ctl(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), args, &out, &errOut, func(k string) string { return env[k] })
+	code = run(context.Background(), args, &out, &errOut, func(k string) string {
+		if k == "WADISPATCH_ID_TOKEN" && env[k] == "" {
+			return operatorToken
+		}
+		return env[k]
+	})
 	return code, out.String(), errOut.String()
 }
 

@@ -66,16 +66,25 @@ type Metrics struct {
 	poison  *prometheus.CounterVec
 }
 
-// NewMetrics registers wadispatch_<service>_pubsub_messages_total and
-// wadispatch_<service>_poison_messages_total on reg.
-func NewMetrics(reg prometheus.Registerer, service string) *Metrics {
+// MetricNames name a service's two counters. They are spelled out whole
+// where a service builds them, so a search for a metric's name finds where
+// it is registered.
+type MetricNames struct {
+	// Handled counts messages by subscription, verdict and reason.
+	Handled string
+	// Poison counts messages that can never be handled.
+	Poison string
+}
+
+// NewMetrics registers the counters on reg.
+func NewMetrics(reg prometheus.Registerer, names MetricNames) *Metrics {
 	m := &Metrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wadispatch_" + service + "_pubsub_messages_total",
+			Name: names.Handled,
 			Help: "Pub/Sub messages handled, by subscription, ack or nack, and reason.",
 		}, []string{"subscription", "verdict", "reason"}),
 		poison: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wadispatch_" + service + "_poison_messages_total",
+			Name: names.Poison,
 			Help: "Messages that can never be handled, nacked until the subscription dead-letters them, by reason.",
 		}, []string{"subscription", "reason"}),
 	}

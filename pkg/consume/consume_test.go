@@ -41,7 +41,7 @@ func TestReceiveTurnsVerdictsIntoAcksAndNacks(t *testing.T) {
 	seen := map[string][]int{} // body → delivery attempts
 	done := make(chan struct{})
 	reg := prometheus.NewRegistry()
-	m := consume.NewMetrics(reg, "test")
+	m := consume.NewMetrics(reg, consume.MetricNames{Handled: "wadispatch_test_pubsub_messages_total", Poison: "wadispatch_test_poison_messages_total"})
 	go func() {
 		defer close(done)
 		err := consume.Receive(ctx, ps.Subscriber(topology.TasksSubscription), consume.Options{

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/visn/wadispatch/pkg/auth"
+
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/sirupsen/logrus"
@@ -26,7 +28,12 @@ import (
 type spec struct {
 	config.Service
 
-	GRPCAddr            string        `envconfig:"RECORDER_GRPC_ADDR" default:":9090" desc:"Recorder gRPC API (with health and reflection)"`
+	GRPCAddr            string        `envconfig:"RECORDER_GRPC_ADDR" default:":9090" desc:"Recorder gRPC API (with the health service)"`
+	AuthAudience        string        `envconfig:"RECORDER_AUTH_AUDIENCE" default:"wadispatch-recorder" desc:"audience every caller's ID token must be addressed to"`
+	AuthIssuers         string        `envconfig:"RECORDER_AUTH_ISSUERS" default:"https://accounts.google.com=https://www.googleapis.com/oauth2/v3/certs" desc:"trusted ID token issuers, ISSUER=KEYS_URL[,...]: Google's on GCP, the local stack's issuer locally"`
+	SenderIdentities    []string      `envconfig:"RECORDER_SENDER_IDENTITIES" required:"true" desc:"callers (ID token emails) that may ClaimSend and ReleaseClaim: the sender's service account"`
+	OperatorIdentities  []string      `envconfig:"RECORDER_OPERATOR_IDENTITIES" desc:"callers (ID token emails) that may read and Resend: operators' service accounts"`
+	Reflection          bool          `envconfig:"RECORDER_REFLECTION" default:"false" desc:"serve gRPC reflection (to operators only) for grpcurl"`
 	DefaultDatabase     string        `envconfig:"RECORDER_DEFAULT_DATABASE" default:"(default)" desc:"Firestore database of the messages, state, metrics and wamid index"`
 	AncillaryDatabase   string        `envconfig:"RECORDER_ANCILLARY_DATABASE" default:"ancillary" desc:"Firestore database of whatsapp/{driver}/enquiryMessages/{enquiryId}"`
 	ClaimLease          time.Duration `envconfig:"RECORDER_CLAIM_LEASE" default:"2m" desc:"how long a claim holds without an outcome when the sender names no lease"`
@@ -116,12 +123,22 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 	if err != nil {
 		return nil, err
 	}
-	api, err := grpcapi.New(s.GRPCAddr, svc)
+	issuers, err := auth.ParseIssuers(s.AuthIssuers)
+	if err != nil {
+		return nil, fmt.Errorf("RECORDER_AUTH_ISSUERS: %w", err)
+	}
+	verifier, err := auth.NewVerifier(ctx, s.AuthAudience, issuers)
+	if err != nil {
+		return nil, err
+	}
+	api, err := grpcapi.New(s.GRPCAddr, svc, grpcapi.Access{
+		Verifier: verifier, Senders: s.SenderIdentities, Operators: s.OperatorIdentities, Reflection: s.Reflection, Log: log,
+	})
 	if err != nil {
 		return nil, err
 	}
 	opsSrv.AddReadiness("firestore", firestoreReady(db))
-	consumers := consume.NewMetrics(opsSrv.Registry, "recorder")
+	consumers := consume.NewMetrics(opsSrv.Registry, consume.MetricNames{Handled: "wadispatch_recorder_pubsub_messages_total", Poison: "wadispatch_recorder_poison_messages_total"})
 	receive := func(subscription string, h consume.Handler) lifecycle.Part {
 		o := consume.Options{Settings: s.receiveSettings(), Detach: s.HandlerTimeout, Metrics: consumers, Log: log}
 		return func(ctx context.Context) error { return consume.Receive(ctx, ps.Subscriber(subscription), o, h) }

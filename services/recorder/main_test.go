@@ -16,14 +16,19 @@ import (
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/oauth2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/visn/wadispatch/pkg/auth"
 	"github.com/visn/wadispatch/pkg/lifecycle"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/localissuer"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	"github.com/visn/wadispatch/pkg/tracing/tracingtest"
@@ -33,11 +38,19 @@ import (
 
 const msgPath = "leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/m1"
 
+// The callers the recorder under test knows.
+const (
+	senderIdentity   = "sender@wadispatch.local"
+	operatorIdentity = "operator@wadispatch.local"
+)
+
 type stack struct {
-	ps  *pubsubemu.Server
-	db  *firestore.Client
-	rec *recorder
-	psc *pubsub.Client
+	// issuer signs the callers' ID tokens; the recorder trusts only it.
+	issuer *localissuer.Issuer
+	ps     *pubsubemu.Server
+	db     *firestore.Client
+	rec    *recorder
+	psc    *pubsub.Client
 }
 
 // start runs the recorder as main does, against the emulators named by the
@@ -65,6 +78,15 @@ func startWith(t *testing.T) (st *stack, stop func() error) {
 	t.Setenv("HTTP_ADDR", "127.0.0.1:0")
 	t.Setenv("RECORDER_GRPC_ADDR", "127.0.0.1:0")
 	t.Setenv("SHUTDOWN_GRACE", "5s")
+	iss, err := localissuer.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = iss.Close() })
+	t.Setenv("RECORDER_AUTH_ISSUERS", iss.Trust())
+	t.Setenv("RECORDER_SENDER_IDENTITIES", senderIdentity)
+	t.Setenv("RECORDER_OPERATOR_IDENTITIES", operatorIdentity)
+	t.Setenv("RECORDER_REFLECTION", "true")
 
 	var s spec
 	if err := envconfig.Process("", &s); err != nil {
@@ -92,7 +114,7 @@ func startWith(t *testing.T) (st *stack, stop func() error) {
 		_ = stop()
 		r.close()
 	})
-	st = &stack{ps: ps, rec: r}
+	st = &stack{issuer: iss, ps: ps, rec: r}
 	st.db, err = firestore.NewClient(context.Background(), s.Project)
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +126,25 @@ func startWith(t *testing.T) (st *stack, stop func() error) {
 	}
 	t.Cleanup(func() { _ = st.psc.Close() })
 	return st, stop
+}
+
+// dial connects to the recorder's gRPC API as who (no credential when "").
+func (st *stack) dial(t *testing.T, who string) *grpc.ClientConn {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if who != "" {
+		tok, err := st.issuer.Mint(who, "wadispatch-recorder", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(auth.PerRPC(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok}))))
+	}
+	conn, err := grpc.NewClient(st.rec.api.Addr(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }
 
 func (st *stack) publish(t *testing.T, topic string, m proto.Message, attrs map[string]string) string {
@@ -211,13 +252,10 @@ func TestResultFromPubSubIsRecordedAndAcked(t *testing.T) {
 
 func TestHealthAndReflection(t *testing.T) {
 	st, stop := start(t)
-	conn, err := grpc.NewClient(st.rec.api.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	// Probes carry no credential; reflection is for operators.
+	conn := st.dial(t, operatorIdentity)
 	ctx := context.Background()
-	hc := healthpb.NewHealthClient(conn)
+	hc := healthpb.NewHealthClient(st.dial(t, ""))
 	eventually(t, "SERVING", func() bool {
 		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "wadispatch.v1.Recorder"})
 		return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING
@@ -354,5 +392,92 @@ func TestShutdownFinishesTheResultInHand(t *testing.T) {
 	snap, err := direct.Doc(msgPath).Get(ctx)
 	if err != nil || snap.Data()["status"] != "SENT" {
 		t.Errorf("message document %v %v", snap.Data(), err)
+	}
+}
+
+// Every call but the health check is authenticated and authorized per
+// method: the caller's name comes from its verified ID token, a credential
+// for another audience or from another issuer is refused, and the results
+// and statuses that Pub/Sub brings are no network method at all.
+func TestCallsAreAuthenticatedAndAuthorized(t *testing.T) {
+	st, _ := start(t)
+	ctx := context.Background()
+	task := &wadispatchv1.SendTask{LeaseId: "l1", EnquiryId: "e1", MessageId: "m1", MessageDocId: msgPath,
+		DriverMobileNumber: "+447700900123", CreatedBy: "u1", Message: "hi", Type: wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE}
+	claim := func(conn *grpc.ClientConn) codes.Code {
+		_, err := wadispatchv1.NewRecorderClient(conn).ClaimSend(ctx, &wadispatchv1.ClaimSendRequest{Task: task, Claimant: "x"})
+		return status.Code(err)
+	}
+	stranger, err := localissuer.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	forged, err := stranger.Mint(senderIdentity, "wadispatch-recorder", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherAudience, err := st.issuer.Mint(senderIdentity, "another-service", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withToken := func(tok string) *grpc.ClientConn {
+		conn, err := grpc.NewClient(st.rec.api.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithPerRPCCredentials(auth.PerRPC(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok}))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+	for name, c := range map[string]struct {
+		conn *grpc.ClientConn
+		want codes.Code
+	}{
+		"no credential":                  {st.dial(t, ""), codes.Unauthenticated},
+		"a stranger's signature":         {withToken(forged), codes.Unauthenticated},
+		"another service's token":        {withToken(otherAudience), codes.Unauthenticated},
+		"an operator claiming":           {st.dial(t, operatorIdentity), codes.PermissionDenied},
+		"somebody else the issuer knows": {st.dial(t, "intruder@wadispatch.local"), codes.PermissionDenied},
+	} {
+		if got := claim(c.conn); got != c.want {
+			t.Errorf("%s: ClaimSend answered %s, want %s", name, got, c.want)
+		}
+	}
+	// Nothing of the refused claims was written.
+	if snap, err := st.db.Doc(msgPath + "/dispatch/state").Get(ctx); status.Code(err) != codes.NotFound {
+		t.Fatalf("a refused claim left state: %v %v", snap.Data(), err)
+	}
+
+	sender := wadispatchv1.NewRecorderClient(st.dial(t, senderIdentity))
+	if _, err := sender.GetMessage(ctx, &wadispatchv1.GetMessageRequest{MessageDocId: msgPath}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("the sender reading: %v, want PermissionDenied", err)
+	}
+	if _, err := sender.Resend(ctx, &wadispatchv1.ResendRequest{MessageDocId: msgPath}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("the sender resending: %v, want PermissionDenied", err)
+	}
+	for _, who := range []string{senderIdentity, operatorIdentity} {
+		rec := wadispatchv1.NewRecorderClient(st.dial(t, who))
+		r := &wadispatchv1.SendResult{MessageDocId: msgPath, Outcome: wadispatchv1.Outcome_OUTCOME_SENT, WhatsappMessageId: "wamid.forged", DriverMobileNumber: "+447700900123", CreatedBy: "u1"}
+		if _, err := rec.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: r}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("%s recording a result over the network: %v, want PermissionDenied", who, err)
+		}
+		if _, err := rec.ApplyStatus(ctx, &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{WhatsappMessageId: "wamid.forged", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED}}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("%s applying a status over the network: %v, want PermissionDenied", who, err)
+		}
+	}
+	// A stream's refusal comes with its first answer.
+	stream, err := reflectionpb.NewServerReflectionClient(st.dial(t, senderIdentity)).ServerReflectionInfo(ctx)
+	if err == nil {
+		_ = stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("the sender using reflection: %v, want PermissionDenied", err)
+	}
+
+	// The sender itself claims.
+	if got := claim(st.dial(t, senderIdentity)); got != codes.FailedPrecondition && got != codes.OK {
+		t.Errorf("the sender claiming: %s", got)
 	}
 }

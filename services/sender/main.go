@@ -14,6 +14,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/visn/wadispatch/pkg/auth"
+
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
@@ -38,10 +40,12 @@ type spec struct {
 	PullStreams     int           `envconfig:"SENDER_PULL_STREAMS" default:"1" desc:"Pub/Sub streaming pulls (one carries megabytes per second; the local pstest server hands each about 100 messages/s)"`
 	AckExtension    time.Duration `envconfig:"SENDER_ACK_EXTENSION" default:"15s" desc:"how far a task's ack deadline is extended at a time (10s to 600s): a task held by a crashed sender comes back after at most this"`
 
-	RecorderAddr string        `envconfig:"SENDER_RECORDER_ADDR" default:"localhost:9090" desc:"host:port of the recorder's gRPC API"`
-	ClaimLease   time.Duration `envconfig:"SENDER_CLAIM_LEASE" default:"45s" desc:"how long a claim holds without an outcome; bounds one task's retries (the pod's termination grace should exceed it)"`
-	ClaimTimeout time.Duration `envconfig:"SENDER_CLAIM_TIMEOUT" default:"10s" desc:"timeout of one ClaimSend or ReleaseClaim call"`
-	Claimant     string        `envconfig:"SENDER_CLAIMANT" desc:"name of this instance in claims (default: host name)"`
+	RecorderAddr        string        `envconfig:"SENDER_RECORDER_ADDR" default:"localhost:9090" desc:"host:port of the recorder's gRPC API"`
+	RecorderAudience    string        `envconfig:"SENDER_RECORDER_AUDIENCE" default:"wadispatch-recorder" desc:"audience of the ID tokens the sender presents to the recorder (RECORDER_AUTH_AUDIENCE)"`
+	RecorderIDTokenFile string        `envconfig:"SENDER_RECORDER_ID_TOKEN_FILE" desc:"local runs: file holding the sender's ID token, re-read as it nears expiry; unset, tokens come from Google (Workload Identity on GKE)"`
+	ClaimLease          time.Duration `envconfig:"SENDER_CLAIM_LEASE" default:"45s" desc:"how long a claim holds without an outcome; bounds one task's retries (the pod's termination grace should exceed it)"`
+	ClaimTimeout        time.Duration `envconfig:"SENDER_CLAIM_TIMEOUT" default:"10s" desc:"timeout of one ClaimSend or ReleaseClaim call"`
+	Claimant            string        `envconfig:"SENDER_CLAIMANT" desc:"name of this instance in claims (default: host name)"`
 
 	WhatsAppBaseURL    string        `envconfig:"SENDER_WHATSAPP_BASE_URL" default:"https://graph.facebook.com" desc:"WhatsApp Cloud API base URL (the simulator's locally)"`
 	WhatsAppTimeout    time.Duration `envconfig:"SENDER_WHATSAPP_TIMEOUT" default:"10s" desc:"timeout of one WhatsApp call"`
@@ -85,7 +89,11 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
-	recorder, err := adapters.DialRecorder(cfg.RecorderAddr)
+	idTokens, err := auth.NewTokenSource(ctx, cfg.RecorderAudience, cfg.RecorderIDTokenFile)
+	if err != nil {
+		return err
+	}
+	recorder, err := adapters.DialRecorder(cfg.RecorderAddr, idTokens)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/logging/logtest"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/localissuer"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
@@ -50,7 +53,9 @@ type stack struct {
 	db       *firestore.Client
 	recorder wadispatchv1.RecorderClient
 	recAddr  string
-	logs     *logtest.Buffer
+	// idToken is the file of the sender's ID token for the recorder.
+	idToken string
+	logs    *logtest.Buffer
 
 	mu          sync.Mutex
 	results     map[string][]*wadispatchv1.SendResult
@@ -93,6 +98,7 @@ func newStack(t testing.TB, simOpts whatsappsim.Options, recordResults bool) *st
 		t.Fatal(err)
 	}
 	rec := recordertest.Start(t, db, anc, ps, recLog)
+	s.idToken = idTokenFile(t)
 	s.recorder, s.recAddr = rec.Client, rec.Addr
 
 	if simOpts.PhoneNumbers == nil {
@@ -265,28 +271,30 @@ func (s *stack) testSpec(claimant string) spec {
 			HTTPAddr:      "127.0.0.1:0",
 			ShutdownGrace: 5 * time.Second,
 		},
-		Subscription:       topology.TasksSubscription,
-		ResultsTopic:       topology.ResultsTopic,
-		DeadLetterTopic:    topology.TasksDeadLetterTopic,
-		MaxInFlight:        16,
-		PullStreams:        1,
-		RecorderAddr:       s.recAddr,
-		ClaimLease:         12 * time.Second,
-		ClaimTimeout:       5 * time.Second,
-		Claimant:           claimant,
-		WhatsAppBaseURL:    s.simURL,
-		WhatsAppTimeout:    2 * time.Second,
-		WhatsAppAPIVersion: "v21.0",
-		RatePerNumber:      60,
-		RateBurst:          5,
-		RateCooldown:       2 * time.Second,
-		MaxAttempts:        3,
-		InitialBackoff:     50 * time.Millisecond,
-		MaxBackoff:         time.Second,
-		PublishTimeout:     5 * time.Second,
-		InFlightRecheck:    time.Second,
-		Tokens:             fmt.Sprintf(`{"lease-l1":%q}`, testToken),
-		SecretCacheTTL:     time.Minute,
+		Subscription:        topology.TasksSubscription,
+		ResultsTopic:        topology.ResultsTopic,
+		DeadLetterTopic:     topology.TasksDeadLetterTopic,
+		MaxInFlight:         16,
+		PullStreams:         1,
+		RecorderAddr:        s.recAddr,
+		RecorderAudience:    "wadispatch-recorder",
+		RecorderIDTokenFile: s.idToken,
+		ClaimLease:          12 * time.Second,
+		ClaimTimeout:        5 * time.Second,
+		Claimant:            claimant,
+		WhatsAppBaseURL:     s.simURL,
+		WhatsAppTimeout:     2 * time.Second,
+		WhatsAppAPIVersion:  "v21.0",
+		RatePerNumber:       60,
+		RateBurst:           5,
+		RateCooldown:        2 * time.Second,
+		MaxAttempts:         3,
+		InitialBackoff:      50 * time.Millisecond,
+		MaxBackoff:          time.Second,
+		PublishTimeout:      5 * time.Second,
+		InFlightRecheck:     time.Second,
+		Tokens:              fmt.Sprintf(`{"lease-l1":%q}`, testToken),
+		SecretCacheTTL:      time.Minute,
 	}
 }
 
@@ -404,3 +412,23 @@ func (s *stack) publishIn(ctx context.Context, task *wadispatchv1.SendTask, orde
 }
 
 func driver(n int) string { return fmt.Sprintf("+4477009%05d", n) }
+
+// idTokenFile is a file holding an ID token a local issuer signed for the
+// sender, as the local stack writes one.
+func idTokenFile(t testing.TB) string {
+	t.Helper()
+	iss, err := localissuer.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = iss.Close() })
+	tok, err := iss.Mint("sender@wadispatch.local", "wadispatch-recorder", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "sender.token")
+	if err := os.WriteFile(file, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/visn/wadispatch/pkg/auth"
+	"golang.org/x/oauth2"
+
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -36,9 +39,12 @@ type RecorderConn struct {
 }
 
 // DialRecorder connects lazily: the first call, or Ready, dials.
-func DialRecorder(addr string) (*RecorderConn, error) {
+// Every call carries an ID token from tokens, which names this sender to
+// the recorder.
+func DialRecorder(addr string, tokens oauth2.TokenSource) (*RecorderConn, error) {
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(auth.PerRPC(tokens)),
 		grpc.WithDefaultServiceConfig(retryUnavailable),
 		// Claims join the trace of the task being sent.
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),

@@ -1,5 +1,7 @@
 // Package grpcapi serves the Recorder API over gRPC, beside the standard
-// health service and reflection, so grpcurl and Kubernetes gRPC probes work.
+// health service (open to Kubernetes probes) and, when configured,
+// reflection for grpcurl. Every other call is authenticated and authorized
+// per method before it runs (pkg/auth).
 package grpcapi
 
 import (
@@ -8,12 +10,16 @@ import (
 	"net"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	"github.com/visn/wadispatch/pkg/auth"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
@@ -25,20 +31,55 @@ type Server struct {
 	health *health.Server
 }
 
+// Access says who may call what.
+type Access struct {
+	Verifier *auth.Verifier
+	// Senders may claim and release sends; Operators may read and resend.
+	// Both are caller names as credentials carry them (service account
+	// emails on GKE).
+	Senders, Operators []string
+	// Reflection registers the reflection service, for operators only.
+	Reflection bool
+	Log        *logrus.Entry
+}
+
+// Policy is the Recorder's per-method authorization. Results and status
+// events reach the recorder only through Pub/Sub: RecordResult and
+// ApplyStatus are closed to every caller.
+func (a Access) Policy() *auth.Policy {
+	p := auth.NewPolicy().
+		Public(healthpb.Health_Check_FullMethodName, healthpb.Health_Watch_FullMethodName).
+		Allow(a.Senders, wadispatchv1.Recorder_ClaimSend_FullMethodName, wadispatchv1.Recorder_ReleaseClaim_FullMethodName).
+		Allow(a.Operators, wadispatchv1.Recorder_GetMessage_FullMethodName, wadispatchv1.Recorder_ListEnquiryMessages_FullMethodName,
+			wadispatchv1.Recorder_ListUnknown_FullMethodName, wadispatchv1.Recorder_ListStalled_FullMethodName, wadispatchv1.Recorder_Resend_FullMethodName)
+	if a.Reflection {
+		p.Allow(a.Operators, reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName, reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName)
+	}
+	return p
+}
+
 // New listens now, so a taken port fails the start, not later.
-func New(addr string, rec wadispatchv1.RecorderServer) (*Server, error) {
+func New(addr string, rec wadispatchv1.RecorderServer, access Access) (*Server, error) {
+	if access.Verifier == nil || len(access.Senders) == 0 {
+		return nil, fmt.Errorf("grpc API: a token verifier and at least one sender identity are required")
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("grpc listen on %s: %w", addr, err)
 	}
+	policy := access.Policy()
 	a := &Server{ln: ln, srv: grpc.NewServer(
 		// Calls join the caller's trace (a sender's task, wadispatchctl);
 		// probes would only add a trace each.
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
+		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(access.Verifier, policy, access.Log)),
+		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(access.Verifier, policy, access.Log)),
 	), health: health.NewServer()}
 	wadispatchv1.RegisterRecorderServer(a.srv, rec)
 	healthpb.RegisterHealthServer(a.srv, a.health)
-	reflection.Register(a.srv)
+	if access.Reflection {
+		reflection.Register(a.srv)
+	}
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	a.health.SetServingStatus(wadispatchv1.Recorder_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	return a, nil
