@@ -23,6 +23,7 @@ import (
 
 	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/testinfra/localissuer"
 )
 
 // Options configure a local stack.
@@ -79,9 +80,27 @@ type Stack struct {
 
 	procs []*process // in start order
 
+	// issuer signs the ID tokens the sender and operators present to the
+	// recorder, which trusts only it: the recorder checks local callers with
+	// the code that checks Google-signed tokens on GKE.
+	issuer *localissuer.Issuer
+	// OperatorTokenFile holds an operator's ID token, for wadispatchctl
+	// (WADISPATCH_ID_TOKEN_FILE).
+	OperatorTokenFile string
+
 	ancMu sync.Mutex
 	anc   *firestore.Client // the ancillary database, opened on first use
 }
+
+// The callers of the recorder's API in a local stack.
+const (
+	SenderIdentity   = "sender@wadispatch.local"
+	OperatorIdentity = "operator@wadispatch.local"
+	// RecorderAudience is the audience their tokens are addressed to.
+	RecorderAudience = "wadispatch-recorder"
+	// tokenTTL outlasts any local run; a stack running longer needs a restart.
+	tokenTTL = 24 * time.Hour
+)
 
 // Programs of the stack, by the name of their binary.
 const (
@@ -160,6 +179,17 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 
+	if s.issuer, err = localissuer.Start("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	senderToken := filepath.Join(opts.LogDir, "sender.token")
+	s.OperatorTokenFile = filepath.Join(opts.LogDir, "operator.token")
+	for file, who := range map[string]string{senderToken: SenderIdentity, s.OperatorTokenFile: OperatorIdentity} {
+		if err = s.WriteToken(file, who); err != nil {
+			return nil, err
+		}
+	}
+
 	common := []string{
 		"GOOGLE_CLOUD_PROJECT=" + opts.Project,
 		"FIRESTORE_EMULATOR_HOST=" + s.FirestoreAddr,
@@ -175,9 +205,17 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		addr string
 		env  []string
 	}{
-		{Recorder, addrs["recorder-http"], []string{"RECORDER_GRPC_ADDR=" + s.RecorderAddr}},
+		{Recorder, addrs["recorder-http"], []string{
+			"RECORDER_GRPC_ADDR=" + s.RecorderAddr,
+			"RECORDER_AUTH_AUDIENCE=" + RecorderAudience,
+			"RECORDER_AUTH_ISSUERS=" + s.issuer.Trust(),
+			"RECORDER_SENDER_IDENTITIES=" + SenderIdentity,
+			"RECORDER_OPERATOR_IDENTITIES=" + OperatorIdentity,
+		}},
 		{Sender, addrs["sender"], []string{
 			"SENDER_RECORDER_ADDR=" + s.RecorderAddr,
+			"SENDER_RECORDER_AUDIENCE=" + RecorderAudience,
+			"SENDER_RECORDER_ID_TOKEN_FILE=" + senderToken,
 			"SENDER_WHATSAPP_BASE_URL=" + s.SimulatorURL,
 			"SENDER_TOKENS=" + string(tokens),
 		}},
@@ -305,6 +343,10 @@ func (s *Stack) Stop() error {
 		}
 	}
 	s.procs = nil
+	if s.issuer != nil {
+		_ = s.issuer.Close()
+		s.issuer = nil
+	}
 	s.ancMu.Lock()
 	if s.anc != nil {
 		_ = s.anc.Close()
@@ -312,6 +354,19 @@ func (s *Stack) Stop() error {
 	}
 	s.ancMu.Unlock()
 	return errors.Join(errs...)
+}
+
+// WriteToken writes an ID token naming who, signed by the stack's issuer
+// for the recorder, to file (only its owner may read it).
+func (s *Stack) WriteToken(file, who string) error {
+	tok, err := s.issuer.Mint(who, RecorderAudience, tokenTTL)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(file, []byte(tok+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write the ID token of %s: %w", who, err)
+	}
+	return nil
 }
 
 // WebhookURL is ingest's WhatsApp webhook endpoint, where the simulator

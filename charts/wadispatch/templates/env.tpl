@@ -44,6 +44,10 @@
   value: {{ $s.maxInFlight | quote }}
 - name: SENDER_RECORDER_ADDR
   value: {{ printf "%s:%d" (include "wadispatch.name" (dict "root" . "component" "recorder")) (int $v.recorder.grpcPort) | quote }}
+# The recorder knows the sender by its Workload Identity service account's
+# ID tokens, which the metadata server mints for this audience.
+- name: SENDER_RECORDER_AUDIENCE
+  value: {{ $v.recorder.auth.audience | quote }}
 - name: SENDER_CLAIM_LEASE
   value: {{ printf "%ds" (int $s.claimLeaseSeconds) | quote }}
 - name: SENDER_CLAIM_TIMEOUT
@@ -98,4 +102,16 @@
   value: {{ printf "%ds" (int $r.claimLeaseSeconds) | quote }}
 - name: RECORDER_EXPIRED_CLAIM_POLICY
   value: {{ $r.expiredClaimPolicy | quote }}
+- name: RECORDER_AUTH_AUDIENCE
+  value: {{ $r.auth.audience | quote }}
+- name: RECORDER_AUTH_ISSUERS
+  value: {{ $r.auth.issuers | quote }}
+# Only the sender's service account may claim; only the operators' may
+# read and resend (docs/security.md).
+- name: RECORDER_SENDER_IDENTITIES
+  value: {{ include "wadispatch.gsaEmail" (dict "root" . "component" "sender") | quote }}
+- name: RECORDER_OPERATOR_IDENTITIES
+  value: {{ join "," $r.auth.operators | quote }}
+- name: RECORDER_REFLECTION
+  value: {{ $r.auth.reflection | quote }}
 {{- end -}}

@@ -71,13 +71,13 @@ func run(ctx context.Context, mode, bin, logs string) (ok bool, err error) {
   ingest               %s  (CloudEvents at /, metrics at /metrics)
   sender               %s
   recorder             gRPC %s  (ops %s)
-  wadispatchctl        bin/wadispatchctl --addr %s status <messagePath>
+  wadispatchctl        WADISPATCH_ID_TOKEN_FILE=%s bin/wadispatchctl --addr %s status <messagePath>
 
 The lease %q is seeded; create documents under
 leasecompany/%s/enquiries/<enquiryId>/whatsapp/messages/chatMessages/ to send.
 Ctrl-C stops everything.
 `, s.FirestoreAddr, s.PubSubAddr, s.SimulatorURL, s.SimulatorURL, s.IngestURL, s.SenderURL,
-		s.RecorderAddr, s.RecorderURL, s.RecorderAddr, stack.DemoLease, stack.DemoLease)
+		s.RecorderAddr, s.RecorderURL, s.OperatorTokenFile, s.RecorderAddr, stack.DemoLease, stack.DemoLease)
 	fs, err := s.Firestore(ctx, "(default)")
 	if err != nil {
 		return false, err
