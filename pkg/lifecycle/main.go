@@ -38,7 +38,16 @@ func Main(service string, spec Spec, run func(ctx context.Context, log *logrus.E
 		os.Exit(2)
 	}
 	common := spec.Common()
-	log, err := logging.New(service, common.Project, common.LogLevel)
+	phones := logging.PhoneHashKey(common.LogPhoneKey)
+	switch common.LogPhones {
+	case "hash":
+	case "clear":
+		phones = logging.PhoneNumbersInClear()
+	default:
+		fmt.Fprintf(os.Stderr, "%s: LOG_PHONE_NUMBERS %q: want hash or clear\n", service, common.LogPhones)
+		os.Exit(2)
+	}
+	log, err := logging.New(service, common.Project, common.LogLevel, phones)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, service+":", err)
 		os.Exit(2)

@@ -24,15 +24,30 @@ const (
 	traceSampledKey = "logging.googleapis.com/trace_sampled"
 )
 
+// Option changes how a logger writes.
+type Option func(*CloudFormatter)
+
+// PhoneHashKey hashes phone numbers with key, shared by every service of a
+// deployment so that one driver's lines correlate across them.
+func PhoneHashKey(key string) Option {
+	return func(f *CloudFormatter) { f.Phones = NewPhones(key) }
+}
+
+// PhoneNumbersInClear writes phone numbers as they are: local debugging only.
+func PhoneNumbersInClear() Option {
+	return func(f *CloudFormatter) { f.Phones = nil }
+}
+
 // New returns a logger for service writing Cloud Logging JSON to stdout.
 // projectID qualifies trace ids (projects/{projectID}/traces/{id}); level is
-// a logrus level name (debug, info, warning, error).
-func New(service, projectID, level string) (*logrus.Entry, error) {
-	return NewTo(os.Stdout, service, projectID, level)
+// a logrus level name (debug, info, warning, error). Phone numbers are
+// hashed with a key of the process's own unless an option says otherwise.
+func New(service, projectID, level string, opts ...Option) (*logrus.Entry, error) {
+	return NewTo(os.Stdout, service, projectID, level, opts...)
 }
 
 // NewTo is New writing to w.
-func NewTo(w io.Writer, service, projectID, level string) (*logrus.Entry, error) {
+func NewTo(w io.Writer, service, projectID, level string, opts ...Option) (*logrus.Entry, error) {
 	lvl, err := logrus.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
@@ -40,7 +55,11 @@ func NewTo(w io.Writer, service, projectID, level string) (*logrus.Entry, error)
 	l := logrus.New()
 	l.SetOutput(w)
 	l.SetLevel(lvl)
-	l.SetFormatter(&CloudFormatter{ProjectID: projectID})
+	f := &CloudFormatter{ProjectID: projectID, Phones: NewPhones("")}
+	for _, o := range opts {
+		o(f)
+	}
+	l.SetFormatter(f)
 	return l.WithField("service", service), nil
 }
 
@@ -63,6 +82,9 @@ func WithContext(ctx context.Context, entry *logrus.Entry) *logrus.Entry {
 type CloudFormatter struct {
 	// ProjectID turns a bare trace id into projects/{ProjectID}/traces/{id}.
 	ProjectID string
+	// Phones hashes phone numbers in the message and in string and error
+	// fields; nil leaves them in clear.
+	Phones *Phones
 }
 
 var severities = map[logrus.Level]string{
@@ -78,11 +100,17 @@ var severities = map[logrus.Level]string{
 // Format implements logrus.Formatter.
 func (f *CloudFormatter) Format(e *logrus.Entry) ([]byte, error) {
 	out := make(map[string]any, len(e.Data)+3)
+	redact := func(s string) string { return s }
+	if f.Phones != nil {
+		redact = f.Phones.Redact
+	}
 	for k, v := range e.Data {
 		switch v := v.(type) {
 		case error:
 			// encoding/json renders most errors as {}.
-			out[k] = v.Error()
+			out[k] = redact(v.Error())
+		case string:
+			out[k] = redact(v)
 		default:
 			out[k] = v
 		}
@@ -91,7 +119,7 @@ func (f *CloudFormatter) Format(e *logrus.Entry) ([]byte, error) {
 		out[traceKey] = "projects/" + f.ProjectID + "/traces/" + id
 	}
 	out["severity"] = severities[e.Level]
-	out["message"] = e.Message
+	out["message"] = redact(e.Message)
 	out["time"] = e.Time.UTC().Format(time.RFC3339Nano)
 	b, err := json.Marshal(out)
 	if err != nil {
