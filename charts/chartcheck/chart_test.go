@@ -490,6 +490,20 @@ func checkGrants(t *testing.T, m *Manifests) {
 			t.Errorf("%s: no Workload Identity binding for %s", c, ksa)
 		}
 	}
+	// Firestore roles are on the project, so each is conditioned on the
+	// databases the service uses: ingest reads the messages database only.
+	for _, p := range m.IAMMembers {
+		if !strings.HasPrefix(p.Spec.Role, "roles/datastore.") {
+			continue
+		}
+		want := `resource.name == "projects/visn-wadispatch-prod/databases/(default)"`
+		if strings.Contains(p.Spec.Member, "-recorder@") {
+			want += ` || resource.name == "projects/visn-wadispatch-prod/databases/ancillary"`
+		}
+		if p.Spec.Condition == nil || p.Spec.Condition.Expression != want {
+			t.Errorf("%s: %s on the whole project without the condition %s", p.Name, p.Spec.Role, want)
+		}
+	}
 	// Least privilege: no service may write Firestore but the recorder, and
 	// only the sender reads secrets.
 	for _, g := range grants {

@@ -63,8 +63,13 @@ type IAMPolicyMember struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		Member      string `json:"member"`
-		Role        string `json:"role"`
+		Member    string `json:"member"`
+		Role      string `json:"role"`
+		Condition *struct {
+			Title       string `json:"title"`
+			Description string `json:"description,omitempty"`
+			Expression  string `json:"expression"`
+		} `json:"condition,omitempty"`
 		ResourceRef struct {
 			Kind       string `json:"kind"`
 			APIVersion string `json:"apiVersion,omitempty"`

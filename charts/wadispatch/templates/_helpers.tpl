@@ -184,6 +184,11 @@ metadata:
 spec:
   member: {{ .member }}
   role: {{ .role }}
+  {{- with .condition }}
+  condition:
+    title: {{ .title | quote }}
+    expression: {{ .expression | quote }}
+  {{- end }}
   resourceRef:
     kind: {{ .kind }}
     {{- if .refName }}
