@@ -21,6 +21,7 @@ import (
 	"github.com/visn/wadispatch/pkg/lifecycle"
 	"github.com/visn/wadispatch/pkg/ops"
 	"github.com/visn/wadispatch/pkg/sendtask"
+	recorderfs "github.com/visn/wadispatch/services/recorder/internal/adapters/firestore"
 	"github.com/visn/wadispatch/services/recorder/internal/adapters/grpcapi"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
@@ -113,13 +114,15 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 	repub := sendtask.NewPublisher(ps, s.TasksTopic, 0)
 	closers = append(closers, repub.Stop)
 
+	metrics := app.NewMetrics(opsSrv.Registry)
+	store := recorderfs.NewStore(db, recorderfs.Options{Retried: metrics.CommitRetried})
 	svc, err := app.NewService(app.Config{
 		ClaimLease:         s.ClaimLease,
 		ExpiredClaimPolicy: policy,
 		MetricsDocPath:     s.MetricsDocPath,
 		StalledAge:         s.StalledAge,
-		Metrics:            app.NewMetrics(opsSrv.Registry),
-	}, db, anc, repub, log)
+		Metrics:            metrics,
+	}, store, recorderfs.NewAncillary(anc), repub, log)
 	if err != nil {
 		return nil, err
 	}

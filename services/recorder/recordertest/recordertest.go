@@ -10,6 +10,7 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -19,6 +20,7 @@ import (
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	recorderfs "github.com/visn/wadispatch/services/recorder/internal/adapters/firestore"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
@@ -74,7 +76,9 @@ func (r *Recorder) StopPublishing() { r.repub.Stop() }
 func Start(tb testing.TB, db, ancillary *firestore.Client, ps *pubsub.Client, log *logrus.Entry) *Recorder {
 	tb.Helper()
 	repub := sendtask.NewPublisher(ps, topology.TasksTopic, 0)
-	svc, err := app.NewService(app.Config{}, db, ancillary, repub, log)
+	metrics := app.NewMetrics(prometheus.NewRegistry())
+	store := recorderfs.NewStore(db, recorderfs.Options{Retried: metrics.CommitRetried})
+	svc, err := app.NewService(app.Config{Metrics: metrics}, store, recorderfs.NewAncillary(ancillary), repub, log)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -98,27 +97,6 @@ func TestValidateResult(t *testing.T) {
 	}
 }
 
-// written is a state as the Firestore adapter writes it.
-func written(st *State) map[string]any {
-	m := map[string]any{}
-	for _, u := range stateFields(st) {
-		m[u.Path] = u.Value
-	}
-	return m
-}
-
-// writtenMessage is a message update as the Firestore adapter writes it.
-func writtenMessage(u *MessageUpdate) map[string]any {
-	m := map[string]any{}
-	if u == nil {
-		return nil
-	}
-	for _, f := range messageFields(u) {
-		m[f.Path] = f.Value
-	}
-	return m
-}
-
 func TestDecideRecord(t *testing.T) {
 	r := sentResult()
 	ref, _ := validateResult(r)
@@ -129,15 +107,16 @@ func TestDecideRecord(t *testing.T) {
 		if !p.apply || !p.countSent {
 			t.Fatalf("plan %+v", p)
 		}
-		state, message := written(&p.state), writtenMessage(p.message)
-		if state[fStatus] != "SENT" || state[fOutcome] != "SENT" || state["whatsappMessageId"] != "wamid.A" || state["recordId"] != "rec" {
-			t.Errorf("state fields %v", state)
+		state, message := p.state, p.message
+		if state.Status != "SENT" || state.Outcome != "SENT" || state.WhatsappMessageID != "wamid.A" || state.RecordID != "rec" {
+			t.Errorf("state %+v", state)
 		}
-		if state[fLeaseExpiresAt] != firestore.Delete {
+		// A zero time is deleted from the document (adapters/firestore).
+		if !state.LeaseExpiresAt.IsZero() {
 			t.Error("lease not cleared: the sweeper would find the message")
 		}
-		if message[fStatus] != "SENT" || message["whatsappMessageId"] != "wamid.A" || message["sentAt"] != t0.Add(-time.Second) {
-			t.Errorf("message fields %v", message)
+		if message.Status != "SENT" || message.WhatsappMessageID != "wamid.A" || message.SentAt != t0.Add(-time.Second) {
+			t.Errorf("message update %+v", message)
 		}
 	})
 	t.Run("recorded before", func(t *testing.T) {
@@ -153,20 +132,15 @@ func TestDecideRecord(t *testing.T) {
 	})
 	t.Run("late result resolves UNKNOWN", func(t *testing.T) {
 		p := decideRecord(&State{Status: "UNKNOWN", Reason: "expired"}, true, r, ref, "rec", t0)
-		if !p.apply || !p.countSent || writtenMessage(p.message)[fStatusReason] != firestore.Delete {
+		if !p.apply || !p.countSent || !p.message.ClearStatusReason || p.message.StatusReason != "" {
 			t.Fatalf("plan %+v", p)
 		}
 	})
 	t.Run("no state: created", func(t *testing.T) {
 		p := decideRecord(nil, true, r, ref, "rec", t0)
-		created := createFields(&p.state)
-		if !p.apply || created["messagePath"] != ref.Path() || created["driverMobileNumber"] != "+447700900123" {
+		// That a create holds no delete is the adapter's (createFields).
+		if !p.apply || p.state.MessagePath != ref.Path() || p.state.DriverMobileNumber != "+447700900123" {
 			t.Fatalf("plan %+v", p)
-		}
-		for k, v := range created {
-			if v == firestore.Delete {
-				t.Errorf("create holds a delete of %s", k)
-			}
 		}
 	})
 	t.Run("superseded claim", func(t *testing.T) {
@@ -189,10 +163,10 @@ func TestDecideRecord(t *testing.T) {
 		if !p.apply || p.countSent {
 			t.Fatalf("plan %+v", p)
 		}
-		message := writtenMessage(p.message)
-		e, _ := message[fWhatsappError].(*errorDoc)
-		if e == nil || e.Code != 131026 || e.Message != "Message undeliverable" || message[fFailureReason] != "undeliverable" || message[fStatus] != "FAILED" {
-			t.Errorf("message fields %v", message)
+		message := p.message
+		e := message.Error
+		if e == nil || e.Code != 131026 || e.Message != "Message undeliverable" || message.FailureReason != "undeliverable" || message.Status != "FAILED" {
+			t.Errorf("message update %+v", message)
 		}
 	})
 }
@@ -230,11 +204,11 @@ func TestDecideStatus(t *testing.T) {
 	// Read came before delivered: the delivery time is filled in, the
 	// status stays READ.
 	p := decideStatus(&State{Status: "READ"}, ev(delivered), t0.Add(time.Second))
-	if _, moves := writtenMessage(&p.message)[fStatus]; !p.apply || moves || writtenMessage(&p.message)["deliveredAt"] != t0 || p.state.Status != "READ" {
+	if moves := p.message.Status != ""; !p.apply || moves || p.message.DeliveredAt != t0 || p.state.Status != "READ" {
 		t.Errorf("delivered after read: plan %+v", p)
 	}
 	p = decideStatus(&State{Status: "SENT"}, ev(read), t0.Add(time.Second))
-	if writtenMessage(&p.message)["readAt"] != t0 || written(&p.state)["readAt"] != t0 || writtenMessage(&p.message)[fStatus] != "READ" {
+	if p.message.ReadAt != t0 || p.state.ReadAt != t0 || p.message.Status != "READ" {
 		t.Errorf("read plan %+v", p)
 	}
 }
@@ -324,17 +298,16 @@ func TestDecideRelease(t *testing.T) {
 func TestReleaseFieldsHideTheClaimFromTheSweeper(t *testing.T) {
 	claimedBefore := &State{Status: "SENDING", ClaimID: "c1", LeaseExpiresAt: t0.Add(time.Minute)}
 	rel := released(claimedBefore, "server_error", t0)
-	f := written(&rel)
-	if f[fLeaseExpiresAt] != firestore.Delete {
+	// Zero values are deleted from the document (adapters/firestore).
+	if !rel.LeaseExpiresAt.IsZero() {
 		t.Error("lease kept: the sweeper would mark a released claim UNKNOWN")
 	}
-	if f[fReleased] != true || f["releaseReason"] != "server_error" {
-		t.Errorf("fields %v", f)
+	if !rel.Released || rel.ReleaseReason != "server_error" {
+		t.Errorf("state %+v", rel)
 	}
 	takeover := claimed(&rel, claim{ID: "c2", Lease: time.Minute}, nil, t0)
-	tf := written(&takeover)
-	for _, k := range []string{fReleased, "releasedAt", "releaseReason"} {
-		if tf[k] != firestore.Delete {
+	for k, zero := range map[string]bool{"released": !takeover.Released, "releasedAt": takeover.ReleasedAt.IsZero(), "releaseReason": takeover.ReleaseReason == ""} {
+		if !zero {
 			t.Errorf("takeover keeps %s: the new claim would look released", k)
 		}
 	}

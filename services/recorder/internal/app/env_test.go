@@ -28,6 +28,7 @@ import (
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	recorderfs "github.com/visn/wadispatch/services/recorder/internal/adapters/firestore"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 	"github.com/visn/wadispatch/services/recorder/recordertest"
 )
@@ -95,7 +96,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	cfg.Metrics = app.NewMetrics(e.reg)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	e.svc, err = app.NewService(cfg, e.db, e.anc, repub, logrus.NewEntry(log))
+	store := recorderfs.NewStore(e.db, recorderfs.Options{Retried: cfg.Metrics.CommitRetried})
+	e.svc, err = app.NewService(cfg, store, recorderfs.NewAncillary(e.anc), repub, logrus.NewEntry(log))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,13 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
-	"cloud.google.com/go/firestore"
 	"github.com/sirupsen/logrus"
-	"google.golang.org/api/iterator"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -29,14 +24,6 @@ import (
 // every reply, even one that no enquiry can take. The enquiry's ancillary
 // record gets lastInboundAt and lastInboundMessageId too.
 
-const (
-	fLastInboundAt        = "lastInboundAt"
-	fLastInboundByNumber  = "lastInboundAtByPhoneNumberId"
-	fLastInboundMessageID = "lastInboundMessageId"
-	fLastMessageAt        = "lastMessageAt"
-	enquiryMessagesColl   = "enquiryMessages"
-)
-
 // Outcomes of a driver reply, the consume.Verdict's reason.
 const (
 	InboundRecorded  = "recorded"
@@ -47,10 +34,6 @@ const (
 )
 
 var schemaInbound = string(proto.MessageName(&wadispatchv1.InboundMessage{}))
-
-// driverRecordPath is the driver's document in the ancillary database,
-// parent of the per-enquiry records.
-func driverRecordPath(driver string) string { return "whatsapp/" + driver }
 
 func (s *Service) handleInbound(ctx context.Context, data []byte) consume.Verdict {
 	var in wadispatchv1.InboundMessage
@@ -101,40 +84,28 @@ func (s *Service) RecordInbound(ctx context.Context, in *wadispatchv1.InboundMes
 	if found {
 		ref.MessageID = dispatch.DriverReplyDocID(wamid)
 		path = ref.Path()
-		_, err := s.db.Doc(path).Create(ctx, replyFields(in, at))
-		switch {
-		case err == nil:
-			outcome = InboundRecorded
-		case status.Code(err) == codes.AlreadyExists:
-			outcome = InboundDuplicate
-		default:
-			return "", "", storeErr(ctx, "create driver reply", err)
+		created, err := s.store.CreateReply(ctx, path, in, at)
+		if err != nil {
+			return "", "", storeErr(ctx, err)
 		}
+		outcome = InboundDuplicate
+		if created {
+			outcome = InboundRecorded
+		}
+	}
+	w := Window{Driver: from, Wamid: wamid, PhoneNumberID: in.GetPhoneNumberId(), At: at}
+	if checkDocID("phone_number_id", w.PhoneNumberID) != nil {
+		w.PhoneNumberID = ""
+	}
+	if found {
+		w.Enquiry = &ref
 	}
 	// After the reply document: a failure here is retried, and the retry
 	// finds the document and carries on.
-	if err := s.recordWindow(ctx, in, at, ref, found); err != nil {
-		return "", "", storeErr(ctx, "record driver's window", err)
+	if err := s.anc.RecordWindow(ctx, w); err != nil {
+		return "", "", storeErr(ctx, err)
 	}
 	return outcome, path, nil
-}
-
-func replyFields(in *wadispatchv1.InboundMessage, at time.Time) map[string]any {
-	m := map[string]any{
-		"source":             "driver",
-		"message":            in.GetText(),
-		"type":               "text",
-		"driverMobileNumber": in.GetFrom(),
-		"whatsappMessageId":  in.GetWhatsappMessageId(),
-		"whatsappType":       in.GetType(),
-		"phoneNumberId":      in.GetPhoneNumberId(),
-		"createdAt":          at,
-		"receivedAt":         firestore.ServerTimestamp,
-	}
-	if c := in.GetContextMessageId(); c != "" {
-		m["contextWhatsappMessageId"] = c
-	}
-	return m
 }
 
 // replyEnquiry finds the enquiry a reply belongs to: the one of the message
@@ -142,114 +113,39 @@ func replyFields(in *wadispatchv1.InboundMessage, at time.Time) map[string]any {
 // messaged enquiry in the ancillary database.
 func (s *Service) replyEnquiry(ctx context.Context, in *wadispatchv1.InboundMessage) (dispatch.MessageRef, bool, error) {
 	if c := in.GetContextMessageId(); c != "" {
-		snap, err := s.db.Doc(dispatch.IndexPath(c)).Get(ctx)
-		switch {
-		case err == nil:
-			path, _ := snap.Data()["messagePath"].(string)
-			to, _ := snap.Data()["driverMobileNumber"].(string)
-			// Only a message sent to this driver places the reply: another
-			// driver's enquiry is never theirs to write in.
-			if ref, err := dispatch.ParseMessagePath(path); err == nil && to == in.GetFrom() {
-				return ref, true, nil
-			}
-		case status.Code(err) != codes.NotFound:
-			return dispatch.MessageRef{}, false, storeErr(ctx, "read wamid index", err)
+		e, found, err := s.store.IndexedMessage(ctx, c)
+		if err != nil {
+			return dispatch.MessageRef{}, false, storeErr(ctx, err)
+		}
+		// Only a message sent to this driver places the reply: another
+		// driver's enquiry is never theirs to write in.
+		if ref, err := dispatch.ParseMessagePath(e.MessagePath); found && err == nil && e.Driver == in.GetFrom() {
+			return ref, true, nil
 		}
 		// A quoted message the pipeline did not send (or a broken entry):
 		// the driver's latest conversation is the best guess.
 	}
-	it := s.anc.Collection(driverRecordPath(in.GetFrom())+"/"+enquiryMessagesColl).
-		OrderBy(fLastMessageAt, firestore.Desc).Limit(1).Documents(ctx)
-	defer it.Stop()
-	snap, err := it.Next()
-	if err == iterator.Done {
+	rec, found, err := s.anc.LatestEnquiry(ctx, in.GetFrom())
+	if err != nil {
+		return dispatch.MessageRef{}, false, storeErr(ctx, err)
+	}
+	if !found {
 		return dispatch.MessageRef{}, false, nil
 	}
-	if err != nil {
-		return dispatch.MessageRef{}, false, storeErr(ctx, "query driver's enquiries", err)
-	}
-	lease, _ := snap.Data()["leaseId"].(string)
-	if lease == "" || checkDocID("leaseId", lease) != nil {
-		logging.WithContext(ctx, s.log).WithField("ancillaryPath", snap.Ref.Path).Warn("driver's latest enquiry record names no lease; reply not attached")
+	if rec.LeaseID == "" || checkDocID("leaseId", rec.LeaseID) != nil {
+		logging.WithContext(ctx, s.log).WithField("ancillaryPath", rec.Path).Warn("driver's latest enquiry record names no lease; reply not attached")
 		return dispatch.MessageRef{}, false, nil
 	}
-	return dispatch.MessageRef{LeaseID: lease, EnquiryID: snap.Ref.ID}, true, nil
-}
-
-// recordWindow moves lastInboundAt forward on the driver's document and,
-// when found, the enquiry's record, in one transaction: a late or repeated
-// webhook never moves it back.
-func (s *Service) recordWindow(ctx context.Context, in *wadispatchv1.InboundMessage, at time.Time, ref dispatch.MessageRef, found bool) error {
-	driverDoc := s.anc.Doc(driverRecordPath(in.GetFrom()))
-	var enquiryDoc *firestore.DocumentRef
-	if found {
-		enquiryDoc = s.anc.Doc(dispatch.AncillaryPath(in.GetFrom(), ref.EnquiryID))
-	}
-	phoneID := in.GetPhoneNumberId()
-	return s.anc.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		refs := []*firestore.DocumentRef{driverDoc}
-		if enquiryDoc != nil {
-			refs = append(refs, enquiryDoc)
-		}
-		snaps, err := tx.GetAll(refs)
-		if err != nil {
-			return err
-		}
-		driver := map[string]any{"driverPhoneNumber": in.GetFrom()}
-		if later(snaps[0], []string{fLastInboundAt}, at) {
-			driver[fLastInboundAt] = at
-		}
-		if phoneID != "" && checkDocID("phone_number_id", phoneID) == nil && later(snaps[0], []string{fLastInboundByNumber, phoneID}, at) {
-			driver[fLastInboundByNumber] = map[string]any{phoneID: at}
-		}
-		if len(driver) > 1 {
-			if err := tx.Set(driverDoc, driver, firestore.MergeAll); err != nil {
-				return err
-			}
-		}
-		if enquiryDoc != nil && later(snaps[1], []string{fLastInboundAt}, at) {
-			return tx.Set(enquiryDoc, map[string]any{
-				fLastInboundAt: at, fLastInboundMessageID: in.GetWhatsappMessageId(),
-				"driverPhoneNumber": in.GetFrom(), "leaseId": ref.LeaseID, "enquiryId": ref.EnquiryID,
-			}, firestore.MergeAll)
-		}
-		return nil
-	})
-}
-
-// later reports whether at is after the time at path in snap (or there is
-// none).
-func later(snap *firestore.DocumentSnapshot, path firestore.FieldPath, at time.Time) bool {
-	if !snap.Exists() {
-		return true
-	}
-	v, err := snap.DataAtPath(path)
-	if err != nil {
-		return true
-	}
-	t, ok := v.(time.Time)
-	return !ok || at.After(t)
+	return dispatch.MessageRef{LeaseID: rec.LeaseID, EnquiryID: rec.EnquiryID}, true, nil
 }
 
 // lastInbound reads when driver last wrote to the business phone number
 // phoneID (any number when the task names none); nil when never.
 func (s *Service) lastInbound(ctx context.Context, driver, phoneID string) (*timestamppb.Timestamp, error) {
-	snap, err := s.anc.Doc(driverRecordPath(driver)).Get(ctx)
-	if status.Code(err) == codes.NotFound {
-		return nil, nil
-	}
+	t, ok, err := s.anc.LastInbound(ctx, driver, phoneID)
 	if err != nil {
-		return nil, storeErr(ctx, "read driver's ancillary record", err)
+		return nil, storeErr(ctx, err)
 	}
-	path := firestore.FieldPath{fLastInboundAt}
-	if phoneID != "" {
-		path = firestore.FieldPath{fLastInboundByNumber, phoneID}
-	}
-	v, err := snap.DataAtPath(path)
-	if err != nil {
-		return nil, nil
-	}
-	t, ok := v.(time.Time)
 	if !ok {
 		return nil, nil
 	}

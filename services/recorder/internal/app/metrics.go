@@ -67,3 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.stalled, m.releases, m.inbound)
 	return m
 }
+
+// CommitRetried counts a commit tried again, by reason (aborted,
+// unavailable, precondition): the store's retries are reported here.
+func (m *Metrics) CommitRetried(reason string) { m.commitRetries.WithLabelValues(reason).Inc() }

@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"github.com/sirupsen/logrus"
-	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -31,16 +28,12 @@ func (s *Service) GetMessage(ctx context.Context, req *wadispatchv1.GetMessageRe
 }
 
 func (s *Service) getState(ctx context.Context, ref dispatch.MessageRef) (*State, error) {
-	snap, err := s.db.Doc(statePath(ref.Path())).Get(ctx)
-	if status.Code(err) == codes.NotFound {
+	st, err := s.store.State(ctx, ref)
+	if err != nil {
+		return nil, storeErr(ctx, err)
+	}
+	if st == nil {
 		return nil, status.Errorf(codes.NotFound, "no pipeline state for %s (never claimed nor recorded)", ref.Path())
-	}
-	if err != nil {
-		return nil, storeErr(ctx, "read state", err)
-	}
-	st, err := decodeState(snap)
-	if err != nil {
-		return nil, status.Errorf(codes.DataLoss, "%v", err)
 	}
 	return st, nil
 }
@@ -53,58 +46,25 @@ func (s *Service) ListEnquiryMessages(ctx context.Context, req *wadispatchv1.Lis
 	if err := checkDocID("enquiry_id", req.GetEnquiryId()); err != nil {
 		return nil, invalid("%v", err)
 	}
-	resp := &wadispatchv1.ListEnquiryMessagesResponse{}
-	snap, err := s.anc.Doc(dispatch.AncillaryPath(req.GetDriverMobileNumber(), req.GetEnquiryId())).Get(ctx)
-	switch {
-	case status.Code(err) == codes.NotFound:
-	case err != nil:
-		return nil, storeErr(ctx, "read ancillary record", err)
-	default:
-		ids, _ := snap.Data()[fAncillaryIDs].([]any)
-		for _, id := range ids {
-			if s, ok := id.(string); ok {
-				resp.WhatsappMessageIds = append(resp.WhatsappMessageIds, s)
-			}
-		}
+	ids, err := s.anc.Wamids(ctx, req.GetDriverMobileNumber(), req.GetEnquiryId())
+	if err != nil {
+		return nil, storeErr(ctx, err)
 	}
 	// Failed messages have no wamid, so the ancillary record cannot list
-	// them; the states can (through a composite index on both fields,
-	// charts/wadispatch/firestore.indexes.json).
-	q := s.db.CollectionGroup(stateCollection).
-		Where(fDriver, "==", req.GetDriverMobileNumber()).
-		Where(fEnquiryID, "==", req.GetEnquiryId())
-	states, err := s.queryStates(ctx, q)
+	// them; the states can.
+	states, err := s.store.EnquiryStates(ctx, req.GetDriverMobileNumber(), req.GetEnquiryId())
 	if err != nil {
-		return nil, err
+		return nil, storeErr(ctx, err)
 	}
-	resp.Messages = states
-	return resp, nil
+	return &wadispatchv1.ListEnquiryMessagesResponse{WhatsappMessageIds: ids, Messages: messageStates(states)}, nil
 }
 
-func (s *Service) queryStates(ctx context.Context, q firestore.Query) ([]*wadispatchv1.MessageState, error) {
-	it := q.Documents(ctx)
-	defer it.Stop()
+func messageStates(states []*State) []*wadispatchv1.MessageState {
 	var out []*wadispatchv1.MessageState
-	for {
-		snap, err := it.Next()
-		if err == iterator.Done {
-			return out, nil
-		}
-		if err != nil {
-			// Firestore refusing the query itself (no index for it, no
-			// permission) does not pass by asking again: the caller is told
-			// so, in Firestore's words (a missing index is named).
-			if c := status.Code(err); c == codes.FailedPrecondition || c == codes.PermissionDenied || c == codes.InvalidArgument {
-				return nil, status.Errorf(c, "query states: firestore: %v", err)
-			}
-			return nil, storeErr(ctx, "query states", err)
-		}
-		st, err := decodeState(snap)
-		if err != nil {
-			return nil, status.Errorf(codes.DataLoss, "%v", err)
-		}
+	for _, st := range states {
 		out = append(out, st.messageState())
 	}
+	return out
 }
 
 // ListUnknown implements wadispatchv1.RecorderServer.
@@ -113,15 +73,11 @@ func (s *Service) ListUnknown(ctx context.Context, req *wadispatchv1.ListUnknown
 	if err != nil {
 		return nil, err
 	}
-	// Oldest first; the order also makes the query one that a composite
-	// index serves (charts/wadispatch/firestore.indexes.json).
-	q := s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusUnknown)).
-		OrderBy(fUpdatedAt, firestore.Asc).Limit(limit)
-	states, err := s.queryStates(ctx, q)
+	states, err := s.store.Unknown(ctx, limit)
 	if err != nil {
-		return nil, err
+		return nil, storeErr(ctx, err)
 	}
-	return &wadispatchv1.ListUnknownResponse{Messages: states}, nil
+	return &wadispatchv1.ListUnknownResponse{Messages: messageStates(states)}, nil
 }
 
 // ListStalled implements wadispatchv1.RecorderServer.
@@ -137,36 +93,23 @@ func (s *Service) ListStalled(ctx context.Context, req *wadispatchv1.ListStalled
 		}
 		age = d.AsDuration()
 	}
-	states, err := s.queryStates(ctx, s.stalledQuery(age).OrderBy(fReleasedAt, firestore.Asc).Limit(limit))
+	states, err := s.store.Stalled(ctx, s.now().Add(-age), limit)
 	if err != nil {
-		return nil, err
+		return nil, storeErr(ctx, err)
 	}
-	return &wadispatchv1.ListStalledResponse{Messages: states}, nil
-}
-
-// stalledQuery selects the claims released at least age ago. A takeover
-// deletes released and releasedAt, an outcome moves the status on: what is
-// left was released and never picked up again.
-func (s *Service) stalledQuery(age time.Duration) firestore.Query {
-	return s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusSending)).
-		Where(fReleased, "==", true).Where(fReleasedAt, "<=", s.now().Add(-age))
+	return &wadispatchv1.ListStalledResponse{Messages: messageStates(states)}, nil
 }
 
 // CountStalled counts the claims ListStalled lists by default into the
 // stalled-claims gauge, for an alert: nothing sends them until an operator
 // does.
 func (s *Service) CountStalled(ctx context.Context) (int64, error) {
-	q := s.stalledQuery(s.cfg.StalledAge)
-	res, err := q.NewAggregationQuery().WithCount("n").Get(ctx)
+	n, err := s.store.CountStalled(ctx, s.now().Add(-s.cfg.StalledAge))
 	if err != nil {
-		return 0, fmt.Errorf("count stalled claims: %w", err)
+		return 0, err
 	}
-	n, ok := res["n"].(*firestorepb.Value)
-	if !ok {
-		return 0, fmt.Errorf("count stalled claims: no count in %v", res)
-	}
-	s.m.stalled.Set(float64(n.GetIntegerValue()))
-	return n.GetIntegerValue(), nil
+	s.m.stalled.Set(float64(n))
+	return n, nil
 }
 
 // listLimit is a listing's page size: 0 means 100, at most 1000.
@@ -228,24 +171,14 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 // how many it marked.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	now := s.now()
-	// Only SENDING states hold a lease; saying so makes the query one that a
-	// composite index serves (charts/wadispatch/firestore.indexes.json), as
-	// Firestore keeps no single-field collection-group indexes by default.
-	it := s.db.CollectionGroup(stateCollection).Where(fStatus, "==", string(dispatch.StatusSending)).
-		Where(fLeaseExpiresAt, "<=", now).Limit(500).Documents(ctx)
-	defer it.Stop()
 	marked := 0
-	for {
-		snap, err := it.Next()
-		if err == iterator.Done {
-			return marked, nil
-		}
+	for c, err := range s.store.ExpiredClaims(ctx, now) {
 		if err != nil {
-			return marked, fmt.Errorf("query expired claims: %w", err)
+			return marked, err
 		}
-		ref, err := dispatch.ParseMessagePath(snap.Ref.Parent.Parent.Path)
+		ref, err := dispatch.ParseMessagePath(c.MessagePath)
 		if err != nil {
-			s.log.WithError(err).WithField("statePath", snap.Ref.Path).Warn("expired claim under a document that is no message; left alone")
+			s.log.WithError(err).WithField("statePath", c.StatePath).Warn("expired claim under a document that is no message; left alone")
 			continue
 		}
 		// Decided again on a fresh read: a result or a claim that got there
@@ -269,6 +202,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			s.log.WithFields(logrus.Fields{"messagePath": ref.Path(), "reason": reason}).Warn("expired claim marked UNKNOWN")
 		}
 	}
+	return marked, nil
 }
 
 // RunSweeper sweeps every interval until ctx ends. Several recorders may

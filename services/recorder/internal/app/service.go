@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -30,9 +30,6 @@ type Config struct {
 	// MetricsDocPath is the template of the sending user's metrics document.
 	// Default leasecompany/{leaseId}/performanceMetrics/{createdBy}.
 	MetricsDocPath string
-	// MaxCommitAttempts bounds the tries of one decision when commits meet
-	// contention or a changed state. Default 25.
-	MaxCommitAttempts int
 	// AncillaryAttemptTimeout bounds one try of the ancillary write, so a
 	// hung connection is retried (and logged) instead of waited on. Default 10s.
 	AncillaryAttemptTimeout time.Duration
@@ -72,9 +69,6 @@ func (c *Config) defaults() error {
 	if _, err := metricsPath(c.MetricsDocPath, "lease", "user"); err != nil {
 		return fmt.Errorf("metrics document path template: %w", err)
 	}
-	if c.MaxCommitAttempts <= 0 {
-		c.MaxCommitAttempts = 25
-	}
 	if c.AncillaryAttemptTimeout <= 0 {
 		c.AncillaryAttemptTimeout = 10 * time.Second
 	}
@@ -100,24 +94,24 @@ type Republisher interface {
 type Service struct {
 	wadispatchv1.UnimplementedRecorderServer
 
-	cfg Config
-	db  *firestore.Client // (default): state, message documents, metrics, index
-	anc *firestore.Client // ancillary
-	pub Republisher
-	log *logrus.Entry
-	m   *Metrics
-	now func() time.Time
+	cfg   Config
+	store Store // (default): state, message documents, metrics, index
+	anc   Ancillary
+	pub   Republisher
+	log   *logrus.Entry
+	m     *Metrics
+	now   func() time.Time
 }
 
 // NewService returns the recorder over the default and ancillary databases.
-func NewService(cfg Config, defaultDB, ancillaryDB *firestore.Client, republisher Republisher, log *logrus.Entry) (*Service, error) {
+func NewService(cfg Config, store Store, ancillary Ancillary, republisher Republisher, log *logrus.Entry) (*Service, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if defaultDB == nil || ancillaryDB == nil || republisher == nil || log == nil {
+	if store == nil || ancillary == nil || republisher == nil || log == nil {
 		return nil, errors.New("record: both databases, a republisher and a logger are required")
 	}
-	return &Service{cfg: cfg, db: defaultDB, anc: ancillaryDB, pub: republisher, log: log, m: cfg.Metrics, now: time.Now}, nil
+	return &Service{cfg: cfg, store: store, anc: ancillary, pub: republisher, log: log, m: cfg.Metrics, now: time.Now}, nil
 }
 
 func invalid(format string, a ...any) error {
@@ -360,29 +354,28 @@ func duplicateIndex(st *State, ref dispatch.MessageRef, r *wadispatchv1.SendResu
 	return &IndexEntry{Wamid: w, Ref: ref, Driver: r.GetDriverMobileNumber()}
 }
 
-// writeAncillary adds the wamid to the ancillary record, trying until it
+// writeAncillary adds the wamids to the ancillary record, trying until it
 // lands or ctx ends: the result is not recorded until both databases hold
-// it, and arrayUnion makes every repetition harmless.
+// it, and adding them again changes nothing.
 func (s *Service) writeAncillary(ctx context.Context, ref dispatch.MessageRef, driver string, wamids []string, log *logrus.Entry) error {
 	if err := checkDocID("driver_mobile_number", driver); err != nil {
 		return status.Errorf(codes.FailedPrecondition, "ancillary record: %v", err)
 	}
-	doc := s.anc.Doc(dispatch.AncillaryPath(driver, ref.EnquiryID))
 	bo := exponential(50*time.Millisecond, 5*time.Second)
 	for try := 0; ; try++ {
 		attempt, cancel := context.WithTimeout(ctx, s.cfg.AncillaryAttemptTimeout)
-		_, err := doc.Set(attempt, ancillaryFields(ref, driver, wamids), firestore.MergeAll)
+		err := s.anc.AddWamids(attempt, ref, driver, wamids)
 		cancel()
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return storeErr(ctx, "ancillary record", err)
+			return storeErr(ctx, err)
 		}
 		s.m.ancillaryRetry.Inc()
 		log.WithError(err).WithField("try", try+1).Warn("ancillary record write failed; retrying")
-		if err := pause(ctx, bo); err != nil {
-			return storeErr(ctx, "ancillary record", err)
+		if pause(ctx, bo) != nil {
+			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
 }
@@ -400,19 +393,18 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 		return nil, invalid("event.status %v: want SENT, DELIVERED, READ or FAILED", ev.GetStatus())
 	}
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"wamid": wamid, "status": ev.GetStatus().String()})
-	snap, err := s.readIndex(ctx, wamid)
-	if status.Code(err) == codes.NotFound {
+	entry, found, err := s.readIndex(ctx, wamid)
+	if err != nil {
+		return nil, storeErr(ctx, err)
+	}
+	if !found {
 		s.m.statusEvents.WithLabelValues("not_indexed").Inc()
 		// The result that indexes the wamid may still be on its way.
 		return nil, status.Errorf(codes.Unavailable, "no message recorded for wamid %s yet", wamid)
 	}
+	ref, err := dispatch.ParseMessagePath(entry.MessagePath)
 	if err != nil {
-		return nil, storeErr(ctx, "read wamid index", err)
-	}
-	path, _ := snap.Data()["messagePath"].(string)
-	ref, err := dispatch.ParseMessagePath(path)
-	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "wamid index entry %s: %v", snap.Ref.ID, err)
+		return nil, status.Errorf(codes.FailedPrecondition, "wamid index entry %s: %v", path.Base(dispatch.IndexPath(wamid)), err)
 	}
 	log = log.WithField("messagePath", ref.Path())
 	var resp *wadispatchv1.ApplyStatusResponse

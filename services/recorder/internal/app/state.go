@@ -12,36 +12,10 @@ import (
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
-// Names of the documents and fields the recorder writes; the web app and
-// operators read them, so they are part of the contract.
-const (
-	stateCollection = "dispatch"
-	stateDocID      = "state"
-
-	fStatus          = "status"
-	fOutcome         = "outcome"
-	fLeaseExpiresAt  = "leaseExpiresAt"
-	fReleased        = "released"
-	fReleasedAt      = "releasedAt"
-	fDriver          = "driverMobileNumber"
-	fEnquiryID       = "enquiryId"
-	fMetricsCounter  = "numberOfWhatsappMessagesSent"
-	fAncillaryIDs    = "arrayOfWhatsappMessageIds"
-	fWhatsappError   = "whatsappError"
-	fFailureReason   = "failureReason"
-	fStatusReason    = "statusReason"
-	fStatusUpdatedAt = "statusUpdatedAt"
-	fUpdatedAt       = "updatedAt"
-)
-
-// statePath is where the pipeline state of a message lives.
-func statePath(messagePath string) string {
-	return messagePath + "/" + stateCollection + "/" + stateDocID
-}
-
 // State is {messagePath}/dispatch/state, the pipeline's record of one
-// message. Decisions take one and return the next; stateFields alone turns
-// it into fields.
+// message. Decisions take one and return the next. The tags name the
+// document's fields for the Firestore adapter, which reads a State with
+// them and writes one field by field (stateFields there).
 type State struct {
 	MessagePath        string         `firestore:"messagePath"`
 	LeaseID            string         `firestore:"leaseId"`
@@ -74,9 +48,6 @@ type State struct {
 	ReadAt             time.Time      `firestore:"readAt"`
 	UpdatedAt          time.Time      `firestore:"updatedAt"`
 	Task               map[string]any `firestore:"task"`
-
-	// updateTime is the snapshot's, the precondition of the next write.
-	updateTime time.Time
 }
 
 // errorDoc is a WhatsApp error as stored, on the state and on the message

@@ -1,18 +1,16 @@
-//lint:file-ignore SA1019 WriteBatch is the client's only atomic multi-document commit without a transaction: the recorder guards its commits with preconditions instead of read locks, which saves a BeginTransaction round trip per write and never holds a lock on the hot metrics document.
-
 package app
 
 import (
 	"context"
-	"fmt"
+	"errors"
+	"iter"
 	"time"
 
-	"cloud.google.com/go/firestore"
-	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
 // Plan is what one decision writes, in one commit.
@@ -36,304 +34,140 @@ type IndexEntry struct {
 	Driver string
 }
 
-// update is the recorder's one way to change a message's state: it reads
-// the state and the message document (one BatchGetDocuments), lets decide
-// plan from them and commits the plan guarded by a precondition (the state
-// must not exist, or must be as read).
-//
-// A precondition that fails means the state changed since it was read (or
-// our own commit landed and its answer was lost, which decide recognises):
-// it is read and decided again. A commit Firestore could not take now
-// (ABORTED under contention on a hot document, UNAVAILABLE) is tried again
-// with backoff, the same plan: a burst becomes latency, not an error.
-// Both share one budget of Config.MaxCommitAttempts commits.
-//
-// assumeAbsent skips the first read and decides on "no state, message
-// present": the common first claim costs one commit and no read.
-func (s *Service) update(ctx context.Context, op string, ref dispatch.MessageRef, assumeAbsent bool, decide func(st *State, messageExists bool) (Plan, error)) error {
-	var (
-		st      *State
-		exists  = true
-		read    = !assumeAbsent
-		plan    Plan
-		decided bool
-		lastErr error
-		bo      = exponential(10*time.Millisecond, time.Second)
-	)
-	for range s.cfg.MaxCommitAttempts {
-		if !decided {
-			if read {
-				var err error
-				if st, exists, err = s.readState(ctx, ref); err != nil {
-					return storeErr(ctx, "read state", err)
-				}
-			}
-			var err error
-			if plan, err = decide(st, exists); err != nil {
-				return err
-			}
-			decided = true
-		}
-		err := s.commitPlan(ctx, ref, st, exists, plan)
-		if err == nil {
-			return nil
-		}
-		lastErr = err
-		if preconditionFailed(err) {
-			// Only a plan decided on what was read counts: the first
-			// claim's guess is expected to miss.
-			if read {
-				s.m.commitRetries.WithLabelValues("precondition").Inc()
-			}
-			read, decided, lastErr = true, false, nil
-			continue
-		}
-		why, ok := retryable(err)
-		if !ok {
-			return storeErr(ctx, op, err)
-		}
-		s.m.commitRetries.WithLabelValues(why).Inc()
-		if err := pause(ctx, bo); err != nil {
-			return storeErr(ctx, op, err)
-		}
-	}
-	if lastErr != nil {
-		return storeErr(ctx, op, lastErr)
-	}
-	return status.Errorf(codes.Unavailable, "%s: state of %s kept changing; try again", op, ref.Path())
+// Store is the default database as the use cases need it: each message's
+// state, changed only through Update, and the documents beside it.
+type Store interface {
+	// Update is the recorder's one way to change a message's state: it
+	// reads the state and whether the message document exists, lets decide
+	// plan from them and commits the plan, all or nothing, guarded by a
+	// precondition (the state must not exist, or must be as read). A state
+	// changed since it was read is read and decided again; a commit the
+	// store could not take now is tried again; both within one budget.
+	// assumeAbsent decides first on "no state, message present" without a
+	// read: the common first claim costs one commit. decide's own errors
+	// come back as they are; the store's are *StoreError.
+	Update(ctx context.Context, ref dispatch.MessageRef, op string, assumeAbsent bool, decide func(st *State, messageExists bool) (Plan, error)) error
+	// State is the message's state; nil when it has none.
+	State(ctx context.Context, ref dispatch.MessageRef) (*State, error)
+	// Unknown lists UNKNOWN states, least recently updated first.
+	Unknown(ctx context.Context, limit int) ([]*State, error)
+	// Stalled lists the SENDING states released at or before releasedBefore
+	// and not taken over since, earliest release first.
+	Stalled(ctx context.Context, releasedBefore time.Time, limit int) ([]*State, error)
+	// CountStalled counts what Stalled would list without a limit.
+	CountStalled(ctx context.Context, releasedBefore time.Time) (int64, error)
+	// EnquiryStates lists the states of an enquiry's messages to a driver.
+	EnquiryStates(ctx context.Context, driver, enquiryID string) ([]*State, error)
+	// ExpiredClaims yields, as the query streams them, up to 500 SENDING
+	// states whose lease ended at or before now.
+	ExpiredClaims(ctx context.Context, now time.Time) iter.Seq2[ExpiredClaim, error]
+	// IndexedMessage reads wamid's index entry; false when there is none.
+	IndexedMessage(ctx context.Context, wamid string) (IndexedMessage, bool, error)
+	// CreateReply creates the driver's reply as the document at path unless
+	// one is there already, and says whether it did.
+	CreateReply(ctx context.Context, path string, in *wadispatchv1.InboundMessage, at time.Time) (bool, error)
 }
 
-// commitPlan writes p in one Commit: all or nothing.
-func (s *Service) commitPlan(ctx context.Context, ref dispatch.MessageRef, read *State, messageExists bool, p Plan) error {
-	b := s.db.Batch()
-	writes := 0
-	if p.State != nil {
-		doc := s.db.Doc(statePath(ref.Path()))
-		if read == nil {
-			b.Create(doc, createFields(p.State))
-		} else {
-			b.Update(doc, stateFields(p.State), firestore.LastUpdateTime(read.updateTime))
-		}
-		writes++
-	}
-	if p.Message != nil && messageExists {
-		b.Update(s.db.Doc(ref.Path()), messageFields(p.Message))
-		writes++
-	}
-	if p.CountSentIn != "" {
-		b.Set(s.db.Doc(p.CountSentIn), map[string]any{fMetricsCounter: firestore.Increment(1)}, firestore.MergeAll)
-		writes++
-	}
-	if p.Index != nil {
-		b.Set(s.db.Doc(dispatch.IndexPath(p.Index.Wamid)), indexFields(p.Index))
-		writes++
-	}
-	if writes == 0 {
-		return nil
-	}
-	_, err := b.Commit(ctx)
-	return err
+// ExpiredClaim is a state found holding an expired lease.
+type ExpiredClaim struct {
+	MessagePath, StatePath string
 }
 
-// stateFields is a State as written: every field the recorder owns, a zero
-// one deleted (so a takeover's cleared outcome, or a released claim's
-// lease, is gone from the document, not left behind as an empty value).
-// Counts are written even when zero. It is the only place a State becomes
-// fields, so the document written and the state answered cannot differ.
-func stateFields(st *State) []firestore.Update {
-	var us []firestore.Update
-	put := func(path string, v any, zero bool) {
-		if zero {
-			v = firestore.Delete
-		}
-		us = append(us, firestore.Update{Path: path, Value: v})
-	}
-	str := func(path, v string) { put(path, v, v == "") }
-	at := func(path string, v time.Time) { put(path, v, v.IsZero()) }
-	flag := func(path string, v bool) { put(path, v, !v) }
-
-	str("messagePath", st.MessagePath)
-	str("leaseId", st.LeaseID)
-	str(fEnquiryID, st.EnquiryID)
-	str("messageId", st.MessageID)
-	str(fDriver, st.DriverMobileNumber)
-	str("createdBy", st.CreatedBy)
-	str(fStatus, st.Status)
-	str(fOutcome, st.Outcome)
-	str("claimId", st.ClaimID)
-	str("claimant", st.Claimant)
-	put("claims", st.Claims, false)
-	at("claimedAt", st.ClaimedAt)
-	at(fLeaseExpiresAt, st.LeaseExpiresAt)
-	str("whatsappMessageId", st.WhatsappMessageID)
-	put("error", st.Error, st.Error == nil)
-	str("reason", st.Reason)
-	put("attempts", st.Attempts, false)
-	str("recordId", st.RecordID)
-	flag("resendRequested", st.ResendRequested)
-	str("resendRequestedBy", st.ResendRequestedBy)
-	at("resendRequestedAt", st.ResendRequestedAt)
-	flag(fReleased, st.Released)
-	at(fReleasedAt, st.ReleasedAt)
-	str("releaseReason", st.ReleaseReason)
-	at("createdAt", st.CreatedAt)
-	at("sentAt", st.SentAt)
-	at("failedAt", st.FailedAt)
-	at("deliveredAt", st.DeliveredAt)
-	at("readAt", st.ReadAt)
-	at(fUpdatedAt, st.UpdatedAt)
-	put("task", st.Task, len(st.Task) == 0)
-	return us
+// IndexedMessage is a wamid index entry as read: the message a wamid was
+// sent for and the driver it was sent to.
+type IndexedMessage struct {
+	MessagePath, Driver string
 }
 
-// createFields is a new state document: stateFields without the deletes,
-// which a create has nothing to delete from.
-func createFields(st *State) map[string]any {
-	m := map[string]any{}
-	for _, u := range stateFields(st) {
-		if u.Value != firestore.Delete {
-			m[u.Path] = u.Value
-		}
-	}
-	return m
+// Ancillary is the ancillary database: the per-driver and per-enquiry
+// records the web app reads.
+type Ancillary interface {
+	// AddWamids adds wamids to the enquiry's record of the driver, once
+	// however often it is repeated.
+	AddWamids(ctx context.Context, ref dispatch.MessageRef, driver string, wamids []string) error
+	// Wamids are those recorded for the enquiry's messages to the driver.
+	Wamids(ctx context.Context, driver, enquiryID string) ([]string, error)
+	// LatestEnquiry is the driver's most recently messaged enquiry; false
+	// when the driver has none.
+	LatestEnquiry(ctx context.Context, driver string) (EnquiryRecord, bool, error)
+	// RecordWindow moves the driver's lastInboundAt (and the enquiry's,
+	// with one) forward to w.At, never back.
+	RecordWindow(ctx context.Context, w Window) error
+	// LastInbound is when the driver last wrote to the business number
+	// phoneID (any number when ""); false when never.
+	LastInbound(ctx context.Context, driver, phoneID string) (time.Time, bool, error)
 }
 
-// messageFields is a MessageUpdate as written on the message document.
-func messageFields(m *MessageUpdate) []firestore.Update {
-	var us []firestore.Update
-	set := func(path string, v any) { us = append(us, firestore.Update{Path: path, Value: v}) }
-	if m.Status != "" {
-		set(fStatus, string(m.Status))
-		set(fStatusUpdatedAt, m.StatusUpdatedAt)
-	}
-	switch {
-	case m.StatusReason != "":
-		set(fStatusReason, m.StatusReason)
-	case m.ClearStatusReason:
-		set(fStatusReason, firestore.Delete)
-	}
-	switch {
-	case m.Error != nil:
-		set(fWhatsappError, m.Error)
-		set(fFailureReason, m.FailureReason)
-	case m.ClearFailure:
-		set(fWhatsappError, firestore.Delete)
-		set(fFailureReason, firestore.Delete)
-	}
-	if m.WhatsappMessageID != "" {
-		set("whatsappMessageId", m.WhatsappMessageID)
-	}
-	for _, t := range []struct {
-		path string
-		at   time.Time
-	}{{"sentAt", m.SentAt}, {"failedAt", m.FailedAt}, {"deliveredAt", m.DeliveredAt}, {"readAt", m.ReadAt}} {
-		if !t.at.IsZero() {
-			set(t.path, t.at)
-		}
-	}
-	return us
+// EnquiryRecord is an enquiry's ancillary record as read.
+type EnquiryRecord struct {
+	Path, LeaseID, EnquiryID string
 }
 
-// indexFields is the wamid index entry as stored.
-func indexFields(e *IndexEntry) map[string]any {
-	return map[string]any{
-		"messagePath":        e.Ref.Path(),
-		"leaseId":            e.Ref.LeaseID,
-		"enquiryId":          e.Ref.EnquiryID,
-		"driverMobileNumber": e.Driver,
-	}
+// Window is a driver's reply as the 24-hour window records it.
+type Window struct {
+	Driver, Wamid string
+	// PhoneNumberID is the business number written to; "" records the
+	// reply for no number in particular.
+	PhoneNumberID string
+	At            time.Time
+	// Enquiry is the enquiry the reply went to; nil when none is known.
+	Enquiry *dispatch.MessageRef
 }
 
-// ancillaryFields is the ancillary record's update for a sent message;
-// written with merge, so repeating it changes nothing but lastMessageAt.
-func ancillaryFields(ref dispatch.MessageRef, driver string, wamids []string) map[string]any {
-	ids := make([]any, len(wamids))
-	for i, w := range wamids {
-		ids[i] = w
-	}
-	return map[string]any{
-		fAncillaryIDs:       firestore.ArrayUnion(ids...),
-		"driverPhoneNumber": driver,
-		"leaseId":           ref.LeaseID,
-		"enquiryId":         ref.EnquiryID,
-		"lastMessagePath":   ref.Path(),
-		"lastMessageAt":     firestore.ServerTimestamp,
-	}
+// StoreError is a failure of a Store or Ancillary, classified where the
+// database answered, so the use cases decide on what happened rather than
+// on the database's own codes.
+type StoreError struct {
+	Kind StoreErrorKind
+	// Op is what was being done, as the caller is told.
+	Op  string
+	Err error
 }
 
-// readState reads a message's state and whether its document exists, in
-// one BatchGetDocuments.
-func (s *Service) readState(ctx context.Context, ref dispatch.MessageRef) (*State, bool, error) {
-	snaps, err := s.db.GetAll(ctx, []*firestore.DocumentRef{
-		s.db.Doc(statePath(ref.Path())), s.db.Doc(ref.Path()),
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	st, err := decodeState(snaps[0])
-	if err != nil {
-		return nil, false, err
-	}
-	return st, snaps[1].Exists(), nil
-}
+// StoreErrorKind is what a StoreError means for the caller.
+type StoreErrorKind int
 
-func decodeState(snap *firestore.DocumentSnapshot) (*State, error) {
-	if !snap.Exists() {
-		return nil, nil
-	}
-	var st State
-	if err := snap.DataTo(&st); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", snap.Ref.Path, err)
-	}
-	st.updateTime = snap.UpdateTime
-	return &st, nil
-}
+const (
+	// Unavailable: not answered or not taken now; asking later may do.
+	Unavailable StoreErrorKind = iota
+	// Refused: the database refuses the request itself (a query without
+	// its index, no permission); asking again does not help. Err carries
+	// the database's gRPC status, which is relayed.
+	Refused
+	// Corrupt: a document that does not decode.
+	Corrupt
+	// Contended: the state kept changing through the whole budget of
+	// commits.
+	Contended
+)
 
-// storeErr turns a Firestore failure the recorder could not resolve into
-// the caller's answer: transient (retry later) unless the caller gave up.
-func storeErr(ctx context.Context, op string, err error) error {
+func (e *StoreError) Error() string { return e.Op + ": " + e.Err.Error() }
+func (e *StoreError) Unwrap() error { return e.Err }
+
+// storeErr turns a store failure into the caller's answer: transient
+// (retry later) unless the caller gave up, or what Firestore said of a
+// request it refuses. Other errors (a decision's own) are returned as they
+// are.
+func storeErr(ctx context.Context, err error) error {
+	var se *StoreError
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Kind {
+	case Refused:
+		return status.Errorf(status.Code(se.Err), "%s: firestore: %v", se.Op, se.Err)
+	case Corrupt:
+		return status.Errorf(codes.DataLoss, "%v", se.Err)
+	case Contended:
+		return status.Errorf(codes.Unavailable, "%s: %v", se.Op, se.Err)
+	}
 	if ctx.Err() != nil {
 		return status.FromContextError(ctx.Err()).Err()
 	}
-	return status.Errorf(codes.Unavailable, "%s: firestore: %v", op, err)
+	return status.Errorf(codes.Unavailable, "%s: firestore: %v", se.Op, se.Err)
 }
 
-// retryable reports whether a commit may succeed if simply tried again.
-func retryable(err error) (string, bool) {
-	switch status.Code(err) {
-	case codes.Aborted:
-		return "aborted", true
-	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Internal:
-		return "unavailable", true
-	}
-	return "", false
-}
-
-// preconditionFailed reports a commit refused because a document changed
-// (or appeared, or vanished) since it was read: read again and decide again.
-func preconditionFailed(err error) bool {
-	switch status.Code(err) {
-	case codes.FailedPrecondition, codes.AlreadyExists, codes.NotFound:
-		return true
-	}
-	return false
-}
-
-// exponential is the wait between tries, doubling up to max, jittered so
-// that writers racing for one document spread out instead of colliding
-// again.
-func exponential(initial, max time.Duration) *backoff.ExponentialBackOff {
-	return &backoff.ExponentialBackOff{InitialInterval: initial, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: max}
-}
-
-// pause waits bo's next interval, or until ctx ends.
-func pause(ctx context.Context, bo backoff.BackOff) error {
-	t := time.NewTimer(bo.NextBackOff())
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+// update is Store.Update with its failures as the caller's answer.
+func (s *Service) update(ctx context.Context, op string, ref dispatch.MessageRef, assumeAbsent bool, decide func(st *State, messageExists bool) (Plan, error)) error {
+	return storeErr(ctx, s.store.Update(ctx, ref, op, assumeAbsent, decide))
 }

@@ -1,0 +1,150 @@
+package firestore
+
+import (
+	"context"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/services/recorder/internal/app"
+)
+
+// Ancillary is app.Ancillary on the ancillary database:
+// whatsapp/{driver} and whatsapp/{driver}/enquiryMessages/{enquiryId}.
+type Ancillary struct {
+	anc *firestore.Client
+}
+
+// NewAncillary returns the ancillary records over anc.
+func NewAncillary(anc *firestore.Client) *Ancillary { return &Ancillary{anc: anc} }
+
+var _ app.Ancillary = (*Ancillary)(nil)
+
+// AddWamids implements app.Ancillary with one merge: arrayUnion makes
+// every repetition harmless.
+func (a *Ancillary) AddWamids(ctx context.Context, ref dispatch.MessageRef, driver string, wamids []string) error {
+	if _, err := a.anc.Doc(dispatch.AncillaryPath(driver, ref.EnquiryID)).Set(ctx, ancillaryFields(ref, driver, wamids), firestore.MergeAll); err != nil {
+		return unavailable("ancillary record", err)
+	}
+	return nil
+}
+
+// Wamids implements app.Ancillary.
+func (a *Ancillary) Wamids(ctx context.Context, driver, enquiryID string) ([]string, error) {
+	snap, err := a.anc.Doc(dispatch.AncillaryPath(driver, enquiryID)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, unavailable("read ancillary record", err)
+	}
+	var out []string
+	ids, _ := snap.Data()[fAncillaryIDs].([]any)
+	for _, id := range ids {
+		if s, ok := id.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// LatestEnquiry implements app.Ancillary: the record with the latest
+// lastMessageAt.
+func (a *Ancillary) LatestEnquiry(ctx context.Context, driver string) (app.EnquiryRecord, bool, error) {
+	it := a.anc.Collection(driverRecordPath(driver)+"/"+enquiryMessagesColl).
+		OrderBy(fLastMessageAt, firestore.Desc).Limit(1).Documents(ctx)
+	defer it.Stop()
+	snap, err := it.Next()
+	if err == iterator.Done {
+		return app.EnquiryRecord{}, false, nil
+	}
+	if err != nil {
+		return app.EnquiryRecord{}, false, unavailable("query driver's enquiries", err)
+	}
+	lease, _ := snap.Data()["leaseId"].(string)
+	return app.EnquiryRecord{Path: snap.Ref.Path, LeaseID: lease, EnquiryID: snap.Ref.ID}, true, nil
+}
+
+// RecordWindow implements app.Ancillary in one transaction on the driver's
+// document and, with an enquiry, its record: a late or repeated webhook
+// never moves lastInboundAt back.
+func (a *Ancillary) RecordWindow(ctx context.Context, w app.Window) error {
+	driverDoc := a.anc.Doc(driverRecordPath(w.Driver))
+	var enquiryDoc *firestore.DocumentRef
+	if w.Enquiry != nil {
+		enquiryDoc = a.anc.Doc(dispatch.AncillaryPath(w.Driver, w.Enquiry.EnquiryID))
+	}
+	err := a.anc.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		refs := []*firestore.DocumentRef{driverDoc}
+		if enquiryDoc != nil {
+			refs = append(refs, enquiryDoc)
+		}
+		snaps, err := tx.GetAll(refs)
+		if err != nil {
+			return err
+		}
+		driver := map[string]any{"driverPhoneNumber": w.Driver}
+		if later(snaps[0], []string{fLastInboundAt}, w.At) {
+			driver[fLastInboundAt] = w.At
+		}
+		if w.PhoneNumberID != "" && later(snaps[0], []string{fLastInboundByNumber, w.PhoneNumberID}, w.At) {
+			driver[fLastInboundByNumber] = map[string]any{w.PhoneNumberID: w.At}
+		}
+		if len(driver) > 1 {
+			if err := tx.Set(driverDoc, driver, firestore.MergeAll); err != nil {
+				return err
+			}
+		}
+		if enquiryDoc != nil && later(snaps[1], []string{fLastInboundAt}, w.At) {
+			return tx.Set(enquiryDoc, map[string]any{
+				fLastInboundAt: w.At, fLastInboundMessageID: w.Wamid,
+				"driverPhoneNumber": w.Driver, "leaseId": w.Enquiry.LeaseID, "enquiryId": w.Enquiry.EnquiryID,
+			}, firestore.MergeAll)
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable("record driver's window", err)
+	}
+	return nil
+}
+
+// later reports whether at is after the time at path in snap (or there is
+// none).
+func later(snap *firestore.DocumentSnapshot, path firestore.FieldPath, at time.Time) bool {
+	if !snap.Exists() {
+		return true
+	}
+	v, err := snap.DataAtPath(path)
+	if err != nil {
+		return true
+	}
+	t, ok := v.(time.Time)
+	return !ok || at.After(t)
+}
+
+// LastInbound implements app.Ancillary: lastInboundAt, or the time under
+// lastInboundAtByPhoneNumberId when phoneID is set.
+func (a *Ancillary) LastInbound(ctx context.Context, driver, phoneID string) (time.Time, bool, error) {
+	snap, err := a.anc.Doc(driverRecordPath(driver)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, unavailable("read driver's ancillary record", err)
+	}
+	path := firestore.FieldPath{fLastInboundAt}
+	if phoneID != "" {
+		path = firestore.FieldPath{fLastInboundByNumber, phoneID}
+	}
+	v, err := snap.DataAtPath(path)
+	if err != nil {
+		return time.Time{}, false, nil
+	}
+	t, ok := v.(time.Time)
+	return t, ok, nil
+}

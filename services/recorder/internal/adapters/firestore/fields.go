@@ -1,0 +1,194 @@
+package firestore
+
+import (
+	"time"
+
+	"cloud.google.com/go/firestore"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/services/recorder/internal/app"
+)
+
+// Names of the documents and fields the recorder writes; the web app and
+// operators read them, so they are part of the contract.
+const (
+	stateCollection = "dispatch"
+	stateDocID      = "state"
+
+	fStatus          = "status"
+	fOutcome         = "outcome"
+	fLeaseExpiresAt  = "leaseExpiresAt"
+	fReleased        = "released"
+	fReleasedAt      = "releasedAt"
+	fDriver          = "driverMobileNumber"
+	fEnquiryID       = "enquiryId"
+	fMetricsCounter  = "numberOfWhatsappMessagesSent"
+	fAncillaryIDs    = "arrayOfWhatsappMessageIds"
+	fWhatsappError   = "whatsappError"
+	fFailureReason   = "failureReason"
+	fStatusReason    = "statusReason"
+	fStatusUpdatedAt = "statusUpdatedAt"
+	fUpdatedAt       = "updatedAt"
+
+	fLastInboundAt        = "lastInboundAt"
+	fLastInboundByNumber  = "lastInboundAtByPhoneNumberId"
+	fLastInboundMessageID = "lastInboundMessageId"
+	fLastMessageAt        = "lastMessageAt"
+	enquiryMessagesColl   = "enquiryMessages"
+)
+
+// statePath is where the pipeline state of a message lives.
+func statePath(messagePath string) string {
+	return messagePath + "/" + stateCollection + "/" + stateDocID
+}
+
+// driverRecordPath is the driver's document in the ancillary database,
+// parent of the per-enquiry records.
+func driverRecordPath(driver string) string { return "whatsapp/" + driver }
+
+// stateFields is a State as written: every field the recorder owns, a zero
+// one deleted (so a takeover's cleared outcome, or a released claim's
+// lease, is gone from the document, not left behind as an empty value).
+// Counts are written even when zero. It is the only place a State becomes
+// fields, so the document written and the state answered cannot differ.
+func stateFields(st *app.State) []firestore.Update {
+	var us []firestore.Update
+	put := func(path string, v any, zero bool) {
+		if zero {
+			v = firestore.Delete
+		}
+		us = append(us, firestore.Update{Path: path, Value: v})
+	}
+	str := func(path, v string) { put(path, v, v == "") }
+	at := func(path string, v time.Time) { put(path, v, v.IsZero()) }
+	flag := func(path string, v bool) { put(path, v, !v) }
+
+	str("messagePath", st.MessagePath)
+	str("leaseId", st.LeaseID)
+	str(fEnquiryID, st.EnquiryID)
+	str("messageId", st.MessageID)
+	str(fDriver, st.DriverMobileNumber)
+	str("createdBy", st.CreatedBy)
+	str(fStatus, st.Status)
+	str(fOutcome, st.Outcome)
+	str("claimId", st.ClaimID)
+	str("claimant", st.Claimant)
+	put("claims", st.Claims, false)
+	at("claimedAt", st.ClaimedAt)
+	at(fLeaseExpiresAt, st.LeaseExpiresAt)
+	str("whatsappMessageId", st.WhatsappMessageID)
+	put("error", st.Error, st.Error == nil)
+	str("reason", st.Reason)
+	put("attempts", st.Attempts, false)
+	str("recordId", st.RecordID)
+	flag("resendRequested", st.ResendRequested)
+	str("resendRequestedBy", st.ResendRequestedBy)
+	at("resendRequestedAt", st.ResendRequestedAt)
+	flag(fReleased, st.Released)
+	at(fReleasedAt, st.ReleasedAt)
+	str("releaseReason", st.ReleaseReason)
+	at("createdAt", st.CreatedAt)
+	at("sentAt", st.SentAt)
+	at("failedAt", st.FailedAt)
+	at("deliveredAt", st.DeliveredAt)
+	at("readAt", st.ReadAt)
+	at(fUpdatedAt, st.UpdatedAt)
+	put("task", st.Task, len(st.Task) == 0)
+	return us
+}
+
+// createFields is a new state document: stateFields without the deletes,
+// which a create has nothing to delete from.
+func createFields(st *app.State) map[string]any {
+	m := map[string]any{}
+	for _, u := range stateFields(st) {
+		if u.Value != firestore.Delete {
+			m[u.Path] = u.Value
+		}
+	}
+	return m
+}
+
+// messageFields is a MessageUpdate as written on the message document.
+func messageFields(m *app.MessageUpdate) []firestore.Update {
+	var us []firestore.Update
+	set := func(path string, v any) { us = append(us, firestore.Update{Path: path, Value: v}) }
+	if m.Status != "" {
+		set(fStatus, string(m.Status))
+		set(fStatusUpdatedAt, m.StatusUpdatedAt)
+	}
+	switch {
+	case m.StatusReason != "":
+		set(fStatusReason, m.StatusReason)
+	case m.ClearStatusReason:
+		set(fStatusReason, firestore.Delete)
+	}
+	switch {
+	case m.Error != nil:
+		set(fWhatsappError, m.Error)
+		set(fFailureReason, m.FailureReason)
+	case m.ClearFailure:
+		set(fWhatsappError, firestore.Delete)
+		set(fFailureReason, firestore.Delete)
+	}
+	if m.WhatsappMessageID != "" {
+		set("whatsappMessageId", m.WhatsappMessageID)
+	}
+	for _, t := range []struct {
+		path string
+		at   time.Time
+	}{{"sentAt", m.SentAt}, {"failedAt", m.FailedAt}, {"deliveredAt", m.DeliveredAt}, {"readAt", m.ReadAt}} {
+		if !t.at.IsZero() {
+			set(t.path, t.at)
+		}
+	}
+	return us
+}
+
+// indexFields is the wamid index entry as stored.
+func indexFields(e *app.IndexEntry) map[string]any {
+	return map[string]any{
+		"messagePath":        e.Ref.Path(),
+		"leaseId":            e.Ref.LeaseID,
+		"enquiryId":          e.Ref.EnquiryID,
+		"driverMobileNumber": e.Driver,
+	}
+}
+
+// ancillaryFields is the ancillary record's update for a sent message;
+// written with merge, so repeating it changes nothing but lastMessageAt.
+func ancillaryFields(ref dispatch.MessageRef, driver string, wamids []string) map[string]any {
+	ids := make([]any, len(wamids))
+	for i, w := range wamids {
+		ids[i] = w
+	}
+	return map[string]any{
+		fAncillaryIDs:       firestore.ArrayUnion(ids...),
+		"driverPhoneNumber": driver,
+		"leaseId":           ref.LeaseID,
+		"enquiryId":         ref.EnquiryID,
+		"lastMessagePath":   ref.Path(),
+		"lastMessageAt":     firestore.ServerTimestamp,
+	}
+}
+
+// replyFields is a driver's reply as a chatMessages document; ingest skips
+// it by its source.
+func replyFields(in *wadispatchv1.InboundMessage, at time.Time) map[string]any {
+	m := map[string]any{
+		"source":             "driver",
+		"message":            in.GetText(),
+		"type":               "text",
+		"driverMobileNumber": in.GetFrom(),
+		"whatsappMessageId":  in.GetWhatsappMessageId(),
+		"whatsappType":       in.GetType(),
+		"phoneNumberId":      in.GetPhoneNumberId(),
+		"createdAt":          at,
+		"receivedAt":         firestore.ServerTimestamp,
+	}
+	if c := in.GetContextMessageId(); c != "" {
+		m["contextWhatsappMessageId"] = c
+	}
+	return m
+}

@@ -1,0 +1,361 @@
+//lint:file-ignore SA1019 WriteBatch is the client's only atomic multi-document commit without a transaction: the recorder guards its commits with preconditions instead of read locks, which saves a BeginTransaction round trip per write and never holds a lock on the hot metrics document.
+
+// Package firestore is the recorder's Firestore: app.Store on the default
+// database and app.Ancillary on the ancillary one. It translates the
+// application's values to documents, fields and queries, commits with
+// preconditions, and classifies Firestore's errors (app.StoreError) where
+// they arise; what to do about them is the application's.
+package firestore
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
+	"github.com/cenkalti/backoff/v5"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/visn/wadispatch/pkg/dispatch"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	"github.com/visn/wadispatch/services/recorder/internal/app"
+)
+
+// Options tune a Store.
+type Options struct {
+	// MaxCommitAttempts bounds the tries of one decision when commits meet
+	// contention or a changed state. Default 25.
+	MaxCommitAttempts int
+	// Retried is told of each commit tried again and why (aborted,
+	// unavailable, precondition), for the commit-retries metric; nil tells
+	// nobody.
+	Retried func(reason string)
+}
+
+// Store is app.Store on the default database: states, message documents,
+// metrics documents and the wamid index.
+type Store struct {
+	db          *firestore.Client
+	maxAttempts int
+	retried     func(reason string)
+}
+
+// NewStore returns the store over db.
+func NewStore(db *firestore.Client, o Options) *Store {
+	if o.MaxCommitAttempts <= 0 {
+		o.MaxCommitAttempts = 25
+	}
+	if o.Retried == nil {
+		o.Retried = func(string) {}
+	}
+	return &Store{db: db, maxAttempts: o.MaxCommitAttempts, retried: o.Retried}
+}
+
+var _ app.Store = (*Store)(nil)
+
+func unavailable(op string, err error) error {
+	return &app.StoreError{Kind: app.Unavailable, Op: op, Err: err}
+}
+
+// Update implements app.Store: one BatchGetDocuments of the state and the
+// message document, the decision, one Commit guarded by a precondition.
+//
+// A precondition that fails means the state changed since it was read (or
+// our own commit landed and its answer was lost, which decide recognises):
+// it is read and decided again. A commit Firestore could not take now
+// (ABORTED under contention on a hot document, UNAVAILABLE) is tried again
+// with backoff, the same plan: a burst becomes latency, not an error.
+// Both share one budget of Options.MaxCommitAttempts commits.
+func (s *Store) Update(ctx context.Context, ref dispatch.MessageRef, op string, assumeAbsent bool, decide func(st *app.State, messageExists bool) (app.Plan, error)) error {
+	var (
+		st      *app.State
+		version time.Time
+		exists  = true
+		read    = !assumeAbsent
+		plan    app.Plan
+		decided bool
+		lastErr error
+		bo      = exponential(10*time.Millisecond, time.Second)
+	)
+	for range s.maxAttempts {
+		if !decided {
+			if read {
+				var err error
+				if st, version, exists, err = s.readState(ctx, ref); err != nil {
+					return unavailable("read state", err)
+				}
+			}
+			var err error
+			if plan, err = decide(st, exists); err != nil {
+				return err
+			}
+			decided = true
+		}
+		err := s.commitPlan(ctx, ref, st != nil, version, exists, plan)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		if preconditionFailed(err) {
+			// Only a plan decided on what was read counts: the first
+			// claim's guess is expected to miss.
+			if read {
+				s.retried("precondition")
+			}
+			read, decided, lastErr = true, false, nil
+			continue
+		}
+		why, ok := retryable(err)
+		if !ok {
+			return unavailable(op, err)
+		}
+		s.retried(why)
+		if err := pause(ctx, bo); err != nil {
+			return unavailable(op, err)
+		}
+	}
+	if lastErr != nil {
+		return unavailable(op, lastErr)
+	}
+	return &app.StoreError{Kind: app.Contended, Op: op, Err: fmt.Errorf("state of %s kept changing; try again", ref.Path())}
+}
+
+// commitPlan writes p in one Commit: all or nothing. A state read is
+// replaced only if it is still as of version; none read is created only if
+// there is still none.
+func (s *Store) commitPlan(ctx context.Context, ref dispatch.MessageRef, stateRead bool, version time.Time, messageExists bool, p app.Plan) error {
+	b := s.db.Batch()
+	writes := 0
+	if p.State != nil {
+		doc := s.db.Doc(statePath(ref.Path()))
+		if !stateRead {
+			b.Create(doc, createFields(p.State))
+		} else {
+			b.Update(doc, stateFields(p.State), firestore.LastUpdateTime(version))
+		}
+		writes++
+	}
+	if p.Message != nil && messageExists {
+		b.Update(s.db.Doc(ref.Path()), messageFields(p.Message))
+		writes++
+	}
+	if p.CountSentIn != "" {
+		b.Set(s.db.Doc(p.CountSentIn), map[string]any{fMetricsCounter: firestore.Increment(1)}, firestore.MergeAll)
+		writes++
+	}
+	if p.Index != nil {
+		b.Set(s.db.Doc(dispatch.IndexPath(p.Index.Wamid)), indexFields(p.Index))
+		writes++
+	}
+	if writes == 0 {
+		return nil
+	}
+	_, err := b.Commit(ctx)
+	return err
+}
+
+// readState reads a message's state, its update time and whether the
+// message document exists, in one BatchGetDocuments.
+func (s *Store) readState(ctx context.Context, ref dispatch.MessageRef) (*app.State, time.Time, bool, error) {
+	snaps, err := s.db.GetAll(ctx, []*firestore.DocumentRef{
+		s.db.Doc(statePath(ref.Path())), s.db.Doc(ref.Path()),
+	})
+	if err != nil {
+		return nil, time.Time{}, false, err
+	}
+	st, err := decodeState(snaps[0])
+	if err != nil {
+		return nil, time.Time{}, false, err
+	}
+	return st, snaps[0].UpdateTime, snaps[1].Exists(), nil
+}
+
+func decodeState(snap *firestore.DocumentSnapshot) (*app.State, error) {
+	if !snap.Exists() {
+		return nil, nil
+	}
+	var st app.State
+	if err := snap.DataTo(&st); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", snap.Ref.Path, err)
+	}
+	return &st, nil
+}
+
+// State implements app.Store.
+func (s *Store) State(ctx context.Context, ref dispatch.MessageRef) (*app.State, error) {
+	snap, err := s.db.Doc(statePath(ref.Path())).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, unavailable("read state", err)
+	}
+	st, err := decodeState(snap)
+	if err != nil {
+		return nil, &app.StoreError{Kind: app.Corrupt, Op: "read state", Err: err}
+	}
+	return st, nil
+}
+
+func (s *Store) states() firestore.Query { return s.db.CollectionGroup(stateCollection).Query }
+
+// Unknown implements app.Store. The order also makes the query one that a
+// composite index serves (charts/wadispatch/firestore.indexes.json).
+func (s *Store) Unknown(ctx context.Context, limit int) ([]*app.State, error) {
+	return queryStates(ctx, s.states().Where(fStatus, "==", string(dispatch.StatusUnknown)).
+		OrderBy(fUpdatedAt, firestore.Asc).Limit(limit))
+}
+
+// Stalled implements app.Store.
+func (s *Store) Stalled(ctx context.Context, releasedBefore time.Time, limit int) ([]*app.State, error) {
+	return queryStates(ctx, s.stalled(releasedBefore).OrderBy(fReleasedAt, firestore.Asc).Limit(limit))
+}
+
+// stalled selects the claims released at or before releasedBefore. A
+// takeover deletes released and releasedAt, an outcome moves the status
+// on: what is left was released and never picked up again.
+func (s *Store) stalled(releasedBefore time.Time) firestore.Query {
+	return s.states().Where(fStatus, "==", string(dispatch.StatusSending)).
+		Where(fReleased, "==", true).Where(fReleasedAt, "<=", releasedBefore)
+}
+
+// CountStalled implements app.Store, with one aggregation query.
+func (s *Store) CountStalled(ctx context.Context, releasedBefore time.Time) (int64, error) {
+	q := s.stalled(releasedBefore)
+	res, err := q.NewAggregationQuery().WithCount("n").Get(ctx)
+	if err != nil {
+		return 0, unavailable("count stalled claims", err)
+	}
+	n, ok := res["n"].(*firestorepb.Value)
+	if !ok {
+		return 0, unavailable("count stalled claims", fmt.Errorf("no count in %v", res))
+	}
+	return n.GetIntegerValue(), nil
+}
+
+// EnquiryStates implements app.Store, through a composite index on both
+// fields (charts/wadispatch/firestore.indexes.json).
+func (s *Store) EnquiryStates(ctx context.Context, driver, enquiryID string) ([]*app.State, error) {
+	return queryStates(ctx, s.states().Where(fDriver, "==", driver).Where(fEnquiryID, "==", enquiryID))
+}
+
+func queryStates(ctx context.Context, q firestore.Query) ([]*app.State, error) {
+	it := q.Documents(ctx)
+	defer it.Stop()
+	var out []*app.State
+	for {
+		snap, err := it.Next()
+		if err == iterator.Done {
+			return out, nil
+		}
+		if err != nil {
+			// Firestore refusing the query itself (no index for it, no
+			// permission) does not pass by asking again.
+			if c := status.Code(err); c == codes.FailedPrecondition || c == codes.PermissionDenied || c == codes.InvalidArgument {
+				return nil, &app.StoreError{Kind: app.Refused, Op: "query states", Err: err}
+			}
+			return nil, unavailable("query states", err)
+		}
+		st, err := decodeState(snap)
+		if err != nil {
+			return nil, &app.StoreError{Kind: app.Corrupt, Op: "query states", Err: err}
+		}
+		out = append(out, st)
+	}
+}
+
+// ExpiredClaims implements app.Store. Only SENDING states hold a lease;
+// saying so makes the query one that a composite index serves
+// (charts/wadispatch/firestore.indexes.json), as Firestore keeps no
+// single-field collection-group indexes by default.
+func (s *Store) ExpiredClaims(ctx context.Context, now time.Time) iter.Seq2[app.ExpiredClaim, error] {
+	return func(yield func(app.ExpiredClaim, error) bool) {
+		it := s.states().Where(fStatus, "==", string(dispatch.StatusSending)).
+			Where(fLeaseExpiresAt, "<=", now).Limit(500).Documents(ctx)
+		defer it.Stop()
+		for {
+			snap, err := it.Next()
+			if err == iterator.Done {
+				return
+			}
+			if err != nil {
+				yield(app.ExpiredClaim{}, unavailable("query expired claims", err))
+				return
+			}
+			if !yield(app.ExpiredClaim{MessagePath: snap.Ref.Parent.Parent.Path, StatePath: snap.Ref.Path}, nil) {
+				return
+			}
+		}
+	}
+}
+
+// IndexedMessage implements app.Store.
+func (s *Store) IndexedMessage(ctx context.Context, wamid string) (app.IndexedMessage, bool, error) {
+	snap, err := s.db.Doc(dispatch.IndexPath(wamid)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return app.IndexedMessage{}, false, nil
+	}
+	if err != nil {
+		return app.IndexedMessage{}, false, unavailable("read wamid index", err)
+	}
+	path, _ := snap.Data()["messagePath"].(string)
+	driver, _ := snap.Data()["driverMobileNumber"].(string)
+	return app.IndexedMessage{MessagePath: path, Driver: driver}, true, nil
+}
+
+// CreateReply implements app.Store: a create, so a redelivery writes
+// nothing new.
+func (s *Store) CreateReply(ctx context.Context, path string, in *wadispatchv1.InboundMessage, at time.Time) (bool, error) {
+	_, err := s.db.Doc(path).Create(ctx, replyFields(in, at))
+	switch {
+	case err == nil:
+		return true, nil
+	case status.Code(err) == codes.AlreadyExists:
+		return false, nil
+	}
+	return false, unavailable("create driver reply", err)
+}
+
+// retryable reports whether a commit may succeed if simply tried again.
+func retryable(err error) (string, bool) {
+	switch status.Code(err) {
+	case codes.Aborted:
+		return "aborted", true
+	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Internal:
+		return "unavailable", true
+	}
+	return "", false
+}
+
+// preconditionFailed reports a commit refused because a document changed
+// (or appeared, or vanished) since it was read: read again and decide again.
+func preconditionFailed(err error) bool {
+	switch status.Code(err) {
+	case codes.FailedPrecondition, codes.AlreadyExists, codes.NotFound:
+		return true
+	}
+	return false
+}
+
+// exponential is the wait between tries, doubling up to max, jittered so
+// that writers racing for one document spread out instead of colliding
+// again.
+func exponential(initial, max time.Duration) *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: initial, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: max}
+}
+
+// pause waits bo's next interval, or until ctx ends.
+func pause(ctx context.Context, bo backoff.BackOff) error {
+	t := time.NewTimer(bo.NextBackOff())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
