@@ -166,3 +166,44 @@ func TestInterceptorAppliesThePolicy(t *testing.T) {
 		t.Errorf("Watch, which no policy names, without a credential: %v, want Unauthenticated", err)
 	}
 }
+
+// Whatever a caller presents, verification never panics, refuses with
+// ErrUnauthenticated and never quotes the credential.
+func FuzzVerify(f *testing.F) {
+	iss, err := localissuer.Start("127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = iss.Close() })
+	trust, err := auth.ParseIssuers(iss.Trust())
+	if err != nil {
+		f.Fatal(err)
+	}
+	v, err := auth.NewVerifier(context.Background(), audience, trust)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := iss.Mint("sender@p.iam.gserviceaccount.com", audience, time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add("eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, raw string) {
+		id, err := v.Verify(context.Background(), raw)
+		if err == nil {
+			if raw != good || id.Name() == "" {
+				t.Fatalf("accepted %q as %+v", raw, id)
+			}
+			return
+		}
+		if !errors.Is(err, auth.ErrUnauthenticated) {
+			t.Fatalf("error %v does not wrap ErrUnauthenticated", err)
+		}
+		if len(raw) >= 16 && strings.Contains(err.Error(), raw) {
+			t.Fatalf("the error quotes the credential: %v", err)
+		}
+	})
+}

@@ -42,3 +42,22 @@ type countingSecrets struct {
 	reads int
 	data  map[string]string
 }
+
+// Whatever a token file holds, loading it never panics and an error never
+// quotes what the file holds (it may be tokens).
+func FuzzLoadLocalTokens(f *testing.F) {
+	f.Add([]byte(`{"lease-a":"tok-a"}`))
+	f.Add([]byte(`{"lease-a": tok-secret-value}`))
+	f.Add([]byte(`["tok-secret-value"]`))
+	f.Add([]byte{0xff, 0xfe})
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, content []byte) {
+		file := filepath.Join(dir, "tokens.json")
+		if err := os.WriteFile(file, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadLocalTokens("", file); err != nil && len(content) >= 8 && strings.Contains(err.Error(), string(content)) {
+			t.Fatalf("the error quotes the file: %v", err)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -47,7 +48,7 @@ type hookEnv struct {
 	received []*pubsub.Message
 }
 
-func newHookEnv(t *testing.T, secret string, simTune func(*whatsappsim.Options)) *hookEnv {
+func newHookEnv(t testing.TB, secret string, simTune func(*whatsappsim.Options)) *hookEnv {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := pubsubemu.StartForTest(t)
@@ -343,4 +344,45 @@ func TestWebhookAnswers(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("PUT: HTTP %d", resp.StatusCode)
 	}
+}
+
+// Whatever is sent to the public webhook endpoint, with any method, query
+// or signature: it never panics, never answers 5xx while Pub/Sub is up,
+// and echoes a challenge only as digits.
+func FuzzWebhookHandler(f *testing.F) {
+	e := newHookEnv(f, hookSecret, nil)
+	status := `{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"wamid.f","status":"read","timestamp":"1"}]}}]}]}`
+	f.Add("POST", "", []byte(status), whatsappsim.Sign(hookSecret, []byte(status)))
+	f.Add("POST", "", []byte(status), "sha256=00")
+	f.Add("GET", "hub.mode=subscribe&hub.verify_token="+hookToken+"&hub.challenge=123", []byte(nil), "")
+	f.Add("GET", "hub.mode=subscribe&hub.verify_token="+hookToken+"&hub.challenge=<b>x</b>", []byte(nil), "")
+	f.Add("PUT", "", []byte("x"), "")
+	f.Fuzz(func(t *testing.T, method, query string, body []byte, signature string) {
+		if method != "GET" && method != "POST" {
+			method = "PUT"
+		}
+		req, err := http.NewRequest(method, e.url+"?"+query, bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		if signature != "" && !strings.ContainsAny(signature, "\r\n\x00") {
+			req.Header.Set(whatsappsim.SignatureHeader, signature)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return // a request the client will not send (a header Go refuses)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			t.Fatalf("%s ?%s: HTTP %d %s", method, query, resp.StatusCode, got)
+		}
+		if method == "GET" && resp.StatusCode == http.StatusOK {
+			for _, c := range string(got) {
+				if c < '0' || c > '9' {
+					t.Fatalf("handshake echoed %q", got)
+				}
+			}
+		}
+	})
 }
