@@ -1,8 +1,13 @@
 // Package app is the recorder: the only writer of pipeline state to
 // Firestore, behind the wadispatch.v1.Recorder gRPC service. Its use cases
 // are the methods of Service. Each change of a message's state is a pure
-// decision (decide.go) from the State read to the next State, committed by
-// Service.update (store.go), the one place a State becomes fields.
+// decision (decide.go) from the State read to the next State and a Plan,
+// handed to Store.Update (store.go, the ports: Store for the default
+// database, Ancillary for the ancillary one). The package does not import
+// Firestore: services/recorder/internal/adapters/firestore implements the
+// ports, reads and commits (with the precondition and the retries), and is
+// the one place a State becomes fields; its failures reach the use cases
+// classified, as StoreError.
 //
 // Data it owns (default database unless noted):
 //
