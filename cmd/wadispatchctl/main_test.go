@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +22,9 @@ import (
 
 const driver = "+447700900123"
 
-// operatorToken is the credential wadispatchctl presents in these tests.
-var operatorToken = "set by recorder(t)"
+// operatorToken is the credential wadispatchctl presents in these tests,
+// which recorder(t) sets.
+var operatorToken string
 
 func path(id string) string {
 	return "leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/" + id
@@ -50,9 +52,10 @@ func recorder(t *testing.T) string {
 	t.Cleanup(func() { _ = ps.Close() })
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	r := recordertest.Start(t, db, anc, ps, logrus.NewEntry(log))
-	t.Cleanup(r.StopPublishing)
-	rec, addr := r.Client, r.Addr
+	recorder := recordertest.Start(t, db, anc, ps, logrus.NewEntry(log))
+	t.Cleanup(recorder.StopPublishing)
+	rec, addr := recorder.ClientAs(t, recordertest.SenderIdentity), recorder.Addr
+	operatorToken = recorder.Token(t, recordertest.OperatorIdentity)
 	for _, id := range []string{"m1", "m2", "m3", "m4"} {
 		if _, err := db.Doc(path(id)).Set(ctx, map[string]any{"message": "hi"}); err != nil {
 			t.Fatal(err)
@@ -80,12 +83,12 @@ func recorder(t *testing.T) string {
 			}
 			continue
 		}
-		if _, err := rec.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: r}); err != nil {
+		if err := recorder.Record(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
 	time.Sleep(5 * time.Millisecond)
-	if n, err := r.Sweep(ctx); err != nil || n != 1 {
+	if n, err := recorder.Sweep(ctx); err != nil || n != 1 {
 		t.Fatalf("sweep: %d %v", n, err)
 	}
 	return addr
@@ -95,10 +98,13 @@ func ctl(t *testing.T, env map[string]string, args ...string) (code int, stdout,
 	t.Helper()
 	var out, errOut bytes.Buffer
 	code = run(context.Background(), args, &out, &errOut, func(k string) string {
-		if k == "WADISPATCH_ID_TOKEN" && env[k] == "" {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		if k == "WADISPATCH_ID_TOKEN" {
 			return operatorToken
 		}
-		return env[k]
+		return ""
 	})
 	return code, out.String(), errOut.String()
 }
@@ -163,5 +169,20 @@ func TestUsageErrors(t *testing.T) {
 		if code, _, errOut := ctl(t, nil, args...); code != 2 || !strings.Contains(errOut, "usage") && !strings.Contains(errOut, "flag provided but not defined") {
 			t.Errorf("%v: exit %d, %q", args, code, errOut)
 		}
+	}
+}
+
+// wadispatchctl calls as the operator its credential names: a sender's
+// token is refused, and with no credential at all it says how to get one.
+func TestOperatorCredential(t *testing.T) {
+	addr := recorder(t)
+	env := map[string]string{"WADISPATCH_RECORDER_ADDR": addr, "WADISPATCH_ID_TOKEN": "not a token"}
+	if code, _, errOut := ctl(t, env, "unknown"); code != 1 || !strings.Contains(errOut, "Unauthenticated") {
+		t.Errorf("a made-up token: %d %s", code, errOut)
+	}
+	env["WADISPATCH_ID_TOKEN"] = ""
+	env["WADISPATCH_ID_TOKEN_FILE"] = filepath.Join(t.TempDir(), "missing.token")
+	if code, _, errOut := ctl(t, env, "unknown"); code != 1 || !strings.Contains(errOut, "print-identity-token") {
+		t.Errorf("an unreadable token file: %d %s", code, errOut)
 	}
 }

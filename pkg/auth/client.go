@@ -21,7 +21,12 @@ import (
 // credentials of a service account).
 func NewTokenSource(ctx context.Context, audience, file string) (oauth2.TokenSource, error) {
 	if file != "" {
-		return &fileTokens{path: file}, nil
+		ts := &fileTokens{path: file}
+		// A missing or unreadable file is a setup mistake: say so at start.
+		if _, err := ts.Token(); err != nil {
+			return nil, err
+		}
+		return ts, nil
 	}
 	ts, err := idtoken.NewTokenSource(ctx, audience)
 	if err != nil {

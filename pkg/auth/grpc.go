@@ -51,6 +51,11 @@ func (p *Policy) Allow(names []string, methods ...string) *Policy {
 
 type identityKey struct{}
 
+// WithIdentity is ctx of a call made by id.
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
 // FromContext is the verified caller of the call ctx belongs to.
 func FromContext(ctx context.Context) (Identity, bool) {
 	id, ok := ctx.Value(identityKey{}).(Identity)
@@ -97,7 +102,7 @@ func authorize(ctx context.Context, v *Verifier, p *Policy, method string, log *
 				entry.WithField("caller", id.Name()).Warn("call refused: the caller may not call this method")
 				return nil, status.Errorf(codes.PermissionDenied, "%s may not call %s", id.Name(), method)
 			}
-			return context.WithValue(ctx, identityKey{}, id), nil
+			return WithIdentity(ctx, id), nil
 		}
 	}
 	entry.WithError(err).Warn("call refused: no valid credential")

@@ -37,7 +37,7 @@ type spec struct {
 	Reflection          bool          `envconfig:"RECORDER_REFLECTION" default:"false" desc:"serve gRPC reflection (to operators only) for grpcurl"`
 	DefaultDatabase     string        `envconfig:"RECORDER_DEFAULT_DATABASE" default:"(default)" desc:"Firestore database of the messages, state, metrics and wamid index"`
 	AncillaryDatabase   string        `envconfig:"RECORDER_ANCILLARY_DATABASE" default:"ancillary" desc:"Firestore database of whatsapp/{driver}/enquiryMessages/{enquiryId}"`
-	ClaimLease          time.Duration `envconfig:"RECORDER_CLAIM_LEASE" default:"2m" desc:"how long a claim holds without an outcome when the sender names no lease"`
+	ClaimLease          time.Duration `envconfig:"RECORDER_CLAIM_LEASE" default:"2m" desc:"how long a claim holds without an outcome when the sender names no lease, and the longest lease a sender may have"`
 	ExpiredClaimPolicy  string        `envconfig:"RECORDER_EXPIRED_CLAIM_POLICY" default:"unknown" desc:"a claim expired without outcome becomes UNKNOWN (unknown) or is sent again by the next claim (resend)"`
 	MetricsDocPath      string        `envconfig:"RECORDER_METRICS_DOC_PATH" default:"leasecompany/{leaseId}/performanceMetrics/{createdBy}" desc:"the sending user's metrics document holding numberOfWhatsappMessagesSent"`
 	SweepInterval       time.Duration `envconfig:"RECORDER_SWEEP_INTERVAL" default:"30s" desc:"how often claims expired without an outcome are marked UNKNOWN, and stalled claims counted"`

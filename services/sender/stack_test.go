@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +22,6 @@ import (
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/logging/logtest"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
-	"github.com/visn/wadispatch/pkg/testinfra/localissuer"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
@@ -45,14 +42,16 @@ const (
 )
 
 type stack struct {
-	t        testing.TB
-	sim      *whatsappsim.Simulator
-	simURL   string
-	ps       *pubsub.Client
-	tasks    *pubsub.Publisher
-	db       *firestore.Client
+	t      testing.TB
+	sim    *whatsappsim.Simulator
+	simURL string
+	ps     *pubsub.Client
+	tasks  *pubsub.Publisher
+	db     *firestore.Client
+	// recorder serves the recorder's API with its authentication; recorder
+	// reads as an operator through it.
+	rec      *recordertest.Recorder
 	recorder wadispatchv1.RecorderClient
-	recAddr  string
 	// idToken is the file of the sender's ID token for the recorder.
 	idToken string
 	logs    *logtest.Buffer
@@ -98,8 +97,8 @@ func newStack(t testing.TB, simOpts whatsappsim.Options, recordResults bool) *st
 		t.Fatal(err)
 	}
 	rec := recordertest.Start(t, db, anc, ps, recLog)
-	s.idToken = idTokenFile(t)
-	s.recorder, s.recAddr = rec.Client, rec.Addr
+	s.rec, s.idToken = rec, rec.TokenFile(t, recordertest.SenderIdentity)
+	s.recorder = rec.ClientAs(t, recordertest.OperatorIdentity)
 
 	if simOpts.PhoneNumbers == nil {
 		simOpts.PhoneNumbers = map[string]string{phoneID: testToken}
@@ -156,7 +155,7 @@ func (s *stack) consumeResults(ctx context.Context, recordResults bool) {
 			return
 		}
 		if recordResults {
-			if _, err := s.recorder.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: r}); err != nil {
+			if err := s.rec.Record(ctx, r); err != nil {
 				m.Nack()
 				return
 			}
@@ -276,7 +275,7 @@ func (s *stack) testSpec(claimant string) spec {
 		DeadLetterTopic:     topology.TasksDeadLetterTopic,
 		MaxInFlight:         16,
 		PullStreams:         1,
-		RecorderAddr:        s.recAddr,
+		RecorderAddr:        s.rec.Addr,
 		RecorderAudience:    "wadispatch-recorder",
 		RecorderIDTokenFile: s.idToken,
 		ClaimLease:          12 * time.Second,
@@ -412,23 +411,3 @@ func (s *stack) publishIn(ctx context.Context, task *wadispatchv1.SendTask, orde
 }
 
 func driver(n int) string { return fmt.Sprintf("+4477009%05d", n) }
-
-// idTokenFile is a file holding an ID token a local issuer signed for the
-// sender, as the local stack writes one.
-func idTokenFile(t testing.TB) string {
-	t.Helper()
-	iss, err := localissuer.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = iss.Close() })
-	tok, err := iss.Mint("sender@wadispatch.local", "wadispatch-recorder", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "sender.token")
-	if err := os.WriteFile(file, []byte(tok), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
-}

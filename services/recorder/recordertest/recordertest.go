@@ -1,12 +1,21 @@
 // Package recordertest helps tests of the recorder and its callers: the
-// Recorder served over real gRPC, and the Firestore indexes it is deployed
+// Recorder served over real gRPC (as the service serves it, with its
+// authentication, or bare for tests of the Service itself), and the Firestore indexes it is deployed
 // with, for the emulator to enforce.
 package recordertest
 
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/visn/wadispatch/pkg/auth"
+	"github.com/visn/wadispatch/pkg/testinfra/localissuer"
+	"github.com/visn/wadispatch/services/recorder/internal/adapters/grpcapi"
+	"golang.org/x/oauth2"
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
@@ -55,24 +64,74 @@ func Serve(tb testing.TB, srv wadispatchv1.RecorderServer) (wadispatchv1.Recorde
 	return wadispatchv1.NewRecorderClient(conn), ln.Addr().String()
 }
 
-// Recorder is a recorder Start serves.
+// The callers a recorder Start serves knows.
+const (
+	SenderIdentity   = "sender@wadispatch.test"
+	OperatorIdentity = "operator@wadispatch.test"
+	// Audience is the audience of the tokens it takes.
+	Audience = "wadispatch-recorder"
+)
+
+// Recorder is a recorder Start serves through its real gRPC adapter, with
+// authentication: callers present ID tokens of a local issuer only it
+// trusts.
 type Recorder struct {
-	Client wadispatchv1.RecorderClient
 	Addr   string
 	svc    *app.Service
 	repub  *sendtask.Publisher
+	issuer *localissuer.Issuer
 }
 
 // Sweep marks the claims expired without an outcome UNKNOWN now, as the
 // recorder's sweeper does on its schedule, and says how many it marked.
 func (r *Recorder) Sweep(ctx context.Context) (int, error) { return r.svc.Sweep(ctx) }
 
+// Record records a result as the recorder does for one from Pub/Sub, the
+// only way results reach it.
+func (r *Recorder) Record(ctx context.Context, result *wadispatchv1.SendResult) error {
+	_, err := r.svc.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: result})
+	return err
+}
+
 // StopPublishing flushes the resends published so far; the tb's cleanup
 // calls it too, for tests that close the Pub/Sub client themselves first.
 func (r *Recorder) StopPublishing() { r.repub.Stop() }
 
+// Token is an ID token naming who, for the recorder.
+func (r *Recorder) Token(tb testing.TB, who string) string {
+	tb.Helper()
+	tok, err := r.issuer.Mint(who, Audience, time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+// TokenFile is a file holding Token(who), as the local stack writes one.
+func (r *Recorder) TokenFile(tb testing.TB, who string) string {
+	tb.Helper()
+	file := filepath.Join(tb.TempDir(), "id.token")
+	if err := os.WriteFile(file, []byte(r.Token(tb, who)), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return file
+}
+
+// ClientAs is a client of the recorder calling as who.
+func (r *Recorder) ClientAs(tb testing.TB, who string) wadispatchv1.RecorderClient {
+	tb.Helper()
+	conn, err := grpc.NewClient(r.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(auth.PerRPC(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: r.Token(tb, who)}))))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	return wadispatchv1.NewRecorderClient(conn)
+}
+
 // Start builds the recorder with its default settings over the two
-// databases, resending to the tasks topic of ps, and serves it as Serve does.
+// databases, resending to the tasks topic of ps, and serves it until tb
+// ends.
 func Start(tb testing.TB, db, ancillary *firestore.Client, ps *pubsub.Client, log *logrus.Entry) *Recorder {
 	tb.Helper()
 	repub := sendtask.NewPublisher(ps, topology.TasksTopic, 0)
@@ -82,7 +141,33 @@ func Start(tb testing.TB, db, ancillary *firestore.Client, ps *pubsub.Client, lo
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := &Recorder{svc: svc, repub: repub}
-	r.Client, r.Addr = Serve(tb, svc)
-	return r
+	iss, err := localissuer.Start("127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = iss.Close() })
+	trust, err := auth.ParseIssuers(iss.Trust())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	verifier, err := auth.NewVerifier(context.Background(), Audience, trust)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	api, err := grpcapi.New("127.0.0.1:0", svc, grpcapi.Access{
+		Verifier: verifier, Senders: []string{SenderIdentity}, Operators: []string{OperatorIdentity}, Log: log,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- api.Run(ctx, time.Second) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("recorder gRPC server: %v", err)
+		}
+	})
+	return &Recorder{Addr: api.Addr(), svc: svc, repub: repub, issuer: iss}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/visn/wadispatch/pkg/auth"
+
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -24,7 +26,7 @@ func (s *Service) GetMessage(ctx context.Context, req *wadispatchv1.GetMessageRe
 	if err != nil {
 		return nil, err
 	}
-	return &wadispatchv1.GetMessageResponse{State: st.messageState()}, nil
+	return &wadispatchv1.GetMessageResponse{State: st.readState()}, nil
 }
 
 func (s *Service) getState(ctx context.Context, ref dispatch.MessageRef) (*State, error) {
@@ -62,7 +64,7 @@ func (s *Service) ListEnquiryMessages(ctx context.Context, req *wadispatchv1.Lis
 func messageStates(states []*State) []*wadispatchv1.MessageState {
 	var out []*wadispatchv1.MessageState
 	for _, st := range states {
-		out = append(out, st.messageState())
+		out = append(out, st.readState())
 	}
 	return out
 }
@@ -129,7 +131,13 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 	if err != nil {
 		return nil, invalid("message_doc_id: %v", err)
 	}
-	by := orUnknown(req.GetRequestedBy())
+	// Who asks is who the credential names: the request's requested_by is
+	// the caller's to write, so it decides nothing.
+	var by string
+	if id, ok := auth.FromContext(ctx); ok {
+		by = id.Name()
+	}
+	by = orUnknown(by)
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "requestedBy": by})
 	var (
 		cur  *State
@@ -163,7 +171,7 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 		return nil, status.Errorf(codes.Unavailable, "republish task of %s: %v", ref.Path(), err)
 	}
 	log.Info("resend requested; task republished")
-	return &wadispatchv1.ResendResponse{State: cur.messageState()}, nil
+	return &wadispatchv1.ResendResponse{State: cur.readState()}, nil
 }
 
 // Sweep marks claims that expired without an outcome UNKNOWN, so they show

@@ -49,10 +49,6 @@ type Config struct {
 // DefaultMetricsDocPath is the metrics document of the seed flow.
 const DefaultMetricsDocPath = "leasecompany/{leaseId}/performanceMetrics/{createdBy}"
 
-// maxClaimLease bounds a requested lease: a longer one would hide a dead
-// sender's claim from operators for too long.
-const maxClaimLease = time.Hour
-
 func (c *Config) defaults() error {
 	if c.ClaimLease <= 0 {
 		c.ClaimLease = 2 * time.Minute
@@ -136,10 +132,12 @@ func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequ
 	}
 	c := claim{ID: uuid.NewString(), Claimant: orUnknown(req.GetClaimant()), Lease: s.cfg.ClaimLease, Task: task, Ref: ref}
 	if l := req.GetLease(); l != nil {
-		if err := l.CheckValid(); err != nil || l.AsDuration() <= 0 || l.AsDuration() > maxClaimLease {
-			return nil, invalid("lease must be between 0 and %s", maxClaimLease)
+		if err := l.CheckValid(); err != nil || l.AsDuration() <= 0 {
+			return nil, invalid("lease must be positive")
 		}
-		c.Lease = l.AsDuration()
+		// The recorder's own setting caps it: a longer lease would hide a
+		// dead sender's claim from the sweeper and operators.
+		c.Lease = min(l.AsDuration(), s.cfg.ClaimLease)
 	}
 	taskMap, err := taskFields(task)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/visn/wadispatch/pkg/auth"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
@@ -756,7 +757,8 @@ func TestGetMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := resp.GetState()
-	if st.GetStatus() != wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT || st.GetWhatsappMessageId() != "wamid.A" || st.GetClaimId() != c.GetClaimId() ||
+	// The claim id is all ReleaseClaim needs: only its holder knows it.
+	if st.GetStatus() != wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT || st.GetWhatsappMessageId() != "wamid.A" || st.GetClaimId() != "" ||
 		st.GetDriverMobileNumber() != driver || st.GetCreatedBy() != "u1" || st.GetSentAt() == nil || st.GetClaimedAt() == nil {
 		t.Errorf("state %v", st)
 	}
@@ -873,5 +875,35 @@ func TestMetricsContentionNeverReachesTheCaller(t *testing.T) {
 	}
 	if got := metricValue(t, e.reg, "wadispatch_recorder_firestore_commit_retries_total", map[string]string{"reason": "aborted"}); got != float64(c.fired.Load()) {
 		t.Errorf("aborted retries metric %v, aborts %d", got, c.fired.Load())
+	}
+}
+
+// A sender may ask for a shorter lease than the recorder's, never a longer
+// one: a claim held for hours would hide a dead sender's send.
+func TestRequestedLeaseIsCappedByTheRecorder(t *testing.T) {
+	e := newEnv(t, envOptions{cfg: app.Config{ClaimLease: time.Minute}})
+	for id, asked := range map[string]time.Duration{"m1": 10 * time.Hour, "m2": 10 * time.Second} {
+		task := e.newMessage(t, id)
+		before := time.Now()
+		c := e.claim(t, task, asked)
+		got := c.GetLeaseExpiresAt().AsTime().Sub(before)
+		if want := min(asked, time.Minute); got > want+5*time.Second || got < want-5*time.Second {
+			t.Errorf("asked for %s: lease of %s, want about %s", asked, got.Round(time.Second), want)
+		}
+	}
+}
+
+// A resend is recorded under the caller the credential names, whatever the
+// request says.
+func TestResendIsRecordedUnderTheCaller(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	e.record(t, failed(task, e.claim(t, task, 0).GetClaimId()))
+	ctx := auth.WithIdentity(context.Background(), auth.Identity{Email: "operator@visn.example"})
+	if _, err := e.svc.Resend(ctx, &wadispatchv1.ResendRequest{MessageDocId: messagePath("m1"), RequestedBy: "somebody-else"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := doc(t, e.db, messagePath("m1")+"/dispatch/state")["resendRequestedBy"]; got != "operator@visn.example" {
+		t.Errorf("resendRequestedBy %v, want the caller's name", got)
 	}
 }

@@ -106,6 +106,14 @@ func ts(t time.Time) *timestamppb.Timestamp {
 }
 
 // messageState is the state as the API returns it.
+// readState is the state as operators read it: without the claim id, which
+// is all a ReleaseClaim needs, so that only the claim's holder knows it.
+func (s *State) readState() *wadispatchv1.MessageState {
+	m := s.messageState()
+	m.ClaimId = ""
+	return m
+}
+
 func (s *State) messageState() *wadispatchv1.MessageState {
 	return &wadispatchv1.MessageState{
 		MessageDocId:       s.MessagePath,
