@@ -17,6 +17,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/retry"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -359,7 +360,7 @@ func (s *Service) writeAncillary(ctx context.Context, ref dispatch.MessageRef, d
 	if err := checkDocID("driver_mobile_number", driver); err != nil {
 		return status.Errorf(codes.FailedPrecondition, "ancillary record: %v", err)
 	}
-	bo := exponential(50*time.Millisecond, 5*time.Second)
+	bo := retry.Backoff(50*time.Millisecond, 5*time.Second)
 	for try := 0; ; try++ {
 		attempt, cancel := context.WithTimeout(ctx, s.cfg.AncillaryAttemptTimeout)
 		err := s.anc.AddWamids(attempt, ref, driver, wamids)
@@ -372,7 +373,7 @@ func (s *Service) writeAncillary(ctx context.Context, ref dispatch.MessageRef, d
 		}
 		s.m.ancillaryRetry.Inc()
 		log.WithError(err).WithField("try", try+1).Warn("ancillary record write failed; retrying")
-		if pause(ctx, bo) != nil {
+		if retry.Pause(ctx, bo) != nil {
 			return status.FromContextError(ctx.Err()).Err()
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -21,6 +20,7 @@ import (
 	"github.com/visn/wadispatch/pkg/consume"
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/retry"
 	"github.com/visn/wadispatch/pkg/sendtask"
 	"github.com/visn/wadispatch/pkg/tracing"
 	"github.com/visn/wadispatch/pkg/whatsapp"
@@ -464,12 +464,7 @@ func (p *Processor) release(ctx context.Context, log *logrus.Entry, c *heldClaim
 // it claimed again: a sender killed while it waits then leaves a message
 // the next delivery sends, not an UNKNOWN one.
 func (p *Processor) call(ctx context.Context, log *logrus.Entry, held *heldClaim, s whatsapp.Sender, m whatsapp.Message, deadline time.Time) callOutcome {
-	bo := &backoff.ExponentialBackOff{
-		InitialInterval:     p.cfg.InitialBackoff,
-		RandomizationFactor: 0.5,
-		Multiplier:          2,
-		MaxInterval:         p.cfg.MaxBackoff,
-	}
+	bo := retry.Backoff(p.cfg.InitialBackoff, p.cfg.MaxBackoff)
 	var out callOutcome
 	counted := 0
 	for {

@@ -15,12 +15,12 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/firestore/apiv1/firestorepb"
-	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/retry"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
@@ -79,7 +79,7 @@ func (s *Store) Update(ctx context.Context, ref dispatch.MessageRef, op string, 
 		plan    app.Plan
 		decided bool
 		lastErr error
-		bo      = exponential(10*time.Millisecond, time.Second)
+		bo      = retry.Backoff(10*time.Millisecond, time.Second)
 	)
 	for range s.maxAttempts {
 		if !decided {
@@ -114,7 +114,7 @@ func (s *Store) Update(ctx context.Context, ref dispatch.MessageRef, op string, 
 			return unavailable(op, err)
 		}
 		s.retried(why)
-		if err := pause(ctx, bo); err != nil {
+		if err := retry.Pause(ctx, bo); err != nil {
 			return unavailable(op, err)
 		}
 	}
@@ -339,23 +339,4 @@ func preconditionFailed(err error) bool {
 		return true
 	}
 	return false
-}
-
-// exponential is the wait between tries, doubling up to max, jittered so
-// that writers racing for one document spread out instead of colliding
-// again.
-func exponential(initial, max time.Duration) *backoff.ExponentialBackOff {
-	return &backoff.ExponentialBackOff{InitialInterval: initial, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: max}
-}
-
-// pause waits bo's next interval, or until ctx ends.
-func pause(ctx context.Context, bo backoff.BackOff) error {
-	t := time.NewTimer(bo.NextBackOff())
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
