@@ -38,11 +38,6 @@ func TestLoadLocalTokens(t *testing.T) {
 	}
 }
 
-type countingSecrets struct {
-	reads int
-	data  map[string]string
-}
-
 // Whatever a token file holds, loading it never panics and an error never
 // quotes what the file holds (it may be tokens).
 func FuzzLoadLocalTokens(f *testing.F) {

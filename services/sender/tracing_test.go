@@ -42,7 +42,7 @@ func TestProcessContinuesTheTasksTrace(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, kv := range send.Attributes() {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	if attrs["wadispatch.reason"] != "sent" || attrs["wadispatch.ack"] != "true" {
 		t.Errorf("send span verdict: reason %q ack %q, want sent and true", attrs["wadispatch.reason"], attrs["wadispatch.ack"])
