@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,20 @@ func TestDemoOutcomesAreAllExpected(t *testing.T) {
 	for _, want := range []string{"MESSAGE", "READ", "outside_24h_window", "source=driver", "numberOfWhatsappMessagesSent = 2", "arrayOfWhatsappMessageIds"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	// No driver's number in clear in a service's log: each is a keyed hash.
+	e164 := regexp.MustCompile(`(^|[^A-Za-z0-9+])\+[1-9][0-9]{6,14}([^0-9]|$)`)
+	if !e164.MatchString(`"to":"+447911123401"`) {
+		t.Fatal("the number pattern matches no number")
+	}
+	for _, name := range []string{stack.Ingest, stack.Sender, stack.Recorder} {
+		b, err := os.ReadFile(s.LogPath(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := e164.Find(b); m != nil {
+			t.Errorf("%s logged a phone number in clear: %q", name, m)
 		}
 	}
 }
