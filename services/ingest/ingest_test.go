@@ -703,3 +703,24 @@ func TestOversizedEventIDIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// An enquiry read once serves the messages that follow within
+// INGEST_ENQUIRY_CACHE_TTL: reading the message document costs no more
+// reads per message than before.
+func TestEnquiryIsCached(t *testing.T) {
+	e := newEnv(t, func(s *spec) { s.EnquiryCacheTTL = time.Minute })
+	e.seedLeaseAndEnquiry(t)
+	if a := e.post(t, e.chatEvent(t, "ev-q1", msgPath, textMessage()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
+		t.Fatalf("%v", a.body)
+	}
+	if got := decodeTask(t, e.nextTask(t)).GetAccountId(); got != "acc-enquiry" {
+		t.Fatalf("accountId %q from the enquiry", got)
+	}
+	e.seed(t, "leasecompany/l1/enquiries/e1", map[string]any{"accountId": "acc-changed", "serviceUnitId": "su-enquiry"})
+	if a := e.post(t, e.chatEvent(t, "ev-q2", strings.Replace(msgPath, "/m1", "/m2", 1), textMessage()).Binary(e.url)); a.body["outcome"] != app.OutcomePublished {
+		t.Fatalf("%v", a.body)
+	}
+	if got := decodeTask(t, e.nextTask(t)).GetAccountId(); got != "acc-enquiry" {
+		t.Errorf("accountId %q: the enquiry was read again within its TTL", got)
+	}
+}

@@ -38,6 +38,7 @@ type spec struct {
 	TasksTopic         string        `envconfig:"INGEST_TASKS_TOPIC" default:"whatsapp-messages" desc:"Pub/Sub topic the SendTasks are published to"`
 	DefaultRegion      string        `envconfig:"INGEST_DEFAULT_REGION" default:"GB" desc:"region (ISO 3166) assumed for driver numbers written without country code"`
 	LeaseCacheTTL      time.Duration `envconfig:"INGEST_LEASE_CACHE_TTL" default:"30s" desc:"how long a lease's WhatsApp configuration is reused (a missing one: at most 5s)"`
+	EnquiryCacheTTL    time.Duration `envconfig:"INGEST_ENQUIRY_CACHE_TTL" default:"30s" desc:"how long an enquiry's accountId and serviceUnitId are reused (a missing enquiry is read again)"`
 	WhatsAppAPIVersion string        `envconfig:"INGEST_WHATSAPP_API_VERSION" default:"v23.0" desc:"Graph API version for leases whose configuration names none"`
 	TemplateLanguage   string        `envconfig:"INGEST_TEMPLATE_LANGUAGE" default:"en_US" desc:"template language for leases whose configuration names none"`
 	HandlerTimeout     time.Duration `envconfig:"INGEST_HANDLER_TIMEOUT" default:"8s" desc:"longest time one event may take (Firestore reads and the publish); past it the answer is 503. Keep it below the ack deadline of the trigger's Pub/Sub subscription, which is the push request timeout (10s by default)"`
@@ -98,8 +99,8 @@ func (cfg spec) check() error {
 	if !phonenumbers.GetSupportedRegions()[cfg.DefaultRegion] {
 		return fmt.Errorf("INGEST_DEFAULT_REGION %q is not a region phone numbers are known for", cfg.DefaultRegion)
 	}
-	if cfg.HandlerTimeout <= 0 || cfg.LeaseCacheTTL < 0 || cfg.DedupeTTL <= 0 || cfg.WebhookReplayTTL <= 0 {
-		return errors.New("INGEST_HANDLER_TIMEOUT, INGEST_DEDUPE_TTL and INGEST_WEBHOOK_REPLAY_TTL must be positive, INGEST_LEASE_CACHE_TTL not negative")
+	if cfg.HandlerTimeout <= 0 || cfg.LeaseCacheTTL < 0 || cfg.EnquiryCacheTTL < 0 || cfg.DedupeTTL <= 0 || cfg.WebhookReplayTTL <= 0 {
+		return errors.New("INGEST_HANDLER_TIMEOUT, INGEST_DEDUPE_TTL and INGEST_WEBHOOK_REPLAY_TTL must be positive, INGEST_LEASE_CACHE_TTL and INGEST_ENQUIRY_CACHE_TTL not negative")
 	}
 	return nil
 }
@@ -112,7 +113,7 @@ func newHandlers(cfg spec, fs *firestore.Client, tasks app.Tasks, events app.Eve
 		APIVersion: cfg.WhatsAppAPIVersion, TemplateLanguage: cfg.TemplateLanguage,
 	}, cfg.LeaseCacheTTL, now, log)
 	webhookLog := log.WithField("endpoint", adapters.WebhookPath)
-	docs := adapters.NewDocuments(fs)
+	docs := adapters.NewDocuments(fs, cfg.EnquiryCacheTTL, now)
 	in := app.New(app.Config{
 		Database:           cfg.FirestoreDatabase,
 		Region:             cfg.DefaultRegion,

@@ -3,12 +3,10 @@ package adapters
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -31,16 +29,12 @@ type LeaseConfigs struct {
 	missTTL  time.Duration
 	now      func() time.Time
 	log      *logrus.Entry
-
-	mu      sync.Mutex
-	entries map[string]leaseEntry
-	loads   singleflight.Group
+	entries  *cache[leaseEntry]
 }
 
 type leaseEntry struct {
-	cfg     chatmessage.WhatsAppConfig
-	err     error // a no_whatsapp_config rejection
-	expires time.Time
+	cfg chatmessage.WhatsAppConfig
+	err error // a no_whatsapp_config rejection
 }
 
 // maxMissTTL bounds how long a missing configuration is remembered.
@@ -51,87 +45,61 @@ const maxMissTTL = 5 * time.Second
 func NewLeaseConfigs(fs *firestore.Client, defaults chatmessage.ConfigDefaults, ttl time.Duration, now func() time.Time, log *logrus.Entry) *LeaseConfigs {
 	return &LeaseConfigs{
 		fs: fs, defaults: defaults, ttl: ttl, missTTL: min(ttl, maxMissTTL), now: now, log: log,
-		entries: map[string]leaseEntry{},
+		entries: newCache[leaseEntry](now),
 	}
 }
 
 // WhatsAppConfig implements app.Leases.
 func (c *LeaseConfigs) WhatsAppConfig(ctx context.Context, leaseID string) (chatmessage.WhatsAppConfig, error) {
-	c.mu.Lock()
-	e, ok := c.entries[leaseID]
-	c.mu.Unlock()
-	if ok && c.now().Before(e.expires) {
-		return e.cfg, e.err
-	}
-	// Concurrent misses for one lease share one read.
-	v, err, _ := c.loads.Do(leaseID, func() (any, error) {
-		e, err := c.load(ctx, leaseID)
-		if err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		c.entries[leaseID] = e
-		c.sweepLocked()
-		c.mu.Unlock()
-		return e, nil
-	})
+	e, err := c.entries.get(ctx, leaseID, c.load)
 	if err != nil {
 		return chatmessage.WhatsAppConfig{}, err
 	}
-	e = v.(leaseEntry)
 	return e.cfg, e.err
 }
 
-func (c *LeaseConfigs) load(ctx context.Context, leaseID string) (leaseEntry, error) {
+func (c *LeaseConfigs) load(ctx context.Context, leaseID string) (leaseEntry, time.Duration, error) {
 	ref := c.fs.Collection("leasecompany").Doc(leaseID)
 	if ref == nil {
-		return leaseEntry{}, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("lease id %q is not a document id", leaseID)}
+		return leaseEntry{}, 0, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("lease id %q is not a document id", leaseID)}
 	}
 	var data map[string]any
 	snap, err := ref.Get(ctx)
 	switch {
 	case status.Code(err) == codes.NotFound:
 	case err != nil:
-		return leaseEntry{}, firestoreError("read lease "+leaseID, err)
+		return leaseEntry{}, 0, firestoreError("read lease "+leaseID, err)
 	default:
 		data = snap.Data()
 	}
 	cfg, err := chatmessage.ParseWhatsAppConfig(data, c.defaults)
 	if err != nil {
 		logging.WithContext(ctx, c.log).WithError(err).WithField("leaseId", leaseID).Debug("lease has no usable WhatsApp configuration")
-		return leaseEntry{err: err, expires: c.now().Add(c.missTTL)}, nil
+		return leaseEntry{err: err}, c.missTTL, nil
 	}
 	// The token reference names a secret: only whether it is set is logged.
 	logging.WithContext(ctx, c.log).WithFields(logrus.Fields{
 		"leaseId": leaseID, "phoneNumberId": cfg.PhoneNumberID, "apiVersion": cfg.APIVersion,
 		"templateLanguage": cfg.TemplateLanguage, "tokenRefSet": cfg.TokenRef != "",
 	}).Debug("lease WhatsApp configuration loaded")
-	return leaseEntry{cfg: cfg, expires: c.now().Add(c.ttl)}, nil
+	return leaseEntry{cfg: cfg}, c.ttl, nil
 }
 
-// sweepEvery is the cache size above which expired entries are dropped on
-// insert; leases are few, so this only bounds memory against odd inputs.
-const sweepEvery = 1024
-
-func (c *LeaseConfigs) sweepLocked() {
-	if len(c.entries) < sweepEvery {
-		return
-	}
-	now := c.now()
-	for id, e := range c.entries {
-		if !now.Before(e.expires) {
-			delete(c.entries, id)
-		}
-	}
-}
-
-// Documents reads message and enquiry documents.
+// Documents reads message and enquiry documents. Enquiries are kept for a
+// while: the fields ingest takes from them (accountId, serviceUnitId) do
+// not change while messages are written in the enquiry, and a burst of
+// messages in one enquiry then costs one read.
 type Documents struct {
-	fs *firestore.Client
+	fs         *firestore.Client
+	enquiryTTL time.Duration
+	enquiries  *cache[map[string]any]
 }
 
-// NewDocuments reads through fs.
-func NewDocuments(fs *firestore.Client) Documents { return Documents{fs: fs} }
+// NewDocuments reads through fs, keeping enquiries for enquiryTTL (0: not
+// at all); now is the cache's clock.
+func NewDocuments(fs *firestore.Client, enquiryTTL time.Duration, now func() time.Time) Documents {
+	return Documents{fs: fs, enquiryTTL: enquiryTTL, enquiries: newCache[map[string]any](now)}
+}
 
 // Message implements app.Messages.
 func (e Documents) Message(ctx context.Context, path string) (app.StoredMessage, error) {
@@ -151,18 +119,23 @@ func (e Documents) Message(ctx context.Context, path string) (app.StoredMessage,
 
 // Enquiry implements app.Enquiries.
 func (e Documents) Enquiry(ctx context.Context, path string) (map[string]any, error) {
+	return e.enquiries.get(ctx, path, e.readEnquiry)
+}
+
+func (e Documents) readEnquiry(ctx context.Context, path string) (map[string]any, time.Duration, error) {
 	ref := e.fs.Doc(path)
 	if ref == nil {
-		return nil, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("enquiry path %q is not a document path", path)}
+		return nil, 0, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("enquiry path %q is not a document path", path)}
 	}
 	snap, err := ref.Get(ctx)
 	if status.Code(err) == codes.NotFound {
-		return nil, nil
+		// Not kept: the web app may be about to create it.
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, firestoreError("read enquiry", err)
+		return nil, 0, firestoreError("read enquiry", err)
 	}
-	return snap.Data(), nil
+	return snap.Data(), e.enquiryTTL, nil
 }
 
 // firestoreError classifies a Firestore read error. InvalidArgument means

@@ -1,0 +1,73 @@
+package adapters
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// cache keeps values read from Firestore for a while, so that a burst of
+// messages for one lease or enquiry costs one read, and concurrent misses
+// of one key share that read.
+type cache[V any] struct {
+	now func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]cached[V]
+	loads   singleflight.Group
+}
+
+type cached[V any] struct {
+	v       V
+	expires time.Time
+}
+
+func newCache[V any](now func() time.Time) *cache[V] {
+	return &cache[V]{now: now, entries: map[string]cached[V]{}}
+}
+
+// get returns key's value, loading it when missing or expired; load says
+// how long the value it read may be kept. Errors are not kept.
+func (c *cache[V]) get(ctx context.Context, key string, load func(ctx context.Context, key string) (V, time.Duration, error)) (V, error) {
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok && c.now().Before(e.expires) {
+		return e.v, nil
+	}
+	v, err, _ := c.loads.Do(key, func() (any, error) {
+		v, ttl, err := load(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.entries[key] = cached[V]{v: v, expires: c.now().Add(ttl)}
+		c.sweepLocked()
+		c.mu.Unlock()
+		return v, nil
+	})
+	if err != nil {
+		var zero V
+		return zero, err
+	}
+	return v.(V), nil
+}
+
+// sweepEvery is the size above which expired entries are dropped on
+// insert: leases and open enquiries are few, so this only bounds memory
+// against odd inputs.
+const sweepEvery = 1024
+
+func (c *cache[V]) sweepLocked() {
+	if len(c.entries) < sweepEvery {
+		return
+	}
+	now := c.now()
+	for k, e := range c.entries {
+		if !now.Before(e.expires) {
+			delete(c.entries, k)
+		}
+	}
+}
