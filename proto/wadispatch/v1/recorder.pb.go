@@ -243,6 +243,9 @@ func (x *ClaimSendResponse) GetDriverWindowChecked() bool {
 	return false
 }
 
+// A send's outcome to record, as the recorder takes it from
+// whatsapp-message-results: message document, user metrics and claim in one
+// atomic commit, then the ancillary record. Idempotent.
 type RecordResultRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Result        *SendResult            `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
@@ -340,6 +343,8 @@ func (x *RecordResultResponse) GetApplied() bool {
 	return false
 }
 
+// A WhatsApp status webhook (delivered, read, failed) to apply, as the
+// recorder takes it from whatsapp-status-events. Forward only.
 type ApplyStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Event         *StatusEvent           `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
@@ -1339,11 +1344,9 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"c\n" +
 	"\x14ReleaseClaimResponse\x121\n" +
 	"\x05state\x18\x01 \x01(\v2\x1b.wadispatch.v1.MessageStateR\x05state\x12\x18\n" +
-	"\aapplied\x18\x02 \x01(\bR\aapplied2\x96\x06\n" +
+	"\aapplied\x18\x02 \x01(\bR\aapplied2\xe7\x04\n" +
 	"\bRecorder\x12N\n" +
-	"\tClaimSend\x12\x1f.wadispatch.v1.ClaimSendRequest\x1a .wadispatch.v1.ClaimSendResponse\x12W\n" +
-	"\fRecordResult\x12\".wadispatch.v1.RecordResultRequest\x1a#.wadispatch.v1.RecordResultResponse\x12T\n" +
-	"\vApplyStatus\x12!.wadispatch.v1.ApplyStatusRequest\x1a\".wadispatch.v1.ApplyStatusResponse\x12Q\n" +
+	"\tClaimSend\x12\x1f.wadispatch.v1.ClaimSendRequest\x1a .wadispatch.v1.ClaimSendResponse\x12Q\n" +
 	"\n" +
 	"GetMessage\x12 .wadispatch.v1.GetMessageRequest\x1a!.wadispatch.v1.GetMessageResponse\x12l\n" +
 	"\x13ListEnquiryMessages\x12).wadispatch.v1.ListEnquiryMessagesRequest\x1a*.wadispatch.v1.ListEnquiryMessagesResponse\x12T\n" +
@@ -1423,25 +1426,21 @@ var file_wadispatch_v1_recorder_proto_depIdxs = []int32{
 	9,  // 24: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
 	9,  // 25: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
 	1,  // 26: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
-	3,  // 27: wadispatch.v1.Recorder.RecordResult:input_type -> wadispatch.v1.RecordResultRequest
-	5,  // 28: wadispatch.v1.Recorder.ApplyStatus:input_type -> wadispatch.v1.ApplyStatusRequest
-	7,  // 29: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
-	10, // 30: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
-	12, // 31: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
-	14, // 32: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
-	16, // 33: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
-	18, // 34: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
-	2,  // 35: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
-	4,  // 36: wadispatch.v1.Recorder.RecordResult:output_type -> wadispatch.v1.RecordResultResponse
-	6,  // 37: wadispatch.v1.Recorder.ApplyStatus:output_type -> wadispatch.v1.ApplyStatusResponse
-	8,  // 38: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
-	11, // 39: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
-	13, // 40: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
-	15, // 41: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
-	17, // 42: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
-	19, // 43: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
-	35, // [35:44] is the sub-list for method output_type
-	26, // [26:35] is the sub-list for method input_type
+	7,  // 27: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
+	10, // 28: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
+	12, // 29: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
+	14, // 30: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
+	16, // 31: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
+	18, // 32: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
+	2,  // 33: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
+	8,  // 34: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
+	11, // 35: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
+	13, // 36: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
+	15, // 37: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
+	17, // 38: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
+	19, // 39: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
+	33, // [33:40] is the sub-list for method output_type
+	26, // [26:33] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name

@@ -20,8 +20,6 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Recorder_ClaimSend_FullMethodName           = "/wadispatch.v1.Recorder/ClaimSend"
-	Recorder_RecordResult_FullMethodName        = "/wadispatch.v1.Recorder/RecordResult"
-	Recorder_ApplyStatus_FullMethodName         = "/wadispatch.v1.Recorder/ApplyStatus"
 	Recorder_GetMessage_FullMethodName          = "/wadispatch.v1.Recorder/GetMessage"
 	Recorder_ListEnquiryMessages_FullMethodName = "/wadispatch.v1.Recorder/ListEnquiryMessages"
 	Recorder_ListUnknown_FullMethodName         = "/wadispatch.v1.Recorder/ListUnknown"
@@ -36,15 +34,12 @@ const (
 //
 // The recorder is the only writer of pipeline state to Firestore. The sender
 // claims sends through it; internal tools read state and resend through it.
+// Results and status events are no method of it: they reach the recorder
+// only through Pub/Sub, from the services allowed to publish them.
 type RecorderClient interface {
 	// Claims the right to call WhatsApp for one message. Of any number of
 	// concurrent claims for one message exactly one gets SEND.
 	ClaimSend(ctx context.Context, in *ClaimSendRequest, opts ...grpc.CallOption) (*ClaimSendResponse, error)
-	// Records a send's outcome: message document, user metrics and claim in one
-	// atomic commit, then the ancillary record. Idempotent.
-	RecordResult(ctx context.Context, in *RecordResultRequest, opts ...grpc.CallOption) (*RecordResultResponse, error)
-	// Applies a WhatsApp status webhook (delivered, read, failed). Forward only.
-	ApplyStatus(ctx context.Context, in *ApplyStatusRequest, opts ...grpc.CallOption) (*ApplyStatusResponse, error)
 	// Reads one message's pipeline state by document path.
 	GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (*GetMessageResponse, error)
 	// Lists the messages of one enquiry sent to one driver.
@@ -81,26 +76,6 @@ func (c *recorderClient) ClaimSend(ctx context.Context, in *ClaimSendRequest, op
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClaimSendResponse)
 	err := c.cc.Invoke(ctx, Recorder_ClaimSend_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *recorderClient) RecordResult(ctx context.Context, in *RecordResultRequest, opts ...grpc.CallOption) (*RecordResultResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RecordResultResponse)
-	err := c.cc.Invoke(ctx, Recorder_RecordResult_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *recorderClient) ApplyStatus(ctx context.Context, in *ApplyStatusRequest, opts ...grpc.CallOption) (*ApplyStatusResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ApplyStatusResponse)
-	err := c.cc.Invoke(ctx, Recorder_ApplyStatus_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -173,15 +148,12 @@ func (c *recorderClient) ReleaseClaim(ctx context.Context, in *ReleaseClaimReque
 //
 // The recorder is the only writer of pipeline state to Firestore. The sender
 // claims sends through it; internal tools read state and resend through it.
+// Results and status events are no method of it: they reach the recorder
+// only through Pub/Sub, from the services allowed to publish them.
 type RecorderServer interface {
 	// Claims the right to call WhatsApp for one message. Of any number of
 	// concurrent claims for one message exactly one gets SEND.
 	ClaimSend(context.Context, *ClaimSendRequest) (*ClaimSendResponse, error)
-	// Records a send's outcome: message document, user metrics and claim in one
-	// atomic commit, then the ancillary record. Idempotent.
-	RecordResult(context.Context, *RecordResultRequest) (*RecordResultResponse, error)
-	// Applies a WhatsApp status webhook (delivered, read, failed). Forward only.
-	ApplyStatus(context.Context, *ApplyStatusRequest) (*ApplyStatusResponse, error)
 	// Reads one message's pipeline state by document path.
 	GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error)
 	// Lists the messages of one enquiry sent to one driver.
@@ -216,12 +188,6 @@ type UnimplementedRecorderServer struct{}
 
 func (UnimplementedRecorderServer) ClaimSend(context.Context, *ClaimSendRequest) (*ClaimSendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClaimSend not implemented")
-}
-func (UnimplementedRecorderServer) RecordResult(context.Context, *RecordResultRequest) (*RecordResultResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method RecordResult not implemented")
-}
-func (UnimplementedRecorderServer) ApplyStatus(context.Context, *ApplyStatusRequest) (*ApplyStatusResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method ApplyStatus not implemented")
 }
 func (UnimplementedRecorderServer) GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMessage not implemented")
@@ -276,42 +242,6 @@ func _Recorder_ClaimSend_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(RecorderServer).ClaimSend(ctx, req.(*ClaimSendRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _Recorder_RecordResult_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RecordResultRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(RecorderServer).RecordResult(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Recorder_RecordResult_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(RecorderServer).RecordResult(ctx, req.(*RecordResultRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _Recorder_ApplyStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ApplyStatusRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(RecorderServer).ApplyStatus(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Recorder_ApplyStatus_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(RecorderServer).ApplyStatus(ctx, req.(*ApplyStatusRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -434,14 +364,6 @@ var Recorder_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClaimSend",
 			Handler:    _Recorder_ClaimSend_Handler,
-		},
-		{
-			MethodName: "RecordResult",
-			Handler:    _Recorder_RecordResult_Handler,
-		},
-		{
-			MethodName: "ApplyStatus",
-			Handler:    _Recorder_ApplyStatus_Handler,
 		},
 		{
 			MethodName: "GetMessage",

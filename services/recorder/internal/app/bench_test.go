@@ -118,7 +118,7 @@ func benchmarkRecord(b *testing.B, users, abortEvery int) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			r := results[next.Add(1)-1]
-			if _, err := e.rec.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: r}); err != nil {
+			if _, err := e.svc.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: r}); err != nil {
 				failures.Add(1)
 				b.Errorf("RecordResult: %v", err)
 			}

@@ -21,7 +21,7 @@ var (
 )
 
 // HandleResult records a SendResult from whatsapp-message-results through
-// the same path as the RecordResult RPC.
+// RecordResult.
 func (s *Service) HandleResult(ctx context.Context, m consume.Message) consume.Verdict {
 	log := logging.WithContext(ctx, s.log).WithField("messagePath", m.Attributes["messagePath"])
 	if sc := m.Attributes["schema"]; sc != "" && sc != schemaSendResult {

@@ -161,7 +161,7 @@ func (e *env) claim(t testing.TB, task *wadispatchv1.SendTask, lease time.Durati
 
 func (e *env) record(t testing.TB, r *wadispatchv1.SendResult) *wadispatchv1.RecordResultResponse {
 	t.Helper()
-	resp, err := e.rec.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: r})
+	resp, err := e.svc.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: r})
 	if err != nil {
 		t.Fatalf("RecordResult: %v", err)
 	}

@@ -252,7 +252,7 @@ func (s *Service) ReleaseClaim(ctx context.Context, req *wadispatchv1.ReleaseCla
 	return resp, nil
 }
 
-// RecordResult implements wadispatchv1.RecorderServer.
+// RecordResult records a result from whatsapp-message-results (HandleResult).
 func (s *Service) RecordResult(ctx context.Context, req *wadispatchv1.RecordResultRequest) (*wadispatchv1.RecordResultResponse, error) {
 	start := time.Now()
 	r := req.GetResult()
@@ -379,7 +379,7 @@ func (s *Service) writeAncillary(ctx context.Context, ref dispatch.MessageRef, d
 	}
 }
 
-// ApplyStatus implements wadispatchv1.RecorderServer.
+// ApplyStatus applies a status event from whatsapp-status-events.
 func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatusRequest) (*wadispatchv1.ApplyStatusResponse, error) {
 	ev := req.GetEvent()
 	wamid := ev.GetWhatsappMessageId()

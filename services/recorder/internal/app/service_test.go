@@ -90,7 +90,7 @@ func TestSameResultRecordedFiveTimesCountsOnce(t *testing.T) {
 	// Redeliveries race each other as they do across recorder replicas.
 	for range 5 {
 		wg.Go(func() {
-			resp, err := e.rec.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: r})
+			resp, err := e.svc.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: r})
 			if err != nil {
 				t.Errorf("RecordResult: %v", err)
 				return
@@ -187,7 +187,7 @@ func TestStatusNeverMovesBackward(t *testing.T) {
 	e.record(t, r)
 	apply := func(s wadispatchv1.MessageStatus) *wadispatchv1.ApplyStatusResponse {
 		t.Helper()
-		resp, err := e.rec.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
+		resp, err := e.svc.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
 			WhatsappMessageId: "wamid.A", Status: s, Timestamp: timestamppb.Now(), RecipientId: "447700900123",
 			Errors: []*wadispatchv1.WhatsAppError{{Code: 131049, Message: "ecosystem"}},
 		}})
@@ -231,7 +231,7 @@ func TestStatusNeverMovesBackward(t *testing.T) {
 		t.Errorf("readAt %v", m["readAt"])
 	}
 	// A webhook for a wamid not recorded yet is retried later.
-	_, err := e.rec.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
+	_, err := e.svc.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
 		WhatsappMessageId: "wamid.unrecorded", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED}})
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("unindexed wamid: %v, want Unavailable", err)
@@ -243,7 +243,7 @@ func TestFailedStatusAfterSent(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	task := e.newMessage(t, "m1")
 	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
-	resp, err := e.rec.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
+	resp, err := e.svc.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
 		WhatsappMessageId: "wamid.A", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED,
 		Errors: []*wadispatchv1.WhatsAppError{{Code: 131047, Message: "Re-engagement message", Reason: "outside_window"}},
 	}})
@@ -277,7 +277,7 @@ func TestAncillaryWriteRetriedUntilItLands(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.rec.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: sent(task, c.GetClaimId(), "wamid.A")})
+		_, err := e.svc.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: sent(task, c.GetClaimId(), "wamid.A")})
 		done <- err
 	}()
 	// The default database has the outcome while the ancillary one is out...
@@ -458,7 +458,7 @@ func TestExpiredClaimWithPolicyResendIsTakenOver(t *testing.T) {
 		t.Errorf("ancillary ids %v, want both sends", ids)
 	}
 	// Webhooks of the duplicate find their message.
-	resp, err := e.rec.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
+	resp, err := e.svc.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
 		WhatsappMessageId: "wamid.second", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED}})
 	if err != nil || !resp.GetApplied() {
 		t.Errorf("status of the duplicate: %v %v", resp, err)
@@ -807,17 +807,17 @@ func TestMalformedRequestsAreInvalidArgument(t *testing.T) {
 			_, err := e.rec.ClaimSend(ctx, &wadispatchv1.ClaimSendRequest{Task: good, Lease: durationpbNeg()})
 			return err
 		},
-		"record without result": func() error { _, err := e.rec.RecordResult(ctx, &wadispatchv1.RecordResultRequest{}); return err },
+		"record without result": func() error { _, err := e.svc.RecordResult(ctx, &wadispatchv1.RecordResultRequest{}); return err },
 		"record sent without wamid": func() error {
-			_, err := e.rec.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: sent(good, "c", "")})
+			_, err := e.svc.RecordResult(ctx, &wadispatchv1.RecordResultRequest{Result: sent(good, "c", "")})
 			return err
 		},
 		"status without wamid": func() error {
-			_, err := e.rec.ApplyStatus(ctx, &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_READ}})
+			_, err := e.svc.ApplyStatus(ctx, &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_READ}})
 			return err
 		},
 		"status UNKNOWN": func() error {
-			_, err := e.rec.ApplyStatus(ctx, &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{WhatsappMessageId: "w", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_UNKNOWN}})
+			_, err := e.svc.ApplyStatus(ctx, &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{WhatsappMessageId: "w", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_UNKNOWN}})
 			return err
 		},
 		"get bad path": func() error {
@@ -861,7 +861,7 @@ func TestMetricsContentionNeverReachesTheCaller(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, r := range results {
 		wg.Go(func() {
-			if _, err := e.rec.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: r}); err != nil {
+			if _, err := e.svc.RecordResult(context.Background(), &wadispatchv1.RecordResultRequest{Result: r}); err != nil {
 				t.Errorf("RecordResult: %v", err)
 			}
 		})

@@ -44,8 +44,8 @@ type Access struct {
 }
 
 // Policy is the Recorder's per-method authorization. Results and status
-// events reach the recorder only through Pub/Sub: RecordResult and
-// ApplyStatus are closed to every caller.
+// events reach the recorder only through Pub/Sub and are no method of the
+// API; a method the policy does not name is refused to every caller.
 func (a Access) Policy() *auth.Policy {
 	p := auth.NewPolicy().
 		Public(healthpb.Health_Check_FullMethodName, healthpb.Health_Watch_FullMethodName).
