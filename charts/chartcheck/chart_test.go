@@ -666,6 +666,7 @@ func TestWebhookRouteExposesOnlyTheWebhook(t *testing.T) {
 }
 
 func TestChartRefusesUnsafeValues(t *testing.T) {
+	const digest = "@sha256:0000000000000000000000000000000000000000000000000000000000000000"
 	for _, tc := range []struct {
 		set  string
 		want string
@@ -675,7 +676,7 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		{"pubsub.tasksTopic=whatsapp-mesages", "not declared in topology.yaml"},
 		{"pubsub.resultsSubscription=nope", "not declared in topology.yaml"},
 		{"ingest.terminationGracePeriodSeconds=30", "must exceed preStopSleepSeconds + shutdownGraceSeconds"},
-		{"configConnector.enabled=true", "projectNumber is required"},
+		{"configConnector.enabled=true,ingest.image.tag=1" + digest + ",sender.image.tag=1" + digest + ",recorder.image.tag=1" + digest, "projectNumber is required"},
 		// values.schema.json: a misspelt or unknown value is an error, not
 		// a setting silently ignored.
 		{"sender.tokens.secretID=x", "additional properties 'secretID' not allowed"},
@@ -689,6 +690,22 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("--set %s: error %v, want one containing %q", tc.set, err, tc.want)
 		}
+	}
+}
+
+// Outside dev (Config Connector manages the project's resources), a
+// service's image is pinned by digest: a tag alone could change under the
+// deployment.
+func TestProductionImagesArePinnedByDigest(t *testing.T) {
+	prod := []string{filepath.Join(chartDir, "ci", "production-values.yaml")}
+	for _, svc := range services {
+		_, err := runHelm(t, templateArgs(prod, svc+".image.tag=0.1.0")...)
+		if err == nil || !strings.Contains(err.Error(), "@sha256") {
+			t.Errorf("%s.image.tag=0.1.0 with configConnector.enabled: error %v, want the digest pattern refused", svc, err)
+		}
+	}
+	if _, err := runHelm(t, templateArgs(nil, "sender.image.tag=dev")...); err != nil {
+		t.Errorf("a dev install with a plain tag: %v", err)
 	}
 }
 
