@@ -286,6 +286,18 @@ func checkNetworkPolicies(t *testing.T, m *Manifests) {
 			t.Errorf("no NetworkPolicy for %s", name)
 		}
 	}
+	// The metrics scraper's namespaces reach ingest's probes-and-metrics
+	// port, never its events port.
+	if in := byComponent["ingest"]; in != nil {
+		for _, rule := range in.Spec.Ingress {
+			events := slices.ContainsFunc(rule.Ports, func(p networkingv1.NetworkPolicyPort) bool { return p.Port != nil && p.Port.String() == "events" })
+			for _, peer := range rule.From {
+				if events && peer.NamespaceSelector != nil && peer.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "gmp-system" {
+					t.Errorf("ingest: the metrics namespace reaches the events port")
+				}
+			}
+		}
+	}
 	if rec := byComponent["recorder"]; rec != nil {
 		for _, rule := range rec.Spec.Ingress {
 			if !slices.ContainsFunc(rule.Ports, func(p networkingv1.NetworkPolicyPort) bool { return p.Port != nil && p.Port.String() == "grpc" }) {
@@ -657,11 +669,20 @@ func TestWebhookRouteExposesOnlyTheWebhook(t *testing.T) {
 		t.Errorf("Service port %d targets %q, not a port of the ingest container", *backend.Port, target)
 	}
 
+	// The webhook is served apart from the probes: the gateway checks
+	// readiness where the kubelet does, on the container's probes port.
+	probePort := slices.IndexFunc(container.Ports, func(p corev1.ContainerPort) bool {
+		return p.Name == container.ReadinessProbe.HTTPGet.Port.String()
+	})
+	if probePort < 0 || target == container.ReadinessProbe.HTTPGet.Port.String() {
+		t.Fatalf("readiness port %s: not a container port, or the webhook's own", container.ReadinessProbe.HTTPGet.Port.String())
+	}
 	hc := m.HealthCheckPolicies[0].Spec
 	if hc.TargetRef.Kind != "Service" || hc.TargetRef.Name != svc.Name || hc.Default.Config.Type != "HTTP" ||
-		hc.Default.Config.HTTPHealthCheck.PortSpecification != "USE_SERVING_PORT" ||
+		hc.Default.Config.HTTPHealthCheck.PortSpecification != "USE_FIXED_PORT" ||
+		hc.Default.Config.HTTPHealthCheck.Port != int(container.Ports[probePort].ContainerPort) ||
 		hc.Default.Config.HTTPHealthCheck.RequestPath != container.ReadinessProbe.HTTPGet.Path {
-		t.Errorf("health check %+v, want the ingest Service checked on the readiness path %s", hc, container.ReadinessProbe.HTTPGet.Path)
+		t.Errorf("health check %+v, want the ingest pods checked on port %d, path %s", hc, container.Ports[probePort].ContainerPort, container.ReadinessProbe.HTTPGet.Path)
 	}
 }
 

@@ -43,7 +43,7 @@ type Service struct {
 	LogLevel      string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warning or error"`
 	LogPhones     string        `envconfig:"LOG_PHONE_NUMBERS" default:"hash" desc:"driver phone numbers in log lines: hash (a keyed hash, tel:…) or clear (local debugging only)"`
 	LogPhoneKey   string        `envconfig:"LOG_PHONE_HASH_KEY" desc:"key of the phone number hash, the same for every service so one driver's lines correlate; unset, each process picks its own. Never logged"`
-	HTTPAddr      string        `envconfig:"HTTP_ADDR" default:":8080" desc:"ops endpoints (/healthz, /readyz, /metrics) and, for ingest, its HTTP endpoints"`
+	HTTPAddr      string        `envconfig:"HTTP_ADDR" default:":8080" desc:"probes and metrics (/healthz, /readyz, /metrics); ingest serves its own endpoints on INGEST_ADDR"`
 	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"25s" desc:"how long in-flight work may finish after SIGTERM"`
 }
 

@@ -25,6 +25,7 @@ type ReadinessCheck func(ctx context.Context) error
 // Server is a service's HTTP endpoint for probes, metrics and, optionally,
 // the service's own handlers.
 type Server struct {
+	// Registry holds the metrics /metrics serves; nil on an API server.
 	Registry *prometheus.Registry
 
 	mux      *http.ServeMux
@@ -65,27 +66,40 @@ func New(addr string) (*Server, error) { return NewWithLimits(addr, DefaultLimit
 
 // NewWithLimits is New with limits of the caller's.
 func NewWithLimits(addr string, limits Limits) (*Server, error) {
+	s, err := newServer(addr, limits)
+	if err != nil {
+		return nil, err
+	}
+	s.Registry = prometheus.NewRegistry()
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", s.ready)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
+	return s, nil
+}
+
+// NewAPI listens on addr for a service's own endpoints (Handle), with
+// DefaultLimits and the same draining as the ops server but no probes and
+// no metrics: those stay on a port of their own, so a network policy can
+// open one to callers and the other to the metrics scraper.
+func NewAPI(addr string) (*Server, error) { return newServer(addr, DefaultLimits) }
+
+func newServer(addr string, limits Limits) (*Server, error) {
 	if limits.ReadTimeout <= 0 || limits.WriteTimeout <= 0 || limits.IdleTimeout <= 0 || limits.MaxInFlight <= 0 {
 		return nil, fmt.Errorf("ops limits must all be positive: %+v", limits)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("ops listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &Server{
-		Registry: reg,
 		mux:      http.NewServeMux(),
 		listener: ln,
 		checks:   map[string]ReadinessCheck{},
 		fresh:    map[net.Conn]struct{}{},
 	}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	s.mux.HandleFunc("GET /readyz", s.ready)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.srv = &http.Server{
 		Handler:           limitInFlight(s.mux, limits.MaxInFlight),
 		ReadHeaderTimeout: min(10*time.Second, limits.ReadTimeout),

@@ -34,6 +34,7 @@ import (
 type spec struct {
 	config.Service
 
+	APIAddr            string        `envconfig:"INGEST_ADDR" default:":8081" desc:"CloudEvents (/ and /events/firestore) and the WhatsApp webhook (/whatsapp/webhook); HTTP_ADDR serves only probes and metrics"`
 	FirestoreDatabase  string        `envconfig:"INGEST_FIRESTORE_DATABASE" default:"(default)" desc:"Firestore database holding leases, enquiries and messages"`
 	TasksTopic         string        `envconfig:"INGEST_TASKS_TOPIC" default:"whatsapp-messages" desc:"Pub/Sub topic the SendTasks are published to"`
 	DefaultRegion      string        `envconfig:"INGEST_DEFAULT_REGION" default:"GB" desc:"region (ISO 3166) assumed for driver numbers written without country code"`
@@ -84,15 +85,24 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
+	// CloudEvents and webhooks on a port of their own: callers reach it,
+	// the metrics scraper reaches HTTP_ADDR, and neither reaches the other.
+	api, err := ops.NewAPI(cfg.APIAddr)
+	if err != nil {
+		return err
+	}
 	eventHandler, webhookHandler := newHandlers(cfg, fs, tasks, events, srv.Registry, log, time.Now)
-	srv.Handle("/", eventHandler)
-	srv.Handle("/events/firestore", eventHandler)
-	srv.Handle(adapters.WebhookPath, webhookHandler)
+	api.Handle("/", eventHandler)
+	api.Handle("/events/firestore", eventHandler)
+	api.Handle(adapters.WebhookPath, webhookHandler)
 	log.WithFields(logrus.Fields{
-		"addr": srv.Addr(), "database": cfg.FirestoreDatabase, "topic": cfg.TasksTopic, "defaultRegion": cfg.DefaultRegion,
+		"addr": api.Addr(), "opsAddr": srv.Addr(), "database": cfg.FirestoreDatabase, "topic": cfg.TasksTopic, "defaultRegion": cfg.DefaultRegion,
 		"statusTopic": cfg.StatusTopic, "webhookAppSecretSet": cfg.WebhookAppSecret != "", "webhookVerifyTokenSet": cfg.WebhookVerifyToken != "",
 	}).Info("ingest starting")
-	return lifecycle.Run(ctx, func(ctx context.Context) error { return srv.Run(ctx, cfg.ShutdownGrace) })
+	return lifecycle.Run(ctx,
+		func(ctx context.Context) error { return srv.Run(ctx, cfg.ShutdownGrace) },
+		func(ctx context.Context) error { return api.Run(ctx, cfg.ShutdownGrace) },
+	)
 }
 
 func (cfg spec) check() error {

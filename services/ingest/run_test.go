@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,13 +15,15 @@ import (
 )
 
 // run, wired from the environment as in production, serves events on
-// HTTP_ADDR and returns nil once its context ends, after draining.
+// INGEST_ADDR and probes and metrics on HTTP_ADDR, each only on its own
+// port, and returns nil once its context ends, after draining.
 func TestRunFromEnvironmentAndShutdown(t *testing.T) {
 	e := newEnv(t, nil) // emulators, and a receiver on the tasks subscription
 	e.seedLeaseAndEnquiry(t)
 	// Port 0, and the address from the start-up line: a port picked and
 	// released here could be taken by another test before ingest listens.
 	t.Setenv("HTTP_ADDR", "127.0.0.1:0")
+	t.Setenv("INGEST_ADDR", "127.0.0.1:0")
 	t.Setenv("SHUTDOWN_GRACE", "5s")
 	var cfg spec
 	if err := config.Load(&cfg); err != nil {
@@ -35,11 +39,12 @@ func TestRunFromEnvironmentAndShutdown(t *testing.T) {
 	go func() { done <- run(ctx, cfg, log) }()
 
 	deadline := time.Now().Add(5 * time.Second)
-	var addr string
+	var addr, opsAddr string
 	for addr == "" {
 		for _, l := range e.logs.Entries(t) {
 			if l["message"] == "ingest starting" {
 				addr, _ = l["addr"].(string)
+				opsAddr, _ = l["opsAddr"].(string)
 			}
 		}
 		if time.Now().After(deadline) {
@@ -49,7 +54,7 @@ func TestRunFromEnvironmentAndShutdown(t *testing.T) {
 	}
 	url := "http://" + addr + "/events/firestore"
 	for {
-		resp, err := http.Get("http://" + addr + "/healthz")
+		resp, err := http.Get("http://" + opsAddr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			break
@@ -63,6 +68,19 @@ func TestRunFromEnvironmentAndShutdown(t *testing.T) {
 		t.Fatalf("answer %d %v", a.code, a.body)
 	}
 	e.onlyTask(t, "ev-run")
+	// Each port serves only its own endpoints: no metrics where events
+	// come in, no events where metrics are scraped.
+	for _, c := range []struct{ addr, path string }{{addr, "/metrics"}, {opsAddr, "/events/firestore"}} {
+		resp, err := http.Get("http://" + c.addr + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusMethodNotAllowed && c.addr == opsAddr || strings.Contains(string(b), "go_goroutines") {
+			t.Errorf("GET %s on %s: HTTP %d %.80s", c.path, c.addr, resp.StatusCode, b)
+		}
+	}
 
 	cancel()
 	select {
@@ -73,8 +91,10 @@ func TestRunFromEnvironmentAndShutdown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after its context ended")
 	}
-	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
-		t.Fatal("still serving after shutdown")
+	for _, a := range []string{addr, opsAddr} {
+		if _, err := http.Get("http://" + a + "/"); err == nil {
+			t.Fatalf("%s still serving after shutdown", a)
+		}
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 func TestServicesAnswerHealthzAndStopWithinASecondOfSIGTERM(t *testing.T) {
 	s := stack.StartForTest(t, stack.Options{})
 	for name, url := range map[string]string{
-		stack.Ingest:   s.IngestURL,
+		stack.Ingest:   s.IngestOpsURL,
 		stack.Sender:   s.SenderURL,
 		stack.Recorder: s.RecorderURL,
 	} {

@@ -65,7 +65,8 @@ type Stack struct {
 	FirestoreAddr string
 	PubSubAddr    string
 	SimulatorURL  string
-	IngestURL     string
+	IngestURL     string // CloudEvents and the WhatsApp webhook
+	IngestOpsURL  string // ingest's probes and metrics
 	SenderURL     string
 	RecorderURL   string // the recorder's ops HTTP endpoint
 	RecorderAddr  string // the recorder's gRPC endpoint
@@ -144,12 +145,13 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}()
 
 	addrs := map[string]string{}
-	for _, name := range []string{"ingest", "sender", "recorder-http", "recorder-grpc", "simulator"} {
+	for _, name := range []string{"ingest", "ingest-ops", "sender", "recorder-http", "recorder-grpc", "simulator"} {
 		if addrs[name], err = freeAddr(); err != nil {
 			return nil, err
 		}
 	}
 	s.IngestURL = "http://" + addrs["ingest"]
+	s.IngestOpsURL = "http://" + addrs["ingest-ops"]
 	s.SenderURL = "http://" + addrs["sender"]
 	s.RecorderURL = "http://" + addrs["recorder-http"]
 	s.RecorderAddr = addrs["recorder-grpc"]
@@ -219,7 +221,8 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			"SENDER_WHATSAPP_BASE_URL=" + s.SimulatorURL,
 			"SENDER_TOKENS=" + string(tokens),
 		}},
-		{Ingest, addrs["ingest"], []string{
+		{Ingest, addrs["ingest-ops"], []string{
+			"INGEST_ADDR=" + addrs["ingest"],
 			"INGEST_WEBHOOK_APP_SECRET=" + s.AppSecret,
 			"INGEST_WEBHOOK_VERIFY_TOKEN=" + s.VerifyToken,
 		}},

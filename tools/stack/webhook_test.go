@@ -106,7 +106,7 @@ func TestStatusWebhooksReorderedAndDuplicated(t *testing.T) {
 		metrics := scrape(t, ctx, s.RecorderURL)
 		applied := metrics[`wadispatch_recorder_status_events_total{result="applied"}`]
 		ignored := metrics[`wadispatch_recorder_status_events_total{result="ignored"}`]
-		repeats := scrape(t, ctx, s.IngestURL)[`wadispatch_ingest_webhook_requests_total{outcome="duplicate"}`]
+		repeats := scrape(t, ctx, s.IngestOpsURL)[`wadispatch_ingest_webhook_requests_total{outcome="duplicate"}`]
 		if applied == "4" && ignored == "2" && repeats == "6" {
 			break
 		}
@@ -191,7 +191,7 @@ func TestForgedWebhookRefused(t *testing.T) {
 	if got := getDoc(t, ctx, fs, c.Path())["status"]; got != "SENT" {
 		t.Fatalf("status %v after forged webhooks, want SENT", got)
 	}
-	metrics := scrape(t, ctx, s.IngestURL)
+	metrics := scrape(t, ctx, s.IngestOpsURL)
 	if metrics[`wadispatch_ingest_webhook_signature_failures_total{reason="mismatch"}`] != "1" ||
 		metrics[`wadispatch_ingest_webhook_signature_failures_total{reason="missing"}`] != "1" {
 		t.Errorf("signature failure metrics: %v", metrics)

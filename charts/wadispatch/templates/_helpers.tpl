@@ -156,7 +156,6 @@ seccompProfile:
     matchLabels:
       {{- include "wadispatch.selectorLabels" (dict "root" . "component" "whatsapp-simulator") | nindent 6 }}
 {{- end }}
-{{- include "wadispatch.metricsPeers" . }}
 {{- end -}}
 
 {{/* Metadata of a Config Connector resource: its namespace (when not the

@@ -3,6 +3,9 @@
 
 {{- define "wadispatch.env.ingest" -}}
 {{- $v := .Values -}}
+# CloudEvents and the webhook; probes and metrics stay on HTTP_ADDR.
+- name: INGEST_ADDR
+  value: ":8081"
 - name: INGEST_TASKS_TOPIC
   value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.tasksTopic) | quote }}
 - name: INGEST_FIRESTORE_DATABASE

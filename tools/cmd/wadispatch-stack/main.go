@@ -68,7 +68,7 @@ func run(ctx context.Context, mode, bin, logs string) (ok bool, err error) {
   Firestore emulator   export FIRESTORE_EMULATOR_HOST=%s
   Pub/Sub emulator     export PUBSUB_EMULATOR_HOST=%s
   WhatsApp simulator   %s  (admin: %s/_sim/messages)
-  ingest               %s  (CloudEvents at /, metrics at /metrics)
+  ingest               %s  (CloudEvents at /, the webhook at /whatsapp/webhook; metrics at %s/metrics)
   sender               %s
   recorder             gRPC %s  (ops %s)
   wadispatchctl        WADISPATCH_ID_TOKEN_FILE=%s bin/wadispatchctl --addr %s status <messagePath>
@@ -76,7 +76,7 @@ func run(ctx context.Context, mode, bin, logs string) (ok bool, err error) {
 The lease %q is seeded; create documents under
 leasecompany/%s/enquiries/<enquiryId>/whatsapp/messages/chatMessages/ to send.
 Ctrl-C stops everything.
-`, s.FirestoreAddr, s.PubSubAddr, s.SimulatorURL, s.SimulatorURL, s.IngestURL, s.SenderURL,
+`, s.FirestoreAddr, s.PubSubAddr, s.SimulatorURL, s.SimulatorURL, s.IngestURL, s.IngestOpsURL, s.SenderURL,
 		s.RecorderAddr, s.RecorderURL, s.OperatorTokenFile, s.RecorderAddr, stack.DemoLease, stack.DemoLease)
 	fs, err := s.Firestore(ctx, "(default)")
 	if err != nil {
