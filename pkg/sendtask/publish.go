@@ -2,6 +2,8 @@ package sendtask
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"time"
@@ -19,7 +21,7 @@ var Schema = string((&wadispatchv1.SendTask{}).ProtoReflect().Descriptor().FullN
 
 // Publisher publishes SendTasks to the tasks topic the way every task is
 // published, by ingest and by an operator's resend alike: the protobuf
-// task, ordered by the driver's number so one driver's messages go out in
+// task, ordered per driver (OrderingKey) so one driver's messages go out in
 // order, with routing attributes and the caller's trace.
 type Publisher struct {
 	p *pubsub.Publisher
@@ -56,7 +58,7 @@ func (p *Publisher) Publish(ctx context.Context, task *wadispatchv1.SendTask, ex
 		attrs["eventId"] = id
 	}
 	maps.Copy(attrs, extra)
-	key := task.GetDriverMobileNumber()
+	key := OrderingKey(task.GetDriverMobileNumber())
 	id, err := p.p.Publish(ctx, &pubsub.Message{Data: data, OrderingKey: key, Attributes: tracing.Inject(ctx, attrs)}).Get(ctx)
 	if err != nil {
 		// A failed publish pauses its ordering key until resumed.
@@ -64,6 +66,15 @@ func (p *Publisher) Publish(ctx context.Context, task *wadispatchv1.SendTask, ex
 		return "", fmt.Errorf("publish SendTask: %w", err)
 	}
 	return id, nil
+}
+
+// OrderingKey is the ordering key of a driver's tasks: the same for every
+// task to one number, so one driver's messages go out in order, without the
+// number in clear in the message's metadata (which Pub/Sub shows in its
+// console and dead-letter listings).
+func OrderingKey(driver string) string {
+	sum := sha256.Sum256([]byte(driver))
+	return "driver-" + hex.EncodeToString(sum[:12])
 }
 
 // Stop flushes the tasks accepted so far and stops the publisher.

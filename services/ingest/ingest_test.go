@@ -26,6 +26,7 @@ import (
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/logging/logtest"
 	"github.com/visn/wadispatch/pkg/ops"
+	"github.com/visn/wadispatch/pkg/sendtask"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
@@ -257,7 +258,7 @@ func TestPublishesTaskFromBinaryProtobufEvent(t *testing.T) {
 		t.Fatalf("answer %d %v", a.code, a.body)
 	}
 	m := e.onlyTask(t, "ev-bin-1")
-	if m.OrderingKey != "+447911123456" {
+	if m.OrderingKey != sendtask.OrderingKey("+447911123456") {
 		t.Errorf("ordering key %q", m.OrderingKey)
 	}
 	wantAttrs := map[string]string{
@@ -342,7 +343,7 @@ func TestPublishesTemplateFromStructuredJSONEvent(t *testing.T) {
 	if got := decodeTask(t, m); !proto.Equal(got, want) {
 		t.Fatalf("task\n got %v\nwant %v", got, want)
 	}
-	if m.Attributes["type"] != "template" || m.OrderingKey != "+447400123456" {
+	if m.Attributes["type"] != "template" || m.OrderingKey != sendtask.OrderingKey("+447400123456") {
 		t.Errorf("attributes %v key %q", m.Attributes, m.OrderingKey)
 	}
 }

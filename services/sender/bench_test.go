@@ -11,6 +11,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/visn/wadispatch/pkg/sendtask"
 	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
@@ -53,7 +54,7 @@ func BenchmarkSender(b *testing.B) {
 				data, _ := proto.Marshal(task)
 				results = append(results, s.tasks.Publish(context.Background(), &pubsub.Message{
 					Data:        data,
-					OrderingKey: task.GetDriverMobileNumber(),
+					OrderingKey: sendtask.OrderingKey(task.GetDriverMobileNumber()),
 					Attributes:  map[string]string{"messagePath": task.GetMessageDocId()},
 				}))
 			}

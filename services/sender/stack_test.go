@@ -21,6 +21,7 @@ import (
 	"github.com/visn/wadispatch/pkg/config"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/logging/logtest"
+	"github.com/visn/wadispatch/pkg/sendtask"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
@@ -403,7 +404,7 @@ func (s *stack) publishIn(ctx context.Context, task *wadispatchv1.SendTask, orde
 	}}
 	m.Attributes = tracing.Inject(ctx, m.Attributes)
 	if ordered {
-		m.OrderingKey = task.GetDriverMobileNumber()
+		m.OrderingKey = sendtask.OrderingKey(task.GetDriverMobileNumber())
 	}
 	if _, err := s.tasks.Publish(context.Background(), m).Get(context.Background()); err != nil {
 		s.t.Fatalf("publish task: %v", err)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/auth"
+	"github.com/visn/wadispatch/pkg/sendtask"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
@@ -672,7 +673,7 @@ func TestResend(t *testing.T) {
 	if !proto.Equal(&got, task) {
 		t.Errorf("republished task %v, want %v", &got, task)
 	}
-	if msg.OrderingKey != driver || msg.Attributes["messagePath"] != messagePath("m1") || msg.Attributes["schema"] != "wadispatch.v1.SendTask" {
+	if msg.OrderingKey != sendtask.OrderingKey(driver) || msg.Attributes["messagePath"] != messagePath("m1") || msg.Attributes["schema"] != "wadispatch.v1.SendTask" {
 		t.Errorf("message key %q attributes %v", msg.OrderingKey, msg.Attributes)
 	}
 	// The republished task goes through the same claim.
