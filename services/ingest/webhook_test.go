@@ -123,6 +123,19 @@ func (e *hookEnv) send(t *testing.T, to string) string {
 	return sent.MessageID
 }
 
+// postSigned posts body signed as Meta signs it and returns the status.
+func (e *hookEnv) postSigned(t *testing.T, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.url, strings.NewReader(body))
+	req.Header.Set(whatsappsim.SignatureHeader, whatsappsim.Sign(hookSecret, []byte(body)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
 // waitFor waits until n messages were received and returns them.
 func (e *hookEnv) waitFor(t *testing.T, n int) []*pubsub.Message {
 	t.Helper()
@@ -217,15 +230,8 @@ func TestWebhookRefusesForgedSignatures(t *testing.T) {
 		}
 	}
 	// A correctly signed copy goes through, so the 401s were the signature's.
-	req, _ := http.NewRequest(http.MethodPost, e.url, strings.NewReader(body))
-	req.Header.Set(whatsappsim.SignatureHeader, whatsappsim.Sign(hookSecret, []byte(body)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("signed body: HTTP %d", resp.StatusCode)
+	if code := e.postSigned(t, body); code != http.StatusOK {
+		t.Fatalf("signed body: HTTP %d", code)
 	}
 	if got := e.waitFor(t, 1); len(got) != 1 {
 		t.Errorf("published %d messages, want only the signed one", len(got))
@@ -256,15 +262,8 @@ func TestWebhookReplayIsNotRepublished(t *testing.T) {
 	e := newHookEnv(t, hookSecret, nil)
 	body := `{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"wamid.replayed","status":"read","timestamp":"1"}]}}]}]}`
 	for i := range 3 {
-		req, _ := http.NewRequest(http.MethodPost, e.url, strings.NewReader(body))
-		req.Header.Set(whatsappsim.SignatureHeader, whatsappsim.Sign(hookSecret, []byte(body)))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("post %d: HTTP %d", i, resp.StatusCode)
+		if code := e.postSigned(t, body); code != http.StatusOK {
+			t.Fatalf("post %d: HTTP %d", i, code)
 		}
 	}
 	if got := metricValue(t, e.registry, "wadispatch_ingest_webhook_requests_total", "outcome", "duplicate"); got != 2 {
