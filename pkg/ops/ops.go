@@ -66,7 +66,7 @@ func New(addr string) (*Server, error) { return NewWithLimits(addr, DefaultLimit
 
 // NewWithLimits is New with limits of the caller's.
 func NewWithLimits(addr string, limits Limits) (*Server, error) {
-	s, err := newServer(addr, limits)
+	s, err := newServer(addr, limits, true)
 	if err != nil {
 		return nil, err
 	}
@@ -84,9 +84,12 @@ func NewWithLimits(addr string, limits Limits) (*Server, error) {
 // DefaultLimits and the same draining as the ops server but no probes and
 // no metrics: those stay on a port of their own, so a network policy can
 // open one to callers and the other to the metrics scraper.
-func NewAPI(addr string) (*Server, error) { return newServer(addr, DefaultLimits) }
+func NewAPI(addr string) (*Server, error) { return newServer(addr, DefaultLimits, false) }
 
-func newServer(addr string, limits Limits) (*Server, error) {
+// newServer serves s.mux; probes names a server whose /healthz and /readyz
+// are its own probes, which the in-flight limit must never refuse. On an
+// API server those paths are the service's to handle, limited like any.
+func newServer(addr string, limits Limits, probes bool) (*Server, error) {
 	if limits.ReadTimeout <= 0 || limits.WriteTimeout <= 0 || limits.IdleTimeout <= 0 || limits.MaxInFlight <= 0 {
 		return nil, fmt.Errorf("ops limits must all be positive: %+v", limits)
 	}
@@ -101,7 +104,7 @@ func newServer(addr string, limits Limits) (*Server, error) {
 		fresh:    map[net.Conn]struct{}{},
 	}
 	s.srv = &http.Server{
-		Handler:           limitInFlight(s.mux, limits.MaxInFlight),
+		Handler:           limitInFlight(s.mux, limits.MaxInFlight, probes),
 		ReadHeaderTimeout: min(10*time.Second, limits.ReadTimeout),
 		ReadTimeout:       limits.ReadTimeout,
 		WriteTimeout:      limits.WriteTimeout,
@@ -111,12 +114,13 @@ func newServer(addr string, limits Limits) (*Server, error) {
 	return s, nil
 }
 
-// limitInFlight answers 503 past n requests in progress. Probes are
-// exempt: a flood must not make Kubernetes restart a pod that is working.
-func limitInFlight(h http.Handler, n int) http.Handler {
+// limitInFlight answers 503 past n requests in progress. Probes, when the
+// server has them, are exempt: a flood must not make Kubernetes restart a
+// pod that is working.
+func limitInFlight(h http.Handler, n int, exemptProbes bool) http.Handler {
 	slots := make(chan struct{}, n)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+		if exemptProbes && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
 			h.ServeHTTP(w, r)
 			return
 		}

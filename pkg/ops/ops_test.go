@@ -191,3 +191,46 @@ func TestInFlightLimit(t *testing.T) {
 		t.Errorf("/healthz = %d while the limit is reached", code)
 	}
 }
+
+// On an API server /healthz is no probe of ours but the service's path, so
+// it waits for a slot like any request: the limit has no way around it.
+func TestAPIServerLimitsEveryPath(t *testing.T) {
+	limits := ops.DefaultLimits
+	limits.MaxInFlight = 1
+	srv, err := ops.NewAPIWithLimits("127.0.0.1:0", limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	srv.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, time.Second) }()
+	defer func() {
+		close(release)
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	go func() {
+		if resp, err := http.Post("http://"+srv.Addr()+"/", "text/plain", strings.NewReader("x")); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-entered
+	// A request let past the limit would wait in the handler: bound it.
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + srv.Addr() + "/healthz")
+	if err != nil {
+		t.Fatalf("/healthz on an API server at its limit: %v, want an answer of 503 at once", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/healthz on an API server at its limit: %d, want 503", resp.StatusCode)
+	}
+}

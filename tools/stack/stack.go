@@ -187,7 +187,7 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	senderToken := filepath.Join(opts.LogDir, "sender.token")
 	s.OperatorTokenFile = filepath.Join(opts.LogDir, "operator.token")
 	for file, who := range map[string]string{senderToken: SenderIdentity, s.OperatorTokenFile: OperatorIdentity} {
-		if err = s.WriteToken(file, who); err != nil {
+		if err = s.writeToken(file, who); err != nil {
 			return nil, err
 		}
 	}
@@ -359,9 +359,9 @@ func (s *Stack) Stop() error {
 	return errors.Join(errs...)
 }
 
-// WriteToken writes an ID token naming who, signed by the stack's issuer
+// writeToken writes an ID token naming who, signed by the stack's issuer
 // for the recorder, to file (only its owner may read it).
-func (s *Stack) WriteToken(file, who string) error {
+func (s *Stack) writeToken(file, who string) error {
 	tok, err := s.issuer.Mint(who, RecorderAudience, tokenTTL)
 	if err != nil {
 		return err
