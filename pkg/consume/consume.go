@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/retry"
 	"github.com/visn/wadispatch/pkg/tracing"
 )
 
@@ -28,6 +29,12 @@ type Verdict struct {
 	// the subscription's dead-letter policy moves it intact to the
 	// dead-letter topic, where operators can read and replay it.
 	Poison bool
+	// Unavailable: a dependency the handler needs is down; nothing is
+	// wrong with the message. With a Gate it is held (the client keeps
+	// extending its ack deadline) and handed to the handler again when the
+	// gate lets it through, instead of nacked: an outage must not spend the
+	// subscription's delivery attempts. Without a Gate it is nacked.
+	Unavailable bool
 }
 
 // Message is one delivery, as handlers see it.
@@ -55,6 +62,15 @@ type Options struct {
 	// handler has. Zero passes the receive context on, for handlers that
 	// decide themselves what shutdown may interrupt.
 	Detach time.Duration
+	// Gate, when set, holds messages while a handler answers Unavailable;
+	// the subscriptions of one service that need the same dependencies
+	// share one.
+	Gate *Gate
+	// HoldFor bounds how long one delivery is held at the gate before it
+	// is nacked after all (spending one delivery attempt per HoldFor of
+	// outage); default and cap: 90% of Settings.MaxExtension, beyond which
+	// the client stops extending the ack deadline anyway.
+	HoldFor time.Duration
 	// Metrics counts verdicts; nil counts nothing.
 	Metrics *Metrics
 	Log     *logrus.Entry
@@ -101,12 +117,8 @@ func Receive(ctx context.Context, sub *pubsub.Subscriber, o Options, h Handler) 
 	if spanName == "" {
 		spanName = "process " + name
 	}
+	holdFor := o.holdFor()
 	err := sub.Receive(ctx, func(ctx context.Context, msg *pubsub.Message) {
-		if o.Detach > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), o.Detach)
-			defer cancel()
-		}
 		m := Message{ID: msg.ID, Data: msg.Data, Attributes: msg.Attributes}
 		if msg.DeliveryAttempt != nil {
 			m.DeliveryAttempt = *msg.DeliveryAttempt
@@ -118,7 +130,8 @@ func Receive(ctx context.Context, sub *pubsub.Subscriber, o Options, h Handler) 
 			attribute.Int("messaging.gcp_pubsub.message.delivery_attempt", m.DeliveryAttempt),
 			attribute.String("wadispatch.message_path", msg.Attributes["messagePath"]),
 		)
-		v := h(ctx, m)
+		v, calls := o.handle(ctx, h, m, time.Now().Add(holdFor))
+		span.SetAttributes(attribute.Int("wadispatch.handler_calls", calls))
 		span.SetAttributes(attribute.Bool("wadispatch.ack", v.Ack), attribute.String("wadispatch.reason", v.Reason))
 		span.End()
 		verdict := "nack"
@@ -144,6 +157,66 @@ func Receive(ctx context.Context, sub *pubsub.Subscriber, o Options, h Handler) 
 		return fmt.Errorf("receive from %s: %w", name, err)
 	}
 	return nil
+}
+
+func (o Options) holdFor() time.Duration {
+	limit := o.Settings.MaxExtension
+	if limit <= 0 {
+		limit = pubsub.DefaultReceiveSettings.MaxExtension
+	}
+	limit = limit * 9 / 10
+	if o.HoldFor > 0 {
+		return min(o.HoldFor, limit)
+	}
+	return limit
+}
+
+// handle calls h until its verdict is not Unavailable, waiting at the gate
+// before each call and, after an Unavailable one, its own backoff too (a
+// message whose dependency alone is down must not spin while the gate
+// stays open for the others). It returns the verdict and the number of
+// calls. A message held past holdUntil, or when ctx ends, is nacked.
+func (o Options) handle(ctx context.Context, h Handler, m Message, holdUntil time.Time) (Verdict, int) {
+	if o.Gate == nil {
+		return o.call(ctx, h, m), 1
+	}
+	hold, cancel := context.WithDeadline(ctx, holdUntil)
+	defer cancel()
+	bo := o.Gate.backoff()
+	for calls := 0; ; {
+		if err := o.Gate.enter(hold); err != nil {
+			return heldVerdict(ctx), calls
+		}
+		v := o.call(ctx, h, m)
+		calls++
+		o.Gate.leave(v.Unavailable, v.Reason)
+		if !v.Unavailable {
+			return v, calls
+		}
+		if retry.Pause(hold, bo) != nil {
+			return heldVerdict(ctx), calls
+		}
+	}
+}
+
+// heldVerdict is the nack of a message whose hold ended: by shutdown when
+// ctx is done, else by the hold's bound.
+func heldVerdict(ctx context.Context) Verdict {
+	if ctx.Err() != nil {
+		return Verdict{Reason: "shutdown"}
+	}
+	return Verdict{Reason: "held_too_long"}
+}
+
+// call is one handler call, detached from ctx's cancellation when Detach
+// says so.
+func (o Options) call(ctx context.Context, h Handler, m Message) Verdict {
+	if o.Detach > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), o.Detach)
+		defer cancel()
+	}
+	return h(ctx, m)
 }
 
 // Handled is the counter of one subscription's verdict and reason.

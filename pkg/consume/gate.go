@@ -1,0 +1,160 @@
+package consume
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/visn/wadispatch/pkg/retry"
+)
+
+// Gate stops a service from working on messages while a dependency they
+// all need is down. The first Unavailable verdict closes it; from then on
+// one message at a time is let through as a probe, after a backoff that
+// grows with each failed probe, and the first verdict that is not
+// Unavailable opens it again for everyone. Messages that wait at a closed
+// gate are held, not nacked: a nack spends one of the subscription's
+// delivery attempts, and an outage longer than they last would move every
+// queued message to the dead-letter topic.
+type Gate struct {
+	mu      sync.Mutex
+	down    bool
+	since   time.Time
+	reason  string
+	probing bool
+	until   time.Time
+	bo      *backoff.ExponentialBackOff
+	// initial and max space the probes, and each held message's calls.
+	initial, max time.Duration
+	// changed is closed, and replaced, whenever the gate opens or a probe
+	// ends, to wake the messages waiting.
+	changed chan struct{}
+	held    int
+}
+
+// NewGate returns an open gate whose probes of a dependency that stays
+// down are spaced from initial up to max apart.
+func NewGate(initial, max time.Duration) *Gate {
+	return &Gate{bo: retry.Backoff(initial, max), initial: initial, max: max, changed: make(chan struct{})}
+}
+
+// backoff spaces one held message's calls.
+func (g *Gate) backoff() *backoff.ExponentialBackOff { return retry.Backoff(g.initial, g.max) }
+
+// enter waits until the gate lets the caller through: at once while it is
+// open, as the probe when it is down and the backoff has passed. It fails
+// only when ctx ends.
+func (g *Gate) enter(ctx context.Context) error {
+	g.mu.Lock()
+	waiting := false
+	defer func() {
+		if waiting {
+			g.held--
+		}
+		g.mu.Unlock()
+	}()
+	for {
+		if !g.down {
+			return nil
+		}
+		now := time.Now()
+		if !g.probing && !now.Before(g.until) {
+			g.probing = true
+			return nil
+		}
+		if !waiting {
+			waiting = true
+			g.held++
+		}
+		changed, wait, probing := g.changed, g.until.Sub(now), g.probing
+		g.mu.Unlock()
+		t := time.NewTimer(max(wait, 0))
+		if probing {
+			// Only the probe's end can let anyone through.
+			t.Stop()
+		}
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+		g.mu.Lock()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// leave reports how the call let through by enter went.
+func (g *Gate) leave(unavailable bool, reason string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	wasProbe := g.probing && g.down
+	switch {
+	case !unavailable:
+		if !g.down {
+			return
+		}
+		g.down, g.probing, g.reason = false, false, ""
+		g.bo.Reset()
+	case !g.down:
+		g.down, g.since, g.reason = true, time.Now(), reason
+		g.until = time.Now().Add(g.bo.NextBackOff())
+	case wasProbe:
+		g.probing, g.reason = false, reason
+		g.until = time.Now().Add(g.bo.NextBackOff())
+	default:
+		// A call that started before the gate closed: the probe schedule
+		// stands.
+		return
+	}
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// Ready is a readiness check: it fails while the gate is down, so that
+// Kubernetes and operators see a service that cannot work.
+func (g *Gate) Ready(context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.down {
+		return fmt.Errorf("a dependency is unavailable since %s (%s); %d messages held", g.since.UTC().Format(time.RFC3339), g.reason, g.held)
+	}
+	return nil
+}
+
+// GateMetricNames name a gate's gauges, spelled out whole where a service
+// registers them.
+type GateMetricNames struct {
+	// Down is 1 while the gate is closed.
+	Down string
+	// Held counts the messages waiting at the gate.
+	Held string
+}
+
+// Collectors are the gate's gauges, for a service's registry.
+func (g *Gate) Collectors(names GateMetricNames) []prometheus.Collector {
+	read := func(f func() float64) func() float64 {
+		return func() float64 {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return f()
+		}
+	}
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: names.Down, Help: "1 while a dependency is unavailable and messages are held instead of handled."},
+			read(func() float64 {
+				if g.down {
+					return 1
+				}
+				return 0
+			})),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: names.Held, Help: "Messages held while a dependency is unavailable, their ack deadlines extended instead of nacked."},
+			read(func() float64 { return float64(g.held) })),
+	}
+}
