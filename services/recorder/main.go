@@ -48,7 +48,8 @@ type spec struct {
 	MaxOutstanding      int           `envconfig:"RECORDER_MAX_OUTSTANDING_MESSAGES" default:"100" desc:"Pub/Sub messages handled at once per subscription"`
 	PullStreams         int           `envconfig:"RECORDER_PULL_STREAMS" default:"1" desc:"Pub/Sub streaming pulls per subscription (one carries megabytes per second; the local pstest server hands each about 100 messages/s)"`
 	AckExtension        time.Duration `envconfig:"RECORDER_ACK_EXTENSION" default:"15s" desc:"how far a message's ack deadline is extended at a time (10s to 600s): a message held by a crashed recorder comes back after at most this"`
-	HandlerTimeout      time.Duration `envconfig:"RECORDER_HANDLER_TIMEOUT" default:"20s" desc:"time to record one Pub/Sub message before it is nacked for redelivery"`
+	HandlerTimeout      time.Duration `envconfig:"RECORDER_HANDLER_TIMEOUT" default:"20s" desc:"time to record one Pub/Sub message; one that runs out of it counts as Firestore not answering, and is held"`
+	OutageProbe         time.Duration `envconfig:"RECORDER_OUTAGE_PROBE_INTERVAL" default:"15s" desc:"longest wait between probes of a Firestore that cannot answer; results and statuses are held meanwhile, not nacked"`
 }
 
 func main() {
@@ -142,8 +143,13 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 	}
 	opsSrv.AddReadiness("firestore", firestoreReady(db))
 	consumers := consume.NewMetrics(opsSrv.Registry, consume.MetricNames{Handled: "wadispatch_recorder_pubsub_messages_total", Poison: "wadispatch_recorder_poison_messages_total"})
+	// Both subscriptions need Firestore: while it cannot answer, their
+	// messages wait at one gate and the recorder reports not ready.
+	gate := consume.NewGate(200*time.Millisecond, s.OutageProbe)
+	opsSrv.AddReadiness("dependencies", gate.Ready)
+	opsSrv.Registry.MustRegister(gate.Collectors(consume.GateMetricNames{Down: "wadispatch_recorder_dependency_down", Held: "wadispatch_recorder_held_messages"})...)
 	receive := func(subscription string, h consume.Handler) lifecycle.Part {
-		o := consume.Options{Settings: s.receiveSettings(), Detach: s.HandlerTimeout, Metrics: consumers, Log: log}
+		o := consume.Options{Settings: s.receiveSettings(), Detach: s.HandlerTimeout, Gate: gate, Metrics: consumers, Log: log}
 		return func(ctx context.Context) error { return consume.Receive(ctx, ps.Subscriber(subscription), o, h) }
 	}
 	return &recorder{

@@ -59,7 +59,9 @@ type spec struct {
 	InitialBackoff  time.Duration `envconfig:"SENDER_INITIAL_BACKOFF" default:"500ms" desc:"first backoff between attempts (exponential, with jitter)"`
 	MaxBackoff      time.Duration `envconfig:"SENDER_MAX_BACKOFF" default:"10s" desc:"longest backoff between attempts"`
 	PublishTimeout  time.Duration `envconfig:"SENDER_PUBLISH_TIMEOUT" default:"30s" desc:"timeout of publishing a result and waiting for its confirmation"`
-	InFlightRecheck time.Duration `envconfig:"SENDER_IN_FLIGHT_RECHECK" default:"5s" desc:"longest wait before nacking a task another sender holds"`
+	PublishRetryFor time.Duration `envconfig:"SENDER_PUBLISH_RETRY_FOR" default:"10m" desc:"how long a result or dead letter that fails to publish is tried again before its task is nacked"`
+	InFlightRecheck time.Duration `envconfig:"SENDER_IN_FLIGHT_RECHECK" default:"5s" desc:"how often a task whose send another sender holds asks for the claim again (for at most SENDER_CLAIM_LEASE)"`
+	OutageProbe     time.Duration `envconfig:"SENDER_OUTAGE_PROBE_INTERVAL" default:"15s" desc:"longest wait between probes of a recorder or Secret Manager that cannot answer; tasks are held meanwhile, not nacked"`
 	EnforceWindow   bool          `envconfig:"SENDER_ENFORCE_WINDOW" default:"true" desc:"fail free-form text to a driver who has not written within 24 hours (reason outside_24h_window) without calling WhatsApp; templates are always sent"`
 
 	Tokens         string        `envconfig:"SENDER_TOKENS" desc:"local runs: JSON object from token reference to WhatsApp token"`
@@ -111,6 +113,11 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 		return err
 	}
 	srv.AddReadiness("recorder", recorder.Ready)
+	// While the recorder (or Firestore behind it) cannot answer, tasks are
+	// held at the gate and the sender reports not ready.
+	gate := consume.NewGate(200*time.Millisecond, cfg.OutageProbe)
+	srv.AddReadiness("dependencies", gate.Ready)
+	srv.Registry.MustRegister(gate.Collectors(consume.GateMetricNames{Down: "wadispatch_sender_dependency_down", Held: "wadispatch_sender_held_tasks"})...)
 	claimant := cfg.claimant()
 	proc := app.NewProcessor(cfg.processorConfig(claimant), recorder.Client(), wa, tokens, publisher,
 		app.NewLimiters(cfg.RatePerNumber, cfg.RateBurst, cfg.RateCooldown), adapters.Clock{}, app.NewMetrics(srv.Registry), log)
@@ -121,7 +128,7 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 		func(ctx context.Context) error {
 			// No Detach: the processor itself decides what shutdown may
 			// interrupt (nothing once a send is claimed).
-			err := consume.Receive(ctx, ps.Subscriber(cfg.Subscription), consume.Options{Settings: cfg.receiveSettings(), SpanName: "send", Log: log}, proc.Process)
+			err := consume.Receive(ctx, ps.Subscriber(cfg.Subscription), consume.Options{Settings: cfg.receiveSettings(), SpanName: "send", Gate: gate, Log: log}, proc.Process)
 			if err == nil {
 				log.Info("stopped receiving; in-flight tasks finished")
 			}
@@ -176,6 +183,7 @@ func (cfg spec) processorConfig(claimant string) app.Config {
 		CallTimeout:       cfg.WhatsAppTimeout,
 		PublishReserve:    cfg.publishReserve(),
 		PublishTimeout:    cfg.PublishTimeout,
+		PublishRetryFor:   cfg.PublishRetryFor,
 		InFlightRecheck:   cfg.InFlightRecheck,
 		DefaultAPIVersion: cfg.WhatsAppAPIVersion,
 		EnforceWindow:     cfg.EnforceWindow,

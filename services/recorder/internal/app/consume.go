@@ -91,6 +91,12 @@ func verdictOf(log *logrus.Entry, err error) consume.Verdict {
 		// would meet the same answer.
 		log.WithError(err).Warn("message cannot be applied; acked")
 		return consume.Verdict{Ack: true, Reason: "permanent"}
+	case codes.Unavailable, codes.DeadlineExceeded:
+		// Firestore (or the recorder's budget for it) did not answer: an
+		// outage, which holds the message instead of spending its
+		// delivery attempts.
+		log.WithError(err).Warn("a dependency is unavailable; message held")
+		return consume.Verdict{Reason: "unavailable", Unavailable: true}
 	}
 	log.WithError(err).Warn("transient failure; nacked for redelivery")
 	return consume.Verdict{Reason: "transient"}

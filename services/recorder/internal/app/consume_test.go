@@ -21,8 +21,9 @@ func TestVerdictOf(t *testing.T) {
 		codes.InvalidArgument:    {Reason: "invalid", Poison: true},
 		codes.FailedPrecondition: {Ack: true, Reason: "permanent"},
 		codes.NotFound:           {Ack: true, Reason: "permanent"},
-		codes.Unavailable:        {Reason: "transient"},
-		codes.DeadlineExceeded:   {Reason: "transient"},
+		codes.Unavailable:        {Reason: "unavailable", Unavailable: true},
+		codes.DeadlineExceeded:   {Reason: "unavailable", Unavailable: true},
+		codes.Aborted:            {Reason: "transient"},
 		codes.Canceled:           {Reason: "transient"},
 	} {
 		if got := verdictOf(log, status.Error(code, "x")); got != want {

@@ -175,7 +175,7 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 	err := s.update(ctx, "claim", c.Ref, true, func(st *State, exists bool) (Plan, error) {
 		marked = false
 		if !exists {
-			return Plan{}, status.Errorf(codes.FailedPrecondition, "message document %s does not exist (deleted?): nothing to send", c.Ref.Path())
+			return Plan{}, status.Errorf(codes.NotFound, "message document %s does not exist (deleted?): nothing to send", c.Ref.Path())
 		}
 		// The client library retries a commit whose answer was lost; if the
 		// first one landed, the claim is ours.
@@ -399,7 +399,7 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 	if !found {
 		s.m.statusEvents.WithLabelValues("not_indexed").Inc()
 		// The result that indexes the wamid may still be on its way.
-		return nil, status.Errorf(codes.Unavailable, "no message recorded for wamid %s yet", wamid)
+		return nil, status.Errorf(codes.Aborted, "no message recorded for wamid %s yet", wamid)
 	}
 	ref, err := dispatch.ParseMessagePath(entry.MessagePath)
 	if err != nil {

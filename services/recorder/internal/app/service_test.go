@@ -234,8 +234,8 @@ func TestStatusNeverMovesBackward(t *testing.T) {
 	// A webhook for a wamid not recorded yet is retried later.
 	_, err := e.svc.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
 		WhatsappMessageId: "wamid.unrecorded", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED}})
-	if status.Code(err) != codes.Unavailable {
-		t.Errorf("unindexed wamid: %v, want Unavailable", err)
+	if status.Code(err) != codes.Aborted {
+		t.Errorf("unindexed wamid: %v, want Aborted", err)
 	}
 }
 
@@ -777,8 +777,8 @@ func TestClaimOfDeletedMessageIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := e.rec.ClaimSend(context.Background(), &wadispatchv1.ClaimSendRequest{Task: task})
-	if status.Code(err) != codes.FailedPrecondition {
-		t.Fatalf("claim of a deleted message: %v, want FailedPrecondition", err)
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("claim of a deleted message: %v, want NotFound", err)
 	}
 	if st := doc(t, e.db, messagePath("m1")+"/dispatch/state"); st != nil {
 		t.Errorf("state written: %v", st)

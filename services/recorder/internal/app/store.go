@@ -159,7 +159,8 @@ func storeErr(ctx context.Context, err error) error {
 	case Corrupt:
 		return status.Errorf(codes.DataLoss, "%v", se.Err)
 	case Contended:
-		return status.Errorf(codes.Unavailable, "%s: %v", se.Op, se.Err)
+		// Not an outage: this one document is busy.
+		return status.Errorf(codes.Aborted, "%s: %v", se.Op, se.Err)
 	}
 	if ctx.Err() != nil {
 		return status.FromContextError(ctx.Err()).Err()

@@ -17,6 +17,8 @@ type Metrics struct {
 	inFlight     prometheus.Gauge
 	deadLetters  prometheus.Counter
 	releases     *prometheus.CounterVec
+	// publishRetries counts publishes tried again, by topic.
+	publishRetries *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -64,7 +66,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wadispatch_sender_claim_releases_total",
 			Help: "Claims released before a retry wait, by result (released; refused: the claim was no longer this sender's; error: kept and retried under it).",
 		}, []string{"result"}),
+		publishRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_sender_publish_retries_total",
+			Help: "Publishes of a result or a dead letter tried again after a failure, by topic.",
+		}, []string{"topic"}),
 	}
-	reg.MustRegister(m.tasks, m.poison, m.claims, m.calls, m.callDuration, m.retries, m.rateWaits, m.inFlight, m.deadLetters, m.releases)
+	reg.MustRegister(m.tasks, m.poison, m.claims, m.calls, m.callDuration, m.retries, m.rateWaits, m.inFlight, m.deadLetters, m.releases, m.publishRetries)
 	return m
 }

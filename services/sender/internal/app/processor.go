@@ -80,11 +80,12 @@ type Config struct {
 	CallTimeout time.Duration
 	// PublishReserve is the end of the lease kept for publishing the result.
 	PublishReserve time.Duration
-	// PublishTimeout bounds publishing a result or a dead letter.
-	PublishTimeout time.Duration
-	// InFlightRecheck is the longest a task whose send another sender holds
-	// waits before it is nacked, so a redelivery loop does not burn the
-	// subscription's delivery attempts while that claim is alive.
+	// PublishTimeout bounds one try of publishing a result or a dead
+	// letter; PublishRetryFor all of them.
+	PublishTimeout  time.Duration
+	PublishRetryFor time.Duration
+	// InFlightRecheck is how often a task whose send another sender holds
+	// asks for the claim again, for at most a ClaimLease before it is nacked.
 	InFlightRecheck time.Duration
 	// DefaultAPIVersion is used when a lease carries no Graph API version.
 	DefaultAPIVersion string
@@ -145,6 +146,9 @@ const (
 	OutcomePublishFailed       Outcome = "publish_failed"
 	// OutcomeCanceled: the sender stopped before claiming.
 	OutcomeCanceled Outcome = "canceled"
+	// OutcomeMessageGone: the message document was deleted before its
+	// send was claimed.
+	OutcomeMessageGone Outcome = "message_gone"
 )
 
 // Reasons of FAILED results that are not WhatsApp's.
@@ -162,12 +166,30 @@ const (
 func (p *Processor) Process(ctx context.Context, d consume.Message) consume.Verdict {
 	p.metrics.inFlight.Inc()
 	defer p.metrics.inFlight.Dec()
-	ack, outcome := p.process(ctx, d)
-	p.metrics.tasks.WithLabelValues(string(outcome), strconv.FormatBool(ack)).Inc()
-	return consume.Verdict{Ack: ack, Reason: string(outcome), Poison: outcome == OutcomePoison}
+	outcome := p.process(ctx, d)
+	v := verdictOf(outcome)
+	p.metrics.tasks.WithLabelValues(string(outcome), strconv.FormatBool(v.Ack)).Inc()
+	return v
 }
 
-func (p *Processor) process(ctx context.Context, d consume.Message) (ack bool, _ Outcome) {
+// verdictOf is what Pub/Sub is told of a task that ended with o. A
+// recorder or Secret Manager that cannot answer is an outage, not a fault
+// of the task: the task is held (consume.Gate) rather than nacked, so the
+// outage does not spend its delivery attempts.
+func verdictOf(o Outcome) consume.Verdict {
+	v := consume.Verdict{Reason: string(o)}
+	switch o {
+	case OutcomeSent, OutcomeFailed, OutcomeRetriesExhausted, OutcomeDuplicate, OutcomeUnknown, OutcomeMessageGone:
+		v.Ack = true
+	case OutcomePoison:
+		v.Poison = true
+	case OutcomeRecorderUnavailable, OutcomeTokenLookupFailed:
+		v.Unavailable = true
+	}
+	return v
+}
+
+func (p *Processor) process(ctx context.Context, d consume.Message) Outcome {
 	log := logging.WithContext(ctx, p.log).WithField("deliveryAttempt", d.DeliveryAttempt)
 	task := &wadispatchv1.SendTask{}
 	if err := proto.Unmarshal(d.Data, task); err != nil {
@@ -189,7 +211,7 @@ func (p *Processor) process(ctx context.Context, d consume.Message) (ack bool, _
 			tokenErr = err
 		case err != nil:
 			log.WithError(err).Warn("token lookup failed; will retry")
-			return false, OutcomeTokenLookupFailed
+			return OutcomeTokenLookupFailed
 		default:
 			sender.Token = tok
 		}
@@ -198,22 +220,19 @@ func (p *Processor) process(ctx context.Context, d consume.Message) (ack bool, _
 		// Pace before claiming: a wait after the claim would eat its lease.
 		if err := p.pace(ctx, sender.PhoneNumberID, time.Duration(math.MaxInt64)); err != nil {
 			log.WithError(err).Info("stopped while waiting for the rate limiter")
-			return false, OutcomeCanceled
+			return OutcomeCanceled
 		}
 	}
 
 	if ctx.Err() != nil {
 		log.Info("stopping; task left for redelivery")
-		return false, OutcomeCanceled
+		return OutcomeCanceled
 	}
-	claim, err := p.claim(ctx, task)
+	claim, err := p.claimWaiting(ctx, log, task)
 	if err != nil {
-		p.metrics.claims.WithLabelValues("error").Inc()
-		log.WithError(err).WithField("grpcCode", status.Code(err).String()).Warn("claim failed; will retry")
-		return false, OutcomeRecorderUnavailable
+		return p.claimFailed(log, err)
 	}
 	decision := claim.GetDecision()
-	p.metrics.claims.WithLabelValues(dispatch.Label(decision)).Inc()
 	log = log.WithFields(logrus.Fields{"claimId": claim.GetClaimId(), "decision": dispatch.Label(decision)})
 	if decision != wadispatchv1.ClaimSendResponse_DECISION_SEND {
 		return p.notSending(ctx, log, d, task, claim)
@@ -254,13 +273,13 @@ func (p *Processor) process(ctx context.Context, d consume.Message) (ack bool, _
 		switch {
 		case call.reclaimErr != nil:
 			log.WithError(call.reclaimErr).Warn("claiming again after the released wait failed; the redelivery takes the send over")
-			return false, OutcomeRecorderUnavailable
+			return OutcomeRecorderUnavailable
 		case call.reclaim != nil:
 			return p.notSending(ctx, log.WithField("decision", dispatch.Label(call.reclaim.GetDecision())), d, task, call.reclaim)
 		}
 		if call.unknown {
 			log.WithError(call.err).Error("WhatsApp may have accepted the message but gave no usable answer; publishing nothing, the claim will expire into UNKNOWN")
-			return false, OutcomeOutcomeUnknown
+			return OutcomeOutcomeUnknown
 		}
 		result.Attempts = int32(call.attempts)
 		result.CalledAt = timestamppb.New(call.calledAt)
@@ -282,49 +301,88 @@ func (p *Processor) process(ctx context.Context, d consume.Message) (ack bool, _
 
 	if err := p.publishResult(ctx, task, result); err != nil {
 		log.WithError(err).Error("publishing the result failed; will retry")
-		return false, OutcomePublishFailed
+		return OutcomePublishFailed
 	}
 	log.WithField("outcome", result.Outcome.String()).Info("result published")
 	if call.exhausted {
 		if err := p.deadLetter(ctx, d, result.GetError()); err != nil {
 			log.WithError(err).Error("publishing to the dead-letter topic failed; will retry")
-			return false, OutcomePublishFailed
+			return OutcomePublishFailed
 		}
 		log.Warn("retries exhausted; task published to the dead-letter topic")
-		return true, OutcomeRetriesExhausted
+		return OutcomeRetriesExhausted
 	}
 	if result.Outcome == wadispatchv1.Outcome_OUTCOME_SENT {
-		return true, OutcomeSent
+		return OutcomeSent
 	}
-	return true, OutcomeFailed
+	return OutcomeFailed
 }
 
 // notSending handles a claim answer other than SEND, first or after a
 // released wait.
-func (p *Processor) notSending(ctx context.Context, log *logrus.Entry, d consume.Message, task *wadispatchv1.SendTask, claim *wadispatchv1.ClaimSendResponse) (bool, Outcome) {
+func (p *Processor) notSending(ctx context.Context, log *logrus.Entry, d consume.Message, task *wadispatchv1.SendTask, claim *wadispatchv1.ClaimSendResponse) Outcome {
 	switch claim.GetDecision() {
 	case wadispatchv1.ClaimSendResponse_DECISION_DONE:
 		return p.republish(ctx, log, d, task, claim)
 	case wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT:
+		log.WithField("reason", claim.GetReason()).Info("another sender holds the send; nacked")
+		return OutcomeInFlight
+	case wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN:
+		log.WithField("reason", claim.GetReason()).Warn("send outcome is UNKNOWN after an expired claim; sending nothing (an operator may resend)")
+		return OutcomeUnknown
+	}
+	log.Error("recorder answered without a decision; will retry")
+	return OutcomeRecorderUnavailable
+}
+
+// claimFailed classifies a ClaimSend error: the recorder's refusal of the
+// task is final, anything else (the recorder or Firestore behind it down,
+// a deadline, a credential) is an outage that holds the task.
+func (p *Processor) claimFailed(log *logrus.Entry, err error) Outcome {
+	log = log.WithError(err).WithField("grpcCode", status.Code(err).String())
+	switch status.Code(err) {
+	case codes.InvalidArgument:
+		return p.poison(log, "claim_refused", err)
+	case codes.NotFound:
+		log.Warn("the message document is gone; nothing to send")
+		return OutcomeMessageGone
+	}
+	log.Warn("claim failed; holding the task until the recorder answers")
+	return OutcomeRecorderUnavailable
+}
+
+func (p *Processor) poison(log *logrus.Entry, reason string, err error) Outcome {
+	p.metrics.poison.WithLabelValues(reason).Inc()
+	log.WithError(err).WithField("reason", reason).Error("poison task; nacking until the subscription dead-letters it")
+	return OutcomePoison
+}
+
+// claimWaiting claims the send and, while another sender holds it, asks
+// again every InFlightRecheck (sooner when that claim's lease ends first),
+// keeping the task in hand: a nack would spend a delivery attempt each
+// time, and a claim lives for a whole lease. It gives up with the last
+// answer after a lease's worth of waiting, or when the sender stops.
+func (p *Processor) claimWaiting(ctx context.Context, log *logrus.Entry, task *wadispatchv1.SendTask) (*wadispatchv1.ClaimSendResponse, error) {
+	giveUp := p.clock.Now().Add(p.cfg.ClaimLease)
+	for {
+		claim, err := p.claim(ctx, task)
+		if err != nil {
+			p.metrics.claims.WithLabelValues("error").Inc()
+			return nil, err
+		}
+		p.metrics.claims.WithLabelValues(dispatch.Label(claim.GetDecision())).Inc()
+		if claim.GetDecision() != wadispatchv1.ClaimSendResponse_DECISION_IN_FLIGHT || !p.clock.Now().Before(giveUp) {
+			return claim, nil
+		}
 		wait := p.cfg.InFlightRecheck
 		if exp := claim.GetLeaseExpiresAt(); exp != nil {
 			wait = min(wait, max(exp.AsTime().Sub(p.clock.Now()), 0))
 		}
-		log.WithField("reason", claim.GetReason()).Infof("another sender holds the send; nack in %s", wait)
-		_ = p.clock.Sleep(ctx, wait)
-		return false, OutcomeInFlight
-	case wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN:
-		log.WithField("reason", claim.GetReason()).Warn("send outcome is UNKNOWN after an expired claim; sending nothing (an operator may resend)")
-		return true, OutcomeUnknown
+		log.WithField("reason", claim.GetReason()).Infof("another sender holds the send; asking again in %s", wait)
+		if p.clock.Sleep(ctx, wait) != nil {
+			return claim, nil
+		}
 	}
-	log.Error("recorder answered without a decision; will retry")
-	return false, OutcomeRecorderUnavailable
-}
-
-func (p *Processor) poison(log *logrus.Entry, reason string, err error) (bool, Outcome) {
-	p.metrics.poison.WithLabelValues(reason).Inc()
-	log.WithError(err).WithField("reason", reason).Error("poison task; nacking until the subscription dead-letters it")
-	return false, OutcomePoison
 }
 
 // claim asks the recorder for the send. A claim under way is not cancelled by
@@ -348,25 +406,25 @@ func (p *Processor) claim(ctx context.Context, task *wadispatchv1.SendTask) (*wa
 // may have died before its publish was confirmed; the recorder applies a
 // result once. A task that had exhausted its retries goes to the dead-letter
 // topic again for the same reason.
-func (p *Processor) republish(ctx context.Context, log *logrus.Entry, d consume.Message, task *wadispatchv1.SendTask, claim *wadispatchv1.ClaimSendResponse) (bool, Outcome) {
+func (p *Processor) republish(ctx context.Context, log *logrus.Entry, d consume.Message, task *wadispatchv1.SendTask, claim *wadispatchv1.ClaimSendResponse) Outcome {
 	result := claim.GetResult()
 	if result == nil {
 		log.Warn("send already done but the recorder returned no result; nothing to republish")
-		return true, OutcomeDuplicate
+		return OutcomeDuplicate
 	}
 	log = log.WithField("wamid", result.GetWhatsappMessageId())
 	if err := p.publishResult(ctx, task, result); err != nil {
 		log.WithError(err).Error("republishing the recorded result failed; will retry")
-		return false, OutcomePublishFailed
+		return OutcomePublishFailed
 	}
 	if result.GetOutcome() == wadispatchv1.Outcome_OUTCOME_FAILED && result.GetError().GetReason() == ReasonRetriesExhausted {
 		if err := p.deadLetter(ctx, d, result.GetError()); err != nil {
 			log.WithError(err).Error("publishing to the dead-letter topic failed; will retry")
-			return false, OutcomePublishFailed
+			return OutcomePublishFailed
 		}
 	}
 	log.WithField("outcome", result.GetOutcome().String()).Info("send already done; recorded result republished, nothing sent")
-	return true, OutcomeDuplicate
+	return OutcomeDuplicate
 }
 
 // callOutcome is how the WhatsApp calls of one task ended.
@@ -619,8 +677,6 @@ func (p *Processor) publishResult(ctx context.Context, task *wadispatchv1.SendTa
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishTimeout)
-	defer cancel()
 	attrs := map[string]string{
 		"messagePath": r.GetMessageDocId(),
 		"leaseId":     r.GetLeaseId(),
@@ -628,10 +684,32 @@ func (p *Processor) publishResult(ctx context.Context, task *wadispatchv1.SendTa
 		"outcome":     dispatch.Label(r.GetOutcome()),
 		"schema":      string(proto.MessageName(r)),
 	}
-	if err := p.publisher.Publish(ctx, p.cfg.ResultsTopic, data, tracing.Inject(ctx, attrs)); err != nil {
-		return fmt.Errorf("publish result to %s: %w", p.cfg.ResultsTopic, err)
+	return p.publish(ctx, p.cfg.ResultsTopic, data, tracing.Inject(ctx, attrs))
+}
+
+// publish publishes and waits for the server's confirmation, trying again
+// with backoff for up to PublishRetryFor, also while the sender stops: a
+// result given up on is a send the recorder never hears of, and a nack
+// would bring a redelivery that finds this claim still in flight.
+func (p *Processor) publish(ctx context.Context, topic string, data []byte, attrs map[string]string) error {
+	ctx = context.WithoutCancel(ctx)
+	giveUp := p.clock.Now().Add(p.cfg.PublishRetryFor)
+	bo := retry.Backoff(p.cfg.InitialBackoff, p.cfg.MaxBackoff)
+	for {
+		attempt, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
+		err := p.publisher.Publish(attempt, topic, data, attrs)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		wait := bo.NextBackOff()
+		if p.clock.Now().Add(wait).After(giveUp) {
+			return fmt.Errorf("publish to %s: %w", topic, err)
+		}
+		p.metrics.publishRetries.WithLabelValues(topic).Inc()
+		p.log.WithError(err).WithFields(logrus.Fields{"topic": topic, "messagePath": attrs["messagePath"]}).Warnf("publish failed; trying again in %s", wait.Round(time.Millisecond))
+		_ = p.clock.Sleep(ctx, wait)
 	}
-	return nil
 }
 
 // deadLetter publishes the task as received, with why it failed, so
@@ -646,10 +724,8 @@ func (p *Processor) deadLetter(ctx context.Context, d consume.Message, e *wadisp
 	if e.GetCode() != 0 {
 		attrs["lastErrorCode"] = strconv.Itoa(int(e.GetCode()))
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishTimeout)
-	defer cancel()
-	if err := p.publisher.Publish(ctx, p.cfg.DeadLetterTopic, d.Data, attrs); err != nil {
-		return fmt.Errorf("publish to %s: %w", p.cfg.DeadLetterTopic, err)
+	if err := p.publish(ctx, p.cfg.DeadLetterTopic, d.Data, attrs); err != nil {
+		return err
 	}
 	p.metrics.deadLetters.Inc()
 	return nil

@@ -99,6 +99,8 @@ type recPublisher struct {
 	mu   sync.Mutex
 	msgs []published
 	err  error
+	// failures fail as many publishes before any succeeds.
+	failures int
 }
 
 func (p *recPublisher) Publish(_ context.Context, topic string, data []byte, attrs map[string]string) error {
@@ -106,6 +108,10 @@ func (p *recPublisher) Publish(_ context.Context, topic string, data []byte, att
 	defer p.mu.Unlock()
 	if p.err != nil {
 		return p.err
+	}
+	if p.failures > 0 {
+		p.failures--
+		return errors.New("pubsub unavailable")
 	}
 	p.msgs = append(p.msgs, published{topic, data, attrs})
 	return nil
@@ -184,6 +190,7 @@ func newHarness(t *testing.T, claim claimFunc, answers ...answer) *harness {
 		PublishReserve:    5 * time.Second,
 		PublishTimeout:    time.Second,
 		InFlightRecheck:   3 * time.Second,
+		PublishRetryFor:   time.Minute,
 		DefaultAPIVersion: "v21.0",
 		ResultsTopic:      topology.ResultsTopic,
 		DeadLetterTopic:   topology.TasksDeadLetterTopic,
@@ -825,5 +832,49 @@ func TestClassifyRelease(t *testing.T) {
 		if got := classifyRelease(err); got != want {
 			t.Errorf("classifyRelease(%v) = %v, want %v", err, got, want)
 		}
+	}
+}
+
+// A ClaimSend error is either the recorder's refusal of the task, final,
+// or an outage: the task is then held (Unavailable), not nacked into the
+// dead-letter budget.
+func TestClaimErrorsAreOutagesUnlessTheRecorderRefused(t *testing.T) {
+	for code, want := range map[codes.Code]consume.Verdict{
+		codes.Unavailable:      {Reason: string(OutcomeRecorderUnavailable), Unavailable: true},
+		codes.DeadlineExceeded: {Reason: string(OutcomeRecorderUnavailable), Unavailable: true},
+		codes.PermissionDenied: {Reason: string(OutcomeRecorderUnavailable), Unavailable: true},
+		codes.Internal:         {Reason: string(OutcomeRecorderUnavailable), Unavailable: true},
+		codes.InvalidArgument:  {Reason: string(OutcomePoison), Poison: true},
+		codes.NotFound:         {Ack: true, Reason: string(OutcomeMessageGone)},
+	} {
+		t.Run(code.String(), func(t *testing.T) {
+			h := newHarness(t, func(*wadispatchv1.ClaimSendRequest) (*wadispatchv1.ClaimSendResponse, error) {
+				return nil, status.Error(code, "recorder says no")
+			}, ok("never"))
+			if got := h.proc.Process(context.Background(), delivery(t, textTask())); got != want {
+				t.Errorf("verdict %+v, want %+v", got, want)
+			}
+			if h.calls() != 0 || len(h.pub.msgs) != 0 {
+				t.Errorf("calls %d, published %d; want none", h.calls(), len(h.pub.msgs))
+			}
+		})
+	}
+}
+
+// A result whose publish fails is published again from the task in hand:
+// a nack would bring a redelivery that finds the claim in flight and, once
+// its lease ends, an UNKNOWN message that was in fact sent.
+func TestAResultThatFailsToPublishIsPublishedAgain(t *testing.T) {
+	h := newHarness(t, nil, ok("wamid.A"))
+	h.pub.failures = 3
+	wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), true, OutcomeSent)
+	if h.calls() != 1 {
+		t.Errorf("%d WhatsApp calls, want 1", h.calls())
+	}
+	if r := h.result(); r.GetWhatsappMessageId() != "wamid.A" {
+		t.Errorf("result %v", r)
+	}
+	if got := testutil.ToFloat64(h.metrics.publishRetries.WithLabelValues(topology.ResultsTopic)); got != 3 {
+		t.Errorf("publish retries %v, want 3", got)
 	}
 }
