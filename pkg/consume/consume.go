@@ -182,9 +182,22 @@ func (o Options) handle(ctx context.Context, h Handler, m Message, holdUntil tim
 	}
 	hold, cancel := context.WithDeadline(ctx, holdUntil)
 	defer cancel()
+	held := false
+	markHeld := func() { held = true }
+	defer func() {
+		if held {
+			o.Gate.release()
+		}
+	}()
 	bo := o.Gate.backoff()
 	for calls := 0; ; {
-		if err := o.Gate.enter(hold); err != nil {
+		var err error
+		if held {
+			err = o.Gate.enter(hold, nil)
+		} else {
+			err = o.Gate.enter(hold, markHeld)
+		}
+		if err != nil {
 			return heldVerdict(ctx), calls
 		}
 		v := o.call(ctx, h, m)
@@ -192,6 +205,10 @@ func (o Options) handle(ctx context.Context, h Handler, m Message, holdUntil tim
 		o.Gate.leave(v.Unavailable, v.Reason)
 		if !v.Unavailable {
 			return v, calls
+		}
+		if !held {
+			o.Gate.hold()
+			held = true
 		}
 		if retry.Pause(hold, bo) != nil {
 			return heldVerdict(ctx), calls

@@ -34,29 +34,26 @@ type Gate struct {
 	// ends, to wake the messages waiting.
 	changed chan struct{}
 	held    int
+	// unavailable counts the calls answered Unavailable.
+	unavailable prometheus.Counter
 }
 
 // NewGate returns an open gate whose probes of a dependency that stays
 // down are spaced from initial up to max apart.
 func NewGate(initial, max time.Duration) *Gate {
-	return &Gate{bo: retry.Backoff(initial, max), initial: initial, max: max, changed: make(chan struct{})}
+	return &Gate{bo: retry.Backoff(initial, max), initial: initial, max: max, changed: make(chan struct{}),
+		unavailable: prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"})}
 }
 
 // backoff spaces one held message's calls.
 func (g *Gate) backoff() *backoff.ExponentialBackOff { return retry.Backoff(g.initial, g.max) }
 
 // enter waits until the gate lets the caller through: at once while it is
-// open, as the probe when it is down and the backoff has passed. It fails
-// only when ctx ends.
-func (g *Gate) enter(ctx context.Context) error {
+// open, as the probe when it is down and the backoff has passed. held is
+// called once if the caller has to wait. It fails only when ctx ends.
+func (g *Gate) enter(ctx context.Context, held func()) error {
 	g.mu.Lock()
-	waiting := false
-	defer func() {
-		if waiting {
-			g.held--
-		}
-		g.mu.Unlock()
-	}()
+	defer g.mu.Unlock()
 	for {
 		if !g.down {
 			return nil
@@ -66,9 +63,10 @@ func (g *Gate) enter(ctx context.Context) error {
 			g.probing = true
 			return nil
 		}
-		if !waiting {
-			waiting = true
+		if held != nil {
 			g.held++
+			held()
+			held = nil
 		}
 		changed, wait, probing := g.changed, g.until.Sub(now), g.probing
 		g.mu.Unlock()
@@ -90,8 +88,25 @@ func (g *Gate) enter(ctx context.Context) error {
 	}
 }
 
+// hold counts a message as held, from its first Unavailable verdict or
+// wait at the closed gate until release.
+func (g *Gate) hold() {
+	g.mu.Lock()
+	g.held++
+	g.mu.Unlock()
+}
+
+func (g *Gate) release() {
+	g.mu.Lock()
+	g.held--
+	g.mu.Unlock()
+}
+
 // leave reports how the call let through by enter went.
 func (g *Gate) leave(unavailable bool, reason string) {
+	if unavailable {
+		g.unavailable.Inc()
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	wasProbe := g.probing && g.down
@@ -133,12 +148,20 @@ func (g *Gate) Ready(context.Context) error {
 type GateMetricNames struct {
 	// Down is 1 while the gate is closed.
 	Down string
-	// Held counts the messages waiting at the gate.
+	// Held counts the messages held: answered Unavailable and not
+	// handled since.
 	Held string
+	// Unavailable counts the handler calls answered Unavailable: while a
+	// dependency is down, each is a delivery attempt a nack would have
+	// spent.
+	Unavailable string
 }
 
-// Collectors are the gate's gauges, for a service's registry.
+// Collectors are the gate's metrics, for a service's registry; call it once,
+// before the gate is used.
 func (g *Gate) Collectors(names GateMetricNames) []prometheus.Collector {
+	g.unavailable = prometheus.NewCounter(prometheus.CounterOpts{Name: names.Unavailable,
+		Help: "Handler calls answered Unavailable (a dependency down): each held its message instead of nacking it."})
 	read := func(f func() float64) func() float64 {
 		return func() float64 {
 			g.mu.Lock()
@@ -156,5 +179,6 @@ func (g *Gate) Collectors(names GateMetricNames) []prometheus.Collector {
 			})),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: names.Held, Help: "Messages held while a dependency is unavailable, their ack deadlines extended instead of nacked."},
 			read(func() float64 { return float64(g.held) })),
+		g.unavailable,
 	}
 }

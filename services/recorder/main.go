@@ -147,7 +147,8 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 	// messages wait at one gate and the recorder reports not ready.
 	gate := consume.NewGate(200*time.Millisecond, s.OutageProbe)
 	opsSrv.AddReadiness("dependencies", gate.Ready)
-	opsSrv.Registry.MustRegister(gate.Collectors(consume.GateMetricNames{Down: "wadispatch_recorder_dependency_down", Held: "wadispatch_recorder_held_messages"})...)
+	opsSrv.Registry.MustRegister(gate.Collectors(consume.GateMetricNames{Down: "wadispatch_recorder_dependency_down", Held: "wadispatch_recorder_held_messages",
+		Unavailable: "wadispatch_recorder_unavailable_calls_total"})...)
 	receive := func(subscription string, h consume.Handler) lifecycle.Part {
 		o := consume.Options{Settings: s.receiveSettings(), Detach: s.HandlerTimeout, Gate: gate, Metrics: consumers, Log: log}
 		return func(ctx context.Context) error { return consume.Receive(ctx, ps.Subscriber(subscription), o, h) }

@@ -117,7 +117,8 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	// held at the gate and the sender reports not ready.
 	gate := consume.NewGate(200*time.Millisecond, cfg.OutageProbe)
 	srv.AddReadiness("dependencies", gate.Ready)
-	srv.Registry.MustRegister(gate.Collectors(consume.GateMetricNames{Down: "wadispatch_sender_dependency_down", Held: "wadispatch_sender_held_tasks"})...)
+	srv.Registry.MustRegister(gate.Collectors(consume.GateMetricNames{Down: "wadispatch_sender_dependency_down", Held: "wadispatch_sender_held_tasks",
+		Unavailable: "wadispatch_sender_unavailable_calls_total"})...)
 	claimant := cfg.claimant()
 	proc := app.NewProcessor(cfg.processorConfig(claimant), recorder.Client(), wa, tokens, publisher,
 		app.NewLimiters(cfg.RatePerNumber, cfg.RateBurst, cfg.RateCooldown), adapters.Clock{}, app.NewMetrics(srv.Registry), log)

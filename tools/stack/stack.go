@@ -23,6 +23,7 @@ import (
 
 	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/testinfra/faultproxy"
 	"github.com/visn/wadispatch/pkg/testinfra/localissuer"
 )
 
@@ -44,6 +45,10 @@ type Options struct {
 	StopGrace time.Duration
 	// Progress, when set, receives a line as each program becomes ready.
 	Progress io.Writer
+	// FirestoreFaults puts a fault proxy between the recorder and the
+	// Firestore emulator (Stack.FirestoreFaults), so that a test can make
+	// Firestore unavailable to the recorder alone.
+	FirestoreFaults bool
 }
 
 func (o *Options) defaults() {
@@ -88,6 +93,10 @@ type Stack struct {
 	// OperatorTokenFile holds an operator's ID token, for wadispatchctl
 	// (WADISPATCH_ID_TOKEN_FILE).
 	OperatorTokenFile string
+
+	// FirestoreFaults is the recorder's way to Firestore when
+	// Options.FirestoreFaults is set.
+	FirestoreFaults *faultproxy.Proxy
 
 	ancMu sync.Mutex
 	anc   *firestore.Client // the ancillary database, opened on first use
@@ -181,6 +190,14 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 
+	recorderFirestore := s.FirestoreAddr
+	if opts.FirestoreFaults {
+		if s.FirestoreFaults, err = faultproxy.Start("127.0.0.1:0", s.FirestoreAddr); err != nil {
+			return nil, err
+		}
+		recorderFirestore = s.FirestoreFaults.Addr()
+	}
+
 	if s.issuer, err = localissuer.Start("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
@@ -213,6 +230,7 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			"RECORDER_AUTH_ISSUERS=" + s.issuer.Trust(),
 			"RECORDER_SENDER_IDENTITIES=" + SenderIdentity,
 			"RECORDER_OPERATOR_IDENTITIES=" + OperatorIdentity,
+			"FIRESTORE_EMULATOR_HOST=" + recorderFirestore,
 		}},
 		{Sender, addrs["sender"], []string{
 			"SENDER_RECORDER_ADDR=" + s.RecorderAddr,
@@ -346,6 +364,10 @@ func (s *Stack) Stop() error {
 		}
 	}
 	s.procs = nil
+	if s.FirestoreFaults != nil {
+		_ = s.FirestoreFaults.Close()
+		s.FirestoreFaults = nil
+	}
 	if s.issuer != nil {
 		_ = s.issuer.Close()
 		s.issuer = nil
