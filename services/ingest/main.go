@@ -1,8 +1,9 @@
 // Command ingest receives Eventarc's CloudEvents for chat message documents
 // created in Firestore, validates each message (pkg/firestoreevent,
 // pkg/chatmessage) and publishes a SendTask to whatsapp-messages for the
-// sender; it also receives WhatsApp's webhooks and publishes their statuses
-// and replies for the recorder. The use cases are internal/app.Ingester;
+// sender, or a Refusal the recorder writes on the document. It also receives
+// WhatsApp's webhooks and publishes their statuses and replies for the
+// recorder. The use cases are internal/app.Ingester;
 // internal/adapters connects them to Firestore, Pub/Sub and HTTP; this file
 // wires them.
 //
@@ -37,6 +38,7 @@ type spec struct {
 	APIAddr            string        `envconfig:"INGEST_ADDR" default:":8081" desc:"CloudEvents (/ and /events/firestore) and the WhatsApp webhook (/whatsapp/webhook); HTTP_ADDR serves only probes and metrics"`
 	FirestoreDatabase  string        `envconfig:"INGEST_FIRESTORE_DATABASE" default:"(default)" desc:"Firestore database holding leases, enquiries and messages"`
 	TasksTopic         string        `envconfig:"INGEST_TASKS_TOPIC" default:"whatsapp-messages" desc:"Pub/Sub topic the SendTasks are published to"`
+	ResultsTopic       string        `envconfig:"INGEST_RESULTS_TOPIC" default:"whatsapp-message-results" desc:"Pub/Sub topic the refusals of messages the V-Customer can correct (invalid data, no WhatsApp configuration) are published to, for the recorder to write on their documents"`
 	DefaultRegion      string        `envconfig:"INGEST_DEFAULT_REGION" default:"GB" desc:"region (ISO 3166) assumed for driver numbers written without country code"`
 	LeaseCacheTTL      time.Duration `envconfig:"INGEST_LEASE_CACHE_TTL" default:"30s" desc:"how long a lease's WhatsApp configuration is reused (a missing one: at most 5s)"`
 	EnquiryCacheTTL    time.Duration `envconfig:"INGEST_ENQUIRY_CACHE_TTL" default:"30s" desc:"how long an enquiry's accountId and serviceUnitId are reused (a missing enquiry is read again)"`
@@ -78,6 +80,8 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	// Both run after the server has drained, so every accepted message is flushed.
 	tasks := adapters.NewTasks(ps, cfg.TasksTopic, cfg.HandlerTimeout)
 	defer tasks.Stop()
+	refusals := adapters.NewRefusals(ps, cfg.ResultsTopic, cfg.HandlerTimeout)
+	defer refusals.Stop()
 	events := adapters.NewEvents(ps, cfg.StatusTopic, cfg.HandlerTimeout)
 	defer events.Stop()
 
@@ -91,18 +95,19 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
-	eventHandler, webhookHandler := newHandlers(cfg, fs, tasks, events, srv.Registry, log, time.Now)
-	api.Handle("/", eventHandler)
-	api.Handle("/events/firestore", eventHandler)
-	api.Handle(adapters.WebhookPath, webhookHandler)
+	p := newParts(cfg, fs, tasks, refusals, events, srv.Registry, log, time.Now)
+	api.Handle("/", p.events)
+	api.Handle("/events/firestore", p.events)
+	api.Handle(adapters.WebhookPath, p.webhook)
 	log.WithFields(logrus.Fields{
-		"addr": api.Addr(), "opsAddr": srv.Addr(), "database": cfg.FirestoreDatabase, "topic": cfg.TasksTopic, "defaultRegion": cfg.DefaultRegion,
+		"addr": api.Addr(), "opsAddr": srv.Addr(), "database": cfg.FirestoreDatabase, "topic": cfg.TasksTopic, "resultsTopic": cfg.ResultsTopic, "defaultRegion": cfg.DefaultRegion,
 		"statusTopic": cfg.StatusTopic, "webhookAppSecretSet": cfg.WebhookAppSecret != "", "webhookVerifyTokenSet": cfg.WebhookVerifyToken != "",
 	}).Info("ingest starting")
-	return lifecycle.Run(ctx,
+	running := []lifecycle.Part{
 		func(ctx context.Context) error { return srv.Run(ctx, cfg.ShutdownGrace) },
 		func(ctx context.Context) error { return api.Run(ctx, cfg.ShutdownGrace) },
-	)
+	}
+	return lifecycle.Run(ctx, running...)
 }
 
 func (cfg spec) check() error {
@@ -115,10 +120,15 @@ func (cfg spec) check() error {
 	return nil
 }
 
-// newHandlers builds the application over Firestore and the two publishers
-// and returns its CloudEvents and webhook endpoints; now is the lease
-// cache's clock.
-func newHandlers(cfg spec, fs *firestore.Client, tasks app.Tasks, events app.Events, reg prometheus.Registerer, log *logrus.Entry, now func() time.Time) (eventHandler, webhookHandler http.Handler) {
+// parts are ingest's endpoints, built but not serving.
+type parts struct {
+	events, webhook http.Handler
+}
+
+// newParts builds the application over Firestore and the publishers and
+// returns its CloudEvents and webhook endpoints; now is the lease cache's
+// clock.
+func newParts(cfg spec, fs *firestore.Client, tasks app.Tasks, refusals app.Refusals, events app.Events, reg prometheus.Registerer, log *logrus.Entry, now func() time.Time) parts {
 	leases := adapters.NewLeaseConfigs(fs, chatmessage.ConfigDefaults{
 		APIVersion: cfg.WhatsAppAPIVersion, TemplateLanguage: cfg.TemplateLanguage,
 	}, cfg.LeaseCacheTTL, now, log)
@@ -132,6 +142,7 @@ func newHandlers(cfg spec, fs *firestore.Client, tasks app.Tasks, events app.Eve
 		WebhookReplayTTL:   cfg.WebhookReplayTTL,
 		WebhookAppSecret:   []byte(cfg.WebhookAppSecret),
 		WebhookVerifyToken: cfg.WebhookVerifyToken,
-	}, leases, docs, docs, tasks, events, app.NewMetrics(reg), log, webhookLog)
-	return adapters.NewEventHandler(in, reg, log), adapters.NewWebhookHandler(in, reg, webhookLog)
+	}, leases, docs, docs, tasks, refusals, events, app.NewMetrics(reg), log, webhookLog)
+	p := parts{events: adapters.NewEventHandler(in, reg, log), webhook: adapters.NewWebhookHandler(in, reg, webhookLog)}
+	return p
 }
