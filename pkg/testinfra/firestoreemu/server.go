@@ -68,12 +68,13 @@ type Server struct {
 	last    time.Time
 	trigMu  sync.RWMutex
 	trigs   []Trigger
-	// dropping makes triggers drop their events (DropDeliveries).
-	dropping atomic.Bool
 	ctx     context.Context // cancelled by Close; stops deliveries
 	cancel  context.CancelFunc
 	pending sync.WaitGroup
 	closing sync.Once
+
+	// dropping makes triggers drop their events (DropDeliveries).
+	dropping atomic.Bool
 }
 
 // Start listens on opts.Addr and serves the Firestore gRPC API and the
