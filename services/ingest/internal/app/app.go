@@ -1,10 +1,11 @@
 // Package app is ingest's application: a Firestore message creation event
-// becomes a published SendTask or a reasoned rejection, and a signed
-// WhatsApp webhook becomes status events and driver replies for the
-// recorder.
+// (or a document the reconciler finds without one) becomes a published
+// SendTask, a Refusal the recorder writes on the document, or a reasoned
+// rejection; a signed WhatsApp webhook becomes status events and driver
+// replies for the recorder.
 //
-// Its dependencies are the small interfaces below (the lease and enquiry
-// reads, the two publishers), defined here where they are used, so that
+// Its dependencies are the small interfaces below (the lease, enquiry and
+// recent message reads, the publishers), defined here where they are used, so that
 // internal/adapters only translates between them and Firestore, Pub/Sub and
 // HTTP.
 package app
