@@ -8,9 +8,13 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/logging"
+	"github.com/visn/wadispatch/pkg/tracing"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -132,14 +136,22 @@ func (r *Reconciler) reconcile(ctx context.Context, m RecentMessage, passID stri
 	if !pending(m.Stored.Fields) || r.seen(m.Path) {
 		return "", false
 	}
-	log := logging.WithContext(ctx, r.log).WithFields(logrus.Fields{"messagePath": m.Path, "eventId": passID})
 	ref, err := dispatch.ParseMessagePath(m.Path)
 	if err != nil {
 		// Another collection named chatMessages: not the web app's messages.
-		log.WithError(err).Debug("reconciler skips a chatMessages document outside the message path")
+		r.log.WithError(err).Debug("reconciler skips a chatMessages document outside the message path")
 		r.remember(m.Path, now)
 		return ReconcileSkipped, true
 	}
+	// Each document's trace starts here, as an event's starts at ingest:
+	// its task carries it on to the sender.
+	ctx, span := tracing.Tracer().Start(ctx, "ingest reconcile", trace.WithNewRoot(),
+		trace.WithAttributes(attribute.String("wadispatch.message_path", ref.Path()), attribute.String("wadispatch.pass", passID)))
+	defer func() {
+		span.SetAttributes(attribute.String("wadispatch.outcome", outcome))
+		span.End()
+	}()
+	log := logging.WithContext(ctx, r.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "eventId": passID})
 	ctx, cancel := context.WithTimeout(ctx, r.in.cfg.Timeout)
 	defer cancel()
 	res := r.in.process(ctx, ref, m.Stored, passID)
@@ -156,6 +168,7 @@ func (r *Reconciler) reconcile(ctx context.Context, m RecentMessage, passID stri
 		r.remember(m.Path, now)
 		return ReconcileSkipped, true
 	}
+	span.SetStatus(codes.Error, fmt.Sprint(res.Err))
 	log.WithError(res.Err).Warn("document found without pipeline state could not be handled; the next pass tries again")
 	return ReconcileRetry, true
 }
