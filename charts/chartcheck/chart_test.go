@@ -487,6 +487,7 @@ func checkGrants(t *testing.T, m *Manifests) {
 	}
 	project := "Project/projects/visn-wadispatch-prod"
 	has("ingest", "roles/pubsub.publisher", "PubSubTopic/whatsapp-messages")
+	has("ingest", "roles/pubsub.publisher", "PubSubTopic/whatsapp-message-results") // refusals
 	has("ingest", "roles/datastore.viewer", project)
 	has("sender", "roles/pubsub.subscriber", "PubSubSubscription/whatsapp-messages-sender")
 	has("sender", "roles/pubsub.publisher", "PubSubTopic/whatsapp-message-results")

@@ -10,7 +10,7 @@ import _ "embed"
 var Topology []byte
 
 // FirestoreIndexes is firestore.indexes.json: the composite indexes the
-// recorder's queries need in the messages database.
+// recorder's queries and ingest's reconciler need in the messages database.
 //
 //go:embed firestore.indexes.json
 var FirestoreIndexes []byte

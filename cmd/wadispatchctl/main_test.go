@@ -31,7 +31,8 @@ func path(id string) string {
 }
 
 // recorder starts a real recorder on the emulators and returns its address,
-// with m1 FAILED, m2 SENT, m3 UNKNOWN and m4 SENDING under a released claim.
+// with m1 FAILED, m2 SENT, m3 UNKNOWN, m4 SENDING under a released claim
+// and m5 refused by ingest.
 func recorder(t *testing.T) string {
 	ctx := context.Background()
 	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordertest.DeployedIndexes(t)})
@@ -87,6 +88,14 @@ func recorder(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
+	// m5 never reached the sender: ingest refused it.
+	if _, err := db.Doc(path("m5")).Set(ctx, map[string]any{"message": "hi", "driverMobileNumber": "12345"}); err != nil {
+		t.Fatal(err)
+	}
+	if outcome, err := recorder.Refuse(ctx, &wadispatchv1.Refusal{MessageDocId: path("m5"), CreatedBy: "u1", Reason: "invalid_data",
+		Field: "driverMobileNumber", Detail: "not a valid phone number for its region"}); err != nil || outcome != "recorded" {
+		t.Fatalf("refusal: %s %v", outcome, err)
+	}
 	time.Sleep(5 * time.Millisecond)
 	if n, err := recorder.Sweep(ctx); err != nil || n != 1 {
 		t.Fatalf("sweep: %d %v", n, err)
@@ -115,6 +124,20 @@ func TestCommands(t *testing.T) {
 	code, out, errOut := ctl(t, nil, "--addr", addr, "status", path("m1"))
 	if code != 0 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "undeliverable") || !strings.Contains(out, "code 131026") {
 		t.Errorf("status: %d\n%s%s", code, out, errOut)
+	}
+
+	// A refused message says why it was never sent.
+	code, out, errOut = ctl(t, nil, "--addr", addr, "status", path("m5"))
+	if code != 0 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "refused by ingest: invalid_data: driverMobileNumber: not a valid phone number") {
+		t.Errorf("status of a refused message: %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = ctl(t, nil, "--addr", addr, "resend", path("m5"))
+	if code != 1 || !strings.Contains(errOut, "never sent") {
+		t.Errorf("resend of a refused message: %d %s", code, errOut)
+	}
+	code, _, errOut = ctl(t, nil, "--addr", addr, "status", path("m9"))
+	if code != 1 || !strings.Contains(errOut, "NotFound") || !strings.Contains(errOut, "from a driver") {
+		t.Errorf("status of a message without state: %d %s", code, errOut)
 	}
 
 	// The address from the environment, --json after the arguments.

@@ -36,6 +36,12 @@ const (
 	ReasonMigrated         = "migrated"
 )
 
+// The values of a message document's type field.
+const (
+	TypeText     = "text"
+	TypeTemplate = "template"
+)
+
 // Rejection says why a message will never be sent.
 type Rejection struct {
 	Reason string
@@ -56,6 +62,15 @@ func (r *Rejection) Error() string {
 // RejectReason returns the machine-readable reason; callers find rejections
 // of any package with errors.As on interface{ RejectReason() string }.
 func (r *Rejection) RejectReason() string { return r.Reason }
+
+// Actionable reports whether the V-Customer who wrote the message can act
+// on the rejection (correct the data, have WhatsApp configured for the
+// lease), so that it belongs on the message's document as its failure. A
+// message from a driver or a migrated one is not the pipeline's to send:
+// its document stays as the web app wrote it.
+func (r *Rejection) Actionable() bool {
+	return r.Reason == ReasonInvalidData || r.Reason == ReasonNoWhatsAppConfig
+}
 
 func invalid(field, format string, args ...any) *Rejection {
 	return &Rejection{Reason: ReasonInvalidData, Field: field, Detail: fmt.Sprintf(format, args...)}
@@ -131,7 +146,7 @@ func Parse(ref dispatch.MessageRef, fields map[string]any, defaultRegion string)
 		return nil, err
 	}
 	switch typ {
-	case "text":
+	case TypeText:
 		m.Type = wadispatchv1.MessageType_MESSAGE_TYPE_TEXT
 		if m.Body == "" {
 			return nil, invalid("message", "a text message needs a body")
@@ -139,7 +154,7 @@ func Parse(ref dispatch.MessageRef, fields map[string]any, defaultRegion string)
 		if n := utf8.RuneCountInString(m.Body); n > whatsapp.MaxTextBodyLength {
 			return nil, invalid("message", "has %d characters, WhatsApp allows %d", n, whatsapp.MaxTextBodyLength)
 		}
-	case "template":
+	case TypeTemplate:
 		m.Type = wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE
 		if m.TemplateType == "" {
 			return nil, invalid("templateType", "a template message must name its template")

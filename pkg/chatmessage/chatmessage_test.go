@@ -198,6 +198,10 @@ func TestParseRejections(t *testing.T) {
 			if r.RejectReason() != tc.reason {
 				t.Fatalf("RejectReason %q", r.RejectReason())
 			}
+			// Driver and migrated messages are not the V-Customer's to fix.
+			if want := tc.reason == chatmessage.ReasonInvalidData; r.Actionable() != want {
+				t.Errorf("Actionable() = %v, want %v", r.Actionable(), want)
+			}
 		})
 	}
 }
@@ -274,8 +278,8 @@ func TestParseWhatsAppConfig(t *testing.T) {
 		"api version mistyped": {"whatsappConfig": map[string]any{"phoneNumberId": "1", "tokenRef": "t", "apiVersion": 23.0}},
 	} {
 		_, err := chatmessage.ParseWhatsAppConfig(lease, defaults)
-		if r := rejection(t, err); r.Reason != chatmessage.ReasonNoWhatsAppConfig {
-			t.Errorf("%s: %+v", name, r)
+		if r := rejection(t, err); r.Reason != chatmessage.ReasonNoWhatsAppConfig || !r.Actionable() {
+			t.Errorf("%s: %+v (actionable %v)", name, r, r.Actionable())
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,6 +54,7 @@ type env struct {
 	registry   prometheus.Gatherer
 	clock      *clock
 	tasks      chan *pubsub.Message
+	refusals   chan *pubsub.Message // on the results topic
 	logs       *logtest.Buffer
 	timeout    time.Duration
 	// pubsubDown is set when a test stopped the Pub/Sub server: the
@@ -103,13 +105,16 @@ func newEnv(t testing.TB, tune func(*spec)) *env {
 	t.Cleanup(func() { _ = ps.Close() })
 	tasks := adapters.NewTasks(ps, cfg.TasksTopic, cfg.HandlerTimeout)
 	t.Cleanup(tasks.Stop)
+	refusals := adapters.NewRefusals(ps, cfg.ResultsTopic, cfg.HandlerTimeout)
+	t.Cleanup(refusals.Stop)
 
 	srv, err := ops.New("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	leaseClock := &clock{}
-	in, _ := newHandlers(cfg, fs, tasks, nil, srv.Registry, log, leaseClock.now)
+	parts := newParts(cfg, fs, tasks, refusals, nil, srv.Registry, log, leaseClock.now)
+	in := parts.events
 	srv.Handle("/", in)
 	srv.Handle("/events/firestore", in)
 	runCtx, stop := context.WithCancel(ctx)
@@ -117,24 +122,26 @@ func newEnv(t testing.TB, tune func(*spec)) *env {
 	go func() { served <- srv.Run(runCtx, 5*time.Second) }()
 
 	e := &env{url: "http://" + srv.Addr() + "/", fsEmu: fsEmu, stopPubSub: stopPubSub, fs: fs, events: in,
-		registry: srv.Registry, clock: leaseClock, tasks: make(chan *pubsub.Message, 1024), logs: logs, timeout: cfg.HandlerTimeout}
+		registry: srv.Registry, clock: leaseClock, tasks: make(chan *pubsub.Message, 1024), refusals: make(chan *pubsub.Message, 1024),
+		logs: logs, timeout: cfg.HandlerTimeout}
 	recvCtx, stopRecv := context.WithCancel(ctx)
-	received := make(chan struct{})
-	go func() {
-		defer close(received)
-		_ = ps.Subscriber(topology.TasksSubscription).Receive(recvCtx, func(ctx context.Context, m *pubsub.Message) {
-			select {
-			case e.tasks <- m:
-				m.Ack()
-			case <-ctx.Done():
-				m.Nack()
-			}
+	var received sync.WaitGroup
+	for sub, into := range map[string]chan *pubsub.Message{topology.TasksSubscription: e.tasks, topology.ResultsSubscription: e.refusals} {
+		received.Go(func() {
+			_ = ps.Subscriber(sub).Receive(recvCtx, func(ctx context.Context, m *pubsub.Message) {
+				select {
+				case into <- m:
+					m.Ack()
+				case <-ctx.Done():
+					m.Nack()
+				}
+			})
 		})
-	}()
+	}
 	t.Cleanup(func() {
 		stopRecv()
 		if !e.pubsubDown {
-			<-received
+			received.Wait()
 		}
 		stop()
 		if err := <-served; err != nil {
@@ -237,6 +244,18 @@ func (e *env) chatEvent(t testing.TB, id, path string, fields map[string]any) ev
 // eventFor is the event of a document that need not be stored.
 func eventFor(id, path string, fields map[string]any, created time.Time) eventarctest.Event {
 	return eventarctest.Event{ID: id, Path: path, Project: project, Fields: eventarctest.Fields(fields), CreateTime: created}
+}
+
+func decodeRefusal(t testing.TB, m *pubsub.Message) *wadispatchv1.Refusal {
+	t.Helper()
+	if m.Attributes["schema"] != "wadispatch.v1.Refusal" {
+		t.Fatalf("schema attribute %q on the results topic", m.Attributes["schema"])
+	}
+	var r wadispatchv1.Refusal
+	if err := proto.Unmarshal(m.Data, &r); err != nil {
+		t.Fatalf("refusal payload: %v", err)
+	}
+	return &r
 }
 
 func decodeTask(t testing.TB, m *pubsub.Message) *wadispatchv1.SendTask {
@@ -432,12 +451,34 @@ func TestRejectionsAnswer2xxAndPublishNothing(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := e.metric(t, "wadispatch_ingest_events_rejected_total", "reason", tc.reason)
-			a := e.post(t, tc.req(fmt.Sprintf("ev-rej-%d", i)))
+			id := fmt.Sprintf("ev-rej-%d", i)
+			a := e.post(t, tc.req(id))
 			if a.code != http.StatusOK || a.body["outcome"] != app.OutcomeRejected || a.body["reason"] != tc.reason {
 				t.Fatalf("answer %d %v, want 200 rejected %s", a.code, a.body, tc.reason)
 			}
 			if got := e.metric(t, "wadispatch_ingest_events_rejected_total", "reason", tc.reason) - before; got != 1 {
 				t.Errorf("rejections metric for %s grew by %v", tc.reason, got)
+			}
+			// What the V-Customer can correct is refused onto the document
+			// (the answer came after the publish); the rest stays untouched.
+			actionable := tc.reason == chatmessage.ReasonInvalidData || tc.reason == chatmessage.ReasonNoWhatsAppConfig
+			wait := 100 * time.Millisecond
+			if actionable {
+				wait = 10 * time.Second
+			}
+			select {
+			case m := <-e.refusals:
+				if !actionable {
+					t.Fatalf("a refusal was published for %s: %v", tc.reason, m.Attributes)
+				}
+				r := decodeRefusal(t, m)
+				if m.Attributes["eventId"] != id || r.GetReason() != tc.reason || r.GetEventId() != id || a.body["refusalPubsubMessageId"] != m.ID {
+					t.Fatalf("refusal %v %v for event %s (answer %v)", m.Attributes, r, id, a.body)
+				}
+			case <-time.After(wait):
+				if actionable {
+					t.Fatalf("no refusal published for %s", tc.reason)
+				}
 			}
 		})
 	}
@@ -723,5 +764,66 @@ func TestEnquiryIsCached(t *testing.T) {
 	}
 	if got := decodeTask(t, e.nextTask(t)).GetAccountId(); got != "acc-enquiry" {
 		t.Errorf("accountId %q: the enquiry was read again within its TTL", got)
+	}
+}
+
+// A message the V-Customer can correct is refused onto its document: the
+// refusal names the document, the reason and the field, for the recorder,
+// and never the driver's number (in its data or its attributes).
+func TestRefusalNamesTheFieldAndNotTheNumber(t *testing.T) {
+	e := newEnv(t, nil)
+	e.seedLeaseAndEnquiry(t)
+	fields := textMessage()
+	fields["driverMobileNumber"] = "+44 7700 900"
+	ev := e.chatEvent(t, "ev-refused", msgPath, fields)
+	if a := e.post(t, ev.Binary(e.url)); a.code != http.StatusOK || a.body["reason"] != chatmessage.ReasonInvalidData {
+		t.Fatalf("answer %d %v", a.code, a.body)
+	}
+	var m *pubsub.Message
+	select {
+	case m = <-e.refusals:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no refusal published")
+	}
+	r := decodeRefusal(t, m)
+	want := &wadispatchv1.Refusal{
+		MessageDocId: msgPath, LeaseId: "l1", EnquiryId: "e1", MessageId: "m1", CreatedBy: "user-7",
+		Reason: chatmessage.ReasonInvalidData, Field: "driverMobileNumber", Detail: r.GetDetail(), EventId: "ev-refused",
+		CreatedAt: timestamppb.New(ev.CreateTime), RefusedAt: r.GetRefusedAt(),
+	}
+	if !proto.Equal(r, want) || r.GetDetail() == "" || r.GetRefusedAt() == nil {
+		t.Errorf("refusal %v\nwant      %v", r, want)
+	}
+	for _, s := range append(slices.Collect(maps.Values(m.Attributes)), string(m.Data)) {
+		if strings.Contains(strings.ReplaceAll(s, " ", ""), "447700900") {
+			t.Errorf("the driver's number is in the refusal: %q", s)
+		}
+	}
+	if m.Attributes["messagePath"] != msgPath || m.Attributes["reason"] != chatmessage.ReasonInvalidData {
+		t.Errorf("attributes %v", m.Attributes)
+	}
+	select {
+	case m := <-e.tasks:
+		t.Fatalf("a task was published for a refused message: %v", m.Attributes)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// A refusal that cannot be published is a transient failure: Eventarc's
+// retry refuses the message again, so the document still gets its reason.
+func TestRefusalNotPublishedAnswers5xx(t *testing.T) {
+	e := newEnv(t, func(s *spec) { s.HandlerTimeout = 2 * time.Second })
+	e.seed(t, "leasecompany/l1", map[string]any{"name": "no WhatsApp yet"})
+	e.pubsubDown = true
+	e.stopPubSub()
+	a := e.post(t, e.chatEvent(t, "ev-refusal-down", msgPath, textMessage()).Binary(e.url))
+	if a.code != http.StatusServiceUnavailable || a.body["outcome"] != app.OutcomeRetry {
+		t.Fatalf("answer %d %v, want 503 retry", a.code, a.body)
+	}
+	if got := e.metric(t, "wadispatch_ingest_transient_failures_total", "dependency", app.DepPubSub); got != 1 {
+		t.Errorf("pubsub failures metric = %v", got)
+	}
+	if got := e.metric(t, "wadispatch_ingest_events_rejected_total", "reason", chatmessage.ReasonNoWhatsAppConfig); got != 0 {
+		t.Errorf("counted as rejected (%v) before its refusal was published", got)
 	}
 }

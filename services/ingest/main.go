@@ -1,8 +1,10 @@
 // Command ingest receives Eventarc's CloudEvents for chat message documents
 // created in Firestore, validates each message (pkg/firestoreevent,
 // pkg/chatmessage) and publishes a SendTask to whatsapp-messages for the
-// sender; it also receives WhatsApp's webhooks and publishes their statuses
-// and replies for the recorder. The use cases are internal/app.Ingester;
+// sender, or a Refusal the recorder writes on the document; a reconciler
+// does the same for documents whose event never came. It also receives
+// WhatsApp's webhooks and publishes their statuses and replies for the
+// recorder. The use cases are internal/app.Ingester;
 // internal/adapters connects them to Firestore, Pub/Sub and HTTP; this file
 // wires them.
 //
@@ -37,6 +39,7 @@ type spec struct {
 	APIAddr            string        `envconfig:"INGEST_ADDR" default:":8081" desc:"CloudEvents (/ and /events/firestore) and the WhatsApp webhook (/whatsapp/webhook); HTTP_ADDR serves only probes and metrics"`
 	FirestoreDatabase  string        `envconfig:"INGEST_FIRESTORE_DATABASE" default:"(default)" desc:"Firestore database holding leases, enquiries and messages"`
 	TasksTopic         string        `envconfig:"INGEST_TASKS_TOPIC" default:"whatsapp-messages" desc:"Pub/Sub topic the SendTasks are published to"`
+	ResultsTopic       string        `envconfig:"INGEST_RESULTS_TOPIC" default:"whatsapp-message-results" desc:"Pub/Sub topic the refusals of messages the V-Customer can correct (invalid data, no WhatsApp configuration) are published to, for the recorder to write on their documents"`
 	DefaultRegion      string        `envconfig:"INGEST_DEFAULT_REGION" default:"GB" desc:"region (ISO 3166) assumed for driver numbers written without country code"`
 	LeaseCacheTTL      time.Duration `envconfig:"INGEST_LEASE_CACHE_TTL" default:"30s" desc:"how long a lease's WhatsApp configuration is reused (a missing one: at most 5s)"`
 	EnquiryCacheTTL    time.Duration `envconfig:"INGEST_ENQUIRY_CACHE_TTL" default:"30s" desc:"how long an enquiry's accountId and serviceUnitId are reused (a missing enquiry is read again)"`
@@ -45,6 +48,11 @@ type spec struct {
 	HandlerTimeout     time.Duration `envconfig:"INGEST_HANDLER_TIMEOUT" default:"8s" desc:"longest time one event may take (Firestore reads and the publish); past it the answer is 503. Keep it below the ack deadline of the trigger's Pub/Sub subscription, which is the push request timeout (10s by default)"`
 	DedupeTTL          time.Duration `envconfig:"INGEST_DEDUPE_TTL" default:"5m" desc:"how long a published event id is remembered to drop redeliveries"`
 	WebhookReplayTTL   time.Duration `envconfig:"INGEST_WEBHOOK_REPLAY_TTL" default:"10m" desc:"how long a published webhook body is remembered: the same signed body again is answered 200 and not published"`
+
+	ReconcileInterval  time.Duration `envconfig:"INGEST_RECONCILE_INTERVAL" default:"2m" desc:"how often the reconciler looks for chatMessages documents without pipeline state whose event never came, and handles them as the event would have (0: never). Safe on every replica"`
+	ReconcileGrace     time.Duration `envconfig:"INGEST_RECONCILE_GRACE" default:"5m" desc:"how old (by INGEST_RECONCILE_TIME_FIELD) a document must be before the reconciler takes it: longer than an event normally takes to be handled and its send claimed"`
+	ReconcileWindow    time.Duration `envconfig:"INGEST_RECONCILE_WINDOW" default:"1h" desc:"how far back the reconciler looks; each document in the window is read once per pass (window / interval reads per document and replica)"`
+	ReconcileTimeField string        `envconfig:"INGEST_RECONCILE_TIME_FIELD" default:"createdAt" desc:"the timestamp field the web app writes on every chatMessages document (a Firestore timestamp), by which the reconciler finds recent ones; the composite index on (type, this field) must be declared (charts/wadispatch/firestore.indexes.json)"`
 
 	StatusTopic        string `envconfig:"INGEST_STATUS_TOPIC" default:"whatsapp-status-events" desc:"Pub/Sub topic the WhatsApp webhooks' status events and driver replies are published to"`
 	WebhookAppSecret   string `envconfig:"INGEST_WEBHOOK_APP_SECRET" desc:"Meta app secret that signs webhook bodies (X-Hub-Signature-256); unset, webhook POSTs answer 503. Never logged"`
@@ -78,6 +86,8 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	// Both run after the server has drained, so every accepted message is flushed.
 	tasks := adapters.NewTasks(ps, cfg.TasksTopic, cfg.HandlerTimeout)
 	defer tasks.Stop()
+	refusals := adapters.NewRefusals(ps, cfg.ResultsTopic, cfg.HandlerTimeout)
+	defer refusals.Stop()
 	events := adapters.NewEvents(ps, cfg.StatusTopic, cfg.HandlerTimeout)
 	defer events.Stop()
 
@@ -91,18 +101,23 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
-	eventHandler, webhookHandler := newHandlers(cfg, fs, tasks, events, srv.Registry, log, time.Now)
-	api.Handle("/", eventHandler)
-	api.Handle("/events/firestore", eventHandler)
-	api.Handle(adapters.WebhookPath, webhookHandler)
+	p := newParts(cfg, fs, tasks, refusals, events, srv.Registry, log, time.Now)
+	api.Handle("/", p.events)
+	api.Handle("/events/firestore", p.events)
+	api.Handle(adapters.WebhookPath, p.webhook)
 	log.WithFields(logrus.Fields{
-		"addr": api.Addr(), "opsAddr": srv.Addr(), "database": cfg.FirestoreDatabase, "topic": cfg.TasksTopic, "defaultRegion": cfg.DefaultRegion,
+		"addr": api.Addr(), "opsAddr": srv.Addr(), "database": cfg.FirestoreDatabase, "topic": cfg.TasksTopic, "resultsTopic": cfg.ResultsTopic, "defaultRegion": cfg.DefaultRegion,
 		"statusTopic": cfg.StatusTopic, "webhookAppSecretSet": cfg.WebhookAppSecret != "", "webhookVerifyTokenSet": cfg.WebhookVerifyToken != "",
+		"reconcileInterval": cfg.ReconcileInterval.String(), "reconcileTimeField": cfg.ReconcileTimeField,
 	}).Info("ingest starting")
-	return lifecycle.Run(ctx,
+	running := []lifecycle.Part{
 		func(ctx context.Context) error { return srv.Run(ctx, cfg.ShutdownGrace) },
 		func(ctx context.Context) error { return api.Run(ctx, cfg.ShutdownGrace) },
-	)
+	}
+	if p.reconciler != nil {
+		running = append(running, p.reconciler.Run)
+	}
+	return lifecycle.Run(ctx, running...)
 }
 
 func (cfg spec) check() error {
@@ -112,13 +127,26 @@ func (cfg spec) check() error {
 	if cfg.HandlerTimeout <= 0 || cfg.LeaseCacheTTL < 0 || cfg.EnquiryCacheTTL < 0 || cfg.DedupeTTL <= 0 || cfg.WebhookReplayTTL <= 0 {
 		return errors.New("INGEST_HANDLER_TIMEOUT, INGEST_DEDUPE_TTL and INGEST_WEBHOOK_REPLAY_TTL must be positive, INGEST_LEASE_CACHE_TTL and INGEST_ENQUIRY_CACHE_TTL not negative")
 	}
+	if cfg.ReconcileInterval < 0 {
+		return errors.New("INGEST_RECONCILE_INTERVAL must not be negative (0 turns the reconciler off)")
+	}
+	if cfg.ReconcileInterval > 0 && (cfg.ReconcileGrace <= 0 || cfg.ReconcileWindow <= cfg.ReconcileGrace || cfg.ReconcileTimeField == "") {
+		return errors.New("with the reconciler on, INGEST_RECONCILE_GRACE must be positive, INGEST_RECONCILE_WINDOW longer than it, and INGEST_RECONCILE_TIME_FIELD set")
+	}
 	return nil
 }
 
-// newHandlers builds the application over Firestore and the two publishers
-// and returns its CloudEvents and webhook endpoints; now is the lease
-// cache's clock.
-func newHandlers(cfg spec, fs *firestore.Client, tasks app.Tasks, events app.Events, reg prometheus.Registerer, log *logrus.Entry, now func() time.Time) (eventHandler, webhookHandler http.Handler) {
+// parts are ingest's endpoints and its reconciler, built but not running.
+type parts struct {
+	events, webhook http.Handler
+	// reconciler is nil when INGEST_RECONCILE_INTERVAL is 0.
+	reconciler *app.Reconciler
+}
+
+// newParts builds the application over Firestore and the publishers and
+// returns its CloudEvents and webhook endpoints and its reconciler; now is
+// the lease cache's clock.
+func newParts(cfg spec, fs *firestore.Client, tasks app.Tasks, refusals app.Refusals, events app.Events, reg prometheus.Registerer, log *logrus.Entry, now func() time.Time) parts {
 	leases := adapters.NewLeaseConfigs(fs, chatmessage.ConfigDefaults{
 		APIVersion: cfg.WhatsAppAPIVersion, TemplateLanguage: cfg.TemplateLanguage,
 	}, cfg.LeaseCacheTTL, now, log)
@@ -132,6 +160,12 @@ func newHandlers(cfg spec, fs *firestore.Client, tasks app.Tasks, events app.Eve
 		WebhookReplayTTL:   cfg.WebhookReplayTTL,
 		WebhookAppSecret:   []byte(cfg.WebhookAppSecret),
 		WebhookVerifyToken: cfg.WebhookVerifyToken,
-	}, leases, docs, docs, tasks, events, app.NewMetrics(reg), log, webhookLog)
-	return adapters.NewEventHandler(in, reg, log), adapters.NewWebhookHandler(in, reg, webhookLog)
+	}, leases, docs, docs, tasks, refusals, events, app.NewMetrics(reg), log, webhookLog)
+	p := parts{events: adapters.NewEventHandler(in, reg, log), webhook: adapters.NewWebhookHandler(in, reg, webhookLog)}
+	if cfg.ReconcileInterval > 0 {
+		p.reconciler = app.NewReconciler(in, adapters.NewRecentMessages(fs, cfg.ReconcileTimeField), app.ReconcileConfig{
+			Interval: cfg.ReconcileInterval, Grace: cfg.ReconcileGrace, Window: cfg.ReconcileWindow,
+		}, log.WithField("part", "reconciler"))
+	}
+	return p
 }

@@ -109,3 +109,29 @@ func TestRunRejectsUnknownRegion(t *testing.T) {
 		t.Fatal("run accepted region XX")
 	}
 }
+
+func TestRunRejectsBadReconcileSettings(t *testing.T) {
+	for name, tune := range map[string]func(*spec){
+		"negative interval":       func(s *spec) { s.ReconcileInterval = -time.Second },
+		"no grace":                func(s *spec) { s.ReconcileGrace = 0 },
+		"window within the grace": func(s *spec) { s.ReconcileWindow = s.ReconcileGrace },
+		"no time field":           func(s *spec) { s.ReconcileTimeField = "" },
+	} {
+		var cfg spec
+		if err := config.Load(&cfg); err != nil {
+			t.Fatal(err)
+		}
+		tune(&cfg)
+		if err := cfg.check(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	var off spec
+	if err := config.Load(&off); err != nil {
+		t.Fatal(err)
+	}
+	off.ReconcileInterval, off.ReconcileTimeField = 0, ""
+	if err := off.check(); err != nil {
+		t.Errorf("reconciler off: %v", err)
+	}
+}

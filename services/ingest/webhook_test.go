@@ -62,7 +62,7 @@ func newHookEnv(t testing.TB, secret string, simTune func(*whatsappsim.Options))
 	l.SetOutput(e.logs)
 	l.SetFormatter(&logrus.JSONFormatter{})
 	cfg := spec{HandlerTimeout: 5 * time.Second, WebhookReplayTTL: time.Minute, WebhookAppSecret: secret, WebhookVerifyToken: hookToken}
-	_, hook := newHandlers(cfg, nil, nil, pub, e.registry, logrus.NewEntry(l), time.Now)
+	hook := newParts(cfg, nil, nil, nil, pub, e.registry, logrus.NewEntry(l), time.Now).webhook
 	srv := httptest.NewServer(hook)
 	e.url, e.pub = srv.URL+adapters.WebhookPath, pub
 

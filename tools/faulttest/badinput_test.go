@@ -15,6 +15,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 
+	"github.com/visn/wadispatch/pkg/chatmessage"
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
@@ -72,9 +73,10 @@ func badDocs(driver string) []badDoc {
 	}
 }
 
-// Malformed documents end with a clear reason from ingest, once, with
-// nothing published, or (where they are valid after all) in a final state;
-// none is retried by the trigger or reaches WhatsApp unless it was sent.
+// Malformed documents end with a clear reason from ingest, once, with no
+// task published (and that reason FAILED on the document), or (where they
+// are valid after all) in a final state; none is retried by the trigger or
+// reaches WhatsApp unless it was sent.
 func TestMalformedDocumentsEndWithAReasonOnce(t *testing.T) {
 	checkBadDocs(t, badDocs)
 }
@@ -122,8 +124,8 @@ func checkBadDocs(t *testing.T, badDocs func(driver string) []badDoc) {
 		}
 	}
 
-	// Every document gets an answer from ingest; a published one must then
-	// reach a final state.
+	// Every document gets an answer from ingest; a published or refused one
+	// must then reach a final state.
 	var outcomes map[string][]ingestOutcome
 	for {
 		outcomes = ingestOutcomes(t, s.LogPath(stack.Ingest))
@@ -133,7 +135,7 @@ func checkBadDocs(t *testing.T, badDocs func(driver string) []badDoc) {
 			if len(o) == 0 {
 				continue
 			}
-			if o[0].published {
+			if o[0].published || refusable(o[0].reason) {
 				snap, err := fs.Doc(path(d)).Get(ctx)
 				if err != nil {
 					t.Fatal(err)
@@ -192,8 +194,17 @@ func checkBadDocs(t *testing.T, badDocs func(driver string) []badDoc) {
 			if o[0].reason == "" {
 				t.Errorf("%s: rejected without a reason", d.id)
 			}
-			if status != "" || len(got) != 0 {
-				t.Errorf("%s: rejected (%s) but status %q and %d WhatsApp messages", d.id, o[0].reason, status, len(got))
+			// What the V-Customer can correct says so on the document;
+			// anything else is left as written.
+			want := ""
+			if refusable(o[0].reason) {
+				want = "FAILED"
+			}
+			if status != want || len(got) != 0 {
+				t.Errorf("%s: rejected (%s) but status %q (want %q) and %d WhatsApp messages", d.id, o[0].reason, status, want, len(got))
+			}
+			if reason, _ := doc["failureReason"].(string); want != "" && reason != o[0].reason {
+				t.Errorf("%s: refused for %s, the document says %q", d.id, o[0].reason, reason)
 			}
 			t.Logf("%-22s rejected: %s", d.id, truncate(o[0].detail, 110))
 		default:
@@ -229,6 +240,12 @@ func checkBadDocs(t *testing.T, badDocs func(driver string) []badDoc) {
 			}
 		}
 	}
+}
+
+// refusable reports whether ingest refuses a message for reason onto its
+// document.
+func refusable(reason string) bool {
+	return (&chatmessage.Rejection{Reason: reason}).Actionable()
 }
 
 type ingestOutcome struct {

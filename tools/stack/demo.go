@@ -35,10 +35,12 @@ type Case struct {
 	ID     string
 	Fields map[string]any
 	// WantStatus is READ (sent, then delivered and read by the simulated
-	// driver, as WhatsApp's webhooks report), FAILED, or "" when ingest
-	// must not send it at all.
+	// driver, as WhatsApp's webhooks report), FAILED (refused by WhatsApp,
+	// or by ingest for a reason the V-Customer can correct), or "" when the
+	// message is not the pipeline's to send and its document stays as written.
 	WantStatus string
-	// WantReason must appear in the failure or rejection reason.
+	// WantReason must appear in the failure reason (the document's) or,
+	// for a message left alone, in ingest's log line.
 	WantReason string
 }
 
@@ -56,6 +58,9 @@ func DemoCases() []Case {
 			"type":               "text",
 			"driverMobileNumber": driver,
 			"createdBy":          DemoUser,
+			// The web app's write time, by which ingest's reconciler finds
+			// messages whose event never came (INGEST_RECONCILE_TIME_FIELD).
+			"createdAt": firestore.ServerTimestamp,
 		}
 		for k, v := range extra {
 			m[k] = v
@@ -74,8 +79,10 @@ func DemoCases() []Case {
 			Fields: msg("+447911123403", map[string]any{"source": "driver", "message": "On my way"})},
 		{Name: "migrated", ID: "msg-migrated", WantReason: "migrated",
 			Fields: msg("+447911123404", map[string]any{"isMigrated": true})},
-		{Name: "invalid number", ID: "msg-bad-number", WantReason: "invalid_data",
+		{Name: "invalid number", ID: "msg-bad-number", WantStatus: "FAILED", WantReason: "invalid_data: driverMobileNumber",
 			Fields: msg("12345", nil)},
+		{Name: "no text", ID: "msg-no-text", WantStatus: "FAILED", WantReason: "invalid_data: message",
+			Fields: msg("+447911123405", map[string]any{"message": ""})},
 		{Name: "WhatsApp refuses", ID: "msg-undeliverable", WantStatus: "FAILED", WantReason: "undeliverable (WhatsApp error 131026)",
 			Fields: msg("+447911123406", nil)},
 		{Name: "text, driver never wrote", ID: "msg-no-window", WantStatus: "FAILED", WantReason: "outside_24h_window",
@@ -308,7 +315,7 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 		if detail == "" {
 			detail = o.Reason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Case.Name, orDash(o.Status), dispatch.Clip(detail, 59),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Case.Name, orDash(o.Status), dispatch.Clip(detail, 80),
 			since(o.CreatedAt, o.CalledAt), since(o.CreatedAt, o.RecordedAt), since(o.CreatedAt, o.ReadSeenAt), yesNo(o.OK))
 	}
 	if err := tw.Flush(); err != nil {
@@ -404,6 +411,10 @@ func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) er
 		}
 		if r, _ := snap.DataAt("failureReason"); r != nil {
 			o.Reason = fmt.Sprint(r)
+			// A refusal says what to correct; WhatsApp's refusal has its code.
+			if why, _ := snap.DataAt("statusReason"); why != nil {
+				o.Reason += ": " + fmt.Sprint(why)
+			}
 			if code, _ := snap.DataAt("whatsappError.code"); code != nil && code != int64(0) {
 				o.Reason += fmt.Sprintf(" (WhatsApp error %v)", code)
 			}
@@ -412,9 +423,16 @@ func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) er
 		if err != nil {
 			return err
 		}
-		accepted, err := s.Accepted(ctx, driver)
-		if err != nil {
-			return err
+		if driver == "" {
+			// Refused by ingest: the state names no driver, the document
+			// holds what the V-Customer wrote.
+			driver, _ = c.Fields["driverMobileNumber"].(string)
+		}
+		var accepted []whatsappsim.Accepted
+		if strings.HasPrefix(driver, "+") {
+			if accepted, err = s.Accepted(ctx, driver); err != nil {
+				return err
+			}
 		}
 		switch c.WantStatus {
 		case "READ":
@@ -481,17 +499,15 @@ func (s *Stack) demoReply(ctx context.Context, fs *firestore.Client, w io.Writer
 }
 
 // driverOf is the E.164 number the pipeline sent the message at path to,
-// from the recorder's state next to the message.
+// from the recorder's state next to the message; "" for a message ingest
+// refused, whose state has none.
 func driverOf(ctx context.Context, fs *firestore.Client, path string) (string, error) {
 	snap, err := fs.Doc(path + "/dispatch/state").Get(ctx)
 	if err != nil {
 		return "", fmt.Errorf("dispatch state of %s: %w", path, err)
 	}
-	d, err := snap.DataAt("driverMobileNumber")
-	if err != nil {
-		return "", fmt.Errorf("dispatch state of %s: %w", path, err)
-	}
-	return fmt.Sprint(d), nil
+	d, _ := snap.Data()["driverMobileNumber"].(string)
+	return d, nil
 }
 
 // waitForRejection waits for ingest's log line saying why it did not send

@@ -31,7 +31,8 @@ func TestDemoOutcomesAreAllExpected(t *testing.T) {
 	if !ok {
 		t.Fatal("the demo reports an unexpected outcome")
 	}
-	for _, want := range []string{"MESSAGE", "READ", "outside_24h_window", "source=driver", "numberOfWhatsappMessagesSent = 2", "arrayOfWhatsappMessageIds"} {
+	for _, want := range []string{"MESSAGE", "READ", "outside_24h_window", "invalid_data: driverMobileNumber: not a valid phone number",
+		"invalid_data: message: a text message needs a body", "source=driver", "numberOfWhatsappMessagesSent = 2", "arrayOfWhatsappMessageIds"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
@@ -162,11 +163,30 @@ func TestSeedFlowFieldByField(t *testing.T) {
 		t.Errorf("numberOfWhatsappMessagesSent = %v, want 2", metrics["numberOfWhatsappMessagesSent"])
 	}
 
-	// Messages ingest must not send: nothing reaches WhatsApp, the pipeline
-	// writes nothing, and ingest says why.
-	for id, reason := range map[string]string{
-		"msg-driver": "from_driver", "msg-migrated": "migrated", "msg-bad-number": "invalid_data",
-	} {
+	// Messages the V-Customer can correct: nothing reaches WhatsApp, and the
+	// document says why, as does wadispatchctl status.
+	for id, field := range map[string]string{"msg-bad-number": "driverMobileNumber", "msg-no-text": "message"} {
+		c := cases[id]
+		doc := waitForStatus(t, ctx, fs, c.Path(), "FAILED")
+		why, _ := doc["statusReason"].(string)
+		if doc["failureReason"] != "invalid_data" || !strings.HasPrefix(why, field+": ") || doc["failedAt"] == nil {
+			t.Errorf("%s: failureReason %v, statusReason %q, failedAt %v: want invalid_data on %s", id, doc["failureReason"], why, doc["failedAt"], field)
+		}
+		if _, ok := doc["whatsappError"]; ok {
+			t.Errorf("%s: a WhatsApp error on a message never sent: %v", id, doc["whatsappError"])
+		}
+		out, err := s.Ctl(ctx, "status", c.Path())
+		if err != nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "refused by ingest: invalid_data: "+field+": ") {
+			t.Errorf("%s: wadispatchctl status:\n%s%v", id, out, err)
+		}
+	}
+	if got, err := s.Accepted(ctx, "+447911123405"); err != nil || len(got) != 0 {
+		t.Errorf("a message without text was sent: %v %v", got, err)
+	}
+
+	// Messages that are not the pipeline's to send: nothing reaches
+	// WhatsApp, the pipeline writes nothing, and ingest says why.
+	for id, reason := range map[string]string{"msg-driver": "from_driver", "msg-migrated": "migrated"} {
 		c := cases[id]
 		waitForLogLine(t, ctx, s.LogPath(stack.Ingest), c.Path(), `"reason":"`+reason+`"`)
 		doc := getDoc(t, ctx, fs, c.Path())
@@ -175,6 +195,9 @@ func TestSeedFlowFieldByField(t *testing.T) {
 		}
 		if _, err := fs.Doc(c.Path() + "/dispatch/state").Get(ctx); status.Code(err) != codes.NotFound {
 			t.Errorf("%s: a send was claimed (%v)", id, err)
+		}
+		if out, err := s.Ctl(ctx, "status", c.Path()); err == nil || !strings.Contains(err.Error(), "NotFound") {
+			t.Errorf("%s: wadispatchctl status found a state:\n%s%v", id, out, err)
 		}
 	}
 	if got, err := s.Accepted(ctx, "+447911123403"); err != nil || len(got) != 0 {

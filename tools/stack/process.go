@@ -214,14 +214,18 @@ func ephemeralPortsStart() int {
 	return n
 }
 
-// Build compiles the stack's programs into dir: the services from the
-// product module at repoRoot, the dev tools from this module (tools/).
+// Build compiles the stack's programs into dir: the services and
+// wadispatchctl from the product module at repoRoot, the dev tools from
+// this module (tools/).
 func Build(ctx context.Context, repoRoot, dir string) error {
-	for _, b := range []struct{ dir, pkgs string }{
-		{repoRoot, "./services/..."},
-		{filepath.Join(repoRoot, "tools"), "./cmd/..."},
+	for _, b := range []struct {
+		dir  string
+		pkgs []string
+	}{
+		{repoRoot, []string{"./services/...", "./cmd/..."}},
+		{filepath.Join(repoRoot, "tools"), []string{"./cmd/..."}},
 	} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), b.pkgs)
+		cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", dir + string(filepath.Separator)}, b.pkgs...)...)
 		cmd.Dir = b.dir
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -18,6 +18,20 @@
   value: {{ $v.ingest.templateLanguage | quote }}
 - name: INGEST_STATUS_TOPIC
   value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.statusEventsTopic) | quote }}
+# Refusals share the results topic with the sender's results.
+- name: INGEST_RESULTS_TOPIC
+  value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.resultsTopic) | quote }}
+{{- $rc := $v.ingest.reconcile }}
+# The reconciler; its query needs the index of firestore.indexes.json on
+# (type, timeField), which templates/gcp/firestore.yaml deploys.
+- name: INGEST_RECONCILE_INTERVAL
+  value: {{ printf "%ds" (int $rc.intervalSeconds) | quote }}
+- name: INGEST_RECONCILE_GRACE
+  value: {{ printf "%ds" (int $rc.graceSeconds) | quote }}
+- name: INGEST_RECONCILE_WINDOW
+  value: {{ printf "%ds" (int $rc.windowSeconds) | quote }}
+- name: INGEST_RECONCILE_TIME_FIELD
+  value: {{ $rc.timeField | quote }}
 {{- $w := $v.ingest.webhook }}
 {{- $secret := dict "name" $w.secretName "app" $w.appSecretKey "verify" $w.verifyTokenKey }}
 {{- if and (not $w.secretName) $v.devEmulators.enabled }}

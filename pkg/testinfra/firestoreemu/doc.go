@@ -65,6 +65,10 @@
 // non-2xx answer is retried with exponential backoff (DeliveryPolicy:
 // default 10 attempts from 100ms doubling up to 10s), then logged and
 // dropped. Deliveries are at least once and unordered, as with Eventarc.
+// For tests of what must cope with lost events, DropDeliveries(true) (or
+// HTTP POST /emulator/v1/triggers:dropDeliveries, undone by
+// .../triggers:resumeDeliveries) drops the events of the commits that
+// follow: each is logged and never delivered. Eventarc has no such switch.
 //
 // # What is emulated
 //

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
@@ -71,6 +72,9 @@ type Server struct {
 	cancel  context.CancelFunc
 	pending sync.WaitGroup
 	closing sync.Once
+
+	// dropping makes triggers drop their events (DropDeliveries).
+	dropping atomic.Bool
 }
 
 // Start listens on opts.Addr and serves the Firestore gRPC API and the
@@ -316,6 +320,14 @@ func (s *Server) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte("{}\n"))
 	})
+	// Test-only, not in Google's emulator: lose trigger events on purpose.
+	for verb, drop := range map[string]bool{"dropDeliveries": true, "resumeDeliveries": false} {
+		mux.HandleFunc("POST /emulator/v1/triggers:"+verb, func(w http.ResponseWriter, _ *http.Request) {
+			s.DropDeliveries(drop)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte("{}\n"))
+		})
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("Ok\n"))
 	})

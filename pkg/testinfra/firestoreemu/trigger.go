@@ -138,6 +138,15 @@ func (p DeliveryPolicy) withDefaults() DeliveryPolicy {
 	return p
 }
 
+// DropDeliveries makes every trigger drop the events of the commits that
+// follow, until called with false: each is logged and never delivered, as
+// an event Eventarc gave up on or never had. It is for tests of what must
+// find documents whose event was lost; Eventarc has no such switch.
+func (s *Server) DropDeliveries(drop bool) {
+	s.dropping.Store(drop)
+	s.log.Infof("firestore-emulator: trigger deliveries dropped: %v", drop)
+}
+
 // AddTrigger registers a trigger for subsequent commits.
 func (s *Server) AddTrigger(t Trigger) error {
 	if err := t.validate(); err != nil {
@@ -184,6 +193,10 @@ func (s *Server) fireTriggers(dbName string, changes []change, at time.Time) {
 				continue
 			}
 			if !matchPattern(strings.Split(t.Pattern, "/"), segs) {
+				continue
+			}
+			if s.dropping.Load() {
+				s.log.WithFields(logrus.Fields{"url": t.URL, "document": rel}).Warn("firestore-emulator: trigger event dropped (deliveries are being dropped)")
 				continue
 			}
 			ev, err := s.buildEvent(t, project, database, rel, ch, at)

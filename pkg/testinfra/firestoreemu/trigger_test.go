@@ -246,3 +246,38 @@ func TestParseTrigger(t *testing.T) {
 		}
 	}
 }
+
+// Deliveries dropped on purpose (the admin endpoint) never arrive, however
+// long one waits; resumed, the next commits' events do.
+func TestTriggerDeliveriesDropped(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sink, url := newSink(t, 0)
+	srv := newServer(t, firestoreemu.Options{Triggers: []firestoreemu.Trigger{{Event: firestoreemu.Created, Pattern: "q/{id}", URL: url}}})
+	c := newClient(t, srv, "(default)")
+	admin := func(verb string) {
+		resp, err := http.Post("http://"+srv.Addr()+"/emulator/v1/triggers:"+verb, "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: HTTP %d", verb, resp.StatusCode)
+		}
+	}
+	admin("dropDeliveries")
+	if _, err := c.Doc("q/lost").Set(ctx, map[string]any{"x": 1}); err != nil {
+		t.Fatal(err)
+	}
+	admin("resumeDeliveries")
+	if _, err := c.Doc("q/kept").Set(ctx, map[string]any{"x": 2}); err != nil {
+		t.Fatal(err)
+	}
+	got := sink.wait(t, 1)
+	time.Sleep(200 * time.Millisecond)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if sink.hits != 1 || !strings.HasSuffix(got[0].event.Subject(), "q/kept") {
+		t.Errorf("%d deliveries, first %s: want only q/kept's", sink.hits, got[0].event.Subject())
+	}
+}

@@ -705,6 +705,147 @@ func (x *SendResult) GetCompletedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// A message ingest refuses for a reason the V-Customer who wrote it can act
+// on (invalid data, no WhatsApp configuration on the lease), published by
+// ingest on `whatsapp-message-results` with the `schema` attribute
+// wadispatch.v1.Refusal. The recorder writes it on the message document as
+// FAILED with the reason, once, and only if the message has no pipeline state
+// yet. Messages from drivers and migrated ones are never refused this way:
+// they are not the pipeline's to send, so their documents stay untouched. A
+// refusal carries no phone number.
+type Refusal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Full path of the chatMessages document, as in SendTask.
+	MessageDocId string `protobuf:"bytes,1,opt,name=message_doc_id,json=messageDocId,proto3" json:"message_doc_id,omitempty"`
+	LeaseId      string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	EnquiryId    string `protobuf:"bytes,3,opt,name=enquiry_id,json=enquiryId,proto3" json:"enquiry_id,omitempty"`
+	MessageId    string `protobuf:"bytes,4,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// The document's createdBy when it is a string (clipped); it may be the
+	// field at fault.
+	CreatedBy string `protobuf:"bytes,5,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// Machine-readable: invalid_data or no_whatsapp_config.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The offending document field (a dotted path such as payload.eta), or
+	// the key of the lease's whatsappConfig; empty when none is to blame.
+	Field string `protobuf:"bytes,7,opt,name=field,proto3" json:"field,omitempty"`
+	// What is wrong, for people; never a phone number.
+	Detail string `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The CloudEvent the refusal came from, or the reconciler's pass.
+	EventId string `protobuf:"bytes,9,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// When the chatMessages document was created.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	RefusedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=refused_at,json=refusedAt,proto3" json:"refused_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refusal) Reset() {
+	*x = Refusal{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refusal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refusal) ProtoMessage() {}
+
+func (x *Refusal) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refusal.ProtoReflect.Descriptor instead.
+func (*Refusal) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Refusal) GetMessageDocId() string {
+	if x != nil {
+		return x.MessageDocId
+	}
+	return ""
+}
+
+func (x *Refusal) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *Refusal) GetEnquiryId() string {
+	if x != nil {
+		return x.EnquiryId
+	}
+	return ""
+}
+
+func (x *Refusal) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *Refusal) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *Refusal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Refusal) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *Refusal) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Refusal) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *Refusal) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Refusal) GetRefusedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefusedAt
+	}
+	return nil
+}
+
 // A status update for a sent message, from a WhatsApp webhook, published by
 // ingest on `whatsapp-status-events`.
 type StatusEvent struct {
@@ -722,7 +863,7 @@ type StatusEvent struct {
 
 func (x *StatusEvent) Reset() {
 	*x = StatusEvent{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +875,7 @@ func (x *StatusEvent) String() string {
 func (*StatusEvent) ProtoMessage() {}
 
 func (x *StatusEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +888,7 @@ func (x *StatusEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusEvent.ProtoReflect.Descriptor instead.
 func (*StatusEvent) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{4}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StatusEvent) GetWhatsappMessageId() string {
@@ -810,7 +951,7 @@ type InboundMessage struct {
 
 func (x *InboundMessage) Reset() {
 	*x = InboundMessage{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +963,7 @@ func (x *InboundMessage) String() string {
 func (*InboundMessage) ProtoMessage() {}
 
 func (x *InboundMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +976,7 @@ func (x *InboundMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundMessage.ProtoReflect.Descriptor instead.
 func (*InboundMessage) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{5}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *InboundMessage) GetWhatsappMessageId() string {
@@ -957,7 +1098,25 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x127\n" +
 	"\tcalled_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bcalledAt\x12=\n" +
-	"\fcompleted_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xae\x02\n" +
+	"\fcompleted_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xfe\x02\n" +
+	"\aRefusal\x12$\n" +
+	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12\x19\n" +
+	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x1d\n" +
+	"\n" +
+	"enquiry_id\x18\x03 \x01(\tR\tenquiryId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x04 \x01(\tR\tmessageId\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x05 \x01(\tR\tcreatedBy\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05field\x18\a \x01(\tR\x05field\x12\x16\n" +
+	"\x06detail\x18\b \x01(\tR\x06detail\x12\x19\n" +
+	"\bevent_id\x18\t \x01(\tR\aeventId\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"refused_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\"\xae\x02\n" +
 	"\vStatusEvent\x12.\n" +
 	"\x13whatsapp_message_id\x18\x01 \x01(\tR\x11whatsappMessageId\x124\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1c.wadispatch.v1.MessageStatusR\x06status\x128\n" +
@@ -1003,7 +1162,7 @@ func file_wadispatch_v1_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(MessageType)(0),              // 0: wadispatch.v1.MessageType
 	(MessageStatus)(0),            // 1: wadispatch.v1.MessageStatus
@@ -1012,30 +1171,33 @@ var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(*SendTask)(nil),              // 4: wadispatch.v1.SendTask
 	(*WhatsAppError)(nil),         // 5: wadispatch.v1.WhatsAppError
 	(*SendResult)(nil),            // 6: wadispatch.v1.SendResult
-	(*StatusEvent)(nil),           // 7: wadispatch.v1.StatusEvent
-	(*InboundMessage)(nil),        // 8: wadispatch.v1.InboundMessage
-	nil,                           // 9: wadispatch.v1.SendTask.PayloadEntry
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*Refusal)(nil),               // 7: wadispatch.v1.Refusal
+	(*StatusEvent)(nil),           // 8: wadispatch.v1.StatusEvent
+	(*InboundMessage)(nil),        // 9: wadispatch.v1.InboundMessage
+	nil,                           // 10: wadispatch.v1.SendTask.PayloadEntry
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	0,  // 0: wadispatch.v1.SendTask.type:type_name -> wadispatch.v1.MessageType
 	3,  // 1: wadispatch.v1.SendTask.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	9,  // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
-	10, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
+	10, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
+	11, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
 	2,  // 4: wadispatch.v1.SendResult.outcome:type_name -> wadispatch.v1.Outcome
 	5,  // 5: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
-	10, // 6: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
-	10, // 7: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
-	10, // 8: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
-	1,  // 9: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
-	10, // 10: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
-	5,  // 11: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
-	10, // 12: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	11, // 6: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
+	11, // 7: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
+	11, // 8: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
+	11, // 9: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
+	11, // 10: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
+	1,  // 11: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
+	11, // 12: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
+	5,  // 13: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
+	11, // 14: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_messages_proto_init() }
@@ -1049,7 +1211,7 @@ func file_wadispatch_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_messages_proto_rawDesc), len(file_wadispatch_v1_messages_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

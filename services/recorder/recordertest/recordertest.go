@@ -93,6 +93,12 @@ func (r *Recorder) Record(ctx context.Context, result *wadispatchv1.SendResult) 
 	return err
 }
 
+// Refuse records ingest's refusal of a message as the recorder does for
+// one from Pub/Sub, and returns the outcome (app.Refusal*).
+func (r *Recorder) Refuse(ctx context.Context, refusal *wadispatchv1.Refusal) (string, error) {
+	return r.svc.RecordRefusal(ctx, refusal)
+}
+
 // StopPublishing flushes the resends published so far; the tb's cleanup
 // calls it too, for tests that close the Pub/Sub client themselves first.
 func (r *Recorder) StopPublishing() { r.repub.Stop() }

@@ -11,6 +11,10 @@
 // database, whose queries then fail with FAILED_PRECONDITION where
 // Firestore would want an index; databases without one are not checked.
 //
+// For tests, HTTP POST /emulator/v1/triggers:dropDeliveries on its port
+// drops the trigger events of the commits that follow (as if Eventarc lost
+// them) until POST /emulator/v1/triggers:resumeDeliveries.
+//
 // It prints "firestore-emulator ready on HOST:PORT" and an export line for
 // FIRESTORE_EMULATOR_HOST once it listens, and stops on SIGTERM or SIGINT.
 package main

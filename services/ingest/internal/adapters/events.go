@@ -35,7 +35,9 @@ const (
 //   - 200 once the task is published;
 //   - 200 with the reason for an event that can never succeed (wrong type,
 //     not a chat message, invalid data, no WhatsApp configuration, from a
-//     driver, migrated), so Eventarc stops retrying;
+//     driver, migrated), so Eventarc stops retrying; for invalid data and
+//     no WhatsApp configuration only once the refusal that puts the reason
+//     on the document is published;
 //   - 503 for a transient failure (Firestore or Pub/Sub unavailable, the
 //     handling timeout), so Eventarc retries;
 //   - 400 (413 when too large, 405 for other methods) for a request that is
@@ -112,6 +114,9 @@ func (h *EventHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case app.OutcomeRejected:
 		body["reason"] = res.Reason
 		body["detail"] = res.Err.Error()
+		if res.Refused {
+			body["refusalPubsubMessageId"] = res.PubsubID
+		}
 	default:
 		code = http.StatusServiceUnavailable
 		body["error"] = fmt.Sprint(res.Err)

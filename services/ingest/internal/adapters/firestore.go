@@ -3,6 +3,7 @@ package adapters
 import (
 	"context"
 	"fmt"
+	"iter"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -136,6 +137,61 @@ func (e Documents) readEnquiry(ctx context.Context, path string) (map[string]any
 		return nil, 0, firestoreError("read enquiry", err)
 	}
 	return snap.Data(), e.enquiryTTL, nil
+}
+
+// RecentMessages finds chatMessages documents by the timestamp the web app
+// writes on each (INGEST_RECONCILE_TIME_FIELD), a page at a time so that no
+// query stream stays open while the documents of a page are handled.
+//
+// Firestore keeps no single-field index of a collection group by default,
+// and a composite index needs two fields, so the query also names the two
+// message types the web app writes: it is then served by the composite
+// index on (type, the timestamp field) that charts/wadispatch/firestore.indexes.json
+// declares. A document of another type is invalid, and its own event says so.
+type RecentMessages struct {
+	fs       *firestore.Client
+	field    string
+	pageSize int
+}
+
+// recentPage is the number of documents read per query.
+const recentPage = 300
+
+// NewRecentMessages queries fs by the timestamp field.
+func NewRecentMessages(fs *firestore.Client, field string) RecentMessages {
+	return RecentMessages{fs: fs, field: field, pageSize: recentPage}
+}
+
+// Messages implements app.Recent.
+func (r RecentMessages) Messages(ctx context.Context, from, to time.Time) iter.Seq2[app.RecentMessage, error] {
+	return func(yield func(app.RecentMessage, error) bool) {
+		q := r.fs.CollectionGroup("chatMessages").
+			Where("type", "in", []any{chatmessage.TypeText, chatmessage.TypeTemplate}).
+			Where(r.field, ">=", from).Where(r.field, "<", to).
+			OrderBy(r.field, firestore.Asc).Limit(r.pageSize)
+		var last *firestore.DocumentSnapshot
+		for {
+			page := q
+			if last != nil {
+				page = q.StartAfter(last)
+			}
+			snaps, err := page.Documents(ctx).GetAll()
+			if err != nil {
+				yield(app.RecentMessage{}, &app.DependencyError{Dep: app.DepFirestore, Err: fmt.Errorf("query chatMessages by %s: %w", r.field, err)})
+				return
+			}
+			for _, snap := range snaps {
+				m := app.RecentMessage{Path: snap.Ref.Path, Stored: app.StoredMessage{Exists: true, CreateTime: snap.CreateTime, Fields: snap.Data()}}
+				if !yield(m, nil) {
+					return
+				}
+			}
+			if len(snaps) < r.pageSize {
+				return
+			}
+			last = snaps[len(snaps)-1]
+		}
+	}
 }
 
 // firestoreError classifies a Firestore read error. InvalidArgument means

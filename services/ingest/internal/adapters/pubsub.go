@@ -37,6 +37,45 @@ func (t *Tasks) PublishTask(ctx context.Context, task *wadispatchv1.SendTask) (s
 // Stop flushes the tasks accepted so far.
 func (t *Tasks) Stop() { t.p.Stop() }
 
+// Refusals publishes refusals on the results topic, where the recorder
+// tells them from send results by their `schema` attribute. Their
+// attributes name the message, never the driver.
+type Refusals struct {
+	p *pubsub.Publisher
+}
+
+// NewRefusals publishes on topic, giving up on one publish after timeout.
+func NewRefusals(client *pubsub.Client, topic string, timeout time.Duration) *Refusals {
+	p := client.Publisher(topic)
+	p.PublishSettings.Timeout = timeout
+	return &Refusals{p: p}
+}
+
+// PublishRefusal implements app.Refusals; a failed publish is Pub/Sub's.
+func (r *Refusals) PublishRefusal(ctx context.Context, ref *wadispatchv1.Refusal) (string, error) {
+	data, err := proto.Marshal(ref)
+	if err != nil {
+		return "", fmt.Errorf("encode Refusal: %w", err)
+	}
+	attrs := map[string]string{
+		"schema":      string(proto.MessageName(ref)),
+		"messagePath": ref.GetMessageDocId(),
+		"leaseId":     ref.GetLeaseId(),
+		"reason":      ref.GetReason(),
+	}
+	if id := ref.GetEventId(); id != "" {
+		attrs["eventId"] = id
+	}
+	id, err := r.p.Publish(ctx, &pubsub.Message{Data: data, Attributes: tracing.Inject(ctx, attrs)}).Get(ctx)
+	if err != nil {
+		return "", &app.DependencyError{Dep: app.DepPubSub, Err: fmt.Errorf("publish Refusal: %w", err)}
+	}
+	return id, nil
+}
+
+// Stop flushes the refusals accepted so far.
+func (r *Refusals) Stop() { r.p.Stop() }
+
 // Events publishes webhook events on the status events topic. No ordering:
 // the recorder applies statuses forward-only, so their order does not
 // matter.

@@ -1,10 +1,11 @@
 // Package app is ingest's application: a Firestore message creation event
-// becomes a published SendTask or a reasoned rejection, and a signed
-// WhatsApp webhook becomes status events and driver replies for the
-// recorder.
+// (or a document the reconciler finds without one) becomes a published
+// SendTask, a Refusal the recorder writes on the document, or a reasoned
+// rejection; a signed WhatsApp webhook becomes status events and driver
+// replies for the recorder.
 //
-// Its dependencies are the small interfaces below (the lease and enquiry
-// reads, the two publishers), defined here where they are used, so that
+// Its dependencies are the small interfaces below (the lease, enquiry and
+// recent message reads, the publishers), defined here where they are used, so that
 // internal/adapters only translates between them and Firestore, Pub/Sub and
 // HTTP.
 package app
@@ -18,8 +19,10 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/chatmessage"
+	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/firestoreevent"
 	"github.com/visn/wadispatch/pkg/logging"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -66,6 +69,12 @@ type Tasks interface {
 	PublishTask(ctx context.Context, task *wadispatchv1.SendTask) (string, error)
 }
 
+// Refusals publishes a Refusal for the recorder, which writes it on the
+// message's document, and returns the server's message id.
+type Refusals interface {
+	PublishRefusal(ctx context.Context, r *wadispatchv1.Refusal) (string, error)
+}
+
 // Events publishes a webhook's event without waiting for the server, so
 // that every event of one notification is in flight at once.
 type Events interface {
@@ -102,11 +111,14 @@ func (e *DependencyError) Unwrap() error { return e.Err }
 
 // Result is the outcome of handling one event.
 type Result struct {
-	Outcome     string // OutcomePublished, OutcomeRejected or OutcomeRetry
-	Reason      string // for rejections
-	Err         error  // the rejection or the transient failure
+	Outcome string // OutcomePublished, OutcomeRejected or OutcomeRetry
+	Reason  string // for rejections
+	// Refused: the rejection is one the V-Customer can act on, and its
+	// refusal is published for the recorder to write on the document.
+	Refused     bool
+	Err         error // the rejection or the transient failure
 	MessagePath string
-	PubsubID    string
+	PubsubID    string // of the task, or of the refusal
 }
 
 // Config is what the application is told by the environment.
@@ -133,20 +145,23 @@ type Ingester struct {
 	messages   Messages
 	enquiries  Enquiries
 	tasks      Tasks
+	refusals   Refusals
 	events     Events
 	dedupe     *dedupe
 	webhooks   *dedupe
 	metrics    *Metrics
 	log        *logrus.Entry
 	webhookLog *logrus.Entry
+	now        func() time.Time
 }
 
 // New builds the application. webhookLog is the logger of the webhook use
 // cases, which the caller names after their endpoint.
-func New(cfg Config, leases Leases, messages Messages, enquiries Enquiries, tasks Tasks, events Events, metrics *Metrics, log, webhookLog *logrus.Entry) *Ingester {
+func New(cfg Config, leases Leases, messages Messages, enquiries Enquiries, tasks Tasks, refusals Refusals, events Events, metrics *Metrics, log, webhookLog *logrus.Entry) *Ingester {
 	return &Ingester{
-		cfg: cfg, leases: leases, messages: messages, enquiries: enquiries, tasks: tasks, events: events,
+		cfg: cfg, leases: leases, messages: messages, enquiries: enquiries, tasks: tasks, refusals: refusals, events: events,
 		dedupe: newDedupe(cfg.DedupeTTL), webhooks: newDedupe(cfg.WebhookReplayTTL), metrics: metrics, log: log, webhookLog: webhookLog,
+		now: time.Now,
 	}
 }
 
@@ -179,18 +194,7 @@ func (in *Ingester) HandleEvent(ctx context.Context, ce *event.Event) Result {
 		if !dup {
 			in.metrics.rejected.WithLabelValues(res.Reason).Inc()
 		}
-		entry := log.WithError(res.Err).WithField("reason", res.Reason)
-		var cr *chatmessage.Rejection
-		if errors.As(res.Err, &cr) && cr.Field != "" {
-			entry = entry.WithField("field", cr.Field)
-		}
-		switch res.Reason {
-		case chatmessage.ReasonFromDriver, chatmessage.ReasonMigrated:
-			// Expected: the web app records these too, and they are not ours to send.
-			entry.Info("event skipped")
-		default:
-			entry.Warn("event rejected: it can never be sent")
-		}
+		logRejection(log, res)
 	default:
 		// Without a failing dependency, the event ran out of time waiting
 		// for another delivery of itself.
@@ -207,7 +211,27 @@ func (in *Ingester) HandleEvent(ctx context.Context, ce *event.Event) Result {
 	return res
 }
 
-// handle decodes, validates and publishes one event.
+// logRejection says why a message is not sent: at warning level when
+// somebody should fix something, at info level for what is expected.
+func logRejection(log *logrus.Entry, res Result) {
+	entry := log.WithError(res.Err).WithField("reason", res.Reason)
+	var cr *chatmessage.Rejection
+	if errors.As(res.Err, &cr) && cr.Field != "" {
+		entry = entry.WithField("field", cr.Field)
+	}
+	switch {
+	case res.Reason == chatmessage.ReasonFromDriver || res.Reason == chatmessage.ReasonMigrated:
+		// Expected: the web app records these too, and they are not ours to send.
+		entry.Info("event skipped")
+	case res.Refused:
+		entry.WithField("pubsubMessageId", res.PubsubID).Warn("message refused: it can never be sent as it is; the refusal goes on its document")
+	default:
+		entry.Warn("event rejected: it can never be sent")
+	}
+}
+
+// handle decodes one event, reads the document it announces and hands that
+// to process.
 func (in *Ingester) handle(ctx context.Context, ce *event.Event) Result {
 	ev, err := firestoreevent.Decode(ce)
 	if err != nil {
@@ -227,24 +251,18 @@ func (in *Ingester) handle(ctx context.Context, ce *event.Event) Result {
 	if err := sameDocument(ev, stored); err != nil {
 		return classify(err, path)
 	}
-	msg, err := chatmessage.Parse(ev.Ref, stored.Fields, in.cfg.Region)
+	return in.process(ctx, ev.Ref, stored, ev.ID)
+}
+
+// process validates a stored message document and publishes its task, or
+// its refusal when the V-Customer can act on what is wrong. It is the one
+// path of events and of the reconciler; eventID names what brought the
+// document (the CloudEvent, or the reconciler's pass).
+func (in *Ingester) process(ctx context.Context, ref dispatch.MessageRef, stored StoredMessage, eventID string) Result {
+	path := ref.Path()
+	task, err := in.task(ctx, ref, stored, eventID)
 	if err != nil {
-		return classify(err, path)
-	}
-	cfg, err := in.leases.WhatsAppConfig(ctx, ev.Ref.LeaseID)
-	if err != nil {
-		return classify(err, path)
-	}
-	if msg.NeedsEnquiry() {
-		enquiry, err := in.enquiries.Enquiry(ctx, ev.Ref.EnquiryPath())
-		if err != nil {
-			return classify(err, path)
-		}
-		msg.FillFromEnquiry(enquiry)
-	}
-	task, err := msg.Task(cfg, ev.ID, ev.CreateTime)
-	if err != nil {
-		return classify(err, path)
+		return in.refuse(ctx, ref, stored, eventID, classify(err, path))
 	}
 	// If the wait for the id is cut short the task may still be published;
 	// the retry makes Eventarc deliver the event again and publish a second
@@ -255,6 +273,65 @@ func (in *Ingester) handle(ctx context.Context, ce *event.Event) Result {
 	}
 	return Result{Outcome: OutcomePublished, MessagePath: path, PubsubID: id}
 }
+
+// task validates the stored document and builds its SendTask.
+func (in *Ingester) task(ctx context.Context, ref dispatch.MessageRef, stored StoredMessage, eventID string) (*wadispatchv1.SendTask, error) {
+	msg, err := chatmessage.Parse(ref, stored.Fields, in.cfg.Region)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := in.leases.WhatsAppConfig(ctx, ref.LeaseID)
+	if err != nil {
+		return nil, err
+	}
+	if msg.NeedsEnquiry() {
+		enquiry, err := in.enquiries.Enquiry(ctx, ref.EnquiryPath())
+		if err != nil {
+			return nil, err
+		}
+		msg.FillFromEnquiry(enquiry)
+	}
+	return msg.Task(cfg, eventID, stored.CreateTime)
+}
+
+// refuse publishes the refusal of a rejection the V-Customer can act on;
+// other results are returned as they are. The event is answered 2xx only
+// once the refusal is published: a failed publish is transient, and the
+// event's retry refuses it again.
+func (in *Ingester) refuse(ctx context.Context, ref dispatch.MessageRef, stored StoredMessage, eventID string, res Result) Result {
+	var cr *chatmessage.Rejection
+	if res.Outcome != OutcomeRejected || !errors.As(res.Err, &cr) || !cr.Actionable() {
+		return res
+	}
+	id, err := in.refusals.PublishRefusal(ctx, refusal(ref, stored, cr, eventID, in.now()))
+	if err != nil {
+		return classify(err, res.MessagePath)
+	}
+	res.Refused, res.PubsubID = true, id
+	return res
+}
+
+// refusal is what the recorder writes on the document of a refused
+// message. createdBy is taken as stored when it is a string, since it may
+// be the field at fault; the rejection's detail never quotes a phone
+// number (pkg/chatmessage keeps numbers out of its errors).
+func refusal(ref dispatch.MessageRef, stored StoredMessage, rej *chatmessage.Rejection, eventID string, now time.Time) *wadispatchv1.Refusal {
+	createdBy, _ := stored.Fields["createdBy"].(string)
+	r := &wadispatchv1.Refusal{
+		MessageDocId: ref.Path(), LeaseId: ref.LeaseID, EnquiryId: ref.EnquiryID, MessageId: ref.MessageID,
+		CreatedBy: dispatch.Clip(createdBy, maxRefusalText), Reason: rej.Reason,
+		Field: dispatch.Clip(rej.Field, maxRefusalText), Detail: dispatch.Clip(rej.Detail, maxRefusalText),
+		EventId: eventID, RefusedAt: timestamppb.New(now),
+	}
+	if !stored.CreateTime.IsZero() {
+		r.CreatedAt = timestamppb.New(stored.CreateTime)
+	}
+	return r
+}
+
+// maxRefusalText bounds what a refusal carries of the document: it is
+// written on the message document and the state, which the web app reads.
+const maxRefusalText = 300
 
 // sameDocument checks that the stored document is the one ev announced:
 // whoever can post an event could otherwise have any text sent to any

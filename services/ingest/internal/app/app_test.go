@@ -62,6 +62,19 @@ func (f *fakeTasks) PublishTask(_ context.Context, task *wadispatchv1.SendTask) 
 	return "ps-1", nil
 }
 
+type fakeRefusals struct {
+	published []*wadispatchv1.Refusal
+	err       error
+}
+
+func (f *fakeRefusals) PublishRefusal(_ context.Context, r *wadispatchv1.Refusal) (string, error) {
+	if f.err != nil {
+		return "", f.err
+	}
+	f.published = append(f.published, r)
+	return "ps-refusal", nil
+}
+
 func cloudEvent(t *testing.T, id string) *event.Event {
 	t.Helper()
 	req := eventarctest.Event{ID: id, Path: msgPath, Fields: eventarctest.Fields(map[string]any{
@@ -76,11 +89,15 @@ func cloudEvent(t *testing.T, id string) *event.Event {
 }
 
 func newTestIngester(leases Leases, messages Messages, tasks Tasks) (*Ingester, *Metrics) {
+	return newTestIngesterRefusing(leases, messages, tasks, &fakeRefusals{})
+}
+
+func newTestIngesterRefusing(leases Leases, messages Messages, tasks Tasks, refusals Refusals) (*Ingester, *Metrics) {
 	m := NewMetrics(prometheus.NewRegistry())
 	log := logrus.NewEntry(logrus.New())
 	log.Logger.SetLevel(logrus.PanicLevel)
 	in := New(Config{Database: "(default)", Region: "GB", Timeout: time.Second, DedupeTTL: time.Minute},
-		leases, messages, fakeEnquiries{}, tasks, nil, m, log, log)
+		leases, messages, fakeEnquiries{}, tasks, refusals, nil, m, log, log)
 	return in, m
 }
 
@@ -173,5 +190,84 @@ func TestHandleEventSendsTheStoredDocument(t *testing.T) {
 				t.Errorf("task %q to %s, want the stored text to the stored number", got.GetMessage(), got.GetDriverMobileNumber())
 			}
 		})
+	}
+}
+
+// A rejection the V-Customer can act on is published as a refusal before
+// the event is answered; a driver's or migrated message, or a document
+// that is not the one announced, is left alone.
+func TestHandleEventRefusesWhatTheCustomerCanCorrect(t *testing.T) {
+	ce := cloudEvent(t, "ev-r")
+	stored := storedAs(t, ce)[msgPath]
+	with := func(k string, v any) StoredMessage {
+		s := stored
+		s.Fields = map[string]any{}
+		for key, val := range stored.Fields {
+			s.Fields[key] = val
+		}
+		s.Fields[k] = v
+		return s
+	}
+	noConfig := fakeLeases{err: &chatmessage.Rejection{Reason: chatmessage.ReasonNoWhatsAppConfig, Field: "whatsappConfig", Detail: "the lease has no whatsappConfig"}}
+	for _, tc := range []struct {
+		name    string
+		leases  Leases
+		doc     StoredMessage
+		reason  string
+		refused bool
+		field   string
+	}{
+		{"invalid number", fakeLeases{cfg: usableConfig}, with("driverMobileNumber", "12345"), chatmessage.ReasonInvalidData, true, "driverMobileNumber"},
+		{"no text", fakeLeases{cfg: usableConfig}, with("message", ""), chatmessage.ReasonInvalidData, true, "message"},
+		{"no WhatsApp configuration", noConfig, stored, chatmessage.ReasonNoWhatsAppConfig, true, "whatsappConfig"},
+		{"from the driver", fakeLeases{cfg: usableConfig}, with("source", "driver"), chatmessage.ReasonFromDriver, false, ""},
+		{"migrated", fakeLeases{cfg: usableConfig}, with("isMigrated", true), chatmessage.ReasonMigrated, false, ""},
+		{"deleted", fakeLeases{cfg: usableConfig}, StoredMessage{}, ReasonDocumentMissing, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refusals := &fakeRefusals{}
+			in, m := newTestIngesterRefusing(tc.leases, fakeMessages{msgPath: tc.doc}, &fakeTasks{}, refusals)
+			res := in.HandleEvent(context.Background(), ce)
+			if res.Outcome != OutcomeRejected || res.Reason != tc.reason || res.Refused != tc.refused {
+				t.Fatalf("result %+v, want rejected %s, refused %v", res, tc.reason, tc.refused)
+			}
+			if got := testutil.ToFloat64(m.rejected.WithLabelValues(tc.reason)); got != 1 {
+				t.Errorf("rejected{reason=%s} = %v", tc.reason, got)
+			}
+			if !tc.refused {
+				if len(refusals.published) != 0 {
+					t.Fatalf("refusals %v published", refusals.published)
+				}
+				return
+			}
+			if len(refusals.published) != 1 || res.PubsubID != "ps-refusal" {
+				t.Fatalf("refusals %v, result %+v", refusals.published, res)
+			}
+			r := refusals.published[0]
+			if r.GetMessageDocId() != msgPath || r.GetLeaseId() != "l1" || r.GetEnquiryId() != "e1" || r.GetMessageId() != "m1" ||
+				r.GetCreatedBy() != "user-7" || r.GetReason() != tc.reason || r.GetField() != tc.field || r.GetDetail() == "" ||
+				r.GetEventId() != "ev-r" || !r.GetCreatedAt().AsTime().Equal(stored.CreateTime) || r.GetRefusedAt() == nil {
+				t.Errorf("refusal %v", r)
+			}
+		})
+	}
+}
+
+// A refusal not published is a transient failure, so Eventarc retries the
+// event; the retry refuses it again.
+func TestHandleEventRetriesAnUnpublishedRefusal(t *testing.T) {
+	ce := cloudEvent(t, "ev-r")
+	refusals := &fakeRefusals{err: &DependencyError{Dep: DepPubSub, Err: errors.New("unavailable")}}
+	noConfig := fakeLeases{err: &chatmessage.Rejection{Reason: chatmessage.ReasonNoWhatsAppConfig}}
+	in, m := newTestIngesterRefusing(noConfig, storedAs(t, ce), &fakeTasks{}, refusals)
+	if res := in.HandleEvent(context.Background(), ce); res.Outcome != OutcomeRetry || res.Refused {
+		t.Fatalf("result %+v, want retry", res)
+	}
+	if testutil.ToFloat64(m.transient.WithLabelValues(DepPubSub)) != 1 || testutil.ToFloat64(m.rejected.WithLabelValues(chatmessage.ReasonNoWhatsAppConfig)) != 0 {
+		t.Errorf("transient %v, rejected %v", testutil.ToFloat64(m.transient.WithLabelValues(DepPubSub)), testutil.ToFloat64(m.rejected.WithLabelValues(chatmessage.ReasonNoWhatsAppConfig)))
+	}
+	refusals.err = nil
+	if res := in.HandleEvent(context.Background(), ce); res.Outcome != OutcomeRejected || !res.Refused || len(refusals.published) != 1 {
+		t.Fatalf("retry: %+v, %d refusals", res, len(refusals.published))
 	}
 }

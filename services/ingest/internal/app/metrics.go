@@ -18,6 +18,9 @@ type Metrics struct {
 	duplicates prometheus.Counter
 	transient  *prometheus.CounterVec
 
+	reconciled      *prometheus.CounterVec
+	reconcilePasses *prometheus.CounterVec
+
 	signatureFailures *prometheus.CounterVec
 	eventsPublished   *prometheus.CounterVec
 	partsSkipped      *prometheus.CounterVec
@@ -46,6 +49,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wadispatch_ingest_transient_failures_total",
 			Help: "Events answered 5xx so that Eventarc retries them, by failing dependency.",
 		}, []string{"dependency"}),
+		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_ingest_reconciled_total",
+			Help: "Documents the reconciler found without pipeline state after the grace period, by outcome (published, refused: their event was lost or late; skipped: not the pipeline's to send; retry: a transient failure).",
+		}, []string{"outcome"}),
+		reconcilePasses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_ingest_reconcile_passes_total",
+			Help: "Reconciliation passes, by result (complete, failed: the query failed, e.g. without its index).",
+		}, []string{"result"}),
 		signatureFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_ingest_webhook_signature_failures_total",
 			Help: "Webhook POSTs answered 401, by reason: missing, malformed or mismatched X-Hub-Signature-256.",
@@ -59,7 +70,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Parts of signed webhooks with nothing to publish, by reason.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.received, m.published, m.rejected, m.duplicates, m.transient, m.signatureFailures, m.eventsPublished, m.partsSkipped)
+	reg.MustRegister(m.received, m.published, m.rejected, m.duplicates, m.transient, m.reconciled, m.reconcilePasses,
+		m.signatureFailures, m.eventsPublished, m.partsSkipped)
 	// Every series exists from the start, so a rate() over a fresh pod works
 	// and dashboards list every reason.
 	for _, t := range []string{firestoreevent.TypeCreated, firestoreevent.TypeCreatedWithAuthContext, "other"} {
@@ -70,6 +82,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		chatmessage.ReasonInvalidData, chatmessage.ReasonNoWhatsAppConfig, chatmessage.ReasonFromDriver, chatmessage.ReasonMigrated,
 	} {
 		m.rejected.WithLabelValues(r)
+	}
+	for _, o := range []string{ReconcilePublished, ReconcileRefused, ReconcileSkipped, ReconcileRetry} {
+		m.reconciled.WithLabelValues(o)
+	}
+	for _, r := range []string{"complete", "failed"} {
+		m.reconcilePasses.WithLabelValues(r)
 	}
 	for _, d := range []string{DepFirestore, DepPubSub} {
 		m.transient.WithLabelValues(d)

@@ -24,6 +24,10 @@ var (
 // RecordResult.
 func (s *Service) HandleResult(ctx context.Context, m consume.Message) consume.Verdict {
 	log := logging.WithContext(ctx, s.log).WithField("messagePath", m.Attributes["messagePath"])
+	if m.Attributes["schema"] == schemaRefusal {
+		// Ingest's refusals are outcomes of messages too (refusal.go).
+		return s.handleRefusal(ctx, m.Data)
+	}
 	if sc := m.Attributes["schema"]; sc != "" && sc != schemaSendResult {
 		return poison(log, "unknown_schema", fmt.Errorf("schema %q on the results topic", sc))
 	}

@@ -21,7 +21,9 @@
 //     decided by Firestore, not by timing.
 //   - the message document: status, whatsappMessageId, whatsappError,
 //     failureReason, statusReason, sentAt, failedAt, deliveredAt, readAt,
-//     statusUpdatedAt; updated in the same commit as the state.
+//     statusUpdatedAt; updated in the same commit as the state. A message
+//     ingest refused (refusal.go) gets status FAILED, failureReason and
+//     statusReason, and a state with no claim, only if it had no state.
 //   - the sending user's metrics document (Config.MetricsDocPath):
 //     numberOfWhatsappMessagesSent, a server-side increment in the commit
 //     that records the SENT outcome, so it counts once per message.

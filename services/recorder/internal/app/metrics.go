@@ -17,6 +17,7 @@ type Metrics struct {
 	stalled        prometheus.Gauge
 	releases       *prometheus.CounterVec
 	inbound        *prometheus.CounterVec
+	refusals       *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -63,8 +64,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wadispatch_recorder_driver_replies_total",
 			Help: "Driver replies from WhatsApp webhooks, by outcome (recorded, duplicate, no_enquiry: window recorded, no conversation to attach the reply to).",
 		}, []string{"outcome"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_refusals_total",
+			Help: "Refusals from ingest (messages the V-Customer can correct), by outcome (recorded: FAILED with the reason on the document, duplicate: refused before, has_state: claimed or recorded already and left alone, no_message: the document is gone).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.stalled, m.releases, m.inbound)
+	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.stalled, m.releases, m.inbound, m.refusals)
 	return m
 }
 

@@ -29,13 +29,16 @@ func (s *Service) GetMessage(ctx context.Context, req *wadispatchv1.GetMessageRe
 	return &wadispatchv1.GetMessageResponse{State: st.readState()}, nil
 }
 
+// noStateWhy is what a message without a state may be.
+const noStateWhy = "never claimed, refused nor recorded: a message from a driver or a migrated one is left alone, and one just written may not have reached the sender yet"
+
 func (s *Service) getState(ctx context.Context, ref dispatch.MessageRef) (*State, error) {
 	st, err := s.store.State(ctx, ref)
 	if err != nil {
 		return nil, storeErr(ctx, err)
 	}
 	if st == nil {
-		return nil, status.Errorf(codes.NotFound, "no pipeline state for %s (never claimed nor recorded)", ref.Path())
+		return nil, status.Errorf(codes.NotFound, "no pipeline state for %s (%s)", ref.Path(), noStateWhy)
 	}
 	return st, nil
 }
@@ -145,7 +148,10 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 	)
 	err = s.update(ctx, "resend", ref, false, func(st *State, _ bool) (Plan, error) {
 		if st == nil {
-			return Plan{}, status.Errorf(codes.NotFound, "no pipeline state for %s (never claimed nor recorded)", ref.Path())
+			return Plan{}, status.Errorf(codes.NotFound, "no pipeline state for %s (%s)", ref.Path(), noStateWhy)
+		}
+		if refusedState(st) {
+			return Plan{}, status.Errorf(codes.FailedPrecondition, "%s was never sent (%s): correct it and have the web app write the message again", ref.Path(), st.Reason)
 		}
 		if !resendable(st) {
 			return Plan{}, status.Errorf(codes.FailedPrecondition, "%s is %s: only UNKNOWN or FAILED messages (or SENDING ones whose claim was released) may be resent", ref.Path(), st.Status)

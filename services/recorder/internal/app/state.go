@@ -78,7 +78,8 @@ type MessageUpdate struct {
 	StatusUpdatedAt   time.Time
 	StatusReason      string
 	WhatsappMessageID string
-	// Error, when set, is written with FailureReason.
+	// Error, when set, is written with FailureReason; FailureReason may be
+	// set alone (a refusal: nothing reached WhatsApp).
 	Error                                 *errorDoc
 	FailureReason                         string
 	SentAt, FailedAt, DeliveredAt, ReadAt time.Time

@@ -125,8 +125,11 @@ func messageFields(m *app.MessageUpdate) []firestore.Update {
 		set(fStatusReason, firestore.Delete)
 	}
 	switch {
-	case m.Error != nil:
-		set(fWhatsappError, m.Error)
+	case m.Error != nil || m.FailureReason != "":
+		// A refused message has a reason but no WhatsApp error.
+		if m.Error != nil {
+			set(fWhatsappError, m.Error)
+		}
 		set(fFailureReason, m.FailureReason)
 	case m.ClearFailure:
 		set(fWhatsappError, firestore.Delete)

@@ -78,3 +78,15 @@ func TestMessageFields(t *testing.T) {
 		t.Errorf("delivered only: %v", only)
 	}
 }
+
+// A refusal has a reason and no WhatsApp error: the reason is written,
+// no whatsappError appears.
+func TestRefusalMessageFields(t *testing.T) {
+	m := writtenMessage(&app.MessageUpdate{Status: "FAILED", StatusUpdatedAt: t0, FailureReason: "invalid_data", StatusReason: "message: is missing", FailedAt: t0})
+	if m[fStatus] != "FAILED" || m[fFailureReason] != "invalid_data" || m[fStatusReason] != "message: is missing" || m["failedAt"] != t0 {
+		t.Errorf("fields %v", m)
+	}
+	if _, ok := m[fWhatsappError]; ok {
+		t.Errorf("whatsappError = %v, want none", m[fWhatsappError])
+	}
+}

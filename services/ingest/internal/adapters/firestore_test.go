@@ -1,0 +1,96 @@
+package adapters
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	chart "github.com/visn/wadispatch/charts/wadispatch"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+)
+
+const project = "wadispatch-test"
+
+func emulatorClient(t *testing.T, indexes map[string]*firestoreemu.IndexConfig) *firestore.Client {
+	t.Helper()
+	srv := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: indexes})
+	fs, err := firestore.NewClient(context.Background(), project, srv.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fs.Close() })
+	return fs
+}
+
+func chatPath(lease, id string) string {
+	return "leasecompany/" + lease + "/enquiries/e1/whatsapp/messages/chatMessages/" + id
+}
+
+// The reconciler's query runs under the deployed indexes, pages through
+// the range in timestamp order and keeps to its bounds: from included, to
+// excluded; documents without the field or of another type are not found.
+func TestRecentMessagesPagesThroughTheRange(t *testing.T) {
+	fs := emulatorClient(t, firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes))
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	put := func(path string, fields map[string]any) {
+		t.Helper()
+		if _, err := fs.Doc(path).Set(ctx, fields); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []string
+	for i := range 7 {
+		path := chatPath(fmt.Sprintf("l%d", i%2), fmt.Sprintf("m%d", i))
+		typ := "text"
+		if i%3 == 0 {
+			typ = "template"
+		}
+		put(path, map[string]any{"type": typ, "createdAt": t0.Add(time.Duration(i) * time.Minute), "message": "hi"})
+		if i < 6 {
+			want = append(want, path)
+		}
+	}
+	put(chatPath("l0", "no-time"), map[string]any{"type": "text", "message": "hi"})
+	put(chatPath("l0", "odd-type"), map[string]any{"type": "image", "createdAt": t0.Add(time.Minute)})
+	put(chatPath("l0", "before"), map[string]any{"type": "text", "createdAt": t0.Add(-time.Nanosecond * 1000)})
+
+	r := NewRecentMessages(fs, "createdAt")
+	r.pageSize = 2
+	var got []string
+	for m, err := range r.Messages(ctx, t0, t0.Add(6*time.Minute)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.Stored.Exists || m.Stored.CreateTime.IsZero() || m.Stored.Fields["message"] != "hi" {
+			t.Errorf("%s stored as %+v", m.Path, m.Stored)
+		}
+		got = append(got, m.Path)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("found %d documents %v, want %d", len(got), got, len(want))
+	}
+	for i := range want {
+		if got[i] != "projects/"+project+"/databases/(default)/documents/"+want[i] {
+			t.Errorf("document %d: %s, want %s", i, got[i], want[i])
+		}
+	}
+}
+
+// Without the index declared, Firestore (and the emulator) refuse the
+// query: the reconciler's pass fails, it does not find nothing.
+func TestRecentMessagesNeedTheIndex(t *testing.T) {
+	fs := emulatorClient(t, map[string]*firestoreemu.IndexConfig{"(default)": nil})
+	for _, err := range NewRecentMessages(fs, "createdAt").Messages(context.Background(), time.Now().Add(-time.Hour), time.Now()) {
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("query without its index: %v, want FailedPrecondition", err)
+		}
+		return
+	}
+	t.Fatal("the query yielded nothing, not even its refusal")
+}
