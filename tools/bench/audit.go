@@ -153,8 +153,11 @@ type Report struct {
 	Accepted      int
 	// AcceptedUnknown: UNKNOWN messages that WhatsApp did accept.
 	AcceptedUnknown int
-	MetricsDocs     int
-	AncillaryDocs   int
+	// Lost: messages not final; Duplicated: messages WhatsApp accepted more
+	// than once.
+	Lost, Duplicated int
+	MetricsDocs      int
+	AncillaryDocs    int
 	// Violations are broken guarantees, one line each.
 	Violations []string
 }
@@ -180,8 +183,8 @@ func (r *Report) Summary() string {
 		reasons = append(reasons, fmt.Sprintf("%s=%d", k, n))
 	}
 	sort.Strings(reasons)
-	return fmt.Sprintf("messages=%d sent=%d (%s) failed_reasons{%s} whatsapp_accepted=%d (of them UNKNOWN=%d) metrics_docs=%d ancillary_docs=%d violations=%d",
-		r.Messages, r.Sent, strings.Join(st, " "), strings.Join(reasons, ","), r.Accepted, r.AcceptedUnknown, r.MetricsDocs, r.AncillaryDocs, len(r.Violations))
+	return fmt.Sprintf("messages=%d final=%d sent=%d (%s) failed_reasons{%s} whatsapp_accepted=%d (of them UNKNOWN=%d) lost=%d duplicated=%d metrics_docs=%d ancillary_docs=%d violations=%d",
+		r.Messages, r.Messages-r.Lost, r.Sent, strings.Join(st, " "), strings.Join(reasons, ","), r.Accepted, r.AcceptedUnknown, r.Lost, r.Duplicated, r.MetricsDocs, r.AncillaryDocs, len(r.Violations))
 }
 
 // Audit checks the guarantees over a settled workload: every message final
@@ -234,6 +237,9 @@ func Audit(ctx context.Context, fs, ancillary *firestore.Client, simURL string, 
 			sentBy[mp] = 0
 		}
 		convLease[c] = m.Ref.LeaseID
+		if len(got) > 1 {
+			r.Duplicated++
+		}
 		switch {
 		case d.Sent():
 			r.Sent++
@@ -264,6 +270,7 @@ func Audit(ctx context.Context, fs, ancillary *firestore.Client, simURL string, 
 			}
 			r.AcceptedUnknown += len(got)
 		default:
+			r.Lost++
 			r.violate("%s is not final: status %q", d.Path, d.Status)
 			if len(got) != 0 {
 				r.violate("%s (status %q) was accepted by WhatsApp %d times", d.Path, d.Status, len(got))

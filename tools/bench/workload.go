@@ -7,6 +7,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -185,7 +186,12 @@ func Create(ctx context.Context, fs *firestore.Client, msgs []Message, perSecond
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := fs.Doc(m.Path()).Create(ctx, m.Fields); err != nil {
+			// createdAt, as the web app is assumed to write it
+			// (INGEST_RECONCILE_TIME_FIELD), lets ingest's reconciler find
+			// a document whose event never came.
+			fields := maps.Clone(m.Fields)
+			fields["createdAt"] = firestore.ServerTimestamp
+			if _, err := fs.Doc(m.Path()).Create(ctx, fields); err != nil {
 				errs <- fmt.Errorf("create %s: %w", m.Path(), err)
 			}
 		}()

@@ -594,12 +594,18 @@ func (p *Processor) call(ctx context.Context, log *logrus.Entry, held *heldClaim
 			out.exhausted = true
 			return out
 		}
-		if rel == releaseUnsure {
-			// Releasing is idempotent: ask again whether the claim is free.
-			if rel = p.release(ctx, clog, held, string(werr.Reason)); rel == releaseUnsure {
+		// Releasing is idempotent: while the recorder cannot say whether the
+		// claim is free, ask again as long as the lease leaves time for a
+		// call; no call of this claim is in flight meanwhile.
+		for rel == releaseUnsure {
+			if rel = p.release(ctx, clog, held, string(werr.Reason)); rel != releaseUnsure {
+				break
+			}
+			if p.clock.Now().Add(p.cfg.ClaimTimeout + p.cfg.CallTimeout).After(deadline) {
 				out.reclaimErr = errors.New("the claim's release is unconfirmed; not calling under it")
 				return out
 			}
+			_ = p.clock.Sleep(ctx, bo.NextBackOff())
 		}
 		if rel == releaseKept {
 			continue
