@@ -340,6 +340,7 @@ func (s *Simulator) accept(phoneID string, msg *message, body []byte, now time.T
 		Type:          msg.typ,
 		Text:          msg.text,
 		Template:      msg.template,
+		CallbackData:  msg.callbackData,
 		Body:          append(json.RawMessage(nil), body...),
 		AcceptedAt:    now,
 	}
