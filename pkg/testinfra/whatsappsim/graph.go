@@ -145,6 +145,9 @@ func (s *Simulator) serveGraph(w http.ResponseWriter, r *http.Request) {
 	}
 	s.scheduleStatuses(acc, failCode)
 
+	if fired && fault.Kind == FaultSlowAnswer {
+		sleep(r, time.Duration(fault.Latency))
+	}
 	if fired && fault.Kind == FaultDropAfterAccept {
 		s.drop(w)
 		return

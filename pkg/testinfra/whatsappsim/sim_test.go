@@ -830,6 +830,30 @@ func TestFailLaterSendsFailedStatus(t *testing.T) {
 	}
 }
 
+// slow_answer: the message is accepted and its statuses posted while the
+// answer is held, so they reach the receiver before the sender knows the
+// wamid.
+func TestSlowAnswerStatusesOvertakeTheAnswer(t *testing.T) {
+	rc := &receiver{}
+	e := startWithReceiver(t, rc, func(o *whatsappsim.Options) {
+		o.Faults = []whatsappsim.Fault{{Kind: whatsappsim.FaultSlowAnswer, Latency: whatsappsim.Duration(300 * time.Millisecond), Times: 1}}
+	})
+	start := time.Now()
+	sent, err := e.send(t, text(driver, "hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("answered after %s, want the latency held", took)
+	}
+	if got := statuses(t, rc.webhooks(t), sent.MessageID); strings.Join(got, ",") != "sent,delivered,read" {
+		t.Errorf("statuses received before the answer: %v", got)
+	}
+	if err := e.sim.AddFault(whatsappsim.Fault{Kind: whatsappsim.FaultSlowAnswer}); err == nil {
+		t.Error("slow_answer without a latency accepted")
+	}
+}
+
 func TestInboundMessageWebhook(t *testing.T) {
 	rc := &receiver{}
 	e := startWithReceiver(t, rc, func(o *whatsappsim.Options) { o.Webhook.NoStatuses = true })
