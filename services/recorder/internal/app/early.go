@@ -81,7 +81,10 @@ func sendEvidence(st *State) (wamid string, sentAt time.Time, ok bool) {
 // withEarly applies, to a plan that records wamid as sent, the statuses
 // kept early for it, in WhatsApp's order, and clears every kept status from
 // the state. It returns those it did not apply (another wamid, or a FAILED
-// result: wamid ""), for the log: nothing will.
+// result: wamid ""), for the log: nothing will. The send time is then the
+// earliest of the result's and WhatsApp's: a message is not delivered
+// before it was sent, and the sender may hear of it later than WhatsApp
+// says.
 func withEarly(st State, msg *MessageUpdate, wamid string, now time.Time) (State, *MessageUpdate, []EarlyStatus) {
 	kept := st.EarlyStatuses
 	st.EarlyStatuses = nil
@@ -95,6 +98,16 @@ func withEarly(st State, msg *MessageUpdate, wamid string, now time.Time) (State
 		}
 	}
 	sortEvents(evs)
+	for _, ev := range evs {
+		if at := ev.GetTimestamp().AsTime(); dispatch.StatusFromProto(ev.GetStatus()) != dispatch.StatusFailed && at.Before(st.SentAt) {
+			st.SentAt = at
+			if msg != nil {
+				m := *msg
+				m.SentAt = at
+				msg = &m
+			}
+		}
+	}
 	for _, ev := range evs {
 		p := decideStatus(&st, ev, now)
 		if !p.apply {

@@ -79,6 +79,7 @@ func TestResultAppliesTheStatusesKeptForIt(t *testing.T) {
 	}}
 	r := sentResult()
 	r.WhatsappMessageId = "wamid.A"
+	r.CompletedAt = timestamppb.New(t0.Add(time.Second))
 	p := decideRecord(st, true, r, ref, "rec", t0.Add(time.Second))
 	if !p.apply || !p.countSent || len(p.unapplied) != 0 {
 		t.Fatalf("plan %+v", p)
@@ -87,7 +88,8 @@ func TestResultAppliesTheStatusesKeptForIt(t *testing.T) {
 		!p.state.DeliveredAt.Equal(t0) || !p.state.ReadAt.Equal(t0) || len(p.state.EarlyStatuses) != 0 {
 		t.Errorf("state %+v", p.state)
 	}
-	if m := p.message; m.Status != "READ" || m.WhatsappMessageID != "wamid.A" || !m.DeliveredAt.Equal(t0) || !m.ReadAt.Equal(t0) || m.SentAt.IsZero() {
+	// The sender heard a second after WhatsApp sent it.
+	if m := p.message; m.Status != "READ" || m.WhatsappMessageID != "wamid.A" || !m.DeliveredAt.Equal(t0) || !m.ReadAt.Equal(t0) || !m.SentAt.Equal(t0) || !p.state.SentAt.Equal(t0) {
 		t.Errorf("message update %+v", m)
 	}
 	// Redelivered, the result finds the outcome recorded.
