@@ -55,13 +55,19 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 		if err != nil {
 			return nil, err
 		}
-		return s.applyTo(ctx, ref, ev, log.WithField("messagePath", ref.Path()))
+		resp, err := s.applyTo(ctx, ref, ev, log.WithField("messagePath", ref.Path()))
+		if err != nil {
+			return nil, err
+		}
+		s.countApplied(resp.GetApplied())
+		return resp, nil
 	}
 	named := ""
 	if data := ev.GetBizOpaqueCallbackData(); data != "" {
 		cb, err := dispatch.ParseCallback(data)
 		if err != nil {
-			log.WithError(err).Warn("status callback data is not wadispatch's; the status is taken without it")
+			// Another app sending from the same number may set its own.
+			log.WithError(err).Info("status callback data is not wadispatch's; the status is taken without it")
 		} else {
 			resp, handled, err := s.applyByCallback(ctx, cb, ev, log)
 			if err != nil || handled {
@@ -79,6 +85,16 @@ func indexedRef(e IndexedMessage, wamid string) (dispatch.MessageRef, error) {
 		return ref, status.Errorf(codes.FailedPrecondition, "wamid index entry %s: %v", path.Base(dispatch.IndexPath(wamid)), err)
 	}
 	return ref, nil
+}
+
+// countApplied counts a status event applied to its message, or changing
+// nothing there.
+func (s *Service) countApplied(applied bool) {
+	if applied {
+		s.m.statusEvents.WithLabelValues("applied").Inc()
+	} else {
+		s.m.statusEvents.WithLabelValues("ignored").Inc()
+	}
 }
 
 // applyTo applies ev to the message ref, whose result recorded its wamid.
@@ -101,10 +117,7 @@ func (s *Service) applyTo(ctx context.Context, ref dispatch.MessageRef, ev *wadi
 		return nil, err
 	}
 	if resp.GetApplied() {
-		s.m.statusEvents.WithLabelValues("applied").Inc()
 		log.Info("status applied")
-	} else {
-		s.m.statusEvents.WithLabelValues("ignored").Inc()
 	}
 	return resp, nil
 }
@@ -178,11 +191,10 @@ func (s *Service) applyByCallback(ctx context.Context, cb dispatch.Callback, ev 
 	}
 	switch plan.action {
 	case callbackApply:
+		s.countApplied(plan.status.apply)
 		if plan.status.apply {
-			s.m.statusEvents.WithLabelValues("applied").Inc()
 			log.Info("status applied")
 		} else {
-			s.m.statusEvents.WithLabelValues("ignored").Inc()
 			log.WithField("reason", plan.reason).Info("status event changes nothing")
 		}
 		return &wadispatchv1.ApplyStatusResponse{State: out.messageState(), Applied: plan.status.apply}, true, nil
@@ -202,8 +214,8 @@ func (s *Service) applyByCallback(ctx context.Context, cb dispatch.Callback, ev 
 	return nil, false, nil
 }
 
-// resolveLabels are the values of the resolutions metric's label: what the
-// claim resolved was left as.
+// resolvedFrom is the resolutions metric's label of a claim resolved from
+// st: what it was left as.
 func resolvedFrom(st *State) string {
 	switch {
 	case st.Status == string(dispatch.StatusUnknown):
@@ -257,7 +269,7 @@ func (s *Service) keepPending(ctx context.Context, ev *wadispatchv1.StatusEvent,
 // applyPending applies to the message ref the statuses kept for wamid, in
 // WhatsApp's order, then drops them; statuses kept meanwhile are applied
 // on the next turn. Applying twice changes nothing, so a concurrent
-// caller doing the same is harmless.
+// caller doing the same is harmless. (They were counted when kept.)
 func (s *Service) applyPending(ctx context.Context, ref dispatch.MessageRef, wamid string, log *logrus.Entry) error {
 	for range 5 {
 		p, found, err := s.store.PendingStatuses(ctx, wamid)
