@@ -338,7 +338,7 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 		return nil, false, err
 	}
 	if len(unapplied) > 0 {
-		log.WithField("statuses", earlySummary(unapplied)).Warn("statuses WhatsApp reported for this claim's call name another wamid than its result; not applied")
+		log.WithField("statuses", earlySummary(unapplied)).Warn("statuses WhatsApp reported for this claim's call do not match its result (another wamid, or FAILED); not applied")
 	}
 	return out, applied, nil
 }
