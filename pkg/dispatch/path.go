@@ -80,11 +80,24 @@ func CheckDocumentID(id string) error {
 }
 
 // IndexPath is the wamid index document, created in the commit that records
-// the send, so its create time is when the result was recorded. A wamid is
-// base64 and may hold "/", which would split the path; escaping keeps one
-// document per wamid.
+// the send, so its create time is when the result was recorded.
 func IndexPath(wamid string) string {
-	return "whatsappMessageIndex/" + strings.NewReplacer("%", "%25", "/", "%2F").Replace(wamid)
+	return "whatsappMessageIndex/" + wamidDocID(wamid)
+}
+
+// PendingStatusCollection holds, one document per wamid, the status
+// webhooks of wamids no result has recorded (yet).
+const PendingStatusCollection = "wadispatchPendingStatuses"
+
+// PendingStatusPath is the document of PendingStatusCollection of a wamid.
+func PendingStatusPath(wamid string) string {
+	return PendingStatusCollection + "/" + wamidDocID(wamid)
+}
+
+// wamidDocID is a wamid as a document id. A wamid is base64 and may hold
+// "/", which would split the path; escaping keeps one document per wamid.
+func wamidDocID(wamid string) string {
+	return strings.NewReplacer("%", "%25", "/", "%2F").Replace(wamid)
 }
 
 // DriverReplyDocID is the chatMessages document id of a driver's reply:

@@ -12,6 +12,10 @@ import (
 // characters (counted here as Unicode code points).
 const MaxTextBodyLength = 4096
 
+// MaxCallbackDataLength is the Cloud API's limit on
+// biz_opaque_callback_data, in characters.
+const MaxCallbackDataLength = 512
+
 // ErrInvalidMessage is wrapped by errors about a message or sender that the
 // client refuses to send because Meta would reject it; such a send is never
 // retryable.
@@ -35,6 +39,10 @@ type Message struct {
 	Type     MessageType
 	Text     *Text
 	Template *Template
+	// CallbackData is sent as biz_opaque_callback_data: Meta does not
+	// process it and echoes it in the message's sent, delivered and read
+	// status webhooks. Empty sends none.
+	CallbackData string
 }
 
 // Text is the "text" object of a text message.
@@ -144,6 +152,9 @@ func (m Message) Validate() error {
 	default:
 		return fmt.Errorf("%w: unsupported message type %q", ErrInvalidMessage, m.Type)
 	}
+	if n := utf8.RuneCountInString(m.CallbackData); n > MaxCallbackDataLength {
+		return fmt.Errorf("%w: callback data has %d characters, the limit is %d", ErrInvalidMessage, n, MaxCallbackDataLength)
+	}
 	return nil
 }
 
@@ -172,6 +183,7 @@ type request struct {
 	Type             string    `json:"type"`
 	Text             *Text     `json:"text,omitempty"`
 	Template         *Template `json:"template,omitempty"`
+	CallbackData     string    `json:"biz_opaque_callback_data,omitempty"`
 }
 
 func (m Message) request() request {
@@ -182,5 +194,6 @@ func (m Message) request() request {
 		Type:             string(m.Type),
 		Text:             m.Text,
 		Template:         m.Template,
+		CallbackData:     m.CallbackData,
 	}
 }

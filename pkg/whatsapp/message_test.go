@@ -73,6 +73,24 @@ func TestTextMessageBody(t *testing.T) {
 	}
 }
 
+func TestCallbackDataIsSentAsBizOpaqueCallbackData(t *testing.T) {
+	m := TextMessage("447700900123", "Pickup at 10:30", false)
+	m.CallbackData = "wd1/claim/l1/e1/m1"
+	got, _ := json.Marshal(m.request())
+	want := `{"messaging_product":"whatsapp","recipient_type":"individual","to":"447700900123","type":"text","text":{"body":"Pickup at 10:30","preview_url":false},"biz_opaque_callback_data":"wd1/claim/l1/e1/m1"}`
+	if string(got) != want {
+		t.Fatalf("got %s\nwant %s", got, want)
+	}
+	m.CallbackData = strings.Repeat("é", MaxCallbackDataLength)
+	if err := m.Validate(); err != nil {
+		t.Fatalf("%d characters of callback data rejected: %v", MaxCallbackDataLength, err)
+	}
+	m.CallbackData += "x"
+	if err := m.Validate(); !errors.Is(err, ErrInvalidMessage) {
+		t.Fatalf("%d characters of callback data: err = %v, want ErrInvalidMessage", MaxCallbackDataLength+1, err)
+	}
+}
+
 func TestTextBodyLimitCountsCharactersNotBytes(t *testing.T) {
 	atLimit := strings.Repeat("é", MaxTextBodyLength) // 2 bytes each
 	if err := TextMessage("447700900123", atLimit, false).Validate(); err != nil {

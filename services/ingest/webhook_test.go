@@ -104,6 +104,9 @@ func newHookEnv(t testing.TB, secret string, simTune func(*whatsappsim.Options))
 	return e
 }
 
+// hookCallback is the biz_opaque_callback_data every send carries.
+const hookCallback = "wd1/5f0c7a52-3c1e-4f0e-9a0b-2d7e4c1b9a10/l1/e1/m1"
+
 // send has the simulator accept a template to `to`, which starts its
 // status webhooks, and returns the wamid.
 func (e *hookEnv) send(t *testing.T, to string) string {
@@ -116,6 +119,7 @@ func (e *hookEnv) send(t *testing.T, to string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.CallbackData = hookCallback
 	sent, err := c.Send(context.Background(), whatsapp.Sender{PhoneNumberID: hookPhone, APIVersion: "v23.0", Token: whatsapp.NewToken(hookWAToken)}, m)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +176,7 @@ func TestWebhookPublishesStatusesAndReplies(t *testing.T) {
 		case "wadispatch.v1.StatusEvent":
 			var ev wadispatchv1.StatusEvent
 			if err := proto.Unmarshal(m.Data, &ev); err != nil || ev.GetWhatsappMessageId() != wamid || m.Attributes["wamid"] != wamid ||
-				ev.GetPhoneNumberId() != hookPhone || ev.GetTimestamp() == nil {
+				ev.GetPhoneNumberId() != hookPhone || ev.GetTimestamp() == nil || ev.GetBizOpaqueCallbackData() != hookCallback {
 				t.Errorf("status event %v (%v), attributes %v", &ev, err, m.Attributes)
 			}
 			statuses[ev.GetStatus()] = true

@@ -40,8 +40,9 @@ type spec struct {
 	ClaimLease          time.Duration `envconfig:"RECORDER_CLAIM_LEASE" default:"2m" desc:"how long a claim holds without an outcome when the sender names no lease, and the longest lease a sender may have"`
 	ExpiredClaimPolicy  string        `envconfig:"RECORDER_EXPIRED_CLAIM_POLICY" default:"unknown" desc:"a claim expired without outcome becomes UNKNOWN (unknown) or is sent again by the next claim (resend)"`
 	MetricsDocPath      string        `envconfig:"RECORDER_METRICS_DOC_PATH" default:"leasecompany/{leaseId}/performanceMetrics/{createdBy}" desc:"the sending user's metrics document holding numberOfWhatsappMessagesSent"`
-	SweepInterval       time.Duration `envconfig:"RECORDER_SWEEP_INTERVAL" default:"30s" desc:"how often claims expired without an outcome are marked UNKNOWN, and stalled claims counted"`
+	SweepInterval       time.Duration `envconfig:"RECORDER_SWEEP_INTERVAL" default:"30s" desc:"how often claims expired without an outcome are marked UNKNOWN (or resolved from WhatsApp's statuses), kept statuses past RECORDER_PENDING_STATUS_TTL dropped, and stalled claims counted"`
 	StalledAge          time.Duration `envconfig:"RECORDER_STALLED_AGE" default:"10m" desc:"a claim released to retry this long ago, its task not back since, is stalled (listed by wadispatchctl stalled, counted in wadispatch_recorder_stalled_claims)"`
+	PendingStatusTTL    time.Duration `envconfig:"RECORDER_PENDING_STATUS_TTL" default:"1h" desc:"status webhooks of a wamid no result recorded are kept this long after the last of them, then dropped by the sweep (counted in wadispatch_recorder_pending_statuses_dropped_total)"`
 	TasksTopic          string        `envconfig:"RECORDER_TASKS_TOPIC" default:"whatsapp-messages" desc:"topic resent tasks are published to"`
 	ResultsSubscription string        `envconfig:"RECORDER_RESULTS_SUBSCRIPTION" default:"whatsapp-message-results-recorder" desc:"subscription of send results"`
 	StatusSubscription  string        `envconfig:"RECORDER_STATUS_SUBSCRIPTION" default:"whatsapp-status-events-recorder" desc:"subscription of WhatsApp status events"`
@@ -122,6 +123,7 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 		ExpiredClaimPolicy: policy,
 		MetricsDocPath:     s.MetricsDocPath,
 		StalledAge:         s.StalledAge,
+		PendingStatusTTL:   s.PendingStatusTTL,
 		Metrics:            metrics,
 	}, store, recorderfs.NewAncillary(anc), repub, log)
 	if err != nil {

@@ -145,6 +145,9 @@ func (s *Simulator) serveGraph(w http.ResponseWriter, r *http.Request) {
 	}
 	s.scheduleStatuses(acc, failCode)
 
+	if fired && fault.Kind == FaultSlowAnswer {
+		sleep(r, time.Duration(fault.Latency))
+	}
 	if fired && fault.Kind == FaultDropAfterAccept {
 		s.drop(w)
 		return
@@ -340,6 +343,7 @@ func (s *Simulator) accept(phoneID string, msg *message, body []byte, now time.T
 		Type:          msg.typ,
 		Text:          msg.text,
 		Template:      msg.template,
+		CallbackData:  msg.callbackData,
 		Body:          append(json.RawMessage(nil), body...),
 		AcceptedAt:    now,
 	}

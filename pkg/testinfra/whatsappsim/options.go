@@ -132,6 +132,10 @@ const (
 	// and a failed status webhook with Code (default 131026) instead of
 	// delivered and read.
 	FaultFailLater FaultKind = "fail_later"
+	// FaultSlowAnswer accepts the message (recorded, webhooks scheduled) and
+	// answers 200 only after Latency: the status webhooks overtake the
+	// answer, and so the sender's result, as they often do with Meta.
+	FaultSlowAnswer FaultKind = "slow_answer"
 )
 
 // Fault is an injected failure. It applies to the next Times matching calls
@@ -161,7 +165,7 @@ func (f Fault) validate() error {
 		if f.HTTPStatus != 0 && (f.HTTPStatus < 400 || f.HTTPStatus > 599) {
 			return fmt.Errorf("fault %q: http_status %d is not an error status", f.Kind, f.HTTPStatus)
 		}
-	case FaultLatency:
+	case FaultLatency, FaultSlowAnswer:
 		if f.Latency <= 0 {
 			return fmt.Errorf("fault %q needs a positive latency", f.Kind)
 		}

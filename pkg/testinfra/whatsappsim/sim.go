@@ -60,6 +60,9 @@ type Accepted struct {
 	Type          string            `json:"type"`
 	Text          *AcceptedText     `json:"text,omitempty"`
 	Template      *AcceptedTemplate `json:"template,omitempty"`
+	// CallbackData is the request's biz_opaque_callback_data, which the
+	// sent, delivered and read statuses echo.
+	CallbackData string `json:"biz_opaque_callback_data,omitempty"`
 	// Body is the request body as received.
 	Body       json.RawMessage `json:"body"`
 	AcceptedAt time.Time       `json:"accepted_at"`

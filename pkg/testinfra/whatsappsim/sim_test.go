@@ -275,6 +275,8 @@ func TestValidatesPayloadLikeMeta(t *testing.T) {
 		{"no text", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"text"}`, 131008, 400},
 		{"empty body", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"text","text":{"body":""}}`, 131008, 400},
 		{"body too long", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"text","text":{"body":"` + long + `"}}`, 131009, 400},
+		{"callback data too long", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"text","text":{"body":"hi"},"biz_opaque_callback_data":"` + strings.Repeat("é", 513) + `"}`, 131009, 400},
+		{"callback data not a string", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"text","text":{"body":"hi"},"biz_opaque_callback_data":{"uuid":"x"}}`, 100, 400},
 		{"preview_url string", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"text","text":{"body":"hi","preview_url":"yes"}}`, 131009, 400},
 		{"no template name", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"template","template":{"language":{"code":"en_GB"}}}`, 131008, 400},
 		{"no language", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"template","template":{"name":"eta_update"}}`, 131008, 400},
@@ -618,7 +620,10 @@ type statusWebhook struct {
 					Status      string `json:"status"`
 					Timestamp   string `json:"timestamp"`
 					RecipientID string `json:"recipient_id"`
-					Errors      []struct {
+					// Absent and empty are told apart: Meta sends none
+					// for a message sent without one.
+					CallbackData *string `json:"biz_opaque_callback_data"`
+					Errors       []struct {
 						Code  int    `json:"code"`
 						Title string `json:"title"`
 					} `json:"errors"`
@@ -723,6 +728,55 @@ func TestStatusWebhooksSignedAndInOrder(t *testing.T) {
 	}
 }
 
+// A send's biz_opaque_callback_data comes back in its sent, delivered and
+// read statuses, as Meta documents, and in no failed one; a send without
+// it gets statuses without it.
+func TestStatusWebhooksEchoCallbackData(t *testing.T) {
+	rc := &receiver{}
+	e := startWithReceiver(t, rc, func(o *whatsappsim.Options) {
+		o.Faults = []whatsappsim.Fault{{Kind: whatsappsim.FaultFailLater, Code: 131049, Times: 1, To: "447700900124"}}
+	})
+	withData := text(driver, "hi")
+	withData.CallbackData = "wd1/claim/l1/e1/m1 ü"
+	sent, err := e.send(t, withData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := e.send(t, text("447700900125", "hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := text("447700900124", "hi")
+	failing.CallbackData = "wd1/claim/l1/e1/m2"
+	failed, err := e.send(t, failing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.sim.Messages(phoneID, driver); len(got) != 1 || got[0].CallbackData != withData.CallbackData {
+		t.Fatalf("recorded %+v", got)
+	}
+	waitHooks(t, e)
+	echoed := map[string][]string{}
+	for _, h := range rc.webhooks(t) {
+		for _, s := range h.Entry[0].Changes[0].Value.Statuses {
+			v := "(none)"
+			if s.CallbackData != nil {
+				v = *s.CallbackData
+			}
+			echoed[s.ID] = append(echoed[s.ID], s.Status+"="+v)
+		}
+	}
+	for wamid, want := range map[string]string{
+		sent.MessageID:   "sent=wd1/claim/l1/e1/m1 ü,delivered=wd1/claim/l1/e1/m1 ü,read=wd1/claim/l1/e1/m1 ü",
+		plain.MessageID:  "sent=(none),delivered=(none),read=(none)",
+		failed.MessageID: "sent=wd1/claim/l1/e1/m2,failed=(none)",
+	} {
+		if got := strings.Join(echoed[wamid], ","); got != want {
+			t.Errorf("statuses of %s: %s, want %s", wamid, got, want)
+		}
+	}
+}
+
 func TestStatusWebhooksRetriedUntilAccepted(t *testing.T) {
 	rc := &receiver{failures: 2}
 	e := startWithReceiver(t, rc, func(o *whatsappsim.Options) { o.Webhook.NoRead = true })
@@ -773,6 +827,30 @@ func TestFailLaterSendsFailedStatus(t *testing.T) {
 	last := hooks[len(hooks)-1].Entry[0].Changes[0].Value.Statuses[0]
 	if len(last.Errors) != 1 || last.Errors[0].Code != 131049 || last.Errors[0].Title == "" {
 		t.Fatalf("failed status errors %+v", last.Errors)
+	}
+}
+
+// slow_answer: the message is accepted and its statuses posted while the
+// answer is held, so they reach the receiver before the sender knows the
+// wamid.
+func TestSlowAnswerStatusesOvertakeTheAnswer(t *testing.T) {
+	rc := &receiver{}
+	e := startWithReceiver(t, rc, func(o *whatsappsim.Options) {
+		o.Faults = []whatsappsim.Fault{{Kind: whatsappsim.FaultSlowAnswer, Latency: whatsappsim.Duration(300 * time.Millisecond), Times: 1}}
+	})
+	start := time.Now()
+	sent, err := e.send(t, text(driver, "hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("answered after %s, want the latency held", took)
+	}
+	if got := statuses(t, rc.webhooks(t), sent.MessageID); strings.Join(got, ",") != "sent,delivered,read" {
+		t.Errorf("statuses received before the answer: %v", got)
+	}
+	if err := e.sim.AddFault(whatsappsim.Fault{Kind: whatsappsim.FaultSlowAnswer}); err == nil {
+		t.Error("slow_answer without a latency accepted")
 	}
 }
 

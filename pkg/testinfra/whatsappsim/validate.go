@@ -13,6 +13,9 @@ import (
 // maxTextBody is Meta's text body limit in characters.
 const maxTextBody = 4096
 
+// maxCallbackData is Meta's limit on biz_opaque_callback_data in characters.
+const maxCallbackData = 512
+
 // message is a validated request.
 type message struct {
 	to       string
@@ -20,6 +23,8 @@ type message struct {
 	typ      string
 	text     *AcceptedText
 	template *AcceptedTemplate
+	// callbackData is biz_opaque_callback_data, echoed in the statuses.
+	callbackData string
 }
 
 // notSimulated are message types Meta supports that the simulator does not.
@@ -68,6 +73,12 @@ func validate(body []byte, templates map[string]TemplateSpec) (*message, *apiErr
 	}
 	if e := field(top, "type", &m.typ, false); e != nil {
 		return nil, e
+	}
+	if e := field(top, "biz_opaque_callback_data", &m.callbackData, false); e != nil {
+		return nil, e
+	}
+	if n := utf8.RuneCountInString(m.callbackData); n > maxCallbackData {
+		return nil, newAPIError(131009, fmt.Sprintf("Param biz_opaque_callback_data must be at most %d characters long (got %d).", maxCallbackData, n))
 	}
 	if m.typ == "" {
 		m.typ = "text" // Meta's default

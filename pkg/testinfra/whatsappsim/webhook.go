@@ -68,13 +68,16 @@ type (
 
 // StatusEvent is one entry of value.statuses.
 type StatusEvent struct {
-	ID           string         `json:"id"`
-	Status       string         `json:"status"`
-	Timestamp    string         `json:"timestamp"`
-	RecipientID  string         `json:"recipient_id"`
-	Conversation *conversation  `json:"conversation,omitempty"`
-	Pricing      *pricing       `json:"pricing,omitempty"`
-	Errors       []WebhookError `json:"errors,omitempty"`
+	ID          string `json:"id"`
+	Status      string `json:"status"`
+	Timestamp   string `json:"timestamp"`
+	RecipientID string `json:"recipient_id"`
+	// BizOpaqueCallbackData echoes the send's biz_opaque_callback_data:
+	// Meta documents it in sent, delivered and read statuses (not failed).
+	BizOpaqueCallbackData string         `json:"biz_opaque_callback_data,omitempty"`
+	Conversation          *conversation  `json:"conversation,omitempty"`
+	Pricing               *pricing       `json:"pricing,omitempty"`
+	Errors                []WebhookError `json:"errors,omitempty"`
 }
 
 type conversation struct {
@@ -157,6 +160,9 @@ func (s *Simulator) scheduleStatuses(acc Accepted, failCode int) {
 			Status:      st.status,
 			Timestamp:   strconv.FormatInt(acc.AcceptedAt.Add(total).Unix(), 10),
 			RecipientID: acc.WaID,
+		}
+		if st.status != "failed" {
+			ev.BizOpaqueCallbackData = acc.CallbackData
 		}
 		if st.status == "sent" || st.status == "delivered" {
 			ev.Conversation = &conversation{ID: "conv-" + acc.WAMID[len(acc.WAMID)-12:]}

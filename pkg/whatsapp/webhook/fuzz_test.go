@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
+	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 )
 
@@ -25,6 +27,9 @@ func FuzzParse(f *testing.F) {
 			}
 			if ts := s.GetTimestamp(); ts != nil && ts.CheckValid() != nil {
 				t.Fatalf("timestamp %v", ts)
+			}
+			if cb := s.GetBizOpaqueCallbackData(); len(cb) > dispatch.MaxCallbackLength || !utf8.ValidString(cb) {
+				t.Fatalf("callback data %q", cb)
 			}
 		}
 		for _, m := range p.Messages {

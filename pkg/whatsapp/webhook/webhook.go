@@ -128,6 +128,8 @@ type (
 		Timestamp   string     `json:"timestamp"`
 		RecipientID string     `json:"recipient_id"`
 		Errors      []apiError `json:"errors"`
+		// CallbackData is the send's biz_opaque_callback_data, echoed.
+		CallbackData string `json:"biz_opaque_callback_data"`
 	}
 	apiError struct {
 		Code      int    `json:"code"`
@@ -217,6 +219,11 @@ func statusEvent(s status, phoneID string) (*wadispatchv1.StatusEvent, string) {
 		Timestamp:         at,
 		RecipientId:       s.RecipientID,
 		PhoneNumberId:     phoneID,
+	}
+	// Longer than any send may carry: not ours. The status stands without
+	// it. (JSON decoding has made it valid UTF-8, as protobuf needs.)
+	if len(s.CallbackData) <= dispatch.MaxCallbackLength {
+		ev.BizOpaqueCallbackData = s.CallbackData
 	}
 	for _, e := range s.Errors {
 		reason, retryable := whatsapp.Classify(e.Code, 0)

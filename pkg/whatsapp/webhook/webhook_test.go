@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ const statusBody = `{"object":"whatsapp_business_account","entry":[{"id":"102290
  "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
  "statuses":[
   {"id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA","status":"delivered","timestamp":"1750263773","recipient_id":"16505551234",
+   "biz_opaque_callback_data":"wd1/5f0c7a52-3c1e-4f0e-9a0b-2d7e4c1b9a10/l1/e1/m1",
    "conversation":{"id":"abc","origin":{"type":"service"}},"pricing":{"billable":true,"pricing_model":"PMP","category":"service"}},
   {"id":"wamid.2","status":"failed","timestamp":"1750263774","recipient_id":"16505551234",
    "errors":[{"code":131026,"title":"Message undeliverable","message":"Message undeliverable","error_data":{"details":"Receiver is incapable"}}]},
@@ -33,6 +35,26 @@ const inboundBody = `{"object":"whatsapp_business_account","entry":[{"id":"10229
  ]},"field":"messages"},
  {"value":{"messaging_product":"whatsapp"},"field":"account_update"}]}]}`
 
+// A callback longer than any send may carry is dropped, not the status;
+// bytes that are not UTF-8 arrive replaced, so the event still encodes.
+func TestParseStatusCallbackBounded(t *testing.T) {
+	body := func(cb string) []byte {
+		return []byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[` +
+			`{"id":"wamid.1","status":"read","timestamp":"1750263773","biz_opaque_callback_data":"` + cb + `"}]}}]}]}`)
+	}
+	p, err := Parse(body(strings.Repeat("x", 513)))
+	if err != nil || len(p.Statuses) != 1 || p.Statuses[0].GetBizOpaqueCallbackData() != "" {
+		t.Fatalf("oversized callback: %v %v", p.Statuses, err)
+	}
+	p, err = Parse(body(`wd1/\u00e9\udc00` + "\xff"))
+	if err != nil || len(p.Statuses) != 1 {
+		t.Fatalf("odd callback: %v %v", p.Statuses, err)
+	}
+	if _, err := proto.Marshal(p.Statuses[0]); err != nil {
+		t.Fatalf("status event with callback %q does not encode: %v", p.Statuses[0].GetBizOpaqueCallbackData(), err)
+	}
+}
+
 func TestParseStatuses(t *testing.T) {
 	p, err := Parse([]byte(statusBody))
 	if err != nil {
@@ -40,7 +62,8 @@ func TestParseStatuses(t *testing.T) {
 	}
 	want := []*wadispatchv1.StatusEvent{
 		{WhatsappMessageId: "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED,
-			Timestamp: timestamppb.New(time.Unix(1750263773, 0)), RecipientId: "16505551234", PhoneNumberId: "106540352242922"},
+			Timestamp: timestamppb.New(time.Unix(1750263773, 0)), RecipientId: "16505551234", PhoneNumberId: "106540352242922",
+			BizOpaqueCallbackData: "wd1/5f0c7a52-3c1e-4f0e-9a0b-2d7e4c1b9a10/l1/e1/m1"},
 		{WhatsappMessageId: "wamid.2", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED,
 			Timestamp: timestamppb.New(time.Unix(1750263774, 0)), RecipientId: "16505551234", PhoneNumberId: "106540352242922",
 			Errors: []*wadispatchv1.WhatsAppError{{Code: 131026, Message: "Message undeliverable", Details: "Receiver is incapable", Reason: "undeliverable"}}},

@@ -857,8 +857,13 @@ type StatusEvent struct {
 	RecipientId   string                 `protobuf:"bytes,4,opt,name=recipient_id,json=recipientId,proto3" json:"recipient_id,omitempty"`
 	PhoneNumberId string                 `protobuf:"bytes,5,opt,name=phone_number_id,json=phoneNumberId,proto3" json:"phone_number_id,omitempty"`
 	Errors        []*WhatsAppError       `protobuf:"bytes,6,rep,name=errors,proto3" json:"errors,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// biz_opaque_callback_data as WhatsApp echoed it: what the send carried
+	// (pkg/dispatch.Callback, the claim and the message), in sent, delivered
+	// and read statuses. It comes from outside: parsed strictly, ignored
+	// when it does not parse.
+	BizOpaqueCallbackData string `protobuf:"bytes,7,opt,name=biz_opaque_callback_data,json=bizOpaqueCallbackData,proto3" json:"biz_opaque_callback_data,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *StatusEvent) Reset() {
@@ -931,6 +936,13 @@ func (x *StatusEvent) GetErrors() []*WhatsAppError {
 		return x.Errors
 	}
 	return nil
+}
+
+func (x *StatusEvent) GetBizOpaqueCallbackData() string {
+	if x != nil {
+		return x.BizOpaqueCallbackData
+	}
+	return ""
 }
 
 // A message a driver sent to a business number, from a WhatsApp webhook.
@@ -1116,14 +1128,15 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"refused_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\"\xae\x02\n" +
+	"refused_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\"\xe7\x02\n" +
 	"\vStatusEvent\x12.\n" +
 	"\x13whatsapp_message_id\x18\x01 \x01(\tR\x11whatsappMessageId\x124\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1c.wadispatch.v1.MessageStatusR\x06status\x128\n" +
 	"\ttimestamp\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12!\n" +
 	"\frecipient_id\x18\x04 \x01(\tR\vrecipientId\x12&\n" +
 	"\x0fphone_number_id\x18\x05 \x01(\tR\rphoneNumberId\x124\n" +
-	"\x06errors\x18\x06 \x03(\v2\x1c.wadispatch.v1.WhatsAppErrorR\x06errors\"\x8c\x02\n" +
+	"\x06errors\x18\x06 \x03(\v2\x1c.wadispatch.v1.WhatsAppErrorR\x06errors\x127\n" +
+	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\"\x8c\x02\n" +
 	"\x0eInboundMessage\x12.\n" +
 	"\x13whatsapp_message_id\x18\x01 \x01(\tR\x11whatsappMessageId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12&\n" +

@@ -390,9 +390,12 @@ func (x *ApplyStatusRequest) GetEvent() *StatusEvent {
 }
 
 type ApplyStatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         *MessageState          `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
-	Applied       bool                   `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	State   *MessageState          `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Applied bool                   `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	// The event was kept until its message's result is recorded (it came
+	// first) or, for a wamid nothing recorded, until it is dropped.
+	Kept          bool `protobuf:"varint,3,opt,name=kept,proto3" json:"kept,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +440,13 @@ func (x *ApplyStatusResponse) GetState() *MessageState {
 func (x *ApplyStatusResponse) GetApplied() bool {
 	if x != nil {
 		return x.Applied
+	}
+	return false
+}
+
+func (x *ApplyStatusResponse) GetKept() bool {
+	if x != nil {
+		return x.Kept
 	}
 	return false
 }
@@ -1277,10 +1287,11 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x05state\x18\x01 \x01(\v2\x1b.wadispatch.v1.MessageStateR\x05state\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\bR\aapplied\"F\n" +
 	"\x12ApplyStatusRequest\x120\n" +
-	"\x05event\x18\x01 \x01(\v2\x1a.wadispatch.v1.StatusEventR\x05event\"b\n" +
+	"\x05event\x18\x01 \x01(\v2\x1a.wadispatch.v1.StatusEventR\x05event\"v\n" +
 	"\x13ApplyStatusResponse\x121\n" +
 	"\x05state\x18\x01 \x01(\v2\x1b.wadispatch.v1.MessageStateR\x05state\x12\x18\n" +
-	"\aapplied\x18\x02 \x01(\bR\aapplied\"9\n" +
+	"\aapplied\x18\x02 \x01(\bR\aapplied\x12\x12\n" +
+	"\x04kept\x18\x03 \x01(\bR\x04kept\"9\n" +
 	"\x11GetMessageRequest\x12$\n" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\"G\n" +
 	"\x12GetMessageResponse\x121\n" +

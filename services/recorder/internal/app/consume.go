@@ -74,10 +74,13 @@ func (s *Service) handleStatusEvent(ctx context.Context, data []byte) consume.Ve
 	if err != nil {
 		return verdictOf(logging.WithContext(ctx, s.log).WithField("wamid", ev.GetWhatsappMessageId()), err)
 	}
-	if !resp.GetApplied() {
-		return consume.Verdict{Ack: true, Reason: "ignored"}
+	switch {
+	case resp.GetApplied():
+		return consume.Verdict{Ack: true, Reason: "applied"}
+	case resp.GetKept():
+		return consume.Verdict{Ack: true, Reason: "kept"}
 	}
-	return consume.Verdict{Ack: true, Reason: "applied"}
+	return consume.Verdict{Ack: true, Reason: "ignored"}
 }
 
 func poison(log *logrus.Entry, reason string, err error) consume.Verdict {

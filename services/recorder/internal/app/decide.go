@@ -39,6 +39,7 @@ const (
 	claimInFlight                       // a live claim holds the send
 	claimMarkUnknown                    // expired without outcome: mark UNKNOWN first
 	claimUnknown                        // already UNKNOWN
+	claimResolve                        // left behind, but WhatsApp said its call went out: record that (resolvedBy)
 )
 
 // decideClaim decides a claim for a message whose state is st (nil when
@@ -56,12 +57,19 @@ func decideClaim(st *State, now time.Time, policy ExpiredClaimPolicy) (claimActi
 	}
 	switch status {
 	case dispatch.StatusSending:
+		live := !st.Released && st.LeaseExpiresAt.After(now)
+		if _, _, sent := sendEvidence(st); sent && !live {
+			// WhatsApp's statuses of the claim's call came, its result did
+			// not: the message went out, and sending it again would be a
+			// duplicate.
+			return claimResolve, "claim " + st.ClaimID + " by " + orUnknown(st.Claimant) + " left no outcome; WhatsApp reported its message sent"
+		}
 		if st.Released {
 			// Its holder said no call of its was in flight: sending now
 			// cannot duplicate, whatever the lease says.
 			return claimTakeover, "claim " + st.ClaimID + " released by " + orUnknown(st.Claimant)
 		}
-		if st.LeaseExpiresAt.After(now) {
+		if live {
 			return claimInFlight, "claimed by " + orUnknown(st.Claimant)
 		}
 		if policy == PolicyResend {
@@ -177,6 +185,9 @@ func claimed(st *State, c claim, task map[string]any, now time.Time) State {
 		out.Outcome, out.Error, out.Reason, out.WhatsappMessageID, out.RecordID = "", nil, "", "", ""
 		out.ResendRequested, out.ResendRequestedBy = false, ""
 		out.Released, out.ReleasedAt, out.ReleaseReason = false, time.Time{}, ""
+		// What the previous claim's call reported alone (a failure) is
+		// not the new call's.
+		out.EarlyStatuses = nil
 	}
 	out.Claims++
 	out.ClaimID, out.Claimant, out.ClaimedAt, out.LeaseExpiresAt = c.ID, c.Claimant, now, now.Add(c.Lease)
@@ -208,6 +219,9 @@ type recordPlan struct {
 	message *MessageUpdate
 	// countSent: increment the user's counter and index the wamid.
 	countSent bool
+	// unapplied are the statuses kept early that the outcome leaves
+	// unapplied (withEarly), for the log.
+	unapplied []EarlyStatus
 }
 
 // outcomeStatus is the status a result's outcome moves the message to.
@@ -312,6 +326,11 @@ func decideRecord(st *State, messageExists bool, r *wadispatchv1.SendResult, ref
 	if messageExists {
 		p.message = msg
 	}
+	sentWamid := ""
+	if to == dispatch.StatusSent {
+		sentWamid = r.GetWhatsappMessageId()
+	}
+	p.state, p.message, p.unapplied = withEarly(p.state, p.message, sentWamid, now)
 	return p
 }
 

@@ -29,6 +29,15 @@
 //     that records the SENT outcome, so it counts once per message.
 //   - whatsappMessageIndex/{wamid}: wamid → message, in that same commit,
 //     so a status webhook finds its message with one read.
+//   - earlyStatuses on the state: status webhooks of the current claim's
+//     call (named by their biz_opaque_callback_data) that came before its
+//     outcome; applied in the commit that records it, or resolving the
+//     claim (early.go).
+//   - wadispatchPendingStatuses/{wamid}: status webhooks of a wamid no
+//     result recorded that no waiting claim claims, one field per status;
+//     applied once a result indexes the wamid, dropped by the sweep after
+//     Config.PendingStatusTTL (status.go). Its query (keptAt) is served by
+//     Firestore's automatic single-field index.
 //   - ancillary database, whatsapp/{driver}/enquiryMessages/{enquiryId}:
 //     arrayOfWhatsappMessageIds (arrayUnion) and details, written after the
 //     commit and retried until it lands before a result counts as recorded.

@@ -27,6 +27,8 @@ func FuzzHandlers(f *testing.F) {
 		sent(task, "not-the-claim", "wamid.FUZZ2"),
 		&wadispatchv1.SendResult{MessageDocId: "leasecompany/../x"},
 		&wadispatchv1.StatusEvent{WhatsappMessageId: "wamid.FUZZ1", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED},
+		// A status of a claim whose result is not recorded: the callback path.
+		callbackStatus(f, task, claim.GetClaimId(), "wamid.FUZZ3", wadispatchv1.MessageStatus_MESSAGE_STATUS_READ, time.Now()),
 	} {
 		b, err := proto.Marshal(m)
 		if err != nil {

@@ -18,6 +18,8 @@ type Metrics struct {
 	releases       *prometheus.CounterVec
 	inbound        *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
+	resolved       *prometheus.CounterVec
+	pendingDropped *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -33,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"decision"}),
 		statusEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_recorder_status_events_total",
-			Help: "WhatsApp status events, by result (applied, ignored: would move status back, not_indexed: wamid not recorded yet).",
+			Help: "WhatsApp status events, by result (applied; ignored: would move status back, or a repeat; early: came before its claim's result, kept on the state; pending: no result recorded its wamid, kept by wamid; resolved: resolved an UNKNOWN message).",
 		}, []string{"result"}),
 		commitRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_recorder_firestore_commit_retries_total",
@@ -68,8 +70,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wadispatch_recorder_refusals_total",
 			Help: "Refusals from ingest (messages the V-Customer can correct), by outcome (recorded: FAILED with the reason on the document, duplicate: refused before, has_state: claimed or recorded already and left alone, no_message: the document is gone).",
 		}, []string{"outcome"}),
+		resolved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_sends_resolved_by_status_total",
+			Help: "Sends without a result recorded as sent because WhatsApp's status webhooks named their claim, by what the claim was left as (unknown: marked UNKNOWN; expired: its lease ran out; released: released for a retry wait).",
+		}, []string{"from"}),
+		pendingDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_pending_statuses_dropped_total",
+			Help: "Status webhooks kept for a wamid no result recorded, dropped after RECORDER_PENDING_STATUS_TTL, by reason (never_sent: nothing named a message of ours; not_recorded: its callback named one, under a claim that was not the current one).",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.stalled, m.releases, m.inbound, m.refusals)
+	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.stalled, m.releases, m.inbound,
+		m.refusals, m.resolved, m.pendingDropped)
 	return m
 }
 

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/visn/wadispatch/pkg/auth"
-
+	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/visn/wadispatch/pkg/auth"
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/logging"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -196,24 +196,48 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		// Decided again on a fresh read: a result or a claim that got there
-		// since the query leaves nothing to do.
-		reason := ""
-		err = s.update(ctx, "mark UNKNOWN", ref, false, func(st *State, _ bool) (Plan, error) {
-			reason = ""
-			if action, _ := decideClaim(st, now, PolicyUnknown); action != claimMarkUnknown {
+		// since the query leaves nothing to do. A claim whose call WhatsApp
+		// reported sent is resolved instead of marked.
+		log := s.log.WithField("messagePath", ref.Path())
+		recordID := uuid.NewString()
+		var (
+			reason, from string
+			resolved     *State
+		)
+		err = s.ancillaryFirst(ctx, ref, log, func(written string) (*State, error) {
+			err := s.update(ctx, "mark UNKNOWN", ref, false, func(st *State, exists bool) (Plan, error) {
+				reason, resolved = "", nil
+				if st != nil && st.RecordID == recordID {
+					resolved = st // our commit landed; its answer was lost
+					return Plan{}, nil
+				}
+				switch action, why := decideClaim(st, now, PolicyUnknown); action {
+				case claimMarkUnknown:
+					reason = unknownReason(st)
+					next, msg := markedUnknown(st, reason, now)
+					return Plan{State: &next, Message: msg}, nil
+				case claimResolve:
+					p, _ := resolvedBy(st, exists, ref, recordID, now)
+					reason, from, resolved = why, resolvedFrom(st), &p.state
+					if p.state.WhatsappMessageID != written {
+						return Plan{}, errAncillaryFirst
+					}
+					return s.recordedPlan(ref, p, p.state.CreatedBy, p.state.WhatsappMessageID, p.state.DriverMobileNumber, log), nil
+				}
 				return Plan{}, nil
-			}
-			reason = unknownReason(st)
-			next, msg := markedUnknown(st, reason, now)
-			return Plan{State: &next, Message: msg}, nil
+			})
+			return resolved, err
 		})
 		if err != nil {
 			return marked, fmt.Errorf("mark %s UNKNOWN: %w", ref.Path(), err)
 		}
-		if reason != "" {
+		switch {
+		case resolved != nil:
+			s.resolvedSend(ctx, ref, resolved.WhatsappMessageID, from, log.WithField("reason", reason))
+		case reason != "":
 			marked++
 			s.m.swept.Inc()
-			s.log.WithFields(logrus.Fields{"messagePath": ref.Path(), "reason": reason}).Warn("expired claim marked UNKNOWN")
+			log.WithField("reason", reason).Warn("expired claim marked UNKNOWN")
 		}
 	}
 	return marked, nil
@@ -232,6 +256,9 @@ func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) error 
 		}
 		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.log.WithError(err).Warn("sweep of expired claims failed; next sweep will try again")
+		}
+		if _, err := s.SweepPendingStatuses(ctx); err != nil && ctx.Err() == nil {
+			s.log.WithError(err).Warn("sweep of kept status webhooks failed; next sweep will try again")
 		}
 		if n, err := s.CountStalled(ctx); err != nil && ctx.Err() == nil {
 			s.log.WithError(err).Warn("count of stalled claims failed; next sweep will try again")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"time"
 
@@ -34,10 +33,11 @@ type Config struct {
 	// AncillaryAttemptTimeout bounds one try of the ancillary write, so a
 	// hung connection is retried (and logged) instead of waited on. Default 10s.
 	AncillaryAttemptTimeout time.Duration
-	// IndexWait is how long a status event whose wamid is not indexed yet
-	// waits for the result that indexes it (webhooks often overtake it)
-	// before it is nacked. Default 5s.
-	IndexWait time.Duration
+	// PendingStatusTTL is how long status events of a wamid no result
+	// recorded are kept after the last of them came, before the sweep
+	// drops them as statuses of a message wadispatch never sent.
+	// Default 1h.
+	PendingStatusTTL time.Duration
 	// StalledAge is how long ago a claim must have been released, its task
 	// not back since, to count as stalled (ListStalled's default, and the
 	// stalled-claims gauge). Default 10m: a released task normally comes
@@ -69,8 +69,8 @@ func (c *Config) defaults() error {
 	if c.AncillaryAttemptTimeout <= 0 {
 		c.AncillaryAttemptTimeout = 10 * time.Second
 	}
-	if c.IndexWait <= 0 {
-		c.IndexWait = 5 * time.Second
+	if c.PendingStatusTTL <= 0 {
+		c.PendingStatusTTL = time.Hour
 	}
 	if c.StalledAge <= 0 {
 		c.StalledAge = 10 * time.Minute
@@ -169,11 +169,12 @@ func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequ
 
 func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wadispatchv1.ClaimSendResponse, error) {
 	var (
-		resp   *wadispatchv1.ClaimSendResponse
-		marked bool
+		resp     *wadispatchv1.ClaimSendResponse
+		marked   bool
+		resolved string
 	)
 	err := s.update(ctx, "claim", c.Ref, true, func(st *State, exists bool) (Plan, error) {
-		marked = false
+		marked, resolved = false, ""
 		if !exists {
 			return Plan{}, status.Errorf(codes.NotFound, "message document %s does not exist (deleted?): nothing to send", c.Ref.Path())
 		}
@@ -195,6 +196,12 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 			next, msg := markedUnknown(st, reason, now)
 			resp, marked = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_UNKNOWN, Reason: reason}, true
 			return Plan{State: &next, Message: msg}, nil
+		case claimResolve:
+			// Answered DONE: the caller republishes the result, whose
+			// recording writes the ancillary record, as for any DONE.
+			p, _ := resolvedBy(st, exists, c.Ref, uuid.NewString(), now)
+			resp, resolved = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_DONE, Result: p.state.result(), Reason: reason}, resolvedFrom(st)
+			return s.recordedPlan(c.Ref, p, p.state.CreatedBy, p.state.WhatsappMessageID, p.state.DriverMobileNumber, s.log), nil
 		case claimDone:
 			resp = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_DONE, Result: st.result(), Reason: reason}
 		case claimInFlight:
@@ -207,8 +214,12 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 	if err != nil {
 		return nil, err
 	}
+	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": c.Ref.Path(), "reason": resp.GetReason()})
 	if marked {
-		logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": c.Ref.Path(), "reason": resp.GetReason()}).Warn("expired claim marked UNKNOWN")
+		log.Warn("expired claim marked UNKNOWN")
+	}
+	if resolved != "" {
+		s.resolvedSend(ctx, c.Ref, resp.GetResult().GetWhatsappMessageId(), resolved, log)
 	}
 	return resp, nil
 }
@@ -275,6 +286,15 @@ func (s *Service) RecordResult(ctx context.Context, req *wadispatchv1.RecordResu
 			log.WithError(err).Warn("ancillary record not written")
 			return nil, err
 		}
+		// Statuses of these wamids that came first, without callback data
+		// naming the claim (WhatsApp echoes none in failed statuses), wait
+		// for them by wamid.
+		for _, w := range wamids {
+			if err := s.applyPending(ctx, ref, w, log); err != nil {
+				log.WithError(err).Warn("statuses kept for the wamid not applied")
+				return nil, err
+			}
+		}
 	}
 	s.m.results.WithLabelValues(st.Outcome, fmt.Sprint(applied)).Inc()
 	s.m.recordLatency.Observe(time.Since(start).Seconds())
@@ -287,10 +307,12 @@ func (s *Service) RecordResult(ctx context.Context, req *wadispatchv1.RecordResu
 func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r *wadispatchv1.SendResult, log *logrus.Entry) (*State, bool, error) {
 	recordID := uuid.NewString()
 	var (
-		out     *State
-		applied bool
+		out       *State
+		applied   bool
+		unapplied []EarlyStatus
 	)
 	err := s.update(ctx, "record", ref, false, func(st *State, exists bool) (Plan, error) {
+		unapplied = nil
 		if st != nil && st.RecordID == recordID {
 			out, applied = st, true // our commit landed; its answer was lost
 			return Plan{}, nil
@@ -304,26 +326,38 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 		if !exists {
 			log.Warn("message document does not exist; outcome recorded on the state only")
 		}
-		plan := Plan{State: &p.state, Message: p.message}
-		if p.countSent {
-			createdBy := r.GetCreatedBy()
-			if createdBy == "" && st != nil {
-				createdBy = st.CreatedBy
-			}
-			if path, err := metricsPath(s.cfg.MetricsDocPath, ref.LeaseID, createdBy); err != nil {
-				log.WithError(err).Error("sent message not counted: no metrics document for its sender")
-			} else {
-				plan.CountSentIn = path
-			}
-			plan.Index = &IndexEntry{Wamid: r.GetWhatsappMessageId(), Ref: ref, Driver: r.GetDriverMobileNumber()}
+		createdBy := r.GetCreatedBy()
+		if createdBy == "" && st != nil {
+			createdBy = st.CreatedBy
 		}
+		unapplied = p.unapplied
 		out, applied = &p.state, true
-		return plan, nil
+		return s.recordedPlan(ref, p, createdBy, r.GetWhatsappMessageId(), r.GetDriverMobileNumber(), log), nil
 	})
 	if err != nil {
 		return nil, false, err
 	}
+	if len(unapplied) > 0 {
+		log.WithField("statuses", earlySummary(unapplied)).Warn("statuses WhatsApp reported for this claim's call do not match its result (another wamid, or FAILED); not applied")
+	}
 	return out, applied, nil
+}
+
+// recordedPlan is the commit of p, which records a send: its state and
+// message and, when p counts the send, the sender's counter (once) and the
+// wamid's index entry.
+func (s *Service) recordedPlan(ref dispatch.MessageRef, p recordPlan, createdBy, wamid, driver string, log *logrus.Entry) Plan {
+	plan := Plan{State: &p.state, Message: p.message}
+	if !p.countSent {
+		return plan
+	}
+	if path, err := metricsPath(s.cfg.MetricsDocPath, ref.LeaseID, createdBy); err != nil {
+		log.WithError(err).Error("sent message not counted: no metrics document for its sender")
+	} else {
+		plan.CountSentIn = path
+	}
+	plan.Index = &IndexEntry{Wamid: wamid, Ref: ref, Driver: driver}
+	return plan
 }
 
 // sentIDs are the wamids a result makes known: the recorded one and, when
@@ -377,57 +411,4 @@ func (s *Service) writeAncillary(ctx context.Context, ref dispatch.MessageRef, d
 			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
-}
-
-// ApplyStatus applies a status event from whatsapp-status-events.
-func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatusRequest) (*wadispatchv1.ApplyStatusResponse, error) {
-	ev := req.GetEvent()
-	wamid := ev.GetWhatsappMessageId()
-	if wamid == "" || len(wamid) > 1500 {
-		return nil, invalid("event.whatsapp_message_id is required")
-	}
-	switch dispatch.StatusFromProto(ev.GetStatus()) {
-	case dispatch.StatusSent, dispatch.StatusDelivered, dispatch.StatusRead, dispatch.StatusFailed:
-	default:
-		return nil, invalid("event.status %v: want SENT, DELIVERED, READ or FAILED", ev.GetStatus())
-	}
-	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"wamid": wamid, "status": ev.GetStatus().String()})
-	entry, found, err := s.readIndex(ctx, wamid)
-	if err != nil {
-		return nil, storeErr(ctx, err)
-	}
-	if !found {
-		s.m.statusEvents.WithLabelValues("not_indexed").Inc()
-		// The result that indexes the wamid may still be on its way.
-		return nil, status.Errorf(codes.Aborted, "no message recorded for wamid %s yet", wamid)
-	}
-	ref, err := dispatch.ParseMessagePath(entry.MessagePath)
-	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "wamid index entry %s: %v", path.Base(dispatch.IndexPath(wamid)), err)
-	}
-	log = log.WithField("messagePath", ref.Path())
-	var resp *wadispatchv1.ApplyStatusResponse
-	err = s.update(ctx, "apply status", ref, false, func(st *State, _ bool) (Plan, error) {
-		if st == nil {
-			return Plan{}, status.Errorf(codes.FailedPrecondition, "message %s has no pipeline state", ref.Path())
-		}
-		p := decideStatus(st, ev, s.now())
-		if !p.apply {
-			log.WithField("reason", p.reason).Info("status event changes nothing")
-			resp = &wadispatchv1.ApplyStatusResponse{State: st.messageState()}
-			return Plan{}, nil
-		}
-		resp = &wadispatchv1.ApplyStatusResponse{State: p.state.messageState(), Applied: true}
-		return Plan{State: &p.state, Message: &p.message}, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if resp.GetApplied() {
-		s.m.statusEvents.WithLabelValues("applied").Inc()
-		log.Info("status applied")
-	} else {
-		s.m.statusEvents.WithLabelValues("ignored").Inc()
-	}
-	return resp, nil
 }

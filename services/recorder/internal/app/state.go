@@ -48,6 +48,33 @@ type State struct {
 	ReadAt             time.Time      `firestore:"readAt"`
 	UpdatedAt          time.Time      `firestore:"updatedAt"`
 	Task               map[string]any `firestore:"task"`
+	// EarlyStatuses are status webhooks of the current claim's call (its
+	// biz_opaque_callback_data names the claim) that came before the
+	// claim's outcome: applied when the result lands, or resolving the
+	// claim when it would be left behind (see resolvedBy).
+	EarlyStatuses []EarlyStatus `firestore:"earlyStatuses"`
+}
+
+// EarlyStatus is a status webhook kept on the state until its claim's
+// outcome is recorded. The recipient (a phone number) is not kept: nothing
+// needs it.
+type EarlyStatus struct {
+	ClaimID string `firestore:"claimId"`
+	Wamid   string `firestore:"wamid"`
+	Status  string `firestore:"status"`
+	// At is WhatsApp's time of the status (when it had none, when kept).
+	At         time.Time `firestore:"at"`
+	Error      *errorDoc `firestore:"error,omitempty"`
+	ReceivedAt time.Time `firestore:"receivedAt"`
+}
+
+// event is the status as the status decisions take it.
+func (e EarlyStatus) event() *wadispatchv1.StatusEvent {
+	ev := &wadispatchv1.StatusEvent{WhatsappMessageId: e.Wamid, Status: dispatch.Status(e.Status).Proto(), Timestamp: ts(e.At)}
+	if e.Error != nil {
+		ev.Errors = []*wadispatchv1.WhatsAppError{e.Error.proto()}
+	}
+	return ev
 }
 
 // errorDoc is a WhatsApp error as stored, on the state and on the message

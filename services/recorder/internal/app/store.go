@@ -66,6 +66,43 @@ type Store interface {
 	// CreateReply creates the driver's reply as the document at path unless
 	// one is there already, and says whether it did.
 	CreateReply(ctx context.Context, path string, in *wadispatchv1.InboundMessage, at time.Time) (bool, error)
+	// KeepPendingStatus keeps a status event of a wamid no result recorded
+	// (yet), beside the others kept for that wamid, one per status: a
+	// repeat replaces its copy.
+	KeepPendingStatus(ctx context.Context, p PendingStatus) error
+	// PendingStatuses reads what is kept for wamid; false when nothing.
+	PendingStatuses(ctx context.Context, wamid string) (PendingStatuses, bool, error)
+	// DropPendingStatuses deletes what is kept for wamid if nothing was
+	// kept since it was read (version); false when something was (or it is
+	// gone: read again).
+	DropPendingStatuses(ctx context.Context, wamid string, version time.Time) (bool, error)
+	// ExpiredPendingStatuses lists up to limit wamids whose last status was
+	// kept at or before keptBefore, longest kept first.
+	ExpiredPendingStatuses(ctx context.Context, keptBefore time.Time, limit int) ([]PendingStatuses, error)
+}
+
+// PendingStatus is a status event kept by its wamid, which no result has
+// recorded: either it came first, or wadispatch never sent that message.
+type PendingStatus struct {
+	// Event is the status, without its recipient (a phone number: nothing
+	// needs it).
+	Event *wadispatchv1.StatusEvent
+	// MessagePath is the message its callback data named, when it named
+	// one of ours whose current claim it did not match; "" otherwise.
+	MessagePath string
+	KeptAt      time.Time
+}
+
+// PendingStatuses is what is kept for one wamid.
+type PendingStatuses struct {
+	Wamid       string
+	MessagePath string
+	Events      []*wadispatchv1.StatusEvent
+	// KeptAt is when the last of them was kept.
+	KeptAt time.Time
+	// Version is the store's version of what was read, for
+	// DropPendingStatuses.
+	Version time.Time
 }
 
 // ExpiredClaim is a state found holding an expired lease.

@@ -528,7 +528,7 @@ func (p *Processor) call(ctx context.Context, log *logrus.Entry, held *heldClaim
 	for {
 		out.attempts++
 		out.calledAt = p.clock.Now()
-		sent, err := p.wa.Send(ctx, s, m)
+		sent, err := p.wa.Send(ctx, s, withCallback(m, held))
 		latency := p.clock.Now().Sub(out.calledAt)
 		p.metrics.callDuration.Observe(latency.Seconds())
 		clog := log.WithFields(logrus.Fields{"attempt": out.attempts, "latencyMs": latency.Milliseconds()})

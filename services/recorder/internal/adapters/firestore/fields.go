@@ -1,9 +1,12 @@
 package firestore
 
 import (
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -30,6 +33,9 @@ const (
 	fStatusReason    = "statusReason"
 	fStatusUpdatedAt = "statusUpdatedAt"
 	fUpdatedAt       = "updatedAt"
+
+	fKeptAt          = "keptAt"
+	fPendingStatuses = "statuses"
 
 	fLastInboundAt        = "lastInboundAt"
 	fLastInboundByNumber  = "lastInboundAtByPhoneNumberId"
@@ -95,6 +101,7 @@ func stateFields(st *app.State) []firestore.Update {
 	at("readAt", st.ReadAt)
 	at(fUpdatedAt, st.UpdatedAt)
 	put("task", st.Task, len(st.Task) == 0)
+	put("earlyStatuses", st.EarlyStatuses, len(st.EarlyStatuses) == 0)
 	return us
 }
 
@@ -194,4 +201,54 @@ func replyFields(in *wadispatchv1.InboundMessage, at time.Time) map[string]any {
 		m["contextWhatsappMessageId"] = c
 	}
 	return m
+}
+
+// pendingFields is a kept status as written with merge (the paths): the
+// document's wamid, when its last status was kept, the message a callback
+// named, and the status under its name, replacing a repeat of it. The
+// event is stored as its protobuf JSON, readable in the console.
+func pendingFields(p app.PendingStatus) (map[string]any, []firestore.FieldPath, error) {
+	b, err := protojson.Marshal(p.Event)
+	if err != nil {
+		return nil, nil, fmt.Errorf("status event to JSON: %w", err)
+	}
+	var event map[string]any
+	if err := json.Unmarshal(b, &event); err != nil {
+		return nil, nil, fmt.Errorf("status event JSON to map: %w", err)
+	}
+	key := string(dispatch.StatusFromProto(p.Event.GetStatus()))
+	data := map[string]any{
+		"wamid":          p.Event.GetWhatsappMessageId(),
+		fKeptAt:          p.KeptAt,
+		fPendingStatuses: map[string]any{key: map[string]any{"event": event, fKeptAt: p.KeptAt}},
+	}
+	paths := []firestore.FieldPath{{"wamid"}, {fKeptAt}, {fPendingStatuses, key}}
+	if p.MessagePath != "" {
+		data["messagePath"] = p.MessagePath
+		paths = append(paths, firestore.FieldPath{"messagePath"})
+	}
+	return data, paths, nil
+}
+
+// decodePending is pendingFields' document as read.
+func decodePending(snap *firestore.DocumentSnapshot) (app.PendingStatuses, error) {
+	d := snap.Data()
+	p := app.PendingStatuses{Version: snap.UpdateTime}
+	p.Wamid, _ = d["wamid"].(string)
+	p.MessagePath, _ = d["messagePath"].(string)
+	p.KeptAt, _ = d[fKeptAt].(time.Time)
+	statuses, _ := d[fPendingStatuses].(map[string]any)
+	for key, v := range statuses {
+		kept, _ := v.(map[string]any)
+		b, err := json.Marshal(kept["event"])
+		if err != nil {
+			return p, fmt.Errorf("%s status %s: %w", snap.Ref.Path, key, err)
+		}
+		var ev wadispatchv1.StatusEvent
+		if err := protojson.Unmarshal(b, &ev); err != nil {
+			return p, fmt.Errorf("%s status %s: %w", snap.Ref.Path, key, err)
+		}
+		p.Events = append(p.Events, &ev)
+	}
+	return p, nil
 }

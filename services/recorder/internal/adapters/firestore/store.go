@@ -253,12 +253,7 @@ func queryStates(ctx context.Context, q firestore.Query) ([]*app.State, error) {
 			return out, nil
 		}
 		if err != nil {
-			// Firestore refusing the query itself (no index for it, no
-			// permission) does not pass by asking again.
-			if c := status.Code(err); c == codes.FailedPrecondition || c == codes.PermissionDenied || c == codes.InvalidArgument {
-				return nil, &app.StoreError{Kind: app.Refused, Op: "query states", Err: err}
-			}
-			return nil, unavailable("query states", err)
+			return nil, queryErr("query states", err)
 		}
 		st, err := decodeState(snap)
 		if err != nil {
@@ -266,6 +261,16 @@ func queryStates(ctx context.Context, q firestore.Query) ([]*app.State, error) {
 		}
 		out = append(out, st)
 	}
+}
+
+// queryErr classifies the failure of a query: Firestore refusing the
+// query itself (no index for it, no permission) does not pass by asking
+// again.
+func queryErr(op string, err error) error {
+	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.PermissionDenied || c == codes.InvalidArgument {
+		return &app.StoreError{Kind: app.Refused, Op: op, Err: err}
+	}
+	return unavailable(op, err)
 }
 
 // ExpiredClaims implements app.Store. Only SENDING states hold a lease;
@@ -305,6 +310,72 @@ func (s *Store) IndexedMessage(ctx context.Context, wamid string) (app.IndexedMe
 	path, _ := snap.Data()["messagePath"].(string)
 	driver, _ := snap.Data()["driverMobileNumber"].(string)
 	return app.IndexedMessage{MessagePath: path, Driver: driver}, true, nil
+}
+
+// KeepPendingStatus implements app.Store: one write, merged into what is
+// kept for the wamid.
+func (s *Store) KeepPendingStatus(ctx context.Context, p app.PendingStatus) error {
+	data, paths, err := pendingFields(p)
+	if err != nil {
+		return &app.StoreError{Kind: app.Corrupt, Op: "keep status", Err: err}
+	}
+	if _, err := s.db.Doc(dispatch.PendingStatusPath(p.Event.GetWhatsappMessageId())).Set(ctx, data, firestore.Merge(paths...)); err != nil {
+		return unavailable("keep status", err)
+	}
+	return nil
+}
+
+// PendingStatuses implements app.Store.
+func (s *Store) PendingStatuses(ctx context.Context, wamid string) (app.PendingStatuses, bool, error) {
+	snap, err := s.db.Doc(dispatch.PendingStatusPath(wamid)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return app.PendingStatuses{}, false, nil
+	}
+	if err != nil {
+		return app.PendingStatuses{}, false, unavailable("read kept statuses", err)
+	}
+	p, err := decodePending(snap)
+	if err != nil {
+		return p, false, &app.StoreError{Kind: app.Corrupt, Op: "read kept statuses", Err: err}
+	}
+	return p, true, nil
+}
+
+// DropPendingStatuses implements app.Store: a delete preconditioned on the
+// version read.
+func (s *Store) DropPendingStatuses(ctx context.Context, wamid string, version time.Time) (bool, error) {
+	_, err := s.db.Doc(dispatch.PendingStatusPath(wamid)).Delete(ctx, firestore.LastUpdateTime(version))
+	switch {
+	case err == nil:
+		return true, nil
+	case preconditionFailed(err):
+		return false, nil
+	}
+	return false, unavailable("drop kept statuses", err)
+}
+
+// ExpiredPendingStatuses implements app.Store: a range on one field of one
+// collection, which Firestore's automatic single-field index serves (no
+// composite index to declare).
+func (s *Store) ExpiredPendingStatuses(ctx context.Context, keptBefore time.Time, limit int) ([]app.PendingStatuses, error) {
+	it := s.db.Collection(dispatch.PendingStatusCollection).Where(fKeptAt, "<=", keptBefore).
+		OrderBy(fKeptAt, firestore.Asc).Limit(limit).Documents(ctx)
+	defer it.Stop()
+	var out []app.PendingStatuses
+	for {
+		snap, err := it.Next()
+		if err == iterator.Done {
+			return out, nil
+		}
+		if err != nil {
+			return nil, queryErr("query kept statuses", err)
+		}
+		p, err := decodePending(snap)
+		if err != nil {
+			return nil, &app.StoreError{Kind: app.Corrupt, Op: "query kept statuses", Err: err}
+		}
+		out = append(out, p)
+	}
 }
 
 // CreateReply implements app.Store: a create, so a redelivery writes
