@@ -56,7 +56,7 @@ func Start(ctx context.Context, hostPort, project string, topo *topology.Topolog
 		return nil, err
 	}
 	defer client.Close()
-	if err := topo.Apply(ctx, client); err != nil {
+	if err := topology.Apply(ctx, client, topo); err != nil {
 		s.Close()
 		return nil, err
 	}
