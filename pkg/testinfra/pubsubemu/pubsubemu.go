@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"cloud.google.com/go/pubsub/v2"
+	pubsubpb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
@@ -94,4 +95,31 @@ func StartForTest(t testing.TB) string {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s.Addr
+}
+
+// NackUntilDeadLettered plays a consumer that can handle nothing on
+// subscription: it pulls and nacks until the subscription's dead-letter
+// policy has moved every message off it (pstest moves a message when a
+// pull finds it out of delivery attempts), and returns how many deliveries
+// it nacked. The subscription's real consumer must be stopped meanwhile.
+func NackUntilDeadLettered(ctx context.Context, client *pubsub.Client, subscription string) (int, error) {
+	name := "projects/" + client.Project() + "/subscriptions/" + subscription
+	nacked := 0
+	for {
+		resp, err := client.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: name, MaxMessages: 100, ReturnImmediately: true})
+		if err != nil {
+			return nacked, fmt.Errorf("pull from %s: %w", subscription, err)
+		}
+		if len(resp.GetReceivedMessages()) == 0 {
+			return nacked, nil
+		}
+		var ids []string
+		for _, m := range resp.GetReceivedMessages() {
+			ids = append(ids, m.GetAckId())
+		}
+		if err := client.SubscriptionAdminClient.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: name, AckIds: ids}); err != nil {
+			return nacked, fmt.Errorf("nack on %s: %w", subscription, err)
+		}
+		nacked += len(ids)
+	}
 }
