@@ -3,6 +3,7 @@ package deadletter_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,30 +55,6 @@ func tasksHold(t *testing.T) chart.DeadLetterHold {
 	}
 	t.Fatal("no hold for the tasks' dead letters")
 	return chart.DeadLetterHold{}
-}
-
-// pullAll takes everything on sub, acking it.
-func pullAll(t *testing.T, ctx context.Context, c *pubsub.Client, sub string) []*pubsubpb.PubsubMessage {
-	t.Helper()
-	name := "projects/" + c.Project() + "/subscriptions/" + sub
-	var out []*pubsubpb.PubsubMessage
-	for {
-		resp, err := c.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: name, MaxMessages: 100, ReturnImmediately: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(resp.GetReceivedMessages()) == 0 {
-			return out
-		}
-		var ids []string
-		for _, m := range resp.GetReceivedMessages() {
-			out = append(out, m.GetMessage())
-			ids = append(ids, m.GetAckId())
-		}
-		if err := c.SubscriptionAdminClient.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: name, AckIds: ids}); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 func emulator(t *testing.T, ctx context.Context) *pubsub.Client {
@@ -152,7 +129,7 @@ func TestPeekAndReplay(t *testing.T) {
 		t.Fatalf("a second replay: %+v, %v", rep3, err)
 	}
 
-	back := pullAll(t, ctx, c, topology.TasksSubscription)
+	back := takeAll(t, ctx, c, topology.TasksSubscription)
 	if len(back) != 2 {
 		t.Fatalf("%d tasks back on the sender's subscription, want 2", len(back))
 	}
@@ -176,17 +153,16 @@ func checkReplayed(t *testing.T, m *pubsubpb.PubsubMessage, at time.Time) {
 	if a["schema"] != sendtask.Schema || a[deadletter.AttrReplayedFrom] != topology.TasksDeadLetterHoldingSub || a[deadletter.AttrReplayedAt] != at.UTC().Format(time.RFC3339) {
 		t.Errorf("%s: attributes %v", id, a)
 	}
-	if _, ok := a[deadletter.AttrFailureReason]; ok {
-		t.Errorf("%s: still says why it was dead-lettered: %v", id, a)
+	for k := range a {
+		if k == deadletter.AttrFailureReason || strings.HasPrefix(k, "CloudPubSubDeadLetter") {
+			t.Errorf("%s: still says why it was dead-lettered: %v", id, a)
+		}
 	}
 }
 
 // A task the subscription's dead-letter policy moved (here after a consumer
-// nacked it ten times) is listed with that reason and replayed with its
-// ordering key. pstest, unlike Pub/Sub, forwards such a message to the
-// dead-letter topic again every 10 ms (its subscription's ack of the
-// original names the message id, not the ack id, and is ignored), so its
-// copy is back on the hold after a replay: nothing here counts on it going.
+// nacked it ten times) is listed with that reason and its attempts, and
+// replayed with its ordering key, once.
 func TestPeekAndReplayWhatPubSubDeadLettered(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -202,15 +178,18 @@ func TestPeekAndReplayWhatPubSubDeadLettered(t *testing.T) {
 	if err != nil || more || len(letters) != 1 {
 		t.Fatalf("peek: %d letters, more %v, %v", len(letters), more, err)
 	}
-	if l := letters[0]; l.MessagePath() != path("m1") || l.Reason() != deadletter.ReasonMaxDeliveryAttempts {
-		t.Errorf("listed %s: %q", l.MessagePath(), l.Reason())
+	if l := letters[0]; l.MessagePath() != path("m1") || l.Reason() != "max delivery attempts on "+topology.TasksSubscription || l.Attempts() != 10 {
+		t.Errorf("listed %s: %q after %d attempts", l.MessagePath(), l.Reason(), l.Attempts())
 	}
 	at := time.Now().Truncate(time.Second)
 	rep, err := h.Replay(ctx, 10, at)
 	if replayed, failed := rep.Counts(); err != nil || replayed != 1 || failed != 0 {
 		t.Fatalf("replay: %d replayed, %d failed, %v", replayed, failed, err)
 	}
-	back := pullAll(t, ctx, c, topology.TasksSubscription)
+	if rep, err := h.Replay(ctx, 10, time.Now()); err != nil || len(rep.Letters) != 0 {
+		t.Fatalf("a second replay: %+v, %v", rep, err)
+	}
+	back := takeAll(t, ctx, c, topology.TasksSubscription)
 	if len(back) != 1 {
 		t.Fatalf("%d tasks back on the sender's subscription, want 1", len(back))
 	}
@@ -243,4 +222,13 @@ func TestReplayFailuresStayOnTheHold(t *testing.T) {
 	if err != nil || len(letters) != 2 {
 		t.Fatalf("after the failed replay the hold has %d letters, %v", len(letters), err)
 	}
+}
+
+func takeAll(t *testing.T, ctx context.Context, c *pubsub.Client, sub string) []*pubsubpb.PubsubMessage {
+	t.Helper()
+	ms, err := pubsubemu.TakeAll(ctx, c, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
 }
