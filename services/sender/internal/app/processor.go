@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/consume"
+	"github.com/visn/wadispatch/pkg/deadletter"
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/retry"
@@ -713,16 +714,17 @@ func (p *Processor) publish(ctx context.Context, topic string, data []byte, attr
 }
 
 // deadLetter publishes the task as received, with why it failed, so
-// operators see it next to the tasks Pub/Sub dead-lettered.
+// operators see it next to the tasks Pub/Sub dead-lettered (wadispatchctl
+// deadletters reads these attributes).
 func (p *Processor) deadLetter(ctx context.Context, d consume.Message, e *wadispatchv1.WhatsAppError) error {
 	attrs := maps.Clone(d.Attributes)
 	if attrs == nil {
 		attrs = map[string]string{}
 	}
-	attrs["failureReason"] = ReasonRetriesExhausted
-	attrs["lastErrorReason"] = e.GetReason()
+	attrs[deadletter.AttrFailureReason] = ReasonRetriesExhausted
+	attrs[deadletter.AttrLastErrorReason] = e.GetReason()
 	if e.GetCode() != 0 {
-		attrs["lastErrorCode"] = strconv.Itoa(int(e.GetCode()))
+		attrs[deadletter.AttrLastErrorCode] = strconv.Itoa(int(e.GetCode()))
 	}
 	if err := p.publish(ctx, p.cfg.DeadLetterTopic, d.Data, attrs); err != nil {
 		return err
