@@ -24,11 +24,13 @@ import (
 )
 
 // Attributes the sender adds to a task it publishes to the dead-letter
-// topic itself, when its WhatsApp retries ran out.
+// topic itself, when its WhatsApp retries ran out (named in pkg/sendtask,
+// so that the sender links neither this package's Pub/Sub reads nor the
+// chart).
 const (
-	AttrFailureReason   = "failureReason"
-	AttrLastErrorReason = "lastErrorReason"
-	AttrLastErrorCode   = "lastErrorCode"
+	AttrFailureReason   = sendtask.AttrFailureReason
+	AttrLastErrorReason = sendtask.AttrLastErrorReason
+	AttrLastErrorCode   = sendtask.AttrLastErrorCode
 )
 
 // Attributes Pub/Sub adds to a message its dead-letter policy forwards, as

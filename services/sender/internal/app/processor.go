@@ -18,7 +18,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/consume"
-	"github.com/visn/wadispatch/pkg/deadletter"
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/retry"
@@ -721,10 +720,10 @@ func (p *Processor) deadLetter(ctx context.Context, d consume.Message, e *wadisp
 	if attrs == nil {
 		attrs = map[string]string{}
 	}
-	attrs[deadletter.AttrFailureReason] = ReasonRetriesExhausted
-	attrs[deadletter.AttrLastErrorReason] = e.GetReason()
+	attrs[sendtask.AttrFailureReason] = ReasonRetriesExhausted
+	attrs[sendtask.AttrLastErrorReason] = e.GetReason()
 	if e.GetCode() != 0 {
-		attrs[deadletter.AttrLastErrorCode] = strconv.Itoa(int(e.GetCode()))
+		attrs[sendtask.AttrLastErrorCode] = strconv.Itoa(int(e.GetCode()))
 	}
 	if err := p.publish(ctx, p.cfg.DeadLetterTopic, d.Data, attrs); err != nil {
 		return err
