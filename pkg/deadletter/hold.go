@@ -117,8 +117,8 @@ func (r Report) Counts() (replayed, failed int) {
 // Replay publishes up to limit letters to the topics they came from, with
 // their data, attributes (see replayAttributes) and ordering key, and takes
 // each off the hold once Pub/Sub has confirmed its publish: a replay cut
-// short leaves a letter on the hold or, at worst, on both, never on neither.
-// now stamps the replayed messages.
+// short leaves a letter on the hold, or at worst on both the hold and its
+// topic, never on neither. now stamps the replayed messages.
 func (h *Hold) Replay(ctx context.Context, limit int, now time.Time) (rep Report, err error) {
 	if limit < 1 {
 		return rep, fmt.Errorf("limit %d: want at least 1", limit)
