@@ -145,6 +145,7 @@ func TakeAll(ctx context.Context, client *pubsub.Client, subscription string) ([
 // waiting for more.
 func pullNow(ctx context.Context, client *pubsub.Client, subscription string) (string, []*pubsubpb.ReceivedMessage, error) {
 	name := "projects/" + client.Project() + "/subscriptions/" + subscription
+	//lint:ignore SA1019 ReturnImmediately is what asks "what is there now" of the emulator
 	resp, err := client.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: name, MaxMessages: 100, ReturnImmediately: true})
 	if err != nil {
 		return name, nil, fmt.Errorf("pull from %s: %w", subscription, err)
