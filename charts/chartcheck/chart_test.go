@@ -18,9 +18,9 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// topology is charts/wadispatch/topology.yaml (pkg/testinfra/topology reads the same
-// file for the local Pub/Sub server; this module does not import it to keep
-// the Pub/Sub client out of its build).
+// topology is charts/wadispatch/topology.yaml (the chart's Go package reads the
+// same file for wadispatchctl and the local Pub/Sub server; this module does
+// not import the product module, to keep it out of its build).
 type topology struct {
 	Topics []struct {
 		Name string `json:"name"`

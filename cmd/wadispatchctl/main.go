@@ -1,6 +1,8 @@
 // Command wadispatchctl is the internal users' tool over the recorder's gRPC
 // API: a message's pipeline state, an enquiry's messages to a driver, the
 // sends whose outcome is UNKNOWN or whose task stalled, and resending one.
+// Over Pub/Sub it lists what waits on the dead-letter hold subscriptions
+// and replays it to the topics it came from.
 package main
 
 import (
@@ -40,6 +42,14 @@ commands:
   unknown                          sends whose outcome is UNKNOWN (claim expired)
   stalled                          sends released to retry whose task never came back
   resend <messagePath>             send an UNKNOWN, FAILED or stalled message again
+  deadletters list                 what waits on the dead-letter hold subscriptions (Pub/Sub),
+                                   left where it is
+  deadletters replay               the same, as a dry run; with --yes each goes back to the
+                                   topic it came from, then off its hold (safe to repeat:
+                                   claims keep a task from being sent twice)
+
+deadletters talks to Pub/Sub with the operator's Google credential (GOOGLE_CLOUD_PROJECT or
+--project; PUBSUB_EMULATOR_HOST for the local stack); the other commands to the recorder.
 
 flags (anywhere on the line):
 `
@@ -62,11 +72,14 @@ func main() {
 }
 
 type options struct {
-	addr      string
-	json      bool
-	limit     int
-	olderThan time.Duration
-	timeout   time.Duration
+	addr         string
+	json         bool
+	limit        int
+	olderThan    time.Duration
+	timeout      time.Duration
+	project      string
+	subscription string
+	yes          bool
 }
 
 // run is the program; it returns the exit code (2 for a usage error, 1 for
@@ -82,9 +95,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	fs.StringVar(&o.addr, "addr", addr, "recorder gRPC address (env WADISPATCH_RECORDER_ADDR)")
 	fs.BoolVar(&o.json, "json", false, "print the API's answer as JSON")
-	fs.IntVar(&o.limit, "limit", 100, "unknown, stalled: how many to list (at most 1000)")
+	fs.IntVar(&o.limit, "limit", 100, "unknown, stalled: how many to list; deadletters: how many a hold (at most 1000)")
 	fs.DurationVar(&o.olderThan, "older-than", 10*time.Minute, "stalled: released at least this long ago")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for the call")
+	fs.StringVar(&o.project, "project", getenv("GOOGLE_CLOUD_PROJECT"), "deadletters: Google Cloud project of Pub/Sub (env GOOGLE_CLOUD_PROJECT)")
+	fs.StringVar(&o.subscription, "subscription", "", "deadletters: the hold to read, tasks, results, status-events or a subscription name (default: every hold)")
+	fs.BoolVar(&o.yes, "yes", false, "deadletters replay: replay, rather than list what would be replayed")
 	// Flags may follow the arguments: parse until nothing is left.
 	var pos []string
 	for {
@@ -105,7 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 2
 	}
 	cmd, cmdArgs := pos[0], pos[1:]
-	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "resend": 1}
+	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "resend": 1, "deadletters": 1}
 	n, ok := want[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "unknown command %q\n", cmd)
@@ -116,6 +132,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stderr, "%s takes %d argument(s), got %d\n", cmd, n, len(cmdArgs))
 		fs.Usage()
 		return 2
+	}
+	if cmd == "deadletters" {
+		return deadLetters(ctx, o, cmdArgs[0], stdout, stderr, getenv)
 	}
 
 	tokens, err := idTokens(ctx, getenv)

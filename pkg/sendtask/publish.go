@@ -19,6 +19,15 @@ import (
 // Schema is the `schema` attribute of a published task.
 var Schema = string((&wadispatchv1.SendTask{}).ProtoReflect().Descriptor().FullName())
 
+// Attributes the sender adds to a task it publishes to the dead-letter
+// topic itself, when its WhatsApp retries ran out: why, and WhatsApp's last
+// error (pkg/deadletter reads them for operators).
+const (
+	AttrFailureReason   = "failureReason"
+	AttrLastErrorReason = "lastErrorReason"
+	AttrLastErrorCode   = "lastErrorCode"
+)
+
 // Publisher publishes SendTasks to the tasks topic the way every task is
 // published, by ingest and by an operator's resend alike: the protobuf
 // task, ordered per driver (OrderingKey) so one driver's messages go out in

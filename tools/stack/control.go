@@ -34,11 +34,14 @@ func (s *Stack) DropTriggerDeliveries(ctx context.Context, drop bool) error {
 	return nil
 }
 
-// Ctl runs wadispatchctl against the stack's recorder as its operator and
-// returns what it printed; err tells a non-zero exit, with its stderr.
+// Ctl runs wadispatchctl against the stack as its operator (the recorder
+// with the operator's ID token; Pub/Sub, for deadletters, in the stack's
+// project) and returns what it printed; err tells a non-zero exit, with its
+// stderr.
 func (s *Stack) Ctl(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(s.opts.BinDir, "wadispatchctl"), args...)
-	cmd.Env = append(os.Environ(), "WADISPATCH_RECORDER_ADDR="+s.RecorderAddr, "WADISPATCH_ID_TOKEN_FILE="+s.OperatorTokenFile)
+	cmd.Env = append(os.Environ(), "WADISPATCH_RECORDER_ADDR="+s.RecorderAddr, "WADISPATCH_ID_TOKEN_FILE="+s.OperatorTokenFile,
+		"PUBSUB_EMULATOR_HOST="+s.PubSubAddr, "GOOGLE_CLOUD_PROJECT="+s.opts.Project)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {

@@ -1,6 +1,7 @@
 // Package pubsubemu runs the Pub/Sub Go client's own fake server (pstest)
 // on a TCP port, with wadispatch's topology created, for tests and the local
-// stack. Clients reach it through PUBSUB_EMULATOR_HOST.
+// stack. Clients reach it through PUBSUB_EMULATOR_HOST. pstest's own
+// dead-lettering is replaced by one that behaves as Pub/Sub's (deadletter.go).
 package pubsubemu
 
 import (
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"cloud.google.com/go/pubsub/v2"
+	pubsubpb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
@@ -19,9 +21,14 @@ import (
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 )
 
-// Server is a running pstest server.
+// Server is a running pstest server, reached through a front of ours that
+// gives it Pub/Sub's dead-lettering (see deadLetterer).
 type Server struct {
 	*pstest.Server
+	// Addr is the front's address, for PUBSUB_EMULATOR_HOST.
+	Addr string
+
+	front     *grpc.Server
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -29,34 +36,35 @@ type Server struct {
 // Close stops the server. Unlike pstest's, it may be called more than once
 // (a test that stops Pub/Sub on purpose, then its cleanup).
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.Server.Close() })
+	s.closeOnce.Do(func() {
+		s.front.Stop()
+		s.closeErr = s.Server.Close()
+	})
 	return s.closeErr
 }
 
 // Start listens on hostPort ("127.0.0.1:0" picks a port) and creates topo
 // in project.
 func Start(ctx context.Context, hostPort, project string, topo *topology.Topology) (*Server, error) {
-	// pstest panics when it cannot listen; check a given port first so a
-	// taken one is an error the caller can print. Port 0 goes to pstest
-	// as is: picking the port here and releasing it would let another
-	// socket take it before pstest listens.
-	if _, port, err := net.SplitHostPort(hostPort); err != nil || port != "0" {
-		ln, err := net.Listen("tcp", hostPort)
-		if err != nil {
-			return nil, fmt.Errorf("pubsub emulator listen on %s: %w", hostPort, err)
-		}
-		if err := ln.Close(); err != nil {
-			return nil, err
-		}
+	ln, err := net.Listen("tcp", hostPort)
+	if err != nil {
+		return nil, fmt.Errorf("pubsub emulator listen on %s: %w", hostPort, err)
 	}
-	s := &Server{Server: pstest.NewServerWithAddress(hostPort)}
+	// pstest listens on a port of its own, which only the front uses.
+	ps := pstest.NewServerWithAddress("127.0.0.1:0")
+	front := grpc.NewServer(grpc.UnaryInterceptor((&deadLetterer{srv: ps}).intercept))
+	pubsubpb.RegisterPublisherServer(front, &ps.GServer)
+	pubsubpb.RegisterSubscriberServer(front, &ps.GServer)
+	pubsubpb.RegisterSchemaServiceServer(front, &ps.GServer)
+	go func() { _ = front.Serve(ln) }()
+	s := &Server{Server: ps, Addr: ln.Addr().String(), front: front}
 	client, err := NewClient(ctx, s.Addr, project)
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
 	defer client.Close()
-	if err := topo.Apply(ctx, client); err != nil {
+	if err := topology.Apply(ctx, client, topo); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -94,4 +102,61 @@ func StartForTest(t testing.TB) string {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s.Addr
+}
+
+// NackUntilDeadLettered plays a consumer that can handle nothing on
+// subscription: it pulls and nacks until the subscription's dead-letter
+// policy has moved every message off it, and returns how many deliveries
+// it nacked. The subscription's real consumer must be stopped meanwhile.
+func NackUntilDeadLettered(ctx context.Context, client *pubsub.Client, subscription string) (int, error) {
+	nacked := 0
+	for {
+		name, got, err := pullNow(ctx, client, subscription)
+		if err != nil || len(got) == 0 {
+			return nacked, err
+		}
+		ids := ackIDs(got)
+		if err := client.SubscriptionAdminClient.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: name, AckIds: ids}); err != nil {
+			return nacked, fmt.Errorf("nack on %s: %w", subscription, err)
+		}
+		nacked += len(ids)
+	}
+}
+
+// TakeAll acks and returns what subscription holds now, for a test that
+// checks what arrived there.
+func TakeAll(ctx context.Context, client *pubsub.Client, subscription string) ([]*pubsubpb.PubsubMessage, error) {
+	var out []*pubsubpb.PubsubMessage
+	for {
+		name, got, err := pullNow(ctx, client, subscription)
+		if err != nil || len(got) == 0 {
+			return out, err
+		}
+		if err := client.SubscriptionAdminClient.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: name, AckIds: ackIDs(got)}); err != nil {
+			return out, fmt.Errorf("ack on %s: %w", subscription, err)
+		}
+		for _, m := range got {
+			out = append(out, m.GetMessage())
+		}
+	}
+}
+
+// pullNow pulls up to 100 of the messages subscription has now, without
+// waiting for more.
+func pullNow(ctx context.Context, client *pubsub.Client, subscription string) (string, []*pubsubpb.ReceivedMessage, error) {
+	name := "projects/" + client.Project() + "/subscriptions/" + subscription
+	//lint:ignore SA1019 ReturnImmediately is what asks "what is there now" of the emulator
+	resp, err := client.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: name, MaxMessages: 100, ReturnImmediately: true})
+	if err != nil {
+		return name, nil, fmt.Errorf("pull from %s: %w", subscription, err)
+	}
+	return name, resp.GetReceivedMessages(), nil
+}
+
+func ackIDs(ms []*pubsubpb.ReceivedMessage) []string {
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.GetAckId()
+	}
+	return ids
 }

@@ -147,6 +147,57 @@ func TestNackedTaskLandsOnDeadLetterTopic(t *testing.T) {
 	}
 }
 
+// A dead-lettered task leaves its subscription as on Pub/Sub: it reaches the
+// hold once, with the attributes Pub/Sub adds, and the driver's next task
+// (same ordering key) is delivered. pstest alone keeps the task, forwarding
+// it again and again and holding back its key.
+func TestDeadLetteredTaskLeavesItsSubscription(t *testing.T) {
+	c := client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pub := c.Publisher(topology.TasksTopic)
+	pub.EnableMessageOrdering = true
+	defer pub.Stop()
+	publish := func(data string) {
+		if _, err := pub.Publish(ctx, &pubsub.Message{Data: []byte(data), OrderingKey: "driver-1", Attributes: map[string]string{"poison": "yes"}}).Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("first")
+	n, err := pubsubemu.NackUntilDeadLettered(ctx, c, topology.TasksSubscription)
+	if err != nil || n != 10 {
+		t.Fatalf("nacked %d deliveries, want the policy's 10: %v", n, err)
+	}
+
+	publish("next")
+	got, err := pubsubemu.TakeAll(ctx, c, topology.TasksSubscription)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || string(got[0].GetData()) != "next" {
+		t.Errorf("after the dead letter the sender's subscription gave %v, want the driver's next task", got)
+	}
+
+	time.Sleep(100 * time.Millisecond) // pstest's delivery loop runs every 10 ms
+	dead, err := pubsubemu.TakeAll(ctx, c, topology.TasksDeadLetterHoldingSub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters on the hold, want 1", len(dead))
+	}
+	a := dead[0].GetAttributes()
+	if string(dead[0].GetData()) != "first" || a["poison"] != "yes" || a["CloudPubSubDeadLetterSourceDeliveryCount"] != "10" ||
+		a["CloudPubSubDeadLetterSourceSubscription"] != topology.TasksSubscription ||
+		a["CloudPubSubDeadLetterSourceSubscriptionProject"] != pubsubemu.TestProject || a["CloudPubSubDeadLetterSourceTopicPublishTime"] == "" {
+		t.Errorf("dead letter %q with %v", dead[0].GetData(), a)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if again, err := pubsubemu.TakeAll(ctx, c, topology.TasksDeadLetterHoldingSub); err != nil || len(again) != 0 {
+		t.Errorf("acked on the hold, the dead letter came back %d times (%v)", len(again), err)
+	}
+}
+
 func TestCloseTwiceIsHarmless(t *testing.T) {
 	topo, err := topology.Default()
 	if err != nil {

@@ -72,12 +72,13 @@ func run(ctx context.Context, mode, bin, logs string) (ok bool, err error) {
   sender               %s
   recorder             gRPC %s  (ops %s)
   wadispatchctl        WADISPATCH_ID_TOKEN_FILE=%s bin/wadispatchctl --addr %s status <messagePath>
+                       PUBSUB_EMULATOR_HOST=%s bin/wadispatchctl deadletters list
 
 The lease %q is seeded; create documents under
 leasecompany/%s/enquiries/<enquiryId>/whatsapp/messages/chatMessages/ to send.
 Ctrl-C stops everything.
 `, s.FirestoreAddr, s.PubSubAddr, s.SimulatorURL, s.SimulatorURL, s.IngestURL, s.IngestOpsURL, s.SenderURL,
-		s.RecorderAddr, s.RecorderURL, s.OperatorTokenFile, s.RecorderAddr, stack.DemoLease, stack.DemoLease)
+		s.RecorderAddr, s.RecorderURL, s.OperatorTokenFile, s.RecorderAddr, s.PubSubAddr, stack.DemoLease, stack.DemoLease)
 	fs, err := s.Firestore(ctx, "(default)")
 	if err != nil {
 		return false, err

@@ -719,16 +719,17 @@ func (p *Processor) publish(ctx context.Context, topic string, data []byte, attr
 }
 
 // deadLetter publishes the task as received, with why it failed, so
-// operators see it next to the tasks Pub/Sub dead-lettered.
+// operators see it next to the tasks Pub/Sub dead-lettered (wadispatchctl
+// deadletters reads these attributes).
 func (p *Processor) deadLetter(ctx context.Context, d consume.Message, e *wadispatchv1.WhatsAppError) error {
 	attrs := maps.Clone(d.Attributes)
 	if attrs == nil {
 		attrs = map[string]string{}
 	}
-	attrs["failureReason"] = ReasonRetriesExhausted
-	attrs["lastErrorReason"] = e.GetReason()
+	attrs[sendtask.AttrFailureReason] = ReasonRetriesExhausted
+	attrs[sendtask.AttrLastErrorReason] = e.GetReason()
 	if e.GetCode() != 0 {
-		attrs["lastErrorCode"] = strconv.Itoa(int(e.GetCode()))
+		attrs[sendtask.AttrLastErrorCode] = strconv.Itoa(int(e.GetCode()))
 	}
 	if err := p.publish(ctx, p.cfg.DeadLetterTopic, d.Data, attrs); err != nil {
 		return err
