@@ -167,7 +167,9 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 		t.Errorf("%d messages on the dead-letter topics besides exhausted retries: transient outages must not dead-letter", dead)
 	}
 	reconciled := metric(ctx, t, s, stack.Ingest, "wadispatch_ingest_reconciled_total")
-	t.Logf("fault test summary: %s dead_lettered=%d (besides %d retries_exhausted) reconciled=%v", report.Summary(), dead, exhausted, reconciled)
+	resolved := len(logged(t, s.LogPath(stack.Recorder), "send resolved from WhatsApp's statuses: recorded as sent, counted once"))
+	t.Logf("fault test summary: %s unknown_resolved_by_webhook=%d dead_lettered=%d (besides %d retries_exhausted) reconciled=%v",
+		report.Summary(), resolved, dead, exhausted, reconciled)
 	if report.Sent == 0 {
 		t.Error("no message was sent: the faults left nothing to check")
 	}

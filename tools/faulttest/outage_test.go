@@ -242,27 +242,43 @@ func deadLettered(ctx context.Context, t *testing.T, s *stack.Stack) (dead, exha
 // from the sender's log.
 func deliveryAttempts(t *testing.T, logPath string) map[string]int {
 	t.Helper()
+	out := map[string]int{}
+	for _, line := range logged(t, logPath, "pubsub message handled") {
+		out[line.MessagePath] = max(out[line.MessagePath], line.DeliveryAttempt)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no handled tasks in %s", logPath)
+	}
+	return out
+}
+
+// logLine is what the fault tests read of a service's log line.
+type logLine struct {
+	Message         string `json:"message"`
+	MessagePath     string `json:"messagePath"`
+	DeliveryAttempt int    `json:"deliveryAttempt"`
+}
+
+// logged reads the lines of a service's log (every run of the program:
+// restarts append) whose message is message.
+func logged(t *testing.T, logPath, message string) []logLine {
+	t.Helper()
 	f, err := os.Open(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	out := map[string]int{}
+	var out []logLine
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var line struct {
-			Message         string `json:"message"`
-			MessagePath     string `json:"messagePath"`
-			DeliveryAttempt int    `json:"deliveryAttempt"`
+		var line logLine
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == message {
+			out = append(out, line)
 		}
-		if json.Unmarshal(sc.Bytes(), &line) != nil || line.Message != "pubsub message handled" {
-			continue
-		}
-		out[line.MessagePath] = max(out[line.MessagePath], line.DeliveryAttempt)
 	}
-	if len(out) == 0 {
-		t.Fatalf("no handled tasks in %s", logPath)
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
