@@ -64,7 +64,7 @@ func TestReconcilerFindsLostEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sent := map[string]string{} // document id → driver
+	sent := map[string]string{}    // document id → driver
 	refused := map[string]string{} // document id → field at fault
 
 	// Events lost with ingest up.
