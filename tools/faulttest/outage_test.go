@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	pubsubpb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/testinfra/faultproxy"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
@@ -207,8 +205,8 @@ func waitMetric(ctx context.Context, t *testing.T, s *stack.Stack, service, name
 	}
 }
 
-// deadLettered counts what waits on the dead-letter hold subscriptions now
-// (a pull that returns at once with what is there), apart from the tasks
+// deadLettered takes and counts what waits on the dead-letter hold
+// subscriptions now, apart from the tasks
 // the sender dead-lettered on purpose because WhatsApp's retries ran out
 // (failureReason attribute): those are counted in exhausted.
 func deadLettered(ctx context.Context, t *testing.T, s *stack.Stack) (dead, exhausted int) {
@@ -219,20 +217,17 @@ func deadLettered(ctx context.Context, t *testing.T, s *stack.Stack) (dead, exha
 	}
 	defer ps.Close()
 	for _, hold := range []string{topology.TasksDeadLetterHoldingSub, topology.ResultsTopic + "-dead-letter-hold", topology.StatusEventsTopic + "-dead-letter-hold"} {
-		//lint:ignore SA1019 ReturnImmediately is what asks "what is there now" of the emulator
-		resp, err := ps.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{
-			Subscription: "projects/" + pubsubemu.TestProject + "/subscriptions/" + hold, MaxMessages: 1000, ReturnImmediately: true})
+		msgs, err := pubsubemu.TakeAll(ctx, ps, hold)
 		if err != nil {
-			t.Fatalf("pull %s: %v", hold, err)
+			t.Fatal(err)
 		}
-		for _, m := range resp.GetReceivedMessages() {
-			attrs := m.GetMessage().GetAttributes()
-			if attrs["failureReason"] != "" {
+		for _, m := range msgs {
+			if m.GetAttributes()["failureReason"] != "" {
 				exhausted++
 				continue
 			}
 			dead++
-			t.Logf("dead letter on %s: %v", hold, attrs)
+			t.Logf("dead letter on %s: %v", hold, m.GetAttributes())
 		}
 	}
 	return dead, exhausted
