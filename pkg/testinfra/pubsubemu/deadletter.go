@@ -7,33 +7,48 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	pubsubpb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-// deadLetterer dead-letters as Pub/Sub does, in front of pstest. pstest
-// (v2.8.1 and v2.9.0) moves a message out of delivery attempts to the
-// dead-letter topic but never takes it off its subscription: its ack there
-// names the message id where the ack id is expected, and is ignored. So it
-// forwards the message again every 10 ms for as long as the server runs,
-// each copy replacing the last on the hold subscription (an ack there is
-// undone a moment later), and on a subscription with message ordering the
-// stuck message is first of its ordering key forever: nothing published
-// after it with that key is ever delivered.
+// deadLetterer dead-letters as Pub/Sub does, in front of pstest, which
+// never sees a dead-letter policy. pstest (v2.8.1 and v2.9.0) moves a
+// message out of delivery attempts to the dead-letter topic but never takes
+// it off its subscription: its ack there names the message id where the ack
+// id is expected, and is ignored. So it forwards the message again every
+// 10 ms for as long as the server runs, each copy replacing the last on the
+// hold subscription (an ack there is undone a moment later) and all of them
+// kept in memory, until the server slows to a halt; and on a subscription
+// with message ordering the stuck message is first of its ordering key
+// forever: nothing published after it with that key is ever delivered.
 //
-// The deadLetterer takes over the last nack instead: a nack (a zero ack
+// So the front strips the policy from the subscriptions it creates and
+// keeps it: it stamps each delivery with its attempt (pstest counts
+// deliveries in its ack ids, "m12:3", policy or not), and a nack (a zero ack
 // deadline, which the Go client sends as a ModifyAckDeadline call) of a
-// delivery that used up the subscription's maxDeliveryAttempts publishes
-// the message to the dead-letter topic, with the attributes Pub/Sub adds,
-// and acks it on its subscription. pstest's own path is left for a last
-// delivery whose ack deadline runs out without a nack (a consumer that
-// died holding it).
+// delivery that used up maxDeliveryAttempts publishes the message to the
+// dead-letter topic, with the attributes Pub/Sub adds, and acks it on its
+// subscription. A last delivery whose ack deadline runs out without a nack
+// (a consumer that died holding it) is delivered again, past the maximum,
+// and dead-lettered by its next nack.
 type deadLetterer struct {
 	srv *pstest.Server
+
+	mu       sync.Mutex
+	policies map[string]*pubsubpb.DeadLetterPolicy // by subscription name
+}
+
+func (d *deadLetterer) policy(subscription string) *pubsubpb.DeadLetterPolicy {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.policies[subscription]
 }
 
 // The attributes Pub/Sub adds to a message it dead-letters, as Google
@@ -46,15 +61,97 @@ const (
 )
 
 func (d *deadLetterer) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	r, ok := req.(*pubsubpb.ModifyAckDeadlineRequest)
-	if !ok || r.GetAckDeadlineSeconds() != 0 {
-		return handler(ctx, req)
+	switch r := req.(type) {
+	case *pubsubpb.Subscription: // CreateSubscription
+		if r.GetDeadLetterPolicy() == nil {
+			return handler(ctx, req)
+		}
+		stripped := proto.Clone(r).(*pubsubpb.Subscription)
+		stripped.DeadLetterPolicy = nil
+		resp, err := handler(ctx, stripped)
+		if err != nil {
+			return resp, err
+		}
+		d.mu.Lock()
+		d.policies[r.GetName()] = r.GetDeadLetterPolicy()
+		d.mu.Unlock()
+		created := proto.Clone(resp.(*pubsubpb.Subscription)).(*pubsubpb.Subscription)
+		created.DeadLetterPolicy = r.GetDeadLetterPolicy()
+		return created, nil
+	case *pubsubpb.GetSubscriptionRequest:
+		resp, err := handler(ctx, req)
+		if err != nil {
+			return resp, err
+		}
+		if p := d.policy(r.GetSubscription()); p != nil {
+			got := proto.Clone(resp.(*pubsubpb.Subscription)).(*pubsubpb.Subscription)
+			got.DeadLetterPolicy = p
+			return got, nil
+		}
+		return resp, nil
+	case *pubsubpb.PullRequest:
+		resp, err := handler(ctx, req)
+		if err == nil {
+			d.stamp(r.GetSubscription(), resp.(*pubsubpb.PullResponse).GetReceivedMessages())
+		}
+		return resp, err
+	case *pubsubpb.ModifyAckDeadlineRequest:
+		if r.GetAckDeadlineSeconds() == 0 {
+			return d.nack(ctx, r, handler)
+		}
 	}
-	sub, err := d.srv.GServer.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: r.GetSubscription()})
-	policy := sub.GetDeadLetterPolicy()
-	if err != nil || policy == nil {
-		return handler(ctx, req)
+	return handler(ctx, req)
+}
+
+// stamp sets each message's delivery attempt, as Pub/Sub does on a
+// subscription with a dead-letter policy.
+func (d *deadLetterer) stamp(subscription string, msgs []*pubsubpb.ReceivedMessage) {
+	if d.policy(subscription) == nil {
+		return
 	}
+	for _, m := range msgs {
+		m.DeliveryAttempt = int32(deliveries(m.GetAckId()))
+	}
+}
+
+// streamIntercept stamps the deliveries of streaming pulls.
+func (d *deadLetterer) streamIntercept(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, &stampingStream{ServerStream: ss, d: d})
+}
+
+// stampingStream learns the subscription from a streaming pull's first
+// request and stamps the messages sent on it.
+type stampingStream struct {
+	grpc.ServerStream
+	d            *deadLetterer
+	subscription atomic.Value // string
+}
+
+func (s *stampingStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if r, ok := m.(*pubsubpb.StreamingPullRequest); ok && err == nil && r.GetSubscription() != "" {
+		s.subscription.Store(r.GetSubscription())
+	}
+	return err
+}
+
+func (s *stampingStream) SendMsg(m any) error {
+	if r, ok := m.(*pubsubpb.StreamingPullResponse); ok {
+		if sub, _ := s.subscription.Load().(string); sub != "" {
+			s.d.stamp(sub, r.GetReceivedMessages())
+		}
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
+// nack dead-letters the deliveries of r that used up their subscription's
+// attempts and nacks the others.
+func (d *deadLetterer) nack(ctx context.Context, r *pubsubpb.ModifyAckDeadlineRequest, handler grpc.UnaryHandler) (any, error) {
+	policy := d.policy(r.GetSubscription())
+	if policy == nil {
+		return handler(ctx, r)
+	}
+	sub := &pubsubpb.Subscription{Name: r.GetSubscription(), DeadLetterPolicy: policy}
 	var nacks []string
 	for _, ackID := range r.GetAckIds() {
 		if deliveries(ackID) < int(policy.GetMaxDeliveryAttempts()) {

@@ -52,7 +52,8 @@ func Start(ctx context.Context, hostPort, project string, topo *topology.Topolog
 	}
 	// pstest listens on a port of its own, which only the front uses.
 	ps := pstest.NewServerWithAddress("127.0.0.1:0")
-	front := grpc.NewServer(grpc.UnaryInterceptor((&deadLetterer{srv: ps}).intercept))
+	dl := &deadLetterer{srv: ps, policies: map[string]*pubsubpb.DeadLetterPolicy{}}
+	front := grpc.NewServer(grpc.UnaryInterceptor(dl.intercept), grpc.StreamInterceptor(dl.streamIntercept))
 	pubsubpb.RegisterPublisherServer(front, &ps.GServer)
 	pubsubpb.RegisterSubscriberServer(front, &ps.GServer)
 	pubsubpb.RegisterSchemaServiceServer(front, &ps.GServer)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	pubsubpb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
@@ -212,5 +213,64 @@ func TestCloseTwiceIsHarmless(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// A consumer that dies holding its deliveries nacks nothing: pstest's own
+// dead-lettering would loop on such a message forever. Past the maximum it
+// is delivered again, its attempt stamped, and its next nack dead-letters it
+// once.
+func TestDeliveriesThatExpirePastTheMaximumAreDeadLetteredOnce(t *testing.T) {
+	c := client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pub := c.Publisher(topology.TasksTopic)
+	defer pub.Stop()
+	if _, err := pub.Publish(ctx, &pubsub.Message{Data: []byte("held by the dead")}).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	name := "projects/" + pubsubemu.TestProject + "/subscriptions/" + topology.TasksSubscription
+	var last *pubsubpb.ReceivedMessage
+	for attempt := 1; attempt <= 11; {
+		resp, err := c.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: name, MaxMessages: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetReceivedMessages()) == 0 {
+			continue
+		}
+		last = resp.GetReceivedMessages()[0]
+		if got := last.GetDeliveryAttempt(); got != int32(attempt) {
+			t.Fatalf("delivery attempt %d, want %d", got, attempt)
+		}
+		attempt++
+		// Let it expire: the consumer holding it died.
+		if err := c.SubscriptionAdminClient.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: name, AckIds: []string{last.GetAckId()}, AckDeadlineSeconds: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		resp, err := c.SubscriptionAdminClient.Pull(ctx, &pubsubpb.PullRequest{Subscription: name, MaxMessages: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetReceivedMessages()) == 1 {
+			// The 12th delivery, nacked.
+			if err := c.SubscriptionAdminClient.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: name, AckIds: []string{resp.GetReceivedMessages()[0].GetAckId()}}); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if left, err := pubsubemu.TakeAll(ctx, c, topology.TasksSubscription); err != nil || len(left) != 0 {
+		t.Errorf("%d left on the subscription after the dead letter (%v)", len(left), err)
+	}
+	time.Sleep(100 * time.Millisecond) // pstest's delivery loop runs every 10 ms
+	dead, err := pubsubemu.TakeAll(ctx, c, topology.TasksDeadLetterHoldingSub)
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1 (%v)", len(dead), err)
+	}
+	if got := dead[0].GetAttributes()["CloudPubSubDeadLetterSourceDeliveryCount"]; got != "12" {
+		t.Errorf("dead-lettered after %s deliveries, want 12", got)
 	}
 }
