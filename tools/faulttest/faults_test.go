@@ -43,7 +43,7 @@ var faultEnv = map[string][]string{
 	},
 	stack.Ingest: {
 		"INGEST_RECONCILE_INTERVAL=1s",
-		"INGEST_RECONCILE_GRACE=3s",
+		"INGEST_RECONCILE_GRACE=20s",
 		"INGEST_RECONCILE_WINDOW=10m",
 	},
 }

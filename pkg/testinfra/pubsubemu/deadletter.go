@@ -114,25 +114,50 @@ func (d *deadLetterer) stamp(subscription string, msgs []*pubsubpb.ReceivedMessa
 	}
 }
 
-// streamIntercept stamps the deliveries of streaming pulls.
+// streamIntercept stamps the deliveries of streaming pulls and answers
+// their keepalive pings.
 func (d *deadLetterer) streamIntercept(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	return handler(srv, &stampingStream{ServerStream: ss, d: d})
 }
 
-// stampingStream learns the subscription from a streaming pull's first
-// request and stamps the messages sent on it.
+// stampingStream is pstest's side of a streaming pull. It learns the
+// subscription from the first request and stamps the messages sent on it,
+// and it answers the client's keepalive pings itself: pstest answers them
+// while holding its server-wide lock, with a send that blocks forever once
+// the stream's sender has quit (a client killed mid-stream), and then no
+// call of any client is ever served again.
 type stampingStream struct {
 	grpc.ServerStream
 	d            *deadLetterer
 	subscription atomic.Value // string
+	pings        bool         // the client's protocol expects ping answers
+	first        bool         // the first request was received
+	sendMu       sync.Mutex   // pstest's sender and ping answers share the stream
 }
 
 func (s *stampingStream) RecvMsg(m any) error {
-	err := s.ServerStream.RecvMsg(m)
-	if r, ok := m.(*pubsubpb.StreamingPullRequest); ok && err == nil && r.GetSubscription() != "" {
-		s.subscription.Store(r.GetSubscription())
+	for {
+		err := s.ServerStream.RecvMsg(m)
+		r, ok := m.(*pubsubpb.StreamingPullRequest)
+		if err != nil || !ok {
+			return err
+		}
+		if !s.first {
+			s.first = true
+			s.pings = r.GetProtocolVersion() >= 1
+			s.subscription.Store(r.GetSubscription())
+			return nil
+		}
+		if len(r.GetAckIds()) > 0 || len(r.GetModifyDeadlineAckIds()) > 0 {
+			return nil
+		}
+		// A keepalive ping, which is all pstest would take from it.
+		if s.pings {
+			if err := s.SendMsg(&pubsubpb.StreamingPullResponse{}); err != nil {
+				return err
+			}
+		}
 	}
-	return err
 }
 
 func (s *stampingStream) SendMsg(m any) error {
@@ -141,6 +166,8 @@ func (s *stampingStream) SendMsg(m any) error {
 			s.d.stamp(sub, r.GetReceivedMessages())
 		}
 	}
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
 	return s.ServerStream.SendMsg(m)
 }
 
