@@ -191,18 +191,17 @@ func (o Options) handle(ctx context.Context, h Handler, m Message, holdUntil tim
 	}()
 	bo := o.Gate.backoff()
 	for calls := 0; ; {
-		var err error
+		onWait := markHeld
 		if held {
-			err = o.Gate.enter(hold, nil)
-		} else {
-			err = o.Gate.enter(hold, markHeld)
+			onWait = nil
 		}
+		probe, err := o.Gate.enter(hold, onWait)
 		if err != nil {
 			return heldVerdict(ctx), calls
 		}
 		v := o.call(ctx, h, m)
 		calls++
-		o.Gate.leave(v.Unavailable, v.Reason)
+		o.Gate.leave(probe, v.Unavailable, v.Reason)
 		if !v.Unavailable {
 			return v, calls
 		}

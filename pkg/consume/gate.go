@@ -49,19 +49,20 @@ func NewGate(initial, max time.Duration) *Gate {
 func (g *Gate) backoff() *backoff.ExponentialBackOff { return retry.Backoff(g.initial, g.max) }
 
 // enter waits until the gate lets the caller through: at once while it is
-// open, as the probe when it is down and the backoff has passed. held is
-// called once if the caller has to wait. It fails only when ctx ends.
-func (g *Gate) enter(ctx context.Context, held func()) error {
+// open, as the probe when it is down and the backoff has passed. held, when
+// not nil, is called (under the gate's lock, having counted the message
+// held) the first time the caller has to wait. It fails only when ctx ends.
+func (g *Gate) enter(ctx context.Context, held func()) (probe bool, _ error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for {
 		if !g.down {
-			return nil
+			return false, nil
 		}
 		now := time.Now()
 		if !g.probing && !now.Before(g.until) {
 			g.probing = true
-			return nil
+			return true, nil
 		}
 		if held != nil {
 			g.held++
@@ -83,7 +84,7 @@ func (g *Gate) enter(ctx context.Context, held func()) error {
 		t.Stop()
 		g.mu.Lock()
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 	}
 }
@@ -102,14 +103,14 @@ func (g *Gate) release() {
 	g.mu.Unlock()
 }
 
-// leave reports how the call let through by enter went.
-func (g *Gate) leave(unavailable bool, reason string) {
+// leave reports how the call let through by enter (as the probe or not)
+// went.
+func (g *Gate) leave(probe, unavailable bool, reason string) {
 	if unavailable {
 		g.unavailable.Inc()
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	wasProbe := g.probing && g.down
 	switch {
 	case !unavailable:
 		if !g.down {
@@ -120,7 +121,7 @@ func (g *Gate) leave(unavailable bool, reason string) {
 	case !g.down:
 		g.down, g.since, g.reason = true, time.Now(), reason
 		g.until = time.Now().Add(g.bo.NextBackOff())
-	case wasProbe:
+	case probe:
 		g.probing, g.reason = false, reason
 		g.until = time.Now().Add(g.bo.NextBackOff())
 	default:
