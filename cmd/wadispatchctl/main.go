@@ -17,11 +17,14 @@ import (
 	"time"
 
 	"github.com/visn/wadispatch/pkg/auth"
+	"github.com/visn/wadispatch/pkg/chatmessage"
 	"golang.org/x/oauth2"
 
+	"github.com/nyaruka/phonenumbers"
 	"github.com/sirupsen/logrus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -38,10 +41,13 @@ const usage = `usage: wadispatchctl [flags] <command> [arguments]
 
 commands:
   status <messagePath>             pipeline state of one chatMessages document
-  list <driverE164> <enquiryId>    messages of an enquiry sent to a driver
+  list <driverNumber> <enquiryId>  messages of an enquiry sent to a driver; the number is
+                                   normalised to E.164 as ingest does (--region for one
+                                   written without country code)
   unknown                          sends whose outcome is UNKNOWN (claim expired)
   stalled                          sends released to retry whose task never came back
-  resend <messagePath>             send an UNKNOWN, FAILED or stalled message again
+  resend <messagePath>             send an UNKNOWN, FAILED or stalled message again; with
+                                   --wait, until its new outcome is recorded (--timeout)
   deadletters list                 what waits on the dead-letter hold subscriptions (Pub/Sub),
                                    left where it is
   deadletters replay               the same, as a dry run; with --yes each goes back to the
@@ -80,6 +86,8 @@ type options struct {
 	project      string
 	subscription string
 	yes          bool
+	region       string
+	wait         bool
 }
 
 // run is the program; it returns the exit code (2 for a usage error, 1 for
@@ -100,6 +108,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for the call")
 	fs.StringVar(&o.project, "project", getenv("GOOGLE_CLOUD_PROJECT"), "deadletters: Google Cloud project of Pub/Sub (env GOOGLE_CLOUD_PROJECT)")
 	fs.StringVar(&o.subscription, "subscription", "", "deadletters: the hold to read, tasks, results, status-events or a subscription name (default: every hold)")
+	region := getenv("WADISPATCH_DEFAULT_REGION")
+	if region == "" {
+		region = "GB"
+	}
+	fs.StringVar(&o.region, "region", region, "list: region (ISO 3166) assumed for a driver number without country code, as ingest's INGEST_DEFAULT_REGION (env WADISPATCH_DEFAULT_REGION)")
+	fs.BoolVar(&o.wait, "wait", false, "resend: wait until the new outcome is recorded, then print it (within --timeout)")
 	fs.BoolVar(&o.yes, "yes", false, "deadletters replay: replay, rather than list what would be replayed")
 	// Flags may follow the arguments: parse until nothing is left.
 	var pos []string
@@ -137,6 +151,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return deadLetters(ctx, o, cmdArgs[0], stdout, stderr, getenv)
 	}
 
+	if cmd == "list" {
+		// The recorder keys enquiry messages by the E.164 number ingest
+		// wrote, so the number is normalised the same way, not sent as typed.
+		if !phonenumbers.GetSupportedRegions()[o.region] {
+			fmt.Fprintf(stderr, "list: --region %q is not a region phone numbers are known for (ISO 3166, e.g. GB)\n", o.region)
+			return 2
+		}
+		e164, err := chatmessage.NormalizeNumber(cmdArgs[0], o.region)
+		if err != nil {
+			fmt.Fprintf(stderr, "list: driver number %q (default region %s): %v\n", cmdArgs[0], o.region, err)
+			return 2
+		}
+		cmdArgs[0] = e164
+	}
+
 	tokens, err := idTokens(ctx, getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "no credential for the recorder: %v\n%s", err, credentialHint)
@@ -162,11 +191,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "stalled":
 		err = c.stalled(ctx, o.olderThan, o.limit)
 	case "resend":
-		err = c.resend(ctx, cmdArgs[0])
+		err = c.resend(ctx, cmdArgs[0], o.wait)
 	}
 	if err != nil {
 		if s, ok := status.FromError(err); ok {
 			fmt.Fprintf(stderr, "%s: %s (%s)\n", cmd, s.Message(), s.Code())
+			if s.Code() == codes.Unavailable || s.Code() == codes.DeadlineExceeded {
+				fmt.Fprintf(stderr, unreachableHint, o.addr)
+			}
 		} else {
 			fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
 		}
@@ -180,6 +212,14 @@ const credentialHint = `the recorder takes an OpenID Connect ID token naming an 
   on GCP:  export WADISPATCH_ID_TOKEN=$(gcloud auth print-identity-token \
              --impersonate-service-account=OPERATOR_SA --audiences=wadispatch-recorder --include-email)
   locally: export WADISPATCH_ID_TOKEN_FILE=.run/logs/operator.token   (written by make run)
+`
+
+// unreachableHint says where the call went and how an operator reaches
+// the recorder, which on GKE has no address outside the cluster.
+const unreachableHint = `the recorder did not answer at %s (--addr or WADISPATCH_RECORDER_ADDR);
+  on GKE:  kubectl -n NAMESPACE port-forward svc/wadispatch-recorder 9090:9090 &   (the Service is RELEASE-recorder)
+           then --addr localhost:9090
+  locally: make run starts it on localhost:9090
 `
 
 // idTokens is the operator's credential: WADISPATCH_ID_TOKEN, the file
@@ -256,21 +296,72 @@ func (c *cli) printListing(resp proto.Message, states []*wadispatchv1.MessageSta
 }
 
 // resend asks for a resend; the recorder records who asked from the
-// credential.
-func (c *cli) resend(ctx context.Context, path string) error {
+// credential. With wait it then polls until the resend's outcome is
+// recorded and prints that state instead.
+func (c *cli) resend(ctx context.Context, path string, wait bool) error {
 	resp, err := c.rec.Resend(ctx, &wadispatchv1.ResendRequest{MessageDocId: path})
 	if err != nil {
 		return err
 	}
-	if c.json {
-		return c.printJSON(resp)
+	if !wait {
+		if c.json {
+			return c.printJSON(resp)
+		}
+		fmt.Fprintf(c.out, "resend requested for %s; the task is back on the queue and the next claim sends it\n\n", path)
+		return c.printState(resp.GetState())
 	}
-	fmt.Fprintf(c.out, "resend requested for %s; the task is back on the queue and the next claim sends it\n\n", path)
-	return c.printState(resp.GetState())
+	got, err := c.waitOutcome(ctx, resp.GetState())
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(got)
+	}
+	fmt.Fprintf(c.out, "resend of %s: new outcome recorded\n\n", path)
+	return c.printState(got.GetState())
+}
+
+// pollEvery is how often resend --wait reads the state.
+var pollEvery = 500 * time.Millisecond
+
+// waitOutcome polls the state until it holds an outcome newer than the
+// one the resend found (before): any status beyond SENDING updated after
+// it, since UNKNOWN, FAILED and SENT may come back the same but later.
+func (c *cli) waitOutcome(ctx context.Context, before *wadispatchv1.MessageState) (*wadispatchv1.GetMessageResponse, error) {
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	last := before
+	// The time running out is no sign of an unreachable recorder, so its
+	// error carries no gRPC status (and so no unreachable hint).
+	timedOut := func() error {
+		return fmt.Errorf("resend requested, but no new outcome within --timeout (still %s): %w", statusName(last.GetStatus()), ctx.Err())
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, timedOut()
+		case <-t.C:
+		}
+		resp, err := c.rec.GetMessage(ctx, &wadispatchv1.GetMessageRequest{MessageDocId: before.GetMessageDocId()})
+		if err != nil && ctx.Err() != nil {
+			return nil, timedOut()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("resend requested, waiting for its outcome: %w", err)
+		}
+		st := resp.GetState()
+		last = st
+		if dispatch.StatusFromProto(st.GetStatus()) != dispatch.StatusSending &&
+			st.GetUpdatedAt().AsTime().After(before.GetUpdatedAt().AsTime()) {
+			return resp, nil
+		}
+	}
 }
 
 func (c *cli) printJSON(m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	// EmitDefaultValues: an empty list prints as [] like a full one, not
+	// as a missing field, so scripts read the same shape either way.
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitDefaultValues: true}.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("answer to JSON: %w", err)
 	}
@@ -306,8 +397,12 @@ func (c *cli) printState(s *wadispatchv1.MessageState) error {
 	row("status", statusName(s.GetStatus()))
 	row("reason", orDash(s.GetReason()))
 	row("whatsapp message id", orDash(s.GetWhatsappMessageId()))
-	if e := s.GetError(); e != nil {
+	if e := s.GetError(); e != nil && e.GetCode() != 0 {
 		row("whatsapp error", fmt.Sprintf("code %d subcode %d: %s %s", e.GetCode(), e.GetSubcode(), e.GetMessage(), e.GetDetails()))
+	} else if e != nil {
+		// No code: the failure is ours (the sender's token, its checks),
+		// not WhatsApp's answer.
+		row("failure", "failed: "+oneLine(strings.TrimSuffix(e.GetReason()+": "+e.GetMessage()+" "+e.GetDetails(), " ")))
 	}
 	row("driver", orDash(s.GetDriverMobileNumber()))
 	row("lease / enquiry", s.GetLeaseId()+" / "+s.GetEnquiryId())

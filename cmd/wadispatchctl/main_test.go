@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +22,7 @@ import (
 	"github.com/visn/wadispatch/services/recorder/recordertest"
 )
 
-const driver = "+447700900123"
+const driver = "+447911123401"
 
 // operatorToken is the credential wadispatchctl presents in these tests,
 // which recorder(t) sets.
@@ -32,8 +34,15 @@ func path(id string) string {
 
 // recorder starts a real recorder on the emulators and returns its address,
 // with m1 FAILED, m2 SENT, m3 UNKNOWN, m4 SENDING under a released claim
-// and m5 refused by ingest.
+// m5 refused by ingest and m6 FAILED by the sender without calling WhatsApp.
 func recorder(t *testing.T) string {
+	_, addr := recorderFor(t)
+	return addr
+}
+
+// recorderFor is recorder, with the recorder itself for tests that play
+// the sender.
+func recorderFor(t *testing.T) (*recordertest.Recorder, string) {
 	ctx := context.Background()
 	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordertest.DeployedIndexes(t)})
 	db, err := firestore.NewClient(ctx, pubsubemu.TestProject, fs.ClientOptions()...)
@@ -57,7 +66,7 @@ func recorder(t *testing.T) string {
 	t.Cleanup(recorder.StopPublishing)
 	rec, addr := recorder.ClientAs(t, recordertest.SenderIdentity), recorder.Addr
 	operatorToken = recorder.Token(t, recordertest.OperatorIdentity)
-	for _, id := range []string{"m1", "m2", "m3", "m4"} {
+	for _, id := range []string{"m1", "m2", "m3", "m4", "m6"} {
 		if _, err := db.Doc(path(id)).Set(ctx, map[string]any{"message": "hi"}); err != nil {
 			t.Fatal(err)
 		}
@@ -78,6 +87,8 @@ func recorder(t *testing.T) string {
 			r.Outcome, r.WhatsappMessageId = wadispatchv1.Outcome_OUTCOME_SENT, "wamid.m2"
 		case "m3":
 			continue
+		case "m6":
+			r.Outcome, r.Error = wadispatchv1.Outcome_OUTCOME_FAILED, &wadispatchv1.WhatsAppError{Reason: "token_unavailable", Message: "secret wa-token has no version"}
 		case "m4":
 			if _, err := rec.ReleaseClaim(ctx, &wadispatchv1.ReleaseClaimRequest{MessageDocId: path(id), ClaimId: c.GetClaimId(), Reason: "server_error"}); err != nil {
 				t.Fatal(err)
@@ -100,7 +111,7 @@ func recorder(t *testing.T) string {
 	if n, err := recorder.Sweep(ctx); err != nil || n != 1 {
 		t.Fatalf("sweep: %d %v", n, err)
 	}
-	return addr
+	return recorder, addr
 }
 
 func ctl(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
@@ -150,7 +161,7 @@ func TestCommands(t *testing.T) {
 
 	code, out, errOut = ctl(t, env, "list", driver, "e1")
 	if code != 0 || !strings.Contains(out, "1 WhatsApp message id(s)") || !strings.Contains(out, "wamid.m2") ||
-		strings.Count(out, path("")) != 4 || !strings.Contains(out, "MESSAGE") {
+		strings.Count(out, path("")) != 5 || !strings.Contains(out, "MESSAGE") {
 		t.Errorf("list: %d\n%s%s", code, out, errOut)
 	}
 
@@ -207,5 +218,149 @@ func TestOperatorCredential(t *testing.T) {
 	env["WADISPATCH_ID_TOKEN_FILE"] = filepath.Join(t.TempDir(), "missing.token")
 	if code, _, errOut := ctl(t, env, "unknown"); code != 1 || !strings.Contains(errOut, "print-identity-token") {
 		t.Errorf("an unreadable token file: %d %s", code, errOut)
+	}
+}
+
+// A failure that is not WhatsApp's shows as what it is, not as WhatsApp
+// error code 0.
+func TestFailureNotWhatsApps(t *testing.T) {
+	addr := recorder(t)
+	code, out, errOut := ctl(t, nil, "--addr", addr, "status", path("m6"))
+	if code != 0 || !strings.Contains(out, "failed: token_unavailable: secret wa-token has no version") || strings.Contains(out, "code 0") {
+		t.Errorf("status of a sender's failure: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := ctl(t, nil, "--addr", addr, "status", path("m5")); code != 0 || strings.Contains(out, "code 0") {
+		t.Errorf("status of a refusal: %d\n%s", code, out)
+	}
+}
+
+// list takes the driver's number as an operator has it, normalised like
+// ingest does, and refuses one that is no number.
+func TestListNormalisesNumber(t *testing.T) {
+	addr := recorder(t)
+	env := map[string]string{"WADISPATCH_RECORDER_ADDR": addr}
+	for _, args := range [][]string{{"list", "07911123401", "e1"}, {"list", "+44 7911 123401", "e1"}, {"list", "7911123401", "e1", "--region", "GB"}} {
+		// 7911123401 without a trunk prefix is still a GB mobile number.
+		code, out, errOut := ctl(t, env, args...)
+		if code != 0 || strings.Count(out, path("")) != 5 || !strings.Contains(out, "whatsapp/"+driver+"/enquiryMessages/e1") {
+			t.Errorf("%v: %d\n%s%s", args, code, out, errOut)
+		}
+	}
+	// With the region from the environment: a US number is not GB's.
+	env["WADISPATCH_DEFAULT_REGION"] = "US"
+	if code, out, _ := ctl(t, env, "list", "07911123401", "e1"); code != 2 || out != "" {
+		t.Errorf("a GB national number under region US: %d %s", code, out)
+	}
+	if code, _, errOut := ctl(t, env, "list", "07911123401", "e1", "--region", "UK"); code != 2 || !strings.Contains(errOut, `--region "UK" is not a region`) {
+		t.Errorf("an unknown region: %d %s", code, errOut)
+	}
+	delete(env, "WADISPATCH_DEFAULT_REGION")
+	code, out, errOut := ctl(t, env, "list", "not-a-number", "e1")
+	if code != 2 || out != "" || !strings.Contains(errOut, `driver number "not-a-number" (default region GB): not a phone number`) {
+		t.Errorf("not a number: %d %s%s", code, out, errOut)
+	}
+}
+
+// An empty list is [] in JSON, the same field a full one fills.
+func TestEmptyListsJSON(t *testing.T) {
+	addr := recorder(t)
+	env := map[string]string{"WADISPATCH_RECORDER_ADDR": addr}
+	for _, c := range []struct {
+		args   []string
+		fields []string
+	}{
+		{[]string{"stalled", "--json"}, []string{"messages"}},
+		{[]string{"list", "+447911123499", "e1", "--json"}, []string{"messages", "whatsappMessageIds"}},
+	} {
+		code, out, errOut := ctl(t, env, c.args...)
+		var got map[string]any
+		if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil {
+			t.Errorf("%v: %d %v\n%s%s", c.args, code, err, out, errOut)
+			continue
+		}
+		for _, f := range c.fields {
+			if l, ok := got[f].([]any); !ok || len(l) != 0 {
+				t.Errorf("%v: %s is %#v, want []\n%s", c.args, f, got[f], out)
+			}
+		}
+	}
+}
+
+// A recorder that does not answer gets a hint naming the address used and
+// how to reach the recorder on GKE.
+func TestUnreachableHint(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close() // nothing listens there now
+	env := map[string]string{"WADISPATCH_ID_TOKEN": "t"}
+	code, _, errOut := ctl(t, env, "--addr", addr, "--timeout", "2s", "unknown")
+	if code != 1 || !strings.Contains(errOut, "did not answer at "+addr) || !strings.Contains(errOut, "port-forward svc/wadispatch-recorder 9090:9090") {
+		t.Errorf("unreachable: %d %s", code, errOut)
+	}
+	// A call the recorder answers with an error gets no such hint.
+	code, _, errOut = ctl(t, map[string]string{"WADISPATCH_RECORDER_ADDR": recorder(t)}, "status", path("m9"))
+	if code != 1 || strings.Contains(errOut, "port-forward") {
+		t.Errorf("an answered call: %d %s", code, errOut)
+	}
+}
+
+// resend --wait returns once the resend's outcome is recorded, with it.
+func TestResendWait(t *testing.T) {
+	pollEvery = 50 * time.Millisecond
+	rec, addr := recorderFor(t)
+	ctx := context.Background()
+	op, sender := rec.ClientAs(t, recordertest.OperatorIdentity), rec.ClientAs(t, recordertest.SenderIdentity)
+	before, err := op.GetMessage(ctx, &wadispatchv1.GetMessageRequest{MessageDocId: path("m3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		code     int
+		out, err string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errOut := ctl(t, nil, "--addr", addr, "resend", path("m3"), "--wait", "--timeout", "20s")
+		done <- result{code, out, errOut}
+	}()
+	// The sender's part, once the resend is marked: a claim (SENDING, not
+	// yet an outcome), then SENT.
+	for {
+		st, err := op.GetMessage(ctx, &wadispatchv1.GetMessageRequest{MessageDocId: path("m3")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.GetState().GetUpdatedAt().AsTime().After(before.GetState().GetUpdatedAt().AsTime()) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	task := &wadispatchv1.SendTask{LeaseId: "l1", EnquiryId: "e1", MessageId: "m3", MessageDocId: path("m3"), DriverMobileNumber: driver, CreatedBy: "u1", Message: "hi"}
+	c, err := sender.ClaimSend(ctx, &wadispatchv1.ClaimSendRequest{Task: task, Claimant: "sender-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("resend --wait returned on SENDING: %d\n%s%s", r.code, r.out, r.err)
+	default:
+	}
+	if err := rec.Record(ctx, &wadispatchv1.SendResult{MessageDocId: path("m3"), DriverMobileNumber: driver, CreatedBy: "u1", ClaimId: c.GetClaimId(),
+		Outcome: wadispatchv1.Outcome_OUTCOME_SENT, WhatsappMessageId: "wamid.m3"}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.code != 0 || !strings.Contains(r.out, "new outcome") || !strings.Contains(r.out, "SENT") || !strings.Contains(r.out, "wamid.m3") {
+		t.Errorf("resend --wait: %d\n%s%s", r.code, r.out, r.err)
+	}
+
+	// Nothing claims m1's resend: --wait gives up at --timeout, saying so.
+	code, _, errOut := ctl(t, nil, "--addr", addr, "resend", path("m1"), "--wait", "--timeout", "1s")
+	if code != 1 || !strings.Contains(errOut, "no new outcome within --timeout (still FAILED)") || strings.Contains(errOut, "port-forward") {
+		t.Errorf("resend --wait with no sender: %d %s", code, errOut)
 	}
 }
