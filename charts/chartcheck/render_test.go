@@ -91,6 +91,10 @@ type Manifests struct {
 
 	HTTPRoutes          []*gatewayv1.HTTPRoute
 	HealthCheckPolicies []*HealthCheckPolicy
+
+	PodMonitorings []*PodMonitoring
+	Rules          []*GMPRules
+	GlobalRules    []*GMPRules
 }
 
 // render runs helm template and decodes every document strictly.
@@ -181,6 +185,12 @@ func (m *Manifests) add(tm metav1.TypeMeta, doc []byte) error {
 		return decodeInto(doc, &m.HTTPRoutes)
 	case "networking.gke.io/v1 HealthCheckPolicy":
 		return decodeInto(doc, &m.HealthCheckPolicies)
+	case "monitoring.googleapis.com/v1 PodMonitoring":
+		return decodeInto(doc, &m.PodMonitorings)
+	case "monitoring.googleapis.com/v1 Rules":
+		return decodeInto(doc, &m.Rules)
+	case "monitoring.googleapis.com/v1 GlobalRules":
+		return decodeInto(doc, &m.GlobalRules)
 	}
 	return errors.New("kind not expected from this chart")
 }
