@@ -29,6 +29,9 @@ const (
 	repoRoot  = "../.."
 	release   = "wadispatch"
 	namespace = "wadispatch"
+	// kubeVersion is a GKE version within Chart.yaml's kubeVersion (helm
+	// renders offline as Kubernetes 1.20 otherwise, which the chart refuses).
+	kubeVersion = "1.30.5-gke.1014001"
 )
 
 // helm is the pinned helm the Makefile installs ($HELM overrides).
@@ -61,7 +64,7 @@ func runHelm(t *testing.T, args ...string) ([]byte, error) {
 
 // templateArgs is `helm template` of the chart with values files and --set pairs.
 func templateArgs(valuesFiles []string, sets ...string) []string {
-	args := []string{"template", release, chartDir, "--namespace", namespace}
+	args := []string{"template", release, chartDir, "--namespace", namespace, "--kube-version", kubeVersion}
 	for _, f := range valuesFiles {
 		args = append(args, "-f", f)
 	}
