@@ -85,7 +85,7 @@ var services = []string{"ingest", "sender", "recorder"}
 
 func TestHelmLint(t *testing.T) {
 	for _, files := range append([][]string{nil}, ciValuesSets(t)...) {
-		args := []string{"lint", "--strict", chartDir}
+		args := []string{"lint", "--strict", "--kube-version", kubeVersion, chartDir}
 		for _, f := range files {
 			args = append(args, "-f", f)
 		}
@@ -739,4 +739,50 @@ func byName[T interface{ GetName() string }](t *testing.T, objects []T, name str
 		t.Fatalf("no %T named %s rendered", *new(T), name)
 	}
 	return objects[i]
+}
+
+// Chart.yaml's kubeVersion admits GKE's versions from 1.30 (the preStop sleep
+// action and gRPC probes) and refuses older clusters.
+func TestChartKubeVersion(t *testing.T) {
+	for version, ok := range map[string]bool{
+		"1.29.9-gke.1000000": false,
+		"1.30.0":             true,
+		"1.30.5-gke.1014001": true,
+		"1.33.2-gke.1111000": true,
+	} {
+		args := templateArgs(nil)
+		args[len(args)-1] = version // templateArgs ends with --kube-version VERSION
+		_, err := runHelm(t, args...)
+		if (err == nil) != ok {
+			t.Errorf("Kubernetes %s: error %v, want accepted=%v", version, err, ok)
+		}
+	}
+}
+
+// An image tag left empty is the chart's appVersion.
+func TestImageTagDefaultsToAppVersion(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chart struct {
+		AppVersion string `json:"appVersion"`
+	}
+	if err := yaml.Unmarshal(b, &chart); err != nil || chart.AppVersion == "" {
+		t.Fatalf("Chart.yaml appVersion: %q, %v", chart.AppVersion, err)
+	}
+	m := render(t, nil, "ingest.image.tag=", "sender.image.tag=", "recorder.image.tag=")
+	for _, svc := range services {
+		d := m.deployment(release + "-" + svc)
+		if d == nil {
+			t.Fatalf("no Deployment for %s", svc)
+		}
+		if got, want := d.Spec.Template.Spec.Containers[0].Image, "wadispatch-"+svc+":"+chart.AppVersion; got != want {
+			t.Errorf("%s: image %s, want %s", svc, got, want)
+		}
+	}
+	m = render(t, nil, "sender.image.tag=1.2.3")
+	if got := m.deployment(release + "-sender").Spec.Template.Spec.Containers[0].Image; got != "wadispatch-sender:1.2.3" {
+		t.Errorf("sender.image.tag=1.2.3: image %s", got)
+	}
 }

@@ -29,6 +29,9 @@ const (
 	repoRoot  = "../.."
 	release   = "wadispatch"
 	namespace = "wadispatch"
+	// kubeVersion is a GKE version within Chart.yaml's kubeVersion (helm
+	// renders offline as Kubernetes 1.20 otherwise, which the chart refuses).
+	kubeVersion = "1.30.5-gke.1014001"
 )
 
 // helm is the pinned helm the Makefile installs ($HELM overrides).
@@ -61,7 +64,7 @@ func runHelm(t *testing.T, args ...string) ([]byte, error) {
 
 // templateArgs is `helm template` of the chart with values files and --set pairs.
 func templateArgs(valuesFiles []string, sets ...string) []string {
-	args := []string{"template", release, chartDir, "--namespace", namespace}
+	args := []string{"template", release, chartDir, "--namespace", namespace, "--kube-version", kubeVersion}
 	for _, f := range valuesFiles {
 		args = append(args, "-f", f)
 	}
@@ -91,6 +94,10 @@ type Manifests struct {
 
 	HTTPRoutes          []*gatewayv1.HTTPRoute
 	HealthCheckPolicies []*HealthCheckPolicy
+
+	PodMonitorings []*PodMonitoring
+	Rules          []*GMPRules
+	GlobalRules    []*GMPRules
 }
 
 // render runs helm template and decodes every document strictly.
@@ -181,6 +188,12 @@ func (m *Manifests) add(tm metav1.TypeMeta, doc []byte) error {
 		return decodeInto(doc, &m.HTTPRoutes)
 	case "networking.gke.io/v1 HealthCheckPolicy":
 		return decodeInto(doc, &m.HealthCheckPolicies)
+	case "monitoring.googleapis.com/v1 PodMonitoring":
+		return decodeInto(doc, &m.PodMonitorings)
+	case "monitoring.googleapis.com/v1 Rules":
+		return decodeInto(doc, &m.Rules)
+	case "monitoring.googleapis.com/v1 GlobalRules":
+		return decodeInto(doc, &m.GlobalRules)
 	}
 	return errors.New("kind not expected from this chart")
 }

@@ -18,11 +18,13 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 
 {{/* image: repository:tag, or repository@digest when the tag is a digest;
-     skaffold sets tag to "TAG@sha256:..." which is kept whole. */}}
+     skaffold sets tag to "TAG@sha256:..." which is kept whole. An empty
+     tag is the chart's appVersion. dict "image" and "root". */}}
 {{- define "wadispatch.image" -}}
 {{- $img := .image -}}
 {{- $repo := required "image.repository is required" $img.repository -}}
-{{- $tag := required "image.tag is required" ($img.tag | toString) -}}
+{{- $tag := .root.Chart.AppVersion | toString -}}
+{{- if $img.tag -}}{{- $tag = $img.tag | toString -}}{{- end -}}
 {{- if hasPrefix "sha256:" $tag -}}
 {{ $repo }}@{{ $tag }}
 {{- else -}}
