@@ -76,7 +76,7 @@ func run(ctx context.Context, mode, bin, logs string) (ok bool, err error) {
 
 The lease %q is seeded; create documents under
 leasecompany/%s/enquiries/<enquiryId>/whatsapp/messages/chatMessages/ to send.
-Ctrl-C stops everything.
+A service that stops is reported and restarted; Ctrl-C stops everything.
 `, s.FirestoreAddr, s.PubSubAddr, s.SimulatorURL, s.SimulatorURL, s.IngestURL, s.IngestOpsURL, s.SenderURL,
 		s.RecorderAddr, s.RecorderURL, s.OperatorTokenFile, s.RecorderAddr, s.PubSubAddr, stack.DemoLease, stack.DemoLease)
 	fs, err := s.Firestore(ctx, "(default)")
@@ -87,6 +87,12 @@ Ctrl-C stops everything.
 	if err := s.SeedLease(ctx, fs); err != nil {
 		return false, err
 	}
-	<-ctx.Done()
+	s.Supervise(ctx, func(name string, exit, restart error) {
+		if restart != nil {
+			fmt.Printf("%s stopped (%v) and could not be restarted: %v (its log: %s)\n", name, exit, restart, s.LogPath(name))
+			return
+		}
+		fmt.Printf("%s stopped (%v); restarted (its log: %s)\n", name, exit, s.LogPath(name))
+	})
 	return true, nil
 }
