@@ -45,7 +45,7 @@ type spec struct {
 	EnquiryCacheTTL    time.Duration `envconfig:"INGEST_ENQUIRY_CACHE_TTL" default:"30s" desc:"how long an enquiry's accountId and serviceUnitId are reused (a missing enquiry is read again)"`
 	WhatsAppAPIVersion string        `envconfig:"INGEST_WHATSAPP_API_VERSION" default:"v23.0" desc:"Graph API version for leases whose configuration names none"`
 	TemplateLanguage   string        `envconfig:"INGEST_TEMPLATE_LANGUAGE" default:"en_US" desc:"template language for leases whose configuration names none"`
-	HandlerTimeout     time.Duration `envconfig:"INGEST_HANDLER_TIMEOUT" default:"8s" desc:"longest time one event may take (Firestore reads and the publish); past it the answer is 503. Keep it below the ack deadline of the trigger's Pub/Sub subscription, which is the push request timeout (10s by default)"`
+	HandlerTimeout     time.Duration `envconfig:"INGEST_HANDLER_TIMEOUT" default:"8s" desc:"longest time one event may take (Firestore reads and the publish); past it the answer is 503, which Eventarc's event forwarder (it pulls the trigger's subscription and POSTs each event) retries: long enough for a slow read and a publish, short enough that a stuck dependency does not hold the forwarder's request"`
 	DedupeTTL          time.Duration `envconfig:"INGEST_DEDUPE_TTL" default:"5m" desc:"how long a published event id is remembered to drop redeliveries"`
 	WebhookReplayTTL   time.Duration `envconfig:"INGEST_WEBHOOK_REPLAY_TTL" default:"10m" desc:"how long a published webhook body is remembered: the same signed body again is answered 200 and not published"`
 
