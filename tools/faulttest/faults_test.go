@@ -74,16 +74,7 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
 	defer cancel()
-	fs, err := s.Firestore(ctx, "(default)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	anc, err := s.Firestore(ctx, "ancillary")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer anc.Close()
+	fs, anc := databases(ctx, t, s)
 
 	fleet := bench.NewFleet(phoneNumberID, s.TokenRef, 4, 125, 4)
 	if err := fleet.Seed(ctx, fs); err != nil {

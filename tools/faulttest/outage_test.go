@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/firestore"
+
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/testinfra/faultproxy"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
@@ -36,16 +38,7 @@ func TestOutagesHoldWorkInsteadOfDeadLetteringIt(t *testing.T) {
 	s := stack.StartForTest(t, stack.Options{PhoneNumberID: phoneNumberID, FirestoreFaults: true, Env: outageEnv})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	fs, err := s.Firestore(ctx, "(default)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	anc, err := s.Firestore(ctx, "ancillary")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer anc.Close()
+	fs, anc := databases(ctx, t, s)
 	topo, err := topology.Default()
 	if err != nil {
 		t.Fatal(err)
@@ -148,9 +141,17 @@ func TestOutagesHoldWorkInsteadOfDeadLetteringIt(t *testing.T) {
 			metric(ctx, t, s, stack.Recorder, "wadispatch_recorder_unavailable_calls_total")-recorderBefore, (time.Since(start) - held).Round(time.Millisecond))
 	}
 
+	paths := make([]string, len(msgs))
+	for i, m := range msgs {
+		paths[i] = m.Path()
+	}
+	docs, err := bench.ReadDocs(ctx, fs, paths)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, m := range msgs {
-		if d, err := bench.ReadDocs(ctx, fs, []string{m.Path()}); err == nil && d[m.Path()].Sent() {
-			_, _ = s.WaitForAncillaryID(ctx, anc, dispatch.AncillaryPath(m.Driver, m.Ref.EnquiryID), d[m.Path()].WAMID)
+		if d := docs[m.Path()]; d.Sent() {
+			_, _ = s.WaitForAncillaryID(ctx, anc, dispatch.AncillaryPath(m.Driver, m.Ref.EnquiryID), d.WAMID)
 		}
 	}
 	report, err := bench.Audit(ctx, fs, anc, s.SimulatorURL, msgs)
@@ -298,4 +299,22 @@ func distinctDrivers(msgs []bench.Message) int {
 		drivers[m.Driver] = true
 	}
 	return len(drivers)
+}
+
+// databases opens the stack's default and ancillary Firestore databases for
+// the test, closed when it ends.
+func databases(ctx context.Context, t *testing.T, s *stack.Stack) (fs, anc *firestore.Client) {
+	t.Helper()
+	for _, db := range []struct {
+		name string
+		c    **firestore.Client
+	}{{"(default)", &fs}, {"ancillary", &anc}} {
+		c, err := s.Firestore(ctx, db.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		*db.c = c
+	}
+	return fs, anc
 }
