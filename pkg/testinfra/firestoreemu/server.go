@@ -8,13 +8,14 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/visn/wadispatch/pkg/testinfra/eventdelivery"
 )
 
 // Options configures a Server. The zero value is usable.
@@ -63,18 +64,14 @@ type Server struct {
 	grpcLis *connListener
 	httpLis *connListener
 
-	mu      sync.Mutex // guards dbs and lastTime
-	dbs     map[string]*database
-	last    time.Time
-	trigMu  sync.RWMutex
-	trigs   []Trigger
-	ctx     context.Context // cancelled by Close; stops deliveries
-	cancel  context.CancelFunc
-	pending sync.WaitGroup
-	closing sync.Once
-
-	// dropping makes triggers drop their events (DropDeliveries).
-	dropping atomic.Bool
+	mu     sync.Mutex // guards dbs and lastTime
+	dbs    map[string]*database
+	last   time.Time
+	trigMu sync.RWMutex
+	trigs  []Trigger
+	// deliveries posts trigger events; Close abandons pending ones.
+	deliveries *eventdelivery.Queue
+	closing    sync.Once
 }
 
 // Start listens on opts.Addr and serves the Firestore gRPC API and the
@@ -92,7 +89,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.TransactionIdleTimeout <= 0 {
 		opts.TransactionIdleTimeout = 60 * time.Second
 	}
-	opts.Delivery = opts.Delivery.withDefaults()
 	for _, t := range opts.Triggers {
 		if err := t.validate(); err != nil {
 			return nil, err
@@ -121,7 +117,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		grpcLis: newConnListener(lis.Addr()),
 		httpLis: newConnListener(lis.Addr()),
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.deliveries = eventdelivery.New(opts.Delivery, log.WithField("component", "firestore-emulator"))
 	s.grpcSrv = grpc.NewServer(
 		grpc.MaxRecvMsgSize(64<<20),
 		// Clients of long-lived Listen streams may ping; tolerate it rather
@@ -148,7 +144,6 @@ func (s *Server) Addr() string { return s.lis.Addr().String() }
 func (s *Server) Close() error {
 	var err error
 	s.closing.Do(func() {
-		s.cancel()
 		err = s.lis.Close()
 		s.grpcLis.close()
 		s.httpLis.close()
@@ -158,7 +153,7 @@ func (s *Server) Close() error {
 		if herr := s.httpSrv.Shutdown(ctx); herr != nil && err == nil {
 			err = herr
 		}
-		s.pending.Wait()
+		s.deliveries.Close()
 		if errors.Is(err, net.ErrClosed) {
 			err = nil
 		}
@@ -321,13 +316,7 @@ func (s *Server) adminHandler() http.Handler {
 		_, _ = w.Write([]byte("{}\n"))
 	})
 	// Test-only, not in Google's emulator: lose trigger events on purpose.
-	for verb, drop := range map[string]bool{"dropDeliveries": true, "resumeDeliveries": false} {
-		mux.HandleFunc("POST /emulator/v1/triggers:"+verb, func(w http.ResponseWriter, _ *http.Request) {
-			s.DropDeliveries(drop)
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write([]byte("{}\n"))
-		})
-	}
+	s.deliveries.ControlHandler(mux)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("Ok\n"))
 	})

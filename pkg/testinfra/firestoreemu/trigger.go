@@ -1,11 +1,8 @@
 package firestoreemu
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -13,8 +10,9 @@ import (
 	pb "cloud.google.com/go/firestore/apiv1/firestorepb"
 	"github.com/google/uuid"
 	"github.com/googleapis/google-cloudevents-go/cloud/firestoredata"
-	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/visn/wadispatch/pkg/testinfra/eventdelivery"
 )
 
 // EventKind is the Firestore event a trigger fires on.
@@ -115,37 +113,11 @@ func matchPattern(pattern, path []string) bool {
 
 // DeliveryPolicy sets how trigger deliveries are retried: a non-2xx answer
 // or a connection failure is retried with exponential backoff.
-type DeliveryPolicy struct {
-	Attempts   int           // default 10
-	MinBackoff time.Duration // default 100ms
-	MaxBackoff time.Duration // default 10s
-	Timeout    time.Duration // per attempt, default 30s
-}
-
-func (p DeliveryPolicy) withDefaults() DeliveryPolicy {
-	if p.Attempts <= 0 {
-		p.Attempts = 10
-	}
-	if p.MinBackoff <= 0 {
-		p.MinBackoff = 100 * time.Millisecond
-	}
-	if p.MaxBackoff <= 0 {
-		p.MaxBackoff = 10 * time.Second
-	}
-	if p.Timeout <= 0 {
-		p.Timeout = 30 * time.Second
-	}
-	return p
-}
+type DeliveryPolicy = eventdelivery.Policy
 
 // DropDeliveries makes every trigger drop the events of the commits that
-// follow, until called with false: each is logged and never delivered, as
-// an event Eventarc gave up on or never had. It is for tests of what must
-// find documents whose event was lost; Eventarc has no such switch.
-func (s *Server) DropDeliveries(drop bool) {
-	s.dropping.Store(drop)
-	s.log.Infof("firestore-emulator: trigger deliveries dropped: %v", drop)
-}
+// follow, until called with false (eventdelivery.Queue.Drop).
+func (s *Server) DropDeliveries(drop bool) { s.deliveries.Drop(drop) }
 
 // AddTrigger registers a trigger for subsequent commits.
 func (s *Server) AddTrigger(t Trigger) error {
@@ -156,12 +128,6 @@ func (s *Server) AddTrigger(t Trigger) error {
 	s.trigs = append(s.trigs, t)
 	s.trigMu.Unlock()
 	return nil
-}
-
-type cloudEvent struct {
-	url     string
-	headers map[string]string
-	body    []byte
 }
 
 // fireTriggers starts the deliveries for a commit's changes; it never waits
@@ -195,29 +161,24 @@ func (s *Server) fireTriggers(dbName string, changes []change, at time.Time) {
 			if !matchPattern(strings.Split(t.Pattern, "/"), segs) {
 				continue
 			}
-			if s.dropping.Load() {
-				s.log.WithFields(logrus.Fields{"url": t.URL, "document": rel}).Warn("firestore-emulator: trigger event dropped (deliveries are being dropped)")
-				continue
-			}
 			ev, err := s.buildEvent(t, project, database, rel, ch, at)
 			if err != nil {
 				s.log.WithError(err).WithField("document", rel).Error("firestore-emulator: cannot build trigger event")
 				continue
 			}
-			s.pending.Add(1)
-			go s.deliver(ev)
+			s.deliveries.Deliver(ev)
 		}
 	}
 }
 
-func (s *Server) buildEvent(t Trigger, project, database, rel string, ch change, at time.Time) (*cloudEvent, error) {
+func (s *Server) buildEvent(t Trigger, project, database, rel string, ch change, at time.Time) (eventdelivery.Event, error) {
 	data := &firestoredata.DocumentEventData{}
 	var err error
 	if data.Value, err = toEventDocument(ch.new); err != nil {
-		return nil, err
+		return eventdelivery.Event{}, err
 	}
 	if data.OldValue, err = toEventDocument(ch.old); err != nil {
-		return nil, err
+		return eventdelivery.Event{}, err
 	}
 	if ch.old != nil && ch.new != nil {
 		var paths []string
@@ -226,11 +187,11 @@ func (s *Server) buildEvent(t Trigger, project, database, rel string, ch change,
 	}
 	body, err := proto.Marshal(data)
 	if err != nil {
-		return nil, fmt.Errorf("marshal DocumentEventData: %w", err)
+		return eventdelivery.Event{}, fmt.Errorf("marshal DocumentEventData: %w", err)
 	}
-	return &cloudEvent{
-		url: t.URL,
-		headers: map[string]string{
+	return eventdelivery.Event{
+		URL: t.URL,
+		Headers: map[string]string{
 			"ce-id":          uuid.NewString(),
 			"ce-source":      "//firestore.googleapis.com/projects/" + project + "/databases/" + database,
 			"ce-specversion": "1.0",
@@ -245,7 +206,7 @@ func (s *Server) buildEvent(t Trigger, project, database, rel string, ch change,
 			"ce-project":     project,
 			"content-type":   "application/protobuf",
 		},
-		body: body,
+		Body: body,
 	}, nil
 }
 
@@ -293,51 +254,4 @@ func diffFields(prefix []string, a, b map[string]*pb.Value, out *[]string) {
 		}
 		*out = append(*out, formatFieldPath(path))
 	}
-}
-
-func (s *Server) deliver(ev *cloudEvent) {
-	defer s.pending.Done()
-	p := s.opts.Delivery
-	backoff := p.MinBackoff
-	log := s.log.WithFields(logrus.Fields{"url": ev.url, "ce-id": ev.headers["ce-id"], "ce-type": ev.headers["ce-type"], "document": ev.headers["ce-document"]})
-	for attempt := 1; ; attempt++ {
-		err := s.post(ev)
-		if err == nil || s.ctx.Err() != nil {
-			return
-		}
-		if attempt >= p.Attempts {
-			log.WithError(err).Errorf("firestore-emulator: trigger delivery failed after %d attempts; event dropped", attempt)
-			return
-		}
-		log.WithError(err).Warnf("firestore-emulator: trigger delivery attempt %d failed; retrying in %s", attempt, backoff)
-		select {
-		case <-time.After(backoff):
-		case <-s.ctx.Done():
-			return
-		}
-		backoff = min(backoff*2, p.MaxBackoff)
-	}
-}
-
-func (s *Server) post(ev *cloudEvent) error {
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.Delivery.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.url, bytes.NewReader(ev.body))
-	if err != nil {
-		return fmt.Errorf("build request: %w", err)
-	}
-	for k, v := range ev.headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("post event: %w", err)
-	}
-	defer resp.Body.Close()
-	var buf [512]byte
-	n, _ := resp.Body.Read(buf[:])
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("post event: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(buf[:n])))
-	}
-	return nil
 }
