@@ -19,7 +19,7 @@ func (s *Stack) DropTriggerDeliveries(ctx context.Context, drop bool) error {
 	if drop {
 		verb = "dropDeliveries"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.FirestoreAddr+"/emulator/v1/triggers:"+verb, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.triggerControl+"/emulator/v1/triggers:"+verb, nil)
 	if err != nil {
 		return err
 	}

@@ -129,7 +129,7 @@ func TestReconcilerFindsLostEvents(t *testing.T) {
 
 	// The events really were lost, and the reconciler says what it did.
 	for _, id := range []string{"lost-valid", "lost-bad-number", "lost-reply", "down-valid", "down-no-template"} {
-		waitForLogLine(t, ctx, s.LogPath(stack.FirestoreEmulator), "trigger event dropped", path(id))
+		waitForLogLine(t, ctx, s.TriggerLogPath(), "trigger event dropped", path(id))
 	}
 	waitForLogLine(t, ctx, s.LogPath(stack.Ingest), path("down-valid"), "document found without pipeline state")
 	// The restarted ingest's counters: it found down-valid (and perhaps

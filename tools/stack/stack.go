@@ -20,11 +20,16 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"github.com/sirupsen/logrus"
 
 	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/testinfra/eventdelivery"
 	"github.com/visn/wadispatch/pkg/testinfra/faultproxy"
+	"github.com/visn/wadispatch/pkg/testinfra/gcloudemu"
 	"github.com/visn/wadispatch/pkg/testinfra/localissuer"
+	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
+	"github.com/visn/wadispatch/pkg/testinfra/topology"
 )
 
 // Options configure a local stack.
@@ -49,6 +54,10 @@ type Options struct {
 	// Firestore emulator (Stack.FirestoreFaults), so that a test can make
 	// Firestore unavailable to the recorder alone.
 	FirestoreFaults bool
+	// GoogleEmulators runs Google's Firestore and Pub/Sub emulators (the
+	// gcloud SDK's) instead of the project's; Start defaults it from
+	// WADISPATCH_EMULATORS=gcloud.
+	GoogleEmulators bool
 }
 
 func (o *Options) defaults() {
@@ -98,6 +107,16 @@ type Stack struct {
 	// Options.FirestoreFaults is set.
 	FirestoreFaults *faultproxy.Proxy
 
+	// With Options.GoogleEmulators: the emulators, and the bridge their
+	// trigger posts to (it delivers to ingest as Eventarc does).
+	google []*gcloudemu.Emulator
+	bridge *gcloudemu.Bridge
+
+	// triggerControl serves the trigger's test-only switch
+	// (DropTriggerDeliveries): the project's emulator or the bridge.
+	triggerControl string
+	closers        []func() error // log files
+
 	ancMu sync.Mutex
 	anc   *firestore.Client // the ancillary database, opened on first use
 }
@@ -120,12 +139,24 @@ const (
 	Ingest            = "ingest"
 	Sender            = "sender"
 	Recorder          = "recorder"
+	// TriggerBridge delivers the trigger events of Google's Firestore
+	// emulator to ingest (Options.GoogleEmulators); it runs in the stack's
+	// own process and logs to its own file.
+	TriggerBridge = "trigger-bridge"
 )
 
 // Start starts every program and waits until each is ready. On error the
 // programs already started are stopped.
 func Start(ctx context.Context, opts Options) (*Stack, error) {
 	opts.defaults()
+	if gcloudemu.Selected() {
+		opts.GoogleEmulators = true
+	}
+	if opts.GoogleEmulators {
+		if err := gcloudemu.Available(); err != nil {
+			return nil, fmt.Errorf("%s=gcloud: %w", gcloudemu.EnvVar, err)
+		}
+	}
 	if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -166,18 +197,12 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.RecorderAddr = addrs["recorder-grpc"]
 	s.SimulatorURL = "http://" + addrs["simulator"]
 
-	trigger := "created:" + dispatch.MessagePattern + "=" + s.IngestURL + "/"
-	// The emulator refuses queries that the deployed indexes do not serve,
-	// as Firestore does.
-	indexes := filepath.Join(opts.LogDir, "firestore.indexes.json")
-	if err := os.WriteFile(indexes, chart.FirestoreIndexes, 0o644); err != nil {
-		return nil, fmt.Errorf("write the index configuration: %w", err)
+	if opts.GoogleEmulators {
+		err = s.startGoogleEmulators(ctx)
+	} else {
+		err = s.startEmulators(ctx)
 	}
-	if s.FirestoreAddr, err = s.startEmulator(ctx, FirestoreEmulator, "--host-port", "127.0.0.1:0", "--trigger", trigger,
-		"--indexes", "(default)="+indexes); err != nil {
-		return nil, err
-	}
-	if s.PubSubAddr, err = s.startEmulator(ctx, PubSubEmulator, "--host-port", "127.0.0.1:0", "--project", opts.Project); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	simArgs := append([]string{
@@ -252,6 +277,95 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}
 	return s, nil
+}
+
+// startEmulators starts the project's Firestore emulator, whose trigger
+// posts to ingest, and Pub/Sub emulator with the topology.
+func (s *Stack) startEmulators(ctx context.Context) (err error) {
+	trigger := "created:" + dispatch.MessagePattern + "=" + s.IngestURL + "/"
+	// The emulator refuses queries that the deployed indexes do not serve,
+	// as Firestore does.
+	indexes := filepath.Join(s.opts.LogDir, "firestore.indexes.json")
+	if err := os.WriteFile(indexes, chart.FirestoreIndexes, 0o644); err != nil {
+		return fmt.Errorf("write the index configuration: %w", err)
+	}
+	if s.FirestoreAddr, err = s.startEmulator(ctx, FirestoreEmulator, "--host-port", "127.0.0.1:0", "--trigger", trigger,
+		"--indexes", "(default)="+indexes); err != nil {
+		return err
+	}
+	s.triggerControl = s.FirestoreAddr
+	s.PubSubAddr, err = s.startEmulator(ctx, PubSubEmulator, "--host-port", "127.0.0.1:0", "--project", s.opts.Project)
+	return err
+}
+
+// startGoogleEmulators starts Google's emulators: Firestore with its
+// trigger routed through the bridge to ingest, and Pub/Sub, on which the
+// topology is created as the chart creates it on GCP. Unlike the
+// project's, Google's Firestore emulator serves queries no index serves.
+func (s *Stack) startGoogleEmulators(ctx context.Context) (err error) {
+	bridgeLog, err := s.logFile(TriggerBridge)
+	if err != nil {
+		return err
+	}
+	if s.bridge, err = gcloudemu.StartBridge("127.0.0.1:0", eventdelivery.Policy{}, bridgeLog); err != nil {
+		return err
+	}
+	s.triggerControl = s.bridge.Addr
+	start := func(name string, run func(context.Context, gcloudemu.Options) (*gcloudemu.Emulator, error), o gcloudemu.Options) (string, error) {
+		if o.Log, err = s.createLog(name); err != nil {
+			return "", err
+		}
+		emu, err := run(ctx, o)
+		if err != nil {
+			return "", fmt.Errorf("%s (Google's): %w (log: %s)", name, err, s.LogPath(name))
+		}
+		s.google = append(s.google, emu)
+		s.progress("%-20s ready on %s (Google's)", name, emu.Addr)
+		return emu.Addr, nil
+	}
+	if s.FirestoreAddr, err = start(FirestoreEmulator, gcloudemu.StartFirestore, gcloudemu.Options{FunctionsEmulator: s.bridge.Addr}); err != nil {
+		return err
+	}
+	const triggerID = "wadispatch-ingest"
+	s.bridge.Route(triggerID, s.IngestURL+"/")
+	if err := s.google[0].AddTrigger(ctx, s.opts.Project, triggerID, "google.cloud.firestore.document.v1.created", "(default)", dispatch.MessagePattern); err != nil {
+		return err
+	}
+	if s.PubSubAddr, err = start(PubSubEmulator, gcloudemu.StartPubSub, gcloudemu.Options{}); err != nil {
+		return err
+	}
+	client, err := pubsubemu.NewClient(ctx, s.PubSubAddr, s.opts.Project)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	topo, err := topology.Default()
+	if err != nil {
+		return err
+	}
+	return topology.Apply(ctx, client, topo)
+}
+
+// createLog creates the named program's log file, closed by Stop.
+func (s *Stack) createLog(name string) (*os.File, error) {
+	f, err := os.Create(s.LogPath(name))
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, f.Close)
+	return f, nil
+}
+
+// logFile is a JSON logger writing to the named program's log file.
+func (s *Stack) logFile(name string) (*logrus.Logger, error) {
+	f, err := s.createLog(name)
+	if err != nil {
+		return nil, err
+	}
+	log := logrus.New()
+	log.SetOutput(f)
+	log.SetFormatter(&logrus.JSONFormatter{})
+	return log, nil
 }
 
 func (s *Stack) newProcess(name string, args, env []string) *process {
@@ -349,6 +463,16 @@ func (s *Stack) StopOne(name string) error {
 	return nil
 }
 
+// TriggerLogPath is the log of what delivers the trigger's events to
+// ingest: the project's Firestore emulator, or the bridge in front of
+// Google's.
+func (s *Stack) TriggerLogPath() string {
+	if s.bridge != nil {
+		return s.LogPath(TriggerBridge)
+	}
+	return s.LogPath(FirestoreEmulator)
+}
+
 // LogPath is the log file of the named program.
 func (s *Stack) LogPath(name string) string {
 	return filepath.Join(s.opts.LogDir, name+".log")
@@ -364,6 +488,18 @@ func (s *Stack) Stop() error {
 		}
 	}
 	s.procs = nil
+	for _, e := range s.google {
+		_ = e.Close()
+	}
+	s.google = nil
+	if s.bridge != nil {
+		_ = s.bridge.Close()
+		s.bridge = nil
+	}
+	for _, c := range s.closers {
+		_ = c()
+	}
+	s.closers = nil
 	if s.FirestoreFaults != nil {
 		_ = s.FirestoreFaults.Close()
 		s.FirestoreFaults = nil
