@@ -90,7 +90,20 @@ func validateSkaffold(doc []byte) error {
 	if err != nil {
 		return err
 	}
-	return s.Validate(v)
+	if err := s.Validate(v); err != nil {
+		// The schema tries each builder and deployer in an anyOf: every
+		// one of them reports the same unknown field.
+		var lines []string
+		seen := map[string]bool{}
+		for _, l := range strings.Split(err.Error(), "\n") {
+			if !seen[l] {
+				lines = append(lines, l)
+			}
+			seen[l] = true
+		}
+		return errors.New(strings.Join(lines, "\n"))
+	}
+	return nil
 }
 
 // The schemas are strict: each case is one mistake a template could make,
@@ -153,6 +166,43 @@ spec:
 	}
 	for _, c := range cases {
 		err := validateManifests([]byte(c.doc))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.want != "" && err == nil:
+			t.Errorf("%s: accepted", c.name)
+		case c.want != "" && !strings.Contains(err.Error(), c.want):
+			t.Errorf("%s: error does not name %q: %v", c.name, c.want, err)
+		}
+	}
+}
+
+// skaffold's schema knows each builder: a ko artifact passes as a docker one
+// does, and a misspelt builder or field does not.
+func TestSkaffoldSchemaRejectsMistakes(t *testing.T) {
+	const config = `apiVersion: skaffold/v4beta14
+kind: Config
+build:
+  artifacts:
+    - image: wadispatch-ingest
+      docker: {dockerfile: Dockerfile, buildArgs: {SERVICE: ingest}}
+    - image: wadispatch-sender
+      ko: {main: ./services/sender}
+deploy:
+  helm:
+    releases: [{name: wadispatch, chartPath: charts/wadispatch}]
+`
+	cases := []struct {
+		name, doc, want string // want "" is valid
+	}{
+		{"valid", config, ""},
+		{"misspelt builder", strings.Replace(config, "docker:", "dokcer:", 1), "dokcer"},
+		{"misspelt field", strings.Replace(config, "main:", "mian:", 1), "mian"},
+		{"two builders", strings.Replace(config, "ko: {main: ./services/sender}", "ko: {main: ./services/sender}\n      docker: {dockerfile: Dockerfile}", 1), "artifacts/1"},
+		{"wrong type", strings.Replace(config, "[{name: wadispatch, chartPath: charts/wadispatch}]", "{name: wadispatch}", 1), "releases"},
+	}
+	for _, c := range cases {
+		err := validateSkaffold([]byte(c.doc))
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s: %v", c.name, err)
