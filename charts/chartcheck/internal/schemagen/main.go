@@ -78,61 +78,85 @@ func main() {
 	skaffold := flag.String("skaffold", "", "checkout of GoogleContainerTools/skaffold (its v4beta14 schema is copied when set)")
 	flag.Parse()
 
-	api, err := moduleVersion("k8s.io/api")
-	if err != nil {
+	if err := generate(*out, *kcc, *gmp, *skaffold); err != nil {
 		log.Fatal(err)
 	}
-	// k8s.io/api v0.X.Y is published from Kubernetes v1.X.Y.
-	k8s, err := moduleDir("k8s.io/kubernetes", "v1"+strings.TrimPrefix(api, "v0"))
+}
+
+// versionsFile records the module versions the Kubernetes and Gateway API
+// schemas were generated from, for the test that they follow go.mod.
+const versionsFile = "versions.json"
+
+// generate writes the schemas into out; kcc, gmp and skaffold are checkouts,
+// each skipped when "".
+func generate(out, kcc, gmp, skaffold string) error {
+	versions, err := moduleVersions()
 	if err != nil {
-		log.Fatal(err)
+		return err
+	}
+	k8s, err := moduleDir("k8s.io/kubernetes", versions["k8s.io/kubernetes"])
+	if err != nil {
+		return err
+	}
+	gw, err := moduleDir("sigs.k8s.io/gateway-api", versions["sigs.k8s.io/gateway-api"])
+	if err != nil {
+		return err
 	}
 	defs, err := readSwagger(filepath.Join(k8s, "api/openapi-spec/swagger.json"))
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	// A kind the chart no longer renders loses its schema.
-	if err := os.RemoveAll(filepath.Join(*out, "kubernetes")); err != nil {
-		log.Fatal(err)
+	if err := os.RemoveAll(filepath.Join(out, "kubernetes")); err != nil {
+		return err
 	}
 	for _, k := range kinds {
-		if err := writeKind(*out, defs, k); err != nil {
-			log.Fatalf("%s: %v", k, err)
+		if err := writeKind(out, defs, k); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
 		}
-	}
-
-	gwVersion, err := moduleVersion("sigs.k8s.io/gateway-api")
-	if err != nil {
-		log.Fatal(err)
-	}
-	gw, err := moduleDir("sigs.k8s.io/gateway-api", gwVersion)
-	if err != nil {
-		log.Fatal(err)
 	}
 	sources := []struct {
 		dir  string
 		crds []crd
-	}{{gw, gatewayCRDs}, {*kcc, kccCRDs}, {*gmp, gmpCRDs}}
+	}{{gw, gatewayCRDs}, {kcc, kccCRDs}, {gmp, gmpCRDs}}
 	for _, s := range sources {
 		if s.dir == "" {
 			continue
 		}
 		for _, c := range s.crds {
-			if err := writeCRD(*out, defs, filepath.Join(s.dir, c.file), c.version); err != nil {
-				log.Fatalf("%s: %v", c.file, err)
+			if err := writeCRD(out, defs, filepath.Join(s.dir, c.file), c.version); err != nil {
+				return fmt.Errorf("%s: %w", c.file, err)
 			}
 		}
 	}
-
-	if *skaffold != "" {
-		b, err := os.ReadFile(filepath.Join(*skaffold, skaffoldSchema))
+	if skaffold != "" {
+		b, err := os.ReadFile(filepath.Join(skaffold, skaffoldSchema))
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
-		if err := writeFile(filepath.Join(*out, "skaffold", filepath.Base(skaffoldSchema)), b); err != nil {
-			log.Fatal(err)
+		if err := writeFile(filepath.Join(out, "skaffold", filepath.Base(skaffoldSchema)), b); err != nil {
+			return err
 		}
 	}
+	return writeJSON(filepath.Join(out, versionsFile), versions)
+}
+
+// moduleVersions are the versions of the modules the schemas come from,
+// following chartcheck's go.mod.
+func moduleVersions() (map[string]string, error) {
+	api, err := moduleVersion("k8s.io/api")
+	if err != nil {
+		return nil, err
+	}
+	gw, err := moduleVersion("sigs.k8s.io/gateway-api")
+	if err != nil {
+		return nil, err
+	}
+	// k8s.io/api v0.X.Y is published from Kubernetes v1.X.Y.
+	return map[string]string{
+		"k8s.io/kubernetes":       "v1" + strings.TrimPrefix(api, "v0"),
+		"sigs.k8s.io/gateway-api": gw,
+	}, nil
 }
 
 func moduleVersion(path string) (string, error) {
@@ -146,15 +170,12 @@ func moduleVersion(path string) (string, error) {
 // moduleDir downloads a module (or finds it in the module cache).
 func moduleDir(path, version string) (string, error) {
 	out, err := exec.Command("go", "mod", "download", "-json", path+"@"+version).Output()
+	var m struct{ Dir, Error string }
+	if jsonErr := json.Unmarshal(out, &m); jsonErr == nil && m.Error != "" {
+		return "", fmt.Errorf("go mod download %s@%s: %s", path, version, m.Error)
+	}
 	if err != nil {
 		return "", fmt.Errorf("go mod download %s@%s: %w", path, version, err)
-	}
-	var m struct{ Dir, Error string }
-	if err := json.Unmarshal(out, &m); err != nil {
-		return "", err
-	}
-	if m.Error != "" {
-		return "", errors.New(m.Error)
 	}
 	return m.Dir, nil
 }
