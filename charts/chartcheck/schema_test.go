@@ -213,3 +213,30 @@ deploy:
 		}
 	}
 }
+
+// kubeconform reports a schema that does not compile as "could not find
+// schema"; compiling each here, as it does (draft 4), names the broken one.
+func TestVendoredSchemasCompile(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(schemaDir, "kubernetes", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds, err := filepath.Glob(filepath.Join(schemaDir, "crds", "*", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 || len(crds) == 0 {
+		t.Fatalf("no schemas in %s", schemaDir)
+	}
+	for _, f := range append(files, crds...) {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := jsonschema.NewCompiler()
+		c.DefaultDraft(jsonschema.Draft4)
+		if _, err := c.Compile(abs); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
