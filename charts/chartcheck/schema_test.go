@@ -154,7 +154,7 @@ spec:
 		{"wrong type", strings.Replace(deployment, "containerPort: 8080", "containerPort: http", 1), "containerPort"},
 		{"missing required field", strings.Replace(deployment, "          image: i\n", "          image: i\n        - image: j\n", 1), "name"},
 		{"duplicate key", strings.Replace(deployment, "  replicas: 2\n", "  replicas: 2\n  replicas: 3\n", 1), "replicas"},
-		{"kind without a schema", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n", "could not find schema"},
+		{"kind without a schema", "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: s}\n", "could not find schema"},
 		{"valid PubSubTopic", topic, ""},
 		{"Config Connector field misspelt", strings.Replace(topic, "resourceID", "resourceId", 1), "resourceId"},
 		{"Config Connector metadata misspelt", strings.Replace(topic, "{name: t}", "{name: t, annotation: {a: b}}", 1), "annotation"},

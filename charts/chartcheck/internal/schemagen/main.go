@@ -31,8 +31,10 @@ import (
 
 // kinds are the Kubernetes kinds the chart renders: a kind the chart starts
 // rendering fails validation ("could not find schema") until it is added here.
+// Pod is the chart's `helm test` hook.
 var kinds = []string{
 	"v1/ConfigMap",
+	"v1/Pod",
 	"v1/Secret",
 	"v1/Service",
 	"v1/ServiceAccount",
