@@ -13,7 +13,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 HELM_VERSION               := v3.22.0
 
-.PHONY: all build test lint proto proto-tools chart-check demo run bench
+.PHONY: all build test lint proto proto-tools chart-check chart-schemas demo run bench
 
 all: build
 
@@ -52,11 +52,27 @@ test: proto-tools chart-check
 	cd tools && go vet ./... && go test -count=1 -timeout 12m ./...
 
 ## chart-check: the deployment side, offline: helm lint and template of
-## charts/wadispatch (default and ci/ values), every manifest decoded strictly,
-## the Dockerfiles' build (static binaries) and skaffold.yaml (charts/chartcheck,
-## its own module so the Kubernetes API packages stay out of the main build)
+## charts/wadispatch (default and ci/ values); every manifest validated by
+## kubeconform (strict: unknown fields are errors) against the vendored
+## schemas of Kubernetes, Gateway API, Config Connector and Google Managed
+## Prometheus, and skaffold.yaml against skaffold's published v4beta14 schema
+## (charts/chartcheck/schemas); then the project's own rules: the chart against
+## topology.yaml, docs/metrics.md and the services, the Dockerfiles' build
+## (static binaries), skaffold.yaml's images, values and port-forwards
+## (charts/chartcheck, its own module so the Kubernetes packages stay out of
+## the main build)
 chart-check: $(HELM)
 	cd charts/chartcheck && go vet ./... && HELM=$(HELM) go test -count=1 -timeout 10m ./...
+
+## chart-schemas: regenerate charts/chartcheck/schemas (committed): Kubernetes
+## and Gateway API from chartcheck's module versions; Config Connector, GMP and
+## skaffold too when KCC_DIR, GMP_DIR and SKAFFOLD_DIR name checkouts of
+## their repositories (schemas/README.md: which tags)
+chart-schemas:
+	cd charts/chartcheck && go run ./internal/schemagen \
+		$(if $(KCC_DIR),-kcc $(abspath $(KCC_DIR))) \
+		$(if $(GMP_DIR),-gmp $(abspath $(GMP_DIR))) \
+		$(if $(SKAFFOLD_DIR),-skaffold $(abspath $(SKAFFOLD_DIR)))
 
 ## lint: go vet and staticcheck
 lint: $(TOOLS)/staticcheck

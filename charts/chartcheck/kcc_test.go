@@ -2,10 +2,9 @@ package chartcheck
 
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-// Config Connector kinds the chart renders, as far as the chart uses them.
-// Field names follow the v1beta1 CRDs of k8s-config-connector
-// (config/crds/resources/*.yaml); a field not declared here fails the
-// strict decode, so a typo in a template cannot reach a cluster.
+// Config Connector kinds the chart renders, with the fields the checks read
+// (topology, IAM, Eventarc, indexes). Their shape is checked against the
+// vendored v1beta1 CRDs (schemas/crds, validateManifests), not here.
 
 // Ref is a Config Connector resource reference.
 type Ref struct {
@@ -19,8 +18,7 @@ type PubSubTopic struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		ResourceID               string `json:"resourceID,omitempty"`
-		MessageRetentionDuration string `json:"messageRetentionDuration,omitempty"`
+		ResourceID string `json:"resourceID,omitempty"`
 	} `json:"spec"`
 }
 
@@ -52,9 +50,7 @@ type IAMServiceAccount struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		ResourceID  string `json:"resourceID,omitempty"`
-		DisplayName string `json:"displayName,omitempty"`
-		Description string `json:"description,omitempty"`
+		ResourceID string `json:"resourceID,omitempty"`
 	} `json:"spec"`
 }
 
@@ -66,16 +62,14 @@ type IAMPolicyMember struct {
 		Member    string `json:"member"`
 		Role      string `json:"role"`
 		Condition *struct {
-			Title       string `json:"title"`
-			Description string `json:"description,omitempty"`
-			Expression  string `json:"expression"`
+			Title      string `json:"title"`
+			Expression string `json:"expression"`
 		} `json:"condition,omitempty"`
 		ResourceRef struct {
-			Kind       string `json:"kind"`
-			APIVersion string `json:"apiVersion,omitempty"`
-			Name       string `json:"name,omitempty"`
-			Namespace  string `json:"namespace,omitempty"`
-			External   string `json:"external,omitempty"`
+			Kind      string `json:"kind"`
+			Name      string `json:"name,omitempty"`
+			Namespace string `json:"namespace,omitempty"`
+			External  string `json:"external,omitempty"`
 		} `json:"resourceRef"`
 	} `json:"spec"`
 }
@@ -85,8 +79,6 @@ type EventarcTrigger struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		ProjectRef       Ref    `json:"projectRef"`
-		Location         string `json:"location"`
 		MatchingCriteria []struct {
 			Attribute string `json:"attribute"`
 			Operator  string `json:"operator,omitempty"`
@@ -96,11 +88,9 @@ type EventarcTrigger struct {
 		ServiceAccountRef    *Ref   `json:"serviceAccountRef,omitempty"`
 		Destination          struct {
 			GKE *struct {
-				ClusterRef Ref    `json:"clusterRef"`
-				Location   string `json:"location"`
-				Namespace  string `json:"namespace"`
-				Service    string `json:"service"`
-				Path       string `json:"path,omitempty"`
+				Namespace string `json:"namespace"`
+				Service   string `json:"service"`
+				Path      string `json:"path,omitempty"`
 			} `json:"gke,omitempty"`
 		} `json:"destination"`
 	} `json:"spec"`
@@ -127,7 +117,8 @@ type IndexField struct {
 }
 
 // HealthCheckPolicy is GKE's networking.gke.io/v1 HealthCheckPolicy, as far
-// as the chart uses it (GKE Gateway API reference).
+// as the chart uses it (GKE Gateway API reference). GKE publishes no CRD to
+// validate it against, so this struct is its schema: it is decoded strictly.
 type HealthCheckPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`

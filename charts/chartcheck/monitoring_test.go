@@ -12,8 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// PodMonitoring is the part of Google Managed Prometheus's
-// monitoring.googleapis.com/v1 PodMonitoring the chart sets.
+// PodMonitoring is what the checks read of Google Managed Prometheus's
+// monitoring.googleapis.com/v1 PodMonitoring; the vendored CRD
+// (schemas/crds) checks its shape.
 type PodMonitoring struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`

@@ -100,7 +100,8 @@ type Manifests struct {
 	GlobalRules    []*GMPRules
 }
 
-// render runs helm template and decodes every document strictly.
+// render runs helm template, validates every document against its kind's
+// schema and decodes it.
 func render(t *testing.T, valuesFiles []string, sets ...string) *Manifests {
 	t.Helper()
 	out, err := runHelm(t, templateArgs(valuesFiles, sets...)...)
@@ -114,9 +115,13 @@ func render(t *testing.T, valuesFiles []string, sets ...string) *Manifests {
 	return m
 }
 
-// decodeAll decodes a multi-document stream. Unknown fields, duplicate keys
-// and kinds this chart is not meant to render are errors.
+// decodeAll validates a multi-document stream against the vendored schemas
+// (validateManifests), then decodes it for the checks to read. Kinds this
+// chart is not meant to render and duplicate objects are errors.
 func decodeAll(stream []byte) (*Manifests, error) {
+	if err := validateManifests(stream); err != nil {
+		return nil, err
+	}
 	m := &Manifests{}
 	seen := map[string]bool{}
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(stream)))
@@ -187,7 +192,7 @@ func (m *Manifests) add(tm metav1.TypeMeta, doc []byte) error {
 	case "gateway.networking.k8s.io/v1 HTTPRoute":
 		return decodeInto(doc, &m.HTTPRoutes)
 	case "networking.gke.io/v1 HealthCheckPolicy":
-		return decodeInto(doc, &m.HealthCheckPolicies)
+		return decodeStrictInto(doc, &m.HealthCheckPolicies)
 	case "monitoring.googleapis.com/v1 PodMonitoring":
 		return decodeInto(doc, &m.PodMonitorings)
 	case "monitoring.googleapis.com/v1 Rules":
@@ -198,7 +203,20 @@ func (m *Manifests) add(tm metav1.TypeMeta, doc []byte) error {
 	return errors.New("kind not expected from this chart")
 }
 
+// decodeInto reads a document the schema has checked: its struct need only
+// have the fields the checks read.
 func decodeInto[T any](doc []byte, list *[]*T) error {
+	v := new(T)
+	if err := yaml.Unmarshal(doc, v); err != nil {
+		return err
+	}
+	*list = append(*list, v)
+	return nil
+}
+
+// decodeStrictInto is for a kind with no schema to check it: its struct is
+// the schema.
+func decodeStrictInto[T any](doc []byte, list *[]*T) error {
 	v := new(T)
 	if err := yaml.UnmarshalStrict(doc, v); err != nil {
 		return err

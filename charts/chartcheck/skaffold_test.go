@@ -12,16 +12,13 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The part of skaffold's v4beta14 schema this project uses. The skaffold
-// module itself is far too heavy to build for a check, so skaffold.yaml is
-// decoded strictly into these structs: a misspelt or misplaced field fails
-// here instead of in `skaffold run`.
+// What the checks below read of skaffold.yaml, decoded after
+// validateSkaffold has checked its shape against skaffold's published
+// v4beta14 schema (schemas/skaffold): skaffold's own module is far too heavy
+// to build for a check.
 type skaffoldConfig struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Metadata   struct {
-		Name string `json:"name"`
-	} `json:"metadata"`
+	APIVersion  string                `json:"apiVersion"`
+	Kind        string                `json:"kind"`
 	Build       skaffoldBuild         `json:"build"`
 	Deploy      skaffoldDeploy        `json:"deploy"`
 	PortForward []skaffoldPortForward `json:"portForward"`
@@ -37,23 +34,11 @@ type skaffoldProfile struct {
 }
 
 type skaffoldBuild struct {
-	TagPolicy struct {
-		InputDigest *struct{} `json:"inputDigest,omitempty"`
-		GitCommit   *struct {
-			Variant string `json:"variant,omitempty"`
-		} `json:"gitCommit,omitempty"`
-	} `json:"tagPolicy"`
-	Local *struct {
-		Push        *bool `json:"push,omitempty"`
-		UseBuildkit *bool `json:"useBuildkit,omitempty"`
-		Concurrency *int  `json:"concurrency,omitempty"`
-	} `json:"local,omitempty"`
 	Artifacts []struct {
 		Image   string `json:"image"`
 		Context string `json:"context"`
 		Docker  struct {
 			Dockerfile string            `json:"dockerfile"`
-			Target     string            `json:"target,omitempty"`
 			BuildArgs  map[string]string `json:"buildArgs,omitempty"`
 		} `json:"docker"`
 	} `json:"artifacts"`
@@ -65,9 +50,7 @@ type skaffoldDeploy struct {
 			Name              string            `json:"name"`
 			ChartPath         string            `json:"chartPath"`
 			Namespace         string            `json:"namespace"`
-			CreateNamespace   bool              `json:"createNamespace"`
 			ValuesFiles       []string          `json:"valuesFiles"`
-			SetValues         map[string]string `json:"setValues,omitempty"`
 			SetValueTemplates map[string]string `json:"setValueTemplates"`
 		} `json:"releases"`
 	} `json:"helm"`
@@ -87,8 +70,11 @@ func readSkaffold(t *testing.T) *skaffoldConfig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := validateSkaffold(b); err != nil {
+		t.Fatalf("skaffold.yaml: %v", err)
+	}
 	var c skaffoldConfig
-	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+	if err := yaml.Unmarshal(b, &c); err != nil {
 		t.Fatalf("skaffold.yaml: %v", err)
 	}
 	return &c
