@@ -148,7 +148,10 @@ func start(ctx context.Context, o Options, command func(host, port string) []str
 	host, port, _ := net.SplitHostPort(addr)
 	args := command(host, port)
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own group, so Close stops the JVM behind a wrapper script; and
+	// killed with this process, so a test binary or stack that dies leaves
+	// no JVM behind (the signal follows the exec of a wrapper script).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out := o.Log
 	if out == nil {
 		out = io.Discard

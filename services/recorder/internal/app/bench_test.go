@@ -12,7 +12,7 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 
-	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoretest"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -85,10 +85,10 @@ func benchmarkRecord(b *testing.B, users, abortEvery int) {
 		inject = (&contention{every: abortEvery}).interceptors()
 	}
 	e := newEnv(b, envOptions{
-		ancillary: func(fs *firestoreemu.Server) []option.ClientOption {
+		ancillary: func(fs *firestoretest.Emulator) []option.ClientOption {
 			return append(fs.ClientOptions(), counter.interceptors()...)
 		},
-		defaultDB: func(fs *firestoreemu.Server) []option.ClientOption {
+		defaultDB: func(fs *firestoretest.Emulator) []option.ClientOption {
 			// Counted outside the injected aborts: an aborted commit is an RPC.
 			return append(append(fs.ClientOptions(), counter.interceptors()...), inject...)
 		},

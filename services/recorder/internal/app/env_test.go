@@ -25,6 +25,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/sendtask"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoretest"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -38,7 +39,7 @@ const project = pubsubemu.TestProject
 // env is a recorder served over real gRPC on the project's Firestore
 // emulator (both databases) and pstest.
 type env struct {
-	fs      *firestoreemu.Server
+	fs      *firestoretest.Emulator
 	db, anc *firestore.Client
 	svc     *app.Service
 	rec     wadispatchv1.RecorderClient
@@ -50,7 +51,7 @@ type envOptions struct {
 	cfg app.Config
 	// ancillary and defaultDB override the databases' client options (a
 	// proxy, an RPC counter).
-	ancillary, defaultDB func(fs *firestoreemu.Server) []option.ClientOption
+	ancillary, defaultDB func(fs *firestoretest.Emulator) []option.ClientOption
 	// undeployedIndexes runs the default database without the deployed
 	// indexes, as a project where they were never created.
 	undeployedIndexes bool
@@ -63,13 +64,13 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.undeployedIndexes {
 		indexes["(default)"] = nil
 	}
-	e := &env{fs: firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: indexes}), reg: prometheus.NewRegistry(), pubsub: pubsubemu.StartForTest(t)}
+	e := &env{fs: firestoretest.Start(t, project, firestoreemu.Options{Indexes: indexes}), reg: prometheus.NewRegistry(), pubsub: pubsubemu.StartForTest(t)}
 	dbOpts := e.fs.ClientOptions()
 	if o.defaultDB != nil {
 		dbOpts = o.defaultDB(e.fs)
 	}
 	var err error
-	e.db, err = firestore.NewClient(ctx, project, dbOpts...)
+	e.db, err = firestore.NewClient(ctx, e.fs.Project, dbOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.ancillary != nil {
 		ancOpts = o.ancillary(e.fs)
 	}
-	e.anc, err = firestore.NewClientWithDatabase(ctx, project, "ancillary", ancOpts...)
+	e.anc, err = firestore.NewClientWithDatabase(ctx, e.fs.Project, "ancillary", ancOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}

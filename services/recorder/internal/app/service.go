@@ -45,6 +45,10 @@ type Config struct {
 	StalledAge time.Duration
 	// Metrics; nil registers a set on a registry of its own.
 	Metrics *Metrics
+	// Clock tells the time of the recorder's own decisions (pending-status
+	// TTL, stalled age, inbound receipt); default time.Now. A test of a TTL
+	// moves it instead of sleeping through it.
+	Clock func() time.Time
 }
 
 // DefaultMetricsDocPath is the metrics document of the seed flow.
@@ -68,6 +72,9 @@ func (c *Config) defaults() error {
 	}
 	if c.AncillaryAttemptTimeout <= 0 {
 		c.AncillaryAttemptTimeout = 10 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
 	}
 	if c.PendingStatusTTL <= 0 {
 		c.PendingStatusTTL = time.Hour
@@ -108,7 +115,7 @@ func NewService(cfg Config, store Store, ancillary Ancillary, republisher Republ
 	if store == nil || ancillary == nil || republisher == nil || log == nil {
 		return nil, errors.New("record: both databases, a republisher and a logger are required")
 	}
-	return &Service{cfg: cfg, store: store, anc: ancillary, pub: republisher, log: log, m: cfg.Metrics, now: time.Now}, nil
+	return &Service{cfg: cfg, store: store, anc: ancillary, pub: republisher, log: log, m: cfg.Metrics, now: cfg.Clock}, nil
 }
 
 func invalid(format string, a ...any) error {

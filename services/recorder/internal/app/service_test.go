@@ -19,7 +19,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/auth"
 	"github.com/visn/wadispatch/pkg/sendtask"
-	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoretest"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -267,8 +267,8 @@ func TestAncillaryWriteRetriedUntilItLands(t *testing.T) {
 	var px *proxy
 	e := newEnv(t, envOptions{
 		cfg: app.Config{AncillaryAttemptTimeout: 300 * time.Millisecond},
-		ancillary: func(fs *firestoreemu.Server) []option.ClientOption {
-			px = startProxy(t, fs.Addr())
+		ancillary: func(fs *firestoretest.Emulator) []option.ClientOption {
+			px = startProxy(t, fs.Addr)
 			return px.clientOptions()
 		},
 	})
@@ -379,6 +379,7 @@ func TestListUnknownOldestFirst(t *testing.T) {
 func TestListsNameAMissingIndex(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{undeployedIndexes: true})
+	e.fs.SkipOnGoogle(t, "it serves queries no index serves")
 	_, err := e.rec.ListUnknown(context.Background(), &wadispatchv1.ListUnknownRequest{})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "requires an index") ||
 		!strings.Contains(err.Error(), "status") || !strings.Contains(err.Error(), "updatedAt") {
@@ -850,7 +851,7 @@ func durationpbNeg() *durationpb.Duration { return durationpb.New(-time.Second) 
 func TestMetricsContentionNeverReachesTheCaller(t *testing.T) {
 	t.Parallel()
 	c := &contention{every: 2}
-	e := newEnv(t, envOptions{defaultDB: func(fs *firestoreemu.Server) []option.ClientOption {
+	e := newEnv(t, envOptions{defaultDB: func(fs *firestoretest.Emulator) []option.ClientOption {
 		return append(fs.ClientOptions(), c.interceptors()...)
 	}})
 	const n = 20

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/visn/wadispatch/pkg/consume"
-	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoretest"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -40,7 +40,7 @@ func BenchmarkStatusTopic(b *testing.B) {
 
 func benchmarkStatusTopic(b *testing.B, event func(i int, wamid string) proto.Message) {
 	counter := &rpcCounter{calls: map[string]int{}}
-	count := func(fs *firestoreemu.Server) []option.ClientOption {
+	count := func(fs *firestoretest.Emulator) []option.ClientOption {
 		return append(fs.ClientOptions(), counter.interceptors()...)
 	}
 	e := newEnv(b, envOptions{ancillary: count, defaultDB: count})

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,7 +238,9 @@ func TestReleasedClaimWhatsAppSentIsNotSentAgain(t *testing.T) {
 // TTL, counted by reason; one whose result lands in time is applied.
 func TestPendingStatusesDroppedAfterTheTTL(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{cfg: app.Config{PendingStatusTTL: 200 * time.Millisecond}})
+	var clock atomic.Int64 // nanoseconds the recorder's clock is ahead
+	ahead := func() time.Time { return time.Now().Add(time.Duration(clock.Load())) }
+	e := newEnv(t, envOptions{cfg: app.Config{PendingStatusTTL: time.Minute, Clock: ahead}})
 	task, _ := e.expiredUnknown(t, "m1")
 	e.apply(t, statusEvent("wamid.foreign", wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED, time.Now()))
 	e.apply(t, statusEvent("wamid.foreign", wadispatchv1.MessageStatus_MESSAGE_STATUS_READ, time.Now()))
@@ -245,7 +248,7 @@ func TestPendingStatusesDroppedAfterTheTTL(t *testing.T) {
 	if n, err := e.svc.SweepPendingStatuses(context.Background()); err != nil || n != 0 {
 		t.Fatalf("sweep before the TTL dropped %d (%v)", n, err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	clock.Store(int64(2 * time.Minute))
 	n, err := e.svc.SweepPendingStatuses(context.Background())
 	if err != nil || n != 2 {
 		t.Fatalf("sweep dropped %d wamids (%v), want 2", n, err)
