@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoretest"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 	"github.com/visn/wadispatch/services/recorder/recordertest"
@@ -44,13 +45,13 @@ func recorder(t *testing.T) string {
 // the sender.
 func recorderFor(t *testing.T) (*recordertest.Recorder, string) {
 	ctx := context.Background()
-	fs := firestoreemu.StartForTest(t, firestoreemu.Options{Indexes: recordertest.DeployedIndexes(t)})
-	db, err := firestore.NewClient(ctx, pubsubemu.TestProject, fs.ClientOptions()...)
+	fs := firestoretest.Start(t, pubsubemu.TestProject, firestoreemu.Options{Indexes: recordertest.DeployedIndexes(t)})
+	db, err := firestore.NewClient(ctx, fs.Project, fs.ClientOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	anc, err := firestore.NewClientWithDatabase(ctx, pubsubemu.TestProject, "ancillary", fs.ClientOptions()...)
+	anc, err := firestore.NewClientWithDatabase(ctx, fs.Project, "ancillary", fs.ClientOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
