@@ -41,6 +41,7 @@ type topologySubscription struct {
 		DeadLetterTopic     string `json:"deadLetterTopic"`
 		MaxDeliveryAttempts int    `json:"maxDeliveryAttempts"`
 	} `json:"deadLetterPolicy"`
+	MessageRetention string `json:"messageRetention"`
 }
 
 func readTopology(t *testing.T) *topology {
@@ -391,6 +392,14 @@ func TestConfigConnectorRendersTopology(t *testing.T) {
 		}
 		if got.ExpirationPolicy == nil || got.ExpirationPolicy.TTL != "" {
 			t.Errorf("%s: subscription may expire", want.Name)
+		}
+		if got.MessageRetentionDuration != want.MessageRetention {
+			t.Errorf("%s: messageRetentionDuration %q, want %q", want.Name, got.MessageRetentionDuration, want.MessageRetention)
+		}
+		// The runbook gives operators the holds' retention to act in; it
+		// must not be left to a default.
+		if strings.HasSuffix(want.Name, "-dead-letter-hold") && want.MessageRetention == "" {
+			t.Errorf("%s: a dead-letter hold without messageRetention", want.Name)
 		}
 		switch w := want.RetryPolicy; {
 		case (w == nil) != (got.RetryPolicy == nil):
