@@ -68,7 +68,9 @@ const (
 	checksumLen      = 8
 )
 
-var errBadPageToken = errors.New("not a page token of this listing")
+// notAToken starts the reason for refusing a page token that is not, intact,
+// one this listing issued.
+const notAToken = "not a page token of this listing"
 
 // filterDigest names a listing and its filter without carrying the filter
 // itself (a driver's number) in the token.
@@ -109,27 +111,27 @@ func decodePageToken(filter, token string) (*Cursor, error) {
 func parsePageToken(filter, token string) (*Cursor, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil || len(raw) <= checksumLen {
-		return nil, fmt.Errorf("%w (malformed)", errBadPageToken)
+		return nil, errors.New(notAToken + " (malformed)")
 	}
 	payload, sum := raw[:len(raw)-checksumLen], raw[len(raw)-checksumLen:]
 	if want := sha256.Sum256(payload); !bytes.Equal(sum, want[:checksumLen]) {
-		return nil, fmt.Errorf("%w (damaged or altered)", errBadPageToken)
+		return nil, errors.New(notAToken + " (damaged or altered)")
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()
 	var t pageToken
 	if err := dec.Decode(&t); err != nil {
-		return nil, fmt.Errorf("%w (malformed: %v)", errBadPageToken, err)
+		return nil, fmt.Errorf(notAToken+" (malformed: %w)", err)
 	}
 	switch {
 	case t.Version != pageTokenVersion:
-		return nil, fmt.Errorf("%w (version %d; this recorder issues %d)", errBadPageToken, t.Version, pageTokenVersion)
+		return nil, fmt.Errorf(notAToken+" (version %d; this recorder issues %d)", t.Version, pageTokenVersion)
 	case t.Filter != filterDigest(filter):
-		return nil, fmt.Errorf("issued for another method or filter than this request's")
+		return nil, errors.New("issued for another method or filter than this request's")
 	}
 	ref, err := dispatch.ParseMessagePath(t.Path)
 	if err != nil || ref.Path() != t.Path {
-		return nil, fmt.Errorf("%w (no message path)", errBadPageToken)
+		return nil, errors.New(notAToken + " (no message path)")
 	}
 	c := &Cursor{MessagePath: t.Path}
 	if t.At != 0 {
