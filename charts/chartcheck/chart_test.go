@@ -41,6 +41,7 @@ type topologySubscription struct {
 		DeadLetterTopic     string `json:"deadLetterTopic"`
 		MaxDeliveryAttempts int    `json:"maxDeliveryAttempts"`
 	} `json:"deadLetterPolicy"`
+	MessageRetention string `json:"messageRetention"`
 }
 
 func readTopology(t *testing.T) *topology {
@@ -261,9 +262,9 @@ func checkSelectorsMatch(t *testing.T, m *Manifests) {
 	}
 }
 
-// Only ingest takes traffic from outside the release (Eventarc, a gateway,
-// metrics scrapers); the recorder's gRPC port only from the sender and
-// labelled clients; no rule admits everyone.
+// Only ingest takes traffic from outside the release (Eventarc's forwarder,
+// a gateway, metrics scrapers); the recorder's gRPC port only from the
+// sender and labelled clients; no rule admits every source.
 func checkNetworkPolicies(t *testing.T, m *Manifests) {
 	t.Helper()
 	byComponent := map[string]*networkingv1.NetworkPolicy{}
@@ -330,6 +331,50 @@ func checkNetworkPolicies(t *testing.T, m *Manifests) {
 	}
 }
 
+// Google does not document where Eventarc's GKE event forwarder runs, so by
+// default ingest's events port admits every pod of the cluster (never an
+// address outside it but the gateway's), and a deployment that knows the
+// forwarder's namespaces and labels narrows it to exactly those.
+func TestEventarcForwarderPeers(t *testing.T) {
+	eventsPeers := func(m *Manifests) []networkingv1.NetworkPolicyPeer {
+		t.Helper()
+		for _, np := range m.NetworkPolicies {
+			if np.Spec.PodSelector.MatchLabels["app.kubernetes.io/component"] != "ingest" {
+				continue
+			}
+			for _, rule := range np.Spec.Ingress {
+				if slices.ContainsFunc(rule.Ports, func(p networkingv1.NetworkPolicyPort) bool { return p.Port != nil && p.Port.String() == "events" }) {
+					return rule.From
+				}
+			}
+		}
+		t.Fatal("no rule for ingest's events port")
+		return nil
+	}
+	def := eventsPeers(render(t, nil))
+	if len(def) != 1 || def[0].NamespaceSelector == nil || len(def[0].NamespaceSelector.MatchLabels)+len(def[0].NamespaceSelector.MatchExpressions) != 0 ||
+		def[0].PodSelector != nil || def[0].IPBlock != nil {
+		t.Errorf("default events peers %+v, want one: every namespace, every pod", def)
+	}
+	narrowed := eventsPeers(render(t, nil, "networkPolicy.ingest.eventarcNamespaces={eventarc-a,eventarc-b}", "networkPolicy.ingest.eventarcPodLabels.app=forwarder"))
+	var got []string
+	for _, p := range narrowed {
+		if p.NamespaceSelector == nil || p.PodSelector == nil || p.PodSelector.MatchLabels["app"] != "forwarder" {
+			t.Errorf("narrowed peer %+v: want a namespace and the forwarder's labels", p)
+			continue
+		}
+		got = append(got, p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+	}
+	if !slices.Equal(got, []string{"eventarc-a", "eventarc-b"}) {
+		t.Errorf("narrowed to namespaces %v, want [eventarc-a eventarc-b]", got)
+	}
+	labelsOnly := eventsPeers(render(t, nil, "networkPolicy.ingest.eventarcPodLabels.app=forwarder"))
+	if len(labelsOnly) != 1 || labelsOnly[0].NamespaceSelector == nil || len(labelsOnly[0].NamespaceSelector.MatchLabels) != 0 ||
+		labelsOnly[0].PodSelector == nil || labelsOnly[0].PodSelector.MatchLabels["app"] != "forwarder" {
+		t.Errorf("narrowed by labels only: %+v, want the labelled pods of every namespace", labelsOnly)
+	}
+}
+
 // The sender's pods outlive their longest in-flight send: the claim call,
 // WhatsApp calls with backoffs (capped by the claim lease) and the result's
 // publication, from the environment the chart gives the sender.
@@ -391,6 +436,14 @@ func TestConfigConnectorRendersTopology(t *testing.T) {
 		}
 		if got.ExpirationPolicy == nil || got.ExpirationPolicy.TTL != "" {
 			t.Errorf("%s: subscription may expire", want.Name)
+		}
+		if got.MessageRetentionDuration != want.MessageRetention {
+			t.Errorf("%s: messageRetentionDuration %q, want %q", want.Name, got.MessageRetentionDuration, want.MessageRetention)
+		}
+		// The runbook gives operators the holds' retention to act in; it
+		// must not be left to a default.
+		if strings.HasSuffix(want.Name, "-dead-letter-hold") && want.MessageRetention == "" {
+			t.Errorf("%s: a dead-letter hold without messageRetention", want.Name)
 		}
 		switch w := want.RetryPolicy; {
 		case (w == nil) != (got.RetryPolicy == nil):

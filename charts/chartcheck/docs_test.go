@@ -67,6 +67,9 @@ func TestDeployDocMatchesTopology(t *testing.T) {
 		if d := s.DeadLetterPolicy; d != nil {
 			expect["dead-letter-topic"], expect["max-delivery-attempts"] = d.DeadLetterTopic, strconv.Itoa(d.MaxDeliveryAttempts)
 		}
+		if r := s.MessageRetention; r != "" {
+			expect["message-retention-duration"] = r
+		}
 		for k, v := range expect {
 			if got, ok := f[k]; !ok || got != v {
 				t.Errorf("deploy.md subscription %s: --%s=%q, want %q", s.Name, k, got, v)

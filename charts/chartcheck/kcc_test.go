@@ -42,6 +42,7 @@ type PubSubSubscription struct {
 			DeadLetterTopicRef  Ref `json:"deadLetterTopicRef"`
 			MaxDeliveryAttempts int `json:"maxDeliveryAttempts,omitempty"`
 		} `json:"deadLetterPolicy,omitempty"`
+		MessageRetentionDuration string `json:"messageRetentionDuration,omitempty"`
 	} `json:"spec"`
 }
 

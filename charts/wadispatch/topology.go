@@ -57,6 +57,9 @@ type Subscription struct {
 	EnableMessageOrdering bool              `json:"enableMessageOrdering"`
 	RetryPolicy           *RetryPolicy      `json:"retryPolicy,omitempty"`
 	DeadLetterPolicy      *DeadLetterPolicy `json:"deadLetterPolicy,omitempty"`
+	// MessageRetention is how long the subscription keeps a message it
+	// has not acknowledged; unset, Pub/Sub's default (7 days).
+	MessageRetention *Duration `json:"messageRetention,omitempty"`
 }
 
 // RetryPolicy bounds the redelivery backoff of nacked messages.
@@ -87,6 +90,10 @@ func ParseTopology(b []byte) (*PubSubTopology, error) {
 	for _, s := range t.Subscriptions {
 		if !topics[s.Topic] {
 			return nil, fmt.Errorf("topology: subscription %s: topic %q is not declared", s.Name, s.Topic)
+		}
+		// Pub/Sub's documented range.
+		if r := s.MessageRetention; r != nil && (r.Duration < 10*time.Minute || r.Duration > 31*24*time.Hour) {
+			return nil, fmt.Errorf("topology: subscription %s: messageRetention %v outside 10m..744h (31 days)", s.Name, r.Duration)
 		}
 		if d := s.DeadLetterPolicy; d != nil {
 			if !topics[d.DeadLetterTopic] {

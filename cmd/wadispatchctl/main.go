@@ -46,6 +46,9 @@ commands:
                                    written without country code)
   unknown                          sends whose outcome is UNKNOWN (claim expired)
   stalled                          sends released to retry whose task never came back
+                                   (list, unknown, stalled: one page of --page-size; the next
+                                   page token is printed, --page-token reads that page,
+                                   --all reads every page)
   resend <messagePath>             send an UNKNOWN, FAILED or stalled message again; with
                                    --wait, until its new outcome is recorded (--timeout)
   deadletters list                 what waits on the dead-letter hold subscriptions (Pub/Sub),
@@ -81,6 +84,7 @@ type options struct {
 	addr         string
 	json         bool
 	limit        int
+	page         paging
 	olderThan    time.Duration
 	timeout      time.Duration
 	project      string
@@ -103,7 +107,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	fs.StringVar(&o.addr, "addr", addr, "recorder gRPC address (env WADISPATCH_RECORDER_ADDR)")
 	fs.BoolVar(&o.json, "json", false, "print the API's answer as JSON")
-	fs.IntVar(&o.limit, "limit", 100, "unknown, stalled: how many to list; deadletters: how many a hold (at most 1000)")
+	fs.IntVar(&o.limit, "limit", 100, "deadletters: how many a hold (at most 1000)")
+	fs.IntVar(&o.page.size, "page-size", 0, "list, unknown, stalled: messages a page (0: the recorder's default, 100; at most 1000)")
+	fs.StringVar(&o.page.token, "page-token", "", "list, unknown, stalled: the page to read, as the previous page's next page token gave it (same arguments and --older-than)")
+	fs.BoolVar(&o.page.all, "all", false, "list, unknown, stalled: read every page, from --page-token or the first (within --timeout)")
 	fs.DurationVar(&o.olderThan, "older-than", 10*time.Minute, "stalled: released at least this long ago")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for the call")
 	fs.StringVar(&o.project, "project", getenv("GOOGLE_CLOUD_PROJECT"), "deadletters: Google Cloud project of Pub/Sub (env GOOGLE_CLOUD_PROJECT)")
@@ -150,6 +157,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if cmd == "deadletters" {
 		return deadLetters(ctx, o, cmdArgs[0], stdout, stderr, getenv)
 	}
+	// --limit once sized these lists too; silently listing 100 instead of
+	// what was asked would hide messages.
+	limitSet := false
+	fs.Visit(func(f *flag.Flag) { limitSet = limitSet || f.Name == "limit" })
+	if limitSet {
+		fmt.Fprintf(stderr, "%s: --limit is for deadletters; the lists page with --page-size (and --all for every page)\n", cmd)
+		return 2
+	}
+	if o.page.size < 0 {
+		fmt.Fprintf(stderr, "%s: --page-size %d: want 0 (the recorder's default) or more\n", cmd, o.page.size)
+		return 2
+	}
 
 	if cmd == "list" {
 		// The recorder keys enquiry messages by the E.164 number ingest
@@ -185,11 +204,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "status":
 		err = c.status(ctx, cmdArgs[0])
 	case "list":
-		err = c.list(ctx, cmdArgs[0], cmdArgs[1])
+		err = c.list(ctx, cmdArgs[0], cmdArgs[1], o.page)
 	case "unknown":
-		err = c.unknown(ctx, o.limit)
+		err = c.unknown(ctx, o.page)
 	case "stalled":
-		err = c.stalled(ctx, o.olderThan, o.limit)
+		err = c.stalled(ctx, o.olderThan, o.page)
 	case "resend":
 		err = c.resend(ctx, cmdArgs[0], o.wait)
 	}
@@ -254,8 +273,40 @@ func (c *cli) status(ctx context.Context, path string) error {
 	return c.printState(resp.GetState())
 }
 
-func (c *cli) list(ctx context.Context, driver, enquiry string) error {
-	resp, err := c.rec.ListEnquiryMessages(ctx, &wadispatchv1.ListEnquiryMessagesRequest{DriverMobileNumber: driver, EnquiryId: enquiry})
+// paging is which pages of a listing to read.
+type paging struct {
+	size  int
+	token string
+	all   bool
+}
+
+// follow reads the first page (at p.token), and with p.all the pages after
+// it; page reads the page at a token and returns the next page's token.
+func (p paging) follow(page func(token string) (string, error)) error {
+	token := p.token
+	for {
+		next, err := page(token)
+		if err != nil || !p.all || next == "" {
+			return err
+		}
+		token = next
+	}
+}
+
+func (c *cli) list(ctx context.Context, driver, enquiry string, p paging) error {
+	resp := &wadispatchv1.ListEnquiryMessagesResponse{}
+	err := p.follow(func(token string) (string, error) {
+		r, err := c.rec.ListEnquiryMessages(ctx, &wadispatchv1.ListEnquiryMessagesRequest{DriverMobileNumber: driver, EnquiryId: enquiry,
+			PageSize: int32(p.size), PageToken: token})
+		if err != nil {
+			return "", err
+		}
+		// Every page carries the whole ancillary record; the last is the latest.
+		resp.WhatsappMessageIds = r.GetWhatsappMessageIds()
+		resp.Messages = append(resp.Messages, r.GetMessages()...)
+		resp.NextPageToken = r.GetNextPageToken()
+		return r.GetNextPageToken(), nil
+	})
 	if err != nil {
 		return err
 	}
@@ -267,32 +318,64 @@ func (c *cli) list(ctx context.Context, driver, enquiry string) error {
 		fmt.Fprintf(c.out, "  %s\n", id)
 	}
 	fmt.Fprintln(c.out)
-	return c.printTable(resp.GetMessages())
+	return c.printPage(resp.GetMessages(), resp.GetNextPageToken())
 }
 
-func (c *cli) unknown(ctx context.Context, limit int) error {
-	resp, err := c.rec.ListUnknown(ctx, &wadispatchv1.ListUnknownRequest{Limit: int32(limit)})
+func (c *cli) unknown(ctx context.Context, p paging) error {
+	resp := &wadispatchv1.ListUnknownResponse{}
+	err := p.follow(func(token string) (string, error) {
+		r, err := c.rec.ListUnknown(ctx, &wadispatchv1.ListUnknownRequest{PageSize: int32(p.size), PageToken: token})
+		if err != nil {
+			return "", err
+		}
+		resp.Messages = append(resp.Messages, r.GetMessages()...)
+		resp.NextPageToken = r.GetNextPageToken()
+		return r.GetNextPageToken(), nil
+	})
 	if err != nil {
 		return err
 	}
-	return c.printListing(resp, resp.GetMessages())
+	return c.printListing(resp, resp.GetMessages(), resp.GetNextPageToken())
 }
 
-func (c *cli) stalled(ctx context.Context, olderThan time.Duration, limit int) error {
-	resp, err := c.rec.ListStalled(ctx, &wadispatchv1.ListStalledRequest{OlderThan: durationpb.New(olderThan), Limit: int32(limit)})
+func (c *cli) stalled(ctx context.Context, olderThan time.Duration, p paging) error {
+	resp := &wadispatchv1.ListStalledResponse{}
+	err := p.follow(func(token string) (string, error) {
+		r, err := c.rec.ListStalled(ctx, &wadispatchv1.ListStalledRequest{OlderThan: durationpb.New(olderThan), PageSize: int32(p.size), PageToken: token})
+		if err != nil {
+			return "", err
+		}
+		resp.Messages = append(resp.Messages, r.GetMessages()...)
+		resp.NextPageToken = r.GetNextPageToken()
+		return r.GetNextPageToken(), nil
+	})
 	if err != nil {
 		return err
 	}
-	return c.printListing(resp, resp.GetMessages())
+	return c.printListing(resp, resp.GetMessages(), resp.GetNextPageToken())
 }
 
-// printListing prints a listing: the API's answer as JSON, or its messages
-// as a table.
-func (c *cli) printListing(resp proto.Message, states []*wadispatchv1.MessageState) error {
+// printListing prints a listing: the API's answer as JSON (the pages read,
+// in one answer whose nextPageToken is the last page's), or its messages
+// as a table and the next page's token.
+func (c *cli) printListing(resp proto.Message, states []*wadispatchv1.MessageState, next string) error {
 	if c.json {
 		return c.printJSON(resp)
 	}
-	return c.printTable(states)
+	return c.printPage(states, next)
+}
+
+// printPage prints messages as a table, then how to read the next page
+// when there is one.
+func (c *cli) printPage(states []*wadispatchv1.MessageState, next string) error {
+	if err := c.printTable(states); err != nil {
+		return err
+	}
+	if next == "" {
+		return nil
+	}
+	_, err := fmt.Fprintf(c.out, "\nmore on the next page: --page-token %s (or --all for every page)\n", next)
+	return err
 }
 
 // resend asks for a resend; the recorder records who asked from the

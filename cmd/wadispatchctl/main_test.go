@@ -271,6 +271,7 @@ func TestEmptyListsJSON(t *testing.T) {
 		fields []string
 	}{
 		{[]string{"stalled", "--json"}, []string{"messages"}},
+		{[]string{"stalled", "--json", "--all"}, []string{"messages"}},
 		{[]string{"list", "+447911123499", "e1", "--json"}, []string{"messages", "whatsappMessageIds"}},
 	} {
 		code, out, errOut := ctl(t, env, c.args...)
@@ -283,6 +284,9 @@ func TestEmptyListsJSON(t *testing.T) {
 			if l, ok := got[f].([]any); !ok || len(l) != 0 {
 				t.Errorf("%v: %s is %#v, want []\n%s", c.args, f, got[f], out)
 			}
+		}
+		if got["nextPageToken"] != "" {
+			t.Errorf("%v: nextPageToken is %#v, want \"\" (the last page)\n%s", c.args, got["nextPageToken"], out)
 		}
 	}
 }
@@ -363,5 +367,57 @@ func TestResendWait(t *testing.T) {
 	code, _, errOut := ctl(t, nil, "--addr", addr, "resend", path("m1"), "--wait", "--timeout", "1s")
 	if code != 1 || !strings.Contains(errOut, "no new outcome within --timeout (still FAILED)") || strings.Contains(errOut, "port-forward") {
 		t.Errorf("resend --wait with no sender: %d %s", code, errOut)
+	}
+}
+
+// A listing prints one page and the token of the next; --page-token reads
+// that page, --all every page, and --json carries the token (empty once
+// every page is read).
+func TestListPaging(t *testing.T) {
+	env := map[string]string{"WADISPATCH_RECORDER_ADDR": recorder(t)}
+	code, out, errOut := ctl(t, env, "list", driver, "e1", "--page-size", "2")
+	_, token, found := strings.Cut(out, "--page-token ")
+	token, _, _ = strings.Cut(token, " ")
+	if code != 0 || strings.Count(out, path("")) != 2 || !found || token == "" {
+		t.Fatalf("first page: %d\n%s%s", code, out, errOut)
+	}
+	code, second, errOut := ctl(t, env, "list", driver, "e1", "--page-size", "2", "--page-token", token)
+	if code != 0 || strings.Count(second, path("")) != 2 {
+		t.Fatalf("second page: %d\n%s%s", code, second, errOut)
+	}
+	for _, id := range []string{"m1", "m2", "m3", "m4", "m6"} {
+		if n := strings.Count(out+second, path(id)+" "); n > 1 {
+			t.Errorf("%s on both pages:\n%s%s", id, out, second)
+		}
+	}
+	code, out, errOut = ctl(t, env, "list", driver, "e1", "--page-size", "2", "--all")
+	if code != 0 || strings.Count(out, path("")) != 5 || strings.Contains(out, "--page-token") {
+		t.Errorf("--all: %d\n%s%s", code, out, errOut)
+	}
+
+	var page wadispatchv1.ListEnquiryMessagesResponse
+	code, out, errOut = ctl(t, env, "list", driver, "e1", "--page-size", "2", "--json")
+	if code != 0 || protojson.Unmarshal([]byte(out), &page) != nil || len(page.GetMessages()) != 2 || page.GetNextPageToken() == "" {
+		t.Errorf("--json: %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = ctl(t, env, "list", driver, "e1", "--page-size", "2", "--json", "--all")
+	var all map[string]any
+	if err := json.Unmarshal([]byte(out), &all); code != 0 || err != nil || len(all["messages"].([]any)) != 5 || all["nextPageToken"] != "" {
+		t.Errorf("--json --all: %d %v\n%s%s", code, err, out, errOut)
+	}
+
+	code, out, errOut = ctl(t, env, "stalled", "--older-than", "0s", "--page-token", token)
+	if code != 1 || out != "" || !strings.Contains(errOut, "InvalidArgument") || !strings.Contains(errOut, "another method or filter") {
+		t.Errorf("a list's token for stalled: %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = ctl(t, env, "unknown", "--page-token", "garbage")
+	if code != 1 || !strings.Contains(errOut, "page_token") || !strings.Contains(errOut, "InvalidArgument") {
+		t.Errorf("a malformed token: %d %s", code, errOut)
+	}
+	if code, _, errOut := ctl(t, env, "unknown", "--limit", "5"); code != 2 || !strings.Contains(errOut, "--page-size") {
+		t.Errorf("--limit on a list: %d %s", code, errOut)
+	}
+	if code, _, errOut := ctl(t, env, "unknown", "--page-size", "-1"); code != 2 || !strings.Contains(errOut, "--page-size -1") {
+		t.Errorf("a negative --page-size: %d %s", code, errOut)
 	}
 }

@@ -137,14 +137,28 @@ seccompProfile:
 {{- end }}
 {{- end -}}
 
-{{/* Peers allowed to post to ingest: the Eventarc forwarder's namespaces, a
-     gateway's source ranges, the dev Firestore emulator, metrics scrapers. */}}
+{{/* Peers allowed to post to ingest: the Eventarc forwarder (every pod of
+     the cluster unless narrowed to its namespaces or labels), a gateway's
+     source ranges, the dev Firestore emulator and WhatsApp simulator. */}}
 {{- define "wadispatch.ingestPeers" -}}
 {{- $np := .Values.networkPolicy -}}
+{{- $forwarder := $np.ingest.eventarcPodLabels -}}
 {{- range $np.ingest.eventarcNamespaces }}
 - namespaceSelector:
     matchLabels:
       kubernetes.io/metadata.name: {{ . }}
+{{- with $forwarder }}
+  podSelector:
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+{{- end }}
+{{- else }}
+- namespaceSelector: {}
+{{- with $forwarder }}
+  podSelector:
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+{{- end }}
 {{- end }}
 {{- range $np.ingest.gatewayCIDRs }}
 - ipBlock:

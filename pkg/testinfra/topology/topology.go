@@ -61,6 +61,9 @@ func Apply(ctx context.Context, client *pubsub.Client, t *Topology) error {
 				MaximumBackoff: durationpb.New(r.MaximumBackoff.Duration),
 			}
 		}
+		if r := s.MessageRetention; r != nil {
+			sub.MessageRetentionDuration = durationpb.New(r.Duration)
+		}
 		if d := s.DeadLetterPolicy; d != nil {
 			sub.DeadLetterPolicy = &pubsubpb.DeadLetterPolicy{
 				DeadLetterTopic:     topicName(d.DeadLetterTopic),

@@ -758,8 +758,13 @@ type ListEnquiryMessagesRequest struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	DriverMobileNumber string                 `protobuf:"bytes,1,opt,name=driver_mobile_number,json=driverMobileNumber,proto3" json:"driver_mobile_number,omitempty"`
 	EnquiryId          string                 `protobuf:"bytes,2,opt,name=enquiry_id,json=enquiryId,proto3" json:"enquiry_id,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// At most this many messages: 0 means 100, more than 1000 means 1000.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// A next_page_token of this method for the same driver and enquiry;
+	// empty for the first page.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListEnquiryMessagesRequest) Reset() {
@@ -806,13 +811,32 @@ func (x *ListEnquiryMessagesRequest) GetEnquiryId() string {
 	return ""
 }
 
+func (x *ListEnquiryMessagesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListEnquiryMessagesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListEnquiryMessagesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// From the ancillary record whatsapp/{driver}/enquiryMessages/{enquiry}.
-	WhatsappMessageIds []string        `protobuf:"bytes,1,rep,name=whatsapp_message_ids,json=whatsappMessageIds,proto3" json:"whatsapp_message_ids,omitempty"`
-	Messages           []*MessageState `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// From the ancillary record whatsapp/{driver}/enquiryMessages/{enquiry}:
+	// one document, so it is not paged; every page carries it whole, as read
+	// with that page.
+	WhatsappMessageIds []string `protobuf:"bytes,1,rep,name=whatsapp_message_ids,json=whatsappMessageIds,proto3" json:"whatsapp_message_ids,omitempty"`
+	// In the order of their documents' paths.
+	Messages []*MessageState `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	// For the next page; empty when this is the last.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListEnquiryMessagesResponse) Reset() {
@@ -859,9 +883,20 @@ func (x *ListEnquiryMessagesResponse) GetMessages() []*MessageState {
 	return nil
 }
 
+func (x *ListEnquiryMessagesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 type ListUnknownRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many messages: 0 means 100, more than 1000 means 1000.
+	// (Field 1 was `limit`, with the same meaning for one page.)
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// A next_page_token of this method; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -896,16 +931,25 @@ func (*ListUnknownRequest) Descriptor() ([]byte, []int) {
 	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *ListUnknownRequest) GetLimit() int32 {
+func (x *ListUnknownRequest) GetPageSize() int32 {
 	if x != nil {
-		return x.Limit
+		return x.PageSize
 	}
 	return 0
 }
 
+func (x *ListUnknownRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListUnknownResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Messages      []*MessageState        `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Messages []*MessageState        `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// For the next page; empty when this is the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -947,13 +991,25 @@ func (x *ListUnknownResponse) GetMessages() []*MessageState {
 	return nil
 }
 
+func (x *ListUnknownResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 type ListStalledRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How long ago the claim was released, at least. Default: the recorder's
 	// RECORDER_STALLED_AGE (10 minutes); a task normally comes back within
-	// seconds.
-	OlderThan     *durationpb.Duration `protobuf:"bytes,1,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
-	Limit         int32                `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// seconds. The filter a page token is bound to.
+	OlderThan *durationpb.Duration `protobuf:"bytes,1,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
+	// At most this many messages: 0 means 100, more than 1000 means 1000.
+	// (Field 2 was `limit`, with the same meaning for one page.)
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// A next_page_token of this method for the same older_than; empty for
+	// the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -995,16 +1051,25 @@ func (x *ListStalledRequest) GetOlderThan() *durationpb.Duration {
 	return nil
 }
 
-func (x *ListStalledRequest) GetLimit() int32 {
+func (x *ListStalledRequest) GetPageSize() int32 {
 	if x != nil {
-		return x.Limit
+		return x.PageSize
 	}
 	return 0
 }
 
+func (x *ListStalledRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListStalledResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Messages      []*MessageState        `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Messages []*MessageState        `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// For the next page; empty when this is the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1044,6 +1109,13 @@ func (x *ListStalledResponse) GetMessages() []*MessageState {
 		return x.Messages
 	}
 	return nil
+}
+
+func (x *ListStalledResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type ResendRequest struct {
@@ -1326,24 +1398,34 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\breleased\x18\x14 \x01(\bR\breleased\x12;\n" +
 	"\vreleased_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"releasedAt\x12%\n" +
-	"\x0erelease_reason\x18\x16 \x01(\tR\rreleaseReason\"m\n" +
+	"\x0erelease_reason\x18\x16 \x01(\tR\rreleaseReason\"\xa9\x01\n" +
 	"\x1aListEnquiryMessagesRequest\x120\n" +
 	"\x14driver_mobile_number\x18\x01 \x01(\tR\x12driverMobileNumber\x12\x1d\n" +
 	"\n" +
-	"enquiry_id\x18\x02 \x01(\tR\tenquiryId\"\x88\x01\n" +
+	"enquiry_id\x18\x02 \x01(\tR\tenquiryId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\xb0\x01\n" +
 	"\x1bListEnquiryMessagesResponse\x120\n" +
 	"\x14whatsapp_message_ids\x18\x01 \x03(\tR\x12whatsappMessageIds\x127\n" +
-	"\bmessages\x18\x02 \x03(\v2\x1b.wadispatch.v1.MessageStateR\bmessages\"*\n" +
-	"\x12ListUnknownRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\x05R\x05limit\"N\n" +
+	"\bmessages\x18\x02 \x03(\v2\x1b.wadispatch.v1.MessageStateR\bmessages\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"P\n" +
+	"\x12ListUnknownRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"v\n" +
 	"\x13ListUnknownResponse\x127\n" +
-	"\bmessages\x18\x01 \x03(\v2\x1b.wadispatch.v1.MessageStateR\bmessages\"d\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1b.wadispatch.v1.MessageStateR\bmessages\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x01\n" +
 	"\x12ListStalledRequest\x128\n" +
 	"\n" +
-	"older_than\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tolderThan\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\"N\n" +
+	"older_than\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tolderThan\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"v\n" +
 	"\x13ListStalledResponse\x127\n" +
-	"\bmessages\x18\x01 \x03(\v2\x1b.wadispatch.v1.MessageStateR\bmessages\"X\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1b.wadispatch.v1.MessageStateR\bmessages\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"X\n" +
 	"\rResendRequest\x12$\n" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12!\n" +
 	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\"C\n" +

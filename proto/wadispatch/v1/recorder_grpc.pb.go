@@ -43,6 +43,17 @@ type RecorderClient interface {
 	// Reads one message's pipeline state by document path.
 	GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (*GetMessageResponse, error)
 	// Lists the messages of one enquiry sent to one driver.
+	//
+	// The three List methods page as Google's API design guide says (AIP-158):
+	// page_size messages at most (0 means 100; more than 1000 means 1000;
+	// negative is INVALID_ARGUMENT), and a next_page_token, empty on the last
+	// page, to pass back as page_token with the same other fields for the
+	// next page. A token is opaque; it is bound to the request's filter, and
+	// one that was altered, is not a token, or came from another method or
+	// filter is INVALID_ARGUMENT. Pages follow the listing's order from
+	// where the last one stopped: each message is on one page only, unless
+	// it moves in the order while the pages are read (an UNKNOWN message
+	// updated again, a claim released again).
 	ListEnquiryMessages(ctx context.Context, in *ListEnquiryMessagesRequest, opts ...grpc.CallOption) (*ListEnquiryMessagesResponse, error)
 	// Lists the messages whose outcome is UNKNOWN, the longest unchanged first.
 	ListUnknown(ctx context.Context, in *ListUnknownRequest, opts ...grpc.CallOption) (*ListUnknownResponse, error)
@@ -157,6 +168,17 @@ type RecorderServer interface {
 	// Reads one message's pipeline state by document path.
 	GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error)
 	// Lists the messages of one enquiry sent to one driver.
+	//
+	// The three List methods page as Google's API design guide says (AIP-158):
+	// page_size messages at most (0 means 100; more than 1000 means 1000;
+	// negative is INVALID_ARGUMENT), and a next_page_token, empty on the last
+	// page, to pass back as page_token with the same other fields for the
+	// next page. A token is opaque; it is bound to the request's filter, and
+	// one that was altered, is not a token, or came from another method or
+	// filter is INVALID_ARGUMENT. Pages follow the listing's order from
+	// where the last one stopped: each message is on one page only, unless
+	// it moves in the order while the pages are read (an UNKNOWN message
+	// updated again, a claim released again).
 	ListEnquiryMessages(context.Context, *ListEnquiryMessagesRequest) (*ListEnquiryMessagesResponse, error)
 	// Lists the messages whose outcome is UNKNOWN, the longest unchanged first.
 	ListUnknown(context.Context, *ListUnknownRequest) (*ListUnknownResponse, error)

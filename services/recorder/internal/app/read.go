@@ -51,17 +51,28 @@ func (s *Service) ListEnquiryMessages(ctx context.Context, req *wadispatchv1.Lis
 	if err := checkDocID("enquiry_id", req.GetEnquiryId()); err != nil {
 		return nil, invalid("%v", err)
 	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	// Document ids hold no "/", so the two cannot run into each other.
+	filter := "ListEnquiryMessages/" + req.GetDriverMobileNumber() + "/" + req.GetEnquiryId()
+	after, err := decodePageToken(filter, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
 	ids, err := s.anc.Wamids(ctx, req.GetDriverMobileNumber(), req.GetEnquiryId())
 	if err != nil {
 		return nil, storeErr(ctx, err)
 	}
 	// Failed messages have no wamid, so the ancillary record cannot list
 	// them; the states can.
-	states, err := s.store.EnquiryStates(ctx, req.GetDriverMobileNumber(), req.GetEnquiryId())
+	page, err := s.store.EnquiryStates(ctx, req.GetDriverMobileNumber(), req.GetEnquiryId(), after, size)
 	if err != nil {
 		return nil, storeErr(ctx, err)
 	}
-	return &wadispatchv1.ListEnquiryMessagesResponse{WhatsappMessageIds: ids, Messages: messageStates(states)}, nil
+	return &wadispatchv1.ListEnquiryMessagesResponse{WhatsappMessageIds: ids, Messages: messageStates(page.States),
+		NextPageToken: encodePageToken(filter, page.Next)}, nil
 }
 
 func messageStates(states []*State) []*wadispatchv1.MessageState {
@@ -74,20 +85,25 @@ func messageStates(states []*State) []*wadispatchv1.MessageState {
 
 // ListUnknown implements wadispatchv1.RecorderServer.
 func (s *Service) ListUnknown(ctx context.Context, req *wadispatchv1.ListUnknownRequest) (*wadispatchv1.ListUnknownResponse, error) {
-	limit, err := listLimit(req.GetLimit())
+	size, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
-	states, err := s.store.Unknown(ctx, limit)
+	const filter = "ListUnknown"
+	after, err := decodePageToken(filter, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	page, err := s.store.Unknown(ctx, after, size)
 	if err != nil {
 		return nil, storeErr(ctx, err)
 	}
-	return &wadispatchv1.ListUnknownResponse{Messages: messageStates(states)}, nil
+	return &wadispatchv1.ListUnknownResponse{Messages: messageStates(page.States), NextPageToken: encodePageToken(filter, page.Next)}, nil
 }
 
 // ListStalled implements wadispatchv1.RecorderServer.
 func (s *Service) ListStalled(ctx context.Context, req *wadispatchv1.ListStalledRequest) (*wadispatchv1.ListStalledResponse, error) {
-	limit, err := listLimit(req.GetLimit())
+	size, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
@@ -98,11 +114,20 @@ func (s *Service) ListStalled(ctx context.Context, req *wadispatchv1.ListStalled
 		}
 		age = d.AsDuration()
 	}
-	states, err := s.store.Stalled(ctx, s.now().Add(-age), limit)
+	// Bound to the age, not to the time it was counted from: each page
+	// counts from its own now, so a claim that became old enough while the
+	// pages were read comes at the end (it was released last), and none
+	// comes twice.
+	filter := "ListStalled/" + age.String()
+	after, err := decodePageToken(filter, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	page, err := s.store.Stalled(ctx, s.now().Add(-age), after, size)
 	if err != nil {
 		return nil, storeErr(ctx, err)
 	}
-	return &wadispatchv1.ListStalledResponse{Messages: messageStates(states)}, nil
+	return &wadispatchv1.ListStalledResponse{Messages: messageStates(page.States), NextPageToken: encodePageToken(filter, page.Next)}, nil
 }
 
 // CountStalled counts the claims ListStalled lists by default into the
@@ -115,17 +140,6 @@ func (s *Service) CountStalled(ctx context.Context) (int64, error) {
 	}
 	s.m.stalled.Set(float64(n))
 	return n, nil
-}
-
-// listLimit is a listing's page size: 0 means 100, at most 1000.
-func listLimit(limit int32) (int, error) {
-	switch {
-	case limit < 0 || limit > 1000:
-		return 0, invalid("limit %d: want 0 (default 100) to 1000", limit)
-	case limit == 0:
-		return 100, nil
-	}
-	return int(limit), nil
 }
 
 // Resend implements wadispatchv1.RecorderServer.

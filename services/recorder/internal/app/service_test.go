@@ -368,9 +368,9 @@ func TestListUnknownOldestFirst(t *testing.T) {
 	if want := []string{messagePath("m2"), messagePath("m1")}; !slices.Equal(got, want) {
 		t.Errorf("ListUnknown %v, want %v", got, want)
 	}
-	one, err := e.rec.ListUnknown(context.Background(), &wadispatchv1.ListUnknownRequest{Limit: 1})
+	one, err := e.rec.ListUnknown(context.Background(), &wadispatchv1.ListUnknownRequest{PageSize: 1})
 	if err != nil || len(one.GetMessages()) != 1 || one.GetMessages()[0].GetMessageDocId() != messagePath("m2") {
-		t.Errorf("ListUnknown limit 1: %v, %v", one, err)
+		t.Errorf("ListUnknown page_size 1: %v, %v", one, err)
 	}
 }
 
@@ -830,8 +830,8 @@ func TestMalformedRequestsAreInvalidArgument(t *testing.T) {
 			_, err := e.rec.ListEnquiryMessages(ctx, &wadispatchv1.ListEnquiryMessagesRequest{EnquiryId: "e1"})
 			return err
 		},
-		"list unknown limit": func() error {
-			_, err := e.rec.ListUnknown(ctx, &wadispatchv1.ListUnknownRequest{Limit: -1})
+		"list unknown page_size": func() error {
+			_, err := e.rec.ListUnknown(ctx, &wadispatchv1.ListUnknownRequest{PageSize: -1})
 			return err
 		},
 		"resend bad path": func() error { _, err := e.rec.Resend(ctx, &wadispatchv1.ResendRequest{MessageDocId: ""}); return err },

@@ -49,15 +49,18 @@ type Store interface {
 	Update(ctx context.Context, ref dispatch.MessageRef, op string, assumeAbsent bool, decide func(st *State, messageExists bool) (Plan, error)) error
 	// State is the message's state; nil when it has none.
 	State(ctx context.Context, ref dispatch.MessageRef) (*State, error)
-	// Unknown lists UNKNOWN states, least recently updated first.
-	Unknown(ctx context.Context, limit int) ([]*State, error)
-	// Stalled lists the SENDING states released at or before releasedBefore
-	// and not taken over since, earliest release first.
-	Stalled(ctx context.Context, releasedBefore time.Time, limit int) ([]*State, error)
+	// Unknown lists up to limit UNKNOWN states after the cursor (from the
+	// first when nil), least recently updated first (Cursor.At: updatedAt).
+	Unknown(ctx context.Context, after *Cursor, limit int) (Page, error)
+	// Stalled lists up to limit SENDING states released at or before
+	// releasedBefore and not taken over since, after the cursor, earliest
+	// release first (Cursor.At: releasedAt).
+	Stalled(ctx context.Context, releasedBefore time.Time, after *Cursor, limit int) (Page, error)
 	// CountStalled counts what Stalled would list without a limit.
 	CountStalled(ctx context.Context, releasedBefore time.Time) (int64, error)
-	// EnquiryStates lists the states of an enquiry's messages to a driver.
-	EnquiryStates(ctx context.Context, driver, enquiryID string) ([]*State, error)
+	// EnquiryStates lists up to limit states of an enquiry's messages to a
+	// driver after the cursor, by message path (Cursor.At: none).
+	EnquiryStates(ctx context.Context, driver, enquiryID string, after *Cursor, limit int) (Page, error)
 	// ExpiredClaims yields, as the query streams them, up to 500 SENDING
 	// states whose lease ended at or before now.
 	ExpiredClaims(ctx context.Context, now time.Time) iter.Seq2[ExpiredClaim, error]

@@ -204,15 +204,24 @@ func (s *Store) State(ctx context.Context, ref dispatch.MessageRef) (*app.State,
 func (s *Store) states() firestore.Query { return s.db.CollectionGroup(stateCollection).Query }
 
 // Unknown implements app.Store. The order also makes the query one that a
-// composite index serves (charts/wadispatch/firestore.indexes.json).
-func (s *Store) Unknown(ctx context.Context, limit int) ([]*app.State, error) {
-	return queryStates(ctx, s.states().Where(fStatus, "==", string(dispatch.StatusUnknown)).
-		OrderBy(fUpdatedAt, firestore.Asc).Limit(limit))
+// composite index serves (charts/wadispatch/firestore.indexes.json); the
+// path that breaks ties is the order every index ends with.
+func (s *Store) Unknown(ctx context.Context, after *app.Cursor, limit int) (app.Page, error) {
+	q := s.states().Where(fStatus, "==", string(dispatch.StatusUnknown)).
+		OrderBy(fUpdatedAt, firestore.Asc).OrderBy(firestore.DocumentID, firestore.Asc)
+	if after != nil {
+		q = q.StartAfter(after.At, s.db.Doc(statePath(after.MessagePath)))
+	}
+	return queryPage(ctx, q, fUpdatedAt, limit)
 }
 
 // Stalled implements app.Store.
-func (s *Store) Stalled(ctx context.Context, releasedBefore time.Time, limit int) ([]*app.State, error) {
-	return queryStates(ctx, s.stalled(releasedBefore).OrderBy(fReleasedAt, firestore.Asc).Limit(limit))
+func (s *Store) Stalled(ctx context.Context, releasedBefore time.Time, after *app.Cursor, limit int) (app.Page, error) {
+	q := s.stalled(releasedBefore).OrderBy(fReleasedAt, firestore.Asc).OrderBy(firestore.DocumentID, firestore.Asc)
+	if after != nil {
+		q = q.StartAfter(after.At, s.db.Doc(statePath(after.MessagePath)))
+	}
+	return queryPage(ctx, q, fReleasedAt, limit)
 }
 
 // stalled selects the claims released at or before releasedBefore. A
@@ -238,29 +247,72 @@ func (s *Store) CountStalled(ctx context.Context, releasedBefore time.Time) (int
 }
 
 // EnquiryStates implements app.Store, through a composite index on both
-// fields (charts/wadispatch/firestore.indexes.json).
-func (s *Store) EnquiryStates(ctx context.Context, driver, enquiryID string) ([]*app.State, error) {
-	return queryStates(ctx, s.states().Where(fDriver, "==", driver).Where(fEnquiryID, "==", enquiryID))
+// fields (charts/wadispatch/firestore.indexes.json), which orders by path
+// after them.
+func (s *Store) EnquiryStates(ctx context.Context, driver, enquiryID string, after *app.Cursor, limit int) (app.Page, error) {
+	q := s.states().Where(fDriver, "==", driver).Where(fEnquiryID, "==", enquiryID).OrderBy(firestore.DocumentID, firestore.Asc)
+	if after != nil {
+		q = q.StartAfter(s.db.Doc(statePath(after.MessagePath)))
+	}
+	return queryPage(ctx, q, "", limit)
 }
 
-func queryStates(ctx context.Context, q firestore.Query) ([]*app.State, error) {
-	it := q.Documents(ctx)
+// queryPage runs q for one page: one state more than limit says whether a
+// next page exists without a query that finds nothing. The cursor is read
+// from the last state's document, its ordered field (atField, "" for none)
+// as stored, so the next page starts exactly after it.
+func queryPage(ctx context.Context, q firestore.Query, atField string, limit int) (app.Page, error) {
+	it := q.Limit(limit + 1).Documents(ctx)
 	defer it.Stop()
-	var out []*app.State
+	var (
+		page app.Page
+		last *firestore.DocumentSnapshot
+	)
 	for {
 		snap, err := it.Next()
 		if err == iterator.Done {
-			return out, nil
+			return page, nil
 		}
 		if err != nil {
-			return nil, queryErr("query states", err)
+			return app.Page{}, queryErr("query states", err)
+		}
+		if len(page.States) == limit {
+			next, err := cursorOf(last, atField)
+			if err != nil {
+				return app.Page{}, &app.StoreError{Kind: app.Corrupt, Op: "query states", Err: err}
+			}
+			page.Next = &next
+			return page, nil
 		}
 		st, err := decodeState(snap)
 		if err != nil {
-			return nil, &app.StoreError{Kind: app.Corrupt, Op: "query states", Err: err}
+			return app.Page{}, &app.StoreError{Kind: app.Corrupt, Op: "query states", Err: err}
 		}
-		out = append(out, st)
+		page.States = append(page.States, st)
+		last = snap
 	}
+}
+
+// cursorOf is where a page that ended with snap ends.
+func cursorOf(snap *firestore.DocumentSnapshot, atField string) (app.Cursor, error) {
+	ref, err := dispatch.ParseMessagePath(snap.Ref.Parent.Parent.Path)
+	if err != nil {
+		return app.Cursor{}, fmt.Errorf("state %s is under no message: %w", snap.Ref.Path, err)
+	}
+	c := app.Cursor{MessagePath: ref.Path()}
+	if atField == "" {
+		return c, nil
+	}
+	v, err := snap.DataAt(atField)
+	if err != nil {
+		return app.Cursor{}, fmt.Errorf("%s of %s: %w", atField, snap.Ref.Path, err)
+	}
+	at, ok := v.(time.Time)
+	if !ok {
+		return app.Cursor{}, fmt.Errorf("%s of %s is %T, not a timestamp", atField, snap.Ref.Path, v)
+	}
+	c.At = at
+	return c, nil
 }
 
 // queryErr classifies the failure of a query: Firestore refusing the
