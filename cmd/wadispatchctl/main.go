@@ -2,7 +2,8 @@
 // API: a message's pipeline state, an enquiry's messages to a driver, the
 // sends whose outcome is UNKNOWN or whose task stalled, and resending one.
 // Over Pub/Sub it lists what waits on the dead-letter hold subscriptions
-// and replays it to the topics it came from.
+// and replays it to the topics it came from. `health` checks the recorder
+// and ingest answer as their probes expect (the chart's `helm test`).
 package main
 
 import (
@@ -53,9 +54,12 @@ commands:
   deadletters replay               the same, as a dry run; with --yes each goes back to the
                                    topic it came from, then off its hold (safe to repeat:
                                    claims keep a task from being sent twice)
+  health                           the recorder's gRPC health (the Recorder API) and ingest's
+                                   /readyz (--ingest), one line each; exit 1 if one fails
 
 deadletters talks to Pub/Sub with the operator's Google credential (GOOGLE_CLOUD_PROJECT or
---project; PUBSUB_EMULATOR_HOST for the local stack); the other commands to the recorder.
+--project; PUBSUB_EMULATOR_HOST for the local stack); health to the recorder's health service,
+which needs no credential, and to ingest; the other commands to the recorder.
 
 flags (anywhere on the line):
 `
@@ -79,6 +83,7 @@ func main() {
 
 type options struct {
 	addr         string
+	ingestURL    string
 	json         bool
 	limit        int
 	olderThan    time.Duration
@@ -102,10 +107,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		addr = "localhost:9090"
 	}
 	fs.StringVar(&o.addr, "addr", addr, "recorder gRPC address (env WADISPATCH_RECORDER_ADDR)")
+	ingestURL := getenv("WADISPATCH_INGEST_URL")
+	if ingestURL == "" {
+		ingestURL = "http://localhost:8080"
+	}
+	fs.StringVar(&o.ingestURL, "ingest", ingestURL, "health: base URL of ingest's probes-and-metrics server (env WADISPATCH_INGEST_URL)")
 	fs.BoolVar(&o.json, "json", false, "print the API's answer as JSON")
 	fs.IntVar(&o.limit, "limit", 100, "unknown, stalled: how many to list; deadletters: how many a hold (at most 1000)")
 	fs.DurationVar(&o.olderThan, "older-than", 10*time.Minute, "stalled: released at least this long ago")
-	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for the call")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for the call (health: for each check)")
 	fs.StringVar(&o.project, "project", getenv("GOOGLE_CLOUD_PROJECT"), "deadletters: Google Cloud project of Pub/Sub (env GOOGLE_CLOUD_PROJECT)")
 	fs.StringVar(&o.subscription, "subscription", "", "deadletters: the hold to read, tasks, results, status-events or a subscription name (default: every hold)")
 	region := getenv("WADISPATCH_DEFAULT_REGION")
@@ -135,7 +145,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 2
 	}
 	cmd, cmdArgs := pos[0], pos[1:]
-	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "resend": 1, "deadletters": 1}
+	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "resend": 1, "deadletters": 1, "health": 0}
 	n, ok := want[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "unknown command %q\n", cmd)
@@ -149,6 +159,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	if cmd == "deadletters" {
 		return deadLetters(ctx, o, cmdArgs[0], stdout, stderr, getenv)
+	}
+	if cmd == "health" {
+		return health(ctx, o, stdout)
 	}
 
 	if cmd == "list" {
