@@ -2,7 +2,9 @@
 // charts/wadispatch rendered with helm and every manifest decoded strictly
 // into Kubernetes API types (Config Connector kinds into local structs),
 // the security and operability rules every workload must follow, the
-// Dockerfiles' build command (static binaries), and skaffold.yaml.
+// `helm test` pod, .ko.yaml and skaffold.yaml, the images' binaries built as
+// ko builds them (static), and an image built by ko into an in-process
+// registry (platforms, user, digest stability).
 //
 // It is its own module so the Kubernetes API packages stay out of the main
 // module's build; `make chart-check` runs it with a pinned helm.
