@@ -56,6 +56,8 @@ const nonrootUser = "65532"
 // static, for their architecture, as the base's non-root user; building
 // again gives the same digest, and so does editing and committing files
 // outside ingest's package graph; a change inside it gives another.
+// Digests are compared within a run only: ko records the base image's name
+// in the manifests, and here it carries the registry's ephemeral port.
 func TestKoImages(t *testing.T) {
 	ko := koBin(t)
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
