@@ -12,6 +12,9 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 HELM_VERSION               := v3.22.0
+# The ko skaffold embeds builds the images; this one is make chart-check's,
+# which builds an image offline and checks it.
+KO_VERSION                 := v0.19.1
 
 .PHONY: all build test lint proto proto-tools chart-check chart-schemas demo run bench
 
@@ -25,6 +28,13 @@ $(TOOLS)/protoc-gen-go-grpc:
 	GOBIN=$(TOOLS) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# ko, like helm, under its version.
+KO := $(TOOLS)/ko-$(KO_VERSION)
+$(KO):
+	GOBIN=$(TOOLS)/ko-install go install github.com/google/ko@$(KO_VERSION)
+	mv $(TOOLS)/ko-install/ko $@ && rmdir $(TOOLS)/ko-install
+	ln -sf $(notdir $@) $(TOOLS)/ko
 
 # helm is installed under its version, so a version bump installs anew;
 # .tools/bin/helm points at the pinned one.
@@ -57,12 +67,14 @@ test: proto-tools chart-check
 ## schemas of Kubernetes, Gateway API, Config Connector and Google Managed
 ## Prometheus, and skaffold.yaml against skaffold's published v4beta14 schema
 ## (charts/chartcheck/schemas); then the project's own rules: the chart against
-## topology.yaml, docs/metrics.md and the services, the Dockerfiles' build
-## (static binaries), skaffold.yaml's images, values and port-forwards
-## (charts/chartcheck, its own module so the Kubernetes packages stay out of
-## the main build)
-chart-check: $(HELM)
-	cd charts/chartcheck && go vet ./... && HELM=$(HELM) go test -count=1 -timeout 10m ./...
+## topology.yaml, docs/metrics.md and the services, skaffold.yaml's images,
+## values and port-forwards, .ko.yaml, every image's binary built as ko builds
+## it (static), and one image built by ko into an in-process registry
+## (platforms, user, same digest for the same package graph) (charts/chartcheck,
+## its own module so the Kubernetes and registry packages stay out of the
+## main build)
+chart-check: $(HELM) $(KO)
+	cd charts/chartcheck && go vet ./... && HELM=$(HELM) KO=$(KO) go test -count=1 -timeout 15m ./...
 
 ## chart-schemas: regenerate charts/chartcheck/schemas (committed): Kubernetes
 ## and Gateway API from chartcheck's module versions; Config Connector, GMP and

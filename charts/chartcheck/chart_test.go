@@ -133,18 +133,9 @@ func TestWorkloadsAreLockedDownAndOperable(t *testing.T) {
 func checkDeployment(t *testing.T, m *Manifests, d *appsv1.Deployment) {
 	t.Helper()
 	pod := d.Spec.Template.Spec
-	ps := pod.SecurityContext
-	if ps == nil || ps.RunAsNonRoot == nil || !*ps.RunAsNonRoot {
-		t.Errorf("%s: pod securityContext.runAsNonRoot is not true", d.Name)
-	}
-	if ps == nil || ps.SeccompProfile == nil || ps.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
-		t.Errorf("%s: pod seccompProfile is not RuntimeDefault", d.Name)
-	}
+	checkPodLockedDown(t, d.Name, pod)
 	if pod.TerminationGracePeriodSeconds == nil {
 		t.Errorf("%s: terminationGracePeriodSeconds not set", d.Name)
-	}
-	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
-		t.Errorf("%s: uses host namespaces", d.Name)
 	}
 	if len(pod.InitContainers) > 0 {
 		t.Errorf("%s: init containers are not expected", d.Name)
@@ -153,7 +144,28 @@ func checkDeployment(t *testing.T, m *Manifests, d *appsv1.Deployment) {
 		t.Errorf("%s: serviceAccountName %s is not rendered", d.Name, pod.ServiceAccountName)
 	}
 	for _, c := range pod.Containers {
-		where := d.Name + "/" + c.Name
+		if c.LivenessProbe == nil || c.ReadinessProbe == nil {
+			t.Errorf("%s/%s: liveness and readiness probes are required", d.Name, c.Name)
+		}
+	}
+}
+
+// checkPodLockedDown checks the security and resource rules every pod of
+// the chart follows, a workload's or a test's.
+func checkPodLockedDown(t *testing.T, name string, pod corev1.PodSpec) {
+	t.Helper()
+	ps := pod.SecurityContext
+	if ps == nil || ps.RunAsNonRoot == nil || !*ps.RunAsNonRoot {
+		t.Errorf("%s: pod securityContext.runAsNonRoot is not true", name)
+	}
+	if ps == nil || ps.SeccompProfile == nil || ps.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("%s: pod seccompProfile is not RuntimeDefault", name)
+	}
+	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
+		t.Errorf("%s: uses host namespaces", name)
+	}
+	for _, c := range pod.Containers {
+		where := name + "/" + c.Name
 		sc := c.SecurityContext
 		switch {
 		case sc == nil:
@@ -173,9 +185,6 @@ func checkDeployment(t *testing.T, m *Manifests, d *appsv1.Deployment) {
 			t.Errorf("%s: capabilities are not exactly drop [ALL]", where)
 		case sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault:
 			t.Errorf("%s: seccompProfile is not RuntimeDefault", where)
-		}
-		if c.LivenessProbe == nil || c.ReadinessProbe == nil {
-			t.Errorf("%s: liveness and readiness probes are required", where)
 		}
 		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 			req, okReq := c.Resources.Requests[res]
@@ -751,7 +760,7 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		{"pubsub.tasksTopic=whatsapp-mesages", "not declared in topology.yaml"},
 		{"pubsub.resultsSubscription=nope", "not declared in topology.yaml"},
 		{"ingest.terminationGracePeriodSeconds=30", "must exceed preStopSleepSeconds + shutdownGraceSeconds"},
-		{"configConnector.enabled=true,ingest.image.tag=1" + digest + ",sender.image.tag=1" + digest + ",recorder.image.tag=1" + digest, "projectNumber is required"},
+		{"configConnector.enabled=true,ingest.image.tag=1" + digest + ",sender.image.tag=1" + digest + ",recorder.image.tag=1" + digest + ",tests.image.tag=1" + digest, "projectNumber is required"},
 		// values.schema.json: a misspelt or unknown value is an error, not
 		// a setting silently ignored.
 		{"sender.tokens.secretID=x", "additional properties 'secretID' not allowed"},
@@ -773,7 +782,7 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 // deployment.
 func TestProductionImagesArePinnedByDigest(t *testing.T) {
 	prod := []string{filepath.Join(chartDir, "ci", "production-values.yaml")}
-	for _, svc := range services {
+	for _, svc := range append(slices.Clone(services), "tests") {
 		_, err := runHelm(t, templateArgs(prod, svc+".image.tag=0.1.0")...)
 		if err == nil || !strings.Contains(err.Error(), "@sha256") {
 			t.Errorf("%s.image.tag=0.1.0 with configConnector.enabled: error %v, want the digest pattern refused", svc, err)
@@ -837,5 +846,24 @@ func TestImageTagDefaultsToAppVersion(t *testing.T) {
 	m = render(t, nil, "sender.image.tag=1.2.3")
 	if got := m.deployment(release + "-sender").Spec.Template.Spec.Containers[0].Image; got != "wadispatch-sender:1.2.3" {
 		t.Errorf("sender.image.tag=1.2.3: image %s", got)
+	}
+}
+
+// skaffold sets a tag TAG@DIGEST, where TAG (its inputDigest) changes with
+// any Go file of the tree: the image is referenced by the digest alone, so
+// a service whose image is unchanged keeps its pod spec and is not rolled.
+// A local build has no digest ("TAG@"): the tag is used.
+func TestImageReferencedByDigestAlone(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("b", 64)
+	for tag, want := range map[string]string{
+		"3f2a9c@" + digest: "wadispatch-sender@" + digest,
+		"41d0e7@" + digest: "wadispatch-sender@" + digest,
+		digest:             "wadispatch-sender@" + digest,
+		"3f2a9c@":          "wadispatch-sender:3f2a9c",
+	} {
+		m := render(t, nil, "sender.image.tag="+tag)
+		if got := m.deployment(release + "-sender").Spec.Template.Spec.Containers[0].Image; got != want {
+			t.Errorf("sender.image.tag=%s: image %s, want %s", tag, got, want)
+		}
 	}
 }

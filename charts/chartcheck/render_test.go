@@ -84,6 +84,8 @@ type Manifests struct {
 	PDBs            []*policyv1.PodDisruptionBudget
 	NetworkPolicies []*networkingv1.NetworkPolicy
 	ConfigMaps      []*corev1.ConfigMap
+	// Pods: the chart's `helm test` hooks.
+	Pods []*corev1.Pod
 
 	Topics           []*PubSubTopic
 	Subscriptions    []*PubSubSubscription
@@ -177,6 +179,8 @@ func (m *Manifests) add(tm metav1.TypeMeta, doc []byte) error {
 		return decodeInto(doc, &m.NetworkPolicies)
 	case "v1 ConfigMap":
 		return decodeInto(doc, &m.ConfigMaps)
+	case "v1 Pod":
+		return decodeInto(doc, &m.Pods)
 	case "pubsub.cnrm.cloud.google.com/v1beta1 PubSubTopic":
 		return decodeInto(doc, &m.Topics)
 	case "pubsub.cnrm.cloud.google.com/v1beta1 PubSubSubscription":

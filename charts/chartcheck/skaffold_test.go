@@ -34,13 +34,14 @@ type skaffoldProfile struct {
 }
 
 type skaffoldBuild struct {
+	Platforms []string `json:"platforms,omitempty"`
 	Artifacts []struct {
 		Image   string `json:"image"`
 		Context string `json:"context"`
-		Docker  struct {
-			Dockerfile string            `json:"dockerfile"`
-			BuildArgs  map[string]string `json:"buildArgs,omitempty"`
-		} `json:"docker"`
+		Ko      struct {
+			Dir  string `json:"dir,omitempty"`
+			Main string `json:"main"`
+		} `json:"ko"`
 	} `json:"artifacts"`
 }
 
@@ -140,24 +141,28 @@ func TestSkaffoldConfigMatchesChart(t *testing.T) {
 }
 
 func checkSkaffoldVariant(t *testing.T, values map[string]any, build skaffoldBuild, deploy skaffoldDeploy, forward []skaffoldPortForward) {
-	// Artifacts: each built from a Dockerfile that exists; the services'
-	// Dockerfile told which service to build.
+	// Artifacts: one ko image per binary that has one (kobuild_test.go),
+	// named after it, its main package where the go tool runs.
 	artifacts := map[string]bool{}
 	for _, a := range build.Artifacts {
 		artifacts[strings.ReplaceAll(a.Image, "-", "_")] = true
-		if _, err := os.Stat(filepath.Join(repoRoot, a.Context, a.Docker.Dockerfile)); err != nil {
-			t.Errorf("%s: dockerfile: %v", a.Image, err)
+		i := slices.IndexFunc(binaries, func(b struct{ dir, main, name string }) bool {
+			return filepath.Join(a.Context, a.Ko.Dir) == b.dir && a.Ko.Main == b.main
+		})
+		if i < 0 {
+			t.Errorf("%s: ko builds %s in %s, no binary with an image", a.Image, a.Ko.Main, filepath.Join(a.Context, a.Ko.Dir))
+			continue
 		}
-		if a.Docker.Dockerfile == "Dockerfile" {
-			svc := a.Docker.BuildArgs["SERVICE"]
-			if !slices.Contains(services, svc) || a.Image != "wadispatch-"+svc {
-				t.Errorf("%s: builds SERVICE=%q", a.Image, svc)
-			}
+		if name := binaries[i].name; a.Image != name && a.Image != "wadispatch-"+name {
+			t.Errorf("%s: builds %s", a.Image, name)
 		}
 	}
-	for _, s := range services {
-		if !artifacts["wadispatch_"+s] {
-			t.Errorf("no artifact wadispatch-%s", s)
+	if !slices.Equal(build.Platforms, []string{"linux/amd64", "linux/arm64"}) {
+		t.Errorf("build platforms %q, want linux/amd64 and linux/arm64", build.Platforms)
+	}
+	for _, s := range append(slices.Clone(services), "wadispatchctl") {
+		if !artifacts["wadispatch_"+s] && !artifacts[s] {
+			t.Errorf("no artifact for %s", s)
 		}
 	}
 	if len(deploy.Helm.Releases) != 1 {

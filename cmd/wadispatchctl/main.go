@@ -2,7 +2,8 @@
 // API: a message's pipeline state, an enquiry's messages to a driver, the
 // sends whose outcome is UNKNOWN or whose task stalled, and resending one.
 // Over Pub/Sub it lists what waits on the dead-letter hold subscriptions
-// and replays it to the topics it came from.
+// and replays it to the topics it came from. `health` checks the recorder
+// and ingest answer as their probes expect (the chart's `helm test`).
 package main
 
 import (
@@ -56,9 +57,12 @@ commands:
   deadletters replay               the same, as a dry run; with --yes each goes back to the
                                    topic it came from, then off its hold (safe to repeat:
                                    claims keep a task from being sent twice)
+  health                           the recorder's gRPC health (the Recorder API) and ingest's
+                                   /readyz (--ingest), one line each; exit 1 if one fails
 
 deadletters talks to Pub/Sub with the operator's Google credential (GOOGLE_CLOUD_PROJECT or
---project; PUBSUB_EMULATOR_HOST for the local stack); the other commands to the recorder.
+--project; PUBSUB_EMULATOR_HOST for the local stack); health to the recorder's health service,
+which needs no credential, and to ingest; the other commands to the recorder.
 
 flags (anywhere on the line):
 `
@@ -82,6 +86,7 @@ func main() {
 
 type options struct {
 	addr         string
+	ingestURL    string
 	json         bool
 	limit        int
 	page         paging
@@ -106,13 +111,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		addr = "localhost:9090"
 	}
 	fs.StringVar(&o.addr, "addr", addr, "recorder gRPC address (env WADISPATCH_RECORDER_ADDR)")
+	ingestURL := getenv("WADISPATCH_INGEST_URL")
+	if ingestURL == "" {
+		ingestURL = "http://localhost:8080"
+	}
+	fs.StringVar(&o.ingestURL, "ingest", ingestURL, "health: base URL of ingest's probes-and-metrics server (env WADISPATCH_INGEST_URL)")
 	fs.BoolVar(&o.json, "json", false, "print the API's answer as JSON")
 	fs.IntVar(&o.limit, "limit", 100, "deadletters: how many a hold (at most 1000)")
 	fs.IntVar(&o.page.size, "page-size", 0, "list, unknown, stalled: messages a page (0: the recorder's default, 100; at most 1000)")
 	fs.StringVar(&o.page.token, "page-token", "", "list, unknown, stalled: the page to read, as the previous page's next page token gave it (same arguments and --older-than)")
 	fs.BoolVar(&o.page.all, "all", false, "list, unknown, stalled: read every page, from --page-token or the first (within --timeout)")
 	fs.DurationVar(&o.olderThan, "older-than", 10*time.Minute, "stalled: released at least this long ago")
-	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for the call")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for the call (health: for each check)")
 	fs.StringVar(&o.project, "project", getenv("GOOGLE_CLOUD_PROJECT"), "deadletters: Google Cloud project of Pub/Sub (env GOOGLE_CLOUD_PROJECT)")
 	fs.StringVar(&o.subscription, "subscription", "", "deadletters: the hold to read, tasks, results, status-events or a subscription name (default: every hold)")
 	region := getenv("WADISPATCH_DEFAULT_REGION")
@@ -142,7 +152,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 2
 	}
 	cmd, cmdArgs := pos[0], pos[1:]
-	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "resend": 1, "deadletters": 1}
+	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "resend": 1, "deadletters": 1, "health": 0}
 	n, ok := want[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "unknown command %q\n", cmd)
@@ -156,6 +166,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	if cmd == "deadletters" {
 		return deadLetters(ctx, o, cmdArgs[0], stdout, stderr, getenv)
+	}
+	if cmd == "health" {
+		return health(ctx, o, stdout)
 	}
 	// --limit once sized these lists too; silently listing 100 instead of
 	// what was asked would hide messages.

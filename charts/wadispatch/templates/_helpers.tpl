@@ -17,16 +17,27 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end -}}
 
-{{/* image: repository:tag, or repository@digest when the tag is a digest;
-     skaffold sets tag to "TAG@sha256:..." which is kept whole. An empty
-     tag is the chart's appVersion. dict "image" and "root". */}}
+{{/* image: repository:tag, or repository@digest when the tag has a digest
+     ("sha256:..." or skaffold's "TAG@sha256:..."). With a digest the tag is
+     dropped: skaffold's tag changes with any Go file of the tree, while the
+     digest changes only with the image, and only a pod spec that changes
+     rolls a Deployment. "TAG@" (skaffold's image loaded into a local
+     cluster, which has no digest) is the tag. An empty tag is the chart's
+     appVersion. dict "image" and "root". */}}
 {{- define "wadispatch.image" -}}
 {{- $img := .image -}}
 {{- $repo := required "image.repository is required" $img.repository -}}
 {{- $tag := .root.Chart.AppVersion | toString -}}
 {{- if $img.tag -}}{{- $tag = $img.tag | toString -}}{{- end -}}
+{{- $digest := "" -}}
 {{- if hasPrefix "sha256:" $tag -}}
-{{ $repo }}@{{ $tag }}
+{{- $digest = $tag -}}
+{{- else if contains "@" $tag -}}
+{{- $digest = splitList "@" $tag | last -}}
+{{- $tag = splitList "@" $tag | first -}}
+{{- end -}}
+{{- if $digest -}}
+{{ $repo }}@{{ $digest }}
 {{- else -}}
 {{ $repo }}:{{ $tag }}
 {{- end -}}

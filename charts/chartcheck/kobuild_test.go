@@ -15,100 +15,93 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 )
 
-// dockerfile is what the checks need of a Dockerfile.
-type dockerfile struct {
-	env      []string // ENV of the build stage, as KEY=VALUE
-	build    string   // the RUN command that runs `go build`
-	runtime  string   // the last FROM: the image the binary runs on
-	user     string   // the last USER
-	hasEntry bool
+// koConfig is what the checks need of .ko.yaml, decoded strictly: a
+// misspelt key would be ignored by ko, and its setting silently lost.
+type koConfig struct {
+	DefaultBaseImage string   `json:"defaultBaseImage"`
+	DefaultPlatforms []string `json:"defaultPlatforms"`
+	DefaultEnv       []string `json:"defaultEnv"`
+	DefaultFlags     []string `json:"defaultFlags"`
+	DefaultLdflags   []string `json:"defaultLdflags"`
 }
 
-func parseDockerfile(t *testing.T, path string) dockerfile {
+func readKoConfig(t *testing.T) koConfig {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(filepath.Join(repoRoot, ".ko.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var df dockerfile
-	var logical []string
-	var cur strings.Builder
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if strings.HasSuffix(line, "\\") {
-			cur.WriteString(strings.TrimSuffix(line, "\\") + " ")
-			continue
-		}
-		cur.WriteString(line)
-		logical = append(logical, cur.String())
-		cur.Reset()
+	var c koConfig
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		t.Fatalf(".ko.yaml: %v", err)
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range logical {
-		instr, rest, _ := strings.Cut(l, " ")
-		switch strings.ToUpper(instr) {
-		case "FROM":
-			df.runtime = strings.Fields(rest)[0]
-			df.user = ""
-		case "ENV":
-			if df.build == "" {
-				df.env = append(df.env, strings.Fields(rest)...)
-			}
-		case "RUN":
-			if strings.Contains(rest, "go build") {
-				// BuildKit options (--mount=...) are not part of the command.
-				fields := strings.Fields(rest)
-				for len(fields) > 0 && strings.HasPrefix(fields[0], "--") {
-					fields = fields[1:]
-				}
-				df.build = strings.Join(fields, " ")
-			}
-		case "USER":
-			df.user = strings.TrimSpace(rest)
-		case "ENTRYPOINT":
-			df.hasEntry = true
-		}
-	}
-	return df
+	return c
 }
 
 var distrolessByDigest = regexp.MustCompile(`^gcr\.io/distroless/static-debian12:nonroot@sha256:[0-9a-f]{64}$`)
 
-func checkDockerfileRules(t *testing.T, path string, df dockerfile) {
-	t.Helper()
-	if !distrolessByDigest.MatchString(df.runtime) {
-		t.Errorf("%s: runtime base %q is not distroless static nonroot pinned by digest", path, df.runtime)
+// binaries are the programs that have an image: their main package, the
+// directory the go tool runs in (the tools module has its own), and the
+// name ko gives the binary (the package's last element).
+var binaries = []struct{ dir, main, name string }{
+	{".", "./services/ingest", "ingest"},
+	{".", "./services/sender", "sender"},
+	{".", "./services/recorder", "recorder"},
+	{".", "./cmd/wadispatchctl", "wadispatchctl"},
+	{"tools", "./cmd/firestore-emulator", "firestore-emulator"},
+	{"tools", "./cmd/pubsub-emulator", "pubsub-emulator"},
+	{"tools", "./cmd/whatsapp-simulator", "whatsapp-simulator"},
+}
+
+func TestKoConfigFollowsTheRules(t *testing.T) {
+	c := readKoConfig(t)
+	if !distrolessByDigest.MatchString(c.DefaultBaseImage) {
+		t.Errorf(".ko.yaml: defaultBaseImage %q is not distroless static nonroot pinned by digest", c.DefaultBaseImage)
 	}
-	if !regexp.MustCompile(`^[1-9][0-9]*:[1-9][0-9]*$`).MatchString(df.user) {
-		t.Errorf("%s: USER %q is not a numeric non-root uid:gid", path, df.user)
+	if !slices.Equal(c.DefaultPlatforms, []string{"linux/amd64", "linux/arm64"}) {
+		t.Errorf(".ko.yaml: defaultPlatforms %q, want linux/amd64 and linux/arm64", c.DefaultPlatforms)
 	}
-	for _, flag := range []string{"CGO_ENABLED=0 go build", "-trimpath", `-ldflags="-s -w"`} {
-		if !strings.Contains(df.build, flag) {
-			t.Errorf("%s: build command %q lacks %s", path, df.build, flag)
+	for _, want := range []string{"CGO_ENABLED=0", "GOTOOLCHAIN=local"} {
+		if !slices.Contains(c.DefaultEnv, want) {
+			t.Errorf(".ko.yaml: defaultEnv lacks %s", want)
 		}
 	}
-	if !slices.Contains(df.env, "GOFLAGS=-buildvcs=false") {
-		t.Errorf("%s: build stage does not set GOFLAGS=-buildvcs=false (reproducible builds)", path)
+	// Without -buildvcs=false every binary would record the commit, and
+	// every image would change on every commit.
+	for _, want := range []string{"-trimpath", "-buildvcs=false"} {
+		if !slices.Contains(c.DefaultFlags, want) {
+			t.Errorf(".ko.yaml: defaultFlags lacks %s", want)
+		}
+	}
+	if !slices.Equal(c.DefaultLdflags, []string{"-s", "-w"}) {
+		t.Errorf(".ko.yaml: defaultLdflags %q, want -s -w", c.DefaultLdflags)
+	}
+	// ko reads .ko.yaml where the go tool runs: the tools module's must be
+	// the same file, or the dev images would be built on ko's own default
+	// base image.
+	for _, b := range binaries {
+		root, err := os.Stat(filepath.Join(repoRoot, ".ko.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		here, err := os.Stat(filepath.Join(repoRoot, b.dir, ".ko.yaml"))
+		if err != nil || !os.SameFile(root, here) {
+			t.Errorf("%s: %s/.ko.yaml is not the repository's .ko.yaml (%v)", b.main, b.dir, err)
+		}
 	}
 }
 
-// buildLikeDockerfile runs the Dockerfile's own build command on this
-// machine, in the repository, with the build stage's ENV and args, writing
-// to out instead of /out.
-func buildLikeDockerfile(df dockerfile, out string, args ...string) ([]byte, error) {
-	cmdline := strings.ReplaceAll(df.build, "/out/", out+"/")
-	cmd := exec.Command("sh", "-c", cmdline)
-	cmd.Dir = repoRoot
-	cmd.Env = append(append(os.Environ(), df.env...), args...)
+// buildLikeKo builds one binary on this machine with the environment,
+// flags and linker flags .ko.yaml gives ko, for this machine's platform.
+func buildLikeKo(c koConfig, dir, main, out string) ([]byte, error) {
+	args := append([]string{"build"}, c.DefaultFlags...)
+	args = append(args, "-ldflags="+strings.Join(c.DefaultLdflags, " "), "-o", out, main)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = filepath.Join(repoRoot, dir)
+	cmd.Env = append(os.Environ(), c.DefaultEnv...)
 	return cmd.CombinedOutput()
 }
 
@@ -118,7 +111,8 @@ var (
 	builtErr  string
 )
 
-// built builds every service and tool as the Dockerfiles do, once per run.
+// built builds every program that has an image as ko does, once per run,
+// into one directory, each under its name.
 func built(t *testing.T) string {
 	t.Helper()
 	builtOnce.Do(func() {
@@ -128,19 +122,11 @@ func built(t *testing.T) string {
 			return
 		}
 		builtDir = dir
-		svc := parseDockerfile(t, filepath.Join(repoRoot, "Dockerfile"))
-		for _, s := range services {
-			if err := os.MkdirAll(filepath.Join(dir, s), 0o755); err != nil {
-				builtErr = err.Error()
-				return
+		c := readKoConfig(t)
+		for _, b := range binaries {
+			if out, err := buildLikeKo(c, b.dir, b.main, filepath.Join(dir, b.name)); err != nil {
+				builtErr += b.main + ": " + err.Error() + "\n" + string(out)
 			}
-			if out, err := buildLikeDockerfile(svc, filepath.Join(dir, s), "SERVICE="+s); err != nil {
-				builtErr += "service " + s + ": " + err.Error() + "\n" + string(out)
-			}
-		}
-		tools := parseDockerfile(t, filepath.Join(repoRoot, "build/tools.Dockerfile"))
-		if out, err := buildLikeDockerfile(tools, filepath.Join(dir, "tools")); err != nil {
-			builtErr += "tools: " + err.Error() + "\n" + string(out)
 		}
 	})
 	if builtErr != "" {
@@ -149,44 +135,16 @@ func built(t *testing.T) string {
 	return builtDir
 }
 
-func TestDockerfilesFollowTheRules(t *testing.T) {
-	for _, path := range []string{"Dockerfile", "build/tools.Dockerfile"} {
-		full := filepath.Join(repoRoot, path)
-		df := parseDockerfile(t, full)
-		checkDockerfileRules(t, path, df)
-		if path == "Dockerfile" {
-			if !df.hasEntry {
-				t.Errorf("%s: no ENTRYPOINT", path)
-			}
-			if !strings.Contains(df.build, `"./services/$SERVICE"`) {
-				t.Errorf("%s: build command %q does not build ./services/$SERVICE", path, df.build)
-			}
-		}
-		if _, err := os.Stat(full + ".dockerignore"); err != nil {
-			t.Errorf("%s: no %s.dockerignore: the build context would carry .git and .tools", path, path)
-		}
-	}
-}
-
-// The binaries the Dockerfiles build are static (they run on distroless
+// The binaries built as ko builds them are static (they run on distroless
 // static, which has no libc), stripped, and carry no path of this machine.
-func TestDockerfileBinariesAreStatic(t *testing.T) {
+func TestImageBinariesAreStatic(t *testing.T) {
 	dir := built(t)
 	abs, err := filepath.Abs(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var bins []string
-	for _, s := range services {
-		bins = append(bins, filepath.Join(dir, s, "service"))
-	}
-	tools, err := filepath.Glob(filepath.Join(dir, "tools", "*"))
-	if err != nil || len(tools) == 0 {
-		t.Fatalf("the tools image builds no program: %v", err)
-	}
-	bins = append(bins, tools...)
-	for _, bin := range bins {
-		checkStaticELF(t, bin, abs)
+	for _, b := range binaries {
+		checkStaticELF(t, filepath.Join(dir, b.name), abs)
 	}
 }
 
@@ -232,7 +190,7 @@ func TestChartEnvMatchesServices(t *testing.T) {
 		renders[filepath.Base(f)] = render(t, []string{f})
 	}
 	for _, s := range services {
-		out, err := exec.Command(filepath.Join(dir, s, "service"), "-help-env").Output()
+		out, err := exec.Command(filepath.Join(dir, s), "-help-env").Output()
 		if err != nil {
 			t.Errorf("%s -help-env: %v", s, err)
 			continue
@@ -260,24 +218,32 @@ func TestChartEnvMatchesServices(t *testing.T) {
 	}
 }
 
-// The dev emulators run programs the tools image contains.
-func TestDevEmulatorsRunToolsImagePrograms(t *testing.T) {
+// Each dev emulator runs its own image, ko's image of the tools program of
+// its name, through the image's entrypoint (ko's /ko-app/PROGRAM).
+func TestDevEmulatorsRunTheirOwnImages(t *testing.T) {
 	dir := built(t)
-	m := render(t, []string{filepath.Join(chartDir, "ci", "dev-values.yaml")})
+	values := map[string]string{"firestore-emulator": "firestoreEmulator", "pubsub-emulator": "pubsubEmulator", "whatsapp-simulator": "whatsappSimulator"}
+	var sets []string
+	for component, key := range values {
+		sets = append(sets, "devEmulators."+key+".image.repository=image-of-"+component, "devEmulators."+key+".image.tag=t")
+	}
+	m := render(t, []string{filepath.Join(chartDir, "ci", "dev-values.yaml")}, sets...)
 	n := 0
 	for _, d := range m.Deployments {
-		c := d.Spec.Template.Spec.Containers[0]
-		if len(c.Command) == 0 {
+		component := d.Spec.Template.Labels["app.kubernetes.io/component"]
+		if _, ok := values[component]; !ok {
 			continue
 		}
 		n++
-		prog, ok := strings.CutPrefix(c.Command[0], "/usr/local/bin/")
-		if !ok {
-			t.Errorf("%s: command %q is not a tools image program", d.Name, c.Command[0])
-			continue
+		c := d.Spec.Template.Spec.Containers[0]
+		if want := "image-of-" + component + ":t"; c.Image != want {
+			t.Errorf("%s: image %q, want %q (devEmulators.%s.image)", d.Name, c.Image, want, values[component])
 		}
-		if _, err := os.Stat(filepath.Join(dir, "tools", prog)); err != nil {
-			t.Errorf("%s: the tools image has no %s", d.Name, prog)
+		if len(c.Command) > 0 {
+			t.Errorf("%s: command %q replaces the image's entrypoint, its program", d.Name, c.Command)
+		}
+		if _, err := os.Stat(filepath.Join(dir, component)); err != nil {
+			t.Errorf("%s: no tools program %s has an image", d.Name, component)
 		}
 	}
 	if n != 3 {
@@ -287,7 +253,7 @@ func TestDevEmulatorsRunToolsImagePrograms(t *testing.T) {
 
 // The dev cluster's Firestore emulator enforces the deployed indexes: its
 // --indexes flag names the ConfigMap copy of firestore.indexes.json, and the
-// tools image's emulator starts with those very arguments.
+// emulator's program starts with those very arguments.
 func TestDevFirestoreEmulatorLoadsTheDeployedIndexes(t *testing.T) {
 	dir := built(t)
 	m := render(t, []string{filepath.Join(chartDir, "ci", "dev-values.yaml")})
@@ -334,7 +300,7 @@ func TestDevFirestoreEmulatorLoadsTheDeployedIndexes(t *testing.T) {
 	}
 	args[flag+1] = database + "=" + local
 	args[slices.Index(args, "--host-port")+1] = "127.0.0.1:0"
-	cmd := exec.Command(filepath.Join(dir, "tools", "firestore-emulator"), args...)
+	cmd := exec.Command(filepath.Join(dir, "firestore-emulator"), args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
