@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/visn/wadispatch/pkg/testinfra/gcloudemu"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	"github.com/visn/wadispatch/tools/stack"
@@ -31,6 +32,9 @@ func ctl(t *testing.T, ctx context.Context, s *stack.Stack, args ...string) stri
 // replays: each message reaches WhatsApp exactly once, and a second replay
 // finds nothing.
 func TestDeadLettersReplayedAndSentOnce(t *testing.T) {
+	if gcloudemu.Selected() {
+		t.Skip("on Google's Pub/Sub emulator: a message nacked its subscription's max delivery attempts times is not redelivered, yet never reaches the dead-letter topic")
+	}
 	s, fs, ctx := setup(t, stack.Options{Env: map[string][]string{
 		stack.Sender: {"SENDER_MAX_ATTEMPTS=2", "SENDER_INITIAL_BACKOFF=50ms", "SENDER_MAX_BACKOFF=100ms"},
 	}})
