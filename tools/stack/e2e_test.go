@@ -92,7 +92,7 @@ func TestSeedFlowFieldByField(t *testing.T) {
 
 	// A text message: sent once with its body, recorded everywhere, then
 	// delivered and read as WhatsApp's webhooks say.
-	text := waitForStatus(t, ctx, fs, cases["msg-text"].Path(), "READ")
+	text := waitForRead(t, ctx, fs, cases["msg-text"].Path())
 	wamid := text["whatsappMessageId"].(string)
 	accepted, err := s.Accepted(ctx, textDriver)
 	if err != nil {
@@ -114,7 +114,7 @@ func TestSeedFlowFieldByField(t *testing.T) {
 
 	// A template with payload and ETA: the national number normalised to
 	// E.164, the template built from templateType, payload and ETA.
-	tmpl := waitForStatus(t, ctx, fs, cases["msg-template"].Path(), "READ")
+	tmpl := waitForRead(t, ctx, fs, cases["msg-template"].Path())
 	checkDeliveredAndRead(t, tmpl)
 	accepted, err = s.Accepted(ctx, templateDriver)
 	if err != nil {
@@ -203,6 +203,16 @@ func TestSeedFlowFieldByField(t *testing.T) {
 	if got, err := s.Accepted(ctx, "+447911123403"); err != nil || len(got) != 0 {
 		t.Errorf("the driver's own message was sent back to them: %v %v", got, err)
 	}
+}
+
+// waitForRead waits until the message is READ with its delivery time: a
+// delivered status that comes after the read one (webhooks race) fills
+// deliveredAt later.
+func waitForRead(t *testing.T, ctx context.Context, fs *firestore.Client, path string) map[string]any {
+	t.Helper()
+	return waitForDocWhere(t, ctx, fs, path, "READ with deliveredAt", func(d map[string]any) bool {
+		return d["status"] == "READ" && d["deliveredAt"] != nil
+	})
 }
 
 // checkDeliveredAndRead checks a message's delivery fields, as the
