@@ -16,7 +16,7 @@ HELM_VERSION               := v3.22.0
 # which builds an image offline and checks it.
 KO_VERSION                 := v0.19.1
 
-.PHONY: all build test lint proto proto-tools chart-check chart-schemas demo run bench
+.PHONY: all build test test-gcloud lint proto proto-tools chart-check chart-schemas demo run bench
 
 all: build
 
@@ -60,6 +60,19 @@ build:
 test: proto-tools chart-check
 	go test -count=1 -timeout 12m ./...
 	cd tools && go vet ./... && go test -count=1 -timeout 12m ./...
+	$(MAKE) --no-print-directory test-gcloud
+
+## test-gcloud: the Firestore-backed integration suites and the end-to-end
+## tests again, on Google's Firestore and Pub/Sub emulators (the gcloud SDK's,
+## Java 17); one line saying why they are skipped where those are not installed
+GCLOUD_PACKAGES := ./pkg/testinfra/gcloudemu ./services/recorder/internal/app ./services/ingest/internal/adapters ./cmd/wadispatchctl
+GCLOUD_STACK_TESTS := TestDemoOutcomesAreAllExpected|TestSeedFlowFieldByField|TestReconcilerFindsLostEvents|TestStatusWebhooksReorderedAndDuplicated|TestDriverReplyRecordedAndNotSent|TestUnknownResolvesItselfWhenWhatsAppSaysSo
+test-gcloud:
+	@if ! found=$$(cd tools && go run ./cmd/wadispatch-stack gcloud); then echo "test-gcloud: SKIPPED: $$found"; exit 0; fi; \
+	echo "test-gcloud: $$found"; \
+	set -x; \
+	WADISPATCH_EMULATORS=gcloud go test -count=1 -timeout 10m $(GCLOUD_PACKAGES) && \
+	cd tools && WADISPATCH_EMULATORS=gcloud go test -count=1 -timeout 10m -run '^($(GCLOUD_STACK_TESTS))$$' ./stack
 
 ## chart-check: the deployment side, offline: helm lint and template of
 ## charts/wadispatch (default and ci/ values); every manifest validated by

@@ -2,6 +2,10 @@
 //
 //	wadispatch-stack demo   # run the flow once as the V-Customer, print a table, exit 0 if all went as expected
 //	wadispatch-stack run    # start the stack and leave it running until Ctrl-C
+//	wadispatch-stack gcloud # say whether Google's emulators can run here (exit 1 and why, if not)
+//
+// WADISPATCH_EMULATORS=gcloud runs demo and run on Google's Firestore and
+// Pub/Sub emulators instead of the project's.
 package main
 
 import (
@@ -14,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/visn/wadispatch/pkg/testinfra/gcloudemu"
 	"github.com/visn/wadispatch/tools/stack"
 )
 
@@ -22,10 +27,19 @@ func main() {
 	bin := fs.String("bin", "bin", "folder holding the built programs (make build)")
 	logs := fs.String("logs", ".run/logs", "folder for the programs' logs")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: wadispatch-stack [--bin DIR] [--logs DIR] demo|run")
+		fmt.Fprintln(os.Stderr, "usage: wadispatch-stack [--bin DIR] [--logs DIR] demo|run|gcloud")
 		fs.PrintDefaults()
 	}
 	_ = fs.Parse(os.Args[1:])
+	if fs.NArg() == 1 && fs.Arg(0) == "gcloud" {
+		if err := gcloudemu.Available(); err != nil {
+			fmt.Println("Google's emulators cannot run here:", err)
+			os.Exit(1)
+		}
+		root, _ := gcloudemu.SDKRoot()
+		fmt.Println("Google's emulators are installed in", root)
+		return
+	}
 	if fs.NArg() != 1 || (fs.Arg(0) != "demo" && fs.Arg(0) != "run") {
 		fs.Usage()
 		os.Exit(2)
