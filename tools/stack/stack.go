@@ -289,8 +289,11 @@ func (s *Stack) startEmulators(ctx context.Context) (err error) {
 	if err := os.WriteFile(indexes, chart.FirestoreIndexes, 0o644); err != nil {
 		return fmt.Errorf("write the index configuration: %w", err)
 	}
+	// Nothing of wadispatch reads at a past read_time, so the emulator keeps
+	// a minute of document versions, not Firestore's hour: an hour of
+	// `make run` would otherwise hold every version of every document.
 	if s.FirestoreAddr, err = s.startEmulator(ctx, FirestoreEmulator, "--host-port", "127.0.0.1:0", "--trigger", trigger,
-		"--indexes", "(default)="+indexes); err != nil {
+		"--indexes", "(default)="+indexes, "--version-retention", "1m"); err != nil {
 		return err
 	}
 	s.triggerControl = s.FirestoreAddr

@@ -103,6 +103,7 @@ func run() error {
 		attempts   = flag.Int("trigger-attempts", 10, "delivery attempts per trigger event")
 		minBackoff = flag.Duration("trigger-min-backoff", 100*time.Millisecond, "first retry delay of a failed trigger delivery")
 		maxBackoff = flag.Duration("trigger-max-backoff", 10*time.Second, "maximum retry delay of a failed trigger delivery")
+		retention  = flag.Duration("version-retention", time.Hour, "how far back read_time reads can see; every document version written within it is kept in memory")
 		triggers   triggerFlags
 		indexFiles indexFlags
 	)
@@ -122,6 +123,9 @@ func run() error {
 		Location: *location,
 		Delivery: firestoreemu.DeliveryPolicy{Attempts: *attempts, MinBackoff: *minBackoff, MaxBackoff: *maxBackoff},
 		Indexes:  indexes,
+		// Firestore keeps an hour of versions; a long local run that needs
+		// no old reads can keep less, and so less memory.
+		VersionRetention: *retention,
 	})
 	if err != nil {
 		return err
