@@ -45,6 +45,7 @@ type Service struct {
 	LogPhoneKey   string        `envconfig:"LOG_PHONE_HASH_KEY" desc:"key of the phone number hash, the same for every service so one driver's lines correlate; unset, each process picks its own. Never logged"`
 	HTTPAddr      string        `envconfig:"HTTP_ADDR" default:":8080" desc:"probes and metrics (/healthz, /readyz, /metrics); ingest serves its own endpoints on INGEST_ADDR"`
 	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"25s" desc:"how long in-flight work may finish after SIGTERM"`
+	Profiling     bool          `envconfig:"PPROF" default:"false" desc:"serve Go's runtime profiles at /debug/pprof/ on HTTP_ADDR, for load tests (make bench --profile); off in production, where that port is open to the metrics scrapers"`
 }
 
 // Common returns the shared settings of a spec that embeds Service.

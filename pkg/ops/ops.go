@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,6 +156,13 @@ func (s *Server) closeFreshConns() {
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// ServeProfiles serves Go's runtime profiles (net/http/pprof) at
+// /debug/pprof/.
+func (s *Server) ServeProfiles() {
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+}
 
 // Handle mounts a service handler, e.g. ingest's CloudEvents endpoint.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }

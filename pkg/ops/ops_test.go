@@ -234,3 +234,31 @@ func TestAPIServerLimitsEveryPath(t *testing.T) {
 		t.Errorf("/healthz on an API server at its limit: %d, want 503", resp.StatusCode)
 	}
 }
+
+// Profiles are served only when asked for: the probes port is open to the
+// metrics scrapers.
+func TestProfilesOnlyWhenServed(t *testing.T) {
+	for _, serve := range []bool{false, true} {
+		srv, err := ops.New("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if serve {
+			srv.ServeProfiles()
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx, time.Second) }()
+		code, body := get(t, "http://"+srv.Addr()+"/debug/pprof/heap?debug=1")
+		if serve && (code != http.StatusOK || !strings.Contains(body, "heap profile")) {
+			t.Errorf("served: /debug/pprof/heap answered %d %.80q", code, body)
+		}
+		if !serve && code != http.StatusNotFound {
+			t.Errorf("not served: /debug/pprof/heap answered %d", code)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

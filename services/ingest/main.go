@@ -95,6 +95,9 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Profiling {
+		srv.ServeProfiles()
+	}
 	// CloudEvents and webhooks on a port of their own: callers reach it,
 	// the metrics scraper reaches HTTP_ADDR, and neither reaches the other.
 	api, err := ops.NewAPI(cfg.APIAddr)

@@ -98,6 +98,9 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 	if err != nil {
 		return nil, err
 	}
+	if s.Profiling {
+		opsSrv.ServeProfiles()
+	}
 	db, err := firestore.NewClientWithDatabase(ctx, s.Project, s.DefaultDatabase)
 	if err != nil {
 		return nil, fmt.Errorf("firestore %s: %w", s.DefaultDatabase, err)

@@ -112,6 +112,9 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Profiling {
+		srv.ServeProfiles()
+	}
 	srv.AddReadiness("recorder", recorder.Ready)
 	// While the recorder (or Firestore behind it) cannot answer, tasks are
 	// held at the gate and the sender reports not ready.
