@@ -40,6 +40,9 @@ type Config struct {
 	PullStreams int
 	// Progress receives a line per step.
 	Progress io.Writer
+	// ProfileDir, when set, receives a CPU profile of each wadispatch
+	// service per rate (the services run with PPROF=true).
+	ProfileDir string
 }
 
 // Row is one rate's measurements for one system.
@@ -64,6 +67,8 @@ type Row struct {
 	// Violations counts broken guarantees found by Audit over every message
 	// of the run so far.
 	Violations int
+	// Profiles are the services' CPU profiles of the rate (Config.ProfileDir).
+	Profiles []string
 }
 
 // ProcStat is one process's resource use.
@@ -80,6 +85,8 @@ type system struct {
 	counters map[string]*RPCCounter
 	// pids of the measured processes by name, in display order.
 	pids func() []namedPID
+	// profiles profiles the services while a rate is offered; nil takes none.
+	profiles *profiles
 }
 
 type namedPID struct {
@@ -109,16 +116,17 @@ func RunWadispatch(ctx context.Context, cfg Config) ([]Row, error) {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go watchEmulator(watchCtx, filepath.Join(logDir, stack.FirestoreEmulator+".log"), counters)
+	pprof := "PPROF=" + strconv.FormatBool(cfg.ProfileDir != "")
 	s, err := stack.Start(ctx, stack.Options{
 		BinDir:        cfg.BinDir,
 		LogDir:        logDir,
 		PhoneNumberID: benchPhoneNumber,
 		SimulatorArgs: relaxedSimulator,
 		Env: map[string][]string{
-			stack.Ingest: {"LOG_LEVEL=info", "FIRESTORE_EMULATOR_HOST=" + counters[stack.Ingest].Addr},
-			stack.Recorder: {"LOG_LEVEL=info", "FIRESTORE_EMULATOR_HOST=" + counters[stack.Recorder].Addr,
+			stack.Ingest: {"LOG_LEVEL=info", pprof, "FIRESTORE_EMULATOR_HOST=" + counters[stack.Ingest].Addr},
+			stack.Recorder: {"LOG_LEVEL=info", pprof, "FIRESTORE_EMULATOR_HOST=" + counters[stack.Recorder].Addr,
 				"RECORDER_PULL_STREAMS=" + strconv.Itoa(cfg.PullStreams)},
-			stack.Sender: {"LOG_LEVEL=info", "SENDER_RATE_PER_NUMBER=100000", "SENDER_RATE_BURST=1000",
+			stack.Sender: {"LOG_LEVEL=info", pprof, "SENDER_RATE_PER_NUMBER=100000", "SENDER_RATE_BURST=1000",
 				"SENDER_PULL_STREAMS=" + strconv.Itoa(cfg.PullStreams)},
 		},
 	})
@@ -133,6 +141,10 @@ func RunWadispatch(ctx context.Context, cfg Config) ([]Row, error) {
 		}
 		return out
 	}}
+	if cfg.ProfileDir != "" {
+		sys.profiles = &profiles{dir: cfg.ProfileDir, urls: map[string]string{
+			stack.Ingest: s.IngestOpsURL, stack.Sender: s.SenderURL, stack.Recorder: s.RecorderURL}}
+	}
 	return sys.series(ctx, cfg)
 }
 
@@ -286,6 +298,7 @@ func (sys *system) measure(ctx context.Context, cfg Config, fs, anc *firestore.C
 		}
 	}
 
+	profiled := sys.profiles.during(ctx, fmt.Sprintf("%s-%d", sys.name, rate), cfg.Duration)
 	if err := Create(ctx, fs, msgs, rate); err != nil {
 		return row, err
 	}
@@ -300,6 +313,11 @@ func (sys *system) measure(ctx context.Context, cfg Config, fs, anc *firestore.C
 		return row, err
 	}
 	sys.quiesce(ctx)
+	files, err := profiled()
+	if err != nil {
+		return row, err
+	}
+	row.Profiles = files
 
 	for i, p := range pids {
 		row.Procs = append(row.Procs, ProcStat{Name: p.name, CPU: cpuSeconds(p.pid) - cpu0[i], PeakMB: peakMB(p.pid)})

@@ -31,6 +31,7 @@ func main() {
 	settle := fs.Duration("settle", 90*time.Second, "longest wait for a rate's messages to reach a final state")
 	pullStreams := fs.Int("pull-streams", 4, "streaming pulls of the task consumers (the local Pub/Sub server gives one about 100 messages/s)")
 	baseline := fs.Bool("baseline", true, "also measure the seed design and print the ratios")
+	profile := fs.Bool("profile", false, "take a CPU profile of each wadispatch service per rate (into the log folder) and print the top of each")
 	_ = fs.Parse(os.Args[1:])
 
 	cfg := bench.Config{Duration: *duration, Settle: *settle, PullStreams: *pullStreams, Progress: os.Stderr}
@@ -48,6 +49,13 @@ func main() {
 		os.Exit(1)
 	}
 	cfg.LogDir = filepath.Join(*logs, time.Now().UTC().Format("20060102T150405"))
+	if *profile {
+		cfg.ProfileDir = filepath.Join(cfg.LogDir, "profiles")
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "wadispatch-bench:", err)
+			os.Exit(1)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := run(ctx, cfg, *baseline); err != nil {
@@ -78,7 +86,17 @@ func run(ctx context.Context, cfg bench.Config, baseline bool) error {
 	bench.PrintMethods(os.Stdout, rows)
 	if baseline {
 		fmt.Println()
-		return bench.PrintComparison(os.Stdout, wad, base)
+		if err := bench.PrintComparison(os.Stdout, wad, base); err != nil {
+			return err
+		}
+	}
+	var profiles []string
+	for _, r := range wad {
+		profiles = append(profiles, r.Profiles...)
+	}
+	if len(profiles) > 0 {
+		fmt.Printf("\nCPU profiles (%s), top functions by flat time:\n", cfg.ProfileDir)
+		return bench.PrintProfileTops(os.Stdout, profiles, 15)
 	}
 	return nil
 }
