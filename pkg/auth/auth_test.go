@@ -207,3 +207,50 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// A token verified once is taken from memory on the next calls, and only
+// until it expires.
+func TestVerifiedTokensAreRememberedUntilTheyExpire(t *testing.T) {
+	iss := startIssuer(t)
+	v := verifier(t, iss)
+	ctx := context.Background()
+	var ahead time.Duration
+	auth.SetClock(v, func() time.Time { return time.Now().Add(ahead) })
+	raw := mint(t, iss, "sender@p.iam.gserviceaccount.com", audience, time.Minute)
+	for range 3 {
+		if id, err := v.Verify(ctx, raw); err != nil || id.Name() != "sender@p.iam.gserviceaccount.com" {
+			t.Fatalf("a good token: %+v, %v", id, err)
+		}
+	}
+	ahead = 2 * time.Minute
+	if _, err := v.Verify(ctx, raw); !errors.Is(err, auth.ErrUnauthenticated) {
+		t.Fatalf("the remembered token after its expiry: %v, want ErrUnauthenticated", err)
+	}
+}
+
+// BenchmarkVerify is the recorder's cost of authenticating one call with
+// the sender's token (the same token on every call, as the sender sends).
+func BenchmarkVerify(b *testing.B) {
+	iss, err := localissuer.Start("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer iss.Close()
+	parsed, err := auth.ParseIssuers(iss.Trust())
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := auth.NewVerifier(context.Background(), audience, parsed)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := iss.Mint("sender@p.iam.gserviceaccount.com", audience, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := v.Verify(context.Background(), raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
