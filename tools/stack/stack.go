@@ -58,6 +58,11 @@ type Options struct {
 	// gcloud SDK's) instead of the project's; Start defaults it from
 	// WADISPATCH_EMULATORS=gcloud.
 	GoogleEmulators bool
+	// GooglePubSub runs Google's Pub/Sub emulator alone, beside the
+	// project's Firestore emulator (WADISPATCH_EMULATORS=gcloud-pubsub): the
+	// load harness uses it to tell the local Pub/Sub server's ceiling from
+	// the pipeline's.
+	GooglePubSub bool
 }
 
 func (o *Options) defaults() {
@@ -149,10 +154,13 @@ const (
 // programs already started are stopped.
 func Start(ctx context.Context, opts Options) (*Stack, error) {
 	opts.defaults()
-	if gcloudemu.Selected() {
+	switch os.Getenv(gcloudemu.EnvVar) {
+	case "gcloud":
 		opts.GoogleEmulators = true
+	case "gcloud-pubsub":
+		opts.GooglePubSub = true
 	}
-	if opts.GoogleEmulators {
+	if opts.GoogleEmulators || opts.GooglePubSub {
 		if err := gcloudemu.Available(); err != nil {
 			return nil, fmt.Errorf("%s=gcloud: %w", gcloudemu.EnvVar, err)
 		}
@@ -198,9 +206,17 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.SimulatorURL = "http://" + addrs["simulator"]
 
 	if opts.GoogleEmulators {
-		err = s.startGoogleEmulators(ctx)
+		err = s.startGoogleFirestore(ctx)
 	} else {
-		err = s.startEmulators(ctx)
+		err = s.startFirestore(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if opts.GoogleEmulators || opts.GooglePubSub {
+		err = s.startGooglePubSub(ctx)
+	} else {
+		s.PubSubAddr, err = s.startEmulator(ctx, PubSubEmulator, "--host-port", "127.0.0.1:0", "--project", s.opts.Project)
 	}
 	if err != nil {
 		return nil, err
@@ -279,9 +295,9 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	return s, nil
 }
 
-// startEmulators starts the project's Firestore emulator, whose trigger
-// posts to ingest, and Pub/Sub emulator with the topology.
-func (s *Stack) startEmulators(ctx context.Context) (err error) {
+// startFirestore starts the project's Firestore emulator, whose trigger
+// posts to ingest.
+func (s *Stack) startFirestore(ctx context.Context) (err error) {
 	trigger := "created:" + dispatch.MessagePattern + "=" + s.IngestURL + "/"
 	// The emulator refuses queries that the deployed indexes do not serve,
 	// as Firestore does.
@@ -297,15 +313,13 @@ func (s *Stack) startEmulators(ctx context.Context) (err error) {
 		return err
 	}
 	s.triggerControl = s.FirestoreAddr
-	s.PubSubAddr, err = s.startEmulator(ctx, PubSubEmulator, "--host-port", "127.0.0.1:0", "--project", s.opts.Project)
-	return err
+	return nil
 }
 
-// startGoogleEmulators starts Google's emulators: Firestore with its
-// trigger routed through the bridge to ingest, and Pub/Sub, on which the
-// topology is created as the chart creates it on GCP. Unlike the
-// project's, Google's Firestore emulator serves queries no index serves.
-func (s *Stack) startGoogleEmulators(ctx context.Context) (err error) {
+// startGoogleFirestore starts Google's Firestore emulator with its trigger
+// routed through the bridge to ingest. Unlike the project's, it serves
+// queries no index serves.
+func (s *Stack) startGoogleFirestore(ctx context.Context) (err error) {
 	bridgeLog, err := s.logFile(TriggerBridge)
 	if err != nil {
 		return err
@@ -314,29 +328,24 @@ func (s *Stack) startGoogleEmulators(ctx context.Context) (err error) {
 		return err
 	}
 	s.triggerControl = s.bridge.Addr
-	start := func(name string, run func(context.Context, gcloudemu.Options) (*gcloudemu.Emulator, error), o gcloudemu.Options) (string, error) {
-		if o.Log, err = s.createLog(name); err != nil {
-			return "", err
-		}
-		emu, err := run(ctx, o)
-		if err != nil {
-			return "", fmt.Errorf("%s (Google's): %w (log: %s)", name, err, s.LogPath(name))
-		}
-		s.google = append(s.google, emu)
-		s.progress("%-20s ready on %s (Google's)", name, emu.Addr)
-		return emu.Addr, nil
-	}
-	if s.FirestoreAddr, err = start(FirestoreEmulator, gcloudemu.StartFirestore, gcloudemu.Options{FunctionsEmulator: s.bridge.Addr}); err != nil {
+	emu, err := s.startGoogle(ctx, FirestoreEmulator, gcloudemu.StartFirestore, gcloudemu.Options{FunctionsEmulator: s.bridge.Addr})
+	if err != nil {
 		return err
 	}
+	s.FirestoreAddr = emu.Addr
 	const triggerID = "wadispatch-ingest"
 	s.bridge.Route(triggerID, s.IngestURL+"/")
-	if err := s.google[0].AddTrigger(ctx, s.opts.Project, triggerID, "google.cloud.firestore.document.v1.created", "(default)", dispatch.MessagePattern); err != nil {
+	return emu.AddTrigger(ctx, s.opts.Project, triggerID, "google.cloud.firestore.document.v1.created", "(default)", dispatch.MessagePattern)
+}
+
+// startGooglePubSub starts Google's Pub/Sub emulator and creates the
+// topology on it, as the chart creates it on GCP.
+func (s *Stack) startGooglePubSub(ctx context.Context) error {
+	emu, err := s.startGoogle(ctx, PubSubEmulator, gcloudemu.StartPubSub, gcloudemu.Options{})
+	if err != nil {
 		return err
 	}
-	if s.PubSubAddr, err = start(PubSubEmulator, gcloudemu.StartPubSub, gcloudemu.Options{}); err != nil {
-		return err
-	}
+	s.PubSubAddr = emu.Addr
 	client, err := pubsubemu.NewClient(ctx, s.PubSubAddr, s.opts.Project)
 	if err != nil {
 		return err
@@ -347,6 +356,22 @@ func (s *Stack) startGoogleEmulators(ctx context.Context) (err error) {
 		return err
 	}
 	return topology.Apply(ctx, client, topo)
+}
+
+// startGoogle starts one of Google's emulators, logging to name's file;
+// Stop stops it.
+func (s *Stack) startGoogle(ctx context.Context, name string, run func(context.Context, gcloudemu.Options) (*gcloudemu.Emulator, error), o gcloudemu.Options) (*gcloudemu.Emulator, error) {
+	var err error
+	if o.Log, err = s.createLog(name); err != nil {
+		return nil, err
+	}
+	emu, err := run(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s (Google's): %w (log: %s)", name, err, s.LogPath(name))
+	}
+	s.google = append(s.google, emu)
+	s.progress("%-20s ready on %s (Google's)", name, emu.Addr)
+	return emu, nil
 }
 
 // createLog creates the named program's log file, closed by Stop.
