@@ -103,6 +103,8 @@ func run() error {
 		attempts   = flag.Int("trigger-attempts", 10, "delivery attempts per trigger event")
 		minBackoff = flag.Duration("trigger-min-backoff", 100*time.Millisecond, "first retry delay of a failed trigger delivery")
 		maxBackoff = flag.Duration("trigger-max-backoff", 10*time.Second, "maximum retry delay of a failed trigger delivery")
+		writeRate  = flag.Float64("document-write-rate", 0, "sustained writes per second each document takes, commits beyond it wait (Firestore's is about 1/s; 0: unlimited)")
+		writeBurst = flag.Int("document-write-burst", 1, "writes a document idle for a while takes at once before --document-write-rate holds")
 		triggers   triggerFlags
 		indexFiles indexFlags
 	)
@@ -122,6 +124,9 @@ func run() error {
 		Location: *location,
 		Delivery: firestoreemu.DeliveryPolicy{Attempts: *attempts, MinBackoff: *minBackoff, MaxBackoff: *maxBackoff},
 		Indexes:  indexes,
+
+		DocumentWriteRate:  *writeRate,
+		DocumentWriteBurst: *writeBurst,
 	})
 	if err != nil {
 		return err
