@@ -54,6 +54,9 @@ type Options struct {
 	// Firestore emulator (Stack.FirestoreFaults), so that a test can make
 	// Firestore unavailable to the recorder alone.
 	FirestoreFaults bool
+	// FirestoreArgs are extra flags for the project's Firestore emulator
+	// (a per-document write rate); Google's takes none.
+	FirestoreArgs []string
 	// GoogleEmulators runs Google's Firestore and Pub/Sub emulators (the
 	// gcloud SDK's) instead of the project's; Start defaults it from
 	// WADISPATCH_EMULATORS=gcloud.
@@ -289,8 +292,8 @@ func (s *Stack) startEmulators(ctx context.Context) (err error) {
 	if err := os.WriteFile(indexes, chart.FirestoreIndexes, 0o644); err != nil {
 		return fmt.Errorf("write the index configuration: %w", err)
 	}
-	if s.FirestoreAddr, err = s.startEmulator(ctx, FirestoreEmulator, "--host-port", "127.0.0.1:0", "--trigger", trigger,
-		"--indexes", "(default)="+indexes); err != nil {
+	args := append([]string{"--host-port", "127.0.0.1:0", "--trigger", trigger, "--indexes", "(default)=" + indexes}, s.opts.FirestoreArgs...)
+	if s.FirestoreAddr, err = s.startEmulator(ctx, FirestoreEmulator, args...); err != nil {
 		return err
 	}
 	s.triggerControl = s.FirestoreAddr
