@@ -13,7 +13,6 @@ import (
 type SentEntry struct {
 	// Path is the entry's document; MetricsDoc the counter it counts in.
 	Path, MetricsDoc string
-	MessagePath      string
 	CountedAt        time.Time
 }
 

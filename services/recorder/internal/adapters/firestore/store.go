@@ -454,7 +454,6 @@ func (s *Store) SentLedger(ctx context.Context, limit int) ([]app.SentEntry, err
 
 func sentEntry(snap *firestore.DocumentSnapshot) app.SentEntry {
 	e := app.SentEntry{Path: relPath(snap.Ref), MetricsDoc: relPath(snap.Ref.Parent.Parent)}
-	e.MessagePath, _ = snap.Data()[fMessagePath].(string)
 	e.CountedAt, _ = snap.Data()[fCountedAt].(time.Time)
 	return e
 }
