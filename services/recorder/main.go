@@ -41,6 +41,7 @@ type spec struct {
 	ExpiredClaimPolicy  string        `envconfig:"RECORDER_EXPIRED_CLAIM_POLICY" default:"unknown" desc:"a claim expired without outcome becomes UNKNOWN (unknown) or is sent again by the next claim (resend)"`
 	MetricsDocPath      string        `envconfig:"RECORDER_METRICS_DOC_PATH" default:"leasecompany/{leaseId}/performanceMetrics/{createdBy}" desc:"the sending user's metrics document holding numberOfWhatsappMessagesSent"`
 	SweepInterval       time.Duration `envconfig:"RECORDER_SWEEP_INTERVAL" default:"30s" desc:"how often claims expired without an outcome are marked UNKNOWN (or resolved from WhatsApp's statuses), kept statuses past RECORDER_PENDING_STATUS_TTL dropped, and stalled claims counted"`
+	CounterFold         time.Duration `envconfig:"RECORDER_COUNTER_FOLD_INTERVAL" default:"1s" desc:"how often the sends counted in each user's ledger (performanceMetrics/{createdBy}/sentLedger) are folded into numberOfWhatsappMessagesSent, which trails the sends by about this"`
 	StalledAge          time.Duration `envconfig:"RECORDER_STALLED_AGE" default:"10m" desc:"a claim released to retry this long ago, its task not back since, is stalled (listed by wadispatchctl stalled, counted in wadispatch_recorder_stalled_claims)"`
 	PendingStatusTTL    time.Duration `envconfig:"RECORDER_PENDING_STATUS_TTL" default:"1h" desc:"status webhooks of a wamid no result recorded are kept this long after the last of them, then dropped by the sweep (counted in wadispatch_recorder_pending_statuses_dropped_total)"`
 	TasksTopic          string        `envconfig:"RECORDER_TASKS_TOPIC" default:"whatsapp-messages" desc:"topic resent tasks are published to"`
@@ -167,6 +168,7 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 			receive(s.ResultsSubscription, svc.HandleResult),
 			receive(s.StatusSubscription, svc.HandleStatusTopic),
 			func(ctx context.Context) error { return svc.RunSweeper(ctx, s.SweepInterval) },
+			func(ctx context.Context) error { return svc.RunCounterFolder(ctx, s.CounterFold) },
 		},
 		close: closeAll,
 	}, nil

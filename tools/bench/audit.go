@@ -278,6 +278,13 @@ func Audit(ctx context.Context, fs, ancillary *firestore.Client, simURL string, 
 		}
 	}
 
+	// wadispatch counts sends in ledgers folded into the counters within
+	// a second or so; the counters are exact once they are empty.
+	if left, err := WaitLedgerFolded(ctx, fs, ledgerWait); err != nil {
+		return nil, err
+	} else if left > 0 {
+		r.violate("%d sent-ledger entries not folded into their counters within %s", left, ledgerWait)
+	}
 	for path, want := range sentBy {
 		got, err := counter(ctx, fs, path)
 		if err != nil {
@@ -307,6 +314,38 @@ func Audit(ctx context.Context, fs, ancillary *firestore.Client, simURL string, 
 	}
 	sort.Strings(r.Violations)
 	return r, nil
+}
+
+// ledgerWait bounds the wait for the ledgers to be folded: many times the
+// recorder's fold interval.
+const ledgerWait = 30 * time.Second
+
+// SentLedgerGroup is the collection group of the recorder's sent-message
+// ledgers, one per metrics document.
+const SentLedgerGroup = "sentLedger"
+
+// WaitLedgerFolded polls until no sent-ledger entry is left, or for at
+// most within, and returns how many are left (0: every counter is final).
+func WaitLedgerFolded(ctx context.Context, fs *firestore.Client, within time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		snaps, err := fs.CollectionGroup(SentLedgerGroup).Documents(ctx).GetAll()
+		if err != nil {
+			if ctx.Err() != nil && len(snaps) > 0 {
+				return len(snaps), nil
+			}
+			return 0, fmt.Errorf("read the sent ledgers: %w", err)
+		}
+		if len(snaps) == 0 {
+			return 0, nil
+		}
+		select {
+		case <-ctx.Done():
+			return len(snaps), nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // counter reads numberOfWhatsappMessagesSent; a missing document or field is 0.

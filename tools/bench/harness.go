@@ -43,6 +43,8 @@ type Config struct {
 	// ProfileDir, when set, receives a CPU profile of each wadispatch
 	// service per rate (the services run with PPROF=true).
 	ProfileDir string
+	// FirestoreArgs are extra flags of the Firestore emulator.
+	FirestoreArgs []string
 }
 
 // Row is one rate's measurements for one system.
@@ -104,10 +106,19 @@ const benchPhoneNumber = "100000000000001"
 var relaxedSimulator = []string{"--throughput", "0", "--pair-interval", "0", "--no-statuses"}
 
 // RunWadispatch measures wadispatch's three services.
-func RunWadispatch(ctx context.Context, cfg Config) ([]Row, error) {
+func RunWadispatch(ctx context.Context, cfg Config) (rows []Row, err error) {
+	err = withWadispatch(ctx, cfg, func(sys *system) error {
+		rows, err = sys.series(ctx, cfg)
+		return err
+	})
+	return rows, err
+}
+
+// withWadispatch runs measure on wadispatch's stack, stopped after it.
+func withWadispatch(ctx context.Context, cfg Config, measure func(*system) error) error {
 	counters, err := startCounters(stack.Ingest, stack.Recorder)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer closeCounters(counters)
 	logDir := filepath.Join(cfg.LogDir, "wadispatch")
@@ -122,6 +133,7 @@ func RunWadispatch(ctx context.Context, cfg Config) ([]Row, error) {
 		LogDir:        logDir,
 		PhoneNumberID: benchPhoneNumber,
 		SimulatorArgs: relaxedSimulator,
+		FirestoreArgs: cfg.FirestoreArgs,
 		Env: map[string][]string{
 			stack.Ingest: {"LOG_LEVEL=info", pprof, "FIRESTORE_EMULATOR_HOST=" + counters[stack.Ingest].Addr},
 			stack.Recorder: {"LOG_LEVEL=info", pprof, "FIRESTORE_EMULATOR_HOST=" + counters[stack.Recorder].Addr,
@@ -131,7 +143,7 @@ func RunWadispatch(ctx context.Context, cfg Config) ([]Row, error) {
 		},
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer s.Stop()
 	sys := &system{name: "wadispatch", stack: s, counters: counters, pids: func() []namedPID {
@@ -145,17 +157,26 @@ func RunWadispatch(ctx context.Context, cfg Config) ([]Row, error) {
 		sys.profiles = &profiles{dir: cfg.ProfileDir, urls: map[string]string{
 			stack.Ingest: s.IngestOpsURL, stack.Sender: s.SenderURL, stack.Recorder: s.RecorderURL}}
 	}
-	return sys.series(ctx, cfg)
+	return measure(sys)
 }
 
 // RunBaseline measures the seed design (tools/baseline) on the same
 // emulators and simulator: the stack's services are stopped and
 // seed-baseline's function takes ingest's address, where the Firestore
 // emulator's trigger posts.
-func RunBaseline(ctx context.Context, cfg Config) ([]Row, error) {
+func RunBaseline(ctx context.Context, cfg Config) (rows []Row, err error) {
+	err = withBaseline(ctx, cfg, func(sys *system) error {
+		rows, err = sys.series(ctx, cfg)
+		return err
+	})
+	return rows, err
+}
+
+// withBaseline runs measure on the seed design, stopped after it.
+func withBaseline(ctx context.Context, cfg Config, measure func(*system) error) error {
 	counters, err := startCounters("validate", "send")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer closeCounters(counters)
 	logDir := filepath.Join(cfg.LogDir, "baseline")
@@ -164,24 +185,25 @@ func RunBaseline(ctx context.Context, cfg Config) ([]Row, error) {
 		LogDir:        logDir,
 		PhoneNumberID: benchPhoneNumber,
 		SimulatorArgs: relaxedSimulator,
+		FirestoreArgs: cfg.FirestoreArgs,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer s.Stop()
 	for _, name := range []string{stack.Ingest, stack.Sender, stack.Recorder} {
 		if err := s.StopOne(name); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	for _, c := range counters {
 		if err := c.SetBackend(s.FirestoreAddr); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	tokens, err := json.Marshal(map[string]string{s.TokenRef: s.Token})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	env := func(counter string) []string {
 		return []string{"GOOGLE_CLOUD_PROJECT=wadispatch-local", "PUBSUB_EMULATOR_HOST=" + s.PubSubAddr,
@@ -191,19 +213,19 @@ func RunBaseline(ctx context.Context, cfg Config) ([]Row, error) {
 	validate, err := startChild(ctx, bin, filepath.Join(logDir, "seed-baseline-validate.log"), env("validate"),
 		"validate", "--host-port", strings.TrimPrefix(s.IngestURL, "http://"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer validate.stop()
 	send, err := startChild(ctx, bin, filepath.Join(logDir, "seed-baseline-send.log"), env("send"),
 		"send", "--whatsapp-base-url", s.SimulatorURL, "--tokens", string(tokens), "--pull-streams", strconv.Itoa(cfg.PullStreams))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer send.stop()
 	sys := &system{name: "seed baseline", stack: s, counters: counters, pids: func() []namedPID {
 		return []namedPID{{"validate", validate.pid()}, {"send", send.pid()}, {stack.FirestoreEmulator, s.PID(stack.FirestoreEmulator)}}
 	}}
-	return sys.series(ctx, cfg)
+	return measure(sys)
 }
 
 func startCounters(names ...string) (map[string]*RPCCounter, error) {

@@ -167,6 +167,10 @@ func checkBadDocs(t *testing.T, badDocs func(driver string) []badDoc) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Sends are counted once the recorder folds its ledgers.
+	if left, err := bench.WaitLedgerFolded(ctx, fs, 30*time.Second); err != nil || left > 0 {
+		t.Fatalf("sent ledgers not folded: %d entries left (%v)", left, err)
+	}
 	for _, d := range docs {
 		p := path(d)
 		o := outcomes[p]

@@ -334,7 +334,7 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 
 	fmt.Fprintln(w)
 	metricsPath := "leasecompany/" + DemoLease + "/performanceMetrics/" + DemoUser
-	count, err := intField(ctx, fs, metricsPath, "numberOfWhatsappMessagesSent")
+	count, err := foldedCount(settleCtx, fs, metricsPath, int64(sent))
 	if err != nil {
 		return false, err
 	}
@@ -548,6 +548,26 @@ func rejectionIn(logPath, path string) (string, bool) {
 		return line.Reason, true
 	}
 	return "", false
+}
+
+// foldedCount reads the sending user's counter until it reaches want or
+// ctx ends: the recorder folds sends into it within a second or so
+// (RECORDER_COUNTER_FOLD_INTERVAL). A counter not written yet reads 0.
+func foldedCount(ctx context.Context, fs *firestore.Client, path string, want int64) (int64, error) {
+	for {
+		n, err := intField(ctx, fs, path, "numberOfWhatsappMessagesSent")
+		if status.Code(err) == codes.NotFound {
+			n, err = 0, nil
+		}
+		if err != nil || n == want {
+			return n, err
+		}
+		select {
+		case <-ctx.Done():
+			return n, nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func intField(ctx context.Context, fs *firestore.Client, path, field string) (int64, error) {

@@ -54,6 +54,9 @@ type Options struct {
 	// Firestore emulator (Stack.FirestoreFaults), so that a test can make
 	// Firestore unavailable to the recorder alone.
 	FirestoreFaults bool
+	// FirestoreArgs are extra flags for the project's Firestore emulator
+	// (a per-document write rate); Google's takes none.
+	FirestoreArgs []string
 	// GoogleEmulators runs Google's Firestore and Pub/Sub emulators (the
 	// gcloud SDK's) instead of the project's; Start defaults it from
 	// WADISPATCH_EMULATORS=gcloud.
@@ -308,8 +311,9 @@ func (s *Stack) startFirestore(ctx context.Context) (err error) {
 	// Nothing of wadispatch reads at a past read_time, so the emulator keeps
 	// a minute of document versions, not Firestore's hour: an hour of
 	// `make run` would otherwise hold every version of every document.
-	if s.FirestoreAddr, err = s.startEmulator(ctx, FirestoreEmulator, "--host-port", "127.0.0.1:0", "--trigger", trigger,
-		"--indexes", "(default)="+indexes, "--version-retention", "1m"); err != nil {
+	args := append([]string{"--host-port", "127.0.0.1:0", "--trigger", trigger, "--indexes", "(default)=" + indexes,
+		"--version-retention", "1m"}, s.opts.FirestoreArgs...)
+	if s.FirestoreAddr, err = s.startEmulator(ctx, FirestoreEmulator, args...); err != nil {
 		return err
 	}
 	s.triggerControl = s.FirestoreAddr

@@ -152,9 +152,8 @@ func TestFailedStatusWebhook(t *testing.T) {
 	if _, ok := doc["failedAt"].(time.Time); !ok {
 		t.Errorf("failedAt %v", doc["failedAt"])
 	}
-	metrics := getDoc(t, ctx, fs, "leasecompany/"+stack.DemoLease+"/performanceMetrics/"+stack.DemoUser)
-	if metrics["numberOfWhatsappMessagesSent"] != int64(1) {
-		t.Errorf("numberOfWhatsappMessagesSent = %v, want 1", metrics["numberOfWhatsappMessagesSent"])
+	if got := sentCount(t, ctx, fs); got != int64(1) {
+		t.Errorf("numberOfWhatsappMessagesSent = %v, want 1", got)
 	}
 }
 

@@ -48,6 +48,14 @@ type Options struct {
 	// Google's emulator; a database in it with a nil configuration has only
 	// Firestore's automatic single-field indexes.
 	Indexes map[string]*IndexConfig
+	// DocumentWriteRate is the sustained writes per second each document
+	// takes; a commit writing a document faster waits its turn (see "Writes
+	// to one document" in the package documentation). 0, the default,
+	// leaves writes unlimited, as Google's emulator does.
+	DocumentWriteRate float64
+	// DocumentWriteBurst is how many writes a document idle for a while
+	// takes at once before DocumentWriteRate holds. Default 1.
+	DocumentWriteBurst int
 }
 
 // Server is a running emulator.
@@ -57,6 +65,7 @@ type Server struct {
 	opts    Options
 	log     logrus.FieldLogger
 	indexes map[string][]compiledIndex // by database id
+	limits  *docLimits                 // nil: writes unlimited
 
 	lis     net.Listener
 	grpcSrv *grpc.Server
@@ -111,6 +120,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		opts:    opts,
 		log:     log,
 		indexes: indexes,
+		limits:  newDocLimits(opts.DocumentWriteRate, opts.DocumentWriteBurst),
 		lis:     lis,
 		dbs:     map[string]*database{},
 		trigs:   append([]Trigger(nil), opts.Triggers...),

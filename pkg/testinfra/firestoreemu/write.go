@@ -29,6 +29,11 @@ func (s *Server) Commit(ctx context.Context, req *pb.CommitRequest) (*pb.CommitR
 	if err != nil {
 		return nil, err
 	}
+	// Before the database lock: a commit held back by a hot document keeps
+	// its transaction's locks, as in Firestore, but delays no other commit.
+	if err := s.limits.wait(ctx, req.GetWrites()); err != nil {
+		return nil, err
+	}
 	db.mu.Lock()
 	var t *txn
 	if len(req.GetTransaction()) > 0 {
@@ -66,6 +71,9 @@ func (s *Server) Commit(ctx context.Context, req *pb.CommitRequest) (*pb.CommitR
 func (s *Server) BatchWrite(ctx context.Context, req *pb.BatchWriteRequest) (*pb.BatchWriteResponse, error) {
 	db, err := s.database(req.GetDatabase())
 	if err != nil {
+		return nil, err
+	}
+	if err := s.limits.wait(ctx, req.GetWrites()); err != nil {
 		return nil, err
 	}
 	resp := &pb.BatchWriteResponse{}

@@ -104,6 +104,8 @@ func run() error {
 		minBackoff = flag.Duration("trigger-min-backoff", 100*time.Millisecond, "first retry delay of a failed trigger delivery")
 		maxBackoff = flag.Duration("trigger-max-backoff", 10*time.Second, "maximum retry delay of a failed trigger delivery")
 		retention  = flag.Duration("version-retention", time.Hour, "how far back read_time reads can see; every document version written within it is kept in memory")
+		writeRate  = flag.Float64("document-write-rate", 0, "sustained writes per second each document takes, commits beyond it wait (Firestore's is about 1/s; 0: unlimited)")
+		writeBurst = flag.Int("document-write-burst", 1, "writes a document idle for a while takes at once before --document-write-rate holds")
 		triggers   triggerFlags
 		indexFiles indexFlags
 	)
@@ -125,7 +127,9 @@ func run() error {
 		Indexes:  indexes,
 		// Firestore keeps an hour of versions; a long local run that needs
 		// no old reads can keep less, and so less memory.
-		VersionRetention: *retention,
+		VersionRetention:   *retention,
+		DocumentWriteRate:  *writeRate,
+		DocumentWriteBurst: *writeBurst,
 	})
 	if err != nil {
 		return err

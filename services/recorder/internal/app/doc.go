@@ -25,8 +25,18 @@
 //     ingest refused (refusal.go) gets status FAILED, failureReason and
 //     statusReason, and a state with no claim, only if it had no state.
 //   - the sending user's metrics document (Config.MetricsDocPath):
-//     numberOfWhatsappMessagesSent, a server-side increment in the commit
-//     that records the SENT outcome, so it counts once per message.
+//     numberOfWhatsappMessagesSent. The commit that records the SENT
+//     outcome creates the message's entry in the user's ledger,
+//     {metricsDoc}/sentLedger/{id of the message path} (messagePath,
+//     countedAt), so it counts once per message; a folder
+//     (RunCounterFolder, fold.go) moves the entries into the counter, one
+//     transaction per metrics document and up to 400 entries that reads
+//     them, increments by those still there and deletes them. Firestore
+//     sustains about one write per second to one document: a user's burst
+//     of 1,000 sends is three writes to the counter, not 1,000 commits
+//     queued on it. The counter trails the sends by about the fold
+//     interval; folds of several recorders at once conflict and retry, and
+//     each entry counts in the one that deletes it.
 //   - whatsappMessageIndex/{wamid}: wamid → message, in that same commit,
 //     so a status webhook finds its message with one read.
 //   - earlyStatuses on the state: status webhooks of the current claim's
@@ -54,5 +64,7 @@
 // Indexes the queries need on Firestore (collection group `dispatch`,
 // single-field, collection-group scope): status (ListUnknown),
 // leaseExpiresAt (the sweeper), and driverMobileNumber + enquiryId
-// (ListEnquiryMessages, equality only, served by index merging).
+// (ListEnquiryMessages, equality only, served by index merging). The
+// folder's query of collection group `sentLedger` has no filter and is in
+// name order, which needs no declared index.
 package app

@@ -170,6 +170,22 @@ func (e *env) record(t testing.TB, r *wadispatchv1.SendResult) *wadispatchv1.Rec
 }
 
 // doc reads a document's data; nil when it does not exist.
+// sentCount is u1's numberOfWhatsappMessagesSent once the ledger is
+// folded, as the recorder's folder would within its interval.
+func (e *env) sentCount(t testing.TB) any {
+	t.Helper()
+	e.fold(t)
+	return doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")["numberOfWhatsappMessagesSent"]
+}
+
+// fold folds every pending ledger entry into its counter.
+func (e *env) fold(t testing.TB) {
+	t.Helper()
+	if _, err := e.svc.FoldSentCounts(context.Background()); err != nil {
+		t.Fatalf("fold the sent ledger: %v", err)
+	}
+}
+
 func doc(t testing.TB, c *firestore.Client, path string) map[string]any {
 	t.Helper()
 	snap, err := c.Doc(path).Get(context.Background())

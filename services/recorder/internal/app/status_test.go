@@ -50,11 +50,6 @@ func (e *env) expiredUnknown(t testing.TB, id string) (*wadispatchv1.SendTask, s
 	return task, c.GetClaimId()
 }
 
-func (e *env) sentCount(t testing.TB) any {
-	t.Helper()
-	return doc(t, e.db, "leasecompany/l1/performanceMetrics/u1")["numberOfWhatsappMessagesSent"]
-}
-
 // An UNKNOWN message whose claim's call WhatsApp reports delivered is
 // recorded as sent with that wamid (document, counter once, index,
 // ancillary record), then delivered; a repeat of the webhook and the dead

@@ -20,8 +20,9 @@ type Plan struct {
 	// Message is written only if the message document exists: a message
 	// deleted by the web app keeps its state, for operators.
 	Message *MessageUpdate
-	// CountSentIn is the metrics document whose counter the commit
-	// increments; "" counts nothing.
+	// CountSentIn is the metrics document the send counts in: the commit
+	// creates the message's entry in its ledger (SentEntry), folded into
+	// the counter later; "" counts nothing.
 	CountSentIn string
 	// Index is the wamid index entry the commit sets; nil sets none.
 	Index *IndexEntry
@@ -82,6 +83,13 @@ type Store interface {
 	// ExpiredPendingStatuses lists up to limit wamids whose last status was
 	// kept at or before keptBefore, longest kept first.
 	ExpiredPendingStatuses(ctx context.Context, keptBefore time.Time, limit int) ([]PendingStatuses, error)
+	// SentLedger lists up to limit ledger entries of every metrics
+	// document, grouped by metrics document.
+	SentLedger(ctx context.Context, limit int) ([]SentEntry, error)
+	// FoldSent adds to f's metrics document the entries of f still there
+	// and deletes them, atomically, and returns them: an entry another
+	// fold took first is skipped.
+	FoldSent(ctx context.Context, f SentFold) ([]SentEntry, error)
 }
 
 // PendingStatus is a status event kept by its wamid, which no result has

@@ -1,6 +1,8 @@
 package firestore
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -34,6 +36,10 @@ const (
 	fStatusUpdatedAt = "statusUpdatedAt"
 	fUpdatedAt       = "updatedAt"
 
+	sentLedgerColl = "sentLedger"
+	fMessagePath   = "messagePath"
+	fCountedAt     = "countedAt"
+
 	fKeptAt          = "keptAt"
 	fPendingStatuses = "statuses"
 
@@ -47,6 +53,14 @@ const (
 // statePath is where the pipeline state of a message lives.
 func statePath(messagePath string) string {
 	return messagePath + "/" + stateCollection + "/" + stateDocID
+}
+
+// sentEntryPath is the ledger entry of a message's send under its
+// sender's metrics document: one per message path, so a second Create of
+// it fails rather than counting twice.
+func sentEntryPath(metricsDoc, messagePath string) string {
+	sum := sha256.Sum256([]byte(messagePath))
+	return metricsDoc + "/" + sentLedgerColl + "/" + hex.EncodeToString(sum[:20])
 }
 
 // driverRecordPath is the driver's document in the ancillary database,

@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -144,7 +145,9 @@ func (s *Store) commitPlan(ctx context.Context, ref dispatch.MessageRef, stateRe
 		writes++
 	}
 	if p.CountSentIn != "" {
-		b.Set(s.db.Doc(p.CountSentIn), map[string]any{fMetricsCounter: firestore.Increment(1)}, firestore.MergeAll)
+		b.Create(s.db.Doc(sentEntryPath(p.CountSentIn, ref.Path())), map[string]any{
+			fMessagePath: ref.Path(), fCountedAt: firestore.ServerTimestamp,
+		})
 		writes++
 	}
 	if p.Index != nil {
@@ -428,6 +431,74 @@ func (s *Store) ExpiredPendingStatuses(ctx context.Context, keptBefore time.Time
 		}
 		out = append(out, p)
 	}
+}
+
+// SentLedger implements app.Store: a collection-group query in name
+// order, which needs no declared index and keeps each metrics document's
+// entries together.
+func (s *Store) SentLedger(ctx context.Context, limit int) ([]app.SentEntry, error) {
+	it := s.db.CollectionGroup(sentLedgerColl).Query.OrderBy(firestore.DocumentID, firestore.Asc).Limit(limit).Documents(ctx)
+	defer it.Stop()
+	var out []app.SentEntry
+	for {
+		snap, err := it.Next()
+		if err == iterator.Done {
+			return out, nil
+		}
+		if err != nil {
+			return nil, queryErr("query sent ledger", err)
+		}
+		out = append(out, sentEntry(snap))
+	}
+}
+
+func sentEntry(snap *firestore.DocumentSnapshot) app.SentEntry {
+	e := app.SentEntry{Path: relPath(snap.Ref), MetricsDoc: relPath(snap.Ref.Parent.Parent)}
+	e.CountedAt, _ = snap.Data()[fCountedAt].(time.Time)
+	return e
+}
+
+// relPath is ref's path from the database root, as Doc takes it.
+func relPath(ref *firestore.DocumentRef) string {
+	_, rel, _ := strings.Cut(ref.Path, "/documents/")
+	return rel
+}
+
+// FoldSent implements app.Store: one transaction reads the entries (which
+// locks them, so a concurrent fold of the same entries waits, then finds
+// them gone), increments the counter by those found and deletes them. The
+// counter is incremented, not read: the transaction holds no lock on the
+// hot document.
+func (s *Store) FoldSent(ctx context.Context, f app.SentFold) ([]app.SentEntry, error) {
+	refs := make([]*firestore.DocumentRef, len(f.Entries))
+	for i, p := range f.Entries {
+		refs[i] = s.db.Doc(p)
+	}
+	var folded []app.SentEntry
+	err := s.db.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		folded = folded[:0]
+		snaps, err := tx.GetAll(refs)
+		if err != nil {
+			return err
+		}
+		for _, snap := range snaps {
+			if !snap.Exists() {
+				continue
+			}
+			folded = append(folded, sentEntry(snap))
+			if err := tx.Delete(snap.Ref); err != nil {
+				return err
+			}
+		}
+		if len(folded) == 0 {
+			return nil
+		}
+		return tx.Set(s.db.Doc(f.MetricsDoc), map[string]any{fMetricsCounter: firestore.Increment(len(folded))}, firestore.MergeAll)
+	}, firestore.MaxAttempts(s.maxAttempts))
+	if err != nil {
+		return nil, unavailable("fold sent ledger of "+f.MetricsDoc, err)
+	}
+	return folded, nil
 }
 
 // CreateReply implements app.Store: a create, so a redelivery writes
