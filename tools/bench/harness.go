@@ -43,6 +43,10 @@ type Config struct {
 	// ProfileDir, when set, receives a CPU profile of each wadispatch
 	// service per rate (the services run with PPROF=true).
 	ProfileDir string
+	// RSSEvery, when set, samples each process's resident memory at that
+	// interval while a rate is offered (Row.RSS), to show whether it stays
+	// flat over a long run.
+	RSSEvery time.Duration
 	// FirestoreArgs are extra flags of the Firestore emulator.
 	FirestoreArgs []string
 }
@@ -71,6 +75,14 @@ type Row struct {
 	Violations int
 	// Profiles are the services' CPU profiles of the rate (Config.ProfileDir).
 	Profiles []string
+	// RSS are the processes' resident memory samples (Config.RSSEvery).
+	RSS []RSSSample
+}
+
+// RSSSample is every measured process's resident memory at one time.
+type RSSSample struct {
+	At time.Duration // since the rate started
+	MB []ProcStat    // PeakMB holds the resident MB at At
 }
 
 // ProcStat is one process's resource use.
@@ -321,6 +333,7 @@ func (sys *system) measure(ctx context.Context, cfg Config, fs, anc *firestore.C
 	}
 
 	profiled := sys.profiles.during(ctx, fmt.Sprintf("%s-%d", sys.name, rate), cfg.Duration)
+	sampled := sampleRSS(ctx, cfg.RSSEvery, pids)
 	if err := Create(ctx, fs, msgs, rate); err != nil {
 		return row, err
 	}
@@ -340,6 +353,7 @@ func (sys *system) measure(ctx context.Context, cfg Config, fs, anc *firestore.C
 		return row, err
 	}
 	row.Profiles = files
+	row.RSS = sampled()
 
 	for i, p := range pids {
 		row.Procs = append(row.Procs, ProcStat{Name: p.name, CPU: cpuSeconds(p.pid) - cpu0[i], PeakMB: peakMB(p.pid)})
@@ -457,7 +471,10 @@ func cpuSeconds(pid int) float64 {
 }
 
 // peakMB is the peak resident set (VmHWM) of pid in MiB.
-func peakMB(pid int) float64 {
+func peakMB(pid int) float64 { return statusMB(pid, "VmHWM:") }
+
+// statusMB reads a memory field of /proc/<pid>/status in MB (0 if absent).
+func statusMB(pid int, field string) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
@@ -465,12 +482,51 @@ func peakMB(pid int) float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			return kb / 1024
 		}
 	}
 	return 0
+}
+
+// sampleRSS samples the processes' resident memory every interval (never,
+// if 0) until the returned func is called, which returns the samples.
+func sampleRSS(ctx context.Context, every time.Duration, pids []namedPID) (stop func() []RSSSample) {
+	if every <= 0 {
+		return func() []RSSSample { return nil }
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	start := time.Now()
+	var samples []RSSSample
+	done := make(chan struct{})
+	take := func() {
+		s := RSSSample{At: time.Since(start).Round(time.Second)}
+		for _, p := range pids {
+			s.MB = append(s.MB, ProcStat{Name: p.name, PeakMB: statusMB(p.pid, "VmRSS:")})
+		}
+		samples = append(samples, s)
+	}
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		take()
+		for {
+			select {
+			case <-ctx.Done():
+				take()
+				return
+			case <-tick.C:
+				take()
+			}
+		}
+	}()
+	return func() []RSSSample {
+		cancel()
+		<-done
+		return samples
+	}
 }
 
 // child is a program the harness runs beside the stack (seed-baseline).

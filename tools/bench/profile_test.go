@@ -39,3 +39,22 @@ func TestProfilesOfEachService(t *testing.T) {
 		t.Error("a service without PPROF gave no error")
 	}
 }
+
+// Sampling resident memory gives a first and a last sample at least, each
+// with the process's real RSS.
+func TestSampleRSS(t *testing.T) {
+	stop := sampleRSS(context.Background(), 10*time.Millisecond, []namedPID{{"self", os.Getpid()}})
+	time.Sleep(30 * time.Millisecond)
+	samples := stop()
+	if len(samples) < 2 {
+		t.Fatalf("%d samples", len(samples))
+	}
+	for _, s := range samples {
+		if len(s.MB) != 1 || s.MB[0].PeakMB <= 0 {
+			t.Errorf("sample %+v", s)
+		}
+	}
+	if got := sampleRSS(context.Background(), 0, nil)(); got != nil {
+		t.Errorf("sampling off gave %v", got)
+	}
+}

@@ -92,3 +92,16 @@ func short(name string) string {
 	}
 	return name
 }
+
+// PrintRSS writes each row's resident memory samples, one line a sample.
+func PrintRSS(w io.Writer, rows []Row) {
+	for _, r := range rows {
+		for _, s := range r.RSS {
+			fmt.Fprintf(w, "  %-14s %4d/s  %8s ", r.System, r.Rate, s.At)
+			for _, p := range s.MB {
+				fmt.Fprintf(w, " %s=%.0f", p.Name, p.PeakMB)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}

@@ -33,6 +33,7 @@ func main() {
 	settle := fs.Duration("settle", 90*time.Second, "longest wait for a rate's messages to reach a final state (and, in the hot-document case, to be counted)")
 	pullStreams := fs.Int("pull-streams", 4, "streaming pulls of the task consumers (the local Pub/Sub server gives one about 100 messages/s)")
 	baseline := fs.Bool("baseline", true, "also measure the seed design and print the ratios")
+	rssEvery := fs.Duration("rss-every", 0, "sample every process's resident memory at this interval while a rate runs, and print the series (e.g. 1m, for a long --duration)")
 	profile := fs.Bool("profile", false, "take a CPU profile of each wadispatch service per rate (into the log folder) and print the top of each")
 	hotDocument := fs.Bool("hot-document", true, "then run the hot-document case (one user's burst to many drivers, the emulator holding each document to --document-write-rate) for both designs")
 	hotOnly := fs.Bool("hot-document-only", false, "run only the hot-document case")
@@ -58,6 +59,7 @@ func main() {
 		os.Exit(1)
 	}
 	cfg.LogDir = filepath.Join(*logs, time.Now().UTC().Format("20060102T150405"))
+	cfg.RSSEvery = *rssEvery
 	if *profile {
 		cfg.ProfileDir = filepath.Join(cfg.LogDir, "profiles")
 		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
@@ -104,6 +106,10 @@ func run(ctx context.Context, cfg bench.Config, baseline bool) error {
 		if err := bench.PrintComparison(os.Stdout, wad, base); err != nil {
 			return err
 		}
+	}
+	if cfg.RSSEvery > 0 {
+		fmt.Println("\nResident memory (MB) while each rate ran:")
+		bench.PrintRSS(os.Stdout, rows)
 	}
 	var profiles []string
 	for _, r := range wad {
