@@ -30,10 +30,11 @@ func main() {
 	duration := fs.Duration("duration", 10*time.Second, "how long each rate is offered")
 	settle := fs.Duration("settle", 90*time.Second, "longest wait for a rate's messages to reach a final state")
 	pullStreams := fs.Int("pull-streams", 4, "streaming pulls of the task consumers (the local Pub/Sub server gives one about 100 messages/s)")
+	recorders := fs.Int("recorders", 1, "recorders wadispatch runs; the sender balances its claims over them (CLAIMS BY RECORDER)")
 	baseline := fs.Bool("baseline", true, "also measure the seed design and print the ratios")
 	_ = fs.Parse(os.Args[1:])
 
-	cfg := bench.Config{Duration: *duration, Settle: *settle, PullStreams: *pullStreams, Progress: os.Stderr}
+	cfg := bench.Config{Duration: *duration, Settle: *settle, PullStreams: *pullStreams, Recorders: *recorders, Progress: os.Stderr}
 	for _, r := range strings.Split(*rates, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(r))
 		if err != nil || n <= 0 {
