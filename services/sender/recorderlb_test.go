@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -108,5 +109,23 @@ func TestRecorderCallsAreBalancedAndADeadRecorderIsDropped(t *testing.T) {
 	t.Logf("silent recorder dropped %s after it went silent", time.Since(cut).Round(time.Millisecond))
 	if err := conn.Ready(context.Background()); err != nil {
 		t.Errorf("Ready with one recorder left: %v", err)
+	}
+}
+
+func TestRecorderSettingsAreChecked(t *testing.T) {
+	tokens := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"})
+	ka := adapters.Keepalive{Time: 20 * time.Second, Timeout: 5 * time.Second}
+	if _, err := adapters.DialRecorder("127.0.0.1:9090,recorder-2", ka, tokens); err == nil {
+		t.Error("an address list with an entry without port was accepted")
+	}
+	cfg := spec{MaxAttempts: 1, MaxInFlight: 1, PullStreams: 1, RatePerNumber: 1, ClaimLease: 45 * time.Second,
+		WhatsAppTimeout: 10 * time.Second, PublishTimeout: 30 * time.Second, RecorderKeepalive: 20 * time.Second, RecorderPingTimeout: 5 * time.Second}
+	if err := cfg.check(); err != nil {
+		t.Fatalf("a valid spec: %v", err)
+	}
+	// gRPC would quietly ping every 10 s instead.
+	cfg.RecorderKeepalive = 5 * time.Second
+	if err := cfg.check(); err == nil || !strings.Contains(err.Error(), "SENDER_RECORDER_KEEPALIVE_TIME") {
+		t.Errorf("keepalive time 5s: %v, want an error naming SENDER_RECORDER_KEEPALIVE_TIME", err)
 	}
 }
