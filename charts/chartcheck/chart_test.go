@@ -126,6 +126,7 @@ func TestWorkloadsAreLockedDownAndOperable(t *testing.T) {
 			checkSelectorsMatch(t, m)
 			checkNetworkPolicies(t, m)
 			checkSenderGrace(t, m.deployment(release+"-sender"))
+			checkSenderBalancesOverRecorders(t, m)
 		})
 	}
 }
@@ -409,6 +410,46 @@ func checkSenderGrace(t *testing.T, d *appsv1.Deployment) {
 	grace := time.Duration(*d.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
 	if grace <= longest {
 		t.Errorf("sender terminationGracePeriodSeconds %v does not exceed the longest in-flight send %v", grace, longest)
+	}
+}
+
+// The sender reaches the recorder through a headless Service (every ready
+// pod's address, for its round robin) on the recorder's gRPC port, and
+// pings no more often than the recorder permits.
+func checkSenderBalancesOverRecorders(t *testing.T, m *Manifests) {
+	t.Helper()
+	env := func(d *appsv1.Deployment) map[string]string {
+		out := map[string]string{}
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			out[e.Name] = e.Value
+		}
+		return out
+	}
+	sender, recorder := env(m.deployment(release+"-sender")), env(m.deployment(release+"-recorder"))
+	addr := sender["SENDER_RECORDER_ADDR"]
+	host, port, ok := strings.Cut(strings.TrimPrefix(addr, "dns:///"), ":")
+	name, inNamespace := strings.CutSuffix(host, "."+namespace+".svc.cluster.local")
+	if !strings.HasPrefix(addr, "dns:///") || !ok || !inNamespace {
+		t.Fatalf("SENDER_RECORDER_ADDR %q is not dns:///SERVICE.%s.svc.cluster.local:PORT", addr, namespace)
+	}
+	svc := m.service(name)
+	if svc == nil {
+		t.Fatalf("SENDER_RECORDER_ADDR names Service %s, which is not rendered", name)
+	}
+	if svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("Service %s is not headless (clusterIP %q): the sender would see one address", name, svc.Spec.ClusterIP)
+	}
+	d := m.deployment(release + "-recorder")
+	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
+		t.Errorf("Service %s does not select the recorder's pods", name)
+	}
+	if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool {
+		return strconv.Itoa(int(p.Port)) == port && p.TargetPort.String() == "grpc"
+	}) {
+		t.Errorf("Service %s has no port %s to the recorder's grpc port", name, port)
+	}
+	if ping, allowed := seconds(t, sender["SENDER_RECORDER_KEEPALIVE_TIME"]), seconds(t, recorder["RECORDER_KEEPALIVE_MIN_TIME"]); ping < allowed {
+		t.Errorf("sender pings every %ds, the recorder permits every %ds at most", ping, allowed)
 	}
 }
 
@@ -765,6 +806,8 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		// a setting silently ignored.
 		{"sender.tokens.secretID=x", "additional properties 'secretID' not allowed"},
 		{"recorder.expiredClaimPolicy=maybe", "value must be one of"},
+		{"sender.recorderKeepaliveSeconds=5", "minimum: got 5, want 10"},
+		{"recorder.keepaliveMinTimeSeconds=30", "too_many_pings"},
 		// A route the NetworkPolicy would block, or to a webhook without
 		// its secret.
 		{"ingest.webhook.route.gateway.name=gw", "needs networkPolicy.ingest.gatewayCIDRs"},

@@ -34,6 +34,9 @@ type spec struct {
 	AuthIssuers         string        `envconfig:"RECORDER_AUTH_ISSUERS" default:"https://accounts.google.com=https://www.googleapis.com/oauth2/v3/certs" desc:"trusted ID token issuers, ISSUER=KEYS_URL[,...]: Google's on GCP, the local stack's issuer locally"`
 	SenderIdentities    []string      `envconfig:"RECORDER_SENDER_IDENTITIES" required:"true" desc:"callers (ID token emails) that may ClaimSend and ReleaseClaim: the sender's service account"`
 	OperatorIdentities  []string      `envconfig:"RECORDER_OPERATOR_IDENTITIES" desc:"callers (ID token emails) that may read and Resend: operators' service accounts"`
+	KeepaliveMinTime    time.Duration `envconfig:"RECORDER_KEEPALIVE_MIN_TIME" default:"10s" desc:"shortest keepalive ping interval a gRPC caller may use (callers pinging more often are disconnected with too_many_pings); at most SENDER_RECORDER_KEEPALIVE_TIME"`
+	MaxConnectionAge    time.Duration `envconfig:"RECORDER_MAX_CONNECTION_AGE" default:"5m" desc:"gRPC connections are closed (GOAWAY) after about this long, so callers reconnect and recorder pods added since get calls too; 0: never"`
+	MaxConnectionGrace  time.Duration `envconfig:"RECORDER_MAX_CONNECTION_AGE_GRACE" default:"30s" desc:"time the calls in flight on a connection closed for its age have to finish"`
 	Reflection          bool          `envconfig:"RECORDER_REFLECTION" default:"false" desc:"serve gRPC reflection (to operators only) for grpcurl"`
 	DefaultDatabase     string        `envconfig:"RECORDER_DEFAULT_DATABASE" default:"(default)" desc:"Firestore database of the messages, state, metrics and wamid index"`
 	AncillaryDatabase   string        `envconfig:"RECORDER_ANCILLARY_DATABASE" default:"ancillary" desc:"Firestore database of whatsapp/{driver}/enquiryMessages/{enquiryId}"`
@@ -143,7 +146,7 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 	}
 	api, err := grpcapi.New(s.GRPCAddr, svc, grpcapi.Access{
 		Verifier: verifier, Senders: s.SenderIdentities, Operators: s.OperatorIdentities, Reflection: s.Reflection, Log: log,
-	})
+	}, grpcapi.Connections{MinPingTime: s.KeepaliveMinTime, MaxAge: s.MaxConnectionAge, MaxAgeGrace: s.MaxConnectionGrace})
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,9 @@ type spec struct {
 	PullStreams     int           `envconfig:"SENDER_PULL_STREAMS" default:"1" desc:"Pub/Sub streaming pulls (one carries megabytes per second; the local pstest server hands each about 100 messages/s)"`
 	AckExtension    time.Duration `envconfig:"SENDER_ACK_EXTENSION" default:"15s" desc:"how far a task's ack deadline is extended at a time (10s to 600s): a task held by a crashed sender comes back after at most this"`
 
-	RecorderAddr        string        `envconfig:"SENDER_RECORDER_ADDR" default:"localhost:9090" desc:"host:port of the recorder's gRPC API"`
+	RecorderAddr        string        `envconfig:"SENDER_RECORDER_ADDR" default:"localhost:9090" desc:"the recorder's gRPC API: a gRPC target (dns:///HOST:PORT balances over every address HOST resolves to, e.g. a headless Service's pods) or a comma-separated list of HOST:PORT, balanced over"`
+	RecorderKeepalive   time.Duration `envconfig:"SENDER_RECORDER_KEEPALIVE_TIME" default:"20s" desc:"a connection to a recorder that has read nothing this long is pinged (at least 10s; RECORDER_KEEPALIVE_MIN_TIME must not exceed it)"`
+	RecorderPingTimeout time.Duration `envconfig:"SENDER_RECORDER_KEEPALIVE_TIMEOUT" default:"5s" desc:"a ping unanswered this long drops the connection, and calls go to the other recorders"`
 	RecorderAudience    string        `envconfig:"SENDER_RECORDER_AUDIENCE" default:"wadispatch-recorder" desc:"audience of the ID tokens the sender presents to the recorder (RECORDER_AUTH_AUDIENCE)"`
 	RecorderIDTokenFile string        `envconfig:"SENDER_RECORDER_ID_TOKEN_FILE" desc:"local runs: file holding the sender's ID token, re-read as it nears expiry; unset, tokens come from Google (Workload Identity on GKE)"`
 	ClaimLease          time.Duration `envconfig:"SENDER_CLAIM_LEASE" default:"45s" desc:"how long a claim holds without an outcome; bounds one task's retries (the pod's termination grace should exceed it)"`
@@ -95,7 +97,7 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
-	recorder, err := adapters.DialRecorder(cfg.RecorderAddr, idTokens)
+	recorder, err := adapters.DialRecorder(cfg.RecorderAddr, adapters.Keepalive{Time: cfg.RecorderKeepalive, Timeout: cfg.RecorderPingTimeout}, idTokens)
 	if err != nil {
 		return err
 	}
@@ -144,6 +146,10 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 func (cfg spec) check() error {
 	if cfg.MaxAttempts < 1 || cfg.MaxInFlight < 1 || cfg.PullStreams < 1 || cfg.RatePerNumber <= 0 {
 		return errors.New("SENDER_MAX_ATTEMPTS, SENDER_MAX_IN_FLIGHT, SENDER_PULL_STREAMS and SENDER_RATE_PER_NUMBER must be positive")
+	}
+	// gRPC would raise a shorter time to 10s without a word.
+	if cfg.RecorderKeepalive < 10*time.Second || cfg.RecorderPingTimeout <= 0 {
+		return fmt.Errorf("SENDER_RECORDER_KEEPALIVE_TIME (%s) must be at least 10s and SENDER_RECORDER_KEEPALIVE_TIMEOUT (%s) positive", cfg.RecorderKeepalive, cfg.RecorderPingTimeout)
 	}
 	if reserve := cfg.publishReserve(); cfg.ClaimLease < cfg.WhatsAppTimeout+reserve {
 		return fmt.Errorf("SENDER_CLAIM_LEASE (%s) must leave room for one WhatsApp call (%s) and publishing the result (%s)", cfg.ClaimLease, cfg.WhatsAppTimeout, reserve)

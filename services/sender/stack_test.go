@@ -279,6 +279,8 @@ func (s *stack) testSpec(claimant string) spec {
 		RecorderAddr:        s.rec.Addr,
 		RecorderAudience:    "wadispatch-recorder",
 		RecorderIDTokenFile: s.idToken,
+		RecorderKeepalive:   20 * time.Second,
+		RecorderPingTimeout: 5 * time.Second,
 		ClaimLease:          12 * time.Second,
 		ClaimTimeout:        5 * time.Second,
 		Claimant:            claimant,

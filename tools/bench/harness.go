@@ -38,6 +38,9 @@ type Config struct {
 	// baseline worker's). The local Pub/Sub server hands one stream about
 	// 100 messages/s, a limit of the emulator rather than of either design.
 	PullStreams int
+	// Recorders is how many recorders wadispatch runs (default 1); the
+	// sender balances its claims over them.
+	Recorders int
 	// Progress receives a line per step.
 	Progress io.Writer
 	// ProfileDir, when set, receives a CPU profile of each wadispatch
@@ -70,6 +73,10 @@ type Row struct {
 	RPCMethods string
 	// Procs are the services' CPU seconds over the rate and peak RSS.
 	Procs []ProcStat
+	// Claims are the ClaimSend calls each recorder answered during the
+	// rate (wadispatch_recorder_claims_total), in the order of
+	// stack.RecorderName; none for the baseline.
+	Claims []RecorderClaims
 	// Violations counts broken guarantees found by Audit over every message
 	// of the run so far.
 	Violations int
@@ -92,11 +99,19 @@ type ProcStat struct {
 	PeakMB float64 // VmHWM since the process started
 }
 
+// RecorderClaims is how many claims one recorder answered.
+type RecorderClaims struct {
+	Name   string
+	Claims float64
+}
+
 // system is one implementation under measurement.
 type system struct {
 	name     string
 	stack    *stack.Stack
 	counters map[string]*RPCCounter
+	// recorders are the recorders' program names, whose claims are counted.
+	recorders []string
 	// pids of the measured processes by name, in display order.
 	pids func() []namedPID
 	// profiles profiles the services while a rate is offered; nil takes none.
@@ -140,12 +155,15 @@ func withWadispatch(ctx context.Context, cfg Config, measure func(*system) error
 	defer stopWatch()
 	go watchEmulator(watchCtx, filepath.Join(logDir, stack.FirestoreEmulator+".log"), counters)
 	pprof := "PPROF=" + strconv.FormatBool(cfg.ProfileDir != "")
+	recorders := max(cfg.Recorders, 1)
 	s, err := stack.Start(ctx, stack.Options{
 		BinDir:        cfg.BinDir,
 		LogDir:        logDir,
 		PhoneNumberID: benchPhoneNumber,
 		SimulatorArgs: relaxedSimulator,
 		FirestoreArgs: cfg.FirestoreArgs,
+		Recorders:     recorders,
+		// Every recorder reaches Firestore through the one counter.
 		Env: map[string][]string{
 			stack.Ingest: {"LOG_LEVEL=info", pprof, "FIRESTORE_EMULATOR_HOST=" + counters[stack.Ingest].Addr},
 			stack.Recorder: {"LOG_LEVEL=info", pprof, "FIRESTORE_EMULATOR_HOST=" + counters[stack.Recorder].Addr,
@@ -158,9 +176,17 @@ func withWadispatch(ctx context.Context, cfg Config, measure func(*system) error
 		return err
 	}
 	defer s.Stop()
-	sys := &system{name: "wadispatch", stack: s, counters: counters, pids: func() []namedPID {
+	name := "wadispatch"
+	var recorderNames []string
+	for i := range recorders {
+		recorderNames = append(recorderNames, stack.RecorderName(i))
+	}
+	if recorders > 1 {
+		name = fmt.Sprintf("wadispatch ×%d recorders", recorders)
+	}
+	sys := &system{name: name, stack: s, counters: counters, recorders: recorderNames, pids: func() []namedPID {
 		var out []namedPID
-		for _, n := range []string{stack.Ingest, stack.Sender, stack.Recorder, stack.FirestoreEmulator} {
+		for _, n := range append(append([]string{stack.Ingest, stack.Sender}, recorderNames...), stack.FirestoreEmulator) {
 			out = append(out, namedPID{n, s.PID(n)})
 		}
 		return out
@@ -331,6 +357,10 @@ func (sys *system) measure(ctx context.Context, cfg Config, fs, anc *firestore.C
 			rpc0[m] += n
 		}
 	}
+	claims0, err := sys.claims(ctx)
+	if err != nil {
+		return row, err
+	}
 
 	profiled := sys.profiles.during(ctx, fmt.Sprintf("%s-%d", sys.name, rate), cfg.Duration)
 	sampled := sampleRSS(ctx, cfg.RSSEvery, pids)
@@ -357,6 +387,13 @@ func (sys *system) measure(ctx context.Context, cfg Config, fs, anc *firestore.C
 
 	for i, p := range pids {
 		row.Procs = append(row.Procs, ProcStat{Name: p.name, CPU: cpuSeconds(p.pid) - cpu0[i], PeakMB: peakMB(p.pid)})
+	}
+	claims, err := sys.claims(ctx)
+	if err != nil {
+		return row, err
+	}
+	for i, c := range claims {
+		row.Claims = append(row.Claims, RecorderClaims{Name: c.Name, Claims: c.Claims - claims0[i].Claims})
 	}
 	rpc := map[string]int64{}
 	var total int64
@@ -415,6 +452,19 @@ func (sys *system) measure(ctx context.Context, cfg Config, fs, anc *firestore.C
 	}
 	row.Violations = len(report.Violations)
 	return row, nil
+}
+
+// claims reads each recorder's claims answered so far.
+func (sys *system) claims(ctx context.Context) ([]RecorderClaims, error) {
+	var out []RecorderClaims
+	for _, name := range sys.recorders {
+		n, err := sys.stack.Metric(ctx, name, "wadispatch_recorder_claims_total", nil)
+		if err != nil {
+			return nil, fmt.Errorf("claims of %s: %w", name, err)
+		}
+		out = append(out, RecorderClaims{Name: name, Claims: n})
+	}
+	return out, nil
 }
 
 // quiesce waits until the services' Firestore calls stop (the writes that

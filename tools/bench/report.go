@@ -24,21 +24,29 @@ func (r Row) serviceCPU() float64 {
 // PrintTable writes one line per system and rate.
 func PrintTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SYSTEM\tRATE/S\tMSGS\tFINAL\tSENT\tE2E MSG/S\tCALL P50\tCALL P99\tRECORDED P50\tRECORDED P99\tFIRESTORE RPC/MSG\tSERVICE CPU MS/MSG\tCPU S BY PROCESS\tPEAK RSS MB\tAUDIT")
+	fmt.Fprintln(tw, "SYSTEM\tRATE/S\tMSGS\tFINAL\tSENT\tE2E MSG/S\tCALL P50\tCALL P99\tRECORDED P50\tRECORDED P99\tFIRESTORE RPC/MSG\tSERVICE CPU MS/MSG\tCPU S BY PROCESS\tPEAK RSS MB\tCLAIMS BY RECORDER\tAUDIT")
 	for _, r := range rows {
 		var cpu, rss []string
 		for _, p := range r.Procs {
 			cpu = append(cpu, fmt.Sprintf("%s=%.2f", short(p.Name), p.CPU))
 			rss = append(rss, fmt.Sprintf("%s=%.0f", short(p.Name), p.PeakMB))
 		}
+		claims := "-"
+		if len(r.Claims) > 0 {
+			var parts []string
+			for _, c := range r.Claims {
+				parts = append(parts, fmt.Sprintf("%s=%.0f", c.Name, c.Claims))
+			}
+			claims = strings.Join(parts, " ")
+		}
 		audit := "ok"
 		if r.Violations > 0 {
 			audit = fmt.Sprintf("%d violations", r.Violations)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\n",
 			r.System, r.Rate, r.Messages, r.Final, r.Sent, r.Throughput,
 			ms(r.CallP50), ms(r.CallP99), ms(r.RecordedP50), ms(r.RecordedP99),
-			r.RPCs, 1000*r.serviceCPU()/float64(max(r.Messages, 1)), strings.Join(cpu, " "), strings.Join(rss, " "), audit)
+			r.RPCs, 1000*r.serviceCPU()/float64(max(r.Messages, 1)), strings.Join(cpu, " "), strings.Join(rss, " "), claims, audit)
 	}
 	return tw.Flush()
 }

@@ -10,9 +10,14 @@ import (
 )
 
 // Metric is the sum of the named metric's samples whose labels include
-// labels, as the named service (Ingest, Sender, Recorder) serves them now.
+// labels, as the named service (Ingest, Sender, Recorder or another
+// RecorderName) serves them now.
 func (s *Stack) Metric(ctx context.Context, service, name string, labels map[string]string) (float64, error) {
-	base := map[string]string{Ingest: s.IngestOpsURL, Sender: s.SenderURL, Recorder: s.RecorderURL}[service]
+	urls := map[string]string{Ingest: s.IngestOpsURL, Sender: s.SenderURL}
+	for i, u := range s.RecorderURLs {
+		urls[RecorderName(i)] = u
+	}
+	base := urls[service]
 	if base == "" {
 		return 0, fmt.Errorf("no metrics for %q", service)
 	}

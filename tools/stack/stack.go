@@ -45,7 +45,13 @@ type Options struct {
 	// SimulatorArgs are extra flags for the WhatsApp simulator (limits, faults).
 	SimulatorArgs []string
 	// Env adds variables per program name ("ingest", "sender", "recorder", ...).
+	// Those of "recorder" go to every recorder; those of a replica's own
+	// name ("recorder-2") to it alone, after them.
 	Env map[string][]string
+	// Recorders is how many recorders run (default 1), each with its own
+	// ports and log, named by RecorderName; the sender is given all their
+	// gRPC addresses and balances its claims over them.
+	Recorders int
 	// StopGrace is how long each program has to exit after SIGTERM.
 	StopGrace time.Duration
 	// Progress, when set, receives a line as each program becomes ready.
@@ -78,6 +84,9 @@ func (o *Options) defaults() {
 	if o.StopGrace == 0 {
 		o.StopGrace = 10 * time.Second
 	}
+	if o.Recorders < 1 {
+		o.Recorders = 1
+	}
 }
 
 // Stack is a running local stack.
@@ -90,8 +99,11 @@ type Stack struct {
 	IngestURL     string // CloudEvents and the WhatsApp webhook
 	IngestOpsURL  string // ingest's probes and metrics
 	SenderURL     string
-	RecorderURL   string // the recorder's ops HTTP endpoint
-	RecorderAddr  string // the recorder's gRPC endpoint
+	RecorderURL   string // the (first) recorder's ops HTTP endpoint
+	RecorderAddr  string // the (first) recorder's gRPC endpoint
+	// RecorderURLs and RecorderAddrs are every recorder's, in the order of
+	// RecorderName.
+	RecorderURLs, RecorderAddrs []string
 	// TokenRef names the lease's token; Token is its value, made up per
 	// stack and known only to the sender and the simulator.
 	TokenRef string
@@ -153,6 +165,15 @@ const (
 	TriggerBridge = "trigger-bridge"
 )
 
+// RecorderName is the program name of the i-th recorder (from 0) of a stack
+// with Options.Recorders: "recorder", then "recorder-2", "recorder-3"...
+func RecorderName(i int) string {
+	if i == 0 {
+		return Recorder
+	}
+	return fmt.Sprintf("%s-%d", Recorder, i+1)
+}
+
 // Start starts every program and waits until each is ready. On error the
 // programs already started are stopped.
 func Start(ctx context.Context, opts Options) (*Stack, error) {
@@ -196,7 +217,11 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}()
 
 	addrs := map[string]string{}
-	for _, name := range []string{"ingest", "ingest-ops", "sender", "recorder-http", "recorder-grpc", "simulator"} {
+	names := []string{"ingest", "ingest-ops", "sender", "simulator"}
+	for i := range opts.Recorders {
+		names = append(names, RecorderName(i)+"-http", RecorderName(i)+"-grpc")
+	}
+	for _, name := range names {
 		if addrs[name], err = freeAddr(); err != nil {
 			return nil, err
 		}
@@ -204,8 +229,11 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.IngestURL = "http://" + addrs["ingest"]
 	s.IngestOpsURL = "http://" + addrs["ingest-ops"]
 	s.SenderURL = "http://" + addrs["sender"]
-	s.RecorderURL = "http://" + addrs["recorder-http"]
-	s.RecorderAddr = addrs["recorder-grpc"]
+	for i := range opts.Recorders {
+		s.RecorderURLs = append(s.RecorderURLs, "http://"+addrs[RecorderName(i)+"-http"])
+		s.RecorderAddrs = append(s.RecorderAddrs, addrs[RecorderName(i)+"-grpc"])
+	}
+	s.RecorderURL, s.RecorderAddr = s.RecorderURLs[0], s.RecorderAddrs[0]
 	s.SimulatorURL = "http://" + addrs["simulator"]
 
 	if opts.GoogleEmulators {
@@ -263,35 +291,47 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	services := []struct {
-		name string
-		addr string
-		env  []string
-	}{
-		{Recorder, addrs["recorder-http"], []string{
-			"RECORDER_GRPC_ADDR=" + s.RecorderAddr,
+	type service struct {
+		name, bin string
+		addr      string
+		env       []string
+	}
+	var services []service
+	for i := range opts.Recorders {
+		name := RecorderName(i)
+		services = append(services, service{name, Recorder, addrs[name+"-http"], append([]string{
+			"RECORDER_GRPC_ADDR=" + s.RecorderAddrs[i],
 			"RECORDER_AUTH_AUDIENCE=" + RecorderAudience,
 			"RECORDER_AUTH_ISSUERS=" + s.issuer.Trust(),
 			"RECORDER_SENDER_IDENTITIES=" + SenderIdentity,
 			"RECORDER_OPERATOR_IDENTITIES=" + OperatorIdentity,
 			"FIRESTORE_EMULATOR_HOST=" + recorderFirestore,
-		}},
-		{Sender, addrs["sender"], []string{
-			"SENDER_RECORDER_ADDR=" + s.RecorderAddr,
+		}, opts.Env[Recorder]...)})
+	}
+	services = append(services, []service{
+		{Sender, Sender, addrs["sender"], []string{
+			// One address, or a list the sender balances over: every
+			// recorder listens on 127.0.0.1, so DNS could not tell them
+			// apart.
+			"SENDER_RECORDER_ADDR=" + strings.Join(s.RecorderAddrs, ","),
 			"SENDER_RECORDER_AUDIENCE=" + RecorderAudience,
 			"SENDER_RECORDER_ID_TOKEN_FILE=" + senderToken,
 			"SENDER_WHATSAPP_BASE_URL=" + s.SimulatorURL,
 			"SENDER_TOKENS=" + string(tokens),
 		}},
-		{Ingest, addrs["ingest-ops"], []string{
+		{Ingest, Ingest, addrs["ingest-ops"], []string{
 			"INGEST_ADDR=" + addrs["ingest"],
 			"INGEST_WEBHOOK_APP_SECRET=" + s.AppSecret,
 			"INGEST_WEBHOOK_VERIFY_TOKEN=" + s.VerifyToken,
 		}},
-	}
+	}...)
 	for _, svc := range services {
 		env := append(append(append([]string{}, common...), "HTTP_ADDR="+svc.addr), svc.env...)
-		if err = s.startService(ctx, svc.name, "http://"+svc.addr+"/healthz", append(env, opts.Env[svc.name]...)); err != nil {
+		if svc.name != Recorder {
+			// Recorder's own variables went to every recorder above.
+			env = append(env, opts.Env[svc.name]...)
+		}
+		if err = s.startService(ctx, svc.name, svc.bin, "http://"+svc.addr+"/healthz", env); err != nil {
 			return nil, err
 		}
 	}
@@ -400,10 +440,10 @@ func (s *Stack) logFile(name string) (*logrus.Logger, error) {
 	return log, nil
 }
 
-func (s *Stack) newProcess(name string, args, env []string) *process {
+func (s *Stack) newProcess(name, bin string, args, env []string) *process {
 	return &process{
 		name:    name,
-		bin:     filepath.Join(s.opts.BinDir, name),
+		bin:     filepath.Join(s.opts.BinDir, bin),
 		args:    args,
 		env:     env,
 		logPath: filepath.Join(s.opts.LogDir, name+".log"),
@@ -413,7 +453,7 @@ func (s *Stack) newProcess(name string, args, env []string) *process {
 // startEmulator starts a dev tool and returns the address from its ready
 // line ("<name> ready on HOST:PORT").
 func (s *Stack) startEmulator(ctx context.Context, name string, args ...string) (string, error) {
-	p := s.newProcess(name, args, s.opts.Env[name])
+	p := s.newProcess(name, name, args, s.opts.Env[name])
 	if err := p.start(); err != nil {
 		return "", err
 	}
@@ -435,8 +475,8 @@ func (s *Stack) progress(format string, args ...any) {
 	}
 }
 
-func (s *Stack) startService(ctx context.Context, name, healthURL string, env []string) error {
-	p := s.newProcess(name, nil, env)
+func (s *Stack) startService(ctx context.Context, name, bin, healthURL string, env []string) error {
+	p := s.newProcess(name, bin, nil, env)
 	if err := p.start(); err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@ import (
 	"sync"
 )
 
-// Supervise restarts a service of the stack (ingest, sender, recorder) that
+// Supervise restarts a service of the stack (ingest, sender, a recorder) that
 // exits while ctx lasts, and tells report which one, how it ended, and
 // whether the restart failed (a service that cannot start again is left
 // down). It returns once ctx ends. It is for `make run`, where nothing else
@@ -13,7 +13,11 @@ import (
 // it.
 func (s *Stack) Supervise(ctx context.Context, report func(name string, exit, restart error)) {
 	var wg sync.WaitGroup
-	for _, name := range []string{Recorder, Sender, Ingest} {
+	var names []string
+	for i := range s.RecorderAddrs {
+		names = append(names, RecorderName(i))
+	}
+	for _, name := range append(names, Sender, Ingest) {
 		p := s.process(name)
 		if p == nil {
 			continue

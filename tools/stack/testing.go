@@ -61,7 +61,11 @@ func StartForTest(t testing.TB, opts Options) *Stack {
 			t.Errorf("stopping the stack: %v", err)
 		}
 		if t.Failed() {
-			for _, name := range []string{Ingest, Sender, Recorder, WhatsAppSimulator, FirestoreEmulator} {
+			names := []string{Ingest, Sender, WhatsAppSimulator, FirestoreEmulator}
+			for i := range s.RecorderAddrs {
+				names = append(names, RecorderName(i))
+			}
+			for _, name := range names {
 				b, _ := os.ReadFile(s.LogPath(name))
 				if len(b) > 6000 {
 					b = b[len(b)-6000:]

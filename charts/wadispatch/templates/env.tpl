@@ -59,8 +59,15 @@
   value: {{ include "wadispatch.subscription" (dict "root" . "name" $v.pubsub.tasksSubscription) | quote }}
 - name: SENDER_MAX_IN_FLIGHT
   value: {{ $s.maxInFlight | quote }}
+# The headless Service's name resolves to every ready recorder pod, and the
+# sender balances over them round robin; through the ClusterIP Service
+# kube-proxy would pin its one connection to one pod.
 - name: SENDER_RECORDER_ADDR
-  value: {{ printf "%s:%d" (include "wadispatch.name" (dict "root" . "component" "recorder")) (int $v.recorder.grpcPort) | quote }}
+  value: {{ printf "dns:///%s-headless.%s.svc.cluster.local:%d" (include "wadispatch.name" (dict "root" . "component" "recorder")) .Release.Namespace (int $v.recorder.grpcPort) | quote }}
+- name: SENDER_RECORDER_KEEPALIVE_TIME
+  value: {{ printf "%ds" (int $s.recorderKeepaliveSeconds) | quote }}
+- name: SENDER_RECORDER_KEEPALIVE_TIMEOUT
+  value: {{ printf "%ds" (int $s.recorderKeepaliveTimeoutSeconds) | quote }}
 # The recorder knows the sender by its Workload Identity service account's
 # ID tokens, which the metadata server mints for this audience.
 - name: SENDER_RECORDER_AUDIENCE
@@ -103,6 +110,12 @@
 {{- $r := $v.recorder -}}
 - name: RECORDER_GRPC_ADDR
   value: {{ printf ":%d" (int $r.grpcPort) | quote }}
+- name: RECORDER_KEEPALIVE_MIN_TIME
+  value: {{ printf "%ds" (int $r.keepaliveMinTimeSeconds) | quote }}
+- name: RECORDER_MAX_CONNECTION_AGE
+  value: {{ printf "%ds" (int $r.maxConnectionAgeSeconds) | quote }}
+- name: RECORDER_MAX_CONNECTION_AGE_GRACE
+  value: {{ printf "%ds" (int $r.maxConnectionAgeGraceSeconds) | quote }}
 - name: RECORDER_RESULTS_SUBSCRIPTION
   value: {{ include "wadispatch.subscription" (dict "root" . "name" $v.pubsub.resultsSubscription) | quote }}
 - name: RECORDER_STATUS_SUBSCRIPTION

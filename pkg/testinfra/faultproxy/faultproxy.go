@@ -99,6 +99,11 @@ func (p *Proxy) Set(m Mode) {
 func (p *Proxy) Close() error {
 	p.mu.Lock()
 	p.closed = true
+	// Forwarders holding back bytes of a Blackhole wait for it to end.
+	if p.mode == Blackhole {
+		close(p.resume)
+		p.resume = make(chan struct{})
+	}
 	p.closeAll()
 	p.mu.Unlock()
 	err := p.ln.Close()

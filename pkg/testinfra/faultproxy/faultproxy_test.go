@@ -93,3 +93,30 @@ func TestModes(t *testing.T) {
 		t.Errorf("pass again: %v", err)
 	}
 }
+
+// Close returns while a Blackhole holds back bytes of an open connection.
+func TestCloseDuringBlackhole(t *testing.T) {
+	p, err := faultproxy.Start("127.0.0.1:0", echoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := roundTrip(c, 5*time.Second); err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+	p.Set(faultproxy.Blackhole)
+	if err := roundTrip(c, 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("blackhole: %v, want no answer", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close still waiting 5s into a blackhole")
+	}
+}

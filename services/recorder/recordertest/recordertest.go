@@ -162,7 +162,7 @@ func Start(tb testing.TB, db, ancillary *firestore.Client, ps *pubsub.Client, lo
 	}
 	api, err := grpcapi.New("127.0.0.1:0", svc, grpcapi.Access{
 		Verifier: verifier, Senders: []string{SenderIdentity}, Operators: []string{OperatorIdentity}, Log: log,
-	})
+	}, grpcapi.Connections{MinPingTime: 10 * time.Second})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -32,6 +32,7 @@ func main() {
 	duration := fs.Duration("duration", 10*time.Second, "how long each rate is offered")
 	settle := fs.Duration("settle", 90*time.Second, "longest wait for a rate's messages to reach a final state (and, in the hot-document case, to be counted)")
 	pullStreams := fs.Int("pull-streams", 4, "streaming pulls of the task consumers (the local Pub/Sub server gives one about 100 messages/s)")
+	recorders := fs.Int("recorders", 1, "recorders wadispatch runs; the sender balances its claims over them (CLAIMS BY RECORDER)")
 	baseline := fs.Bool("baseline", true, "also measure the seed design and print the ratios")
 	rssEvery := fs.Duration("rss-every", 0, "sample every process's resident memory at this interval while a rate runs, and print the series (e.g. 1m, for a long --duration)")
 	profile := fs.Bool("profile", false, "take a CPU profile of each wadispatch service per rate (into the log folder) and print the top of each")
@@ -44,7 +45,7 @@ func main() {
 	fs.IntVar(&hot.DocumentWriteBurst, "document-write-burst", 5, "hot-document case: writes a document idle for a while takes at once (a message's own few writes pass)")
 	_ = fs.Parse(os.Args[1:])
 
-	cfg := bench.Config{Duration: *duration, Settle: *settle, PullStreams: *pullStreams, Progress: os.Stderr}
+	cfg := bench.Config{Duration: *duration, Settle: *settle, PullStreams: *pullStreams, Recorders: *recorders, Progress: os.Stderr}
 	for _, r := range strings.Split(*rates, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(r))
 		if err != nil || n <= 0 {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,8 +27,9 @@ func main() {
 	fs := flag.NewFlagSet("wadispatch-stack", flag.ExitOnError)
 	bin := fs.String("bin", "bin", "folder holding the built programs (make build)")
 	logs := fs.String("logs", ".run/logs", "folder for the programs' logs")
+	recorders := fs.Int("recorders", 1, "recorders to run; the sender balances its claims over them")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: wadispatch-stack [--bin DIR] [--logs DIR] demo|run|gcloud")
+		fmt.Fprintln(os.Stderr, "usage: wadispatch-stack [--bin DIR] [--logs DIR] [--recorders N] demo|run|gcloud")
 		fs.PrintDefaults()
 	}
 	_ = fs.Parse(os.Args[1:])
@@ -46,7 +48,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	ok, err := run(ctx, fs.Arg(0), *bin, *logs)
+	ok, err := run(ctx, fs.Arg(0), *bin, *logs, *recorders)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wadispatch-stack:", err)
 		os.Exit(1)
@@ -57,14 +59,14 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, mode, bin, logs string) (ok bool, err error) {
+func run(ctx context.Context, mode, bin, logs string, recorders int) (ok bool, err error) {
 	bin, err = filepath.Abs(bin)
 	if err != nil {
 		return false, err
 	}
 	fmt.Printf("starting the local stack (logs in %s)\n", logs)
 	started := time.Now()
-	s, err := stack.Start(ctx, stack.Options{BinDir: bin, LogDir: logs, Progress: os.Stdout})
+	s, err := stack.Start(ctx, stack.Options{BinDir: bin, LogDir: logs, Recorders: recorders, Progress: os.Stdout})
 	if err != nil {
 		return false, err
 	}
@@ -84,7 +86,7 @@ func run(ctx context.Context, mode, bin, logs string) (ok bool, err error) {
   WhatsApp simulator   %s  (admin: %s/_sim/messages)
   ingest               %s  (CloudEvents at /, the webhook at /whatsapp/webhook; metrics at %s/metrics)
   sender               %s
-  recorder             gRPC %s  (ops %s)
+  recorder             gRPC %s  (ops %s)%s
   wadispatchctl        WADISPATCH_ID_TOKEN_FILE=%s bin/wadispatchctl --addr %s status <messagePath>
                        PUBSUB_EMULATOR_HOST=%s bin/wadispatchctl deadletters list
 
@@ -92,7 +94,7 @@ The lease %q is seeded; create documents under
 leasecompany/%s/enquiries/<enquiryId>/whatsapp/messages/chatMessages/ to send.
 A service that stops is reported and restarted; Ctrl-C stops everything.
 `, s.FirestoreAddr, s.PubSubAddr, s.SimulatorURL, s.SimulatorURL, s.IngestURL, s.IngestOpsURL, s.SenderURL,
-		s.RecorderAddr, s.RecorderURL, s.OperatorTokenFile, s.RecorderAddr, s.PubSubAddr, stack.DemoLease, stack.DemoLease)
+		s.RecorderAddr, s.RecorderURL, otherRecorders(s), s.OperatorTokenFile, s.RecorderAddr, s.PubSubAddr, stack.DemoLease, stack.DemoLease)
 	fs, err := s.Firestore(ctx, "(default)")
 	if err != nil {
 		return false, err
@@ -109,4 +111,13 @@ A service that stops is reported and restarted; Ctrl-C stops everything.
 		fmt.Printf("%s stopped (%v); restarted (its log: %s)\n", name, exit, s.LogPath(name))
 	})
 	return true, nil
+}
+
+// otherRecorders lists the recorders after the first, one line each.
+func otherRecorders(s *stack.Stack) string {
+	var b strings.Builder
+	for i := 1; i < len(s.RecorderAddrs); i++ {
+		fmt.Fprintf(&b, "\n  %-20s gRPC %s  (ops %s)", stack.RecorderName(i), s.RecorderAddrs[i], s.RecorderURLs[i])
+	}
+	return b.String()
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
@@ -43,6 +44,21 @@ type Access struct {
 	Log        *logrus.Entry
 }
 
+// Connections bound how callers' connections are kept and how long they
+// live.
+type Connections struct {
+	// MinPingTime is the shortest keepalive interval a caller may ping at,
+	// with or without calls in flight; one pinging more often is sent
+	// GOAWAY (too_many_pings). It must not exceed the sender's keepalive
+	// time.
+	MinPingTime time.Duration
+	// MaxAge closes each connection (GOAWAY, then MaxAgeGrace for the calls
+	// in flight) after about this long, so callers connect again and
+	// re-resolve, and a recorder pod added since gets its share of the
+	// calls. Zero: connections live as long as they are used.
+	MaxAge, MaxAgeGrace time.Duration
+}
+
 // Policy is the Recorder's per-method authorization. Results and status
 // events reach the recorder only through Pub/Sub and are no method of the
 // API; a method the policy does not name is refused to every caller.
@@ -59,7 +75,7 @@ func (a Access) Policy() *auth.Policy {
 }
 
 // New listens now, so a taken port fails the start, not later.
-func New(addr string, rec wadispatchv1.RecorderServer, access Access) (*Server, error) {
+func New(addr string, rec wadispatchv1.RecorderServer, access Access, conns Connections) (*Server, error) {
 	if access.Verifier == nil || len(access.Senders) == 0 {
 		return nil, fmt.Errorf("grpc API: a token verifier and at least one sender identity are required")
 	}
@@ -74,6 +90,8 @@ func New(addr string, rec wadispatchv1.RecorderServer, access Access) (*Server, 
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
 		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(access.Verifier, policy, access.Log)),
 		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(access.Verifier, policy, access.Log)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: conns.MinPingTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: conns.MaxAge, MaxConnectionAgeGrace: conns.MaxAgeGrace}),
 	), health: health.NewServer()}
 	wadispatchv1.RegisterRecorderServer(a.srv, rec)
 	healthpb.RegisterHealthServer(a.srv, a.health)
