@@ -15,7 +15,9 @@ import (
 
 // Plan is what one decision writes, in one commit.
 type Plan struct {
-	// State replaces the state read; nil leaves it as it is.
+	// State replaces the state read; nil leaves it as it is. It must not
+	// share what it changes with the state read (decisions work on a
+	// copy): the store writes only the fields that differ from that state.
 	State *State
 	// Message is written only if the message document exists: a message
 	// deleted by the web app keeps its state, for operators.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -116,6 +117,27 @@ func stateFields(st *app.State) []firestore.Update {
 	at(fUpdatedAt, st.UpdatedAt)
 	put("task", st.Task, len(st.Task) == 0)
 	put("earlyStatuses", st.EarlyStatuses, len(st.EarlyStatuses) == 0)
+	return us
+}
+
+// stateChanges are the updates that turn the state read, old, into st:
+// only the fields that differ. The commit is preconditioned on old's
+// update time, so the fields left out are still as old has them; writing
+// all of them (the task above all) made every commit several times larger
+// for the client to encode and Firestore to apply. updatedAt goes in
+// always, so a commit has at least one field.
+func stateChanges(old, st *app.State) []firestore.Update {
+	was := map[string]any{}
+	for _, u := range stateFields(old) {
+		was[u.Path] = u.Value
+	}
+	var us []firestore.Update
+	for _, u := range stateFields(st) {
+		if prev, ok := was[u.Path]; ok && u.Path != fUpdatedAt && reflect.DeepEqual(prev, u.Value) {
+			continue
+		}
+		us = append(us, u)
+	}
 	return us
 }
 

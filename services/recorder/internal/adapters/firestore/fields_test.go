@@ -90,3 +90,24 @@ func TestRefusalMessageFields(t *testing.T) {
 		t.Errorf("whatsappError = %v, want none", m[fWhatsappError])
 	}
 }
+
+// A commit writes what changed since the state read: a set field, a
+// cleared one (deleted), updatedAt always, and nothing else (not the task).
+func TestStateChangesWriteOnlyWhatDiffers(t *testing.T) {
+	old := &app.State{Status: "SENDING", ClaimID: "c1", Reason: "server_error", Task: map[string]any{"message": "hi"}, UpdatedAt: t0}
+	st := *old
+	st.Status, st.WhatsappMessageID, st.Reason, st.UpdatedAt = "SENT", "wamid.1", "", t0
+	got := map[string]any{}
+	for _, u := range stateChanges(old, &st) {
+		got[u.Path] = u.Value
+	}
+	want := map[string]any{"status": "SENT", "whatsappMessageId": "wamid.1", "reason": firestore.Delete, "updatedAt": t0}
+	if len(got) != len(want) {
+		t.Fatalf("updates %v, want %v", got, want)
+	}
+	for path, v := range want {
+		if got[path] != v {
+			t.Errorf("%s = %v, want %v", path, got[path], v)
+		}
+	}
+}

@@ -96,7 +96,7 @@ func (s *Store) Update(ctx context.Context, ref dispatch.MessageRef, op string, 
 			}
 			decided = true
 		}
-		err := s.commitPlan(ctx, ref, st != nil, version, exists, plan)
+		err := s.commitPlan(ctx, ref, st, version, exists, plan)
 		if err == nil {
 			return nil
 		}
@@ -125,18 +125,18 @@ func (s *Store) Update(ctx context.Context, ref dispatch.MessageRef, op string, 
 	return &app.StoreError{Kind: app.Contended, Op: op, Err: fmt.Errorf("state of %s kept changing; try again", ref.Path())}
 }
 
-// commitPlan writes p in one Commit: all or nothing. A state read is
-// replaced only if it is still as of version; none read is created only if
+// commitPlan writes p in one Commit: all or nothing. A state read (old) is
+// changed only if it is still as of version; none read is created only if
 // there is still none.
-func (s *Store) commitPlan(ctx context.Context, ref dispatch.MessageRef, stateRead bool, version time.Time, messageExists bool, p app.Plan) error {
+func (s *Store) commitPlan(ctx context.Context, ref dispatch.MessageRef, old *app.State, version time.Time, messageExists bool, p app.Plan) error {
 	b := s.db.Batch()
 	writes := 0
 	if p.State != nil {
 		doc := s.db.Doc(statePath(ref.Path()))
-		if !stateRead {
+		if old == nil {
 			b.Create(doc, createFields(p.State))
 		} else {
-			b.Update(doc, stateFields(p.State), firestore.LastUpdateTime(version))
+			b.Update(doc, stateChanges(old, p.State), firestore.LastUpdateTime(version))
 		}
 		writes++
 	}
