@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,13 +156,21 @@ func withWadispatch(ctx context.Context, cfg Config, measure func(*system) error
 	defer stopWatch()
 	go watchEmulator(watchCtx, filepath.Join(logDir, stack.FirestoreEmulator+".log"), counters)
 	pprof := "PPROF=" + strconv.FormatBool(cfg.ProfileDir != "")
+	firestoreArgs := cfg.FirestoreArgs
+	var emulatorPprof string
+	if cfg.ProfileDir != "" {
+		if emulatorPprof, err = freeAddr(); err != nil {
+			return err
+		}
+		firestoreArgs = append(append([]string{}, firestoreArgs...), "--pprof-addr", emulatorPprof)
+	}
 	recorders := max(cfg.Recorders, 1)
 	s, err := stack.Start(ctx, stack.Options{
 		BinDir:        cfg.BinDir,
 		LogDir:        logDir,
 		PhoneNumberID: benchPhoneNumber,
 		SimulatorArgs: relaxedSimulator,
-		FirestoreArgs: cfg.FirestoreArgs,
+		FirestoreArgs: firestoreArgs,
 		Recorders:     recorders,
 		// Every recorder reaches Firestore through the one counter.
 		Env: map[string][]string{
@@ -193,7 +202,8 @@ func withWadispatch(ctx context.Context, cfg Config, measure func(*system) error
 	}}
 	if cfg.ProfileDir != "" {
 		sys.profiles = &profiles{dir: cfg.ProfileDir, urls: map[string]string{
-			stack.Ingest: s.IngestOpsURL, stack.Sender: s.SenderURL, stack.Recorder: s.RecorderURL}}
+			stack.Ingest: s.IngestOpsURL, stack.Sender: s.SenderURL, stack.Recorder: s.RecorderURL,
+			stack.FirestoreEmulator: "http://" + emulatorPprof}}
 	}
 	return measure(sys)
 }
@@ -538,6 +548,16 @@ func statusMB(pid int, field string) float64 {
 		}
 	}
 	return 0
+}
+
+// freeAddr is a free local port's address.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // sampleRSS samples the processes' resident memory every interval (never,

@@ -24,6 +24,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -103,6 +105,7 @@ func run() error {
 		attempts   = flag.Int("trigger-attempts", 10, "delivery attempts per trigger event")
 		minBackoff = flag.Duration("trigger-min-backoff", 100*time.Millisecond, "first retry delay of a failed trigger delivery")
 		maxBackoff = flag.Duration("trigger-max-backoff", 10*time.Second, "maximum retry delay of a failed trigger delivery")
+		pprofAddr  = flag.String("pprof-addr", "", "serve Go's runtime profiles at /debug/pprof/ on this address, to see where the emulator's time goes under load")
 		retention  = flag.Duration("version-retention", time.Hour, "how far back read_time reads can see; every document version written within it is kept in memory")
 		writeRate  = flag.Float64("document-write-rate", 0, "sustained writes per second each document takes, commits beyond it wait (Firestore's is about 1/s; 0: unlimited)")
 		writeBurst = flag.Int("document-write-burst", 1, "writes a document idle for a while takes at once before --document-write-rate holds")
@@ -112,6 +115,9 @@ func run() error {
 	flag.Var(&triggers, "trigger", "KIND[@DATABASE]:PATTERN=URL, repeatable; KIND is created, updated, deleted or written")
 	flag.Var(&indexFiles, "indexes", "`[DATABASE=]FILE`, repeatable: firestore.indexes.json of a database (default \"(default)\"), whose queries are then refused where Firestore would want an index")
 	flag.Parse()
+	if *pprofAddr != "" {
+		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }() // net/http/pprof registers on the default mux
+	}
 	indexes, err := indexFiles.load()
 	if err != nil {
 		return err
