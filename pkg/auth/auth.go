@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -22,6 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/expiring"
 )
 
 // Identity is a verified caller.
@@ -85,18 +85,9 @@ type Verifier struct {
 	// hour, and checking an RSA signature per call was an eighth of the
 	// recorder's CPU under load. Keyed by the token's SHA-256, so the
 	// tokens themselves are not held.
-	mu       sync.Mutex
-	verified map[[sha256.Size]byte]verifiedToken
+	verified *expiring.Cache[Identity]
 	now      func() time.Time
 }
-
-type verifiedToken struct {
-	id      Identity
-	expires time.Time
-}
-
-// maxVerified bounds the cache; callers are a few workloads and operators.
-const maxVerified = 1024
 
 // NewVerifier trusts issuers for tokens addressed to audience. Keys are
 // fetched when first needed and again when a token names a key not seen
@@ -106,7 +97,8 @@ func NewVerifier(ctx context.Context, audience string, issuers []Issuer) (*Verif
 		return nil, errors.New("auth: an audience is required")
 	}
 	v := &Verifier{audience: audience, verifiers: map[string]*oidc.IDTokenVerifier{},
-		verified: map[[sha256.Size]byte]verifiedToken{}, now: time.Now}
+		now: time.Now}
+	v.verified = expiring.New[Identity](func() time.Time { return v.now() })
 	for _, iss := range issuers {
 		keys := oidc.NewRemoteKeySet(context.WithoutCancel(ctx), iss.KeysURL)
 		v.verifiers[iss.URL] = oidc.NewVerifier(iss.URL, keys, &oidc.Config{ClientID: audience, Now: func() time.Time { return v.now() }})
@@ -124,35 +116,10 @@ type claims struct {
 // ErrUnauthenticated and never quote the token.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 	key := sha256.Sum256([]byte(raw))
-	now := v.now()
-	v.mu.Lock()
-	hit, ok := v.verified[key]
-	v.mu.Unlock()
-	if ok && now.Before(hit.expires) {
-		return hit.id, nil
-	}
-	id, expires, err := v.verify(ctx, raw)
-	if err != nil {
-		return Identity{}, err
-	}
-	v.remember(key, verifiedToken{id: id, expires: expires}, now)
-	return id, nil
-}
-
-func (v *Verifier) remember(key [sha256.Size]byte, t verifiedToken, now time.Time) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.verified) >= maxVerified {
-		for k, e := range v.verified {
-			if !now.Before(e.expires) {
-				delete(v.verified, k)
-			}
-		}
-		if len(v.verified) >= maxVerified {
-			clear(v.verified)
-		}
-	}
-	v.verified[key] = t
+	return v.verified.Get(ctx, string(key[:]), func(ctx context.Context, _ string) (Identity, time.Duration, error) {
+		id, expires, err := v.verify(ctx, raw)
+		return id, expires.Sub(v.now()), err
+	})
 }
 
 // verify checks the token's signature, audience, issuer and expiry, and

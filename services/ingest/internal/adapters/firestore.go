@@ -13,6 +13,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/chatmessage"
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/expiring"
 	"github.com/visn/wadispatch/pkg/firestoreevent"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/services/ingest/internal/app"
@@ -30,7 +31,7 @@ type LeaseConfigs struct {
 	missTTL  time.Duration
 	now      func() time.Time
 	log      *logrus.Entry
-	entries  *cache[leaseEntry]
+	entries  *expiring.Cache[leaseEntry]
 }
 
 type leaseEntry struct {
@@ -46,13 +47,13 @@ const maxMissTTL = 5 * time.Second
 func NewLeaseConfigs(fs *firestore.Client, defaults chatmessage.ConfigDefaults, ttl time.Duration, now func() time.Time, log *logrus.Entry) *LeaseConfigs {
 	return &LeaseConfigs{
 		fs: fs, defaults: defaults, ttl: ttl, missTTL: min(ttl, maxMissTTL), now: now, log: log,
-		entries: newCache[leaseEntry](now),
+		entries: expiring.New[leaseEntry](now),
 	}
 }
 
 // WhatsAppConfig implements app.Leases.
 func (c *LeaseConfigs) WhatsAppConfig(ctx context.Context, leaseID string) (chatmessage.WhatsAppConfig, error) {
-	e, err := c.entries.get(ctx, leaseID, c.load)
+	e, err := c.entries.Get(ctx, leaseID, c.load)
 	if err != nil {
 		return chatmessage.WhatsAppConfig{}, err
 	}
@@ -93,13 +94,13 @@ func (c *LeaseConfigs) load(ctx context.Context, leaseID string) (leaseEntry, ti
 type Documents struct {
 	fs         *firestore.Client
 	enquiryTTL time.Duration
-	enquiries  *cache[map[string]any]
+	enquiries  *expiring.Cache[map[string]any]
 }
 
 // NewDocuments reads through fs, keeping enquiries for enquiryTTL (0: not
 // at all); now is the cache's clock.
 func NewDocuments(fs *firestore.Client, enquiryTTL time.Duration, now func() time.Time) Documents {
-	return Documents{fs: fs, enquiryTTL: enquiryTTL, enquiries: newCache[map[string]any](now)}
+	return Documents{fs: fs, enquiryTTL: enquiryTTL, enquiries: expiring.New[map[string]any](now)}
 }
 
 // Message implements app.Messages.
@@ -120,7 +121,7 @@ func (e Documents) Message(ctx context.Context, path string) (app.StoredMessage,
 
 // Enquiry implements app.Enquiries.
 func (e Documents) Enquiry(ctx context.Context, path string) (map[string]any, error) {
-	return e.enquiries.get(ctx, path, e.readEnquiry)
+	return e.enquiries.Get(ctx, path, e.readEnquiry)
 }
 
 func (e Documents) readEnquiry(ctx context.Context, path string) (map[string]any, time.Duration, error) {

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sync"
 	"time"
 
+	"github.com/visn/wadispatch/pkg/expiring"
 	"github.com/visn/wadispatch/pkg/whatsapp"
 )
 
@@ -36,21 +36,13 @@ type Tokens struct {
 	local   map[string]whatsapp.Token
 	secrets SecretSource
 	ttl     time.Duration
-	now     func() time.Time
-
-	mu    sync.Mutex
-	cache map[string]cachedToken
-}
-
-type cachedToken struct {
-	token   whatsapp.Token
-	expires time.Time
+	cache   *expiring.Cache[whatsapp.Token]
 }
 
 // NewTokens builds a resolver. secrets may be nil when no reference is a
 // Secret Manager name (local runs).
 func NewTokens(local map[string]whatsapp.Token, secrets SecretSource, ttl time.Duration, now func() time.Time) *Tokens {
-	return &Tokens{local: local, secrets: secrets, ttl: ttl, now: now, cache: map[string]cachedToken{}}
+	return &Tokens{local: local, secrets: secrets, ttl: ttl, cache: expiring.New[whatsapp.Token](now)}
 }
 
 // Token returns the token a reference names.
@@ -68,23 +60,14 @@ func (t *Tokens) Token(ctx context.Context, ref string) (whatsapp.Token, error) 
 	if t.secrets == nil {
 		return whatsapp.Token{}, fmt.Errorf("%w: reference %q names a Secret Manager secret and no Secret Manager client is configured", ErrTokenUnavailable, ref)
 	}
-	now := t.now()
-	t.mu.Lock()
-	c, ok := t.cache[ref]
-	t.mu.Unlock()
-	if ok && now.Before(c.expires) {
-		return c.token, nil
-	}
-	raw, err := t.secrets.AccessSecret(ctx, ref)
-	if err != nil {
-		return whatsapp.Token{}, fmt.Errorf("read secret %s: %w", ref, err)
-	}
-	if len(raw) == 0 {
-		return whatsapp.Token{}, fmt.Errorf("%w: secret %s is empty", ErrTokenUnavailable, ref)
-	}
-	tok := whatsapp.NewToken(string(raw))
-	t.mu.Lock()
-	t.cache[ref] = cachedToken{token: tok, expires: now.Add(t.ttl)}
-	t.mu.Unlock()
-	return tok, nil
+	return t.cache.Get(ctx, ref, func(ctx context.Context, ref string) (whatsapp.Token, time.Duration, error) {
+		raw, err := t.secrets.AccessSecret(ctx, ref)
+		if err != nil {
+			return whatsapp.Token{}, 0, fmt.Errorf("read secret %s: %w", ref, err)
+		}
+		if len(raw) == 0 {
+			return whatsapp.Token{}, 0, fmt.Errorf("%w: secret %s is empty", ErrTokenUnavailable, ref)
+		}
+		return whatsapp.NewToken(string(raw)), t.ttl, nil
+	})
 }

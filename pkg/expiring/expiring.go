@@ -1,4 +1,7 @@
-package adapters
+// Package expiring keeps values for as long as their loader says they stay
+// good: a lease's configuration, an enquiry, a Secret Manager token, a
+// verified ID token. Concurrent misses of one key share one load.
+package expiring
 
 import (
 	"context"
@@ -8,10 +11,9 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// cache keeps values read from Firestore for a while, so that a burst of
-// messages for one lease or enquiry costs one read, and concurrent misses
-// of one key share that read.
-type cache[V any] struct {
+// Cache keeps loaded values until they expire, so that a burst of calls
+// for one key costs one load.
+type Cache[V any] struct {
 	now func() time.Time
 
 	mu      sync.Mutex
@@ -24,13 +26,14 @@ type cached[V any] struct {
 	expires time.Time
 }
 
-func newCache[V any](now func() time.Time) *cache[V] {
-	return &cache[V]{now: now, entries: map[string]cached[V]{}}
+// New returns an empty cache telling time with now.
+func New[V any](now func() time.Time) *Cache[V] {
+	return &Cache[V]{now: now, entries: map[string]cached[V]{}}
 }
 
-// get returns key's value, loading it when missing or expired; load says
+// Get returns key's value, loading it when missing or expired; load says
 // how long the value it read may be kept. Errors are not kept.
-func (c *cache[V]) get(ctx context.Context, key string, load func(ctx context.Context, key string) (V, time.Duration, error)) (V, error) {
+func (c *Cache[V]) Get(ctx context.Context, key string, load func(ctx context.Context, key string) (V, time.Duration, error)) (V, error) {
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
@@ -56,11 +59,11 @@ func (c *cache[V]) get(ctx context.Context, key string, load func(ctx context.Co
 }
 
 // sweepEvery is the size above which expired entries are dropped on
-// insert: leases and open enquiries are few, so this only bounds memory
-// against odd inputs.
+// insert: the keys of each use are few (leases, open enquiries, callers),
+// so this only bounds memory against odd inputs.
 const sweepEvery = 1024
 
-func (c *cache[V]) sweepLocked() {
+func (c *Cache[V]) sweepLocked() {
 	if len(c.entries) < sweepEvery {
 		return
 	}
