@@ -144,9 +144,7 @@ spec:
   selector: {matchLabels: {app: d}}
   endpoints: [{port: http, path: /metrics, interval: 30s}]
 `
-	cases := []struct {
-		name, doc, want string // want "" is valid
-	}{
+	cases := []schemaCase{
 		{"valid Deployment", deployment, ""},
 		{"misspelt field", strings.Replace(deployment, "replicas:", "replicaz:", 1), "replicaz"},
 		{"misspelt metadata", strings.Replace(deployment, "labels: {app: d}}", "lables: {app: d}}", 1), "lables"},
@@ -164,17 +162,7 @@ spec:
 		{"valid PodMonitoring", podMonitoring, ""},
 		{"GMP field misspelt", strings.Replace(podMonitoring, "interval:", "intervall:", 1), "intervall"},
 	}
-	for _, c := range cases {
-		err := validateManifests([]byte(c.doc))
-		switch {
-		case c.want == "" && err != nil:
-			t.Errorf("%s: %v", c.name, err)
-		case c.want != "" && err == nil:
-			t.Errorf("%s: accepted", c.name)
-		case c.want != "" && !strings.Contains(err.Error(), c.want):
-			t.Errorf("%s: error does not name %q: %v", c.name, c.want, err)
-		}
-	}
+	checkVerdicts(t, validateManifests, cases)
 }
 
 // skaffold's schema knows each builder: a ko artifact passes as a docker one
@@ -192,17 +180,24 @@ deploy:
   helm:
     releases: [{name: wadispatch, chartPath: charts/wadispatch}]
 `
-	cases := []struct {
-		name, doc, want string // want "" is valid
-	}{
+	cases := []schemaCase{
 		{"valid", config, ""},
 		{"misspelt builder", strings.Replace(config, "docker:", "dokcer:", 1), "dokcer"},
 		{"misspelt field", strings.Replace(config, "main:", "mian:", 1), "mian"},
 		{"two builders", strings.Replace(config, "ko: {main: ./services/sender}", "ko: {main: ./services/sender}\n      docker: {dockerfile: Dockerfile}", 1), "artifacts/1"},
 		{"wrong type", strings.Replace(config, "[{name: wadispatch, chartPath: charts/wadispatch}]", "{name: wadispatch}", 1), "releases"},
 	}
+	checkVerdicts(t, validateSkaffold, cases)
+}
+
+// schemaCase is a document and what its validation must say: want "" is
+// valid, otherwise the error must name want.
+type schemaCase struct{ name, doc, want string }
+
+func checkVerdicts(t *testing.T, validate func([]byte) error, cases []schemaCase) {
+	t.Helper()
 	for _, c := range cases {
-		err := validateSkaffold([]byte(c.doc))
+		err := validate([]byte(c.doc))
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s: %v", c.name, err)

@@ -74,7 +74,7 @@ func TestHealth(t *testing.T) {
 			want: []string{"FAIL recorder " + notServing + " wadispatch.v1.Recorder: status NOT_SERVING", "ok   ingest"}},
 		// Both checks run, and the body says which readiness check failed.
 		{name: "recorder unreachable, ingest not ready", args: []string{"--addr", unreachable, "--ingest", notReady, "--timeout", "2s"}, code: 1,
-			want: []string{"FAIL recorder " + unreachable + " wadispatch.v1.Recorder: health check:", "FAIL ingest " + notReady + "/readyz: 503 Service Unavailable: firestore: deadline exceeded"},
+			want:   []string{"FAIL recorder " + unreachable + " wadispatch.v1.Recorder: health check:", "FAIL ingest " + notReady + "/readyz: 503 Service Unavailable: firestore: deadline exceeded"},
 			refuse: []string{"ok "}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,7 +2,6 @@ package stack_test
 
 import (
 	"bufio"
-	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,19 +24,9 @@ import (
 // one the V-Customer can correct ends FAILED with its reason, and a
 // driver's reply stays as written.
 func TestReconcilerFindsLostEvents(t *testing.T) {
-	s := stack.StartForTest(t, stack.Options{Env: map[string][]string{stack.Ingest: {
+	s, fs, ctx := setupFor(t, stack.Options{Env: map[string][]string{stack.Ingest: {
 		"INGEST_RECONCILE_INTERVAL=500ms", "INGEST_RECONCILE_GRACE=2s", "INGEST_RECONCILE_WINDOW=10m",
-	}}})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	fs, err := s.Firestore(ctx, "(default)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	if err := s.SeedLease(ctx, fs); err != nil {
-		t.Fatal(err)
-	}
+	}}}, 2*time.Minute)
 	// Templates need no 24-hour window: whatever reaches WhatsApp is accepted.
 	template := func(driver string, extra map[string]any) map[string]any {
 		m := map[string]any{

@@ -1,7 +1,6 @@
 package stack_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -15,17 +14,7 @@ import (
 // With two recorders the sender's claims go to both; while one is down
 // the other takes them all, and once it is back it gets its share again.
 func TestTwoRecordersShareTheClaims(t *testing.T) {
-	s := stack.StartForTest(t, stack.Options{Recorders: 2})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	fs, err := s.Firestore(ctx, "(default)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	if err := s.SeedLease(ctx, fs); err != nil {
-		t.Fatal(err)
-	}
+	s, fs, ctx := setupFor(t, stack.Options{Recorders: 2}, 2*time.Minute)
 	first, second := stack.RecorderName(0), stack.RecorderName(1)
 	claims := func(recorder string) float64 {
 		t.Helper()

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -108,17 +107,7 @@ func TestOneTracePerMessageAcrossTheServices(t *testing.T) {
 	defer srv.Close()
 	otel := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + srv.URL, "OTEL_BSP_SCHEDULE_DELAY=100"}
 	const project = "wadispatch-local"
-	s := stack.StartForTest(t, stack.Options{Project: project, Env: map[string][]string{stack.Ingest: otel, stack.Sender: otel, stack.Recorder: otel}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	fs, err := s.Firestore(ctx, "(default)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	if err := s.SeedLease(ctx, fs); err != nil {
-		t.Fatal(err)
-	}
+	s, fs, ctx := setup(t, stack.Options{Project: project, Env: map[string][]string{stack.Ingest: otel, stack.Sender: otel, stack.Recorder: otel}})
 	// A template: it needs no open 24-hour window.
 	var fields map[string]any
 	for _, c := range stack.DemoCases() {

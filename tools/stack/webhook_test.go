@@ -36,8 +36,14 @@ func demoCase(t *testing.T, id, newID string) stack.Case {
 
 func setup(t *testing.T, opts stack.Options) (*stack.Stack, *firestore.Client, context.Context) {
 	t.Helper()
+	return setupFor(t, opts, time.Minute)
+}
+
+// setupFor is setup for a test that may take up to timeout.
+func setupFor(t *testing.T, opts stack.Options, timeout time.Duration) (*stack.Stack, *firestore.Client, context.Context) {
+	t.Helper()
 	s := stack.StartForTest(t, opts)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	fs, err := s.Firestore(ctx, "(default)")
 	if err != nil {

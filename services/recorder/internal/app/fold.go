@@ -80,16 +80,9 @@ func (s *Service) FoldSentCounts(ctx context.Context) (int, error) {
 // RunCounterFolder folds the ledger every interval until ctx ends, so a
 // counter trails its sends by about interval.
 func (s *Service) RunCounterFolder(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, interval, func() {
 		if _, err := s.FoldSentCounts(ctx); err != nil && ctx.Err() == nil {
 			s.log.WithError(err).Warn("fold of the sent-message ledger failed; next fold will try again")
 		}
-	}
+	})
 }

@@ -260,14 +260,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 // RunSweeper sweeps every interval until ctx ends. Several recorders may
 // sweep at once: the preconditions let one of them mark each claim.
 func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, interval, func() {
 		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.log.WithError(err).Warn("sweep of expired claims failed; next sweep will try again")
 		}
@@ -279,5 +272,20 @@ func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) error 
 		} else if n > 0 {
 			s.log.WithField("stalled", n).Warn("claims released to retry whose task never came back; wadispatchctl stalled lists them")
 		}
+	})
+}
+
+// every runs fn every interval until ctx ends, then returns nil: the
+// recorder's background passes, each retried at its next tick.
+func every(ctx context.Context, interval time.Duration, fn func()) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		fn()
 	}
 }
