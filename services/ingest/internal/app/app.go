@@ -32,7 +32,26 @@ import (
 // when it has none, a *DependencyError when it could not be read.
 type Leases interface {
 	WhatsAppConfig(ctx context.Context, leaseID string) (chatmessage.WhatsAppConfig, error)
+	// BusinessNumber finds the lease whose configuration names the
+	// business phone number phoneNumberID. A number no lease has, or more
+	// than one, is a NumberLease with Problem set, not an error.
+	BusinessNumber(ctx context.Context, phoneNumberID string) (NumberLease, error)
 }
+
+// NumberLease is the lease a business phone number belongs to.
+type NumberLease struct {
+	LeaseID string
+	Config  chatmessage.WhatsAppConfig
+	// Problem is why the number has no lease: NumberUnknown or
+	// NumberShared. A driver's message to it is attached to no lease.
+	Problem string
+}
+
+// Why a business number has no lease (skip reasons of webhook parts).
+const (
+	NumberUnknown = "unknown_business_number"
+	NumberShared  = "shared_business_number"
+)
 
 // Messages reads the message document an event names: the event is a
 // notification, the stored document is what is sent.
