@@ -22,8 +22,8 @@ import (
 	"github.com/visn/wadispatch/pkg/ops"
 	"github.com/visn/wadispatch/pkg/sendtask"
 	recorderfs "github.com/visn/wadispatch/services/recorder/internal/adapters/firestore"
-	recorderps "github.com/visn/wadispatch/services/recorder/internal/adapters/pubsub"
 	"github.com/visn/wadispatch/services/recorder/internal/adapters/grpcapi"
+	recorderps "github.com/visn/wadispatch/services/recorder/internal/adapters/pubsub"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
