@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -214,7 +215,7 @@ func TestWebhookPublishesStatusesAndReplies(t *testing.T) {
 	}
 	if reply.GetWhatsappMessageId() != inID || reply.GetFrom() != "+447911123401" || reply.GetText() != "On my way" ||
 		reply.GetContextMessageId() != wamid || reply.GetType() != "text" ||
-		reply.GetLeaseId() != hookLease || reply.GetLeaseWhatsappDetails().GetTokenRef() != hookTokenRef {
+		fmt.Sprint(reply.GetLeaseIds()) != "["+hookLease+"]" || reply.GetLeaseWhatsappDetails().GetTokenRef() != hookTokenRef {
 		t.Errorf("inbound message %v", reply)
 	}
 	if got := metricValue(t, e.registry, "wadispatch_ingest_webhook_events_published_total", "kind", "status"); got != 3 {
@@ -253,7 +254,7 @@ func TestWebhookRefusesRepliesToUnknownBusinessNumbers(t *testing.T) {
 	if got := metricValue(t, e.registry, "wadispatch_ingest_webhook_parts_skipped_total", "reason", "unknown_business_number"); got != 1 {
 		t.Errorf("skipped parts for the unknown number: %v, want 1", got)
 	}
-	if !strings.Contains(e.logs.String(), "its business number is not one lease's") {
+	if !strings.Contains(e.logs.String(), "no lease has its business number") {
 		t.Error("the refusal was not logged")
 	}
 }

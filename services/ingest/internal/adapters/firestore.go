@@ -33,7 +33,7 @@ type LeaseConfigs struct {
 	now      func() time.Time
 	log      *logrus.Entry
 	entries  *expiring.Cache[leaseEntry]
-	numbers  *expiring.Cache[app.NumberLease]
+	numbers  *expiring.Cache[app.NumberLeases]
 }
 
 type leaseEntry struct {
@@ -50,7 +50,7 @@ func NewLeaseConfigs(fs *firestore.Client, defaults chatmessage.ConfigDefaults, 
 	return &LeaseConfigs{
 		fs: fs, defaults: defaults, ttl: ttl, missTTL: min(ttl, maxMissTTL), now: now, log: log,
 		entries: expiring.New[leaseEntry](now),
-		numbers: expiring.New[app.NumberLease](now),
+		numbers: expiring.New[app.NumberLeases](now),
 	}
 }
 
@@ -94,34 +94,40 @@ func (c *LeaseConfigs) load(ctx context.Context, leaseID string) (leaseEntry, ti
 // whatsappConfig.phoneNumberId is the number (as a string, or as the
 // integer a console write may store), served by Firestore's automatic
 // single-field index; kept like a configuration, an unknown number for the
-// shorter time.
-func (c *LeaseConfigs) BusinessNumber(ctx context.Context, phoneNumberID string) (app.NumberLease, error) {
+// shorter time. Leases whose configuration is unusable are not the
+// number's: to the pipeline they have no WhatsApp.
+func (c *LeaseConfigs) BusinessNumber(ctx context.Context, phoneNumberID string) (app.NumberLeases, error) {
 	return c.numbers.Get(ctx, phoneNumberID, c.loadNumber)
 }
 
-func (c *LeaseConfigs) loadNumber(ctx context.Context, phoneNumberID string) (app.NumberLease, time.Duration, error) {
+func (c *LeaseConfigs) loadNumber(ctx context.Context, phoneNumberID string) (app.NumberLeases, time.Duration, error) {
 	forms := []any{phoneNumberID}
 	if n, err := strconv.ParseInt(phoneNumberID, 10, 64); err == nil && strconv.FormatInt(n, 10) == phoneNumberID {
 		forms = append(forms, n)
 	}
-	snaps, err := c.fs.Collection("leasecompany").Where("whatsappConfig.phoneNumberId", "in", forms).Limit(2).Documents(ctx).GetAll()
+	snaps, err := c.fs.Collection("leasecompany").Where("whatsappConfig.phoneNumberId", "in", forms).
+		OrderBy(firestore.DocumentID, firestore.Asc).Limit(app.MaxLeasesPerNumber + 1).Documents(ctx).GetAll()
 	if err != nil {
-		return app.NumberLease{}, 0, &app.DependencyError{Dep: app.DepFirestore, Err: fmt.Errorf("query leases by business number: %w", err)}
+		return app.NumberLeases{}, 0, &app.DependencyError{Dep: app.DepFirestore, Err: fmt.Errorf("query leases by business number: %w", err)}
 	}
-	switch len(snaps) {
-	case 0:
-		return app.NumberLease{Problem: app.NumberUnknown}, c.missTTL, nil
-	case 1:
-	default:
-		return app.NumberLease{Problem: app.NumberShared}, c.missTTL, nil
+	if len(snaps) > app.MaxLeasesPerNumber {
+		return app.NumberLeases{Problem: app.NumberShared}, c.missTTL, nil
 	}
-	cfg, err := chatmessage.ParseWhatsAppConfig(snaps[0].Data(), c.defaults)
-	if err != nil {
-		// The number matched, the rest is unusable: to the pipeline the
-		// lease has no WhatsApp, as for its sends.
-		return app.NumberLease{Problem: app.NumberUnknown}, c.missTTL, nil
+	var n app.NumberLeases
+	for _, snap := range snaps {
+		cfg, err := chatmessage.ParseWhatsAppConfig(snap.Data(), c.defaults)
+		if err != nil {
+			continue
+		}
+		if len(n.LeaseIDs) == 0 {
+			n.Config = cfg
+		}
+		n.LeaseIDs = append(n.LeaseIDs, snap.Ref.ID)
 	}
-	return app.NumberLease{LeaseID: snaps[0].Ref.ID, Config: cfg}, c.ttl, nil
+	if len(n.LeaseIDs) == 0 {
+		return app.NumberLeases{Problem: app.NumberUnknown}, c.missTTL, nil
+	}
+	return n, c.ttl, nil
 }
 
 // Documents reads message and enquiry documents. Enquiries are kept for a

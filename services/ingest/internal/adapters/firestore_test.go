@@ -100,35 +100,38 @@ func TestRecentMessagesNeedTheIndex(t *testing.T) {
 	t.Fatal("the query yielded nothing, not even its refusal")
 }
 
-// A business number finds the one lease whose configuration names it,
-// stored as a string or as an integer; a number no lease has, or two
-// leases have, finds none, with the reason. Served under the deployed
-// indexes (the automatic single-field ones).
-func TestBusinessNumberFindsItsLease(t *testing.T) {
+// A business number finds the leases whose configuration names it,
+// stored as a string or as an integer, in id order; a number no lease has
+// finds none, with the reason. Served under the deployed indexes.
+func TestBusinessNumberFindsItsLeases(t *testing.T) {
 	fs, _ := emulatorClient(t, firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes))
 	ctx := context.Background()
-	for id, number := range map[string]any{"lease-a": "1001", "lease-b": int64(1002), "lease-c": "1003", "lease-d": "1003"} {
+	for id, number := range map[string]any{"lease-a": "1001", "lease-b": int64(1002), "lease-d": "1003", "lease-c": "1003"} {
 		if _, err := fs.Doc("leasecompany/"+id).Set(ctx, map[string]any{
 			"whatsappConfig": map[string]any{"phoneNumberId": number, "tokenRef": "token-" + id},
 		}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// Named, but without a token: not usable, so not the number's.
+	if _, err := fs.Doc("leasecompany/lease-e").Set(ctx, map[string]any{"whatsappConfig": map[string]any{"phoneNumberId": "1001"}}); err != nil {
+		t.Fatal(err)
+	}
 	leases := NewLeaseConfigs(fs, chatmessage.ConfigDefaults{APIVersion: "v23.0"}, time.Minute, time.Now, logrus.NewEntry(logrus.New()))
-	for number, want := range map[string]app.NumberLease{
-		"1001": {LeaseID: "lease-a"},
-		"1002": {LeaseID: "lease-b"},
-		"1003": {Problem: app.NumberShared},
+	for number, want := range map[string]app.NumberLeases{
+		"1001": {LeaseIDs: []string{"lease-a"}},
+		"1002": {LeaseIDs: []string{"lease-b"}},
+		"1003": {LeaseIDs: []string{"lease-c", "lease-d"}},
 		"1004": {Problem: app.NumberUnknown},
 	} {
 		got, err := leases.BusinessNumber(ctx, number)
 		if err != nil {
 			t.Fatalf("%s: %v", number, err)
 		}
-		if got.LeaseID != want.LeaseID || got.Problem != want.Problem {
+		if fmt.Sprint(got.LeaseIDs) != fmt.Sprint(want.LeaseIDs) || got.Problem != want.Problem {
 			t.Errorf("%s: %+v, want %+v", number, got, want)
 		}
-		if want.LeaseID != "" && (got.Config.PhoneNumberID != number || got.Config.TokenRef != "token-"+want.LeaseID || got.Config.APIVersion != "v23.0") {
+		if len(want.LeaseIDs) > 0 && (got.Config.PhoneNumberID != number || got.Config.TokenRef != "token-"+want.LeaseIDs[0] || got.Config.APIVersion != "v23.0") {
 			t.Errorf("%s: configuration %+v", number, got.Config)
 		}
 	}

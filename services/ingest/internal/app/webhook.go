@@ -159,8 +159,8 @@ func (in *Ingester) publishWebhook(ctx context.Context, p webhook.Payload, log *
 	return errors.Join(errs...)
 }
 
-// placeInbound gives a driver's message the lease of the business number it
-// was written to. A number no lease has (or several have) is refused: the
+// placeInbound gives a driver's message the leases of the business number
+// it was written to. A number no lease has is refused: the
 // message is counted and logged, never attached to another lease's
 // enquiries. false means refused; an error, that the leases could not be
 // read (Meta retries).
@@ -173,10 +173,10 @@ func (in *Ingester) placeInbound(ctx context.Context, m *wadispatchv1.InboundMes
 		in.metrics.partsSkipped.WithLabelValues(n.Problem).Inc()
 		logging.WithContext(ctx, in.webhookLog).WithFields(logrus.Fields{
 			"wamid": m.GetWhatsappMessageId(), "phoneNumberId": m.GetPhoneNumberId(), "reason": n.Problem,
-		}).Warn("driver's message refused: its business number is not one lease's")
+		}).Warn("driver's message refused: no lease has its business number")
 		return false, nil
 	}
-	m.LeaseId = n.LeaseID
+	m.LeaseIds = n.LeaseIDs
 	m.LeaseWhatsappDetails = n.Config.Details()
 	return true, nil
 }

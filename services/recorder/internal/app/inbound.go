@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,11 +21,12 @@ import (
 
 // Driver replies (InboundMessage from WhatsApp's webhooks).
 //
-// Ingest has given each part the lease of the business number it was
-// written to; a reply is placed only in that lease: in the enquiry of the
-// message it quotes (when that message was sent to this driver), else the
-// driver's latest enquiry of the lease. A part no enquiry takes is kept in
-// the lease's whatsappUnmatchedReplies, where an operator finds it.
+// Ingest has given each part the leases of the business number it was
+// written to (usually one); a reply is placed only in those: in the
+// enquiry of the message it quotes (when that message was sent to this
+// driver), else the driver's latest enquiry of those leases. A part no
+// enquiry takes is kept in the first lease's whatsappUnmatchedReplies,
+// where an operator finds it.
 // Reactions, edits and revokes change the message they name instead of
 // becoming messages.
 //
@@ -109,7 +111,7 @@ func (s *Service) handleInbound(ctx context.Context, data []byte) consume.Verdic
 		return poison(logging.WithContext(ctx, s.log), "undecodable", fmt.Errorf("decode InboundMessage: %w", err))
 	}
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{
-		"wamid": in.GetWhatsappMessageId(), "contextWamid": in.GetContextMessageId(), "type": in.GetType(), "leaseId": in.GetLeaseId(),
+		"wamid": in.GetWhatsappMessageId(), "contextWamid": in.GetContextMessageId(), "type": in.GetType(), "leaseIds": in.GetLeaseIds(),
 	})
 	outcome, path, err := s.RecordInbound(ctx, &in)
 	if err != nil {
@@ -133,7 +135,7 @@ func (s *Service) handleInbound(ctx context.Context, data []byte) consume.Verdic
 // change to the message it names; or kept unmatched). It returns the
 // outcome and the path of the document written or changed.
 func (s *Service) RecordInbound(ctx context.Context, in *wadispatchv1.InboundMessage) (string, string, error) {
-	wamid, from, lease := in.GetWhatsappMessageId(), in.GetFrom(), in.GetLeaseId()
+	wamid, from, leases := in.GetWhatsappMessageId(), in.GetFrom(), in.GetLeaseIds()
 	if wamid == "" || len(wamid) > 1500 {
 		return "", "", invalid("inbound whatsapp_message_id is required")
 	}
@@ -143,10 +145,15 @@ func (s *Service) RecordInbound(ctx context.Context, in *wadispatchv1.InboundMes
 	if err := checkDocID("from", from); err != nil {
 		return "", "", invalid("%v", err)
 	}
-	// Ingest decides the lease by the business number; a part without one
-	// has no place it may be written.
-	if err := checkDocID("lease_id", lease); err != nil {
-		return "", "", invalid("inbound lease_id: %v", err)
+	// Ingest decides the leases by the business number; a part without
+	// one has no place it may be written.
+	if len(leases) == 0 {
+		return "", "", invalid("inbound lease_ids: a part needs the leases of its business number")
+	}
+	for _, l := range leases {
+		if err := checkDocID("lease_ids", l); err != nil {
+			return "", "", invalid("inbound %v", err)
+		}
 	}
 	at := s.now()
 	if t := in.GetTimestamp(); t != nil && t.CheckValid() == nil {
@@ -203,7 +210,7 @@ func (s *Service) placeReply(ctx context.Context, in *wadispatchv1.InboundMessag
 		ref.MessageID = docID
 		r.Path = ref.Path()
 	} else {
-		r.Path = dispatch.UnmatchedReplyPath(in.GetLeaseId(), docID)
+		r.Path = dispatch.UnmatchedReplyPath(in.GetLeaseIds()[0], docID)
 		r.UnmatchedReason = UnmatchedNoEnquiry
 	}
 	created, err := s.replies.CreateReply(ctx, r)
@@ -248,7 +255,7 @@ func (s *Service) replyEnquiry(ctx context.Context, in *wadispatchv1.InboundMess
 		// A quoted message the pipeline did not send (or a broken entry):
 		// the driver's latest conversation is the best guess.
 	}
-	rec, found, err := s.anc.LatestEnquiry(ctx, in.GetFrom(), in.GetLeaseId())
+	rec, found, err := s.anc.LatestEnquiry(ctx, in.GetFrom(), in.GetLeaseIds())
 	if err != nil {
 		return dispatch.MessageRef{}, "", false, storeErr(ctx, err)
 	}
@@ -259,7 +266,7 @@ func (s *Service) replyEnquiry(ctx context.Context, in *wadispatchv1.InboundMess
 }
 
 // ownMessage finds the message wamid names among those sent to in's driver
-// in in's lease, or among the driver's own replies there (reply true):
+// in in's leases, or among the driver's own replies there (reply true):
 // another driver's or another lease's message is never theirs to write in.
 func (s *Service) ownMessage(ctx context.Context, wamid string, in *wadispatchv1.InboundMessage) (ref dispatch.MessageRef, reply, found bool, err error) {
 	for i, read := range []func(context.Context, string) (IndexedMessage, bool, error){s.replies.IndexedMessage, s.replies.IndexedReply} {
@@ -271,7 +278,7 @@ func (s *Service) ownMessage(ctx context.Context, wamid string, in *wadispatchv1
 			continue
 		}
 		ref, err := dispatch.ParseMessagePath(e.MessagePath)
-		if err != nil || e.Driver != in.GetFrom() || ref.LeaseID != in.GetLeaseId() {
+		if err != nil || e.Driver != in.GetFrom() || !slices.Contains(in.GetLeaseIds(), ref.LeaseID) {
 			return dispatch.MessageRef{}, false, false, nil
 		}
 		return ref, i == 1, true, nil
@@ -293,7 +300,7 @@ func (s *Service) applyChange(ctx context.Context, in *wadispatchv1.InboundMessa
 		found = false
 	}
 	if !found {
-		r := Reply{In: in, At: at, Path: dispatch.UnmatchedReplyPath(in.GetLeaseId(), dispatch.DriverReplyDocID(in.GetWhatsappMessageId())), UnmatchedReason: UnmatchedNoTarget}
+		r := Reply{In: in, At: at, Path: dispatch.UnmatchedReplyPath(in.GetLeaseIds()[0], dispatch.DriverReplyDocID(in.GetWhatsappMessageId())), UnmatchedReason: UnmatchedNoTarget}
 		if _, err := s.replies.CreateReply(ctx, r); err != nil {
 			return "", "", storeErr(ctx, err)
 		}

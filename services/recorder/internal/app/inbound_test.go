@@ -94,7 +94,7 @@ func TestStatusBeforeItsResultIsKeptByWamid(t *testing.T) {
 }
 
 func inboundMsg(wamid, from, contextID string, at time.Time) *wadispatchv1.InboundMessage {
-	return &wadispatchv1.InboundMessage{WhatsappMessageId: wamid, From: from, PhoneNumberId: "1055", LeaseId: "l1", Type: "text",
+	return &wadispatchv1.InboundMessage{WhatsappMessageId: wamid, From: from, PhoneNumberId: "1055", LeaseIds: []string{"l1"}, Type: "text",
 		Text: "On my way", ContextMessageId: contextID, Timestamp: timestamppb.New(at)}
 }
 
@@ -229,7 +229,7 @@ func TestDriverReplyInvalid(t *testing.T) {
 		inboundMsg("wamid.X", "+44/77", "", time.Now()),
 		func() *wadispatchv1.InboundMessage { // no lease: nowhere it may go
 			in := inboundMsg("wamid.X", driver, "", time.Now())
-			in.LeaseId = ""
+			in.LeaseIds = nil
 			return in
 		}(),
 	} {

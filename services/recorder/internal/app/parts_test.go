@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -52,15 +53,25 @@ func TestDriverReplyStaysInItsLease(t *testing.T) {
 	task := e.newMessage(t, "m1")
 	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
 	in := inboundMsg("wamid.IN1", driver, "wamid.A", time.Now())
-	in.LeaseId = "l2"
+	in.LeaseIds = []string{"l2"}
 	if v := e.handle(t, in); v.Reason != "inbound_unmatched" {
 		t.Fatalf("verdict %+v", v)
 	}
 	if d := doc(t, e.db, replyPath("e1", "wamid.IN1")); d != nil {
 		t.Errorf("reply attached to lease l1's enquiry: %v", d)
 	}
-	if d := doc(t, e.db, dispatch.UnmatchedReplyPath("l2", dispatch.DriverReplyDocID("wamid.IN1"))); d["leaseId"] != "l2" {
+	if d := doc(t, e.db, dispatch.UnmatchedReplyPath("l2", dispatch.DriverReplyDocID("wamid.IN1"))); fmt.Sprint(d["leaseIds"]) != "[l2]" {
 		t.Errorf("kept in l2 as %v", d)
+	}
+	// Leases sharing the number share its conversation: the driver's
+	// latest enquiry among them takes the reply.
+	shared := inboundMsg("wamid.IN2", driver, "", time.Now())
+	shared.LeaseIds = []string{"l0", "l1"}
+	if v := e.handle(t, shared); v.Reason != "inbound_recorded" {
+		t.Fatalf("shared number verdict %+v", v)
+	}
+	if d := doc(t, e.db, replyPath("e1", "wamid.IN2")); d == nil {
+		t.Error("reply to a shared number not in the driver's latest enquiry of its leases")
 	}
 }
 

@@ -134,9 +134,9 @@ type Ancillary interface {
 	AddWamids(ctx context.Context, ref dispatch.MessageRef, driver string, wamids []string) error
 	// Wamids are those recorded for the enquiry's messages to the driver.
 	Wamids(ctx context.Context, driver, enquiryID string) ([]string, error)
-	// LatestEnquiry is the driver's most recently messaged enquiry of the
-	// lease; false when the driver has none there.
-	LatestEnquiry(ctx context.Context, driver, leaseID string) (EnquiryRecord, bool, error)
+	// LatestEnquiry is the driver's most recently messaged enquiry of one
+	// of the leases; false when the driver has none there.
+	LatestEnquiry(ctx context.Context, driver string, leaseIDs []string) (EnquiryRecord, bool, error)
 	// RecordWindow moves the driver's lastInboundAt (and the enquiry's,
 	// with one) forward to w.At, never back.
 	RecordWindow(ctx context.Context, w Window) error

@@ -2,6 +2,7 @@ package firestore
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -53,7 +54,7 @@ func (a *Ancillary) Wamids(ctx context.Context, driver, enquiryID string) ([]str
 
 // LatestEnquiry implements app.Ancillary: the record with the latest
 // lastMessageAt.
-func (a *Ancillary) LatestEnquiry(ctx context.Context, driver, leaseID string) (app.EnquiryRecord, bool, error) {
+func (a *Ancillary) LatestEnquiry(ctx context.Context, driver string, leaseIDs []string) (app.EnquiryRecord, bool, error) {
 	// In code, not in the query: a filter on the lease beside the order
 	// would need a composite index, and a driver works for few leases at
 	// once, so the latest few records hold the lease's latest.
@@ -63,7 +64,7 @@ func (a *Ancillary) LatestEnquiry(ctx context.Context, driver, leaseID string) (
 		return app.EnquiryRecord{}, false, unavailable("query driver's enquiries", err)
 	}
 	for _, snap := range snaps {
-		if lease, _ := snap.Data()["leaseId"].(string); lease == leaseID {
+		if lease, _ := snap.Data()["leaseId"].(string); slices.Contains(leaseIDs, lease) {
 			return app.EnquiryRecord{Path: snap.Ref.Path, LeaseID: lease, EnquiryID: snap.Ref.ID}, true, nil
 		}
 	}

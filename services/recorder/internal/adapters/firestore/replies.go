@@ -39,7 +39,7 @@ func (s *Store) CreateReply(ctx context.Context, r app.Reply) (bool, error) {
 	b.Create(s.db.Doc(r.Path), replyFields(r))
 	if r.UnmatchedReason == "" {
 		b.Set(s.db.Doc(dispatch.InboundIndexPath(r.In.GetWhatsappMessageId())), map[string]any{
-			"messagePath": r.Path, "driverMobileNumber": r.In.GetFrom(), "leaseId": r.In.GetLeaseId(), "indexedAt": firestore.ServerTimestamp,
+			"messagePath": r.Path, "driverMobileNumber": r.In.GetFrom(), "indexedAt": firestore.ServerTimestamp,
 		})
 	}
 	_, err := b.Commit(ctx)
@@ -66,7 +66,7 @@ func replyFields(r app.Reply) map[string]any {
 		"whatsappMessageId":  in.GetWhatsappMessageId(),
 		"whatsappType":       in.GetType(),
 		"phoneNumberId":      in.GetPhoneNumberId(),
-		"leaseId":            in.GetLeaseId(),
+		"leaseIds":           in.GetLeaseIds(),
 		"createdAt":          r.At,
 		"receivedAt":         firestore.ServerTimestamp,
 	}
