@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,5 +188,26 @@ func TestDriverMediaIsFetchedThenRecorded(t *testing.T) {
 	forged.MessageDocId = messagePath("m1")
 	if v := e.handle(t, forged); !v.Poison {
 		t.Errorf("MediaStored on another document: %+v", v)
+	}
+}
+
+// A status is applied only to the message sent to its recipient: one whose
+// recipient_id names another number changes nothing.
+func TestStatusOfAnotherRecipientIsIgnored(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	task := e.newMessage(t, "m1")
+	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	ev := statusEvent("wamid.A", wadispatchv1.MessageStatus_MESSAGE_STATUS_READ, time.Now())
+	ev.RecipientId = "447911000009"
+	if v := e.handle(t, ev); !v.Ack || v.Reason != "ignored" {
+		t.Fatalf("verdict %+v", v)
+	}
+	if m := doc(t, e.db, messagePath("m1")); m["status"] != "SENT" {
+		t.Errorf("status %v after another recipient's read", m["status"])
+	}
+	ev.RecipientId = strings.TrimPrefix(driver, "+")
+	if v := e.handle(t, ev); v.Reason != "applied" {
+		t.Fatalf("the driver's own read: %+v", v)
 	}
 }
