@@ -185,6 +185,24 @@ func (s *Stack) Reply(ctx context.Context, driver, text, contextWAMID string) (s
 	return out.ID, err
 }
 
+// ReplyPart has driver (E.164) send the business number a message of any
+// type: part is the type's object as Meta's webhook shows it (a button
+// reply, a reaction, a location...), quoting contextWAMID when set. It
+// returns the inbound message's wamid.
+func (s *Stack) ReplyPart(ctx context.Context, driver, typ string, part any, contextWAMID string) (string, error) {
+	raw, err := json.Marshal(part)
+	if err != nil {
+		return "", fmt.Errorf("inbound %s part: %w", typ, err)
+	}
+	var out struct {
+		ID string `json:"id"`
+	}
+	err = s.simulator(ctx, http.MethodPost, "/_sim/inbound", whatsappsim.Inbound{
+		PhoneNumberID: s.opts.PhoneNumberID, From: strings.TrimPrefix(driver, "+"), Type: typ, Part: raw, ContextID: contextWAMID,
+	}, &out)
+	return out.ID, err
+}
+
 // WaitForWindow waits until the recorder has recorded a message from driver
 // to the stack's business number sent at or after since (WhatsApp's
 // timestamps are whole seconds).
