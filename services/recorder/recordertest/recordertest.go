@@ -100,6 +100,13 @@ func (r *Recorder) Refuse(ctx context.Context, refusal *wadispatchv1.Refusal) (s
 	return r.svc.RecordRefusal(ctx, refusal)
 }
 
+// Inbound records a driver's message as if from the status events topic,
+// and returns the outcome.
+func (r *Recorder) Inbound(ctx context.Context, in *wadispatchv1.InboundMessage) (string, error) {
+	outcome, _, err := r.svc.RecordInbound(ctx, in)
+	return outcome, err
+}
+
 // StopPublishing flushes the resends published so far; the tb's cleanup
 // calls it too, for tests that close the Pub/Sub client themselves first.
 func (r *Recorder) StopPublishing() { r.repub.Stop() }

@@ -96,6 +96,10 @@ type Replies interface {
 	// media is stored already; true when it did, false with found false
 	// when there is no such reply.
 	RecordMedia(ctx context.Context, path string, m *wadispatchv1.MediaStored) (written, found bool, err error)
+	// Unmatched lists up to limit of a lease's unmatched replies after the
+	// cursor (from the first when nil), the latest first (Cursor.At:
+	// createdAt), and where the next page starts (nil on the last).
+	Unmatched(ctx context.Context, leaseID string, after *Cursor, limit int) ([]*wadispatchv1.UnmatchedReply, *Cursor, error)
 }
 
 // MediaFetches asks for a driver's media to be fetched into Cloud Storage.

@@ -211,3 +211,42 @@ func TestStatusOfAnotherRecipientIsIgnored(t *testing.T) {
 		t.Fatalf("the driver's own read: %+v", v)
 	}
 }
+
+// An operator lists a lease's unmatched replies, the latest first, a page
+// at a time; another lease's are not among them.
+func TestUnmatchedRepliesListedForOperators(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	base := time.Now().Truncate(time.Second)
+	for i, lease := range []string{"l1", "l1", "l2", "l1"} {
+		in := inboundMsg(fmt.Sprintf("wamid.U%d", i), driver, "", base.Add(time.Duration(i)*time.Second))
+		in.LeaseIds = []string{lease}
+		if v := e.handle(t, in); v.Reason != "inbound_unmatched" {
+			t.Fatalf("verdict %+v", v)
+		}
+	}
+	ctx := context.Background()
+	var got []string
+	token := ""
+	for pages := 0; ; pages++ {
+		resp, err := e.rec.ListUnmatchedReplies(ctx, &wadispatchv1.ListUnmatchedRepliesRequest{LeaseId: "l1", PageSize: 2, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range resp.GetReplies() {
+			if r.GetReason() != "no_enquiry" || r.GetDriverMobileNumber() != driver || r.GetMessage() != "On my way" {
+				t.Errorf("listed %v", r)
+			}
+			got = append(got, r.GetWhatsappMessageId())
+		}
+		if token = resp.GetNextPageToken(); token == "" || pages > 3 {
+			break
+		}
+	}
+	if fmt.Sprint(got) != "[wamid.U3 wamid.U1 wamid.U0]" {
+		t.Errorf("listed %v, want l1's latest first", got)
+	}
+	if _, err := e.rec.ListUnmatchedReplies(ctx, &wadispatchv1.ListUnmatchedRepliesRequest{LeaseId: "l2", PageToken: token + "x"}); err == nil {
+		t.Error("a page token of no listing was taken")
+	}
+}

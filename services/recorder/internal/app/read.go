@@ -130,6 +130,27 @@ func (s *Service) ListStalled(ctx context.Context, req *wadispatchv1.ListStalled
 	return &wadispatchv1.ListStalledResponse{Messages: messageStates(page.States), NextPageToken: encodePageToken(filter, page.Next)}, nil
 }
 
+// ListUnmatchedReplies implements wadispatchv1.RecorderServer.
+func (s *Service) ListUnmatchedReplies(ctx context.Context, req *wadispatchv1.ListUnmatchedRepliesRequest) (*wadispatchv1.ListUnmatchedRepliesResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDocID("lease_id", req.GetLeaseId()); err != nil {
+		return nil, invalid("%v", err)
+	}
+	filter := "ListUnmatchedReplies/" + req.GetLeaseId()
+	after, err := decodePageToken(filter, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	replies, next, err := s.replies.Unmatched(ctx, req.GetLeaseId(), after, size)
+	if err != nil {
+		return nil, storeErr(ctx, err)
+	}
+	return &wadispatchv1.ListUnmatchedRepliesResponse{Replies: replies, NextPageToken: encodePageToken(filter, next)}, nil
+}
+
 // CountStalled counts the claims ListStalled lists by default into the
 // stalled-claims gauge, for an alert: nothing sends them until an operator
 // does.

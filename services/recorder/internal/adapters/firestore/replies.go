@@ -2,11 +2,13 @@ package firestore
 
 import (
 	"context"
+	"path"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -194,4 +196,38 @@ func (s *Store) RecordMedia(ctx context.Context, path string, m *wadispatchv1.Me
 		return false, false, unavailable("record media", err)
 	}
 	return written, found, nil
+}
+
+// Unmatched implements app.Replies, in createdAt order, latest first, and
+// by path among equal times: served by the collection's automatic
+// single-field index.
+func (s *Store) Unmatched(ctx context.Context, leaseID string, after *app.Cursor, limit int) ([]*wadispatchv1.UnmatchedReply, *app.Cursor, error) {
+	coll := path.Dir(dispatch.UnmatchedReplyPath(leaseID, "x"))
+	q := s.db.Collection(coll).OrderBy("createdAt", firestore.Desc).OrderBy(firestore.DocumentID, firestore.Desc)
+	if after != nil {
+		q = q.StartAfter(after.At, s.db.Doc(after.MessagePath))
+	}
+	snaps, err := q.Limit(limit + 1).Documents(ctx).GetAll()
+	if err != nil {
+		return nil, nil, unavailable("list unmatched replies", err)
+	}
+	var out []*wadispatchv1.UnmatchedReply
+	var next *app.Cursor
+	for i, snap := range snaps {
+		d := snap.Data()
+		at, _ := d["createdAt"].(time.Time)
+		if i == limit {
+			last := snaps[i-1]
+			lastAt, _ := last.Data()["createdAt"].(time.Time)
+			next = &app.Cursor{At: lastAt, MessagePath: coll + "/" + last.Ref.ID}
+			break
+		}
+		str := func(k string) string { v, _ := d[k].(string); return v }
+		out = append(out, &wadispatchv1.UnmatchedReply{
+			Path: coll + "/" + snap.Ref.ID, WhatsappMessageId: str("whatsappMessageId"), DriverMobileNumber: str("driverMobileNumber"),
+			Type: str("type"), Message: str(fMessage), Reason: str("unmatchedReason"),
+			TargetWhatsappMessageId: str("targetWhatsappMessageId"), CreatedAt: timestamppb.New(at),
+		})
+	}
+	return out, next, nil
 }
