@@ -275,8 +275,9 @@ func checkDocID(name, v string) error {
 // decideRecord plans recording r on a message whose state is st (nil when
 // none: a result without a claim creates it) and whose document exists or
 // not. recordID marks this attempt so a commit retried by the client
-// library is recognised as ours.
-func decideRecord(st *State, messageExists bool, r *wadispatchv1.SendResult, ref dispatch.MessageRef, recordID string, now time.Time) recordPlan {
+// library is recognised as ours. kept are the statuses kept on the index
+// document of a SENT result's wamid (Decide), applied with the outcome.
+func decideRecord(st *State, messageExists bool, r *wadispatchv1.SendResult, ref dispatch.MessageRef, recordID string, kept []*wadispatchv1.StatusEvent, now time.Time) recordPlan {
 	to := outcomeStatus(r.GetOutcome())
 	if st != nil && st.Outcome != "" {
 		return recordPlan{reason: "outcome " + st.Outcome + " recorded before"}
@@ -330,7 +331,7 @@ func decideRecord(st *State, messageExists bool, r *wadispatchv1.SendResult, ref
 	if to == dispatch.StatusSent {
 		sentWamid = r.GetWhatsappMessageId()
 	}
-	p.state, p.message, p.unapplied = withEarly(p.state, p.message, sentWamid, now)
+	p.state, p.message, p.unapplied = withEarly(p.state, p.message, sentWamid, kept, now)
 	return p
 }
 

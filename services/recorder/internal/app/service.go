@@ -180,7 +180,7 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 		marked   bool
 		resolved string
 	)
-	err := s.update(ctx, "claim", c.Ref, true, func(st *State, exists bool) (Plan, error) {
+	err := s.update(ctx, "claim", c.Ref, true, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
 		marked, resolved = false, ""
 		if !exists {
 			return Plan{}, status.Errorf(codes.NotFound, "message document %s does not exist (deleted?): nothing to send", c.Ref.Path())
@@ -206,7 +206,7 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 		case claimResolve:
 			// Answered DONE: the caller republishes the result, whose
 			// recording writes the ancillary record, as for any DONE.
-			p, _ := resolvedBy(st, exists, c.Ref, uuid.NewString(), now)
+			p, _ := resolvedBy(st, exists, c.Ref, uuid.NewString(), kept, now)
 			resp, resolved = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_DONE, Result: p.state.result(), Reason: reason}, resolvedFrom(st)
 			return s.recordedPlan(c.Ref, p, p.state.CreatedBy, p.state.WhatsappMessageID, p.state.DriverMobileNumber, s.log), nil
 		case claimDone:
@@ -226,7 +226,7 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 		log.Warn("expired claim marked UNKNOWN")
 	}
 	if resolved != "" {
-		s.resolvedSend(ctx, c.Ref, resp.GetResult().GetWhatsappMessageId(), resolved, log)
+		s.resolvedSend(resp.GetResult().GetWhatsappMessageId(), resolved, log)
 	}
 	return resp, nil
 }
@@ -243,7 +243,7 @@ func (s *Service) ReleaseClaim(ctx context.Context, req *wadispatchv1.ReleaseCla
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "claimId": req.GetClaimId(), "reason": req.GetReason()})
 	reason := orUnknown(dispatch.Clip(req.GetReason(), 200))
 	var resp *wadispatchv1.ReleaseClaimResponse
-	err = s.update(ctx, "release claim", ref, false, func(st *State, _ bool) (Plan, error) {
+	err = s.update(ctx, "release claim", ref, false, func(st *State, _ bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
 		action, why := decideRelease(st, req.GetClaimId())
 		switch action {
 		case releaseRefuse:
@@ -293,15 +293,6 @@ func (s *Service) RecordResult(ctx context.Context, req *wadispatchv1.RecordResu
 			log.WithError(err).Warn("ancillary record not written")
 			return nil, err
 		}
-		// Statuses of these wamids that came first, without callback data
-		// naming the claim (WhatsApp echoes none in failed statuses), wait
-		// for them by wamid.
-		for _, w := range wamids {
-			if err := s.applyPending(ctx, ref, w, log); err != nil {
-				log.WithError(err).Warn("statuses kept for the wamid not applied")
-				return nil, err
-			}
-		}
 	}
 	s.m.results.WithLabelValues(st.Outcome, fmt.Sprint(applied)).Inc()
 	s.m.recordLatency.Observe(time.Since(start).Seconds())
@@ -318,17 +309,29 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 		applied   bool
 		unapplied []EarlyStatus
 	)
-	err := s.update(ctx, "record", ref, false, func(st *State, exists bool) (Plan, error) {
+	err := s.update(ctx, "record", ref, false, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
 		unapplied = nil
 		if st != nil && st.RecordID == recordID {
 			out, applied = st, true // our commit landed; its answer was lost
 			return Plan{}, nil
 		}
-		p := decideRecord(st, exists, r, ref, recordID, s.now())
+		now := s.now()
+		p := decideRecord(st, exists, r, ref, recordID, kept, now)
 		if !p.apply { // only with a state: a missing one is always created
 			log.WithField("reason", p.reason).Info("result recorded before; nothing to change")
 			out, applied = st, false
-			return Plan{Index: duplicateIndex(st, ref, r, log)}, nil
+			plan := Plan{Index: duplicateIndex(st, ref, r, log)}
+			if plan.Index == nil {
+				return plan, nil
+			}
+			// Statuses kept for the other send's wamid move the message as
+			// they would once it is indexed.
+			evs := slices.Clone(kept)
+			sortEvents(evs)
+			if next, msg, changed := withStatuses(*st, &MessageUpdate{}, evs, now); changed {
+				plan.State, plan.Message, out = &next, msg, &next
+			}
+			return plan, nil
 		}
 		if !exists {
 			log.Warn("message document does not exist; outcome recorded on the state only")
