@@ -571,10 +571,13 @@ type SendResult struct {
 	Attempts          int32                  `protobuf:"varint,11,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the WhatsApp call that decided the outcome was made.
-	CalledAt      *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=called_at,json=calledAt,proto3" json:"called_at,omitempty"`
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CalledAt    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=called_at,json=calledAt,proto3" json:"called_at,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// ClaimSendResponse.state_version of the claim this result belongs to,
+	// when it answered one; unset otherwise (the recorder reads the state).
+	ClaimStateVersion *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=claim_state_version,json=claimStateVersion,proto3" json:"claim_state_version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SendResult) Reset() {
@@ -701,6 +704,13 @@ func (x *SendResult) GetCalledAt() *timestamppb.Timestamp {
 func (x *SendResult) GetCompletedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *SendResult) GetClaimStateVersion() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClaimStateVersion
 	}
 	return nil
 }
@@ -1089,7 +1099,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\vhttp_status\x18\a \x01(\x05R\n" +
 	"httpStatus\x12\x1c\n" +
 	"\tretryable\x18\b \x01(\bR\tretryable\x12\x16\n" +
-	"\x06reason\x18\t \x01(\tR\x06reason\"\xdc\x04\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\"\xa8\x05\n" +
 	"\n" +
 	"SendResult\x12$\n" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12\x19\n" +
@@ -1110,7 +1120,8 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x127\n" +
 	"\tcalled_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bcalledAt\x12=\n" +
-	"\fcompleted_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xfe\x02\n" +
+	"\fcompleted_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12J\n" +
+	"\x13claim_state_version\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x11claimStateVersion\"\xfe\x02\n" +
 	"\aRefusal\x12$\n" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x1d\n" +
@@ -1200,17 +1211,18 @@ var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	11, // 6: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
 	11, // 7: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
 	11, // 8: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
-	11, // 9: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
-	11, // 10: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
-	1,  // 11: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
-	11, // 12: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
-	5,  // 13: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
-	11, // 14: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	11, // 9: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
+	11, // 10: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
+	11, // 11: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
+	1,  // 12: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
+	11, // 13: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
+	5,  // 14: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
+	11, // 15: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_messages_proto_init() }

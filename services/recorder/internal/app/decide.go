@@ -195,6 +195,21 @@ func claimed(st *State, c claim, task map[string]any, now time.Time) State {
 	return out
 }
 
+// claimedState is, as far as recording r decides on it, the state the
+// first claim of r's message (claimed from no state) wrote at version:
+// SENDING under r's claim, with the task's driver and creator. The claim's
+// lease ended after its commit, so version stands in for its end: the
+// recording only clears it.
+func claimedState(ref dispatch.MessageRef, r *wadispatchv1.SendResult, version time.Time) State {
+	st := State{MessagePath: ref.Path(), LeaseID: ref.LeaseID, EnquiryID: ref.EnquiryID, MessageID: ref.MessageID,
+		DriverMobileNumber: r.GetDriverMobileNumber(), CreatedBy: r.GetCreatedBy(), Status: string(dispatch.StatusSending),
+		ClaimID: r.GetClaimId(), Claims: 1, LeaseExpiresAt: version}
+	if t := r.GetCreatedAt(); t != nil {
+		st.CreatedAt = t.AsTime()
+	}
+	return st
+}
+
 // claimMessage is what a claim changes on the message document.
 func claimMessage(now time.Time) *MessageUpdate {
 	return &MessageUpdate{Status: dispatch.StatusSending, StatusUpdatedAt: now, ClearStatusReason: true, ClearFailure: true}

@@ -17,8 +17,11 @@
 //     status, outcome, wamid,
 //     error, a copy of the SendTask (no token) for listing and resending.
 //     Every change to it is a commit with a precondition (must not exist, or
-//     the update_time read), so concurrent claims and repeated results are
-//     decided by Firestore, not by timing.
+//     the update_time read, or for the result of a first claim the
+//     update_time that claim's commit gave it, which ClaimSend answers as
+//     state_version and the SendResult carries back: no read), so
+//     concurrent claims and repeated results are decided by Firestore, not
+//     by timing.
 //   - the message document: status, whatsappMessageId, whatsappError,
 //     failureReason, statusReason, sentAt, failedAt, deliveredAt, readAt,
 //     statusUpdatedAt; updated in the same commit as the state. A message

@@ -160,7 +160,7 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 		cur  *State
 		task *wadispatchv1.SendTask
 	)
-	err = s.update(ctx, "resend", ref, false, func(st *State, _ bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
+	err = s.update(ctx, "resend", ref, nil, func(st *State, _ bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
 		if st == nil {
 			return Plan{}, status.Errorf(codes.NotFound, "no pipeline state for %s (%s)", ref.Path(), noStateWhy)
 		}
@@ -219,7 +219,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			resolved     *State
 		)
 		err = s.ancillaryFirst(ctx, ref, log, func(written string) (*State, error) {
-			err := s.update(ctx, "mark UNKNOWN", ref, false, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
+			err := s.update(ctx, "mark UNKNOWN", ref, nil, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
 				reason, resolved = "", nil
 				if st != nil && st.RecordID == recordID {
 					resolved = st // our commit landed; its answer was lost

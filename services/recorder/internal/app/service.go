@@ -179,9 +179,10 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 		resp     *wadispatchv1.ClaimSendResponse
 		marked   bool
 		resolved string
+		created  bool
 	)
-	err := s.update(ctx, "claim", c.Ref, true, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
-		marked, resolved = false, ""
+	version, err := s.store.Update(ctx, c.Ref, "claim", absent, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
+		marked, resolved, created = false, "", false
 		if !exists {
 			return Plan{}, status.Errorf(codes.NotFound, "message document %s does not exist (deleted?): nothing to send", c.Ref.Path())
 		}
@@ -195,6 +196,7 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 		action, reason := decideClaim(st, now, s.cfg.ExpiredClaimPolicy)
 		switch action {
 		case claimCreate, claimTakeover:
+			created = action == claimCreate
 			next := claimed(st, c, task, now)
 			resp = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: c.ID,
 				LeaseExpiresAt: ts(next.LeaseExpiresAt), Reason: reason}
@@ -219,7 +221,11 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 		return Plan{}, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, storeErr(ctx, err)
+	}
+	if created {
+		// The result's commit is preconditioned on it (recordOutcome).
+		resp.StateVersion = timestamppb.New(version)
 	}
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": c.Ref.Path(), "reason": resp.GetReason()})
 	if marked {
@@ -243,7 +249,7 @@ func (s *Service) ReleaseClaim(ctx context.Context, req *wadispatchv1.ReleaseCla
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "claimId": req.GetClaimId(), "reason": req.GetReason()})
 	reason := orUnknown(dispatch.Clip(req.GetReason(), 200))
 	var resp *wadispatchv1.ReleaseClaimResponse
-	err = s.update(ctx, "release claim", ref, false, func(st *State, _ bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
+	err = s.update(ctx, "release claim", ref, nil, func(st *State, _ bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
 		action, why := decideRelease(st, req.GetClaimId())
 		switch action {
 		case releaseRefuse:
@@ -309,7 +315,7 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 		applied   bool
 		unapplied []EarlyStatus
 	)
-	err := s.update(ctx, "record", ref, false, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
+	err := s.update(ctx, "record", ref, assumedClaim(ref, r), func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
 		unapplied = nil
 		if st != nil && st.RecordID == recordID {
 			out, applied = st, true // our commit landed; its answer was lost
@@ -351,6 +357,38 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 		log.WithField("statuses", earlySummary(unapplied)).Warn("statuses WhatsApp reported for this claim's call do not match its result (another wamid, or FAILED); not applied")
 	}
 	return out, applied, nil
+}
+
+// assumedClaim is the state r's claim left, when that claim answered its
+// version (ClaimSendResponse.state_version: it created the state), for
+// recording r without a read; nil otherwise.
+//
+// The version is proof enough; no MAC is needed. The commit that records
+// r is preconditioned on the state's update time being that version, so
+// it lands only if nothing wrote the state since the claim did: no status
+// kept, no release, no takeover, no sweep, no earlier recording of r. A
+// replayed result then fails the precondition, and so does one carrying a
+// version that is not the state's current one (forged, stale, another
+// message's): the state is read and decided on as before. A result that
+// passes carries the version only the claim's caller was told, together
+// with the claim id it was told with it; whoever can publish such a
+// result on the results topic could publish one with the true claim id,
+// which the read would accept as well, so a MAC over the version would
+// prove nothing the topic's permissions do not. What is assumed besides
+// the version is what every first claim writes the same way (claimed from
+// no state: SENDING, a lease, no outcome, nothing kept, nothing released),
+// and what the result carries from the task the claim was made with (its
+// claim id, driver, creator), which recording takes from the result on the
+// read path too. The fields the claim wrote that recording leaves as they
+// are (the task, the claim's times) are not known here and not needed:
+// the commit writes only what the decision changed.
+func assumedClaim(ref dispatch.MessageRef, r *wadispatchv1.SendResult) *Assumed {
+	v := r.GetClaimStateVersion()
+	if !v.IsValid() || r.GetClaimId() == "" {
+		return nil
+	}
+	st := claimedState(ref, r, v.AsTime())
+	return &Assumed{State: &st, Version: v.AsTime()}
 }
 
 // recordedPlan is the commit of p, which records a send: its state and

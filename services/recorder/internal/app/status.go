@@ -100,7 +100,7 @@ func (s *Service) countApplied(applied bool) {
 // applyTo applies ev to the message ref, whose result recorded its wamid.
 func (s *Service) applyTo(ctx context.Context, ref dispatch.MessageRef, ev *wadispatchv1.StatusEvent, log *logrus.Entry) (*wadispatchv1.ApplyStatusResponse, error) {
 	var resp *wadispatchv1.ApplyStatusResponse
-	err := s.update(ctx, "apply status", ref, false, func(st *State, _ bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
+	err := s.update(ctx, "apply status", ref, nil, func(st *State, _ bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
 		if st == nil {
 			return Plan{}, status.Errorf(codes.FailedPrecondition, "message %s has no pipeline state", ref.Path())
 		}
@@ -159,7 +159,7 @@ func (s *Service) applyByCallback(ctx context.Context, cb dispatch.Callback, ev 
 		out  *State
 	)
 	err := s.ancillaryFirst(ctx, cb.Ref, log, func(written string) (*State, error) {
-		err := s.update(ctx, "apply status", cb.Ref, false, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
+		err := s.update(ctx, "apply status", cb.Ref, nil, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
 			if st != nil && st.RecordID == recordID {
 				plan, out = callbackPlan{action: callbackResolve, reason: "resolved"}, st // our commit landed; its answer was lost
 				return Plan{}, nil

@@ -37,6 +37,20 @@ type Plan struct {
 	Index *IndexEntry
 }
 
+// Assumed is a state Store.Update decides on first, without reading it,
+// with the message document taken as present: nil State for "none", else
+// the state as of its update time Version. The commit's precondition
+// proves it (must not exist, or update time Version); when it does not
+// hold, the state is read and decided again, so a wrong guess costs one
+// failed commit.
+type Assumed struct {
+	State   *State
+	Version time.Time
+}
+
+// absent is the guess of a message's first claim: no state yet.
+var absent = &Assumed{}
+
 // Decide plans one change of a message's state from what Store.Update
 // read: the state (nil when none), whether the message document exists,
 // and the statuses kept on the index document of the wamid the plan
@@ -60,10 +74,12 @@ type Store interface {
 	// precondition (the state must not exist, or must be as read). A state
 	// changed since it was read is read and decided again; a commit the
 	// store could not take now is tried again; both within one budget.
-	// assumeAbsent decides first on "no state, message present" without a
-	// read: the common first claim costs one commit. decide's own errors
-	// come back as they are; the store's are *StoreError.
-	Update(ctx context.Context, ref dispatch.MessageRef, op string, assumeAbsent bool, decide Decide) error
+	// assume, when not nil, is decided on first without a read: the common
+	// first claim and the result of a first claim cost one commit. It
+	// returns the state's update time after the commit, zero when the plan
+	// wrote no state. decide's own errors come back as they are; the
+	// store's are *StoreError.
+	Update(ctx context.Context, ref dispatch.MessageRef, op string, assume *Assumed, decide Decide) (time.Time, error)
 	// State is the message's state; nil when it has none.
 	State(ctx context.Context, ref dispatch.MessageRef) (*State, error)
 	// Unknown lists up to limit UNKNOWN states after the cursor (from the
@@ -239,6 +255,7 @@ func storeErr(ctx context.Context, err error) error {
 }
 
 // update is Store.Update with its failures as the caller's answer.
-func (s *Service) update(ctx context.Context, op string, ref dispatch.MessageRef, assumeAbsent bool, decide Decide) error {
-	return storeErr(ctx, s.store.Update(ctx, ref, op, assumeAbsent, decide))
+func (s *Service) update(ctx context.Context, op string, ref dispatch.MessageRef, assume *Assumed, decide Decide) error {
+	_, err := s.store.Update(ctx, ref, op, assume, decide)
+	return storeErr(ctx, err)
 }

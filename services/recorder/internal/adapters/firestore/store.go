@@ -63,7 +63,8 @@ func unavailable(op string, err error) error {
 }
 
 // Update implements app.Store: one BatchGetDocuments of the state and the
-// message document, the decision, one Commit guarded by a precondition.
+// message document (none for an assumed state), the decision, one Commit
+// guarded by a precondition.
 //
 // A precondition that fails means the state changed since it was read (or
 // our own commit landed and its answer was lost, which decide recognises),
@@ -72,29 +73,32 @@ func unavailable(op string, err error) error {
 // not take now (ABORTED under contention on a hot document, UNAVAILABLE)
 // is tried again with backoff, the same plan: a burst becomes latency, not
 // an error. Both share one budget of Options.MaxCommitAttempts commits.
-func (s *Store) Update(ctx context.Context, ref dispatch.MessageRef, op string, assumeAbsent bool, decide app.Decide) error {
+func (s *Store) Update(ctx context.Context, ref dispatch.MessageRef, op string, assume *app.Assumed, decide app.Decide) (time.Time, error) {
 	var (
 		st      *app.State
 		version time.Time
 		exists  = true
-		read    = !assumeAbsent
+		read    = assume == nil
 		idx     indexDoc // read with the state once a plan's index create failed
 		plan    app.Plan
 		decided bool
 		lastErr error
 		bo      = retry.Backoff(10*time.Millisecond, time.Second)
 	)
+	if assume != nil {
+		st, version = assume.State, assume.Version
+	}
 	for range s.maxAttempts {
 		if !decided {
 			if read {
 				var err error
 				if st, version, exists, idx, err = s.readState(ctx, ref, idx.wamid); err != nil {
-					return unavailable("read state", err)
+					return time.Time{}, unavailable("read state", err)
 				}
 			}
 			var err error
 			if plan, err = decide(st, exists, idx.kept); err != nil {
-				return err
+				return time.Time{}, err
 			}
 			if plan.Index != nil && plan.Index.Wamid != idx.wamid && idx.wamid != "" {
 				// Decided on the statuses kept for another wamid than the
@@ -104,14 +108,15 @@ func (s *Store) Update(ctx context.Context, ref dispatch.MessageRef, op string, 
 			}
 			decided = true
 		}
-		err := s.commitPlan(ctx, ref, st, version, exists, idx, plan)
+		committed, err := s.commitPlan(ctx, ref, st, version, exists, idx, plan)
 		if err == nil {
-			return nil
+			return committed, nil
 		}
 		lastErr = err
 		if preconditionFailed(err) {
-			// Only a plan decided on what was read counts: the first
-			// claim's guess is expected to miss.
+			// Only a plan decided on what was read counts: a guess (the
+			// first claim's, a result's of the state its claim left) is
+			// expected to miss at times.
 			if read {
 				s.retried("precondition")
 			}
@@ -123,17 +128,17 @@ func (s *Store) Update(ctx context.Context, ref dispatch.MessageRef, op string, 
 		}
 		why, ok := retryable(err)
 		if !ok {
-			return unavailable(op, err)
+			return time.Time{}, unavailable(op, err)
 		}
 		s.retried(why)
 		if err := retry.Pause(ctx, bo); err != nil {
-			return unavailable(op, err)
+			return time.Time{}, unavailable(op, err)
 		}
 	}
 	if lastErr != nil {
-		return unavailable(op, lastErr)
+		return time.Time{}, unavailable(op, lastErr)
 	}
-	return &app.StoreError{Kind: app.Contended, Op: op, Err: fmt.Errorf("state of %s kept changing; try again", ref.Path())}
+	return time.Time{}, &app.StoreError{Kind: app.Contended, Op: op, Err: fmt.Errorf("state of %s kept changing; try again", ref.Path())}
 }
 
 // indexDoc is a wamid index document as Update read it: wamid "" when it
@@ -148,8 +153,9 @@ type indexDoc struct {
 // commitPlan writes p in one Commit: all or nothing. A state read (old) is
 // changed only if it is still as of version; none read is created only if
 // there is still none. The index entry likewise: created, unless its
-// document was read (idx), then written over it as read.
-func (s *Store) commitPlan(ctx context.Context, ref dispatch.MessageRef, old *app.State, version time.Time, messageExists bool, idx indexDoc, p app.Plan) error {
+// document was read (idx), then written over it as read. It returns the
+// state's update time after the commit, zero when p writes no state.
+func (s *Store) commitPlan(ctx context.Context, ref dispatch.MessageRef, old *app.State, version time.Time, messageExists bool, idx indexDoc, p app.Plan) (time.Time, error) {
 	b := s.db.Batch()
 	writes := 0
 	if p.State != nil {
@@ -182,10 +188,13 @@ func (s *Store) commitPlan(ctx context.Context, ref dispatch.MessageRef, old *ap
 		writes++
 	}
 	if writes == 0 {
-		return nil
+		return time.Time{}, nil
 	}
-	_, err := b.Commit(ctx)
-	return err
+	res, err := b.Commit(ctx)
+	if err != nil || p.State == nil {
+		return time.Time{}, err
+	}
+	return res[0].UpdateTime, nil // the state is the batch's first write
 }
 
 // readState reads a message's state, its update time and whether the
