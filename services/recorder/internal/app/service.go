@@ -314,9 +314,10 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 		out       *State
 		applied   bool
 		unapplied []EarlyStatus
+		keptFirst int // statuses kept on the wamid's index document, applied with it
 	)
 	err := s.update(ctx, "record", ref, assumedClaim(ref, r), func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
-		unapplied = nil
+		unapplied, keptFirst = nil, len(kept)
 		if st != nil && st.RecordID == recordID {
 			out, applied = st, true // our commit landed; its answer was lost
 			return Plan{}, nil
@@ -352,6 +353,9 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 	})
 	if err != nil {
 		return nil, false, err
+	}
+	if keptFirst > 0 {
+		log.WithField("statuses", keptFirst).Info("statuses kept for the wamid before its result applied with it")
 	}
 	if len(unapplied) > 0 {
 		log.WithField("statuses", earlySummary(unapplied)).Warn("statuses WhatsApp reported for this claim's call do not match its result (another wamid, or FAILED); not applied")
