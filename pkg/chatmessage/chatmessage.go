@@ -200,27 +200,21 @@ func (m *Message) FillFromEnquiry(enquiry map[string]any) {
 // that can only fail is never published.
 func (m *Message) Task(cfg WhatsAppConfig, eventID string, createdAt time.Time) (*wadispatchv1.SendTask, error) {
 	t := &wadispatchv1.SendTask{
-		LeaseId:            m.Ref.LeaseID,
-		AccountId:          m.AccountID,
-		ServiceUnitId:      m.ServiceUnitID,
-		EnquiryId:          m.Ref.EnquiryID,
-		MessageDocId:       m.Ref.Path(),
-		MessageId:          m.Ref.MessageID,
-		DriverMobileNumber: m.DriverE164,
-		Message:            m.Body,
-		Type:               m.Type,
-		LeaseWhatsappDetails: &wadispatchv1.LeaseWhatsappDetails{
-			PhoneNumberId:     cfg.PhoneNumberID,
-			ApiVersion:        cfg.APIVersion,
-			TokenRef:          cfg.TokenRef,
-			TemplateLanguage:  cfg.TemplateLanguage,
-			BusinessAccountId: cfg.BusinessAccountID,
-		},
-		CreatedBy:    m.CreatedBy,
-		Payload:      m.Payload,
-		TemplateType: m.TemplateType,
-		Eta:          m.ETA,
-		EventId:      eventID,
+		LeaseId:              m.Ref.LeaseID,
+		AccountId:            m.AccountID,
+		ServiceUnitId:        m.ServiceUnitID,
+		EnquiryId:            m.Ref.EnquiryID,
+		MessageDocId:         m.Ref.Path(),
+		MessageId:            m.Ref.MessageID,
+		DriverMobileNumber:   m.DriverE164,
+		Message:              m.Body,
+		Type:                 m.Type,
+		LeaseWhatsappDetails: cfg.Details(),
+		CreatedBy:            m.CreatedBy,
+		Payload:              m.Payload,
+		TemplateType:         m.TemplateType,
+		Eta:                  m.ETA,
+		EventId:              eventID,
 	}
 	if !createdAt.IsZero() {
 		t.CreatedAt = timestamppb.New(createdAt)

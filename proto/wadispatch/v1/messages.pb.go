@@ -12,6 +12,7 @@ package wadispatchv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -967,8 +968,32 @@ type InboundMessage struct {
 	// wamid of the message the driver replied to, when WhatsApp says.
 	ContextMessageId string                 `protobuf:"bytes,6,opt,name=context_message_id,json=contextMessageId,proto3" json:"context_message_id,omitempty"`
 	Timestamp        *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The leases whose business number (phone_number_id) the driver wrote
+	// to, decided by ingest from the leases' WhatsApp configurations, in id
+	// order: usually one; several when leases share a number, as WhatsApp
+	// keeps one conversation per number and user. A part is only ever placed
+	// in these leases' enquiries.
+	LeaseIds []string `protobuf:"bytes,8,rep,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	// The first lease's WhatsApp details (token reference, never the token),
+	// for fetching the part's media: every lease of the number holds a token
+	// for it.
+	LeaseWhatsappDetails *LeaseWhatsappDetails `protobuf:"bytes,9,opt,name=lease_whatsapp_details,json=leaseWhatsappDetails,proto3" json:"lease_whatsapp_details,omitempty"`
+	// The type's own object as WhatsApp sent it (value.messages[].<type>:
+	// caption, ids, coordinates, cards, payloads...), kept whole so nothing the
+	// driver sent is lost, whatever the type.
+	Content *structpb.Struct `protobuf:"bytes,10,opt,name=content,proto3" json:"content,omitempty"`
+	// What the pipeline acts on, read from content: set for the types that
+	// carry one.
+	Reply *InboundReply `protobuf:"bytes,11,opt,name=reply,proto3" json:"reply,omitempty"`
+	Media *InboundMedia `protobuf:"bytes,12,opt,name=media,proto3" json:"media,omitempty"`
+	// reaction, edit and revoke: the wamid of the message they change, and
+	// for a reaction its emoji ("" removes it).
+	TargetMessageId string `protobuf:"bytes,13,opt,name=target_message_id,json=targetMessageId,proto3" json:"target_message_id,omitempty"`
+	Emoji           string `protobuf:"bytes,14,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	// The click-to-WhatsApp ad or post the driver came from, as sent.
+	Referral      *structpb.Struct `protobuf:"bytes,15,opt,name=referral,proto3" json:"referral,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InboundMessage) Reset() {
@@ -1050,11 +1075,430 @@ func (x *InboundMessage) GetTimestamp() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *InboundMessage) GetLeaseIds() []string {
+	if x != nil {
+		return x.LeaseIds
+	}
+	return nil
+}
+
+func (x *InboundMessage) GetLeaseWhatsappDetails() *LeaseWhatsappDetails {
+	if x != nil {
+		return x.LeaseWhatsappDetails
+	}
+	return nil
+}
+
+func (x *InboundMessage) GetContent() *structpb.Struct {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *InboundMessage) GetReply() *InboundReply {
+	if x != nil {
+		return x.Reply
+	}
+	return nil
+}
+
+func (x *InboundMessage) GetMedia() *InboundMedia {
+	if x != nil {
+		return x.Media
+	}
+	return nil
+}
+
+func (x *InboundMessage) GetTargetMessageId() string {
+	if x != nil {
+		return x.TargetMessageId
+	}
+	return ""
+}
+
+func (x *InboundMessage) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *InboundMessage) GetReferral() *structpb.Struct {
+	if x != nil {
+		return x.Referral
+	}
+	return nil
+}
+
+// A tap on a reply button, a list row or a template's quick-reply button.
+type InboundReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id the business gave the button or row (interactive), or the
+	// quick-reply button's payload (template button).
+	Id    string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Title string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	// Of a list row.
+	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboundReply) Reset() {
+	*x = InboundReply{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboundReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboundReply) ProtoMessage() {}
+
+func (x *InboundReply) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboundReply.ProtoReflect.Descriptor instead.
+func (*InboundReply) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *InboundReply) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *InboundReply) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *InboundReply) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// The media of an image, document, audio, video or sticker part.
+type InboundMedia struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// WhatsApp's media id: GET /{media-id} answers a download URL.
+	Id       string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	MimeType string `protobuf:"bytes,2,opt,name=mime_type,json=mimeType,proto3" json:"mime_type,omitempty"`
+	// As the webhook states it (Meta's docs write base64 of the SHA-256).
+	Sha256   string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Caption  string `protobuf:"bytes,4,opt,name=caption,proto3" json:"caption,omitempty"`
+	Filename string `protobuf:"bytes,5,opt,name=filename,proto3" json:"filename,omitempty"`
+	// An audio part recorded as a voice note.
+	Voice         bool `protobuf:"varint,6,opt,name=voice,proto3" json:"voice,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboundMedia) Reset() {
+	*x = InboundMedia{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboundMedia) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboundMedia) ProtoMessage() {}
+
+func (x *InboundMedia) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboundMedia.ProtoReflect.Descriptor instead.
+func (*InboundMedia) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *InboundMedia) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *InboundMedia) GetMimeType() string {
+	if x != nil {
+		return x.MimeType
+	}
+	return ""
+}
+
+func (x *InboundMedia) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *InboundMedia) GetCaption() string {
+	if x != nil {
+		return x.Caption
+	}
+	return ""
+}
+
+func (x *InboundMedia) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+func (x *InboundMedia) GetVoice() bool {
+	if x != nil {
+		return x.Voice
+	}
+	return false
+}
+
+// Fetch a driver's media into Cloud Storage: published by the recorder on
+// whatsapp-media once the reply's document exists (its media pending),
+// consumed by the sender, which holds the lease's token.
+type MediaFetch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The driver's reply document the media belongs to.
+	MessageDocId         string                `protobuf:"bytes,1,opt,name=message_doc_id,json=messageDocId,proto3" json:"message_doc_id,omitempty"`
+	LeaseId              string                `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	EnquiryId            string                `protobuf:"bytes,3,opt,name=enquiry_id,json=enquiryId,proto3" json:"enquiry_id,omitempty"`
+	WhatsappMessageId    string                `protobuf:"bytes,4,opt,name=whatsapp_message_id,json=whatsappMessageId,proto3" json:"whatsapp_message_id,omitempty"`
+	Media                *InboundMedia         `protobuf:"bytes,5,opt,name=media,proto3" json:"media,omitempty"`
+	LeaseWhatsappDetails *LeaseWhatsappDetails `protobuf:"bytes,6,opt,name=lease_whatsapp_details,json=leaseWhatsappDetails,proto3" json:"lease_whatsapp_details,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *MediaFetch) Reset() {
+	*x = MediaFetch{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MediaFetch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MediaFetch) ProtoMessage() {}
+
+func (x *MediaFetch) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MediaFetch.ProtoReflect.Descriptor instead.
+func (*MediaFetch) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *MediaFetch) GetMessageDocId() string {
+	if x != nil {
+		return x.MessageDocId
+	}
+	return ""
+}
+
+func (x *MediaFetch) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *MediaFetch) GetEnquiryId() string {
+	if x != nil {
+		return x.EnquiryId
+	}
+	return ""
+}
+
+func (x *MediaFetch) GetWhatsappMessageId() string {
+	if x != nil {
+		return x.WhatsappMessageId
+	}
+	return ""
+}
+
+func (x *MediaFetch) GetMedia() *InboundMedia {
+	if x != nil {
+		return x.Media
+	}
+	return nil
+}
+
+func (x *MediaFetch) GetLeaseWhatsappDetails() *LeaseWhatsappDetails {
+	if x != nil {
+		return x.LeaseWhatsappDetails
+	}
+	return nil
+}
+
+// A driver's media stored in Cloud Storage, or refused for good: published
+// by the sender on whatsapp-status-events (schema wadispatch.v1.MediaStored)
+// for the recorder to write on the reply's document.
+type MediaStored struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	MessageDocId      string                 `protobuf:"bytes,1,opt,name=message_doc_id,json=messageDocId,proto3" json:"message_doc_id,omitempty"`
+	WhatsappMessageId string                 `protobuf:"bytes,2,opt,name=whatsapp_message_id,json=whatsappMessageId,proto3" json:"whatsapp_message_id,omitempty"`
+	MediaId           string                 `protobuf:"bytes,3,opt,name=media_id,json=mediaId,proto3" json:"media_id,omitempty"`
+	// gs://bucket/object, when stored.
+	Uri      string `protobuf:"bytes,4,opt,name=uri,proto3" json:"uri,omitempty"`
+	MimeType string `protobuf:"bytes,5,opt,name=mime_type,json=mimeType,proto3" json:"mime_type,omitempty"`
+	Size     int64  `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`
+	// Hex SHA-256 of the stored bytes, checked against the webhook's.
+	Sha256 string `protobuf:"bytes,7,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Set instead of uri when the media can never be stored (gone from
+	// WhatsApp, checksum mismatch, larger than allowed): machine-readable.
+	FailureReason string                 `protobuf:"bytes,8,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
+	FailureDetail string                 `protobuf:"bytes,9,opt,name=failure_detail,json=failureDetail,proto3" json:"failure_detail,omitempty"`
+	StoredAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=stored_at,json=storedAt,proto3" json:"stored_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MediaStored) Reset() {
+	*x = MediaStored{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MediaStored) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MediaStored) ProtoMessage() {}
+
+func (x *MediaStored) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MediaStored.ProtoReflect.Descriptor instead.
+func (*MediaStored) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *MediaStored) GetMessageDocId() string {
+	if x != nil {
+		return x.MessageDocId
+	}
+	return ""
+}
+
+func (x *MediaStored) GetWhatsappMessageId() string {
+	if x != nil {
+		return x.WhatsappMessageId
+	}
+	return ""
+}
+
+func (x *MediaStored) GetMediaId() string {
+	if x != nil {
+		return x.MediaId
+	}
+	return ""
+}
+
+func (x *MediaStored) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *MediaStored) GetMimeType() string {
+	if x != nil {
+		return x.MimeType
+	}
+	return ""
+}
+
+func (x *MediaStored) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *MediaStored) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *MediaStored) GetFailureReason() string {
+	if x != nil {
+		return x.FailureReason
+	}
+	return ""
+}
+
+func (x *MediaStored) GetFailureDetail() string {
+	if x != nil {
+		return x.FailureDetail
+	}
+	return ""
+}
+
+func (x *MediaStored) GetStoredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StoredAt
+	}
+	return nil
+}
+
 var File_wadispatch_v1_messages_proto protoreflect.FileDescriptor
 
 const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\n" +
-	"\x1cwadispatch/v1/messages.proto\x12\rwadispatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n" +
+	"\x1cwadispatch/v1/messages.proto\x12\rwadispatch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n" +
 	"\x14LeaseWhatsappDetails\x12&\n" +
 	"\x0fphone_number_id\x18\x01 \x01(\tR\rphoneNumberId\x12\x1f\n" +
 	"\vapi_version\x18\x02 \x01(\tR\n" +
@@ -1147,7 +1591,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\frecipient_id\x18\x04 \x01(\tR\vrecipientId\x12&\n" +
 	"\x0fphone_number_id\x18\x05 \x01(\tR\rphoneNumberId\x124\n" +
 	"\x06errors\x18\x06 \x03(\v2\x1c.wadispatch.v1.WhatsAppErrorR\x06errors\x127\n" +
-	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\"\x8c\x02\n" +
+	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\"\x94\x05\n" +
 	"\x0eInboundMessage\x12.\n" +
 	"\x13whatsapp_message_id\x18\x01 \x01(\tR\x11whatsappMessageId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12&\n" +
@@ -1155,7 +1599,48 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x12\n" +
 	"\x04text\x18\x05 \x01(\tR\x04text\x12,\n" +
 	"\x12context_message_id\x18\x06 \x01(\tR\x10contextMessageId\x128\n" +
-	"\ttimestamp\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp*]\n" +
+	"\ttimestamp\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1b\n" +
+	"\tlease_ids\x18\b \x03(\tR\bleaseIds\x12Y\n" +
+	"\x16lease_whatsapp_details\x18\t \x01(\v2#.wadispatch.v1.LeaseWhatsappDetailsR\x14leaseWhatsappDetails\x121\n" +
+	"\acontent\x18\n" +
+	" \x01(\v2\x17.google.protobuf.StructR\acontent\x121\n" +
+	"\x05reply\x18\v \x01(\v2\x1b.wadispatch.v1.InboundReplyR\x05reply\x121\n" +
+	"\x05media\x18\f \x01(\v2\x1b.wadispatch.v1.InboundMediaR\x05media\x12*\n" +
+	"\x11target_message_id\x18\r \x01(\tR\x0ftargetMessageId\x12\x14\n" +
+	"\x05emoji\x18\x0e \x01(\tR\x05emoji\x123\n" +
+	"\breferral\x18\x0f \x01(\v2\x17.google.protobuf.StructR\breferral\"V\n" +
+	"\fInboundReply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"\x9f\x01\n" +
+	"\fInboundMedia\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tmime_type\x18\x02 \x01(\tR\bmimeType\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x18\n" +
+	"\acaption\x18\x04 \x01(\tR\acaption\x12\x1a\n" +
+	"\bfilename\x18\x05 \x01(\tR\bfilename\x12\x14\n" +
+	"\x05voice\x18\x06 \x01(\bR\x05voice\"\xaa\x02\n" +
+	"\n" +
+	"MediaFetch\x12$\n" +
+	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12\x19\n" +
+	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x1d\n" +
+	"\n" +
+	"enquiry_id\x18\x03 \x01(\tR\tenquiryId\x12.\n" +
+	"\x13whatsapp_message_id\x18\x04 \x01(\tR\x11whatsappMessageId\x121\n" +
+	"\x05media\x18\x05 \x01(\v2\x1b.wadispatch.v1.InboundMediaR\x05media\x12Y\n" +
+	"\x16lease_whatsapp_details\x18\x06 \x01(\v2#.wadispatch.v1.LeaseWhatsappDetailsR\x14leaseWhatsappDetails\"\xe0\x02\n" +
+	"\vMediaStored\x12$\n" +
+	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12.\n" +
+	"\x13whatsapp_message_id\x18\x02 \x01(\tR\x11whatsappMessageId\x12\x19\n" +
+	"\bmedia_id\x18\x03 \x01(\tR\amediaId\x12\x10\n" +
+	"\x03uri\x18\x04 \x01(\tR\x03uri\x12\x1b\n" +
+	"\tmime_type\x18\x05 \x01(\tR\bmimeType\x12\x12\n" +
+	"\x04size\x18\x06 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\a \x01(\tR\x06sha256\x12%\n" +
+	"\x0efailure_reason\x18\b \x01(\tR\rfailureReason\x12%\n" +
+	"\x0efailure_detail\x18\t \x01(\tR\rfailureDetail\x127\n" +
+	"\tstored_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt*]\n" +
 	"\vMessageType\x12\x1c\n" +
 	"\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MESSAGE_TYPE_TEXT\x10\x01\x12\x19\n" +
@@ -1186,7 +1671,7 @@ func file_wadispatch_v1_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(MessageType)(0),              // 0: wadispatch.v1.MessageType
 	(MessageStatus)(0),            // 1: wadispatch.v1.MessageStatus
@@ -1198,31 +1683,44 @@ var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(*Refusal)(nil),               // 7: wadispatch.v1.Refusal
 	(*StatusEvent)(nil),           // 8: wadispatch.v1.StatusEvent
 	(*InboundMessage)(nil),        // 9: wadispatch.v1.InboundMessage
-	nil,                           // 10: wadispatch.v1.SendTask.PayloadEntry
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*InboundReply)(nil),          // 10: wadispatch.v1.InboundReply
+	(*InboundMedia)(nil),          // 11: wadispatch.v1.InboundMedia
+	(*MediaFetch)(nil),            // 12: wadispatch.v1.MediaFetch
+	(*MediaStored)(nil),           // 13: wadispatch.v1.MediaStored
+	nil,                           // 14: wadispatch.v1.SendTask.PayloadEntry
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 16: google.protobuf.Struct
 }
 var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	0,  // 0: wadispatch.v1.SendTask.type:type_name -> wadispatch.v1.MessageType
 	3,  // 1: wadispatch.v1.SendTask.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	10, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
-	11, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
+	14, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
+	15, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
 	2,  // 4: wadispatch.v1.SendResult.outcome:type_name -> wadispatch.v1.Outcome
 	5,  // 5: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
-	11, // 6: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
-	11, // 7: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
-	11, // 8: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
-	11, // 9: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
-	11, // 10: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
-	11, // 11: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
+	15, // 6: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
+	15, // 7: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
+	15, // 8: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
+	15, // 9: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
+	15, // 10: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
+	15, // 11: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
 	1,  // 12: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
-	11, // 13: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
+	15, // 13: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
 	5,  // 14: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
-	11, // 15: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	15, // 15: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
+	3,  // 16: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	16, // 17: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
+	10, // 18: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
+	11, // 19: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
+	16, // 20: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
+	11, // 21: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
+	3,  // 22: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	15, // 23: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_messages_proto_init() }
@@ -1236,7 +1734,7 @@ func file_wadispatch_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_messages_proto_rawDesc), len(file_wadispatch_v1_messages_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

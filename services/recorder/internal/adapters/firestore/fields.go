@@ -215,9 +215,9 @@ func indexUpdates(e *app.IndexEntry) []firestore.Update {
 	return us
 }
 
-// indexEntry is the entry on an index document; nil when it holds only
-// kept statuses.
-func indexEntry(snap *firestore.DocumentSnapshot) *app.IndexedMessage {
+// entryOf is the entry on an index document (either index); nil when it
+// holds none (the wamid index's kept statuses alone).
+func entryOf(snap *firestore.DocumentSnapshot) *app.IndexedMessage {
 	path, _ := snap.Data()[fMessagePath].(string)
 	if path == "" {
 		return nil
@@ -241,26 +241,6 @@ func ancillaryFields(ref dispatch.MessageRef, driver string, wamids []string) ma
 		"lastMessagePath":   ref.Path(),
 		"lastMessageAt":     firestore.ServerTimestamp,
 	}
-}
-
-// replyFields is a driver's reply as a chatMessages document; ingest skips
-// it by its source.
-func replyFields(in *wadispatchv1.InboundMessage, at time.Time) map[string]any {
-	m := map[string]any{
-		"source":             "driver",
-		"message":            in.GetText(),
-		"type":               "text",
-		"driverMobileNumber": in.GetFrom(),
-		"whatsappMessageId":  in.GetWhatsappMessageId(),
-		"whatsappType":       in.GetType(),
-		"phoneNumberId":      in.GetPhoneNumberId(),
-		"createdAt":          at,
-		"receivedAt":         firestore.ServerTimestamp,
-	}
-	if c := in.GetContextMessageId(); c != "" {
-		m["contextWhatsappMessageId"] = c
-	}
-	return m
 }
 
 // pendingFields is a kept status as written with merge (the paths) onto
@@ -300,7 +280,7 @@ func keptDeletes() []firestore.Update {
 // decodePending is pendingFields' document as read.
 func decodePending(snap *firestore.DocumentSnapshot) (app.PendingStatuses, error) {
 	d := snap.Data()
-	p := app.PendingStatuses{Version: snap.UpdateTime, Entry: indexEntry(snap)}
+	p := app.PendingStatuses{Version: snap.UpdateTime, Entry: entryOf(snap)}
 	p.Wamid, _ = d[fWamid].(string)
 	p.MessagePath, _ = d[fNamedMessage].(string)
 	p.KeptAt, _ = d[fKeptAt].(time.Time)
