@@ -48,8 +48,8 @@
 //     call (named by their biz_opaque_callback_data) that came before its
 //     outcome; applied in the commit that records it, or resolving the
 //     claim (early.go).
-//   - on that index document before its entry: status webhooks of a wamid
-//     no result recorded that no waiting claim claims (wamid, keptAt,
+//   - whatsappMessageIndex/{wamid} before its entry: status webhooks of a
+//     wamid no result recorded that no waiting claim claims (wamid, keptAt,
 //     statuses.{status}, namedMessagePath: the message a stale callback
 //     named), written with merge, creating the document. A result's create
 //     of the document then fails; the store reads it with the state, the
