@@ -79,19 +79,14 @@ func CheckDocumentID(id string) error {
 	return nil
 }
 
-// IndexPath is the wamid index document, created in the commit that records
-// the send, so its create time is when the result was recorded.
+// IndexCollection holds the wamid index, one document per wamid.
+const IndexCollection = "whatsappMessageIndex"
+
+// IndexPath is the wamid index document of a wamid: its entry (the
+// message), created in the commit that records the send, and the status
+// webhooks of the wamid kept until that commit.
 func IndexPath(wamid string) string {
-	return "whatsappMessageIndex/" + wamidDocID(wamid)
-}
-
-// PendingStatusCollection holds, one document per wamid, the status
-// webhooks of wamids no result has recorded (yet).
-const PendingStatusCollection = "wadispatchPendingStatuses"
-
-// PendingStatusPath is the document of PendingStatusCollection of a wamid.
-func PendingStatusPath(wamid string) string {
-	return PendingStatusCollection + "/" + wamidDocID(wamid)
+	return IndexCollection + "/" + wamidDocID(wamid)
 }
 
 // wamidDocID is a wamid as a document id. A wamid is base64 and may hold

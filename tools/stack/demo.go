@@ -476,7 +476,8 @@ func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) er
 		}
 		if o.WAMID != "" {
 			// The first final snapshot seen may already be DELIVERED or
-			// READ; the index document is created with the result.
+			// READ; the index document is created with the result (or
+			// earlier, by a status kept before it, rare in the demo).
 			if idx, err := fs.Doc(dispatch.IndexPath(o.WAMID)).Get(ctx); err == nil {
 				o.RecordedAt = idx.CreateTime
 			}

@@ -572,10 +572,13 @@ type SendResult struct {
 	Attempts          int32                  `protobuf:"varint,11,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the WhatsApp call that decided the outcome was made.
-	CalledAt      *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=called_at,json=calledAt,proto3" json:"called_at,omitempty"`
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CalledAt    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=called_at,json=calledAt,proto3" json:"called_at,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// ClaimSendResponse.state_version of the claim this result belongs to,
+	// when it answered one; unset otherwise (the recorder reads the state).
+	ClaimStateVersion *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=claim_state_version,json=claimStateVersion,proto3" json:"claim_state_version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SendResult) Reset() {
@@ -702,6 +705,13 @@ func (x *SendResult) GetCalledAt() *timestamppb.Timestamp {
 func (x *SendResult) GetCompletedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *SendResult) GetClaimStateVersion() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClaimStateVersion
 	}
 	return nil
 }
@@ -1533,7 +1543,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\vhttp_status\x18\a \x01(\x05R\n" +
 	"httpStatus\x12\x1c\n" +
 	"\tretryable\x18\b \x01(\bR\tretryable\x12\x16\n" +
-	"\x06reason\x18\t \x01(\tR\x06reason\"\xdc\x04\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\"\xa8\x05\n" +
 	"\n" +
 	"SendResult\x12$\n" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12\x19\n" +
@@ -1554,7 +1564,8 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x127\n" +
 	"\tcalled_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bcalledAt\x12=\n" +
-	"\fcompleted_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xfe\x02\n" +
+	"\fcompleted_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12J\n" +
+	"\x13claim_state_version\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x11claimStateVersion\"\xfe\x02\n" +
 	"\aRefusal\x12$\n" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x1d\n" +
@@ -1690,25 +1701,26 @@ var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	15, // 6: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
 	15, // 7: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
 	15, // 8: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
-	15, // 9: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
-	15, // 10: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
-	1,  // 11: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
-	15, // 12: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
-	5,  // 13: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
-	15, // 14: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
-	3,  // 15: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	16, // 16: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
-	10, // 17: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
-	11, // 18: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
-	16, // 19: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
-	11, // 20: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
-	3,  // 21: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	15, // 22: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	15, // 9: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
+	15, // 10: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
+	15, // 11: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
+	1,  // 12: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
+	15, // 13: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
+	5,  // 14: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
+	15, // 15: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
+	3,  // 16: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	16, // 17: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
+	10, // 18: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
+	11, // 19: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
+	16, // 20: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
+	11, // 21: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
+	3,  // 22: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	15, // 23: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_messages_proto_init() }

@@ -160,8 +160,14 @@ type ClaimSendResponse struct {
 	// text message). A recorder that predates the field leaves it false, and
 	// the sender then leaves the window to WhatsApp instead of failing text.
 	DriverWindowChecked bool `protobuf:"varint,7,opt,name=driver_window_checked,json=driverWindowChecked,proto3" json:"driver_window_checked,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// For a SEND whose claim created the message's state (its first claim):
+	// the state's update time after the claim's commit. The sender returns
+	// it in SendResult.claim_state_version, and the recorder then records the
+	// result with one commit preconditioned on it, without reading the state.
+	// Unset for a takeover, and by a recorder that predates the field.
+	StateVersion  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=state_version,json=stateVersion,proto3" json:"state_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClaimSendResponse) Reset() {
@@ -241,6 +247,13 @@ func (x *ClaimSendResponse) GetDriverWindowChecked() bool {
 		return x.DriverWindowChecked
 	}
 	return false
+}
+
+func (x *ClaimSendResponse) GetStateVersion() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StateVersion
+	}
+	return nil
 }
 
 // A send's outcome to record, as the recorder takes it from
@@ -1560,7 +1573,7 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x10ClaimSendRequest\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.wadispatch.v1.SendTaskR\x04task\x12\x1a\n" +
 	"\bclaimant\x18\x02 \x01(\tR\bclaimant\x12/\n" +
-	"\x05lease\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"\x85\x04\n" +
+	"\x05lease\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"\xc6\x04\n" +
 	"\x11ClaimSendResponse\x12E\n" +
 	"\bdecision\x18\x01 \x01(\x0e2).wadispatch.v1.ClaimSendResponse.DecisionR\bdecision\x12\x19\n" +
 	"\bclaim_id\x18\x02 \x01(\tR\aclaimId\x12D\n" +
@@ -1568,7 +1581,8 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x06result\x18\x04 \x01(\v2\x19.wadispatch.v1.SendResultR\x06result\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12O\n" +
 	"\x16driver_last_inbound_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x13driverLastInboundAt\x122\n" +
-	"\x15driver_window_checked\x18\a \x01(\bR\x13driverWindowChecked\"x\n" +
+	"\x15driver_window_checked\x18\a \x01(\bR\x13driverWindowChecked\x12?\n" +
+	"\rstate_version\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fstateVersion\"x\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rDECISION_SEND\x10\x01\x12\x11\n" +
@@ -1742,49 +1756,50 @@ var file_wadispatch_v1_recorder_proto_depIdxs = []int32{
 	25, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
 	26, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
 	25, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
-	26, // 6: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
-	9,  // 7: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
-	27, // 8: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
-	9,  // 9: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
-	9,  // 10: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
-	28, // 11: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
-	29, // 12: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
-	25, // 13: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
-	25, // 14: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
-	25, // 15: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
-	25, // 16: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
-	25, // 17: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
-	25, // 18: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
-	25, // 19: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
-	9,  // 20: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
-	9,  // 21: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
-	24, // 22: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
-	9,  // 23: wadispatch.v1.ListStalledResponse.messages:type_name -> wadispatch.v1.MessageState
-	9,  // 24: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
-	9,  // 25: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
-	25, // 26: wadispatch.v1.UnmatchedReply.created_at:type_name -> google.protobuf.Timestamp
-	21, // 27: wadispatch.v1.ListUnmatchedRepliesResponse.replies:type_name -> wadispatch.v1.UnmatchedReply
-	1,  // 28: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
-	7,  // 29: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
-	10, // 30: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
-	12, // 31: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
-	14, // 32: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
-	20, // 33: wadispatch.v1.Recorder.ListUnmatchedReplies:input_type -> wadispatch.v1.ListUnmatchedRepliesRequest
-	16, // 34: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
-	18, // 35: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
-	2,  // 36: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
-	8,  // 37: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
-	11, // 38: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
-	13, // 39: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
-	15, // 40: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
-	22, // 41: wadispatch.v1.Recorder.ListUnmatchedReplies:output_type -> wadispatch.v1.ListUnmatchedRepliesResponse
-	17, // 42: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
-	19, // 43: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
-	36, // [36:44] is the sub-list for method output_type
-	28, // [28:36] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	25, // 6: wadispatch.v1.ClaimSendResponse.state_version:type_name -> google.protobuf.Timestamp
+	26, // 7: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
+	9,  // 8: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
+	27, // 9: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
+	9,  // 10: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
+	9,  // 11: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
+	28, // 12: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
+	29, // 13: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
+	25, // 14: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
+	25, // 15: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
+	25, // 16: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
+	25, // 17: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
+	25, // 18: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
+	25, // 19: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 20: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
+	9,  // 21: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
+	9,  // 22: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
+	24, // 23: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
+	9,  // 24: wadispatch.v1.ListStalledResponse.messages:type_name -> wadispatch.v1.MessageState
+	9,  // 25: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
+	9,  // 26: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
+	25, // 27: wadispatch.v1.UnmatchedReply.created_at:type_name -> google.protobuf.Timestamp
+	21, // 28: wadispatch.v1.ListUnmatchedRepliesResponse.replies:type_name -> wadispatch.v1.UnmatchedReply
+	1,  // 29: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
+	7,  // 30: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
+	10, // 31: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
+	12, // 32: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
+	14, // 33: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
+	20, // 34: wadispatch.v1.Recorder.ListUnmatchedReplies:input_type -> wadispatch.v1.ListUnmatchedRepliesRequest
+	16, // 35: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
+	18, // 36: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
+	2,  // 37: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
+	8,  // 38: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
+	11, // 39: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
+	13, // 40: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
+	15, // 41: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
+	22, // 42: wadispatch.v1.Recorder.ListUnmatchedReplies:output_type -> wadispatch.v1.ListUnmatchedRepliesResponse
+	17, // 43: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
+	19, // 44: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
+	37, // [37:45] is the sub-list for method output_type
+	29, // [29:37] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_recorder_proto_init() }

@@ -144,6 +144,14 @@ func sent(task *wadispatchv1.SendTask, claimID, wamid string) *wadispatchv1.Send
 	}
 }
 
+// sentUnder is the SENT result the sender publishes for claim c: with the
+// state version c was answered with.
+func sentUnder(task *wadispatchv1.SendTask, c *wadispatchv1.ClaimSendResponse, wamid string) *wadispatchv1.SendResult {
+	r := sent(task, c.GetClaimId(), wamid)
+	r.ClaimStateVersion = c.GetStateVersion()
+	return r
+}
+
 func failed(task *wadispatchv1.SendTask, claimID string) *wadispatchv1.SendResult {
 	r := sent(task, claimID, "")
 	r.Outcome = wadispatchv1.Outcome_OUTCOME_FAILED

@@ -81,15 +81,17 @@ func TestStatusBeforeItsResultIsKeptByWamid(t *testing.T) {
 	if v := e.handle(t, statusEvent("wamid.A", wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED, time.Now())); !v.Ack || v.Reason != "kept" {
 		t.Fatalf("verdict %+v", v)
 	}
-	if doc(t, e.db, dispatch.PendingStatusPath("wamid.A")) == nil {
-		t.Fatal("nothing kept for the wamid")
+	if idx := doc(t, e.db, dispatch.IndexPath("wamid.A")); idx["statuses"] == nil || idx["messagePath"] != nil {
+		t.Fatalf("kept on the wamid's index document: %v", idx)
 	}
 	e.record(t, sent(task, claim.GetClaimId(), "wamid.A"))
 	if m := doc(t, e.db, messagePath("m1")); m["status"] != "DELIVERED" {
 		t.Errorf("status %v", m["status"])
 	}
-	if kept := doc(t, e.db, dispatch.PendingStatusPath("wamid.A")); kept != nil {
-		t.Errorf("still kept after its result: %v", kept)
+	// The result found the document there, applied what it kept and wrote
+	// its entry over it.
+	if idx := doc(t, e.db, dispatch.IndexPath("wamid.A")); idx["statuses"] != nil || idx["keptAt"] != nil || idx["messagePath"] != messagePath("m1") {
+		t.Errorf("index document after its result: %v", idx)
 	}
 }
 

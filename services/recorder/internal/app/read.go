@@ -181,7 +181,7 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 		cur  *State
 		task *wadispatchv1.SendTask
 	)
-	err = s.update(ctx, "resend", ref, false, func(st *State, _ bool) (Plan, error) {
+	err = s.update(ctx, "resend", ref, nil, func(st *State, _ bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
 		if st == nil {
 			return Plan{}, status.Errorf(codes.NotFound, "no pipeline state for %s (%s)", ref.Path(), noStateWhy)
 		}
@@ -240,7 +240,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			resolved     *State
 		)
 		err = s.ancillaryFirst(ctx, ref, log, func(written string) (*State, error) {
-			err := s.update(ctx, "mark UNKNOWN", ref, false, func(st *State, exists bool) (Plan, error) {
+			err := s.update(ctx, "mark UNKNOWN", ref, nil, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
 				reason, resolved = "", nil
 				if st != nil && st.RecordID == recordID {
 					resolved = st // our commit landed; its answer was lost
@@ -252,7 +252,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 					next, msg := markedUnknown(st, reason, now)
 					return Plan{State: &next, Message: msg}, nil
 				case claimResolve:
-					p, _ := resolvedBy(st, exists, ref, recordID, now)
+					p, _ := resolvedBy(st, exists, ref, recordID, kept, now)
 					reason, from, resolved = why, resolvedFrom(st), &p.state
 					if p.state.WhatsappMessageID != written {
 						return Plan{}, errAncillaryFirst
@@ -268,7 +268,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 		switch {
 		case resolved != nil:
-			s.resolvedSend(ctx, ref, resolved.WhatsappMessageID, from, log.WithField("reason", reason))
+			s.resolvedSend(resolved.WhatsappMessageID, from, log.WithField("reason", reason))
 		case reason != "":
 			marked++
 			s.m.swept.Inc()

@@ -250,7 +250,8 @@ func (p *Processor) process(ctx context.Context, d consume.Message) Outcome {
 	defer cancel()
 
 	result := newResult(task, claim.GetClaimId())
-	held := &heldClaim{task: task, id: claim.GetClaimId()}
+	result.ClaimStateVersion = claim.GetStateVersion()
+	held := &heldClaim{task: task, id: claim.GetClaimId(), version: claim.GetStateVersion()}
 	var call callOutcome
 	switch {
 	case invalid != nil:
@@ -267,7 +268,7 @@ func (p *Processor) process(ctx context.Context, d consume.Message) Outcome {
 	default:
 		call = p.call(work, log, held, sender, msg, workDeadline)
 		if held.id != result.ClaimId {
-			result.ClaimId = held.id
+			result.ClaimId, result.ClaimStateVersion = held.id, held.version
 			log = log.WithField("claimId", held.id)
 		}
 		switch {
@@ -450,6 +451,9 @@ type callOutcome struct {
 type heldClaim struct {
 	task *wadispatchv1.SendTask
 	id   string
+	// version is the state version the claim was answered with, which the
+	// result carries back (SendResult.claim_state_version); nil when none.
+	version *timestamppb.Timestamp
 }
 
 // releaseResult is how a ReleaseClaim call ended.
@@ -621,7 +625,7 @@ func (p *Processor) call(ctx context.Context, log *logrus.Entry, held *heldClaim
 			out.reclaim = claim
 			return out
 		}
-		held.id = claim.GetClaimId()
+		held.id, held.version = claim.GetClaimId(), claim.GetStateVersion()
 		log = log.WithField("claimId", held.id)
 		clog.WithField("newClaimId", held.id).Info("claimed the send again after the wait")
 	}
