@@ -35,7 +35,9 @@ func Message(task *wadispatchv1.SendTask, defaultAPIVersion string) (whatsapp.Se
 		msg = whatsapp.TextMessage(task.GetDriverMobileNumber(), task.GetMessage(), hasURL(task.GetMessage()))
 		err = msg.Validate()
 	case wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE:
-		msg, err = whatsapp.TemplateMessage(task.GetDriverMobileNumber(), task.GetTemplateType(), d.GetTemplateLanguage(), templateParameters(task))
+		msg, err = whatsapp.TemplateMessage(task.GetDriverMobileNumber(), task.GetTemplateType(), d.GetTemplateLanguage(), templateParameters(task), task.GetTemplateButtonPayloads()...)
+	case wadispatchv1.MessageType_MESSAGE_TYPE_INTERACTIVE:
+		msg, err = interactiveMessage(task)
 	default:
 		err = fmt.Errorf("%w: message type %s", whatsapp.ErrInvalidMessage, task.GetType())
 	}
@@ -43,6 +45,30 @@ func Message(task *wadispatchv1.SendTask, defaultAPIVersion string) (whatsapp.Se
 		return whatsapp.Sender{}, whatsapp.Message{}, err
 	}
 	return sender, msg, nil
+}
+
+func interactiveMessage(task *wadispatchv1.SendTask) (whatsapp.Message, error) {
+	in := task.GetInteractive()
+	to := task.GetDriverMobileNumber()
+	switch in.GetKind() {
+	case wadispatchv1.InteractiveKind_INTERACTIVE_KIND_BUTTON:
+		buttons := make([]whatsapp.Reply, len(in.GetButtons()))
+		for i, b := range in.GetButtons() {
+			buttons[i] = whatsapp.Reply{ID: b.GetId(), Title: b.GetTitle()}
+		}
+		return whatsapp.InteractiveButtonsMessage(to, in.GetHeader(), task.GetMessage(), in.GetFooter(), buttons)
+	case wadispatchv1.InteractiveKind_INTERACTIVE_KIND_LIST:
+		sections := make([]whatsapp.ListSection, len(in.GetSections()))
+		for i, s := range in.GetSections() {
+			sections[i].Title = s.GetTitle()
+			for _, r := range s.GetRows() {
+				sections[i].Rows = append(sections[i].Rows, whatsapp.ListRow{ID: r.GetId(), Title: r.GetTitle(), Description: r.GetDescription()})
+			}
+		}
+		return whatsapp.InteractiveListMessage(to, in.GetHeader(), task.GetMessage(), in.GetFooter(), in.GetButtonText(), sections)
+	default:
+		return whatsapp.Message{}, &whatsapp.FieldError{Field: "kind", Detail: fmt.Sprintf("%s is not button or list", in.GetKind())}
+	}
 }
 
 // hasURL decides preview_url: a driver sent a link (a tracking page, a map)
