@@ -49,26 +49,26 @@ func Message(task *wadispatchv1.SendTask, defaultAPIVersion string) (whatsapp.Se
 
 func interactiveMessage(task *wadispatchv1.SendTask) (whatsapp.Message, error) {
 	in := task.GetInteractive()
-	to := task.GetDriverMobileNumber()
+	c := whatsapp.InteractiveContent{Header: in.GetHeader(), Body: task.GetMessage(), Footer: in.GetFooter(), ButtonText: in.GetButtonText()}
 	switch in.GetKind() {
 	case wadispatchv1.InteractiveKind_INTERACTIVE_KIND_BUTTON:
-		buttons := make([]whatsapp.Reply, len(in.GetButtons()))
-		for i, b := range in.GetButtons() {
-			buttons[i] = whatsapp.Reply{ID: b.GetId(), Title: b.GetTitle()}
-		}
-		return whatsapp.InteractiveButtonsMessage(to, in.GetHeader(), task.GetMessage(), in.GetFooter(), buttons)
+		c.Kind = whatsapp.InteractiveButton
 	case wadispatchv1.InteractiveKind_INTERACTIVE_KIND_LIST:
-		sections := make([]whatsapp.ListSection, len(in.GetSections()))
-		for i, s := range in.GetSections() {
-			sections[i].Title = s.GetTitle()
-			for _, r := range s.GetRows() {
-				sections[i].Rows = append(sections[i].Rows, whatsapp.ListRow{ID: r.GetId(), Title: r.GetTitle(), Description: r.GetDescription()})
-			}
-		}
-		return whatsapp.InteractiveListMessage(to, in.GetHeader(), task.GetMessage(), in.GetFooter(), in.GetButtonText(), sections)
+		c.Kind = whatsapp.InteractiveList
 	default:
 		return whatsapp.Message{}, &whatsapp.FieldError{Field: "kind", Detail: fmt.Sprintf("%s is not button or list", in.GetKind())}
 	}
+	for _, b := range in.GetButtons() {
+		c.Buttons = append(c.Buttons, whatsapp.Reply{ID: b.GetId(), Title: b.GetTitle()})
+	}
+	for _, s := range in.GetSections() {
+		section := whatsapp.ListSection{Title: s.GetTitle()}
+		for _, r := range s.GetRows() {
+			section.Rows = append(section.Rows, whatsapp.ListRow{ID: r.GetId(), Title: r.GetTitle(), Description: r.GetDescription()})
+		}
+		c.Sections = append(c.Sections, section)
+	}
+	return whatsapp.InteractiveMessage(task.GetDriverMobileNumber(), c)
 }
 
 // hasURL decides preview_url: a driver sent a link (a tracking page, a map)

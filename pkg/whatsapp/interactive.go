@@ -110,36 +110,34 @@ func fieldErr(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Detail: fmt.Sprintf(format, args...)}
 }
 
-// InteractiveButtonsMessage builds a reply buttons message; header and
-// footer are optional ("" sends none).
-func InteractiveButtonsMessage(to, header, body, footer string, buttons []Reply) (Message, error) {
-	in := newInteractive(InteractiveButton, header, body, footer)
-	for _, b := range buttons {
+// InteractiveContent is what an interactive message is built from: its kind
+// (InteractiveButton or InteractiveList), an optional text header and
+// footer ("" sends none), the body, and the reply buttons, or the list's
+// button text and sections. A part of the other kind is refused, not dropped.
+type InteractiveContent struct {
+	Kind       string
+	Header     string
+	Body       string
+	Footer     string
+	Buttons    []Reply
+	ButtonText string
+	Sections   []ListSection
+}
+
+// InteractiveMessage builds an interactive message and checks it against
+// Meta's limits.
+func InteractiveMessage(to string, c InteractiveContent) (Message, error) {
+	in := &Interactive{Type: c.Kind, Body: InteractiveText{Text: c.Body},
+		Action: InteractiveAction{Button: c.ButtonText, Sections: c.Sections}}
+	if c.Header != "" {
+		in.Header = &InteractiveHeader{Type: "text", Text: c.Header}
+	}
+	if c.Footer != "" {
+		in.Footer = &InteractiveText{Text: c.Footer}
+	}
+	for _, b := range c.Buttons {
 		in.Action.Buttons = append(in.Action.Buttons, ReplyButton{Type: "reply", Reply: b})
 	}
-	return interactiveMessage(to, in)
-}
-
-// InteractiveListMessage builds a list message: button opens the sections'
-// rows.
-func InteractiveListMessage(to, header, body, footer, button string, sections []ListSection) (Message, error) {
-	in := newInteractive(InteractiveList, header, body, footer)
-	in.Action.Button, in.Action.Sections = button, sections
-	return interactiveMessage(to, in)
-}
-
-func newInteractive(typ, header, body, footer string) *Interactive {
-	in := &Interactive{Type: typ, Body: InteractiveText{Text: body}}
-	if header != "" {
-		in.Header = &InteractiveHeader{Type: "text", Text: header}
-	}
-	if footer != "" {
-		in.Footer = &InteractiveText{Text: footer}
-	}
-	return in
-}
-
-func interactiveMessage(to string, in *Interactive) (Message, error) {
 	m := Message{To: to, Type: TypeInteractive, Interactive: in}
 	if err := m.Validate(); err != nil {
 		return Message{}, err

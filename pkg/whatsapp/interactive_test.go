@@ -20,8 +20,8 @@ func body(t *testing.T, m Message) string {
 }
 
 func TestInteractiveButtonsRequest(t *testing.T) {
-	m, err := InteractiveButtonsMessage(driver, "Collection", "Can you collect at 10:30?", "Reply to confirm",
-		[]Reply{{ID: "yes", Title: "Yes"}, {ID: "later", Title: "Later today"}})
+	m, err := InteractiveMessage(driver, InteractiveContent{Kind: InteractiveButton, Header: "Collection", Body: "Can you collect at 10:30?",
+		Footer: "Reply to confirm", Buttons: []Reply{{ID: "yes", Title: "Yes"}, {ID: "later", Title: "Later today"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,10 +35,10 @@ func TestInteractiveButtonsRequest(t *testing.T) {
 }
 
 func TestInteractiveListRequest(t *testing.T) {
-	m, err := InteractiveListMessage(driver, "", "Pick a slot", "", "Slots", []ListSection{
+	m, err := InteractiveMessage(driver, InteractiveContent{Kind: InteractiveList, Body: "Pick a slot", ButtonText: "Slots", Sections: []ListSection{
 		{Title: "Morning", Rows: []ListRow{{ID: "am-9", Title: "09:00", Description: "Depot A"}}},
 		{Title: "Afternoon", Rows: []ListRow{{ID: "pm-2", Title: "14:00"}}},
-	})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,11 +115,11 @@ func rows(n int) []ListRow {
 func TestInteractiveLimits(t *testing.T) {
 	x := strings.Repeat
 	btn := func(header, body, footer string, b []Reply) error {
-		_, err := InteractiveButtonsMessage(driver, header, body, footer, b)
+		_, err := InteractiveMessage(driver, InteractiveContent{Kind: InteractiveButton, Header: header, Body: body, Footer: footer, Buttons: b})
 		return err
 	}
 	list := func(body, button string, s []ListSection) error {
-		_, err := InteractiveListMessage(driver, "", body, "", button, s)
+		_, err := InteractiveMessage(driver, InteractiveContent{Kind: InteractiveList, Body: body, ButtonText: button, Sections: s})
 		return err
 	}
 	one := []ListSection{{Rows: rows(1)}}
@@ -181,18 +181,19 @@ func TestInteractiveLimits(t *testing.T) {
 // A message mixing the kinds' parts is refused rather than sent with half
 // of it.
 func TestInteractiveKindsDoNotMix(t *testing.T) {
-	m, _ := InteractiveButtonsMessage(driver, "", "b", "", buttons(1))
-	m.Interactive.Action.Sections = []ListSection{{Rows: rows(1)}}
-	if f := fieldOf(t, m.Validate()); f != "buttonText" {
-		t.Errorf("buttons with sections: %q", f)
-	}
-	l, _ := InteractiveListMessage(driver, "", "b", "", "Pick", []ListSection{{Rows: rows(1)}})
-	l.Interactive.Action.Buttons = []ReplyButton{{Type: "reply", Reply: Reply{ID: "a", Title: "a"}}}
-	if f := fieldOf(t, l.Validate()); f != "buttons" {
-		t.Errorf("list with buttons: %q", f)
-	}
-	l.Interactive.Action.Buttons, l.Interactive.Type = nil, "product"
-	if f := fieldOf(t, l.Validate()); f != "kind" {
-		t.Errorf("unknown kind: %q", f)
+	list := []ListSection{{Rows: rows(1)}}
+	for _, c := range []struct {
+		content InteractiveContent
+		want    string
+	}{
+		{InteractiveContent{Kind: InteractiveButton, Body: "b", Buttons: buttons(1), Sections: list}, "buttonText"},
+		{InteractiveContent{Kind: InteractiveButton, Body: "b", Buttons: buttons(1), ButtonText: "Pick"}, "buttonText"},
+		{InteractiveContent{Kind: InteractiveList, Body: "b", ButtonText: "Pick", Sections: list, Buttons: buttons(1)}, "buttons"},
+		{InteractiveContent{Kind: "product", Body: "b"}, "kind"},
+	} {
+		_, err := InteractiveMessage(driver, c.content)
+		if f := fieldOf(t, err); f != c.want {
+			t.Errorf("%+v: refused on %q, want %q", c.content, f, c.want)
+		}
 	}
 }

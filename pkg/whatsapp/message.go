@@ -39,7 +39,7 @@ const (
 const MaxTemplateButtons = 10
 
 // Message is one outbound message. Build it with TextMessage,
-// TemplateMessage, InteractiveButtonsMessage or InteractiveListMessage.
+// TemplateMessage or InteractiveMessage.
 type Message struct {
 	// To is the recipient's phone number with country code, sent as given;
 	// Meta accepts "+" and separators ("+44 7700 900123").
