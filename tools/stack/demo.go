@@ -70,6 +70,14 @@ func DemoCases() []Case {
 	return []Case{
 		{Name: "text", ID: "msg-text", WantStatus: "READ",
 			Fields: msg("+44 7911 123401", nil)},
+		{Name: "interactive buttons", ID: "msg-interactive", WantStatus: "READ",
+			Fields: msg("+447911123409", map[string]any{
+				"type": "interactive", "message": "Can you collect it at 10:30?",
+				"interactive": map[string]any{"kind": "button", "buttons": []any{
+					map[string]any{"id": "collect-yes", "title": "Yes"},
+					map[string]any{"id": "collect-later", "title": "Later today"},
+				}},
+			})},
 		{Name: "template, payload, ETA", ID: "msg-template", WantStatus: "READ",
 			Fields: msg("07911 123402", map[string]any{
 				"type": "template", "message": "", "templateType": "vehicle_delivery",
@@ -161,7 +169,7 @@ func (s *Stack) simulator(ctx context.Context, method, path string, body any, ou
 }
 
 // OpenWindow has driver (E.164) write to the business number, which opens
-// WhatsApp's 24-hour window for free-form text to them, and waits until the
+// WhatsApp's 24-hour window for free-form messages to them, and waits until the
 // pipeline has recorded it (simulator → ingest's webhook → recorder →
 // ancillary whatsapp/{driver}), so that a text created next is sent.
 func (s *Stack) OpenWindow(ctx context.Context, driver string) error {
@@ -268,11 +276,12 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 	if err := s.SeedLease(ctx, fs); err != nil {
 		return false, err
 	}
-	// Free-form text goes to drivers who wrote to us today, as WhatsApp
-	// requires; the last one is then refused by WhatsApp as undeliverable.
-	// OpenWindow returns once the pipeline knows, so the sender sees it.
-	fmt.Fprintln(w, "drivers +447911123401 and +447911123406 write to the business number (24-hour window opens)")
-	for _, driver := range []string{"+447911123401", "+447911123406"} {
+	// Free-form messages (text, interactive) go to drivers who wrote to us
+	// today, as WhatsApp requires; the last one is then refused by WhatsApp
+	// as undeliverable. OpenWindow returns once the pipeline knows, so the
+	// sender sees it.
+	fmt.Fprintln(w, "drivers +447911123401, +447911123409 and +447911123406 write to the business number (24-hour window opens)")
+	for _, driver := range []string{"+447911123401", "+447911123409", "+447911123406"} {
 		if err := s.OpenWindow(ctx, driver); err != nil {
 			return false, err
 		}
