@@ -100,6 +100,19 @@ func wamidDocID(wamid string) string {
 	return strings.NewReplacer("%", "%25", "/", "%2F").Replace(wamid)
 }
 
+// UnmatchedReplyPath is where a driver's part that no enquiry of the lease
+// takes is kept, for operators: by lease, so it is never shown in another
+// lease's enquiries.
+func UnmatchedReplyPath(leaseID, docID string) string {
+	return "leasecompany/" + leaseID + "/whatsappUnmatchedReplies/" + docID
+}
+
+// InboundIndexPath is the inbound index entry of a driver's wamid: the
+// document it became, for the reactions, edits and revokes that name it.
+func InboundIndexPath(wamid string) string {
+	return "whatsappInboundIndex/" + wamidDocID(wamid)
+}
+
 // DriverReplyDocID is the chatMessages document id of a driver's reply:
 // derived from the inbound wamid, so a redelivered webhook finds the
 // document it created instead of writing a second one.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	"github.com/visn/wadispatch/tools/stack"
 )
 
@@ -129,7 +130,8 @@ func TestSeedFlowFieldByField(t *testing.T) {
 		params[p.Name] = p.Text
 	}
 	if tp.Name != "vehicle_delivery" || tp.Language != "en_GB" ||
-		params["vehicle"] != "AB12 CDE" || params["slot"] != "10:00" || params["eta"] != "45" {
+		params["vehicle"] != "AB12 CDE" || params["slot"] != "10:00" || params["eta"] != "45" ||
+		len(tp.Buttons) != 1 || tp.Buttons[0] != (whatsappsim.TemplateButton{Index: 0, Payload: "eta_late"}) {
 		t.Errorf("template sent = %+v (params %v)", tp, params)
 	}
 

@@ -24,6 +24,8 @@ const (
 	TasksSubscription         = "whatsapp-messages-sender"
 	ResultsSubscription       = "whatsapp-message-results-recorder"
 	StatusEventsSubscription  = "whatsapp-status-events-recorder"
+	MediaTopic                = "whatsapp-media"
+	MediaSubscription         = "whatsapp-media-sender"
 	TasksDeadLetterTopic      = "whatsapp-messages-dead-letter"
 	TasksDeadLetterHoldingSub = "whatsapp-messages-dead-letter-hold"
 )

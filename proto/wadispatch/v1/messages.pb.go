@@ -1288,12 +1288,15 @@ type InboundMessage struct {
 	// wamid of the message the driver replied to, when WhatsApp says.
 	ContextMessageId string                 `protobuf:"bytes,6,opt,name=context_message_id,json=contextMessageId,proto3" json:"context_message_id,omitempty"`
 	Timestamp        *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	// The lease whose business number (phone_number_id) the driver wrote to,
-	// decided by ingest from the leases' WhatsApp configurations; a reply is
-	// only ever placed in this lease's enquiries.
-	LeaseId string `protobuf:"bytes,8,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	// That lease's WhatsApp details (token reference, never the token), for
-	// fetching the part's media.
+	// The leases whose business number (phone_number_id) the driver wrote
+	// to, decided by ingest from the leases' WhatsApp configurations, in id
+	// order: usually one; several when leases share a number, as WhatsApp
+	// keeps one conversation per number and user. A part is only ever placed
+	// in these leases' enquiries.
+	LeaseIds []string `protobuf:"bytes,8,rep,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	// The first lease's WhatsApp details (token reference, never the token),
+	// for fetching the part's media: every lease of the number holds a token
+	// for it.
 	LeaseWhatsappDetails *LeaseWhatsappDetails `protobuf:"bytes,9,opt,name=lease_whatsapp_details,json=leaseWhatsappDetails,proto3" json:"lease_whatsapp_details,omitempty"`
 	// The type's own object as WhatsApp sent it (value.messages[].<type>:
 	// caption, ids, coordinates, cards, payloads...), kept whole so nothing the
@@ -1392,11 +1395,11 @@ func (x *InboundMessage) GetTimestamp() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *InboundMessage) GetLeaseId() string {
+func (x *InboundMessage) GetLeaseIds() []string {
 	if x != nil {
-		return x.LeaseId
+		return x.LeaseIds
 	}
-	return ""
+	return nil
 }
 
 func (x *InboundMessage) GetLeaseWhatsappDetails() *LeaseWhatsappDetails {
@@ -1927,7 +1930,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\frecipient_id\x18\x04 \x01(\tR\vrecipientId\x12&\n" +
 	"\x0fphone_number_id\x18\x05 \x01(\tR\rphoneNumberId\x124\n" +
 	"\x06errors\x18\x06 \x03(\v2\x1c.wadispatch.v1.WhatsAppErrorR\x06errors\x127\n" +
-	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\"\x92\x05\n" +
+	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\"\x94\x05\n" +
 	"\x0eInboundMessage\x12.\n" +
 	"\x13whatsapp_message_id\x18\x01 \x01(\tR\x11whatsappMessageId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12&\n" +
@@ -1935,8 +1938,8 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x12\n" +
 	"\x04text\x18\x05 \x01(\tR\x04text\x12,\n" +
 	"\x12context_message_id\x18\x06 \x01(\tR\x10contextMessageId\x128\n" +
-	"\ttimestamp\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x19\n" +
-	"\blease_id\x18\b \x01(\tR\aleaseId\x12Y\n" +
+	"\ttimestamp\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1b\n" +
+	"\tlease_ids\x18\b \x03(\tR\bleaseIds\x12Y\n" +
 	"\x16lease_whatsapp_details\x18\t \x01(\v2#.wadispatch.v1.LeaseWhatsappDetailsR\x14leaseWhatsappDetails\x121\n" +
 	"\acontent\x18\n" +
 	" \x01(\v2\x17.google.protobuf.StructR\acontent\x121\n" +

@@ -94,7 +94,7 @@ func TestStatusBeforeItsResultIsKeptByWamid(t *testing.T) {
 }
 
 func inboundMsg(wamid, from, contextID string, at time.Time) *wadispatchv1.InboundMessage {
-	return &wadispatchv1.InboundMessage{WhatsappMessageId: wamid, From: from, PhoneNumberId: "1055", Type: "text",
+	return &wadispatchv1.InboundMessage{WhatsappMessageId: wamid, From: from, PhoneNumberId: "1055", LeaseIds: []string{"l1"}, Type: "text",
 		Text: "On my way", ContextMessageId: contextID, Timestamp: timestamppb.New(at)}
 }
 
@@ -188,7 +188,7 @@ func TestDriverReplyQuotingAnotherDriversMessage(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	task := e.newMessage(t, "m1")
 	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
-	if v := e.handle(t, inboundMsg("wamid.IN1", "+447911000001", "wamid.A", time.Now())); !v.Ack || v.Reason != "inbound_no_enquiry" {
+	if v := e.handle(t, inboundMsg("wamid.IN1", "+447911000001", "wamid.A", time.Now())); !v.Ack || v.Reason != "inbound_unmatched" {
 		t.Fatalf("verdict %+v", v)
 	}
 	path := dispatch.MessageRef{LeaseID: "l1", EnquiryID: "e1", MessageID: dispatch.DriverReplyDocID("wamid.IN1")}.Path()
@@ -198,16 +198,21 @@ func TestDriverReplyQuotingAnotherDriversMessage(t *testing.T) {
 }
 
 // A number the pipeline never wrote to: nothing to attach the reply to, so
-// it is acked with a reason, yet the window is known for a first text.
+// it is kept in the lease's unmatched replies for an operator, and the
+// window is known for a first text.
 func TestDriverReplyWithoutEnquiry(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	at := time.Now().Truncate(time.Second)
-	if v := e.handle(t, inboundMsg("wamid.IN1", driver, "wamid.unknown", at)); !v.Ack || v.Reason != "inbound_no_enquiry" {
+	if v := e.handle(t, inboundMsg("wamid.IN1", driver, "wamid.unknown", at)); !v.Ack || v.Reason != "inbound_unmatched" {
 		t.Fatalf("verdict %+v", v)
 	}
-	if got := metricValue(t, e.reg, "wadispatch_recorder_driver_replies_total", map[string]string{"outcome": "no_enquiry"}); got != 1 {
-		t.Errorf("no_enquiry count %v", got)
+	if got := metricValue(t, e.reg, "wadispatch_recorder_driver_replies_total", map[string]string{"outcome": "unmatched"}); got != 1 {
+		t.Errorf("unmatched count %v", got)
+	}
+	kept := doc(t, e.db, dispatch.UnmatchedReplyPath("l1", dispatch.DriverReplyDocID("wamid.IN1")))
+	if kept["message"] != "On my way" || kept["unmatchedReason"] != "no_enquiry" || kept["contextWhatsappMessageId"] != "wamid.unknown" {
+		t.Errorf("unmatched reply kept as %v", kept)
 	}
 	task := e.newMessage(t, "m1")
 	if got := e.claim(t, task, 0).GetDriverLastInboundAt(); got == nil || !got.AsTime().Equal(at) {
@@ -228,6 +233,11 @@ func TestDriverReplyInvalid(t *testing.T) {
 		inboundMsg("", driver, "", time.Now()),
 		inboundMsg("wamid.X", "447700900123", "", time.Now()),
 		inboundMsg("wamid.X", "+44/77", "", time.Now()),
+		func() *wadispatchv1.InboundMessage { // no lease: nowhere it may go
+			in := inboundMsg("wamid.X", driver, "", time.Now())
+			in.LeaseIds = nil
+			return in
+		}(),
 	} {
 		if v := e.handle(t, in); v.Ack || !v.Poison {
 			t.Errorf("%v: %+v, want poison", in, v)

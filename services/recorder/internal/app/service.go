@@ -98,24 +98,40 @@ type Republisher interface {
 type Service struct {
 	wadispatchv1.UnimplementedRecorderServer
 
-	cfg   Config
-	store Store // (default): state, message documents, metrics, index
-	anc   Ancillary
-	pub   Republisher
-	log   *logrus.Entry
-	m     *Metrics
-	now   func() time.Time
+	cfg     Config
+	store   Store // (default): state, message documents, metrics, index
+	replies Replies
+	anc     Ancillary
+	pub     Republisher
+	media   MediaFetches
+	log     *logrus.Entry
+	m       *Metrics
+	now     func() time.Time
+}
+
+// Ports are what the recorder works through; all are required.
+type Ports struct {
+	Store     Store
+	Replies   Replies
+	Ancillary Ancillary
+	// Republisher puts resent tasks on the tasks topic.
+	Republisher Republisher
+	// Media asks for drivers' media to be fetched.
+	Media MediaFetches
 }
 
 // NewService returns the recorder over the default and ancillary databases.
-func NewService(cfg Config, store Store, ancillary Ancillary, republisher Republisher, log *logrus.Entry) (*Service, error) {
+func NewService(cfg Config, p Ports, log *logrus.Entry) (*Service, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if store == nil || ancillary == nil || republisher == nil || log == nil {
-		return nil, errors.New("record: both databases, a republisher and a logger are required")
+	if p.Store == nil || p.Replies == nil || p.Ancillary == nil || p.Republisher == nil || p.Media == nil || log == nil {
+		return nil, errors.New("record: both databases, both publishers and a logger are required")
 	}
-	return &Service{cfg: cfg, store: store, anc: ancillary, pub: republisher, log: log, m: cfg.Metrics, now: cfg.Clock}, nil
+	return &Service{
+		cfg: cfg, store: p.Store, replies: p.Replies, anc: p.Ancillary, pub: p.Republisher, media: p.Media,
+		log: log, m: cfg.Metrics, now: cfg.Clock,
+	}, nil
 }
 
 func invalid(format string, a ...any) error {

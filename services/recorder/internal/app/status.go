@@ -55,6 +55,11 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 		if err != nil {
 			return nil, err
 		}
+		if !recipientMatches(ev.GetRecipientId(), entry.Driver) {
+			log.WithFields(logrus.Fields{"messagePath": ref.Path(), "reason": "recipient_mismatch"}).Warn("status event's recipient is not the message's driver; ignored")
+			s.countApplied(false)
+			return &wadispatchv1.ApplyStatusResponse{}, nil
+		}
 		resp, err := s.applyTo(ctx, ref, ev, log.WithField("messagePath", ref.Path()))
 		if err != nil {
 			return nil, err
@@ -77,6 +82,17 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 		}
 	}
 	return s.keepPending(ctx, ev, named, log)
+}
+
+// recipientMatches reports whether a status's recipient_id (the WhatsApp
+// id: the number's digits) is the driver (E.164) its wamid was sent to. A
+// recipient given some other way (none, or a business-scoped user id) says
+// nothing against it.
+func recipientMatches(recipientID, driver string) bool {
+	if recipientID == "" || driver == "" || strings.Trim(recipientID, "0123456789") != "" {
+		return true
+	}
+	return "+"+recipientID == driver
 }
 
 func indexedRef(e IndexedMessage, wamid string) (dispatch.MessageRef, error) {

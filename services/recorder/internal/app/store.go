@@ -69,9 +69,6 @@ type Store interface {
 	ExpiredClaims(ctx context.Context, now time.Time) iter.Seq2[ExpiredClaim, error]
 	// IndexedMessage reads wamid's index entry; false when there is none.
 	IndexedMessage(ctx context.Context, wamid string) (IndexedMessage, bool, error)
-	// CreateReply creates the driver's reply as the document at path unless
-	// one is there already, and says whether it did.
-	CreateReply(ctx context.Context, path string, in *wadispatchv1.InboundMessage, at time.Time) (bool, error)
 	// KeepPendingStatus keeps a status event of a wamid no result recorded
 	// (yet), beside the others kept for that wamid, one per status: a
 	// repeat replaces its copy.
@@ -137,9 +134,9 @@ type Ancillary interface {
 	AddWamids(ctx context.Context, ref dispatch.MessageRef, driver string, wamids []string) error
 	// Wamids are those recorded for the enquiry's messages to the driver.
 	Wamids(ctx context.Context, driver, enquiryID string) ([]string, error)
-	// LatestEnquiry is the driver's most recently messaged enquiry; false
-	// when the driver has none.
-	LatestEnquiry(ctx context.Context, driver string) (EnquiryRecord, bool, error)
+	// LatestEnquiry is the driver's most recently messaged enquiry of one
+	// of the leases; false when the driver has none there.
+	LatestEnquiry(ctx context.Context, driver string, leaseIDs []string) (EnquiryRecord, bool, error)
 	// RecordWindow moves the driver's lastInboundAt (and the enquiry's,
 	// with one) forward to w.At, never back.
 	RecordWindow(ctx context.Context, w Window) error

@@ -219,26 +219,6 @@ func ancillaryFields(ref dispatch.MessageRef, driver string, wamids []string) ma
 	}
 }
 
-// replyFields is a driver's reply as a chatMessages document; ingest skips
-// it by its source.
-func replyFields(in *wadispatchv1.InboundMessage, at time.Time) map[string]any {
-	m := map[string]any{
-		"source":             "driver",
-		"message":            in.GetText(),
-		"type":               "text",
-		"driverMobileNumber": in.GetFrom(),
-		"whatsappMessageId":  in.GetWhatsappMessageId(),
-		"whatsappType":       in.GetType(),
-		"phoneNumberId":      in.GetPhoneNumberId(),
-		"createdAt":          at,
-		"receivedAt":         firestore.ServerTimestamp,
-	}
-	if c := in.GetContextMessageId(); c != "" {
-		m["contextWhatsappMessageId"] = c
-	}
-	return m
-}
-
 // pendingFields is a kept status as written with merge (the paths): the
 // document's wamid, when its last status was kept, the message a callback
 // named, and the status under its name, replacing a repeat of it. The

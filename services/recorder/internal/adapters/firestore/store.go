@@ -22,7 +22,6 @@ import (
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/retry"
-	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
@@ -355,14 +354,20 @@ func (s *Store) ExpiredClaims(ctx context.Context, now time.Time) iter.Seq2[app.
 
 // IndexedMessage implements app.Store.
 func (s *Store) IndexedMessage(ctx context.Context, wamid string) (app.IndexedMessage, bool, error) {
-	snap, err := s.db.Doc(dispatch.IndexPath(wamid)).Get(ctx)
+	return s.indexEntry(ctx, dispatch.IndexPath(wamid), "read wamid index")
+}
+
+// indexEntry reads an index document of either index: the message path and
+// the driver.
+func (s *Store) indexEntry(ctx context.Context, path, op string) (app.IndexedMessage, bool, error) {
+	snap, err := s.db.Doc(path).Get(ctx)
 	if status.Code(err) == codes.NotFound {
 		return app.IndexedMessage{}, false, nil
 	}
 	if err != nil {
-		return app.IndexedMessage{}, false, unavailable("read wamid index", err)
+		return app.IndexedMessage{}, false, unavailable(op, err)
 	}
-	path, _ := snap.Data()["messagePath"].(string)
+	path, _ = snap.Data()["messagePath"].(string)
 	driver, _ := snap.Data()["driverMobileNumber"].(string)
 	return app.IndexedMessage{MessagePath: path, Driver: driver}, true, nil
 }
@@ -499,19 +504,6 @@ func (s *Store) FoldSent(ctx context.Context, f app.SentFold) ([]app.SentEntry, 
 		return nil, unavailable("fold sent ledger of "+f.MetricsDoc, err)
 	}
 	return folded, nil
-}
-
-// CreateReply implements app.Store: a create, so a redelivery writes
-// nothing new.
-func (s *Store) CreateReply(ctx context.Context, path string, in *wadispatchv1.InboundMessage, at time.Time) (bool, error) {
-	_, err := s.db.Doc(path).Create(ctx, replyFields(in, at))
-	switch {
-	case err == nil:
-		return true, nil
-	case status.Code(err) == codes.AlreadyExists:
-		return false, nil
-	}
-	return false, unavailable("create driver reply", err)
 }
 
 // retryable reports whether a commit may succeed if simply tried again.
