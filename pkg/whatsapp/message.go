@@ -32,9 +32,8 @@ const (
 	TypeInteractive MessageType = "interactive"
 )
 
-// MaxTemplateButtons is how many buttons a template may have, so the highest
-// button index (0 to 9), per the Cloud API messages reference (components
-// object, index):
+// MaxTemplateButtons is how many buttons a template may have, indexed 0 to
+// 9, per the Cloud API messages reference (components object, index):
 // https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages
 const MaxTemplateButtons = 10
 
