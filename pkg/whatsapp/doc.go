@@ -3,9 +3,9 @@
 //
 // It sends text, template (with quick-reply button payloads) and interactive
 // (reply buttons, list) messages, checked against Meta's limits first
-// (interactive.go), parses Meta's success and error
-// responses, and classifies every failure as retryable or permanent with a short
-// machine-readable Reason (see classify.go for the table and its sources).
+// (interactive.go), parses Meta's success and error responses, and classifies
+// every failure as retryable or permanent with a short machine-readable Reason
+// (see classify.go for the table and its sources).
 //
 // The three outcomes a caller must tell apart:
 //
