@@ -70,10 +70,20 @@ func DemoCases() []Case {
 	return []Case{
 		{Name: "text", ID: "msg-text", WantStatus: "READ",
 			Fields: msg("+44 7911 123401", nil)},
+		{Name: "interactive buttons", ID: "msg-interactive", WantStatus: "READ",
+			Fields: msg("+447911123409", map[string]any{
+				"type": "interactive", "message": "Can you collect it at 10:30?",
+				"interactive": map[string]any{"kind": "button", "buttons": []any{
+					map[string]any{"id": "collect-yes", "title": "Yes"},
+					map[string]any{"id": "collect-later", "title": "Later today"},
+				}},
+			})},
 		{Name: "template, payload, ETA", ID: "msg-template", WantStatus: "READ",
 			Fields: msg("07911 123402", map[string]any{
 				"type": "template", "message": "", "templateType": "vehicle_delivery",
 				"payload": map[string]any{"vehicle": "AB12 CDE", "slot": "10:00"}, "ETA": 45,
+				// The payload of its quick-reply button, which the driver's tap returns.
+				"templateButtons": []any{"eta_late"},
 			})},
 		{Name: "from the driver", ID: "msg-driver", WantReason: "from_driver",
 			Fields: msg("+447911123403", map[string]any{"source": "driver", "message": "On my way"})},
@@ -161,7 +171,7 @@ func (s *Stack) simulator(ctx context.Context, method, path string, body any, ou
 }
 
 // OpenWindow has driver (E.164) write to the business number, which opens
-// WhatsApp's 24-hour window for free-form text to them, and waits until the
+// WhatsApp's 24-hour window for free-form messages to them, and waits until the
 // pipeline has recorded it (simulator → ingest's webhook → recorder →
 // ancillary whatsapp/{driver}), so that a text created next is sent.
 func (s *Stack) OpenWindow(ctx context.Context, driver string) error {
@@ -286,11 +296,12 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 	if err := s.SeedLease(ctx, fs); err != nil {
 		return false, err
 	}
-	// Free-form text goes to drivers who wrote to us today, as WhatsApp
-	// requires; the last one is then refused by WhatsApp as undeliverable.
-	// OpenWindow returns once the pipeline knows, so the sender sees it.
-	fmt.Fprintln(w, "drivers +447911123401 and +447911123406 write to the business number (24-hour window opens)")
-	for _, driver := range []string{"+447911123401", "+447911123406"} {
+	// Free-form messages (text, interactive) go to drivers who wrote to us
+	// today, as WhatsApp requires; the last one is then refused by WhatsApp
+	// as undeliverable. OpenWindow returns once the pipeline knows, so the
+	// sender sees it.
+	fmt.Fprintln(w, "drivers +447911123401, +447911123409 and +447911123406 write to the business number (24-hour window opens)")
+	for _, driver := range []string{"+447911123401", "+447911123409", "+447911123406"} {
 		if err := s.OpenWindow(ctx, driver); err != nil {
 			return false, err
 		}
@@ -518,12 +529,14 @@ func (s *Stack) demoReply(ctx context.Context, fs *firestore.Client, w io.Writer
 }
 
 // demoTap has the template's driver tap its quick-reply button "Running
-// late" and checks the tap lands in the enquiry with the button's payload
-// and the message it answers.
+// late", which WhatsApp answers with the payload the template was sent with
+// (its templateButtons), and checks the tap lands in the enquiry with that
+// payload and the message it answers.
 func (s *Stack) demoTap(ctx context.Context, fs *firestore.Client, w io.Writer, tapped Outcome) (bool, error) {
 	const driver = "+447911123402"
+	payload := fmt.Sprint(tapped.Case.Fields["templateButtons"].([]any)[0])
 	fmt.Fprintf(w, "\ndriver %s taps the quick-reply button %q of %s\n", driver, "Running late", tapped.WAMID)
-	inID, err := s.ReplyPart(ctx, driver, "button", map[string]string{"text": "Running late", "payload": "eta_late"}, tapped.WAMID)
+	inID, err := s.ReplyPart(ctx, driver, "button", map[string]string{"text": "Running late", "payload": payload}, tapped.WAMID)
 	if err != nil {
 		return false, err
 	}
@@ -534,7 +547,7 @@ func (s *Stack) demoTap(ctx context.Context, fs *firestore.Client, w io.Writer, 
 	}
 	reply, _ := tap["reply"].(map[string]any)
 	answers, _ := tap["context"].(map[string]any)
-	ok := tap["type"] == "button" && reply["id"] == "eta_late" && reply["title"] == "Running late" && answers["messagePath"] == tapped.Case.Path()
+	ok := tap["type"] == "button" && reply["id"] == payload && reply["title"] == "Running late" && answers["messagePath"] == tapped.Case.Path()
 	fmt.Fprintf(w, "tap written at %s: type=%v reply={id: %v, title: %v}, answers %v %s\n", path, tap["type"], reply["id"], reply["title"], answers["messagePath"], yesNo(ok))
 	return ok, nil
 }

@@ -152,13 +152,13 @@ type ClaimSendResponse struct {
 	Result         *SendResult                `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
 	// Why, for DONE / IN_FLIGHT / UNKNOWN.
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	// For a SEND of a text message: when the driver last wrote to the task's
+	// For a SEND of a free-form (text or interactive) message: when the driver last wrote to the task's
 	// business phone number (the ancillary database's driver record), unset
-	// when never. WhatsApp takes free-form text only within 24 hours of it.
+	// when never. WhatsApp takes free-form messages only within 24 hours of it.
 	DriverLastInboundAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=driver_last_inbound_at,json=driverLastInboundAt,proto3" json:"driver_last_inbound_at,omitempty"`
 	// True when the recorder looked driver_last_inbound_at up (a SEND of a
-	// text message). A recorder that predates the field leaves it false, and
-	// the sender then leaves the window to WhatsApp instead of failing text.
+	// free-form message). A recorder that predates the field leaves it false, and
+	// the sender then leaves the window to WhatsApp instead of failing the message.
 	DriverWindowChecked bool `protobuf:"varint,7,opt,name=driver_window_checked,json=driverWindowChecked,proto3" json:"driver_window_checked,omitempty"`
 	// For a SEND whose claim created the message's state (its first claim):
 	// the state's update time after the claim's commit. The sender returns

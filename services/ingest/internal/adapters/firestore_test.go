@@ -52,8 +52,11 @@ func TestRecentMessagesPagesThroughTheRange(t *testing.T) {
 	for i := range 7 {
 		path := chatPath(fmt.Sprintf("l%d", i%2), fmt.Sprintf("m%d", i))
 		typ := "text"
-		if i%3 == 0 {
+		switch i % 3 {
+		case 0:
 			typ = "template"
+		case 1:
+			typ = "interactive"
 		}
 		put(path, map[string]any{"type": typ, "createdAt": t0.Add(time.Duration(i) * time.Minute), "message": "hi"})
 		if i < 6 {

@@ -242,17 +242,26 @@ func TestTaskRoundTrip(t *testing.T) {
 		DriverMobileNumber: "+447700900123", Message: "Hello", Type: wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE,
 		LeaseWhatsappDetails: &wadispatchv1.LeaseWhatsappDetails{PhoneNumberId: "123", TokenRef: "lease-l1"},
 		Payload:              map[string]string{"name": "Ann"}, Eta: 1764072000, CreatedAt: timestamppb.New(t0),
+		TemplateButtonPayloads: []string{"confirm", "later"},
 	}
-	m, err := taskFields(task)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := storedTask(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !proto.Equal(task, back) {
-		t.Errorf("round trip: %v != %v", back, task)
+	// A resend republishes the stored task: an interactive one keeps its
+	// buttons and list.
+	interactive := proto.Clone(task).(*wadispatchv1.SendTask)
+	interactive.Type, interactive.TemplateButtonPayloads = wadispatchv1.MessageType_MESSAGE_TYPE_INTERACTIVE, nil
+	interactive.Interactive = &wadispatchv1.Interactive{Kind: wadispatchv1.InteractiveKind_INTERACTIVE_KIND_LIST, Header: "h", Footer: "f", ButtonText: "Pick",
+		Sections: []*wadispatchv1.InteractiveSection{{Title: "A", Rows: []*wadispatchv1.InteractiveRow{{Id: "r1", Title: "One", Description: "d"}}}}}
+	for _, task := range []*wadispatchv1.SendTask{task, interactive} {
+		m, err := taskFields(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := storedTask(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(task, back) {
+			t.Errorf("round trip: %v != %v", back, task)
+		}
 	}
 	if _, err := storedTask(nil); err == nil {
 		t.Error("empty task accepted")

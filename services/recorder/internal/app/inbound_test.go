@@ -101,7 +101,7 @@ func inboundMsg(wamid, from, contextID string, at time.Time) *wadispatchv1.Inbou
 }
 
 // A reply quoting a sent message lands in that message's enquiry, once,
-// and opens the window the next text claim reports.
+// and opens the window the next text or interactive claim reports.
 func TestDriverReplyQuotingAMessage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
@@ -133,6 +133,12 @@ func TestDriverReplyQuotingAMessage(t *testing.T) {
 	next := e.newMessage(t, "m2")
 	if c := e.claim(t, next, 0); !c.GetDriverWindowChecked() || c.GetDriverLastInboundAt() == nil || !c.GetDriverLastInboundAt().AsTime().Equal(at) {
 		t.Errorf("claim's driver_last_inbound_at %v (checked %v), want %v", c.GetDriverLastInboundAt(), c.GetDriverWindowChecked(), at)
+	}
+	// An interactive message is free-form too: its claim reports the window.
+	in2 := e.newMessage(t, "m4")
+	in2.Type = wadispatchv1.MessageType_MESSAGE_TYPE_INTERACTIVE
+	if c := e.claim(t, in2, 0); !c.GetDriverWindowChecked() || !c.GetDriverLastInboundAt().AsTime().Equal(at) {
+		t.Errorf("interactive claim's window: %v (checked %v), want %v", c.GetDriverLastInboundAt(), c.GetDriverWindowChecked(), at)
 	}
 	// Templates need no window, so their claim reads nothing for it.
 	tpl := e.newMessage(t, "m3")

@@ -168,10 +168,10 @@ func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequ
 		return nil, invalid("task: %v", err)
 	}
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "claimant": c.Claimant, "eventId": task.GetEventId()})
-	// The sender checks WhatsApp's 24-hour window before sending free-form
-	// text. Read before claiming: a failed read then leaves no claim behind.
+	// The sender checks WhatsApp's 24-hour window before sending a free-form
+	// message. Read before claiming: a failed read then leaves no claim behind.
 	var lastInbound *timestamppb.Timestamp
-	if task.GetType() == wadispatchv1.MessageType_MESSAGE_TYPE_TEXT {
+	if dispatch.FreeForm(task.GetType()) {
 		if lastInbound, err = s.lastInbound(ctx, task.GetDriverMobileNumber(), task.GetLeaseWhatsappDetails().GetPhoneNumberId()); err != nil {
 			log.WithError(err).Warn("claim not decided")
 			return nil, err
@@ -182,7 +182,7 @@ func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequ
 		log.WithError(err).Warn("claim not decided")
 		return nil, err
 	}
-	if resp.GetDecision() == wadispatchv1.ClaimSendResponse_DECISION_SEND && task.GetType() == wadispatchv1.MessageType_MESSAGE_TYPE_TEXT {
+	if resp.GetDecision() == wadispatchv1.ClaimSendResponse_DECISION_SEND && dispatch.FreeForm(task.GetType()) {
 		resp.DriverLastInboundAt, resp.DriverWindowChecked = lastInbound, true
 	}
 	s.m.claims.WithLabelValues(dispatch.Label(resp.GetDecision())).Inc()

@@ -93,14 +93,15 @@ type Config struct {
 	// whose retries ran out, beside those Pub/Sub dead-lettered.
 	ResultsTopic    string
 	DeadLetterTopic string
-	// EnforceWindow fails free-form text to a driver who has not written
+	// EnforceWindow fails a free-form message (text, interactive) to a driver who has not written
 	// within CustomerServiceWindow (the claim says when they last did)
 	// without calling WhatsApp, which would refuse it (131047).
 	EnforceWindow bool
 }
 
 // CustomerServiceWindow is how long after a driver's last message WhatsApp
-// accepts free-form text to them; templates are accepted at any time.
+// accepts free-form messages (text, interactive) from the business;
+// templates are accepted at any time.
 const CustomerServiceWindow = 24 * time.Hour
 
 // Processor runs the procedure; it is safe for concurrent use.
@@ -155,7 +156,7 @@ const (
 const (
 	ReasonTokenUnavailable = "token_unavailable"
 	ReasonRetriesExhausted = "retries_exhausted"
-	// ReasonOutsideWindow: free-form text to a driver who has not written
+	// ReasonOutsideWindow: a free-form message to a driver who has not written
 	// within CustomerServiceWindow; not sent.
 	ReasonOutsideWindow = "outside_24h_window"
 )
@@ -260,7 +261,7 @@ func (p *Processor) process(ctx context.Context, d consume.Message) Outcome {
 	case tokenErr != nil:
 		log.WithError(tokenErr).Warn("no token for the lease; recording FAILED")
 		result.Error = &wadispatchv1.WhatsAppError{Reason: ReasonTokenUnavailable, Message: tokenErr.Error()}
-	case p.cfg.EnforceWindow && task.GetType() == wadispatchv1.MessageType_MESSAGE_TYPE_TEXT && claim.GetDriverWindowChecked() &&
+	case p.cfg.EnforceWindow && dispatch.FreeForm(task.GetType()) && claim.GetDriverWindowChecked() &&
 		outsideWindow(claim.GetDriverLastInboundAt(), p.clock.Now()):
 		msg := windowMessage(claim.GetDriverLastInboundAt())
 		log.WithField("reason", ReasonOutsideWindow).Warn(msg + "; recording FAILED without calling WhatsApp")
@@ -750,8 +751,8 @@ func outsideWindow(last *timestamppb.Timestamp, now time.Time) bool {
 
 func windowMessage(last *timestamppb.Timestamp) string {
 	if last == nil {
-		return "free-form text to a driver who never wrote to this business number; only templates may open the conversation"
+		return "free-form message to a driver who never wrote to this business number; only templates may open the conversation"
 	}
-	return "free-form text to a driver whose last message (" + last.AsTime().UTC().Format(time.RFC3339) +
+	return "free-form message to a driver whose last message (" + last.AsTime().UTC().Format(time.RFC3339) +
 		") is more than 24 hours old; only templates may reopen the conversation"
 }
