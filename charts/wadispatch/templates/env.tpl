@@ -122,6 +122,8 @@
   value: {{ include "wadispatch.subscription" (dict "root" . "name" $v.pubsub.statusEventsSubscription) | quote }}
 - name: RECORDER_TASKS_TOPIC
   value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.tasksTopic) | quote }}
+- name: RECORDER_MEDIA_TOPIC
+  value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.mediaTopic) | quote }}
 - name: RECORDER_DEFAULT_DATABASE
   value: {{ $v.firestore.database | quote }}
 - name: RECORDER_ANCILLARY_DATABASE
