@@ -257,14 +257,14 @@ func TestParseWhatsAppConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := chatmessage.WhatsAppConfig{PhoneNumberID: "106540352242922", APIVersion: "v23.0", TokenRef: "projects/p/secrets/l1-token/versions/latest", TemplateLanguage: "en_US"}
+	want := chatmessage.WhatsAppConfig{PhoneNumberID: "106540352242922", APIVersion: "v23.0", TokenRef: "projects/p/secrets/l1-token/versions/latest", TemplateLanguage: "en_US", OptOutPolicy: chatmessage.OptOutMarketing}
 	if cfg != want {
 		t.Fatalf("%+v", cfg)
 	}
 	cfg, err = chatmessage.ParseWhatsAppConfig(map[string]any{"whatsappConfig": map[string]any{
-		"phoneNumberId": "1", "tokenRef": "t", "apiVersion": "v21.0", "templateLanguage": "es", "businessAccountId": "b",
+		"phoneNumberId": "1", "tokenRef": "t", "apiVersion": "v21.0", "templateLanguage": "es", "businessAccountId": "b", "optOutPolicy": "all",
 	}}, defaults)
-	if err != nil || cfg != (chatmessage.WhatsAppConfig{PhoneNumberID: "1", TokenRef: "t", APIVersion: "v21.0", TemplateLanguage: "es", BusinessAccountID: "b"}) {
+	if err != nil || cfg != (chatmessage.WhatsAppConfig{PhoneNumberID: "1", TokenRef: "t", APIVersion: "v21.0", TemplateLanguage: "es", BusinessAccountID: "b", OptOutPolicy: chatmessage.OptOutAll}) {
 		t.Fatalf("%+v %v", cfg, err)
 	}
 

@@ -2,7 +2,9 @@ package chatmessage
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
@@ -17,6 +19,9 @@ type WhatsAppConfig struct {
 	TokenRef          string
 	TemplateLanguage  string
 	BusinessAccountID string
+	// OptOutPolicy is what a driver's stop stops: OptOutMarketing or
+	// OptOutAll.
+	OptOutPolicy string
 }
 
 // Details is the configuration as the pipeline's messages carry it.
@@ -87,6 +92,7 @@ func ParseWhatsAppConfig(lease map[string]any, d ConfigDefaults) (WhatsAppConfig
 	if cfg.TemplateLanguage == "" {
 		cfg.TemplateLanguage = d.TemplateLanguage
 	}
+	cfg.OptOutPolicy = ParseOptOut(m).Policy
 	return cfg, nil
 }
 
@@ -106,4 +112,96 @@ func configID(m map[string]any, key string) (string, error) {
 		return strconv.FormatInt(v, 10), nil
 	}
 	return configString(m, key)
+}
+
+// Opt-out policies: what a driver's STOP stops.
+const (
+	// OptOutMarketing: marketing templates only (WhatsApp's own rule:
+	// 131050 refuses marketing to a user who stopped it); utility and
+	// service messages still go.
+	OptOutMarketing = "marketing"
+	// OptOutAll: every message of the lease.
+	OptOutAll = "all"
+)
+
+// Keywords a driver writes to stop or resume a lease's messages, when the
+// lease names none.
+var (
+	DefaultOptOutKeywords = []string{"STOP", "UNSUBSCRIBE"}
+	DefaultOptInKeywords  = []string{"START"}
+)
+
+// OptOut is what a lease's configuration says of opt-outs: the keywords
+// (any language, matched whole, ignoring case, spaces and trailing
+// punctuation) and the policy.
+type OptOut struct {
+	StopKeywords, StartKeywords []string
+	Policy                      string
+}
+
+// ParseOptOut reads optOutKeywords and optInKeywords (each a list, or a map
+// of language to list) and optOutPolicy from a lease's whatsappConfig map;
+// what is missing takes the defaults, what is malformed too (a lease's
+// keywords must not stop its drivers' replies from being recorded).
+func ParseOptOut(whatsappConfig map[string]any) OptOut {
+	o := OptOut{
+		StopKeywords:  keywords(whatsappConfig["optOutKeywords"], DefaultOptOutKeywords),
+		StartKeywords: keywords(whatsappConfig["optInKeywords"], DefaultOptInKeywords),
+		Policy:        OptOutMarketing,
+	}
+	if p, _ := whatsappConfig["optOutPolicy"].(string); p == OptOutAll {
+		o.Policy = OptOutAll
+	}
+	return o
+}
+
+func keywords(v any, def []string) []string {
+	var out []string
+	add := func(list any) {
+		items, _ := list.([]any)
+		for _, it := range items {
+			if s, ok := it.(string); ok && normalKeyword(s) != "" {
+				out = append(out, normalKeyword(s))
+			}
+		}
+	}
+	switch v := v.(type) {
+	case []any:
+		add(v)
+	case map[string]any:
+		for _, list := range v {
+			add(list)
+		}
+	}
+	if len(out) == 0 {
+		for _, s := range def {
+			out = append(out, normalKeyword(s))
+		}
+	}
+	return out
+}
+
+// normalKeyword is a message as keywords are compared: trimmed, upper
+// case, without trailing punctuation ("Stop." is STOP).
+func normalKeyword(s string) string {
+	return strings.ToUpper(strings.TrimRight(strings.TrimSpace(s), ".!?¡¿ "))
+}
+
+// Choice reports whether text is one of the lease's stop or start
+// keywords: stop true for a stop, and the keyword; ok false for neither.
+func (o OptOut) Choice(text string) (stop bool, keyword string, ok bool) {
+	if len(text) > 64 {
+		return false, "", false
+	}
+	k := normalKeyword(text)
+	if k == "" {
+		return false, "", false
+	}
+	if slices.Contains(o.StopKeywords, k) {
+		return true, k, true
+	}
+	if slices.Contains(o.StartKeywords, k) {
+		return false, k, true
+	}
+	return false, "", false
 }

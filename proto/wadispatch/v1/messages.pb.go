@@ -244,6 +244,56 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{3}
 }
 
+type DriverPreference_Choice int32
+
+const (
+	DriverPreference_CHOICE_UNSPECIFIED DriverPreference_Choice = 0
+	// Stop the lease's messages (marketing, or as the lease's policy says).
+	DriverPreference_CHOICE_STOP   DriverPreference_Choice = 1
+	DriverPreference_CHOICE_RESUME DriverPreference_Choice = 2
+)
+
+// Enum value maps for DriverPreference_Choice.
+var (
+	DriverPreference_Choice_name = map[int32]string{
+		0: "CHOICE_UNSPECIFIED",
+		1: "CHOICE_STOP",
+		2: "CHOICE_RESUME",
+	}
+	DriverPreference_Choice_value = map[string]int32{
+		"CHOICE_UNSPECIFIED": 0,
+		"CHOICE_STOP":        1,
+		"CHOICE_RESUME":      2,
+	}
+)
+
+func (x DriverPreference_Choice) Enum() *DriverPreference_Choice {
+	p := new(DriverPreference_Choice)
+	*p = x
+	return p
+}
+
+func (x DriverPreference_Choice) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DriverPreference_Choice) Descriptor() protoreflect.EnumDescriptor {
+	return file_wadispatch_v1_messages_proto_enumTypes[4].Descriptor()
+}
+
+func (DriverPreference_Choice) Type() protoreflect.EnumType {
+	return &file_wadispatch_v1_messages_proto_enumTypes[4]
+}
+
+func (x DriverPreference_Choice) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DriverPreference_Choice.Descriptor instead.
+func (DriverPreference_Choice) EnumDescriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{15, 0}
+}
+
 // The lease's WhatsApp configuration as the pipeline may carry it: never the
 // token itself, only a reference the sender resolves from the secret store.
 type LeaseWhatsappDetails struct {
@@ -1321,7 +1371,13 @@ type InboundMessage struct {
 	TargetMessageId string `protobuf:"bytes,13,opt,name=target_message_id,json=targetMessageId,proto3" json:"target_message_id,omitempty"`
 	Emoji           string `protobuf:"bytes,14,opt,name=emoji,proto3" json:"emoji,omitempty"`
 	// The click-to-WhatsApp ad or post the driver came from, as sent.
-	Referral      *structpb.Struct `protobuf:"bytes,15,opt,name=referral,proto3" json:"referral,omitempty"`
+	Referral *structpb.Struct `protobuf:"bytes,15,opt,name=referral,proto3" json:"referral,omitempty"`
+	// The driver's business-scoped user id (BSUID), when the webhook names
+	// one (contacts[].user_id).
+	UserId string `protobuf:"bytes,16,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// A user_changed_number system message: the driver's new number
+	// (E.164); from is the old one.
+	NewNumber     string `protobuf:"bytes,17,opt,name=new_number,json=newNumber,proto3" json:"new_number,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1459,6 +1515,20 @@ func (x *InboundMessage) GetReferral() *structpb.Struct {
 		return x.Referral
 	}
 	return nil
+}
+
+func (x *InboundMessage) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *InboundMessage) GetNewNumber() string {
+	if x != nil {
+		return x.NewNumber
+	}
+	return ""
 }
 
 // A tap on a reply button, a list row or a template's quick-reply button.
@@ -1824,6 +1894,106 @@ func (x *MediaStored) GetStoredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// A driver's choice about the lease's messages, published by ingest on
+// whatsapp-status-events for the recorder to keep on the driver's record of
+// each lease: from a STOP/START keyword of the lease, or from WhatsApp's
+// user_preferences webhook.
+type DriverPreference struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// E.164.
+	Driver   string                  `protobuf:"bytes,1,opt,name=driver,proto3" json:"driver,omitempty"`
+	LeaseIds []string                `protobuf:"bytes,2,rep,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	Choice   DriverPreference_Choice `protobuf:"varint,3,opt,name=choice,proto3,enum=wadispatch.v1.DriverPreference_Choice" json:"choice,omitempty"`
+	// keyword, user_preferences.
+	Source string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// The keyword written, or the webhook's detail.
+	Detail string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The wamid of the driver's message, for a keyword.
+	WhatsappMessageId string                 `protobuf:"bytes,6,opt,name=whatsapp_message_id,json=whatsappMessageId,proto3" json:"whatsapp_message_id,omitempty"`
+	Timestamp         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DriverPreference) Reset() {
+	*x = DriverPreference{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DriverPreference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DriverPreference) ProtoMessage() {}
+
+func (x *DriverPreference) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DriverPreference.ProtoReflect.Descriptor instead.
+func (*DriverPreference) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DriverPreference) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *DriverPreference) GetLeaseIds() []string {
+	if x != nil {
+		return x.LeaseIds
+	}
+	return nil
+}
+
+func (x *DriverPreference) GetChoice() DriverPreference_Choice {
+	if x != nil {
+		return x.Choice
+	}
+	return DriverPreference_CHOICE_UNSPECIFIED
+}
+
+func (x *DriverPreference) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *DriverPreference) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *DriverPreference) GetWhatsappMessageId() string {
+	if x != nil {
+		return x.WhatsappMessageId
+	}
+	return ""
+}
+
+func (x *DriverPreference) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
 var File_wadispatch_v1_messages_proto protoreflect.FileDescriptor
 
 const file_wadispatch_v1_messages_proto_rawDesc = "" +
@@ -1941,7 +2111,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\frecipient_id\x18\x04 \x01(\tR\vrecipientId\x12&\n" +
 	"\x0fphone_number_id\x18\x05 \x01(\tR\rphoneNumberId\x124\n" +
 	"\x06errors\x18\x06 \x03(\v2\x1c.wadispatch.v1.WhatsAppErrorR\x06errors\x127\n" +
-	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\"\x94\x05\n" +
+	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\"\xcc\x05\n" +
 	"\x0eInboundMessage\x12.\n" +
 	"\x13whatsapp_message_id\x18\x01 \x01(\tR\x11whatsappMessageId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12&\n" +
@@ -1958,7 +2128,10 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x05media\x18\f \x01(\v2\x1b.wadispatch.v1.InboundMediaR\x05media\x12*\n" +
 	"\x11target_message_id\x18\r \x01(\tR\x0ftargetMessageId\x12\x14\n" +
 	"\x05emoji\x18\x0e \x01(\tR\x05emoji\x123\n" +
-	"\breferral\x18\x0f \x01(\v2\x17.google.protobuf.StructR\breferral\"V\n" +
+	"\breferral\x18\x0f \x01(\v2\x17.google.protobuf.StructR\breferral\x12\x17\n" +
+	"\auser_id\x18\x10 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"new_number\x18\x11 \x01(\tR\tnewNumber\"V\n" +
 	"\fInboundReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
@@ -1990,7 +2163,19 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x0efailure_reason\x18\b \x01(\tR\rfailureReason\x12%\n" +
 	"\x0efailure_detail\x18\t \x01(\tR\rfailureDetail\x127\n" +
 	"\tstored_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt*{\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt\"\xe7\x02\n" +
+	"\x10DriverPreference\x12\x16\n" +
+	"\x06driver\x18\x01 \x01(\tR\x06driver\x12\x1b\n" +
+	"\tlease_ids\x18\x02 \x03(\tR\bleaseIds\x12>\n" +
+	"\x06choice\x18\x03 \x01(\x0e2&.wadispatch.v1.DriverPreference.ChoiceR\x06choice\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\x12.\n" +
+	"\x13whatsapp_message_id\x18\x06 \x01(\tR\x11whatsappMessageId\x128\n" +
+	"\ttimestamp\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\"D\n" +
+	"\x06Choice\x12\x16\n" +
+	"\x12CHOICE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vCHOICE_STOP\x10\x01\x12\x11\n" +
+	"\rCHOICE_RESUME\x10\x02*{\n" +
 	"\vMessageType\x12\x1c\n" +
 	"\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MESSAGE_TYPE_TEXT\x10\x01\x12\x19\n" +
@@ -2025,67 +2210,71 @@ func file_wadispatch_v1_messages_proto_rawDescGZIP() []byte {
 	return file_wadispatch_v1_messages_proto_rawDescData
 }
 
-var file_wadispatch_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_wadispatch_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(MessageType)(0),              // 0: wadispatch.v1.MessageType
 	(MessageStatus)(0),            // 1: wadispatch.v1.MessageStatus
 	(InteractiveKind)(0),          // 2: wadispatch.v1.InteractiveKind
 	(Outcome)(0),                  // 3: wadispatch.v1.Outcome
-	(*LeaseWhatsappDetails)(nil),  // 4: wadispatch.v1.LeaseWhatsappDetails
-	(*SendTask)(nil),              // 5: wadispatch.v1.SendTask
-	(*Interactive)(nil),           // 6: wadispatch.v1.Interactive
-	(*InteractiveButton)(nil),     // 7: wadispatch.v1.InteractiveButton
-	(*InteractiveSection)(nil),    // 8: wadispatch.v1.InteractiveSection
-	(*InteractiveRow)(nil),        // 9: wadispatch.v1.InteractiveRow
-	(*WhatsAppError)(nil),         // 10: wadispatch.v1.WhatsAppError
-	(*SendResult)(nil),            // 11: wadispatch.v1.SendResult
-	(*Refusal)(nil),               // 12: wadispatch.v1.Refusal
-	(*StatusEvent)(nil),           // 13: wadispatch.v1.StatusEvent
-	(*InboundMessage)(nil),        // 14: wadispatch.v1.InboundMessage
-	(*InboundReply)(nil),          // 15: wadispatch.v1.InboundReply
-	(*InboundMedia)(nil),          // 16: wadispatch.v1.InboundMedia
-	(*MediaFetch)(nil),            // 17: wadispatch.v1.MediaFetch
-	(*MediaStored)(nil),           // 18: wadispatch.v1.MediaStored
-	nil,                           // 19: wadispatch.v1.SendTask.PayloadEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 21: google.protobuf.Struct
+	(DriverPreference_Choice)(0),  // 4: wadispatch.v1.DriverPreference.Choice
+	(*LeaseWhatsappDetails)(nil),  // 5: wadispatch.v1.LeaseWhatsappDetails
+	(*SendTask)(nil),              // 6: wadispatch.v1.SendTask
+	(*Interactive)(nil),           // 7: wadispatch.v1.Interactive
+	(*InteractiveButton)(nil),     // 8: wadispatch.v1.InteractiveButton
+	(*InteractiveSection)(nil),    // 9: wadispatch.v1.InteractiveSection
+	(*InteractiveRow)(nil),        // 10: wadispatch.v1.InteractiveRow
+	(*WhatsAppError)(nil),         // 11: wadispatch.v1.WhatsAppError
+	(*SendResult)(nil),            // 12: wadispatch.v1.SendResult
+	(*Refusal)(nil),               // 13: wadispatch.v1.Refusal
+	(*StatusEvent)(nil),           // 14: wadispatch.v1.StatusEvent
+	(*InboundMessage)(nil),        // 15: wadispatch.v1.InboundMessage
+	(*InboundReply)(nil),          // 16: wadispatch.v1.InboundReply
+	(*InboundMedia)(nil),          // 17: wadispatch.v1.InboundMedia
+	(*MediaFetch)(nil),            // 18: wadispatch.v1.MediaFetch
+	(*MediaStored)(nil),           // 19: wadispatch.v1.MediaStored
+	(*DriverPreference)(nil),      // 20: wadispatch.v1.DriverPreference
+	nil,                           // 21: wadispatch.v1.SendTask.PayloadEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 23: google.protobuf.Struct
 }
 var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	0,  // 0: wadispatch.v1.SendTask.type:type_name -> wadispatch.v1.MessageType
-	4,  // 1: wadispatch.v1.SendTask.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	19, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
-	20, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
-	6,  // 4: wadispatch.v1.SendTask.interactive:type_name -> wadispatch.v1.Interactive
+	5,  // 1: wadispatch.v1.SendTask.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	21, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
+	22, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
+	7,  // 4: wadispatch.v1.SendTask.interactive:type_name -> wadispatch.v1.Interactive
 	2,  // 5: wadispatch.v1.Interactive.kind:type_name -> wadispatch.v1.InteractiveKind
-	7,  // 6: wadispatch.v1.Interactive.buttons:type_name -> wadispatch.v1.InteractiveButton
-	8,  // 7: wadispatch.v1.Interactive.sections:type_name -> wadispatch.v1.InteractiveSection
-	9,  // 8: wadispatch.v1.InteractiveSection.rows:type_name -> wadispatch.v1.InteractiveRow
+	8,  // 6: wadispatch.v1.Interactive.buttons:type_name -> wadispatch.v1.InteractiveButton
+	9,  // 7: wadispatch.v1.Interactive.sections:type_name -> wadispatch.v1.InteractiveSection
+	10, // 8: wadispatch.v1.InteractiveSection.rows:type_name -> wadispatch.v1.InteractiveRow
 	3,  // 9: wadispatch.v1.SendResult.outcome:type_name -> wadispatch.v1.Outcome
-	10, // 10: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
-	20, // 11: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
-	20, // 12: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
-	20, // 13: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
-	20, // 14: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
-	20, // 15: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
-	20, // 16: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
+	11, // 10: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
+	22, // 11: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
+	22, // 12: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
+	22, // 13: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
+	22, // 14: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
+	22, // 15: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
+	22, // 16: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
 	1,  // 17: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
-	20, // 18: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
-	10, // 19: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
-	20, // 20: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
-	4,  // 21: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	21, // 22: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
-	15, // 23: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
-	16, // 24: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
-	21, // 25: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
-	16, // 26: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
-	4,  // 27: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	20, // 28: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	22, // 18: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
+	11, // 19: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
+	22, // 20: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
+	5,  // 21: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	23, // 22: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
+	16, // 23: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
+	17, // 24: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
+	23, // 25: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
+	17, // 26: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
+	5,  // 27: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	22, // 28: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
+	4,  // 29: wadispatch.v1.DriverPreference.choice:type_name -> wadispatch.v1.DriverPreference.Choice
+	22, // 30: wadispatch.v1.DriverPreference.timestamp:type_name -> google.protobuf.Timestamp
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_messages_proto_init() }
@@ -2098,8 +2287,8 @@ func file_wadispatch_v1_messages_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_messages_proto_rawDesc), len(file_wadispatch_v1_messages_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   16,
+			NumEnums:      5,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
