@@ -2,9 +2,11 @@ package webhook
 
 import (
 	"encoding/json"
+	"strconv"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/visn/wadispatch/pkg/dispatch"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
@@ -99,6 +101,12 @@ func describe(in *wadispatchv1.InboundMessage, typ string, o map[string]any) {
 		in.Text = str(o, "text")
 	case typ == "system":
 		in.Text = str(o, "body")
+		if str(o, "type") == "user_changed_number" {
+			// wa_id is the new number; from still names the old one.
+			if n, ok := e164(str(o, "wa_id")); ok {
+				in.NewNumber = n
+			}
+		}
 	}
 }
 
@@ -163,4 +171,43 @@ func firstOf(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// preference reads a user_preferences entry: the user stopped or resumed
+// marketing messages (developers.facebook.com/docs/whatsapp/cloud-api/
+// webhooks/reference/user_preferences). Its timestamp comes as a number or
+// a string.
+func preference(raw json.RawMessage, phoneID string) (*wadispatchv1.DriverPreference, string) {
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return nil, SkipMalformed
+	}
+	driver, ok := e164(str(m, "wa_id"))
+	if !ok {
+		return nil, SkipBadSender
+	}
+	var choice wadispatchv1.DriverPreference_Choice
+	switch str(m, "value") {
+	case "stop":
+		choice = wadispatchv1.DriverPreference_CHOICE_STOP
+	case "resume":
+		choice = wadispatchv1.DriverPreference_CHOICE_RESUME
+	default:
+		return nil, SkipOtherPreference
+	}
+	if c := str(m, "category"); c != "" && c != "marketing_messages" {
+		return nil, SkipOtherPreference
+	}
+	ts := str(m, "timestamp")
+	if n, ok := m["timestamp"].(float64); ok {
+		ts = strconv.FormatInt(int64(n), 10)
+	}
+	at, err := unixTime(ts)
+	if err != nil {
+		return nil, SkipBadTimestamp
+	}
+	return &wadispatchv1.DriverPreference{
+		Driver: driver, Choice: choice, Source: SourceUserPreferences, Detail: dispatch.Clip(str(m, "detail"), 200),
+		Timestamp: at, PhoneNumberId: phoneID,
+	}, ""
 }

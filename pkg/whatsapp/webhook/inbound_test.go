@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/types/known/structpb"
+
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
 func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
@@ -121,5 +123,39 @@ func TestParseKeepsSiblingsOfBadParts(t *testing.T) {
 	}
 	if p.Skipped[SkipMalformed] != 3 {
 		t.Errorf("skipped %v, want 3 malformed (a status, a message, an entry)", p.Skipped)
+	}
+}
+
+// WhatsApp's user_preferences webhook, a BSUID in contacts, and a number
+// change announced by a system message.
+func TestParsePreferencesIdentityAndNumberChange(t *testing.T) {
+	body := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[
+	 {"field":"user_preferences","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"1055"},
+	  "contacts":[{"wa_id":"447911123401","profile":{"name":"A"}}],
+	  "user_preferences":[
+	   {"wa_id":"447911123401","detail":"User requested to stop marketing messages","category":"marketing_messages","value":"stop","timestamp":1731705721},
+	   {"wa_id":"447911123402","category":"marketing_messages","value":"resume","timestamp":"1731705722"},
+	   {"wa_id":"447911123403","category":"marketing_messages","value":"maybe","timestamp":"1731705722"}]}},
+	 {"field":"messages","value":{"metadata":{"phone_number_id":"1055"},
+	  "contacts":[{"wa_id":"447911123401","user_id":"GB.1234567890abcdef"}],
+	  "messages":[{"from":"447911123401","id":"wamid.sys","timestamp":"1731705723","type":"system",
+	   "system":{"body":"A changed from 447911123401 to 447911123409","wa_id":"447911123409","type":"user_changed_number"}}]}}]}]}`
+	p, err := Parse([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Preferences) != 2 || p.Skipped[SkipOtherPreference] != 1 {
+		t.Fatalf("preferences %v, skipped %v", p.Preferences, p.Skipped)
+	}
+	stop, resume := p.Preferences[0], p.Preferences[1]
+	if stop.GetDriver() != "+447911123401" || stop.GetChoice() != wadispatchv1.DriverPreference_CHOICE_STOP || stop.GetSource() != SourceUserPreferences ||
+		stop.GetPhoneNumberId() != "1055" || stop.GetTimestamp().GetSeconds() != 1731705721 || stop.GetDetail() == "" {
+		t.Errorf("stop %v", stop)
+	}
+	if resume.GetChoice() != wadispatchv1.DriverPreference_CHOICE_RESUME || resume.GetTimestamp().GetSeconds() != 1731705722 {
+		t.Errorf("resume %v", resume)
+	}
+	if len(p.Messages) != 1 || p.Messages[0].GetNewNumber() != "+447911123409" || p.Messages[0].GetUserId() != "GB.1234567890abcdef" {
+		t.Errorf("system message %v", p.Messages)
 	}
 }

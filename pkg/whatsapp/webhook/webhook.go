@@ -73,6 +73,9 @@ func VerifyToken(configured, got string) bool {
 type Payload struct {
 	Statuses []*wadispatchv1.StatusEvent
 	Messages []*wadispatchv1.InboundMessage
+	// Preferences are the user_preferences field's choices (stop or
+	// resume marketing messages), without their leases.
+	Preferences []*wadispatchv1.DriverPreference
 	// Skipped counts parts left out, by reason (other fields, statuses we
 	// do not track, entries without an id): nothing to publish, but worth
 	// a count.
@@ -95,6 +98,15 @@ const (
 	SkipBadTimestamp = "bad_timestamp"
 	// SkipMalformed: a part whose own fields are not Meta's shape.
 	SkipMalformed = "malformed"
+	// SkipOtherPreference: a user preference other than stopping or
+	// resuming marketing messages.
+	SkipOtherPreference = "other_preference"
+)
+
+// Sources of a DriverPreference.
+const (
+	SourceUserPreferences = "user_preferences"
+	SourceKeyword         = "keyword"
 )
 
 const (
@@ -120,9 +132,17 @@ type (
 		Value json.RawMessage `json:"value"`
 	}
 	value struct {
-		Metadata json.RawMessage   `json:"metadata"`
-		Messages []json.RawMessage `json:"messages"`
-		Statuses []json.RawMessage `json:"statuses"`
+		Metadata    json.RawMessage   `json:"metadata"`
+		Contacts    []json.RawMessage `json:"contacts"`
+		Messages    []json.RawMessage `json:"messages"`
+		Statuses    []json.RawMessage `json:"statuses"`
+		Preferences []json.RawMessage `json:"user_preferences"`
+	}
+	// contact is a value.contacts entry: the WhatsApp id and, since
+	// business-scoped user ids, the user's BSUID.
+	contact struct {
+		WaID   string `json:"wa_id"`
+		UserID string `json:"user_id"`
 	}
 	metadata struct {
 		PhoneNumberID string `json:"phone_number_id"`
@@ -186,7 +206,7 @@ func (p *Payload) change(raw json.RawMessage) {
 		p.skip(SkipMalformed)
 		return
 	}
-	if c.Field != "messages" {
+	if c.Field != "messages" && c.Field != "user_preferences" {
 		p.skip(SkipOtherField)
 		return
 	}
@@ -212,9 +232,24 @@ func (p *Payload) change(raw json.RawMessage) {
 			p.skip(reason)
 		}
 	}
+	bsuids := map[string]string{}
+	for _, raw := range v.Contacts {
+		var c contact
+		if json.Unmarshal(raw, &c) == nil && validID(c.UserID) {
+			bsuids[c.WaID] = c.UserID
+		}
+	}
 	for _, raw := range v.Messages {
 		if in, reason := inbound(raw, phoneID); in != nil {
+			in.UserId = bsuids[strings.TrimPrefix(in.GetFrom(), "+")]
 			p.Messages = append(p.Messages, in)
+		} else {
+			p.skip(reason)
+		}
+	}
+	for _, raw := range v.Preferences {
+		if pref, reason := preference(raw, phoneID); pref != nil {
+			p.Preferences = append(p.Preferences, pref)
 		} else {
 			p.skip(reason)
 		}

@@ -1911,8 +1911,10 @@ type DriverPreference struct {
 	// The wamid of the driver's message, for a keyword.
 	WhatsappMessageId string                 `protobuf:"bytes,6,opt,name=whatsapp_message_id,json=whatsappMessageId,proto3" json:"whatsapp_message_id,omitempty"`
 	Timestamp         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The business number the choice was made to.
+	PhoneNumberId string `protobuf:"bytes,8,opt,name=phone_number_id,json=phoneNumberId,proto3" json:"phone_number_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DriverPreference) Reset() {
@@ -1992,6 +1994,13 @@ func (x *DriverPreference) GetTimestamp() *timestamppb.Timestamp {
 		return x.Timestamp
 	}
 	return nil
+}
+
+func (x *DriverPreference) GetPhoneNumberId() string {
+	if x != nil {
+		return x.PhoneNumberId
+	}
+	return ""
 }
 
 var File_wadispatch_v1_messages_proto protoreflect.FileDescriptor
@@ -2163,7 +2172,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x0efailure_reason\x18\b \x01(\tR\rfailureReason\x12%\n" +
 	"\x0efailure_detail\x18\t \x01(\tR\rfailureDetail\x127\n" +
 	"\tstored_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt\"\xe7\x02\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt\"\x8f\x03\n" +
 	"\x10DriverPreference\x12\x16\n" +
 	"\x06driver\x18\x01 \x01(\tR\x06driver\x12\x1b\n" +
 	"\tlease_ids\x18\x02 \x03(\tR\bleaseIds\x12>\n" +
@@ -2171,7 +2180,8 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x06source\x18\x04 \x01(\tR\x06source\x12\x16\n" +
 	"\x06detail\x18\x05 \x01(\tR\x06detail\x12.\n" +
 	"\x13whatsapp_message_id\x18\x06 \x01(\tR\x11whatsappMessageId\x128\n" +
-	"\ttimestamp\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\"D\n" +
+	"\ttimestamp\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12&\n" +
+	"\x0fphone_number_id\x18\b \x01(\tR\rphoneNumberId\"D\n" +
 	"\x06Choice\x12\x16\n" +
 	"\x12CHOICE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vCHOICE_STOP\x10\x01\x12\x11\n" +
