@@ -18,6 +18,7 @@ import (
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(statusBody))
 	f.Add([]byte(inboundBody))
+	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"user_preferences","value":{"user_preferences":[{"wa_id":"447911123401","category":"marketing_messages","value":"stop","timestamp":1731705721}]}}]}]}`))
 	if types, err := os.ReadFile("testdata/inbound-types.json"); err == nil {
 		f.Add(types)
 	}
@@ -51,9 +52,20 @@ func FuzzParse(f *testing.F) {
 			if typ := m.GetType(); len(typ) > maxTypeLength || (typ != "" && !validID(typ)) {
 				t.Fatalf("type %q", typ)
 			}
+			if n := m.GetNewNumber(); n != "" && (!strings.HasPrefix(n, "+") || len(n) > 16) {
+				t.Fatalf("new number %q", n)
+			}
 			// Everything must travel: the event is a Pub/Sub payload.
 			if _, err := proto.Marshal(m); err != nil {
 				t.Fatalf("inbound %v does not encode: %v", m, err)
+			}
+		}
+		for _, pr := range p.Preferences {
+			if !strings.HasPrefix(pr.GetDriver(), "+") || pr.GetChoice() == 0 {
+				t.Fatalf("preference %v", pr)
+			}
+			if _, err := proto.Marshal(pr); err != nil {
+				t.Fatalf("preference %v does not encode: %v", pr, err)
 			}
 		}
 	})
