@@ -121,6 +121,8 @@ func (c *LeaseConfigs) loadNumber(ctx context.Context, phoneNumberID string) (ap
 		}
 		if len(n.LeaseIDs) == 0 {
 			n.Config = cfg
+			m, _ := snap.Data()["whatsappConfig"].(map[string]any)
+			n.OptOut = chatmessage.ParseOptOut(m)
 		}
 		n.LeaseIDs = append(n.LeaseIDs, snap.Ref.ID)
 	}

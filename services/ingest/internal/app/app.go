@@ -43,8 +43,9 @@ type Leases interface {
 // so leases sharing a number share their drivers' replies to it.
 type NumberLeases struct {
 	LeaseIDs []string
-	// Config is the first lease's configuration.
+	// Config is the first lease's configuration, OptOut its keywords.
 	Config chatmessage.WhatsAppConfig
+	OptOut chatmessage.OptOut
 	// Problem is why the number has no lease: NumberUnknown or
 	// NumberShared. A driver's message to it is attached to no lease.
 	Problem string

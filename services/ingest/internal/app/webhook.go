@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/visn/wadispatch/pkg/chatmessage"
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/whatsapp/webhook"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
@@ -135,14 +136,36 @@ func (in *Ingester) publishWebhook(ctx context.Context, p webhook.Payload, log *
 	}
 	for _, m := range p.Messages {
 		fields := logrus.Fields{"type": m.GetType(), "contextWamid": m.GetContextMessageId(), "phoneNumberId": m.GetPhoneNumberId()}
-		placed, err := in.placeInbound(ctx, m)
+		n, placed, err := in.placeInbound(ctx, m.GetPhoneNumberId(), m.GetWhatsappMessageId())
 		if err != nil {
 			return err
 		}
 		if !placed {
 			continue
 		}
+		m.LeaseIds = n.LeaseIDs
+		m.LeaseWhatsappDetails = n.Config.Details()
 		if err := add(m, "inbound", m.GetWhatsappMessageId(), fields); err != nil {
+			return err
+		}
+		// A stop or start keyword is recorded as the message it is, and
+		// also kept as the driver's choice.
+		if pref := keywordPreference(m, n.OptOut); pref != nil {
+			if err := add(pref, "preference", m.GetWhatsappMessageId(), logrus.Fields{"choice": pref.GetChoice().String(), "source": pref.GetSource()}); err != nil {
+				return err
+			}
+		}
+	}
+	for _, pref := range p.Preferences {
+		n, placed, err := in.placeInbound(ctx, pref.GetPhoneNumberId(), "")
+		if err != nil {
+			return err
+		}
+		if !placed {
+			continue
+		}
+		pref.LeaseIds = n.LeaseIDs
+		if err := add(pref, "preference", "", logrus.Fields{"choice": pref.GetChoice().String(), "source": pref.GetSource()}); err != nil {
 			return err
 		}
 	}
@@ -159,24 +182,41 @@ func (in *Ingester) publishWebhook(ctx context.Context, p webhook.Payload, log *
 	return errors.Join(errs...)
 }
 
-// placeInbound gives a driver's message the leases of the business number
-// it was written to. A number no lease has is refused: the
-// message is counted and logged, never attached to another lease's
-// enquiries. false means refused; an error, that the leases could not be
-// read (Meta retries).
-func (in *Ingester) placeInbound(ctx context.Context, m *wadispatchv1.InboundMessage) (bool, error) {
-	n, err := in.leases.BusinessNumber(ctx, m.GetPhoneNumberId())
+// placeInbound finds the leases of the business number a driver's part
+// was written to. A number no lease has is refused: the part is counted
+// and logged, never attached to another lease. false means refused; an
+// error, that the leases could not be read (Meta retries).
+func (in *Ingester) placeInbound(ctx context.Context, phoneNumberID, wamid string) (NumberLeases, bool, error) {
+	n, err := in.leases.BusinessNumber(ctx, phoneNumberID)
 	if err != nil {
-		return false, fmt.Errorf("lease of business number: %w", err)
+		return NumberLeases{}, false, fmt.Errorf("lease of business number: %w", err)
 	}
 	if n.Problem != "" {
 		in.metrics.partsSkipped.WithLabelValues(n.Problem).Inc()
 		logging.WithContext(ctx, in.webhookLog).WithFields(logrus.Fields{
-			"wamid": m.GetWhatsappMessageId(), "phoneNumberId": m.GetPhoneNumberId(), "reason": n.Problem,
+			"wamid": wamid, "phoneNumberId": phoneNumberID, "reason": n.Problem,
 		}).Warn("driver's message refused: no lease has its business number")
-		return false, nil
+		return NumberLeases{}, false, nil
 	}
-	m.LeaseIds = n.LeaseIDs
-	m.LeaseWhatsappDetails = n.Config.Details()
-	return true, nil
+	return n, true, nil
+}
+
+// keywordPreference is the driver's choice a text part states with one of
+// the lease's keywords; nil for any other part.
+func keywordPreference(m *wadispatchv1.InboundMessage, o chatmessage.OptOut) *wadispatchv1.DriverPreference {
+	if m.GetType() != "text" {
+		return nil
+	}
+	stop, keyword, ok := o.Choice(m.GetText())
+	if !ok {
+		return nil
+	}
+	choice := wadispatchv1.DriverPreference_CHOICE_RESUME
+	if stop {
+		choice = wadispatchv1.DriverPreference_CHOICE_STOP
+	}
+	return &wadispatchv1.DriverPreference{
+		Driver: m.GetFrom(), LeaseIds: m.GetLeaseIds(), Choice: choice, Source: webhook.SourceKeyword, Detail: keyword,
+		WhatsappMessageId: m.GetWhatsappMessageId(), Timestamp: m.GetTimestamp(), PhoneNumberId: m.GetPhoneNumberId(),
+	}
 }
