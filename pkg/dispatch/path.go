@@ -102,6 +102,13 @@ func UnmatchedReplyPath(leaseID, docID string) string {
 	return "leasecompany/" + leaseID + "/whatsappUnmatchedReplies/" + docID
 }
 
+// DriverRecordPath is a driver's record of a lease: their stop or resume,
+// whether WhatsApp can reach them, a changed number. Ingest reads it before
+// a send; the recorder writes it.
+func DriverRecordPath(leaseID, driverE164 string) string {
+	return "leasecompany/" + leaseID + "/whatsappDrivers/" + driverE164
+}
+
 // InboundIndexPath is the inbound index entry of a driver's wamid: the
 // document it became, for the reactions, edits and revokes that name it.
 func InboundIndexPath(wamid string) string {

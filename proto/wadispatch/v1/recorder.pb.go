@@ -1565,6 +1565,184 @@ func (x *ListUnmatchedRepliesResponse) GetNextPageToken() string {
 	return ""
 }
 
+type GetDriverRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// E.164.
+	DriverMobileNumber string `protobuf:"bytes,2,opt,name=driver_mobile_number,json=driverMobileNumber,proto3" json:"driver_mobile_number,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *GetDriverRequest) Reset() {
+	*x = GetDriverRequest{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDriverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDriverRequest) ProtoMessage() {}
+
+func (x *GetDriverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDriverRequest.ProtoReflect.Descriptor instead.
+func (*GetDriverRequest) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetDriverRequest) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *GetDriverRequest) GetDriverMobileNumber() string {
+	if x != nil {
+		return x.DriverMobileNumber
+	}
+	return ""
+}
+
+type GetDriverResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the lease has a record of the driver at all.
+	Found bool `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	// The driver stopped the lease's messages (marketing ones, or all as the
+	// lease's optOutPolicy says).
+	OptedOut bool `protobuf:"varint,2,opt,name=opted_out,json=optedOut,proto3" json:"opted_out,omitempty"`
+	// keyword, user_preferences or whatsapp_131050.
+	OptOutSource string `protobuf:"bytes,3,opt,name=opt_out_source,json=optOutSource,proto3" json:"opt_out_source,omitempty"`
+	// The keyword written, or WhatsApp's detail.
+	OptOutDetail string `protobuf:"bytes,4,opt,name=opt_out_detail,json=optOutDetail,proto3" json:"opt_out_detail,omitempty"`
+	// When the choice that holds was made.
+	PreferenceAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=preference_at,json=preferenceAt,proto3" json:"preference_at,omitempty"`
+	// Messages WhatsApp could not deliver (131026) since the driver last
+	// wrote; unreachable from 3.
+	Undeliverable int32 `protobuf:"varint,6,opt,name=undeliverable,proto3" json:"undeliverable,omitempty"`
+	Unreachable   bool  `protobuf:"varint,7,opt,name=unreachable,proto3" json:"unreachable,omitempty"`
+	// The number the driver moved to (user_changed_number), or from.
+	ChangedTo     string                 `protobuf:"bytes,8,opt,name=changed_to,json=changedTo,proto3" json:"changed_to,omitempty"`
+	ChangedFrom   string                 `protobuf:"bytes,9,opt,name=changed_from,json=changedFrom,proto3" json:"changed_from,omitempty"`
+	ChangedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDriverResponse) Reset() {
+	*x = GetDriverResponse{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDriverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDriverResponse) ProtoMessage() {}
+
+func (x *GetDriverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDriverResponse.ProtoReflect.Descriptor instead.
+func (*GetDriverResponse) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetDriverResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *GetDriverResponse) GetOptedOut() bool {
+	if x != nil {
+		return x.OptedOut
+	}
+	return false
+}
+
+func (x *GetDriverResponse) GetOptOutSource() string {
+	if x != nil {
+		return x.OptOutSource
+	}
+	return ""
+}
+
+func (x *GetDriverResponse) GetOptOutDetail() string {
+	if x != nil {
+		return x.OptOutDetail
+	}
+	return ""
+}
+
+func (x *GetDriverResponse) GetPreferenceAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PreferenceAt
+	}
+	return nil
+}
+
+func (x *GetDriverResponse) GetUndeliverable() int32 {
+	if x != nil {
+		return x.Undeliverable
+	}
+	return 0
+}
+
+func (x *GetDriverResponse) GetUnreachable() bool {
+	if x != nil {
+		return x.Unreachable
+	}
+	return false
+}
+
+func (x *GetDriverResponse) GetChangedTo() string {
+	if x != nil {
+		return x.ChangedTo
+	}
+	return ""
+}
+
+func (x *GetDriverResponse) GetChangedFrom() string {
+	if x != nil {
+		return x.ChangedFrom
+	}
+	return ""
+}
+
+func (x *GetDriverResponse) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
 var File_wadispatch_v1_recorder_proto protoreflect.FileDescriptor
 
 const file_wadispatch_v1_recorder_proto_rawDesc = "" +
@@ -1691,7 +1869,24 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x7f\n" +
 	"\x1cListUnmatchedRepliesResponse\x127\n" +
 	"\areplies\x18\x01 \x03(\v2\x1d.wadispatch.v1.UnmatchedReplyR\areplies\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xd8\x05\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"_\n" +
+	"\x10GetDriverRequest\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\x120\n" +
+	"\x14driver_mobile_number\x18\x02 \x01(\tR\x12driverMobileNumber\"\x98\x03\n" +
+	"\x11GetDriverResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x1b\n" +
+	"\topted_out\x18\x02 \x01(\bR\boptedOut\x12$\n" +
+	"\x0eopt_out_source\x18\x03 \x01(\tR\foptOutSource\x12$\n" +
+	"\x0eopt_out_detail\x18\x04 \x01(\tR\foptOutDetail\x12?\n" +
+	"\rpreference_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fpreferenceAt\x12$\n" +
+	"\rundeliverable\x18\x06 \x01(\x05R\rundeliverable\x12 \n" +
+	"\vunreachable\x18\a \x01(\bR\vunreachable\x12\x1d\n" +
+	"\n" +
+	"changed_to\x18\b \x01(\tR\tchangedTo\x12!\n" +
+	"\fchanged_from\x18\t \x01(\tR\vchangedFrom\x129\n" +
+	"\n" +
+	"changed_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt2\xa8\x06\n" +
 	"\bRecorder\x12N\n" +
 	"\tClaimSend\x12\x1f.wadispatch.v1.ClaimSendRequest\x1a .wadispatch.v1.ClaimSendResponse\x12Q\n" +
 	"\n" +
@@ -1699,7 +1894,8 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x13ListEnquiryMessages\x12).wadispatch.v1.ListEnquiryMessagesRequest\x1a*.wadispatch.v1.ListEnquiryMessagesResponse\x12T\n" +
 	"\vListUnknown\x12!.wadispatch.v1.ListUnknownRequest\x1a\".wadispatch.v1.ListUnknownResponse\x12T\n" +
 	"\vListStalled\x12!.wadispatch.v1.ListStalledRequest\x1a\".wadispatch.v1.ListStalledResponse\x12o\n" +
-	"\x14ListUnmatchedReplies\x12*.wadispatch.v1.ListUnmatchedRepliesRequest\x1a+.wadispatch.v1.ListUnmatchedRepliesResponse\x12E\n" +
+	"\x14ListUnmatchedReplies\x12*.wadispatch.v1.ListUnmatchedRepliesRequest\x1a+.wadispatch.v1.ListUnmatchedRepliesResponse\x12N\n" +
+	"\tGetDriver\x12\x1f.wadispatch.v1.GetDriverRequest\x1a .wadispatch.v1.GetDriverResponse\x12E\n" +
 	"\x06Resend\x12\x1c.wadispatch.v1.ResendRequest\x1a\x1d.wadispatch.v1.ResendResponse\x12W\n" +
 	"\fReleaseClaim\x12\".wadispatch.v1.ReleaseClaimRequest\x1a#.wadispatch.v1.ReleaseClaimResponseB=Z;github.com/visn/wadispatch/proto/wadispatch/v1;wadispatchv1b\x06proto3"
 
@@ -1716,7 +1912,7 @@ func file_wadispatch_v1_recorder_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_recorder_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_wadispatch_v1_recorder_proto_goTypes = []any{
 	(ClaimSendResponse_Decision)(0),      // 0: wadispatch.v1.ClaimSendResponse.Decision
 	(*ClaimSendRequest)(nil),             // 1: wadispatch.v1.ClaimSendRequest
@@ -1741,65 +1937,71 @@ var file_wadispatch_v1_recorder_proto_goTypes = []any{
 	(*ListUnmatchedRepliesRequest)(nil),  // 20: wadispatch.v1.ListUnmatchedRepliesRequest
 	(*UnmatchedReply)(nil),               // 21: wadispatch.v1.UnmatchedReply
 	(*ListUnmatchedRepliesResponse)(nil), // 22: wadispatch.v1.ListUnmatchedRepliesResponse
-	(*SendTask)(nil),                     // 23: wadispatch.v1.SendTask
-	(*durationpb.Duration)(nil),          // 24: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 25: google.protobuf.Timestamp
-	(*SendResult)(nil),                   // 26: wadispatch.v1.SendResult
-	(*StatusEvent)(nil),                  // 27: wadispatch.v1.StatusEvent
-	(MessageStatus)(0),                   // 28: wadispatch.v1.MessageStatus
-	(*WhatsAppError)(nil),                // 29: wadispatch.v1.WhatsAppError
+	(*GetDriverRequest)(nil),             // 23: wadispatch.v1.GetDriverRequest
+	(*GetDriverResponse)(nil),            // 24: wadispatch.v1.GetDriverResponse
+	(*SendTask)(nil),                     // 25: wadispatch.v1.SendTask
+	(*durationpb.Duration)(nil),          // 26: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 27: google.protobuf.Timestamp
+	(*SendResult)(nil),                   // 28: wadispatch.v1.SendResult
+	(*StatusEvent)(nil),                  // 29: wadispatch.v1.StatusEvent
+	(MessageStatus)(0),                   // 30: wadispatch.v1.MessageStatus
+	(*WhatsAppError)(nil),                // 31: wadispatch.v1.WhatsAppError
 }
 var file_wadispatch_v1_recorder_proto_depIdxs = []int32{
-	23, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
-	24, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
+	25, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
+	26, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
 	0,  // 2: wadispatch.v1.ClaimSendResponse.decision:type_name -> wadispatch.v1.ClaimSendResponse.Decision
-	25, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
-	26, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
-	25, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
-	25, // 6: wadispatch.v1.ClaimSendResponse.state_version:type_name -> google.protobuf.Timestamp
-	26, // 7: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
+	27, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
+	28, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
+	27, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
+	27, // 6: wadispatch.v1.ClaimSendResponse.state_version:type_name -> google.protobuf.Timestamp
+	28, // 7: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
 	9,  // 8: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
-	27, // 9: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
+	29, // 9: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
 	9,  // 10: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
 	9,  // 11: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
-	28, // 12: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
-	29, // 13: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
-	25, // 14: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
-	25, // 15: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
-	25, // 16: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
-	25, // 17: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
-	25, // 18: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
-	25, // 19: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
-	25, // 20: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
+	30, // 12: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
+	31, // 13: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
+	27, // 14: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
+	27, // 15: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
+	27, // 16: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
+	27, // 17: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
+	27, // 18: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
+	27, // 19: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
+	27, // 20: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
 	9,  // 21: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
 	9,  // 22: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
-	24, // 23: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
+	26, // 23: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
 	9,  // 24: wadispatch.v1.ListStalledResponse.messages:type_name -> wadispatch.v1.MessageState
 	9,  // 25: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
 	9,  // 26: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
-	25, // 27: wadispatch.v1.UnmatchedReply.created_at:type_name -> google.protobuf.Timestamp
+	27, // 27: wadispatch.v1.UnmatchedReply.created_at:type_name -> google.protobuf.Timestamp
 	21, // 28: wadispatch.v1.ListUnmatchedRepliesResponse.replies:type_name -> wadispatch.v1.UnmatchedReply
-	1,  // 29: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
-	7,  // 30: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
-	10, // 31: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
-	12, // 32: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
-	14, // 33: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
-	20, // 34: wadispatch.v1.Recorder.ListUnmatchedReplies:input_type -> wadispatch.v1.ListUnmatchedRepliesRequest
-	16, // 35: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
-	18, // 36: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
-	2,  // 37: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
-	8,  // 38: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
-	11, // 39: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
-	13, // 40: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
-	15, // 41: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
-	22, // 42: wadispatch.v1.Recorder.ListUnmatchedReplies:output_type -> wadispatch.v1.ListUnmatchedRepliesResponse
-	17, // 43: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
-	19, // 44: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
-	37, // [37:45] is the sub-list for method output_type
-	29, // [29:37] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	27, // 29: wadispatch.v1.GetDriverResponse.preference_at:type_name -> google.protobuf.Timestamp
+	27, // 30: wadispatch.v1.GetDriverResponse.changed_at:type_name -> google.protobuf.Timestamp
+	1,  // 31: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
+	7,  // 32: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
+	10, // 33: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
+	12, // 34: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
+	14, // 35: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
+	20, // 36: wadispatch.v1.Recorder.ListUnmatchedReplies:input_type -> wadispatch.v1.ListUnmatchedRepliesRequest
+	23, // 37: wadispatch.v1.Recorder.GetDriver:input_type -> wadispatch.v1.GetDriverRequest
+	16, // 38: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
+	18, // 39: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
+	2,  // 40: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
+	8,  // 41: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
+	11, // 42: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
+	13, // 43: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
+	15, // 44: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
+	22, // 45: wadispatch.v1.Recorder.ListUnmatchedReplies:output_type -> wadispatch.v1.ListUnmatchedRepliesResponse
+	24, // 46: wadispatch.v1.Recorder.GetDriver:output_type -> wadispatch.v1.GetDriverResponse
+	17, // 47: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
+	19, // 48: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
+	40, // [40:49] is the sub-list for method output_type
+	31, // [31:40] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_recorder_proto_init() }
@@ -1814,7 +2016,7 @@ func file_wadispatch_v1_recorder_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_recorder_proto_rawDesc), len(file_wadispatch_v1_recorder_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

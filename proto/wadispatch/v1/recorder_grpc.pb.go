@@ -25,6 +25,7 @@ const (
 	Recorder_ListUnknown_FullMethodName          = "/wadispatch.v1.Recorder/ListUnknown"
 	Recorder_ListStalled_FullMethodName          = "/wadispatch.v1.Recorder/ListStalled"
 	Recorder_ListUnmatchedReplies_FullMethodName = "/wadispatch.v1.Recorder/ListUnmatchedReplies"
+	Recorder_GetDriver_FullMethodName            = "/wadispatch.v1.Recorder/GetDriver"
 	Recorder_Resend_FullMethodName               = "/wadispatch.v1.Recorder/Resend"
 	Recorder_ReleaseClaim_FullMethodName         = "/wadispatch.v1.Recorder/ReleaseClaim"
 )
@@ -68,6 +69,9 @@ type RecorderClient interface {
 	// knows), kept in leasecompany/{lease_id}/whatsappUnmatchedReplies, the
 	// latest first.
 	ListUnmatchedReplies(ctx context.Context, in *ListUnmatchedRepliesRequest, opts ...grpc.CallOption) (*ListUnmatchedRepliesResponse, error)
+	// Reads a driver's record of a lease: whether they stopped the lease's
+	// messages, are unreachable (repeated 131026), or changed number.
+	GetDriver(ctx context.Context, in *GetDriverRequest, opts ...grpc.CallOption) (*GetDriverResponse, error)
 	// Allows an UNKNOWN or FAILED message, or a SENDING one whose claim was
 	// released, to be sent again: the next claim wins and the task is
 	// republished.
@@ -149,6 +153,16 @@ func (c *recorderClient) ListUnmatchedReplies(ctx context.Context, in *ListUnmat
 	return out, nil
 }
 
+func (c *recorderClient) GetDriver(ctx context.Context, in *GetDriverRequest, opts ...grpc.CallOption) (*GetDriverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDriverResponse)
+	err := c.cc.Invoke(ctx, Recorder_GetDriver_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *recorderClient) Resend(ctx context.Context, in *ResendRequest, opts ...grpc.CallOption) (*ResendResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ResendResponse)
@@ -208,6 +222,9 @@ type RecorderServer interface {
 	// knows), kept in leasecompany/{lease_id}/whatsappUnmatchedReplies, the
 	// latest first.
 	ListUnmatchedReplies(context.Context, *ListUnmatchedRepliesRequest) (*ListUnmatchedRepliesResponse, error)
+	// Reads a driver's record of a lease: whether they stopped the lease's
+	// messages, are unreachable (repeated 131026), or changed number.
+	GetDriver(context.Context, *GetDriverRequest) (*GetDriverResponse, error)
 	// Allows an UNKNOWN or FAILED message, or a SENDING one whose claim was
 	// released, to be sent again: the next claim wins and the task is
 	// republished.
@@ -246,6 +263,9 @@ func (UnimplementedRecorderServer) ListStalled(context.Context, *ListStalledRequ
 }
 func (UnimplementedRecorderServer) ListUnmatchedReplies(context.Context, *ListUnmatchedRepliesRequest) (*ListUnmatchedRepliesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListUnmatchedReplies not implemented")
+}
+func (UnimplementedRecorderServer) GetDriver(context.Context, *GetDriverRequest) (*GetDriverResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDriver not implemented")
 }
 func (UnimplementedRecorderServer) Resend(context.Context, *ResendRequest) (*ResendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Resend not implemented")
@@ -382,6 +402,24 @@ func _Recorder_ListUnmatchedReplies_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Recorder_GetDriver_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDriverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecorderServer).GetDriver(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Recorder_GetDriver_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecorderServer).GetDriver(ctx, req.(*GetDriverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Recorder_Resend_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ResendRequest)
 	if err := dec(in); err != nil {
@@ -448,6 +486,10 @@ var Recorder_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListUnmatchedReplies",
 			Handler:    _Recorder_ListUnmatchedReplies_Handler,
+		},
+		{
+			MethodName: "GetDriver",
+			Handler:    _Recorder_GetDriver_Handler,
 		},
 		{
 			MethodName: "Resend",

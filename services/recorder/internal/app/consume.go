@@ -52,6 +52,7 @@ func (s *Service) statusHandlers() map[string]func(context.Context, []byte) cons
 		schemaStatusEvent: s.handleStatusEvent,
 		schemaInbound:     s.handleInbound,
 		schemaMediaStored: s.handleMediaStored,
+		schemaPreference:  s.handlePreference,
 	}
 }
 

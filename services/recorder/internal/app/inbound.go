@@ -176,7 +176,10 @@ func (s *Service) RecordInbound(ctx context.Context, in *wadispatchv1.InboundMes
 	if err != nil {
 		return "", "", err
 	}
-	w := Window{Driver: from, Wamid: wamid, PhoneNumberID: in.GetPhoneNumberId(), At: at, Enquiry: enquiry}
+	if err := s.noteDriverWrote(ctx, in, at); err != nil {
+		return "", "", err
+	}
+	w := Window{Driver: from, Wamid: wamid, PhoneNumberID: in.GetPhoneNumberId(), At: at, Enquiry: enquiry, UserID: in.GetUserId()}
 	if checkDocID("phone_number_id", w.PhoneNumberID) != nil {
 		w.PhoneNumberID = ""
 	}
@@ -333,4 +336,32 @@ func (s *Service) lastInbound(ctx context.Context, driver, phoneID string) (*tim
 		return nil, nil
 	}
 	return timestamppb.New(t), nil
+}
+
+// noteDriverWrote keeps on the driver's records what a part of theirs says
+// of them: they are reachable, and a user_changed_number system message
+// moves them to their new number, in each lease of the business number and
+// in the ancillary records, so their replies from it land in the same
+// enquiries.
+func (s *Service) noteDriverWrote(ctx context.Context, in *wadispatchv1.InboundMessage, at time.Time) error {
+	from, moved := in.GetFrom(), in.GetNewNumber()
+	if moved != "" && (!strings.HasPrefix(moved, "+") || checkDocID("new_number", moved) != nil || moved == from) {
+		moved = ""
+	}
+	for _, lease := range in.GetLeaseIds() {
+		if err := s.drivers.ClearUndeliverable(ctx, lease, from); err != nil {
+			return storeErr(ctx, err)
+		}
+		if moved != "" {
+			if err := s.drivers.RecordNumberChange(ctx, lease, from, moved, at); err != nil {
+				return storeErr(ctx, err)
+			}
+		}
+	}
+	if moved != "" {
+		if err := s.anc.MoveDriver(ctx, from, moved, at); err != nil {
+			return storeErr(ctx, err)
+		}
+	}
+	return nil
 }

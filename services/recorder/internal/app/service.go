@@ -101,6 +101,7 @@ type Service struct {
 	cfg     Config
 	store   Store // (default): state, message documents, metrics, index
 	replies Replies
+	drivers Drivers
 	anc     Ancillary
 	pub     Republisher
 	media   MediaFetches
@@ -113,6 +114,7 @@ type Service struct {
 type Ports struct {
 	Store     Store
 	Replies   Replies
+	Drivers   Drivers
 	Ancillary Ancillary
 	// Republisher puts resent tasks on the tasks topic.
 	Republisher Republisher
@@ -125,11 +127,11 @@ func NewService(cfg Config, p Ports, log *logrus.Entry) (*Service, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if p.Store == nil || p.Replies == nil || p.Ancillary == nil || p.Republisher == nil || p.Media == nil || log == nil {
+	if p.Store == nil || p.Replies == nil || p.Drivers == nil || p.Ancillary == nil || p.Republisher == nil || p.Media == nil || log == nil {
 		return nil, errors.New("record: both databases, both publishers and a logger are required")
 	}
 	return &Service{
-		cfg: cfg, store: p.Store, replies: p.Replies, anc: p.Ancillary, pub: p.Republisher, media: p.Media,
+		cfg: cfg, store: p.Store, replies: p.Replies, drivers: p.Drivers, anc: p.Ancillary, pub: p.Republisher, media: p.Media,
 		log: log, m: cfg.Metrics, now: cfg.Clock,
 	}, nil
 }
@@ -313,6 +315,16 @@ func (s *Service) RecordResult(ctx context.Context, req *wadispatchv1.RecordResu
 		}
 		if err := s.writeAncillary(ctx, ref, driver, wamids, log); err != nil {
 			log.WithError(err).Warn("ancillary record not written")
+			return nil, err
+		}
+	}
+	if r.GetOutcome() == wadispatchv1.Outcome_OUTCOME_FAILED && r.GetError() != nil {
+		at := s.now()
+		if t := r.GetCalledAt(); t.IsValid() {
+			at = t.AsTime()
+		}
+		if err := s.noteFailure(ctx, ref, st.DriverMobileNumber, []*wadispatchv1.WhatsAppError{r.GetError()}, at, log); err != nil {
+			log.WithError(err).Warn("driver's record not updated")
 			return nil, err
 		}
 	}

@@ -64,6 +64,15 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 		if err != nil {
 			return nil, err
 		}
+		if len(ev.GetErrors()) > 0 {
+			at := s.now()
+			if t := ev.GetTimestamp(); t.IsValid() {
+				at = t.AsTime()
+			}
+			if err := s.noteFailure(ctx, ref, entry.Driver, ev.GetErrors(), at, log); err != nil {
+				return nil, err
+			}
+		}
 		s.countApplied(resp.GetApplied())
 		return resp, nil
 	}

@@ -176,6 +176,10 @@ type Ancillary interface {
 	// RecordWindow moves the driver's lastInboundAt (and the enquiry's,
 	// with one) forward to w.At, never back.
 	RecordWindow(ctx context.Context, w Window) error
+	// MoveDriver copies the enquiry records of the driver's old number to
+	// the new one, and marks the old one moved: the new number's replies
+	// find the same enquiries.
+	MoveDriver(ctx context.Context, oldDriver, newDriver string, at time.Time) error
 	// LastInbound is when the driver last wrote to the business number
 	// phoneID (any number when ""); false when never.
 	LastInbound(ctx context.Context, driver, phoneID string) (time.Time, bool, error)
@@ -195,6 +199,9 @@ type Window struct {
 	At            time.Time
 	// Enquiry is the enquiry the reply went to; nil when none is known.
 	Enquiry *dispatch.MessageRef
+	// UserID is the driver's business-scoped user id (BSUID), when the
+	// webhook named it.
+	UserID string
 }
 
 // StoreError is a failure of a Store or Ancillary, classified where the

@@ -99,6 +99,9 @@ func (a *Ancillary) RecordWindow(ctx context.Context, w app.Window) error {
 		if w.PhoneNumberID != "" && later(snaps[0], []string{fLastInboundByNumber, w.PhoneNumberID}, w.At) {
 			driver[fLastInboundByNumber] = map[string]any{w.PhoneNumberID: w.At}
 		}
+		if w.UserID != "" && (!snaps[0].Exists() || snaps[0].Data()["bsuid"] != w.UserID) {
+			driver["bsuid"] = w.UserID
+		}
 		if len(driver) > 1 {
 			if err := tx.Set(driverDoc, driver, firestore.MergeAll); err != nil {
 				return err
@@ -130,6 +133,36 @@ func later(snap *firestore.DocumentSnapshot, path firestore.FieldPath, at time.T
 	}
 	t, ok := v.(time.Time)
 	return !ok || at.After(t)
+}
+
+// MoveDriver implements app.Ancillary: the old number's enquiry records
+// (a driver has few) are copied under the new number with merge, so a
+// repeat changes nothing, and the old number's document names the new.
+func (a *Ancillary) MoveDriver(ctx context.Context, oldDriver, newDriver string, at time.Time) error {
+	snaps, err := a.anc.Collection(driverRecordPath(oldDriver) + "/" + enquiryMessagesColl).Documents(ctx).GetAll()
+	if err != nil {
+		return unavailable("read the old number's enquiries", err)
+	}
+	// The old number is marked last, in the last batch: a move cut short
+	// is done again whole by the retry.
+	for start := 0; ; start += 400 {
+		b := a.anc.Batch()
+		for _, snap := range snaps[start:min(start+400, len(snaps))] {
+			data := snap.Data()
+			data["driverPhoneNumber"], data["movedFrom"] = newDriver, oldDriver
+			b.Set(a.anc.Doc(driverRecordPath(newDriver)+"/"+enquiryMessagesColl+"/"+snap.Ref.ID), data, firestore.MergeAll)
+		}
+		last := start+400 >= len(snaps)
+		if last {
+			b.Set(a.anc.Doc(driverRecordPath(oldDriver)), map[string]any{"changedTo": newDriver, "changedAt": at}, firestore.MergeAll)
+		}
+		if _, err := b.Commit(ctx); err != nil {
+			return unavailable("move the driver's enquiry records", err)
+		}
+		if last {
+			return nil
+		}
+	}
 }
 
 // LastInbound implements app.Ancillary: lastInboundAt, or the time under
