@@ -111,7 +111,14 @@ type InboundMessage struct {
 	Type      string `json:"type"`
 	Text      struct {
 		Body string `json:"body"`
-	} `json:"text"`
+	} `json:"text,omitzero"`
+	// The media object of an image, document, audio, video or sticker
+	// (media.go).
+	Image    *InboundMediaObject `json:"image,omitempty"`
+	Document *InboundMediaObject `json:"document,omitempty"`
+	Audio    *InboundMediaObject `json:"audio,omitempty"`
+	Video    *InboundMediaObject `json:"video,omitempty"`
+	Sticker  *InboundMediaObject `json:"sticker,omitempty"`
 	Context *struct {
 		From string `json:"from,omitempty"`
 		ID   string `json:"id"`
@@ -282,6 +289,14 @@ type Inbound struct {
 	// At is when the user sent it; zero means now. A past time lets tests
 	// open a window that has already expired.
 	At time.Time `json:"at,omitempty"`
+	// MediaKind (image, document, audio, video, sticker) and MediaID (from
+	// AddMedia) make it a media message (media.go); Caption, Filename and
+	// Voice go in its media object where Meta's shape has them.
+	MediaKind string `json:"media_kind,omitempty"`
+	MediaID   string `json:"media_id,omitempty"`
+	Caption   string `json:"caption,omitempty"`
+	Filename  string `json:"filename,omitempty"`
+	Voice     bool   `json:"voice,omitempty"`
 }
 
 // RecordInbound records a message from a user: it opens the customer-service
@@ -312,6 +327,9 @@ func (s *Simulator) RecordInbound(in Inbound) (string, error) {
 	}
 	msg := InboundMessage{From: waID, ID: id, Timestamp: strconv.FormatInt(at.Unix(), 10), Type: "text"}
 	msg.Text.Body = in.Text
+	if err := s.attachMedia(&msg, in); err != nil {
+		return "", err
+	}
 	if in.ContextID != "" {
 		msg.Context = &struct {
 			From string `json:"from,omitempty"`
