@@ -135,4 +135,3 @@ func FuzzParseSHA256(f *testing.F) {
 		}
 	})
 }
-

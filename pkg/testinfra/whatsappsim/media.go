@@ -288,7 +288,6 @@ func (s *Simulator) anyToken(r *http.Request) *apiError {
 	return e
 }
 
-
 // downloadURL is a URL of this server, signed like Meta's: the media id,
 // the expiry and an HMAC of both.
 func (s *Simulator) downloadURL(r *http.Request, id string, expires time.Time) string {

@@ -119,7 +119,7 @@ type InboundMessage struct {
 	Audio    *InboundMediaObject `json:"audio,omitempty"`
 	Video    *InboundMediaObject `json:"video,omitempty"`
 	Sticker  *InboundMediaObject `json:"sticker,omitempty"`
-	Context *struct {
+	Context  *struct {
 		From string `json:"from,omitempty"`
 		ID   string `json:"id"`
 	} `json:"context,omitempty"`
