@@ -26,6 +26,7 @@ var holdAliases = map[string]string{
 	"tasks":         "whatsapp-messages",
 	"results":       "whatsapp-message-results",
 	"status-events": "whatsapp-status-events",
+	"media":         "whatsapp-media",
 }
 
 // localProject is the project of the local stack, the default when an
@@ -88,7 +89,7 @@ func deadLetters(ctx context.Context, o options, action string, stdout, stderr i
 }
 
 // resolveHolds is what --subscription names: every hold of the topology
-// when empty, else one by alias (tasks, results, status-events), id or full
+// when empty, else one by alias (tasks, results, status-events, media), id or full
 // name.
 func resolveHolds(topo *chart.PubSubTopology, project, name string) ([]chart.DeadLetterHold, error) {
 	holds := topo.DeadLetterHolds()
@@ -116,7 +117,7 @@ func resolveHolds(topo *chart.PubSubTopology, project, name string) ([]chart.Dea
 		}
 		known = append(known, h.Subscription)
 	}
-	return nil, fmt.Errorf("subscription %q is not a dead-letter hold of the chart's topology: want tasks, results, status-events or one of %s", name, strings.Join(known, ", "))
+	return nil, fmt.Errorf("subscription %q is not a dead-letter hold of the chart's topology: want tasks, results, status-events, media or one of %s", name, strings.Join(known, ", "))
 }
 
 // pubsubClient honours PUBSUB_EMULATOR_HOST as read through getenv (the Go

@@ -42,6 +42,7 @@ func TestResolveHolds(t *testing.T) {
 		"tasks":         "whatsapp-messages-dead-letter-hold",
 		"results":       "whatsapp-message-results-dead-letter-hold",
 		"status-events": "whatsapp-status-events-dead-letter-hold",
+		"media":         "whatsapp-media-dead-letter-hold",
 		"whatsapp-message-results-dead-letter-hold":                         "whatsapp-message-results-dead-letter-hold",
 		"projects/p1/subscriptions/whatsapp-status-events-dead-letter-hold": "whatsapp-status-events-dead-letter-hold",
 	} {
@@ -50,7 +51,7 @@ func TestResolveHolds(t *testing.T) {
 			t.Errorf("%s: %+v, %v; want %s", name, holds, err, want)
 		}
 	}
-	if holds, err := resolveHolds(topo, "p1", ""); err != nil || len(holds) != 3 {
+	if holds, err := resolveHolds(topo, "p1", ""); err != nil || len(holds) != 4 {
 		t.Errorf("every hold: %d, %v", len(holds), err)
 	}
 	for _, name := range []string{"whatsapp-messages-sender", "whatsapp-messages", "projects/p2/subscriptions/whatsapp-messages-dead-letter-hold", "projects/p1/topics/x"} {
@@ -186,7 +187,7 @@ func TestDeadLettersListAndReplay(t *testing.T) {
 	if back, err := pubsubemu.TakeAll(ctx, c, topology.ResultsSubscription); err != nil || len(back) != 1 || back[0].GetAttributes()["messagePath"] != path("m3") {
 		t.Fatalf("results back: %v %v", back, err)
 	}
-	if code, out, _ := ctl(t, env, "deadletters", "list"); code != 0 || strings.Count(out, "no dead letters") != 3 {
+	if code, out, _ := ctl(t, env, "deadletters", "list"); code != 0 || strings.Count(out, "no dead letters") != 4 {
 		t.Errorf("after the replays: %d\n%s", code, out)
 	}
 }

@@ -124,7 +124,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.DurationVar(&o.olderThan, "older-than", 10*time.Minute, "stalled: released at least this long ago")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for the call (health: for each check)")
 	fs.StringVar(&o.project, "project", getenv("GOOGLE_CLOUD_PROJECT"), "deadletters: Google Cloud project of Pub/Sub (env GOOGLE_CLOUD_PROJECT)")
-	fs.StringVar(&o.subscription, "subscription", "", "deadletters: the hold to read, tasks, results, status-events or a subscription name (default: every hold)")
+	fs.StringVar(&o.subscription, "subscription", "", "deadletters: the hold to read, tasks, results, status-events, media or a subscription name (default: every hold)")
 	region := getenv("WADISPATCH_DEFAULT_REGION")
 	if region == "" {
 		region = "GB"

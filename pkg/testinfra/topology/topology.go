@@ -26,6 +26,8 @@ const (
 	StatusEventsSubscription  = "whatsapp-status-events-recorder"
 	TasksDeadLetterTopic      = "whatsapp-messages-dead-letter"
 	TasksDeadLetterHoldingSub = "whatsapp-messages-dead-letter-hold"
+	MediaTopic                = "whatsapp-media"
+	MediaSubscription         = "whatsapp-media-sender"
 )
 
 // The declaration is read by the chart package, so that product code
