@@ -165,7 +165,8 @@ func (f *MediaFetcher) Fetch(ctx context.Context, d consume.Message) consume.Ver
 		f.metrics.results.WithLabelValues(mediaUnavailable, out.reason).Inc()
 		log.WithError(out.unavailable).WithField("reason", out.reason).Warn("media fetch failed for now; holding the message")
 		return consume.Verdict{Reason: out.reason, Unavailable: true}
-	case ctx.Err() != nil && out.stored == nil:
+	case out.stored == nil:
+		// Only the sender stopping ends a handling with nothing to publish.
 		log.Info("stopping; media fetch left for redelivery")
 		return consume.Verdict{Reason: mediaCanceled}
 	}
