@@ -81,6 +81,7 @@ type spec struct {
 	MediaMaxInFlight     int           `envconfig:"SENDER_MEDIA_MAX_IN_FLIGHT" default:"4" desc:"media fetched at once (each holds up to 16 MiB of upload buffer)"`
 	MediaMaxAttempts     int           `envconfig:"SENDER_MEDIA_MAX_ATTEMPTS" default:"3" desc:"tries (fresh URL and download) of one media before a transient failure holds its message at the media gate"`
 	MediaDownloadTimeout time.Duration `envconfig:"SENDER_MEDIA_DOWNLOAD_TIMEOUT" default:"2m" desc:"longest time one media download and upload may take (documents reach 100 MB)"`
+	MediaStorageTimeout  time.Duration `envconfig:"SENDER_MEDIA_STORAGE_TIMEOUT" default:"20s" desc:"longest time one look at a Cloud Storage object may take (the client retries within it); past it the fetch is held"`
 }
 
 func main() {
@@ -180,8 +181,8 @@ func (cfg spec) check() error {
 	if cfg.MaxAttempts < 1 || cfg.MaxInFlight < 1 || cfg.PullStreams < 1 || cfg.RatePerNumber <= 0 {
 		return errors.New("SENDER_MAX_ATTEMPTS, SENDER_MAX_IN_FLIGHT, SENDER_PULL_STREAMS and SENDER_RATE_PER_NUMBER must be positive")
 	}
-	if cfg.MediaBucket != "" && (cfg.MediaMaxAttempts < 1 || cfg.MediaMaxInFlight < 1 || cfg.MediaDownloadTimeout <= 0) {
-		return errors.New("SENDER_MEDIA_MAX_ATTEMPTS, SENDER_MEDIA_MAX_IN_FLIGHT and SENDER_MEDIA_DOWNLOAD_TIMEOUT must be positive")
+	if cfg.MediaBucket != "" && (cfg.MediaMaxAttempts < 1 || cfg.MediaMaxInFlight < 1 || cfg.MediaDownloadTimeout <= 0 || cfg.MediaStorageTimeout <= 0) {
+		return errors.New("SENDER_MEDIA_MAX_ATTEMPTS, SENDER_MEDIA_MAX_IN_FLIGHT, SENDER_MEDIA_DOWNLOAD_TIMEOUT and SENDER_MEDIA_STORAGE_TIMEOUT must be positive")
 	}
 	// gRPC would raise a shorter time to 10s without a word.
 	if cfg.RecorderKeepalive < 10*time.Second || cfg.RecorderPingTimeout <= 0 {
@@ -246,6 +247,7 @@ func (cfg spec) mediaConfig() app.MediaConfig {
 		InitialBackoff:    cfg.InitialBackoff,
 		MaxBackoff:        cfg.MaxBackoff,
 		DownloadTimeout:   cfg.MediaDownloadTimeout,
+		StorageTimeout:    cfg.MediaStorageTimeout,
 		PublishTimeout:    cfg.PublishTimeout,
 	}
 }

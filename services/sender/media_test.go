@@ -35,6 +35,7 @@ const mediaBucket = "wadispatch-media-test"
 
 type mediaStack struct {
 	*stack
+	emu *gcsemu.Server
 	gcs *storage.Client
 	pub *pubsub.Publisher
 
@@ -45,6 +46,7 @@ type mediaStack struct {
 func newMediaStack(t *testing.T) *mediaStack {
 	s := &mediaStack{stack: newStack(t, simOptions(), false), stored: map[string][]*wadispatchv1.MediaStored{}}
 	emu := gcsemu.StartForTest(t, mediaBucket)
+	s.emu = emu
 	t.Setenv("STORAGE_EMULATOR_HOST", emu.Addr)
 	gcs, err := storage.NewClient(context.Background())
 	if err != nil {
@@ -87,6 +89,7 @@ func newMediaStack(t *testing.T) *mediaStack {
 	cfg.MediaMaxInFlight = 4
 	cfg.MediaMaxAttempts = 3
 	cfg.MediaDownloadTimeout = 10 * time.Second
+	cfg.MediaStorageTimeout = 2 * time.Second
 	s.startSender(cfg)
 	return s
 }
@@ -283,6 +286,35 @@ func TestMediaOutageHoldsTheFetch(t *testing.T) {
 	for _, e := range s.logs.Entries(t) {
 		if e["message"] == "media stored; published" && e["messagePath"] == path && e["deliveryAttempt"] != float64(1) {
 			t.Errorf("stored on delivery attempt %v, want 1: the outage must not spend attempts", e["deliveryAttempt"])
+		}
+	}
+}
+
+// Cloud Storage down: the fetch is held, not nacked, and stored on its
+// first delivery attempt once storage is back.
+func TestStorageOutageHoldsTheFetch(t *testing.T) {
+	s := newMediaStack(t)
+	photo := s.sim.AddMedia(phoneID, "image/jpeg", []byte("jpeg bytes"))
+	if err := s.emu.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := s.fetch("storage-down", inbound(photo))
+	s.waitForLogs(20*time.Second, `"reason":"storage"`, "holding the message")
+	back, err := gcsemu.Start(s.emu.Addr, mediaBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = back.Close() })
+	if got := s.waitStored(path, 1)[0]; got.GetFailureReason() != "" {
+		t.Fatalf("fetch after the outage: %v", got)
+	}
+	if !bytes.Equal(s.read("leasecompany/l1/enquiries/e1/media/wamid.HBgLstorage-down%2F%2B%3D"), []byte("jpeg bytes")) {
+		t.Error("stored wrong")
+	}
+	s.waitForLogs(10*time.Second, "media stored; published")
+	for _, e := range s.logs.Entries(t) {
+		if e["message"] == "media stored; published" && e["messagePath"] == path && e["deliveryAttempt"] != float64(1) {
+			t.Errorf("stored on delivery attempt %v, want 1", e["deliveryAttempt"])
 		}
 	}
 }

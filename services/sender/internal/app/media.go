@@ -116,6 +116,9 @@ type MediaConfig struct {
 	MaxBackoff     time.Duration
 	// DownloadTimeout bounds one download and upload (100 MB documents).
 	DownloadTimeout time.Duration
+	// StorageTimeout bounds one look at an object: the storage client
+	// retries a Cloud Storage that does not answer until its context ends.
+	StorageTimeout time.Duration
 	// PublishTimeout bounds publishing the MediaStored.
 	PublishTimeout time.Duration
 }
@@ -217,10 +220,10 @@ func (f *MediaFetcher) fetch(ctx context.Context, log *logrus.Entry, req *wadisp
 
 	// A redelivery of a fetch whose object was stored but whose MediaStored
 	// was not confirmed: publish again without downloading.
-	if obj, err := f.store.Stat(ctx, name); err == nil {
+	if obj, err := f.stat(ctx, name); err == nil {
 		return f.existing(req, name, obj, stated)
 	} else if !errors.Is(err, ErrObjectNotFound) {
-		return transient("storage", fmt.Errorf("stat %s: %w", name, err))
+		return transient("storage", err)
 	}
 
 	tok, err := f.tokens.Token(ctx, req.GetLeaseWhatsappDetails().GetTokenRef())
@@ -318,9 +321,9 @@ func (f *MediaFetcher) attempt(ctx context.Context, req *wadispatchv1.MediaFetch
 	}
 	if err := w.Commit(); err != nil {
 		if errors.Is(err, ErrObjectExists) {
-			obj, serr := f.store.Stat(ctx, name)
+			obj, serr := f.stat(ctx, name)
 			if serr != nil {
-				return transient("storage", fmt.Errorf("stat %s after a concurrent create: %w", name, serr)), nil
+				return transient("storage", fmt.Errorf("after a concurrent create: %w", serr)), nil
 			}
 			return f.existing(req, name, obj, got), nil
 		}
@@ -332,6 +335,12 @@ func (f *MediaFetcher) attempt(ctx context.Context, req *wadispatchv1.MediaFetch
 	stored.Uri, stored.MimeType, stored.Size, stored.Sha256 = f.store.URI(name), mimeType, n, hex.EncodeToString(got)
 	stored.StoredAt = timestamppb.New(f.clock.Now())
 	return fetchOutcome{stored: stored, verdict: mediaStored}, nil
+}
+
+func (f *MediaFetcher) stat(ctx context.Context, name string) (StoredObject, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.StorageTimeout)
+	defer cancel()
+	return f.store.Stat(ctx, name)
 }
 
 // existing is the outcome for an object already stored under the
