@@ -155,26 +155,36 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	if cfg.MediaBucket == "" {
 		log.Warn("SENDER_MEDIA_BUCKET is unset: drivers' media is not fetched")
 	} else {
-		gcs, err := storage.NewClient(ctx)
+		fetchMedia, closeStorage, err := newMediaFetch(ctx, cfg, srv, wa, tokens, publisher, ps, log)
 		if err != nil {
-			return fmt.Errorf("storage client: %w", err)
+			return err
 		}
-		defer gcs.Close()
-		// Media has a gate of its own: Cloud Storage or the Graph API being
-		// down holds media, not sends, and is no reason to report the
-		// sender unready.
-		mediaGate := consume.NewGate(200*time.Millisecond, cfg.OutageProbe)
-		srv.Registry.MustRegister(mediaGate.Collectors(consume.GateMetricNames{Down: "wadispatch_sender_media_dependency_down", Held: "wadispatch_sender_held_media_fetches",
-			Unavailable: "wadispatch_sender_media_unavailable_calls_total"})...)
-		fetcher := app.NewMediaFetcher(cfg.mediaConfig(), wa, adapters.NewStorage(gcs, cfg.MediaBucket), tokens, publisher, adapters.Clock{}, app.NewMediaMetrics(srv.Registry), log)
-		parts = append(parts, func(ctx context.Context) error {
-			return consume.Receive(ctx, ps.Subscriber(cfg.MediaSubscription), consume.Options{Settings: cfg.mediaReceiveSettings(), SpanName: "fetch media", Gate: mediaGate, Log: log}, fetcher.Fetch)
-		})
+		defer closeStorage()
+		parts = append(parts, fetchMedia)
 	}
 
 	log.WithFields(logrus.Fields{"subscription": cfg.Subscription, "mediaSubscription": cfg.MediaSubscription, "mediaBucket": cfg.MediaBucket,
 		"recorder": cfg.RecorderAddr, "ops": srv.Addr(), "claimant": claimant}).Info("sender starting")
 	return lifecycle.Run(ctx, parts...)
+}
+
+// newMediaFetch builds the media fetch: Cloud Storage, the fetcher, and
+// the part of the sender that receives whatsapp-media. Media has a gate of
+// its own: Cloud Storage or the Graph API being down holds media, not
+// sends, and is no reason to report the sender unready.
+func newMediaFetch(ctx context.Context, cfg spec, srv *ops.Server, wa *whatsapp.Client, tokens *app.Tokens, publisher *adapters.Publisher, ps *pubsub.Client, log *logrus.Entry) (lifecycle.Part, func(), error) {
+	gcs, err := storage.NewClient(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("storage client: %w", err)
+	}
+	gate := consume.NewGate(200*time.Millisecond, cfg.OutageProbe)
+	srv.Registry.MustRegister(gate.Collectors(consume.GateMetricNames{Down: "wadispatch_sender_media_dependency_down", Held: "wadispatch_sender_held_media_fetches",
+		Unavailable: "wadispatch_sender_media_unavailable_calls_total"})...)
+	fetcher := app.NewMediaFetcher(cfg.mediaConfig(), wa, adapters.NewStorage(gcs, cfg.MediaBucket), tokens, publisher, adapters.Clock{}, app.NewMediaMetrics(srv.Registry), log)
+	part := func(ctx context.Context) error {
+		return consume.Receive(ctx, ps.Subscriber(cfg.MediaSubscription), consume.Options{Settings: cfg.mediaReceiveSettings(), SpanName: "fetch media", Gate: gate, Log: log}, fetcher.Fetch)
+	}
+	return part, func() { _ = gcs.Close() }, nil
 }
 
 func (cfg spec) check() error {
