@@ -318,3 +318,18 @@ func TestStorageOutageHoldsTheFetch(t *testing.T) {
 		}
 	}
 }
+
+// A document larger than the storage client's 16 MiB chunk goes up as a
+// resumable upload, with the same DoesNotExist precondition.
+func TestLargeDocumentIsStoredResumably(t *testing.T) {
+	s := newMediaStack(t)
+	data := bytes.Repeat([]byte("%PDF page "), (17<<20)/10)
+	doc := s.sim.AddMedia(phoneID, "application/pdf", data)
+	path := s.fetch("big-doc", inbound(doc))
+	if got := s.waitStored(path, 1)[0]; got.GetFailureReason() != "" || got.GetSize() != int64(len(data)) {
+		t.Fatalf("large document: %v", got)
+	}
+	if !bytes.Equal(s.read("leasecompany/l1/enquiries/e1/media/wamid.HBgLbig-doc%2F%2B%3D"), data) {
+		t.Error("large document stored wrong")
+	}
+}
