@@ -325,11 +325,17 @@ func TestLargeDocumentIsStoredResumably(t *testing.T) {
 	s := newMediaStack(t)
 	data := bytes.Repeat([]byte("%PDF page "), (17<<20)/10)
 	doc := s.sim.AddMedia(phoneID, "application/pdf", data)
-	path := s.fetch("big-doc", inbound(doc))
+	media := inbound(doc)
+	media.Filename = "contract.pdf"
+	path := s.fetch("big-doc", media)
 	if got := s.waitStored(path, 1)[0]; got.GetFailureReason() != "" || got.GetSize() != int64(len(data)) {
 		t.Fatalf("large document: %v", got)
 	}
-	if !bytes.Equal(s.read("leasecompany/l1/enquiries/e1/media/wamid.HBgLbig-doc%2F%2B%3D"), data) {
+	name := "leasecompany/l1/enquiries/e1/media/wamid.HBgLbig-doc%2F%2B%3D"
+	if !bytes.Equal(s.read(name), data) {
 		t.Error("large document stored wrong")
+	}
+	if a := s.objects()[name]; a == nil || a.Metadata["filename"] != "contract.pdf" || a.Metadata["sha256"] != s.waitStored(path, 1)[0].GetSha256() {
+		t.Errorf("object metadata %v", a)
 	}
 }

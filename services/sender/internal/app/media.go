@@ -298,6 +298,10 @@ func (f *MediaFetcher) attempt(ctx context.Context, req *wadispatchv1.MediaFetch
 	obj := StoredObject{ContentType: mimeType, Metadata: map[string]string{
 		"wamid": req.GetWhatsappMessageId(), "mediaId": media.GetId(), "messagePath": req.GetMessageDocId(),
 	}}
+	if name := media.GetFilename(); name != "" {
+		// The document's name as the driver sent it, for whoever shows it.
+		obj.Metadata["filename"] = dispatch.Clip(name, 255)
+	}
 	if want != nil {
 		obj.SHA256 = hex.EncodeToString(want)
 	}
