@@ -47,7 +47,9 @@ commands:
                                    written without country code)
   unknown                          sends whose outcome is UNKNOWN (claim expired)
   stalled                          sends released to retry whose task never came back
-                                   (list, unknown, stalled: one page of --page-size; the next
+  unmatched <leaseId>              drivers' messages to the lease no enquiry took (a driver the
+                                   lease never wrote to; a reaction naming an unknown message)
+                                   (list, unknown, stalled, unmatched: one page of --page-size; the next
                                    page token is printed, --page-token reads that page,
                                    --all reads every page)
   resend <messagePath>             send an UNKNOWN, FAILED or stalled message again; with
@@ -152,7 +154,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 2
 	}
 	cmd, cmdArgs := pos[0], pos[1:]
-	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "resend": 1, "deadletters": 1, "health": 0}
+	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "unmatched": 1, "resend": 1, "deadletters": 1, "health": 0}
 	n, ok := want[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "unknown command %q\n", cmd)
@@ -222,6 +224,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = c.unknown(ctx, o.page)
 	case "stalled":
 		err = c.stalled(ctx, o.olderThan, o.page)
+	case "unmatched":
+		err = c.unmatched(ctx, cmdArgs[0], o.page)
 	case "resend":
 		err = c.resend(ctx, cmdArgs[0], o.wait)
 	}
@@ -368,6 +372,43 @@ func (c *cli) stalled(ctx context.Context, olderThan time.Duration, p paging) er
 	return c.printListing(resp, resp.GetMessages(), resp.GetNextPageToken())
 }
 
+func (c *cli) unmatched(ctx context.Context, leaseID string, p paging) error {
+	resp := &wadispatchv1.ListUnmatchedRepliesResponse{}
+	err := p.follow(func(token string) (string, error) {
+		r, err := c.rec.ListUnmatchedReplies(ctx, &wadispatchv1.ListUnmatchedRepliesRequest{LeaseId: leaseID, PageSize: int32(p.size), PageToken: token})
+		if err != nil {
+			return "", err
+		}
+		resp.Replies = append(resp.Replies, r.GetReplies()...)
+		resp.NextPageToken = r.GetNextPageToken()
+		return r.GetNextPageToken(), nil
+	})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(resp)
+	}
+	if len(resp.GetReplies()) == 0 {
+		_, err := fmt.Fprintln(c.out, "no unmatched replies")
+		return err
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPLY\tTYPE\tDRIVER\tSENT\tREASON\tMESSAGE")
+	for _, r := range resp.GetReplies() {
+		reason := r.GetReason()
+		if t := r.GetTargetWhatsappMessageId(); t != "" {
+			reason += " (" + t + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.GetPath(), r.GetType(), orDash(r.GetDriverMobileNumber()), timeString(r.GetCreatedAt()),
+			reason, oneLine(orDash(r.GetMessage())))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return c.printNext(resp.GetNextPageToken())
+}
+
 // printListing prints a listing: the API's answer as JSON (the pages read,
 // in one answer whose nextPageToken is the last page's), or its messages
 // as a table and the next page's token.
@@ -384,6 +425,11 @@ func (c *cli) printPage(states []*wadispatchv1.MessageState, next string) error 
 	if err := c.printTable(states); err != nil {
 		return err
 	}
+	return c.printNext(next)
+}
+
+// printNext says how to read the next page, if there is one.
+func (c *cli) printNext(next string) error {
 	if next == "" {
 		return nil
 	}

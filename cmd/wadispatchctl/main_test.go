@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoretest"
@@ -108,6 +109,11 @@ func recorderFor(t *testing.T) (*recordertest.Recorder, string) {
 		Field: "driverMobileNumber", Detail: "not a valid phone number for its region"}); err != nil || outcome != "recorded" {
 		t.Fatalf("refusal: %s %v", outcome, err)
 	}
+	// A stranger writes to lease l1's number: kept unmatched.
+	if outcome, err := recorder.Inbound(ctx, &wadispatchv1.InboundMessage{WhatsappMessageId: "wamid.in1", From: "+447911000077", LeaseIds: []string{"l1"},
+		Type: "text", Text: "Who is this?", Timestamp: timestamppb.Now()}); err != nil || outcome != "unmatched" {
+		t.Fatalf("inbound: %s %v", outcome, err)
+	}
 	time.Sleep(5 * time.Millisecond)
 	if n, err := recorder.Sweep(ctx); err != nil || n != 1 {
 		t.Fatalf("sweep: %d %v", n, err)
@@ -183,6 +189,16 @@ func TestCommands(t *testing.T) {
 	code, out, _ = ctl(t, env, "stalled")
 	if code != 0 || !strings.Contains(out, "no messages") {
 		t.Errorf("stalled for 10 minutes (the default): %d\n%s", code, out)
+	}
+
+	code, out, errOut = ctl(t, env, "unmatched", "l1")
+	if code != 0 || !strings.Contains(out, "leasecompany/l1/whatsappUnmatchedReplies/wa-in-") || !strings.Contains(out, "no_enquiry") ||
+		!strings.Contains(out, "Who is this?") || !strings.Contains(out, "+447911000077") {
+		t.Errorf("unmatched: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = ctl(t, env, "unmatched", "l2")
+	if code != 0 || !strings.Contains(out, "no unmatched replies") {
+		t.Errorf("unmatched of another lease: %d\n%s", code, out)
 	}
 
 	code, out, errOut = ctl(t, env, "resend", path("m3"))

@@ -13,9 +13,11 @@
 package chatmessage
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -38,8 +40,9 @@ const (
 
 // The values of a message document's type field.
 const (
-	TypeText     = "text"
-	TypeTemplate = "template"
+	TypeText        = "text"
+	TypeTemplate    = "template"
+	TypeInteractive = "interactive"
 )
 
 // Rejection says why a message will never be sent.
@@ -91,6 +94,10 @@ type Message struct {
 	Payload       map[string]string
 	TemplateType  string
 	ETA           int64
+	// Interactive is set for an interactive message, TemplateButtons (the
+	// quick-reply payloads by button index) for a template.
+	Interactive     *wadispatchv1.Interactive
+	TemplateButtons []string
 }
 
 // Parse validates a chat message document's fields. defaultRegion (an ISO
@@ -159,8 +166,18 @@ func Parse(ref dispatch.MessageRef, fields map[string]any, defaultRegion string)
 		if m.TemplateType == "" {
 			return nil, invalid("templateType", "a template message must name its template")
 		}
+		if m.TemplateButtons, err = stringArray(fields["templateButtons"], "templateButtons"); err != nil {
+			return nil, err
+		}
+	case TypeInteractive:
+		// WhatsApp's limits on what is decoded here are checked in Task,
+		// by the sender's own rule.
+		m.Type = wadispatchv1.MessageType_MESSAGE_TYPE_INTERACTIVE
+		if m.Interactive, err = interactive(fields["interactive"]); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, invalid("type", "is %q, want text or template", dispatch.Clip(typ, 100))
+		return nil, invalid("type", "is %q, want text, template or interactive", dispatch.Clip(typ, 100))
 	}
 	if m.AccountID, err = optionalString(fields, "accountId"); err != nil {
 		return nil, err
@@ -200,32 +217,32 @@ func (m *Message) FillFromEnquiry(enquiry map[string]any) {
 // that can only fail is never published.
 func (m *Message) Task(cfg WhatsAppConfig, eventID string, createdAt time.Time) (*wadispatchv1.SendTask, error) {
 	t := &wadispatchv1.SendTask{
-		LeaseId:            m.Ref.LeaseID,
-		AccountId:          m.AccountID,
-		ServiceUnitId:      m.ServiceUnitID,
-		EnquiryId:          m.Ref.EnquiryID,
-		MessageDocId:       m.Ref.Path(),
-		MessageId:          m.Ref.MessageID,
-		DriverMobileNumber: m.DriverE164,
-		Message:            m.Body,
-		Type:               m.Type,
-		LeaseWhatsappDetails: &wadispatchv1.LeaseWhatsappDetails{
-			PhoneNumberId:     cfg.PhoneNumberID,
-			ApiVersion:        cfg.APIVersion,
-			TokenRef:          cfg.TokenRef,
-			TemplateLanguage:  cfg.TemplateLanguage,
-			BusinessAccountId: cfg.BusinessAccountID,
-		},
-		CreatedBy:    m.CreatedBy,
-		Payload:      m.Payload,
-		TemplateType: m.TemplateType,
-		Eta:          m.ETA,
-		EventId:      eventID,
+		LeaseId:              m.Ref.LeaseID,
+		AccountId:            m.AccountID,
+		ServiceUnitId:        m.ServiceUnitID,
+		EnquiryId:            m.Ref.EnquiryID,
+		MessageDocId:         m.Ref.Path(),
+		MessageId:            m.Ref.MessageID,
+		DriverMobileNumber:   m.DriverE164,
+		Message:              m.Body,
+		Type:                 m.Type,
+		LeaseWhatsappDetails: cfg.Details(),
+		CreatedBy:            m.CreatedBy,
+		Payload:              m.Payload,
+		TemplateType:         m.TemplateType,
+		Eta:                  m.ETA,
+		EventId:              eventID,
+
+		Interactive:            m.Interactive,
+		TemplateButtonPayloads: m.TemplateButtons,
 	}
 	if !createdAt.IsZero() {
 		t.CreatedAt = timestamppb.New(createdAt)
 	}
 	if _, _, err := sendtask.Message(t, cfg.APIVersion); err != nil {
+		if fe, ok := errors.AsType[*whatsapp.FieldError](err); ok {
+			return nil, invalid(documentField(fe.Field), "%s", fe.Detail)
+		}
 		field := "message"
 		if m.Type == wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE {
 			field = "payload"
@@ -233,6 +250,19 @@ func (m *Message) Task(cfg WhatsAppConfig, eventID string, createdAt time.Time) 
 		return nil, invalid(field, "%v", err)
 	}
 	return t, nil
+}
+
+// documentField names the document field a part of the WhatsApp message
+// came from (whatsapp.FieldError's names).
+func documentField(part string) string {
+	switch {
+	case part == "body":
+		return "message"
+	case strings.HasPrefix(part, "quickReplies"):
+		return "templateButtons" + strings.TrimPrefix(part, "quickReplies")
+	default:
+		return "interactive." + part
+	}
 }
 
 // NormalizeNumber parses a phone number, assuming defaultRegion when it has
@@ -253,28 +283,154 @@ func NormalizeNumber(number, defaultRegion string) (string, error) {
 }
 
 func requiredString(fields map[string]any, key string) (string, error) {
-	v, ok := fields[key]
-	if !ok || v == nil {
-		return "", invalid(key, "is missing")
-	}
-	s, ok := v.(string)
-	if !ok {
-		return "", invalid(key, "is a %s, want a string", typeName(v))
-	}
-	return s, nil
+	return stringField(fields, key, key, true)
 }
 
 // optionalString treats a missing or null field as "".
 func optionalString(fields map[string]any, key string) (string, error) {
-	v := fields[key]
-	if v == nil {
+	return stringField(fields, key, key, false)
+}
+
+// stringField reads fields[key], named field in a rejection (the key's path
+// in the document).
+func stringField(fields map[string]any, key, field string, required bool) (string, error) {
+	v, ok := fields[key]
+	if !ok || v == nil {
+		if required {
+			return "", invalid(field, "is missing")
+		}
 		return "", nil
 	}
 	s, ok := v.(string)
 	if !ok {
-		return "", invalid(key, "is a %s, want a string", typeName(v))
+		return "", invalid(field, "is a %s, want a string", typeName(v))
 	}
 	return s, nil
+}
+
+// interactive decodes the interactive map: its kind, header and footer,
+// and the buttons or the list (buttonText, sections with their rows).
+// Whatever of them is present is decoded whatever the kind, so that the
+// sender's rule refuses a mix rather than this one dropping part of it.
+func interactive(v any) (*wadispatchv1.Interactive, error) {
+	if v == nil {
+		return nil, invalid("interactive", "is missing; an interactive message needs its buttons or list")
+	}
+	in, ok := v.(map[string]any)
+	if !ok {
+		return nil, invalid("interactive", "is a %s, want a map", typeName(v))
+	}
+	kind, err := stringField(in, "kind", "interactive.kind", true)
+	if err != nil {
+		return nil, err
+	}
+	out := &wadispatchv1.Interactive{}
+	switch kind {
+	case "button":
+		out.Kind = wadispatchv1.InteractiveKind_INTERACTIVE_KIND_BUTTON
+	case "list":
+		out.Kind = wadispatchv1.InteractiveKind_INTERACTIVE_KIND_LIST
+	default:
+		return nil, invalid("interactive.kind", "is %q, want button or list", dispatch.Clip(kind, 100))
+	}
+	if out.Header, err = stringField(in, "header", "interactive.header", false); err != nil {
+		return nil, err
+	}
+	if out.Footer, err = stringField(in, "footer", "interactive.footer", false); err != nil {
+		return nil, err
+	}
+	if out.ButtonText, err = stringField(in, "buttonText", "interactive.buttonText", false); err != nil {
+		return nil, err
+	}
+	err = eachMap(in["buttons"], "interactive.buttons", func(b map[string]any, at string) error {
+		id, err := stringField(b, "id", at+".id", true)
+		if err != nil {
+			return err
+		}
+		title, err := stringField(b, "title", at+".title", true)
+		if err != nil {
+			return err
+		}
+		out.Buttons = append(out.Buttons, &wadispatchv1.InteractiveButton{Id: id, Title: title})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = eachMap(in["sections"], "interactive.sections", func(s map[string]any, at string) error {
+		title, err := stringField(s, "title", at+".title", false)
+		if err != nil {
+			return err
+		}
+		section := &wadispatchv1.InteractiveSection{Title: title}
+		err = eachMap(s["rows"], at+".rows", func(r map[string]any, at string) error {
+			row := &wadispatchv1.InteractiveRow{}
+			var err error
+			if row.Id, err = stringField(r, "id", at+".id", true); err != nil {
+				return err
+			}
+			if row.Title, err = stringField(r, "title", at+".title", true); err != nil {
+				return err
+			}
+			if row.Description, err = stringField(r, "description", at+".description", false); err != nil {
+				return err
+			}
+			section.Rows = append(section.Rows, row)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		out.Sections = append(out.Sections, section)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachMap calls fn with each element of the optional array v, each of which
+// must be a map, and its path (field[i]).
+func eachMap(v any, field string, fn func(m map[string]any, at string) error) error {
+	if v == nil {
+		return nil
+	}
+	arr, ok := v.([]any)
+	if !ok {
+		return invalid(field, "is a %s, want an array", typeName(v))
+	}
+	for i, e := range arr {
+		at := fmt.Sprintf("%s[%d]", field, i)
+		m, ok := e.(map[string]any)
+		if !ok {
+			return invalid(at, "is a %s, want a map", typeName(e))
+		}
+		if err := fn(m, at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stringArray reads an optional array of strings.
+func stringArray(v any, field string) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, invalid(field, "is a %s, want an array of strings", typeName(v))
+	}
+	out := make([]string, len(arr))
+	for i, e := range arr {
+		s, ok := e.(string)
+		if !ok {
+			return nil, invalid(fmt.Sprintf("%s[%d]", field, i), "is a %s, want a string", typeName(e))
+		}
+		out[i] = s
+	}
+	return out, nil
 }
 
 // payload reads the optional payload map. WhatsApp template parameters are

@@ -2,6 +2,7 @@ package chatmessage_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -289,5 +290,182 @@ func TestConfigRejectionOmitsTokenRef(t *testing.T) {
 	_, err := chatmessage.ParseWhatsAppConfig(map[string]any{"whatsappConfig": map[string]any{"tokenRef": "secret-name-xyz"}}, chatmessage.ConfigDefaults{})
 	if err == nil || strings.Contains(err.Error(), "secret-name-xyz") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func interactiveDoc() map[string]any {
+	return map[string]any{
+		"message":            "Can you collect the van at 10:30?",
+		"type":               "interactive",
+		"driverMobileNumber": "07911 123456",
+		"createdBy":          "user-7",
+		"interactive": map[string]any{
+			"kind": "button", "header": "Collection", "footer": "Reply to confirm",
+			"buttons": []any{
+				map[string]any{"id": "yes", "title": "Yes"},
+				map[string]any{"id": "later", "title": "Later today"},
+			},
+		},
+	}
+}
+
+func listDoc() map[string]any {
+	d := interactiveDoc()
+	d["interactive"] = map[string]any{
+		"kind": "list", "buttonText": "Slots",
+		"sections": []any{
+			map[string]any{"title": "Morning", "rows": []any{map[string]any{"id": "am-9", "title": "09:00", "description": "Depot A"}}},
+			map[string]any{"title": "Afternoon", "rows": []any{map[string]any{"id": "pm-2", "title": "14:00"}}},
+		},
+	}
+	return d
+}
+
+var testConfig = chatmessage.WhatsAppConfig{PhoneNumberID: "106540352242922", APIVersion: "v23.0", TokenRef: "t", TemplateLanguage: "en_GB"}
+
+func TestParseInteractiveTask(t *testing.T) {
+	for name, tc := range map[string]struct {
+		doc  map[string]any
+		want *wadispatchv1.Interactive
+	}{
+		"button": {interactiveDoc(), &wadispatchv1.Interactive{
+			Kind: wadispatchv1.InteractiveKind_INTERACTIVE_KIND_BUTTON, Header: "Collection", Footer: "Reply to confirm",
+			Buttons: []*wadispatchv1.InteractiveButton{{Id: "yes", Title: "Yes"}, {Id: "later", Title: "Later today"}},
+		}},
+		"list": {listDoc(), &wadispatchv1.Interactive{
+			Kind: wadispatchv1.InteractiveKind_INTERACTIVE_KIND_LIST, ButtonText: "Slots",
+			Sections: []*wadispatchv1.InteractiveSection{
+				{Title: "Morning", Rows: []*wadispatchv1.InteractiveRow{{Id: "am-9", Title: "09:00", Description: "Depot A"}}},
+				{Title: "Afternoon", Rows: []*wadispatchv1.InteractiveRow{{Id: "pm-2", Title: "14:00"}}},
+			},
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m, err := chatmessage.Parse(ref, tc.doc, "GB")
+			if err != nil {
+				t.Fatal(err)
+			}
+			task, err := m.Task(testConfig, "ev", time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if task.Type != wadispatchv1.MessageType_MESSAGE_TYPE_INTERACTIVE || task.Message != "Can you collect the van at 10:30?" || !proto.Equal(task.Interactive, tc.want) {
+				t.Fatalf("task %v\nwant interactive %v", task, tc.want)
+			}
+		})
+	}
+}
+
+func TestTemplateButtons(t *testing.T) {
+	doc := templateDoc()
+	doc["templateButtons"] = []any{"confirm:m1", "move:m1"}
+	m, err := chatmessage.Parse(ref, doc, "GB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := m.Task(testConfig, "ev", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := task.TemplateButtonPayloads; len(got) != 2 || got[0] != "confirm:m1" || got[1] != "move:m1" {
+		t.Fatalf("template_button_payloads %q", got)
+	}
+}
+
+// Every rule on interactive documents and template buttons: the wrong types
+// are refused by Parse, WhatsApp's limits by Task (the sender's own rule),
+// each naming the document field and saying what is wrong.
+func TestInteractiveRejections(t *testing.T) {
+	set := func(key string, v any) func(map[string]any) {
+		return func(d map[string]any) { d["interactive"].(map[string]any)[key] = v }
+	}
+	button := func(id, title string) any { return map[string]any{"id": id, "title": title} }
+	row := func(id, title string) any { return map[string]any{"id": id, "title": title} }
+	x := strings.Repeat
+	for _, tc := range []struct {
+		name   string
+		doc    func() map[string]any
+		mutate func(map[string]any)
+		field  string
+		detail string // a part of it
+	}{
+		{"no interactive map", interactiveDoc, func(d map[string]any) { delete(d, "interactive") }, "interactive", "missing"},
+		{"interactive not a map", interactiveDoc, func(d map[string]any) { d["interactive"] = "button" }, "interactive", "is a string, want a map"},
+		{"no kind", interactiveDoc, set("kind", nil), "interactive.kind", "missing"},
+		{"unknown kind", interactiveDoc, set("kind", "carousel"), "interactive.kind", `"carousel"`},
+		{"kind not a string", interactiveDoc, set("kind", int64(1)), "interactive.kind", "integer"},
+		{"header not a string", interactiveDoc, set("header", true), "interactive.header", "boolean"},
+		{"footer not a string", interactiveDoc, set("footer", int64(2)), "interactive.footer", "integer"},
+		{"buttons not an array", interactiveDoc, set("buttons", map[string]any{}), "interactive.buttons", "want an array"},
+		{"button not a map", interactiveDoc, set("buttons", []any{"Yes"}), "interactive.buttons[0]", "want a map"},
+		{"button without id", interactiveDoc, set("buttons", []any{map[string]any{"title": "Yes"}}), "interactive.buttons[0].id", "missing"},
+		{"button title not a string", interactiveDoc, set("buttons", []any{map[string]any{"id": "a", "title": int64(1)}}), "interactive.buttons[0].title", "integer"},
+		{"sections not an array", listDoc, set("sections", "Morning"), "interactive.sections", "want an array"},
+		{"row not a map", listDoc, set("sections", []any{map[string]any{"rows": []any{int64(1)}}}), "interactive.sections[0].rows[0]", "want a map"},
+		{"row description not a string", listDoc, set("sections", []any{map[string]any{"rows": []any{map[string]any{"id": "a", "title": "b", "description": 1.5}}}}), "interactive.sections[0].rows[0].description", "double"},
+		{"buttonText not a string", listDoc, set("buttonText", []any{}), "interactive.buttonText", "array"},
+
+		{"no body", interactiveDoc, func(d map[string]any) { d["message"] = "" }, "message", "needs a body"},
+		{"button body over 1024", interactiveDoc, func(d map[string]any) { d["message"] = x("é", 1025) }, "message", "1025 characters, WhatsApp allows 1024"},
+		{"header over 60", interactiveDoc, set("header", x("h", 61)), "interactive.header", "allows 60"},
+		{"footer over 60", interactiveDoc, set("footer", x("f", 61)), "interactive.footer", "allows 60"},
+		{"no buttons", interactiveDoc, set("buttons", []any{}), "interactive.buttons", "at least one"},
+		{"four buttons", interactiveDoc, set("buttons", []any{button("a", "A"), button("b", "B"), button("c", "C"), button("d", "D")}), "interactive.buttons[3]", "WhatsApp allows at most 3 reply buttons"},
+		{"button title over 20", interactiveDoc, set("buttons", []any{button("a", x("t", 21))}), "interactive.buttons[0].title", "allows 20"},
+		{"button id over 256", interactiveDoc, set("buttons", []any{button(x("i", 257), "A")}), "interactive.buttons[0].id", "allows 256"},
+		{"empty button id", interactiveDoc, set("buttons", []any{button("", "A")}), "interactive.buttons[0].id", "required"},
+		{"duplicate button id", interactiveDoc, set("buttons", []any{button("a", "A"), button("a", "B")}), "interactive.buttons[1].id", "repeats"},
+		{"duplicate button title", interactiveDoc, set("buttons", []any{button("a", "A"), button("b", "A")}), "interactive.buttons[1].title", "repeats"},
+		{"buttons on a list", listDoc, set("buttons", []any{button("a", "A")}), "interactive.buttons", "a list message has no reply buttons"},
+		{"sections on buttons", interactiveDoc, set("sections", []any{map[string]any{"rows": []any{row("a", "A")}}}), "interactive.buttonText", "no list"},
+		{"list without buttonText", listDoc, set("buttonText", nil), "interactive.buttonText", "required"},
+		{"buttonText over 20", listDoc, set("buttonText", x("b", 21)), "interactive.buttonText", "allows 20"},
+		{"list body over 4096", listDoc, func(d map[string]any) { d["message"] = x("b", 4097) }, "message", "allows 4096"},
+		{"no sections", listDoc, set("sections", nil), "interactive.sections", "at least one section"},
+		{"eleven sections", listDoc, set("sections", func() []any {
+			s := make([]any, 11)
+			for i := range s {
+				s[i] = map[string]any{"title": fmt.Sprint("S", i), "rows": []any{row(fmt.Sprint(i), "r")}}
+			}
+			return s
+		}()), "interactive.sections[10]", "at most 10 sections"},
+		{"untitled section among two", listDoc, set("sections", []any{
+			map[string]any{"title": "A", "rows": []any{row("a", "A")}}, map[string]any{"rows": []any{row("b", "B")}},
+		}), "interactive.sections[1].title", "more than one"},
+		{"section title over 24", listDoc, set("sections", []any{map[string]any{"title": x("s", 25), "rows": []any{row("a", "A")}}}), "interactive.sections[0].title", "allows 24"},
+		{"section without rows", listDoc, set("sections", []any{map[string]any{"title": "A"}}), "interactive.sections[0].rows", "at least one row"},
+		{"eleven rows", listDoc, set("sections", []any{map[string]any{"rows": func() []any {
+			r := make([]any, 11)
+			for i := range r {
+				r[i] = row(fmt.Sprint("r", i), "x")
+			}
+			return r
+		}()}}), "interactive.sections[0].rows[10]", "at most 10 rows"},
+		{"row id over 200", listDoc, set("sections", []any{map[string]any{"rows": []any{row(x("i", 201), "A")}}}), "interactive.sections[0].rows[0].id", "allows 200"},
+		{"row title over 24", listDoc, set("sections", []any{map[string]any{"rows": []any{row("a", x("t", 25))}}}), "interactive.sections[0].rows[0].title", "allows 24"},
+		{"row description over 72", listDoc, set("sections", []any{map[string]any{"rows": []any{map[string]any{"id": "a", "title": "A", "description": x("d", 73)}}}}), "interactive.sections[0].rows[0].description", "allows 72"},
+		{"row ids repeat across sections", listDoc, set("sections", []any{
+			map[string]any{"title": "A", "rows": []any{row("a", "A")}}, map[string]any{"title": "B", "rows": []any{row("a", "B")}},
+		}), "interactive.sections[1].rows[0].id", "repeats"},
+
+		{"templateButtons not an array", templateDoc, func(d map[string]any) { d["templateButtons"] = "yes" }, "templateButtons", "want an array"},
+		{"template button not a string", templateDoc, func(d map[string]any) { d["templateButtons"] = []any{"a", int64(1)} }, "templateButtons[1]", "integer"},
+		{"empty template button payload", templateDoc, func(d map[string]any) { d["templateButtons"] = []any{""} }, "templateButtons[0]", "required"},
+		{"eleven template buttons", templateDoc, func(d map[string]any) {
+			d["templateButtons"] = []any{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"}
+		}, "templateButtons[10]", "at most 10"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := tc.doc()
+			tc.mutate(doc)
+			m, err := chatmessage.Parse(ref, doc, "GB")
+			if err == nil {
+				_, err = m.Task(testConfig, "ev", time.Time{})
+			}
+			r := rejection(t, err)
+			if r.Reason != chatmessage.ReasonInvalidData || r.Field != tc.field || !strings.Contains(r.Detail, tc.detail) || !r.Actionable() {
+				t.Fatalf("rejection %+v, want invalid_data on %s saying %q", r, tc.field, tc.detail)
+			}
+		})
 	}
 }

@@ -3,6 +3,8 @@ package chatmessage
 import (
 	"fmt"
 	"strconv"
+
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
 // WhatsAppConfig is a lease's WhatsApp configuration, read from the
@@ -15,6 +17,17 @@ type WhatsAppConfig struct {
 	TokenRef          string
 	TemplateLanguage  string
 	BusinessAccountID string
+}
+
+// Details is the configuration as the pipeline's messages carry it.
+func (c WhatsAppConfig) Details() *wadispatchv1.LeaseWhatsappDetails {
+	return &wadispatchv1.LeaseWhatsappDetails{
+		PhoneNumberId:     c.PhoneNumberID,
+		ApiVersion:        c.APIVersion,
+		TokenRef:          c.TokenRef,
+		TemplateLanguage:  c.TemplateLanguage,
+		BusinessAccountId: c.BusinessAccountID,
+	}
 }
 
 // ConfigDefaults fill what a lease's configuration may leave out.

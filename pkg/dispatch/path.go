@@ -79,25 +79,33 @@ func CheckDocumentID(id string) error {
 	return nil
 }
 
-// IndexPath is the wamid index document, created in the commit that records
-// the send, so its create time is when the result was recorded.
+// IndexCollection holds the wamid index, one document per wamid.
+const IndexCollection = "whatsappMessageIndex"
+
+// IndexPath is the wamid index document of a wamid: its entry (the
+// message), created in the commit that records the send, and the status
+// webhooks of the wamid kept until that commit.
 func IndexPath(wamid string) string {
-	return "whatsappMessageIndex/" + wamidDocID(wamid)
-}
-
-// PendingStatusCollection holds, one document per wamid, the status
-// webhooks of wamids no result has recorded (yet).
-const PendingStatusCollection = "wadispatchPendingStatuses"
-
-// PendingStatusPath is the document of PendingStatusCollection of a wamid.
-func PendingStatusPath(wamid string) string {
-	return PendingStatusCollection + "/" + wamidDocID(wamid)
+	return IndexCollection + "/" + wamidDocID(wamid)
 }
 
 // wamidDocID is a wamid as a document id. A wamid is base64 and may hold
 // "/", which would split the path; escaping keeps one document per wamid.
 func wamidDocID(wamid string) string {
 	return strings.NewReplacer("%", "%25", "/", "%2F").Replace(wamid)
+}
+
+// UnmatchedReplyPath is where a driver's part that no enquiry of the lease
+// takes is kept, for operators: by lease, so it is never shown in another
+// lease's enquiries.
+func UnmatchedReplyPath(leaseID, docID string) string {
+	return "leasecompany/" + leaseID + "/whatsappUnmatchedReplies/" + docID
+}
+
+// InboundIndexPath is the inbound index entry of a driver's wamid: the
+// document it became, for the reactions, edits and revokes that name it.
+func InboundIndexPath(wamid string) string {
+	return "whatsappInboundIndex/" + wamidDocID(wamid)
 }
 
 // DriverReplyDocID is the chatMessages document id of a driver's reply:

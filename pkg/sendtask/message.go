@@ -35,7 +35,9 @@ func Message(task *wadispatchv1.SendTask, defaultAPIVersion string) (whatsapp.Se
 		msg = whatsapp.TextMessage(task.GetDriverMobileNumber(), task.GetMessage(), hasURL(task.GetMessage()))
 		err = msg.Validate()
 	case wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE:
-		msg, err = whatsapp.TemplateMessage(task.GetDriverMobileNumber(), task.GetTemplateType(), d.GetTemplateLanguage(), templateParameters(task))
+		msg, err = whatsapp.TemplateMessage(task.GetDriverMobileNumber(), task.GetTemplateType(), d.GetTemplateLanguage(), templateParameters(task), task.GetTemplateButtonPayloads()...)
+	case wadispatchv1.MessageType_MESSAGE_TYPE_INTERACTIVE:
+		msg, err = interactiveMessage(task)
 	default:
 		err = fmt.Errorf("%w: message type %s", whatsapp.ErrInvalidMessage, task.GetType())
 	}
@@ -43,6 +45,30 @@ func Message(task *wadispatchv1.SendTask, defaultAPIVersion string) (whatsapp.Se
 		return whatsapp.Sender{}, whatsapp.Message{}, err
 	}
 	return sender, msg, nil
+}
+
+func interactiveMessage(task *wadispatchv1.SendTask) (whatsapp.Message, error) {
+	in := task.GetInteractive()
+	c := whatsapp.InteractiveContent{Header: in.GetHeader(), Body: task.GetMessage(), Footer: in.GetFooter(), ButtonText: in.GetButtonText()}
+	switch in.GetKind() {
+	case wadispatchv1.InteractiveKind_INTERACTIVE_KIND_BUTTON:
+		c.Kind = whatsapp.InteractiveButton
+	case wadispatchv1.InteractiveKind_INTERACTIVE_KIND_LIST:
+		c.Kind = whatsapp.InteractiveList
+	default:
+		return whatsapp.Message{}, &whatsapp.FieldError{Field: "kind", Detail: fmt.Sprintf("%s is not button or list", in.GetKind())}
+	}
+	for _, b := range in.GetButtons() {
+		c.Buttons = append(c.Buttons, whatsapp.Reply{ID: b.GetId(), Title: b.GetTitle()})
+	}
+	for _, s := range in.GetSections() {
+		section := whatsapp.ListSection{Title: s.GetTitle()}
+		for _, r := range s.GetRows() {
+			section.Rows = append(section.Rows, whatsapp.ListRow{ID: r.GetId(), Title: r.GetTitle(), Description: r.GetDescription()})
+		}
+		c.Sections = append(c.Sections, section)
+	}
+	return whatsapp.InteractiveMessage(task.GetDriverMobileNumber(), c)
 }
 
 // hasURL decides preview_url: a driver sent a link (a tracking page, a map)

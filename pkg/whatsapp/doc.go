@@ -1,9 +1,11 @@
 // Package whatsapp is a client for the WhatsApp Cloud API messages endpoint
 // (POST {baseURL}/{api-version}/{phone-number-id}/messages).
 //
-// It sends text and template messages, parses Meta's success and error
-// responses, and classifies every failure as retryable or permanent with a short
-// machine-readable Reason (see classify.go for the table and its sources).
+// It sends text, template (with quick-reply button payloads) and interactive
+// (reply buttons, list) messages, checked against Meta's limits first
+// (interactive.go), parses Meta's success and error responses, and classifies
+// every failure as retryable or permanent with a short machine-readable Reason
+// (see classify.go for the table and its sources).
 //
 // The three outcomes a caller must tell apart:
 //

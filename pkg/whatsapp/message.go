@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -26,19 +27,26 @@ type MessageType string
 
 // The message types this client sends.
 const (
-	TypeText     MessageType = "text"
-	TypeTemplate MessageType = "template"
+	TypeText        MessageType = "text"
+	TypeTemplate    MessageType = "template"
+	TypeInteractive MessageType = "interactive"
 )
 
-// Message is one outbound message. Build it with TextMessage or
-// TemplateMessage.
+// MaxTemplateButtons is how many buttons a template may have, indexed 0 to
+// 9, per the Cloud API messages reference (components object, index):
+// https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages
+const MaxTemplateButtons = 10
+
+// Message is one outbound message. Build it with TextMessage,
+// TemplateMessage or InteractiveMessage.
 type Message struct {
 	// To is the recipient's phone number with country code, sent as given;
 	// Meta accepts "+" and separators ("+44 7700 900123").
-	To       string
-	Type     MessageType
-	Text     *Text
-	Template *Template
+	To          string
+	Type        MessageType
+	Text        *Text
+	Template    *Template
+	Interactive *Interactive
 	// CallbackData is sent as biz_opaque_callback_data: Meta does not
 	// process it and echoes it in the message's sent, delivered and read
 	// status webhooks. Empty sends none.
@@ -72,13 +80,15 @@ type Component struct {
 	Parameters []Parameter `json:"parameters"`
 }
 
-// Parameter is one template variable value. ParameterName is set for
-// templates created with named parameters ({{first_name}}), empty for
-// positional ones ({{1}}).
+// Parameter is one template variable value: Text for a "text" parameter
+// (never empty), Payload for a quick-reply button's "payload" one.
+// ParameterName is set for templates created with named parameters
+// ({{first_name}}), empty for positional ones ({{1}}).
 type Parameter struct {
 	Type          string `json:"type"`
 	ParameterName string `json:"parameter_name,omitempty"`
-	Text          string `json:"text"`
+	Text          string `json:"text,omitempty"`
+	Payload       string `json:"payload,omitempty"`
 }
 
 // TextMessage builds a free-form text message. previewURL asks WhatsApp to
@@ -92,10 +102,11 @@ func TextMessage(to, body string, previewURL bool) Message {
 var namedParameter = regexp.MustCompile(`^[a-z0-9_]+$`)
 
 // TemplateMessage builds a template message from the plain values the pipeline
-// carries: the template name, its language code, and the task payload, which
-// becomes one body component with a named text parameter per key. Keys are
-// sorted so the same payload always gives the same request.
-func TemplateMessage(to, name, languageCode string, payload map[string]string) (Message, error) {
+// carries: the template name, its language code, the task payload, which
+// becomes one body component with a named text parameter per key, and the
+// payloads of the template's quick-reply buttons, one button component per
+// index. Keys are sorted so the same payload always gives the same request.
+func TemplateMessage(to, name, languageCode string, payload map[string]string, quickReplies ...string) (Message, error) {
 	t := &Template{Name: name, Language: Language{Code: languageCode}}
 	if len(payload) > 0 {
 		keys := make([]string, 0, len(payload))
@@ -114,6 +125,18 @@ func TemplateMessage(to, name, languageCode string, payload map[string]string) (
 			params = append(params, Parameter{Type: "text", ParameterName: k, Text: payload[k]})
 		}
 		t.Components = []Component{{Type: "body", Parameters: params}}
+	}
+	if len(quickReplies) > MaxTemplateButtons {
+		return Message{}, fieldErr(fmt.Sprintf("quickReplies[%d]", MaxTemplateButtons), "a template has at most %d buttons", MaxTemplateButtons)
+	}
+	for i, p := range quickReplies {
+		// Meta documents no length limit on a payload, only that a
+		// quick-reply button's parameter carries one.
+		if p == "" {
+			return Message{}, fieldErr(fmt.Sprintf("quickReplies[%d]", i), "a quick-reply button's payload is required")
+		}
+		t.Components = append(t.Components, Component{Type: "button", SubType: "quick_reply", Index: strconv.Itoa(i),
+			Parameters: []Parameter{{Type: "payload", Payload: p}}})
 	}
 	m := Message{To: to, Type: TypeTemplate, Template: t}
 	if err := m.Validate(); err != nil {
@@ -136,8 +159,8 @@ func (m Message) Validate() error {
 		if n := utf8.RuneCountInString(m.Text.Body); n > MaxTextBodyLength {
 			return fmt.Errorf("%w: text body has %d characters, the limit is %d", ErrInvalidMessage, n, MaxTextBodyLength)
 		}
-		if m.Template != nil {
-			return fmt.Errorf("%w: text message with a template object", ErrInvalidMessage)
+		if m.Template != nil || m.Interactive != nil {
+			return fmt.Errorf("%w: text message with a template or interactive object", ErrInvalidMessage)
 		}
 	case TypeTemplate:
 		if m.Template == nil || m.Template.Name == "" {
@@ -146,8 +169,18 @@ func (m Message) Validate() error {
 		if m.Template.Language.Code == "" {
 			return fmt.Errorf("%w: template %q without a language code", ErrInvalidMessage, m.Template.Name)
 		}
-		if m.Text != nil {
-			return fmt.Errorf("%w: template message with a text object", ErrInvalidMessage)
+		if m.Text != nil || m.Interactive != nil {
+			return fmt.Errorf("%w: template message with a text or interactive object", ErrInvalidMessage)
+		}
+	case TypeInteractive:
+		if m.Interactive == nil {
+			return fmt.Errorf("%w: interactive message without an interactive object", ErrInvalidMessage)
+		}
+		if m.Text != nil || m.Template != nil {
+			return fmt.Errorf("%w: interactive message with a text or template object", ErrInvalidMessage)
+		}
+		if err := m.Interactive.validate(); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("%w: unsupported message type %q", ErrInvalidMessage, m.Type)
@@ -177,13 +210,14 @@ func validRecipient(to string) bool {
 
 // request is the JSON body of POST /{phone-number-id}/messages.
 type request struct {
-	MessagingProduct string    `json:"messaging_product"`
-	RecipientType    string    `json:"recipient_type"`
-	To               string    `json:"to"`
-	Type             string    `json:"type"`
-	Text             *Text     `json:"text,omitempty"`
-	Template         *Template `json:"template,omitempty"`
-	CallbackData     string    `json:"biz_opaque_callback_data,omitempty"`
+	MessagingProduct string       `json:"messaging_product"`
+	RecipientType    string       `json:"recipient_type"`
+	To               string       `json:"to"`
+	Type             string       `json:"type"`
+	Text             *Text        `json:"text,omitempty"`
+	Template         *Template    `json:"template,omitempty"`
+	Interactive      *Interactive `json:"interactive,omitempty"`
+	CallbackData     string       `json:"biz_opaque_callback_data,omitempty"`
 }
 
 func (m Message) request() request {
@@ -194,6 +228,7 @@ func (m Message) request() request {
 		Type:             string(m.Type),
 		Text:             m.Text,
 		Template:         m.Template,
+		Interactive:      m.Interactive,
 		CallbackData:     m.CallbackData,
 	}
 }

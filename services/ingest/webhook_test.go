@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,12 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/visn/wadispatch/pkg/logging/logtest"
+	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	"github.com/visn/wadispatch/pkg/testinfra/pubsubemu"
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
@@ -31,6 +34,11 @@ const (
 	hookToken   = "test-verify-token"
 	hookPhone   = "100000000000001"
 	hookWAToken = "sim-token"
+	// hookOtherPhone is a business number the simulator serves and no
+	// lease has.
+	hookOtherPhone = "100000000000002"
+	hookLease      = "lease-hook"
+	hookTokenRef   = "lease-hook-token"
 )
 
 // hookEnv is the webhook receiver on a real HTTP server publishing to
@@ -62,7 +70,20 @@ func newHookEnv(t testing.TB, secret string, simTune func(*whatsappsim.Options))
 	l.SetOutput(e.logs)
 	l.SetFormatter(&logrus.JSONFormatter{})
 	cfg := spec{HandlerTimeout: 5 * time.Second, WebhookReplayTTL: time.Minute, WebhookAppSecret: secret, WebhookVerifyToken: hookToken}
-	hook := newParts(cfg, nil, nil, nil, pub, e.registry, logrus.NewEntry(l), time.Now).webhook
+	// The lease the business number belongs to: replies are placed by it.
+	fsEmu := firestoreemu.StartForTest(t, firestoreemu.Options{Logger: logrus.New().WithField("test", "emulator")})
+	t.Setenv("FIRESTORE_EMULATOR_HOST", fsEmu.Addr())
+	fs, err := firestore.NewClient(ctx, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fs.Close() })
+	if _, err := fs.Doc("leasecompany/"+hookLease).Set(ctx, map[string]any{
+		"whatsappConfig": map[string]any{"phoneNumberId": hookPhone, "tokenRef": hookTokenRef},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hook := newParts(cfg, fs, nil, nil, pub, e.registry, logrus.NewEntry(l), time.Now).webhook
 	srv := httptest.NewServer(hook)
 	e.url, e.pub = srv.URL+adapters.WebhookPath, pub
 
@@ -78,7 +99,7 @@ func newHookEnv(t testing.TB, secret string, simTune func(*whatsappsim.Options))
 	}()
 
 	opts := whatsappsim.DefaultOptions()
-	opts.PhoneNumbers = map[string]string{hookPhone: hookWAToken}
+	opts.PhoneNumbers = map[string]string{hookPhone: hookWAToken, hookOtherPhone: hookWAToken}
 	opts.PairInterval = 0
 	opts.Webhook.URL, opts.Webhook.AppSecret = e.url, hookSecret
 	opts.Webhook.RetryBackoff = 20 * time.Millisecond
@@ -193,7 +214,8 @@ func TestWebhookPublishesStatusesAndReplies(t *testing.T) {
 		t.Errorf("statuses published: %v, want sent, delivered, read", statuses)
 	}
 	if reply.GetWhatsappMessageId() != inID || reply.GetFrom() != "+447911123401" || reply.GetText() != "On my way" ||
-		reply.GetContextMessageId() != wamid || reply.GetType() != "text" {
+		reply.GetContextMessageId() != wamid || reply.GetType() != "text" ||
+		fmt.Sprint(reply.GetLeaseIds()) != "["+hookLease+"]" || reply.GetLeaseWhatsappDetails().GetTokenRef() != hookTokenRef {
 		t.Errorf("inbound message %v", reply)
 	}
 	if got := metricValue(t, e.registry, "wadispatch_ingest_webhook_events_published_total", "kind", "status"); got != 3 {
@@ -204,6 +226,36 @@ func TestWebhookPublishesStatusesAndReplies(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), hookSecret) || strings.Contains(e.logs.String(), hookToken) {
 		t.Error("a secret was logged")
+	}
+}
+
+// A driver writing to a business number no lease has is refused with its
+// reason: counted, logged, never published for some other lease.
+func TestWebhookRefusesRepliesToUnknownBusinessNumbers(t *testing.T) {
+	e := newHookEnv(t, hookSecret, nil)
+	if _, err := e.sim.RecordInbound(whatsappsim.Inbound{PhoneNumberID: hookOtherPhone, From: "447911123401", Text: "Hello?"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sim.RecordInbound(whatsappsim.Inbound{PhoneNumberID: hookPhone, From: "447911123401", Text: "Me again"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.WaitWebhooks(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Both were answered: only the second was published.
+	if got := metricValue(t, e.registry, "wadispatch_ingest_webhook_events_published_total", "kind", "inbound"); got != 1 {
+		t.Errorf("inbound events published: %v, want 1", got)
+	}
+	msgs := e.waitFor(t, 1)
+	var in wadispatchv1.InboundMessage
+	if err := proto.Unmarshal(msgs[0].Data, &in); err != nil || in.GetText() != "Me again" {
+		t.Fatalf("published %v (%v)", &in, err)
+	}
+	if got := metricValue(t, e.registry, "wadispatch_ingest_webhook_parts_skipped_total", "reason", "unknown_business_number"); got != 1 {
+		t.Errorf("skipped parts for the unknown number: %v, want 1", got)
+	}
+	if !strings.Contains(e.logs.String(), "no lease has its business number") {
+		t.Error("the refusal was not logged")
 	}
 }
 

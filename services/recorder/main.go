@@ -23,6 +23,7 @@ import (
 	"github.com/visn/wadispatch/pkg/sendtask"
 	recorderfs "github.com/visn/wadispatch/services/recorder/internal/adapters/firestore"
 	"github.com/visn/wadispatch/services/recorder/internal/adapters/grpcapi"
+	recorderps "github.com/visn/wadispatch/services/recorder/internal/adapters/pubsub"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
@@ -48,6 +49,7 @@ type spec struct {
 	StalledAge          time.Duration `envconfig:"RECORDER_STALLED_AGE" default:"10m" desc:"a claim released to retry this long ago, its task not back since, is stalled (listed by wadispatchctl stalled, counted in wadispatch_recorder_stalled_claims)"`
 	PendingStatusTTL    time.Duration `envconfig:"RECORDER_PENDING_STATUS_TTL" default:"1h" desc:"status webhooks of a wamid no result recorded are kept this long after the last of them, then dropped by the sweep (counted in wadispatch_recorder_pending_statuses_dropped_total)"`
 	TasksTopic          string        `envconfig:"RECORDER_TASKS_TOPIC" default:"whatsapp-messages" desc:"topic resent tasks are published to"`
+	MediaTopic          string        `envconfig:"RECORDER_MEDIA_TOPIC" default:"whatsapp-media" desc:"topic drivers' media is published to for the sender to fetch into Cloud Storage"`
 	ResultsSubscription string        `envconfig:"RECORDER_RESULTS_SUBSCRIPTION" default:"whatsapp-message-results-recorder" desc:"subscription of send results"`
 	StatusSubscription  string        `envconfig:"RECORDER_STATUS_SUBSCRIPTION" default:"whatsapp-status-events-recorder" desc:"subscription of WhatsApp status events"`
 	MaxOutstanding      int           `envconfig:"RECORDER_MAX_OUTSTANDING_MESSAGES" default:"100" desc:"Pub/Sub messages handled at once per subscription"`
@@ -122,6 +124,8 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 	closers = append(closers, func() { _ = ps.Close() })
 	repub := sendtask.NewPublisher(ps, s.TasksTopic, 0)
 	closers = append(closers, repub.Stop)
+	media := recorderps.NewMediaFetches(ps, s.MediaTopic)
+	closers = append(closers, media.Stop)
 
 	metrics := app.NewMetrics(opsSrv.Registry)
 	store := recorderfs.NewStore(db, recorderfs.Options{Retried: metrics.CommitRetried})
@@ -132,7 +136,7 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 		StalledAge:         s.StalledAge,
 		PendingStatusTTL:   s.PendingStatusTTL,
 		Metrics:            metrics,
-	}, store, recorderfs.NewAncillary(anc), repub, log)
+	}, app.Ports{Store: store, Replies: store, Ancillary: recorderfs.NewAncillary(anc), Republisher: repub, Media: media}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -68,7 +68,7 @@ type spec struct {
 	PublishRetryFor time.Duration `envconfig:"SENDER_PUBLISH_RETRY_FOR" default:"10m" desc:"how long a result or dead letter that fails to publish is tried again before its task is nacked"`
 	InFlightRecheck time.Duration `envconfig:"SENDER_IN_FLIGHT_RECHECK" default:"5s" desc:"how often a task whose send another sender holds asks for the claim again (for at most SENDER_CLAIM_LEASE)"`
 	OutageProbe     time.Duration `envconfig:"SENDER_OUTAGE_PROBE_INTERVAL" default:"15s" desc:"longest wait between probes of a recorder or Secret Manager that cannot answer; tasks are held meanwhile, not nacked"`
-	EnforceWindow   bool          `envconfig:"SENDER_ENFORCE_WINDOW" default:"true" desc:"fail free-form text to a driver who has not written within 24 hours (reason outside_24h_window) without calling WhatsApp; templates are always sent"`
+	EnforceWindow   bool          `envconfig:"SENDER_ENFORCE_WINDOW" default:"true" desc:"fail free-form messages (text, interactive) to a driver who has not written within 24 hours (reason outside_24h_window) without calling WhatsApp; templates are always sent"`
 
 	Tokens         string        `envconfig:"SENDER_TOKENS" desc:"local runs: JSON object from token reference to WhatsApp token"`
 	TokensFile     string        `envconfig:"SENDER_TOKENS_FILE" desc:"local runs: file holding that JSON object"`

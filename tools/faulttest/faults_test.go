@@ -99,10 +99,18 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 
 	start := time.Now()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	var replies []bench.Reply
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		if err := bench.Create(ctx, fs, msgs, 50); err != nil {
+			t.Error(err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		var err error
+		if replies, err = replyThroughFaults(ctx, s, fleet, msgs); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -150,6 +158,13 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 	for _, v := range report.Violations {
 		t.Error(v)
 	}
+	replyViolations, err := bench.AuditReplies(ctx, fs, replies, 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range replyViolations {
+		t.Error(v)
+	}
 	// WhatsApp's retryable errors that outlast a task's attempts end it
 	// FAILED retries_exhausted, and the sender dead-letters it on purpose;
 	// anything else there was dead-lettered by an outage or a loop.
@@ -159,14 +174,39 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 	}
 	reconciled := metric(ctx, t, s, stack.Ingest, "wadispatch_ingest_reconciled_total")
 	resolved := len(logged(t, s.LogPath(stack.Recorder), "send resolved from WhatsApp's statuses: recorded as sent, counted once"))
-	t.Logf("fault test summary: %s unknown_resolved_by_webhook=%d dead_lettered=%d (besides %d retries_exhausted) reconciled=%v",
-		report.Summary(), resolved, dead, exhausted, reconciled)
+	t.Logf("fault test summary: %s unknown_resolved_by_webhook=%d dead_lettered=%d (besides %d retries_exhausted) reconciled=%v replies=%d",
+		report.Summary(), resolved, dead, exhausted, reconciled, len(replies))
 	if report.Sent == 0 {
 		t.Error("no message was sent: the faults left nothing to check")
 	}
 	if reconciled == 0 {
 		t.Error("the reconciler handed on nothing: the dropped events left nothing to check")
 	}
+}
+
+// replyThroughFaults has the driver of every tenth message write to the
+// business number while the faults run (one reply every 350 ms, through
+// ingest's outage, the recorder's and Firestore's), and returns what was
+// sent.
+func replyThroughFaults(ctx context.Context, s *stack.Stack, fleet bench.Fleet, msgs []bench.Message) ([]bench.Reply, error) {
+	var out []bench.Reply
+	tick := time.NewTicker(350 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < len(msgs); i += 10 {
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-tick.C:
+		}
+		m := msgs[i]
+		text := fmt.Sprintf("reply %d about %s", i, m.Ref.MessageID)
+		wamid, err := s.Reply(ctx, m.Driver, text, "")
+		if err != nil {
+			return out, fmt.Errorf("reply %d: %w", i, err)
+		}
+		out = append(out, bench.Reply{Wamid: wamid, Driver: m.Driver, Text: text, Enquiry: m.Ref, UnmatchedLease: fleet.Leases[0].ID})
+	}
+	return out, nil
 }
 
 // openWindows has every driver who gets free-form text (one message in

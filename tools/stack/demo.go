@@ -70,10 +70,20 @@ func DemoCases() []Case {
 	return []Case{
 		{Name: "text", ID: "msg-text", WantStatus: "READ",
 			Fields: msg("+44 7911 123401", nil)},
+		{Name: "interactive buttons", ID: "msg-interactive", WantStatus: "READ",
+			Fields: msg("+447911123409", map[string]any{
+				"type": "interactive", "message": "Can you collect it at 10:30?",
+				"interactive": map[string]any{"kind": "button", "buttons": []any{
+					map[string]any{"id": "collect-yes", "title": "Yes"},
+					map[string]any{"id": "collect-later", "title": "Later today"},
+				}},
+			})},
 		{Name: "template, payload, ETA", ID: "msg-template", WantStatus: "READ",
 			Fields: msg("07911 123402", map[string]any{
 				"type": "template", "message": "", "templateType": "vehicle_delivery",
 				"payload": map[string]any{"vehicle": "AB12 CDE", "slot": "10:00"}, "ETA": 45,
+				// The payload of its quick-reply button, which the driver's tap returns.
+				"templateButtons": []any{"eta_late"},
 			})},
 		{Name: "from the driver", ID: "msg-driver", WantReason: "from_driver",
 			Fields: msg("+447911123403", map[string]any{"source": "driver", "message": "On my way"})},
@@ -161,7 +171,7 @@ func (s *Stack) simulator(ctx context.Context, method, path string, body any, ou
 }
 
 // OpenWindow has driver (E.164) write to the business number, which opens
-// WhatsApp's 24-hour window for free-form text to them, and waits until the
+// WhatsApp's 24-hour window for free-form messages to them, and waits until the
 // pipeline has recorded it (simulator → ingest's webhook → recorder →
 // ancillary whatsapp/{driver}), so that a text created next is sent.
 func (s *Stack) OpenWindow(ctx context.Context, driver string) error {
@@ -181,6 +191,24 @@ func (s *Stack) Reply(ctx context.Context, driver, text, contextWAMID string) (s
 	}
 	err := s.simulator(ctx, http.MethodPost, "/_sim/inbound", map[string]string{
 		"phone_number_id": s.opts.PhoneNumberID, "from": strings.TrimPrefix(driver, "+"), "text": text, "context_id": contextWAMID,
+	}, &out)
+	return out.ID, err
+}
+
+// ReplyPart has driver (E.164) send the business number a message of any
+// type: part is the type's object as Meta's webhook shows it (a button
+// reply, a reaction, a location...), quoting contextWAMID when set. It
+// returns the inbound message's wamid.
+func (s *Stack) ReplyPart(ctx context.Context, driver, typ string, part any, contextWAMID string) (string, error) {
+	raw, err := json.Marshal(part)
+	if err != nil {
+		return "", fmt.Errorf("inbound %s part: %w", typ, err)
+	}
+	var out struct {
+		ID string `json:"id"`
+	}
+	err = s.simulator(ctx, http.MethodPost, "/_sim/inbound", whatsappsim.Inbound{
+		PhoneNumberID: s.opts.PhoneNumberID, From: strings.TrimPrefix(driver, "+"), Type: typ, Part: raw, ContextID: contextWAMID,
 	}, &out)
 	return out.ID, err
 }
@@ -268,11 +296,12 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 	if err := s.SeedLease(ctx, fs); err != nil {
 		return false, err
 	}
-	// Free-form text goes to drivers who wrote to us today, as WhatsApp
-	// requires; the last one is then refused by WhatsApp as undeliverable.
-	// OpenWindow returns once the pipeline knows, so the sender sees it.
-	fmt.Fprintln(w, "drivers +447911123401 and +447911123406 write to the business number (24-hour window opens)")
-	for _, driver := range []string{"+447911123401", "+447911123406"} {
+	// Free-form messages (text, interactive) go to drivers who wrote to us
+	// today, as WhatsApp requires; the last one is then refused by WhatsApp
+	// as undeliverable. OpenWindow returns once the pipeline knows, so the
+	// sender sees it.
+	fmt.Fprintln(w, "drivers +447911123401, +447911123409 and +447911123406 write to the business number (24-hour window opens)")
+	for _, driver := range []string{"+447911123401", "+447911123409", "+447911123406"} {
 		if err := s.OpenWindow(ctx, driver); err != nil {
 			return false, err
 		}
@@ -323,13 +352,21 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 	}
 
 	for _, o := range outcomes {
-		if o.Case.ID == "msg-text" && o.WAMID != "" {
-			replied, err := s.demoReply(settleCtx, fs, w, o.WAMID)
-			if err != nil {
-				return false, err
-			}
-			ok = ok && replied
+		var answered bool
+		switch {
+		case o.WAMID == "":
+			continue
+		case o.Case.ID == "msg-text":
+			answered, err = s.demoReply(settleCtx, fs, w, o.WAMID)
+		case o.Case.ID == "msg-template":
+			answered, err = s.demoTap(settleCtx, fs, w, o)
+		default:
+			continue
 		}
+		if err != nil {
+			return false, err
+		}
+		ok = ok && answered
 	}
 
 	fmt.Fprintln(w)
@@ -450,7 +487,8 @@ func (s *Stack) settle(ctx context.Context, fs *firestore.Client, o *Outcome) er
 		}
 		if o.WAMID != "" {
 			// The first final snapshot seen may already be DELIVERED or
-			// READ; the index document is created with the result.
+			// READ; the index document is created with the result (or
+			// earlier, by a status kept before it, rare in the demo).
 			if idx, err := fs.Doc(dispatch.IndexPath(o.WAMID)).Get(ctx); err == nil {
 				o.RecordedAt = idx.CreateTime
 			}
@@ -475,17 +513,9 @@ func (s *Stack) demoReply(ctx context.Context, fs *firestore.Client, w io.Writer
 		return false, err
 	}
 	path := dispatch.MessageRef{LeaseID: DemoLease, EnquiryID: DemoEnquiry, MessageID: dispatch.DriverReplyDocID(inID)}.Path()
-	it := fs.Doc(path).Snapshots(ctx)
-	defer it.Stop()
-	var reply map[string]any
-	for reply == nil {
-		snap, err := it.Next()
-		if err != nil {
-			return false, fmt.Errorf("waiting for the driver's reply at %s: %w", path, err)
-		}
-		if snap.Exists() {
-			reply = snap.Data()
-		}
+	reply, err := waitForDocument(ctx, fs, path)
+	if err != nil {
+		return false, err
 	}
 	reason, err := s.waitForRejection(ctx, path)
 	if err != nil {
@@ -496,6 +526,45 @@ func (s *Stack) demoReply(ctx context.Context, fs *firestore.Client, w io.Writer
 		strings.Contains(reason, "from_driver") && status.Code(stateErr) == codes.NotFound
 	fmt.Fprintf(w, "reply written at %s (source=%v), ingest: %s, nothing sent %s\n", path, reply["source"], reason, yesNo(ok))
 	return ok, nil
+}
+
+// demoTap has the template's driver tap its quick-reply button "Running
+// late", which WhatsApp answers with the payload the template was sent with
+// (its templateButtons), and checks the tap lands in the enquiry with that
+// payload and the message it answers.
+func (s *Stack) demoTap(ctx context.Context, fs *firestore.Client, w io.Writer, tapped Outcome) (bool, error) {
+	const driver = "+447911123402"
+	payload := fmt.Sprint(tapped.Case.Fields["templateButtons"].([]any)[0])
+	fmt.Fprintf(w, "\ndriver %s taps the quick-reply button %q of %s\n", driver, "Running late", tapped.WAMID)
+	inID, err := s.ReplyPart(ctx, driver, "button", map[string]string{"text": "Running late", "payload": payload}, tapped.WAMID)
+	if err != nil {
+		return false, err
+	}
+	path := dispatch.MessageRef{LeaseID: DemoLease, EnquiryID: DemoEnquiry, MessageID: dispatch.DriverReplyDocID(inID)}.Path()
+	tap, err := waitForDocument(ctx, fs, path)
+	if err != nil {
+		return false, err
+	}
+	reply, _ := tap["reply"].(map[string]any)
+	answers, _ := tap["context"].(map[string]any)
+	ok := tap["type"] == "button" && reply["id"] == payload && reply["title"] == "Running late" && answers["messagePath"] == tapped.Case.Path()
+	fmt.Fprintf(w, "tap written at %s: type=%v reply={id: %v, title: %v}, answers %v %s\n", path, tap["type"], reply["id"], reply["title"], answers["messagePath"], yesNo(ok))
+	return ok, nil
+}
+
+// waitForDocument waits until the document at path exists and returns it.
+func waitForDocument(ctx context.Context, fs *firestore.Client, path string) (map[string]any, error) {
+	it := fs.Doc(path).Snapshots(ctx)
+	defer it.Stop()
+	for {
+		snap, err := it.Next()
+		if err != nil {
+			return nil, fmt.Errorf("waiting for %s: %w", path, err)
+		}
+		if snap.Exists() {
+			return snap.Data(), nil
+		}
+	}
 }
 
 // driverOf is the E.164 number the pipeline sent the message at path to,

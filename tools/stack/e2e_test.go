@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	"github.com/visn/wadispatch/tools/stack"
 )
 
@@ -32,7 +33,7 @@ func TestDemoOutcomesAreAllExpected(t *testing.T) {
 		t.Fatal("the demo reports an unexpected outcome")
 	}
 	for _, want := range []string{"MESSAGE", "READ", "outside_24h_window", "invalid_data: driverMobileNumber: not a valid phone number",
-		"invalid_data: message: a text message needs a body", "source=driver", "numberOfWhatsappMessagesSent = 2", "arrayOfWhatsappMessageIds"} {
+		"invalid_data: message: a text message needs a body", "source=driver", "numberOfWhatsappMessagesSent = 3", "arrayOfWhatsappMessageIds"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
@@ -72,8 +73,8 @@ func TestSeedFlowFieldByField(t *testing.T) {
 	if err := s.SeedLease(ctx, fs); err != nil {
 		t.Fatal(err)
 	}
-	const textDriver, templateDriver, refusedDriver = "+447911123401", "+447911123402", "+447911123406"
-	for _, d := range []string{textDriver, refusedDriver} {
+	const textDriver, templateDriver, refusedDriver, interactiveDriver = "+447911123401", "+447911123402", "+447911123406", "+447911123409"
+	for _, d := range []string{textDriver, refusedDriver, interactiveDriver} {
 		if err := s.OpenWindow(ctx, d); err != nil {
 			t.Fatal(err)
 		}
@@ -129,8 +130,21 @@ func TestSeedFlowFieldByField(t *testing.T) {
 		params[p.Name] = p.Text
 	}
 	if tp.Name != "vehicle_delivery" || tp.Language != "en_GB" ||
-		params["vehicle"] != "AB12 CDE" || params["slot"] != "10:00" || params["eta"] != "45" {
+		params["vehicle"] != "AB12 CDE" || params["slot"] != "10:00" || params["eta"] != "45" ||
+		len(tp.Buttons) != 1 || tp.Buttons[0] != (whatsappsim.TemplateButton{Index: 0, Payload: "eta_late"}) {
 		t.Errorf("template sent = %+v (params %v)", tp, params)
+	}
+
+	// Reply buttons: free-form, so sent inside the window like text.
+	inter := waitForRead(t, ctx, fs, cases["msg-interactive"].Path())
+	accepted, err = s.Accepted(ctx, interactiveDriver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(accepted) != 1 || accepted[0].WAMID != inter["whatsappMessageId"] || accepted[0].Interactive == nil ||
+		accepted[0].Interactive.Type != "button" || len(accepted[0].Interactive.Buttons) != 2 ||
+		accepted[0].Interactive.Body != cases["msg-interactive"].Fields["message"] {
+		t.Fatalf("WhatsApp received %+v for the interactive message", accepted)
 	}
 
 	// WhatsApp refuses: FAILED with Meta's code and our reason, nothing counted.
@@ -157,9 +171,9 @@ func TestSeedFlowFieldByField(t *testing.T) {
 		t.Errorf("the simulator refused text outside the window (131047): the call was made (%+v, %v)", c, err)
 	}
 
-	// Exactly the two sent messages are counted for their user.
-	if got := sentCount(t, ctx, fs); got != int64(2) {
-		t.Errorf("numberOfWhatsappMessagesSent = %v, want 2", got)
+	// Exactly the three sent messages are counted for their user.
+	if got := sentCount(t, ctx, fs); got != int64(3) {
+		t.Errorf("numberOfWhatsappMessagesSent = %v, want 3", got)
 	}
 
 	// Messages the V-Customer can correct: nothing reaches WhatsApp, and the

@@ -276,7 +276,7 @@ func TestDriverReplyRecordedAndNotSent(t *testing.T) {
 	if err := s.OpenWindow(ctx, stranger); err != nil {
 		t.Fatal(err)
 	}
-	waitForLogLine(t, ctx, s.LogPath(stack.Recorder), `"reason":"no_enquiry"`)
+	waitForLogLine(t, ctx, s.LogPath(stack.Recorder), `"reason":"unmatched"`)
 	first := demoCase(t, "msg-text", "first-text")
 	first.Fields["driverMobileNumber"] = stranger
 	if _, err := fs.Doc(first.Path()).Create(ctx, first.Fields); err != nil {

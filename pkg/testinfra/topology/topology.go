@@ -24,10 +24,10 @@ const (
 	TasksSubscription         = "whatsapp-messages-sender"
 	ResultsSubscription       = "whatsapp-message-results-recorder"
 	StatusEventsSubscription  = "whatsapp-status-events-recorder"
-	TasksDeadLetterTopic      = "whatsapp-messages-dead-letter"
-	TasksDeadLetterHoldingSub = "whatsapp-messages-dead-letter-hold"
 	MediaTopic                = "whatsapp-media"
 	MediaSubscription         = "whatsapp-media-sender"
+	TasksDeadLetterTopic      = "whatsapp-messages-dead-letter"
+	TasksDeadLetterHoldingSub = "whatsapp-messages-dead-letter-hold"
 )
 
 // The declaration is read by the chart package, so that product code

@@ -237,7 +237,9 @@ func (s *Simulator) authenticate(r *http.Request, phoneID string) *apiError {
 func (s *Simulator) checkLimits(phoneID string, msg *message, now time.Time) *apiError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.opts.EnforceWindow && msg.typ == "text" {
+	// Text and interactive messages are free-form: only templates may reach
+	// a driver who has not written within the window.
+	if s.opts.EnforceWindow && (msg.typ == "text" || msg.typ == "interactive") {
 		last, ok := s.windows[phoneID+"/"+msg.waID]
 		if !ok || now.Sub(last) > s.opts.Window {
 			return newAPIError(131047, "Message failed to send because more than 24 hours have passed since the customer last replied to this number.")
@@ -343,6 +345,7 @@ func (s *Simulator) accept(phoneID string, msg *message, body []byte, now time.T
 		Type:          msg.typ,
 		Text:          msg.text,
 		Template:      msg.template,
+		Interactive:   msg.interactive,
 		CallbackData:  msg.callbackData,
 		Body:          append(json.RawMessage(nil), body...),
 		AcceptedAt:    now,

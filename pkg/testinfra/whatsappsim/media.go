@@ -415,7 +415,8 @@ type InboundMediaObject struct {
 	Voice bool `json:"voice,omitempty"`
 }
 
-// attachMedia gives an inbound message the media object an Inbound names.
+// attachMedia makes an inbound message naming added media (Inbound.MediaID)
+// a media message of its Type, with the media's object as Part.
 func (s *Simulator) attachMedia(msg *InboundMessage, in Inbound) error {
 	if in.MediaID == "" {
 		return nil
@@ -428,7 +429,7 @@ func (s *Simulator) attachMedia(msg *InboundMessage, in Inbound) error {
 		return fmt.Errorf("whatsappsim: media %q belongs to phone number %s, not %s", in.MediaID, desc.PhoneNumberID, in.PhoneNumberID)
 	}
 	obj := &InboundMediaObject{MIMEType: desc.MIMEType, SHA256: desc.SHA256, ID: desc.ID}
-	switch in.MediaKind {
+	switch in.Type {
 	case "image", "video":
 		obj.Caption = in.Caption
 	case "document":
@@ -437,26 +438,10 @@ func (s *Simulator) attachMedia(msg *InboundMessage, in Inbound) error {
 		obj.Voice = in.Voice
 	case "sticker":
 	default:
-		return fmt.Errorf("whatsappsim: media kind %q is not image, document, audio, video or sticker", in.MediaKind)
+		return fmt.Errorf("whatsappsim: media type %q is not image, document, audio, video or sticker", in.Type)
 	}
-	msg.Type = in.MediaKind
-	setMedia(msg, in.MediaKind, obj)
+	msg.Type, msg.Part = in.Type, obj
 	return nil
-}
-
-func setMedia(msg *InboundMessage, kind string, obj *InboundMediaObject) {
-	switch kind {
-	case "image":
-		msg.Image = obj
-	case "document":
-		msg.Document = obj
-	case "audio":
-		msg.Audio = obj
-	case "video":
-		msg.Video = obj
-	case "sticker":
-		msg.Sticker = obj
-	}
 }
 
 // mediaAdmin adds the media routes of the admin API.

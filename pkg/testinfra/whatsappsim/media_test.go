@@ -18,9 +18,9 @@ func TestInboundMediaWebhook(t *testing.T) {
 	voice := e.sim.AddMedia(phoneID, "audio/ogg; codecs=opus", []byte("ogg bytes"))
 	doc := e.sim.AddMedia(phoneID, "application/pdf", []byte("%PDF"))
 	ins := []whatsappsim.Inbound{
-		{PhoneNumberID: phoneID, From: driver, MediaKind: "image", MediaID: photo.ID, Caption: "the dent"},
-		{PhoneNumberID: phoneID, From: driver, MediaKind: "audio", MediaID: voice.ID, Voice: true},
-		{PhoneNumberID: phoneID, From: driver, MediaKind: "document", MediaID: doc.ID, Caption: "invoice", Filename: "invoice.pdf"},
+		{PhoneNumberID: phoneID, From: driver, Type: "image", MediaID: photo.ID, Caption: "the dent"},
+		{PhoneNumberID: phoneID, From: driver, Type: "audio", MediaID: voice.ID, Voice: true},
+		{PhoneNumberID: phoneID, From: driver, Type: "document", MediaID: doc.ID, Caption: "invoice", Filename: "invoice.pdf"},
 	}
 	for _, in := range ins {
 		if _, err := e.sim.RecordInbound(in); err != nil {
@@ -62,10 +62,10 @@ func TestInboundMediaWebhook(t *testing.T) {
 			t.Errorf("%s message carries a text object: %s", typ, b)
 		}
 	}
-	if _, err := e.sim.RecordInbound(whatsappsim.Inbound{PhoneNumberID: phoneID, From: driver, MediaKind: "image", MediaID: "404"}); err == nil || !strings.Contains(err.Error(), "never added") {
+	if _, err := e.sim.RecordInbound(whatsappsim.Inbound{PhoneNumberID: phoneID, From: driver, Type: "image", MediaID: "404"}); err == nil || !strings.Contains(err.Error(), "never added") {
 		t.Errorf("inbound with unknown media: %v", err)
 	}
-	if _, err := e.sim.RecordInbound(whatsappsim.Inbound{PhoneNumberID: phoneID, From: driver, MediaKind: "gif", MediaID: photo.ID}); err == nil {
+	if _, err := e.sim.RecordInbound(whatsappsim.Inbound{PhoneNumberID: phoneID, From: driver, Type: "gif", MediaID: photo.ID}); err == nil {
 		t.Error("inbound with an unknown media kind accepted")
 	}
 }

@@ -53,14 +53,15 @@ type Simulator struct {
 
 // Accepted is a message the simulator accepted, as recorded for assertions.
 type Accepted struct {
-	Seq           int               `json:"seq"`
-	WAMID         string            `json:"wamid"`
-	PhoneNumberID string            `json:"phone_number_id"`
-	To            string            `json:"to"`
-	WaID          string            `json:"wa_id"`
-	Type          string            `json:"type"`
-	Text          *AcceptedText     `json:"text,omitempty"`
-	Template      *AcceptedTemplate `json:"template,omitempty"`
+	Seq           int                  `json:"seq"`
+	WAMID         string               `json:"wamid"`
+	PhoneNumberID string               `json:"phone_number_id"`
+	To            string               `json:"to"`
+	WaID          string               `json:"wa_id"`
+	Type          string               `json:"type"`
+	Text          *AcceptedText        `json:"text,omitempty"`
+	Template      *AcceptedTemplate    `json:"template,omitempty"`
+	Interactive   *AcceptedInteractive `json:"interactive,omitempty"`
 	// CallbackData is the request's biz_opaque_callback_data, which the
 	// sent, delivered and read statuses echo.
 	CallbackData string `json:"biz_opaque_callback_data,omitempty"`
@@ -76,11 +77,12 @@ type AcceptedText struct {
 }
 
 // AcceptedTemplate is the template of an accepted template message, with its
-// parameters flattened.
+// parameters flattened and its quick-reply buttons' payloads.
 type AcceptedTemplate struct {
-	Name       string          `json:"name"`
-	Language   string          `json:"language"`
-	Parameters []TemplateParam `json:"parameters"`
+	Name       string           `json:"name"`
+	Language   string           `json:"language"`
+	Parameters []TemplateParam  `json:"parameters"`
+	Buttons    []TemplateButton `json:"buttons,omitempty"`
 }
 
 // TemplateParam is one text parameter of a template component.

@@ -18,18 +18,19 @@ const maxCallbackData = 512
 
 // message is a validated request.
 type message struct {
-	to       string
-	waID     string
-	typ      string
-	text     *AcceptedText
-	template *AcceptedTemplate
+	to          string
+	waID        string
+	typ         string
+	text        *AcceptedText
+	template    *AcceptedTemplate
+	interactive *AcceptedInteractive
 	// callbackData is biz_opaque_callback_data, echoed in the statuses.
 	callbackData string
 }
 
 // notSimulated are message types Meta supports that the simulator does not.
 var notSimulated = map[string]bool{
-	"audio": true, "contacts": true, "document": true, "image": true, "interactive": true,
+	"audio": true, "contacts": true, "document": true, "image": true,
 	"location": true, "reaction": true, "sticker": true, "video": true,
 }
 
@@ -43,7 +44,9 @@ var (
 // error: 100 for a malformed request or an invalid top-level parameter, 131008
 // for a missing required parameter, 131009 for an invalid value, 131051 for an
 // unsupported type, 132001/132000 for an unknown template or a parameter
-// mismatch (only when templates are configured).
+// mismatch (only when templates are configured). The codes' meanings are
+// Meta's error codes page:
+// developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes
 func validate(body []byte, templates map[string]TemplateSpec) (*message, *apiError) {
 	var top map[string]json.RawMessage
 	if err := strictDecode(body, &top); err != nil || top == nil {
@@ -89,6 +92,8 @@ func validate(body []byte, templates map[string]TemplateSpec) (*message, *apiErr
 		e = validateText(top, m)
 	case m.typ == "template":
 		e = validateTemplate(top, m, templates)
+	case m.typ == "interactive":
+		e = validateInteractive(top, m)
 	case notSimulated[m.typ]:
 		return nil, newAPIError(131051, fmt.Sprintf("Message type %q is not supported by the simulator.", m.typ))
 	default:
@@ -128,13 +133,18 @@ type wireTemplate struct {
 		Code string `json:"code"`
 	} `json:"language"`
 	Components []struct {
-		Type       string `json:"type"`
-		Parameters []struct {
-			Type          string  `json:"type"`
-			ParameterName string  `json:"parameter_name"`
-			Text          *string `json:"text"`
-		} `json:"parameters"`
+		Type       string          `json:"type"`
+		SubType    string          `json:"sub_type"`
+		Index      json.RawMessage `json:"index"`
+		Parameters []wireParameter `json:"parameters"`
 	} `json:"components"`
+}
+
+type wireParameter struct {
+	Type          string  `json:"type"`
+	ParameterName string  `json:"parameter_name"`
+	Text          *string `json:"text"`
+	Payload       *string `json:"payload"`
 }
 
 func validateTemplate(top map[string]json.RawMessage, m *message, templates map[string]TemplateSpec) *apiError {
@@ -155,10 +165,19 @@ func validateTemplate(top map[string]json.RawMessage, m *message, templates map[
 	acc := &AcceptedTemplate{Name: t.Name, Language: t.Language.Code, Parameters: []TemplateParam{}}
 	var bodyNames []string
 	bodyCount := 0
+	buttonIndexes := map[int]bool{}
 	for i, c := range t.Components {
 		ctype := strings.ToLower(c.Type)
 		if !componentOK[ctype] {
 			return newAPIError(131009, fmt.Sprintf("Param template['components'][%d]['type'] %q is not one of header, body, button, footer.", i, c.Type))
+		}
+		if ctype == "button" && strings.EqualFold(c.SubType, "quick_reply") {
+			b, e := quickReplyButton(i, c.Index, c.Parameters, buttonIndexes)
+			if e != nil {
+				return e
+			}
+			acc.Buttons = append(acc.Buttons, b)
+			continue
 		}
 		named, positional := 0, 0
 		for j, p := range c.Parameters {

@@ -104,25 +104,32 @@ type WebhookError struct {
 }
 
 // InboundMessage is an entry of value.messages: a message from a user.
+// Its type's object sits under the type's own key ("text": {"body"},
+// "interactive": {"type", "button_reply"}, "location": {...}), so it is
+// marshalled by MarshalJSON rather than by struct tags.
 type InboundMessage struct {
-	From      string `json:"from"`
-	ID        string `json:"id"`
-	Timestamp string `json:"timestamp"`
-	Type      string `json:"type"`
-	Text      struct {
-		Body string `json:"body"`
-	} `json:"text,omitzero"`
-	// The media object of an image, document, audio, video or sticker
-	// (media.go).
-	Image    *InboundMediaObject `json:"image,omitempty"`
-	Document *InboundMediaObject `json:"document,omitempty"`
-	Audio    *InboundMediaObject `json:"audio,omitempty"`
-	Video    *InboundMediaObject `json:"video,omitempty"`
-	Sticker  *InboundMediaObject `json:"sticker,omitempty"`
-	Context  *struct {
-		From string `json:"from,omitempty"`
-		ID   string `json:"id"`
-	} `json:"context,omitempty"`
+	From      string
+	ID        string
+	Timestamp string
+	Type      string
+	// Part is the type's object.
+	Part    any
+	Context *InboundContext
+}
+
+// InboundContext names the message a user replied to.
+type InboundContext struct {
+	From string `json:"from,omitempty"`
+	ID   string `json:"id"`
+}
+
+// MarshalJSON writes Meta's shape.
+func (m InboundMessage) MarshalJSON() ([]byte, error) {
+	out := map[string]any{"from": m.From, "id": m.ID, "timestamp": m.Timestamp, "type": m.Type, m.Type: m.Part}
+	if m.Context != nil {
+		out["context"] = m.Context
+	}
+	return json.Marshal(out)
 }
 
 func (s *Simulator) payload(phoneID string, v webhookValue) webhookPayload {
@@ -284,19 +291,27 @@ type Inbound struct {
 	From string `json:"from"`
 	Name string `json:"name,omitempty"`
 	Text string `json:"text"`
+	// Type is the message's type, "text" when empty; Part its object as
+	// Meta's webhook reference shows it for that type (for "text" it is
+	// built from Text). Replies to buttons: type "interactive" with
+	// {"type": "button_reply", "button_reply": {"id", "title"}} or
+	// list_reply; template quick replies: type "button" with {"text",
+	// "payload"}; reactions: {"message_id", "emoji"}; locations, contacts,
+	// edits and revokes likewise.
+	Type string          `json:"type,omitempty"`
+	Part json.RawMessage `json:"part,omitempty"`
 	// ContextID is the wamid the user replied to, if any.
 	ContextID string `json:"context_id,omitempty"`
 	// At is when the user sent it; zero means now. A past time lets tests
 	// open a window that has already expired.
 	At time.Time `json:"at,omitempty"`
-	// MediaKind (image, document, audio, video, sticker) and MediaID (from
-	// AddMedia) make it a media message (media.go); Caption, Filename and
-	// Voice go in its media object where Meta's shape has them.
-	MediaKind string `json:"media_kind,omitempty"`
-	MediaID   string `json:"media_id,omitempty"`
-	Caption   string `json:"caption,omitempty"`
-	Filename  string `json:"filename,omitempty"`
-	Voice     bool   `json:"voice,omitempty"`
+	// MediaID (from AddMedia) with a media Type (image, document, audio,
+	// video, sticker) builds Part from the media (media.go); Caption,
+	// Filename and Voice go in it where Meta's shape has them.
+	MediaID  string `json:"media_id,omitempty"`
+	Caption  string `json:"caption,omitempty"`
+	Filename string `json:"filename,omitempty"`
+	Voice    bool   `json:"voice,omitempty"`
 }
 
 // RecordInbound records a message from a user: it opens the customer-service
@@ -310,6 +325,9 @@ func (s *Simulator) RecordInbound(in Inbound) (string, error) {
 	}
 	if in.PhoneNumberID == "" {
 		return "", fmt.Errorf("whatsappsim: inbound message needs a phone_number_id")
+	}
+	if in.Type != "" && in.Type != "text" && in.MediaID == "" && !json.Valid(in.Part) {
+		return "", fmt.Errorf("whatsappsim: an inbound %q message needs its part, the type's object as JSON", in.Type)
 	}
 	at := in.At
 	if at.IsZero() {
@@ -325,16 +343,15 @@ func (s *Simulator) RecordInbound(in Inbound) (string, error) {
 	if s.opts.Webhook.URL == "" {
 		return id, nil
 	}
-	msg := InboundMessage{From: waID, ID: id, Timestamp: strconv.FormatInt(at.Unix(), 10), Type: "text"}
-	msg.Text.Body = in.Text
+	msg := InboundMessage{From: waID, ID: id, Timestamp: strconv.FormatInt(at.Unix(), 10), Type: in.Type, Part: in.Part}
+	if in.Type == "" || in.Type == "text" {
+		msg.Type, msg.Part = "text", map[string]string{"body": in.Text}
+	}
 	if err := s.attachMedia(&msg, in); err != nil {
 		return "", err
 	}
 	if in.ContextID != "" {
-		msg.Context = &struct {
-			From string `json:"from,omitempty"`
-			ID   string `json:"id"`
-		}{From: s.opts.Webhook.DisplayPhoneNumber, ID: in.ContextID}
+		msg.Context = &InboundContext{From: s.opts.Webhook.DisplayPhoneNumber, ID: in.ContextID}
 	}
 	contact := webhookContact{WaID: waID}
 	contact.Profile.Name = in.Name

@@ -2,9 +2,12 @@ package webhook
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
@@ -15,6 +18,9 @@ import (
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(statusBody))
 	f.Add([]byte(inboundBody))
+	if types, err := os.ReadFile("testdata/inbound-types.json"); err == nil {
+		f.Add(types)
+	}
 	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"w","status":"read","timestamp":"-1"}]}}]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
@@ -38,6 +44,16 @@ func FuzzParse(f *testing.F) {
 			}
 			if c := m.GetContextMessageId(); c != "" && !validID(c) {
 				t.Fatalf("context id %q", c)
+			}
+			if c := m.GetTargetMessageId(); c != "" && !validID(c) {
+				t.Fatalf("target id %q", c)
+			}
+			if typ := m.GetType(); len(typ) > maxTypeLength || (typ != "" && !validID(typ)) {
+				t.Fatalf("type %q", typ)
+			}
+			// Everything must travel: the event is a Pub/Sub payload.
+			if _, err := proto.Marshal(m); err != nil {
+				t.Fatalf("inbound %v does not encode: %v", m, err)
 			}
 		}
 	})

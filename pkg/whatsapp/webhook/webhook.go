@@ -93,6 +93,8 @@ const (
 	SkipNoID         = "no_id"
 	SkipBadSender    = "bad_sender"
 	SkipBadTimestamp = "bad_timestamp"
+	// SkipMalformed: a part whose own fields are not Meta's shape.
+	SkipMalformed = "malformed"
 )
 
 const (
@@ -102,25 +104,28 @@ const (
 )
 
 // Meta's shape (developers.facebook.com/docs/whatsapp/cloud-api/webhooks).
+// Each level below the body is decoded part by part (json.RawMessage), so
+// a part with a field of an unexpected type is skipped alone and never
+// takes its siblings with it.
 type (
 	body struct {
-		Object string  `json:"object"`
-		Entry  []entry `json:"entry"`
+		Object string            `json:"object"`
+		Entry  []json.RawMessage `json:"entry"`
 	}
 	entry struct {
-		ID      string   `json:"id"`
-		Changes []change `json:"changes"`
+		Changes []json.RawMessage `json:"changes"`
 	}
 	change struct {
-		Field string `json:"field"`
-		Value value  `json:"value"`
+		Field string          `json:"field"`
+		Value json.RawMessage `json:"value"`
 	}
 	value struct {
-		Metadata struct {
-			PhoneNumberID string `json:"phone_number_id"`
-		} `json:"metadata"`
-		Messages []message `json:"messages"`
-		Statuses []status  `json:"statuses"`
+		Metadata json.RawMessage   `json:"metadata"`
+		Messages []json.RawMessage `json:"messages"`
+		Statuses []json.RawMessage `json:"statuses"`
+	}
+	metadata struct {
+		PhoneNumberID string `json:"phone_number_id"`
 	}
 	status struct {
 		ID          string     `json:"id"`
@@ -138,21 +143,6 @@ type (
 		ErrorData struct {
 			Details string `json:"details"`
 		} `json:"error_data"`
-	}
-	message struct {
-		From      string `json:"from"`
-		ID        string `json:"id"`
-		Timestamp string `json:"timestamp"`
-		Type      string `json:"type"`
-		Text      struct {
-			Body string `json:"body"`
-		} `json:"text"`
-		Button struct {
-			Text string `json:"text"`
-		} `json:"button"`
-		Context struct {
-			ID string `json:"id"`
-		} `json:"context"`
 	}
 )
 
@@ -175,30 +165,60 @@ func Parse(data []byte) (Payload, error) {
 		return Payload{}, fmt.Errorf("webhook object %q, want %q", dispatch.Clip(b.Object, 40), businessAccount)
 	}
 	var p Payload
-	for _, e := range b.Entry {
-		for _, c := range e.Changes {
-			if c.Field != "messages" {
-				p.skip(SkipOtherField)
-				continue
-			}
-			phoneID := c.Value.Metadata.PhoneNumberID
-			for _, s := range c.Value.Statuses {
-				if ev, reason := statusEvent(s, phoneID); ev != nil {
-					p.Statuses = append(p.Statuses, ev)
-				} else {
-					p.skip(reason)
-				}
-			}
-			for _, m := range c.Value.Messages {
-				if in, reason := inbound(m, phoneID); in != nil {
-					p.Messages = append(p.Messages, in)
-				} else {
-					p.skip(reason)
-				}
-			}
+	for _, raw := range b.Entry {
+		var e entry
+		if json.Unmarshal(raw, &e) != nil {
+			p.skip(SkipMalformed)
+			continue
+		}
+		for _, raw := range e.Changes {
+			p.change(raw)
 		}
 	}
 	return p, nil
+}
+
+// change reads one entry's change: its statuses and messages, each on its
+// own.
+func (p *Payload) change(raw json.RawMessage) {
+	var c change
+	if json.Unmarshal(raw, &c) != nil {
+		p.skip(SkipMalformed)
+		return
+	}
+	if c.Field != "messages" {
+		p.skip(SkipOtherField)
+		return
+	}
+	var v value
+	if json.Unmarshal(c.Value, &v) != nil {
+		p.skip(SkipMalformed)
+		return
+	}
+	var md metadata
+	if len(v.Metadata) > 0 && json.Unmarshal(v.Metadata, &md) != nil {
+		md = metadata{}
+	}
+	phoneID := md.PhoneNumberID
+	for _, raw := range v.Statuses {
+		var s status
+		if json.Unmarshal(raw, &s) != nil {
+			p.skip(SkipMalformed)
+			continue
+		}
+		if ev, reason := statusEvent(s, phoneID); ev != nil {
+			p.Statuses = append(p.Statuses, ev)
+		} else {
+			p.skip(reason)
+		}
+	}
+	for _, raw := range v.Messages {
+		if in, reason := inbound(raw, phoneID); in != nil {
+			p.Messages = append(p.Messages, in)
+		} else {
+			p.skip(reason)
+		}
+	}
 }
 
 func statusEvent(s status, phoneID string) (*wadispatchv1.StatusEvent, string) {
@@ -236,36 +256,6 @@ func statusEvent(s status, phoneID string) (*wadispatchv1.StatusEvent, string) {
 		})
 	}
 	return ev, ""
-}
-
-func inbound(m message, phoneID string) (*wadispatchv1.InboundMessage, string) {
-	if !validID(m.ID) {
-		return nil, SkipNoID
-	}
-	from, ok := e164(m.From)
-	if !ok {
-		return nil, SkipBadSender
-	}
-	at, err := unixTime(m.Timestamp)
-	if err != nil {
-		return nil, SkipBadTimestamp
-	}
-	text := m.Text.Body
-	if m.Type == "button" {
-		text = m.Button.Text
-	}
-	in := &wadispatchv1.InboundMessage{
-		WhatsappMessageId: m.ID,
-		From:              from,
-		PhoneNumberId:     phoneID,
-		Type:              m.Type,
-		Text:              text,
-		Timestamp:         at,
-	}
-	if validID(m.Context.ID) {
-		in.ContextMessageId = m.Context.ID
-	}
-	return in, ""
 }
 
 // e164 turns a WhatsApp ID (the sender's number as digits) into E.164,

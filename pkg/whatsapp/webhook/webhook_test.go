@@ -88,9 +88,11 @@ func TestParseInbound(t *testing.T) {
 	}
 	want := []*wadispatchv1.InboundMessage{
 		{WhatsappMessageId: "wamid.in1", From: "+447911123401", PhoneNumberId: "106540352242922", Type: "text", Text: "On my way",
-			ContextMessageId: "wamid.out1", Timestamp: timestamppb.New(time.Unix(1750263773, 0))},
+			ContextMessageId: "wamid.out1", Timestamp: timestamppb.New(time.Unix(1750263773, 0)),
+			Content: mustStruct(t, map[string]any{"body": "On my way"})},
 		{WhatsappMessageId: "wamid.in2", From: "+447911123401", PhoneNumberId: "106540352242922", Type: "button", Text: "Yes",
-			Timestamp: timestamppb.New(time.Unix(1750263780, 0))},
+			Timestamp: timestamppb.New(time.Unix(1750263780, 0)),
+			Content:   mustStruct(t, map[string]any{"text": "Yes", "payload": "yes"}), Reply: &wadispatchv1.InboundReply{Id: "yes", Title: "Yes"}},
 	}
 	if len(p.Messages) != len(want) {
 		t.Fatalf("messages %v", p.Messages)

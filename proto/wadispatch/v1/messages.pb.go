@@ -32,6 +32,9 @@ const (
 	MessageType_MESSAGE_TYPE_UNSPECIFIED MessageType = 0
 	MessageType_MESSAGE_TYPE_TEXT        MessageType = 1
 	MessageType_MESSAGE_TYPE_TEMPLATE    MessageType = 2
+	// Free-form like text (WhatsApp's 24-hour window applies): reply buttons
+	// or a list, the body in SendTask.message, the rest in SendTask.interactive.
+	MessageType_MESSAGE_TYPE_INTERACTIVE MessageType = 3
 )
 
 // Enum value maps for MessageType.
@@ -40,11 +43,13 @@ var (
 		0: "MESSAGE_TYPE_UNSPECIFIED",
 		1: "MESSAGE_TYPE_TEXT",
 		2: "MESSAGE_TYPE_TEMPLATE",
+		3: "MESSAGE_TYPE_INTERACTIVE",
 	}
 	MessageType_value = map[string]int32{
 		"MESSAGE_TYPE_UNSPECIFIED": 0,
 		"MESSAGE_TYPE_TEXT":        1,
 		"MESSAGE_TYPE_TEMPLATE":    2,
+		"MESSAGE_TYPE_INTERACTIVE": 3,
 	}
 )
 
@@ -139,6 +144,57 @@ func (MessageStatus) EnumDescriptor() ([]byte, []int) {
 	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{1}
 }
 
+type InteractiveKind int32
+
+const (
+	InteractiveKind_INTERACTIVE_KIND_UNSPECIFIED InteractiveKind = 0
+	// Up to three reply buttons.
+	InteractiveKind_INTERACTIVE_KIND_BUTTON InteractiveKind = 1
+	// A button that opens a list of rows in sections.
+	InteractiveKind_INTERACTIVE_KIND_LIST InteractiveKind = 2
+)
+
+// Enum value maps for InteractiveKind.
+var (
+	InteractiveKind_name = map[int32]string{
+		0: "INTERACTIVE_KIND_UNSPECIFIED",
+		1: "INTERACTIVE_KIND_BUTTON",
+		2: "INTERACTIVE_KIND_LIST",
+	}
+	InteractiveKind_value = map[string]int32{
+		"INTERACTIVE_KIND_UNSPECIFIED": 0,
+		"INTERACTIVE_KIND_BUTTON":      1,
+		"INTERACTIVE_KIND_LIST":        2,
+	}
+)
+
+func (x InteractiveKind) Enum() *InteractiveKind {
+	p := new(InteractiveKind)
+	*p = x
+	return p
+}
+
+func (x InteractiveKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InteractiveKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_wadispatch_v1_messages_proto_enumTypes[2].Descriptor()
+}
+
+func (InteractiveKind) Type() protoreflect.EnumType {
+	return &file_wadispatch_v1_messages_proto_enumTypes[2]
+}
+
+func (x InteractiveKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InteractiveKind.Descriptor instead.
+func (InteractiveKind) EnumDescriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{2}
+}
+
 type Outcome int32
 
 const (
@@ -172,11 +228,11 @@ func (x Outcome) String() string {
 }
 
 func (Outcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_wadispatch_v1_messages_proto_enumTypes[2].Descriptor()
+	return file_wadispatch_v1_messages_proto_enumTypes[3].Descriptor()
 }
 
 func (Outcome) Type() protoreflect.EnumType {
-	return &file_wadispatch_v1_messages_proto_enumTypes[2]
+	return &file_wadispatch_v1_messages_proto_enumTypes[3]
 }
 
 func (x Outcome) Number() protoreflect.EnumNumber {
@@ -185,7 +241,7 @@ func (x Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome.Descriptor instead.
 func (Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{2}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{3}
 }
 
 // The lease's WhatsApp configuration as the pipeline may carry it: never the
@@ -295,9 +351,14 @@ type SendTask struct {
 	// When the chatMessages document was created (latency is measured from it).
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// The CloudEvent id the task came from, for tracing and dedupe.
-	EventId       string `protobuf:"bytes,16,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EventId string `protobuf:"bytes,16,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// For interactive messages: what goes around the body (message).
+	Interactive *Interactive `protobuf:"bytes,17,opt,name=interactive,proto3" json:"interactive,omitempty"`
+	// For template messages: the payload of the template's quick-reply button
+	// at each index, which WhatsApp returns when the driver taps it.
+	TemplateButtonPayloads []string `protobuf:"bytes,18,rep,name=template_button_payloads,json=templateButtonPayloads,proto3" json:"template_button_payloads,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *SendTask) Reset() {
@@ -442,6 +503,275 @@ func (x *SendTask) GetEventId() string {
 	return ""
 }
 
+func (x *SendTask) GetInteractive() *Interactive {
+	if x != nil {
+		return x.Interactive
+	}
+	return nil
+}
+
+func (x *SendTask) GetTemplateButtonPayloads() []string {
+	if x != nil {
+		return x.TemplateButtonPayloads
+	}
+	return nil
+}
+
+// An interactive message as the web app wrote it; pkg/whatsapp holds
+// WhatsApp's limits on each part.
+type Interactive struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  InteractiveKind        `protobuf:"varint,1,opt,name=kind,proto3,enum=wadispatch.v1.InteractiveKind" json:"kind,omitempty"`
+	// Optional text header and footer.
+	Header string `protobuf:"bytes,2,opt,name=header,proto3" json:"header,omitempty"`
+	Footer string `protobuf:"bytes,3,opt,name=footer,proto3" json:"footer,omitempty"`
+	// Kind button.
+	Buttons []*InteractiveButton `protobuf:"bytes,4,rep,name=buttons,proto3" json:"buttons,omitempty"`
+	// Kind list: the label of the button that opens the list, and its rows.
+	ButtonText    string                `protobuf:"bytes,5,opt,name=button_text,json=buttonText,proto3" json:"button_text,omitempty"`
+	Sections      []*InteractiveSection `protobuf:"bytes,6,rep,name=sections,proto3" json:"sections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Interactive) Reset() {
+	*x = Interactive{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Interactive) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Interactive) ProtoMessage() {}
+
+func (x *Interactive) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Interactive.ProtoReflect.Descriptor instead.
+func (*Interactive) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Interactive) GetKind() InteractiveKind {
+	if x != nil {
+		return x.Kind
+	}
+	return InteractiveKind_INTERACTIVE_KIND_UNSPECIFIED
+}
+
+func (x *Interactive) GetHeader() string {
+	if x != nil {
+		return x.Header
+	}
+	return ""
+}
+
+func (x *Interactive) GetFooter() string {
+	if x != nil {
+		return x.Footer
+	}
+	return ""
+}
+
+func (x *Interactive) GetButtons() []*InteractiveButton {
+	if x != nil {
+		return x.Buttons
+	}
+	return nil
+}
+
+func (x *Interactive) GetButtonText() string {
+	if x != nil {
+		return x.ButtonText
+	}
+	return ""
+}
+
+func (x *Interactive) GetSections() []*InteractiveSection {
+	if x != nil {
+		return x.Sections
+	}
+	return nil
+}
+
+type InteractiveButton struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Returned in the driver's reply webhook.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Title         string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InteractiveButton) Reset() {
+	*x = InteractiveButton{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InteractiveButton) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InteractiveButton) ProtoMessage() {}
+
+func (x *InteractiveButton) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InteractiveButton.ProtoReflect.Descriptor instead.
+func (*InteractiveButton) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *InteractiveButton) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *InteractiveButton) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+type InteractiveSection struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Title         string                 `protobuf:"bytes,1,opt,name=title,proto3" json:"title,omitempty"`
+	Rows          []*InteractiveRow      `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InteractiveSection) Reset() {
+	*x = InteractiveSection{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InteractiveSection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InteractiveSection) ProtoMessage() {}
+
+func (x *InteractiveSection) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InteractiveSection.ProtoReflect.Descriptor instead.
+func (*InteractiveSection) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *InteractiveSection) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *InteractiveSection) GetRows() []*InteractiveRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+type InteractiveRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Returned in the driver's reply webhook.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Title         string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InteractiveRow) Reset() {
+	*x = InteractiveRow{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InteractiveRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InteractiveRow) ProtoMessage() {}
+
+func (x *InteractiveRow) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InteractiveRow.ProtoReflect.Descriptor instead.
+func (*InteractiveRow) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *InteractiveRow) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *InteractiveRow) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *InteractiveRow) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 // The WhatsApp Cloud API error of a failed send, as Meta returned it, plus
 // our classification.
 type WhatsAppError struct {
@@ -462,7 +792,7 @@ type WhatsAppError struct {
 
 func (x *WhatsAppError) Reset() {
 	*x = WhatsAppError{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[2]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +804,7 @@ func (x *WhatsAppError) String() string {
 func (*WhatsAppError) ProtoMessage() {}
 
 func (x *WhatsAppError) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[2]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +817,7 @@ func (x *WhatsAppError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhatsAppError.ProtoReflect.Descriptor instead.
 func (*WhatsAppError) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{2}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WhatsAppError) GetCode() int32 {
@@ -572,15 +902,18 @@ type SendResult struct {
 	Attempts          int32                  `protobuf:"varint,11,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the WhatsApp call that decided the outcome was made.
-	CalledAt      *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=called_at,json=calledAt,proto3" json:"called_at,omitempty"`
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CalledAt    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=called_at,json=calledAt,proto3" json:"called_at,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// ClaimSendResponse.state_version of the claim this result belongs to,
+	// when it answered one; unset otherwise (the recorder reads the state).
+	ClaimStateVersion *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=claim_state_version,json=claimStateVersion,proto3" json:"claim_state_version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SendResult) Reset() {
 	*x = SendResult{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[3]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +925,7 @@ func (x *SendResult) String() string {
 func (*SendResult) ProtoMessage() {}
 
 func (x *SendResult) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[3]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +938,7 @@ func (x *SendResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResult.ProtoReflect.Descriptor instead.
 func (*SendResult) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{3}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SendResult) GetMessageDocId() string {
@@ -706,6 +1039,13 @@ func (x *SendResult) GetCompletedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *SendResult) GetClaimStateVersion() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClaimStateVersion
+	}
+	return nil
+}
+
 // A message ingest refuses for a reason the V-Customer who wrote it can act
 // on (invalid data, no WhatsApp configuration on the lease), published by
 // ingest on `whatsapp-message-results` with the `schema` attribute
@@ -742,7 +1082,7 @@ type Refusal struct {
 
 func (x *Refusal) Reset() {
 	*x = Refusal{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +1094,7 @@ func (x *Refusal) String() string {
 func (*Refusal) ProtoMessage() {}
 
 func (x *Refusal) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +1107,7 @@ func (x *Refusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refusal.ProtoReflect.Descriptor instead.
 func (*Refusal) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{4}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Refusal) GetMessageDocId() string {
@@ -869,7 +1209,7 @@ type StatusEvent struct {
 
 func (x *StatusEvent) Reset() {
 	*x = StatusEvent{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1221,7 @@ func (x *StatusEvent) String() string {
 func (*StatusEvent) ProtoMessage() {}
 
 func (x *StatusEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1234,7 @@ func (x *StatusEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusEvent.ProtoReflect.Descriptor instead.
 func (*StatusEvent) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{5}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StatusEvent) GetWhatsappMessageId() string {
@@ -958,12 +1298,15 @@ type InboundMessage struct {
 	// wamid of the message the driver replied to, when WhatsApp says.
 	ContextMessageId string                 `protobuf:"bytes,6,opt,name=context_message_id,json=contextMessageId,proto3" json:"context_message_id,omitempty"`
 	Timestamp        *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	// The lease whose business number (phone_number_id) the driver wrote to,
-	// decided by ingest from the leases' WhatsApp configurations; a reply is
-	// only ever placed in this lease's enquiries.
-	LeaseId string `protobuf:"bytes,8,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	// That lease's WhatsApp details (token reference, never the token), for
-	// fetching the part's media.
+	// The leases whose business number (phone_number_id) the driver wrote
+	// to, decided by ingest from the leases' WhatsApp configurations, in id
+	// order: usually one; several when leases share a number, as WhatsApp
+	// keeps one conversation per number and user. A part is only ever placed
+	// in these leases' enquiries.
+	LeaseIds []string `protobuf:"bytes,8,rep,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	// The first lease's WhatsApp details (token reference, never the token),
+	// for fetching the part's media: every lease of the number holds a token
+	// for it.
 	LeaseWhatsappDetails *LeaseWhatsappDetails `protobuf:"bytes,9,opt,name=lease_whatsapp_details,json=leaseWhatsappDetails,proto3" json:"lease_whatsapp_details,omitempty"`
 	// The type's own object as WhatsApp sent it (value.messages[].<type>:
 	// caption, ids, coordinates, cards, payloads...), kept whole so nothing the
@@ -985,7 +1328,7 @@ type InboundMessage struct {
 
 func (x *InboundMessage) Reset() {
 	*x = InboundMessage{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[6]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1340,7 @@ func (x *InboundMessage) String() string {
 func (*InboundMessage) ProtoMessage() {}
 
 func (x *InboundMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[6]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1353,7 @@ func (x *InboundMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundMessage.ProtoReflect.Descriptor instead.
 func (*InboundMessage) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{6}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InboundMessage) GetWhatsappMessageId() string {
@@ -1062,11 +1405,11 @@ func (x *InboundMessage) GetTimestamp() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *InboundMessage) GetLeaseId() string {
+func (x *InboundMessage) GetLeaseIds() []string {
 	if x != nil {
-		return x.LeaseId
+		return x.LeaseIds
 	}
-	return ""
+	return nil
 }
 
 func (x *InboundMessage) GetLeaseWhatsappDetails() *LeaseWhatsappDetails {
@@ -1133,7 +1476,7 @@ type InboundReply struct {
 
 func (x *InboundReply) Reset() {
 	*x = InboundReply{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[7]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1488,7 @@ func (x *InboundReply) String() string {
 func (*InboundReply) ProtoMessage() {}
 
 func (x *InboundReply) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[7]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1501,7 @@ func (x *InboundReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundReply.ProtoReflect.Descriptor instead.
 func (*InboundReply) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{7}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InboundReply) GetId() string {
@@ -1200,7 +1543,7 @@ type InboundMedia struct {
 
 func (x *InboundMedia) Reset() {
 	*x = InboundMedia{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[8]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1555,7 @@ func (x *InboundMedia) String() string {
 func (*InboundMedia) ProtoMessage() {}
 
 func (x *InboundMedia) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[8]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1568,7 @@ func (x *InboundMedia) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundMedia.ProtoReflect.Descriptor instead.
 func (*InboundMedia) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{8}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InboundMedia) GetId() string {
@@ -1288,7 +1631,7 @@ type MediaFetch struct {
 
 func (x *MediaFetch) Reset() {
 	*x = MediaFetch{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[9]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1643,7 @@ func (x *MediaFetch) String() string {
 func (*MediaFetch) ProtoMessage() {}
 
 func (x *MediaFetch) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[9]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1656,7 @@ func (x *MediaFetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MediaFetch.ProtoReflect.Descriptor instead.
 func (*MediaFetch) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{9}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MediaFetch) GetMessageDocId() string {
@@ -1383,7 +1726,7 @@ type MediaStored struct {
 
 func (x *MediaStored) Reset() {
 	*x = MediaStored{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1738,7 @@ func (x *MediaStored) String() string {
 func (*MediaStored) ProtoMessage() {}
 
 func (x *MediaStored) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1751,7 @@ func (x *MediaStored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MediaStored.ProtoReflect.Descriptor instead.
 func (*MediaStored) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{10}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MediaStored) GetMessageDocId() string {
@@ -1492,7 +1835,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"apiVersion\x12\x1b\n" +
 	"\ttoken_ref\x18\x03 \x01(\tR\btokenRef\x12+\n" +
 	"\x11template_language\x18\x04 \x01(\tR\x10templateLanguage\x12.\n" +
-	"\x13business_account_id\x18\x05 \x01(\tR\x11businessAccountId\"\xcf\x05\n" +
+	"\x13business_account_id\x18\x05 \x01(\tR\x11businessAccountId\"\xc7\x06\n" +
 	"\bSendTask\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x1d\n" +
 	"\n" +
@@ -1515,10 +1858,30 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x03eta\x18\x0e \x01(\x03R\x03eta\x129\n" +
 	"\n" +
 	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x19\n" +
-	"\bevent_id\x18\x10 \x01(\tR\aeventId\x1a:\n" +
+	"\bevent_id\x18\x10 \x01(\tR\aeventId\x12<\n" +
+	"\vinteractive\x18\x11 \x01(\v2\x1a.wadispatch.v1.InteractiveR\vinteractive\x128\n" +
+	"\x18template_button_payloads\x18\x12 \x03(\tR\x16templateButtonPayloads\x1a:\n" +
 	"\fPayloadEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfb\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8d\x02\n" +
+	"\vInteractive\x122\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1e.wadispatch.v1.InteractiveKindR\x04kind\x12\x16\n" +
+	"\x06header\x18\x02 \x01(\tR\x06header\x12\x16\n" +
+	"\x06footer\x18\x03 \x01(\tR\x06footer\x12:\n" +
+	"\abuttons\x18\x04 \x03(\v2 .wadispatch.v1.InteractiveButtonR\abuttons\x12\x1f\n" +
+	"\vbutton_text\x18\x05 \x01(\tR\n" +
+	"buttonText\x12=\n" +
+	"\bsections\x18\x06 \x03(\v2!.wadispatch.v1.InteractiveSectionR\bsections\"9\n" +
+	"\x11InteractiveButton\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\"]\n" +
+	"\x12InteractiveSection\x12\x14\n" +
+	"\x05title\x18\x01 \x01(\tR\x05title\x121\n" +
+	"\x04rows\x18\x02 \x03(\v2\x1d.wadispatch.v1.InteractiveRowR\x04rows\"X\n" +
+	"\x0eInteractiveRow\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"\xfb\x01\n" +
 	"\rWhatsAppError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\asubcode\x18\x02 \x01(\x05R\asubcode\x12\x12\n" +
@@ -1530,7 +1893,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\vhttp_status\x18\a \x01(\x05R\n" +
 	"httpStatus\x12\x1c\n" +
 	"\tretryable\x18\b \x01(\bR\tretryable\x12\x16\n" +
-	"\x06reason\x18\t \x01(\tR\x06reason\"\xdc\x04\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\"\xa8\x05\n" +
 	"\n" +
 	"SendResult\x12$\n" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12\x19\n" +
@@ -1551,7 +1914,8 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x127\n" +
 	"\tcalled_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bcalledAt\x12=\n" +
-	"\fcompleted_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xfe\x02\n" +
+	"\fcompleted_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12J\n" +
+	"\x13claim_state_version\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x11claimStateVersion\"\xfe\x02\n" +
 	"\aRefusal\x12$\n" +
 	"\x0emessage_doc_id\x18\x01 \x01(\tR\fmessageDocId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x1d\n" +
@@ -1577,7 +1941,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\frecipient_id\x18\x04 \x01(\tR\vrecipientId\x12&\n" +
 	"\x0fphone_number_id\x18\x05 \x01(\tR\rphoneNumberId\x124\n" +
 	"\x06errors\x18\x06 \x03(\v2\x1c.wadispatch.v1.WhatsAppErrorR\x06errors\x127\n" +
-	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\"\x92\x05\n" +
+	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\"\x94\x05\n" +
 	"\x0eInboundMessage\x12.\n" +
 	"\x13whatsapp_message_id\x18\x01 \x01(\tR\x11whatsappMessageId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12&\n" +
@@ -1585,8 +1949,8 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x12\n" +
 	"\x04text\x18\x05 \x01(\tR\x04text\x12,\n" +
 	"\x12context_message_id\x18\x06 \x01(\tR\x10contextMessageId\x128\n" +
-	"\ttimestamp\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x19\n" +
-	"\blease_id\x18\b \x01(\tR\aleaseId\x12Y\n" +
+	"\ttimestamp\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1b\n" +
+	"\tlease_ids\x18\b \x03(\tR\bleaseIds\x12Y\n" +
 	"\x16lease_whatsapp_details\x18\t \x01(\v2#.wadispatch.v1.LeaseWhatsappDetailsR\x14leaseWhatsappDetails\x121\n" +
 	"\acontent\x18\n" +
 	" \x01(\v2\x17.google.protobuf.StructR\acontent\x121\n" +
@@ -1626,11 +1990,12 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x0efailure_reason\x18\b \x01(\tR\rfailureReason\x12%\n" +
 	"\x0efailure_detail\x18\t \x01(\tR\rfailureDetail\x127\n" +
 	"\tstored_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt*]\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\bstoredAt*{\n" +
 	"\vMessageType\x12\x1c\n" +
 	"\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MESSAGE_TYPE_TEXT\x10\x01\x12\x19\n" +
-	"\x15MESSAGE_TYPE_TEMPLATE\x10\x02*\xd2\x01\n" +
+	"\x15MESSAGE_TYPE_TEMPLATE\x10\x02\x12\x1c\n" +
+	"\x18MESSAGE_TYPE_INTERACTIVE\x10\x03*\xd2\x01\n" +
 	"\rMessageStatus\x12\x1e\n" +
 	"\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16MESSAGE_STATUS_SENDING\x10\x01\x12\x17\n" +
@@ -1638,7 +2003,11 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x18MESSAGE_STATUS_DELIVERED\x10\x03\x12\x17\n" +
 	"\x13MESSAGE_STATUS_READ\x10\x04\x12\x19\n" +
 	"\x15MESSAGE_STATUS_FAILED\x10\x05\x12\x1a\n" +
-	"\x16MESSAGE_STATUS_UNKNOWN\x10\x06*H\n" +
+	"\x16MESSAGE_STATUS_UNKNOWN\x10\x06*k\n" +
+	"\x0fInteractiveKind\x12 \n" +
+	"\x1cINTERACTIVE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17INTERACTIVE_KIND_BUTTON\x10\x01\x12\x19\n" +
+	"\x15INTERACTIVE_KIND_LIST\x10\x02*H\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fOUTCOME_SENT\x10\x01\x12\x12\n" +
@@ -1656,56 +2025,67 @@ func file_wadispatch_v1_messages_proto_rawDescGZIP() []byte {
 	return file_wadispatch_v1_messages_proto_rawDescData
 }
 
-var file_wadispatch_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_wadispatch_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(MessageType)(0),              // 0: wadispatch.v1.MessageType
 	(MessageStatus)(0),            // 1: wadispatch.v1.MessageStatus
-	(Outcome)(0),                  // 2: wadispatch.v1.Outcome
-	(*LeaseWhatsappDetails)(nil),  // 3: wadispatch.v1.LeaseWhatsappDetails
-	(*SendTask)(nil),              // 4: wadispatch.v1.SendTask
-	(*WhatsAppError)(nil),         // 5: wadispatch.v1.WhatsAppError
-	(*SendResult)(nil),            // 6: wadispatch.v1.SendResult
-	(*Refusal)(nil),               // 7: wadispatch.v1.Refusal
-	(*StatusEvent)(nil),           // 8: wadispatch.v1.StatusEvent
-	(*InboundMessage)(nil),        // 9: wadispatch.v1.InboundMessage
-	(*InboundReply)(nil),          // 10: wadispatch.v1.InboundReply
-	(*InboundMedia)(nil),          // 11: wadispatch.v1.InboundMedia
-	(*MediaFetch)(nil),            // 12: wadispatch.v1.MediaFetch
-	(*MediaStored)(nil),           // 13: wadispatch.v1.MediaStored
-	nil,                           // 14: wadispatch.v1.SendTask.PayloadEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 16: google.protobuf.Struct
+	(InteractiveKind)(0),          // 2: wadispatch.v1.InteractiveKind
+	(Outcome)(0),                  // 3: wadispatch.v1.Outcome
+	(*LeaseWhatsappDetails)(nil),  // 4: wadispatch.v1.LeaseWhatsappDetails
+	(*SendTask)(nil),              // 5: wadispatch.v1.SendTask
+	(*Interactive)(nil),           // 6: wadispatch.v1.Interactive
+	(*InteractiveButton)(nil),     // 7: wadispatch.v1.InteractiveButton
+	(*InteractiveSection)(nil),    // 8: wadispatch.v1.InteractiveSection
+	(*InteractiveRow)(nil),        // 9: wadispatch.v1.InteractiveRow
+	(*WhatsAppError)(nil),         // 10: wadispatch.v1.WhatsAppError
+	(*SendResult)(nil),            // 11: wadispatch.v1.SendResult
+	(*Refusal)(nil),               // 12: wadispatch.v1.Refusal
+	(*StatusEvent)(nil),           // 13: wadispatch.v1.StatusEvent
+	(*InboundMessage)(nil),        // 14: wadispatch.v1.InboundMessage
+	(*InboundReply)(nil),          // 15: wadispatch.v1.InboundReply
+	(*InboundMedia)(nil),          // 16: wadispatch.v1.InboundMedia
+	(*MediaFetch)(nil),            // 17: wadispatch.v1.MediaFetch
+	(*MediaStored)(nil),           // 18: wadispatch.v1.MediaStored
+	nil,                           // 19: wadispatch.v1.SendTask.PayloadEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 21: google.protobuf.Struct
 }
 var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	0,  // 0: wadispatch.v1.SendTask.type:type_name -> wadispatch.v1.MessageType
-	3,  // 1: wadispatch.v1.SendTask.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	14, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
-	15, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
-	2,  // 4: wadispatch.v1.SendResult.outcome:type_name -> wadispatch.v1.Outcome
-	5,  // 5: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
-	15, // 6: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
-	15, // 7: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
-	15, // 8: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
-	15, // 9: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
-	15, // 10: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
-	1,  // 11: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
-	15, // 12: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
-	5,  // 13: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
-	15, // 14: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
-	3,  // 15: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	16, // 16: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
-	10, // 17: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
-	11, // 18: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
-	16, // 19: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
-	11, // 20: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
-	3,  // 21: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	15, // 22: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	4,  // 1: wadispatch.v1.SendTask.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	19, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
+	20, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
+	6,  // 4: wadispatch.v1.SendTask.interactive:type_name -> wadispatch.v1.Interactive
+	2,  // 5: wadispatch.v1.Interactive.kind:type_name -> wadispatch.v1.InteractiveKind
+	7,  // 6: wadispatch.v1.Interactive.buttons:type_name -> wadispatch.v1.InteractiveButton
+	8,  // 7: wadispatch.v1.Interactive.sections:type_name -> wadispatch.v1.InteractiveSection
+	9,  // 8: wadispatch.v1.InteractiveSection.rows:type_name -> wadispatch.v1.InteractiveRow
+	3,  // 9: wadispatch.v1.SendResult.outcome:type_name -> wadispatch.v1.Outcome
+	10, // 10: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
+	20, // 11: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
+	20, // 12: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
+	20, // 13: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
+	20, // 14: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
+	20, // 15: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
+	20, // 16: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
+	1,  // 17: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
+	20, // 18: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
+	10, // 19: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
+	20, // 20: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
+	4,  // 21: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	21, // 22: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
+	15, // 23: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
+	16, // 24: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
+	21, // 25: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
+	16, // 26: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
+	4,  // 27: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	20, // 28: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_messages_proto_init() }
@@ -1718,8 +2098,8 @@ func file_wadispatch_v1_messages_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_messages_proto_rawDesc), len(file_wadispatch_v1_messages_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   12,
+			NumEnums:      4,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -152,16 +152,22 @@ type ClaimSendResponse struct {
 	Result         *SendResult                `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
 	// Why, for DONE / IN_FLIGHT / UNKNOWN.
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	// For a SEND of a text message: when the driver last wrote to the task's
+	// For a SEND of a free-form (text or interactive) message: when the driver last wrote to the task's
 	// business phone number (the ancillary database's driver record), unset
-	// when never. WhatsApp takes free-form text only within 24 hours of it.
+	// when never. WhatsApp takes free-form messages only within 24 hours of it.
 	DriverLastInboundAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=driver_last_inbound_at,json=driverLastInboundAt,proto3" json:"driver_last_inbound_at,omitempty"`
 	// True when the recorder looked driver_last_inbound_at up (a SEND of a
-	// text message). A recorder that predates the field leaves it false, and
-	// the sender then leaves the window to WhatsApp instead of failing text.
+	// free-form message). A recorder that predates the field leaves it false, and
+	// the sender then leaves the window to WhatsApp instead of failing the message.
 	DriverWindowChecked bool `protobuf:"varint,7,opt,name=driver_window_checked,json=driverWindowChecked,proto3" json:"driver_window_checked,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// For a SEND whose claim created the message's state (its first claim):
+	// the state's update time after the claim's commit. The sender returns
+	// it in SendResult.claim_state_version, and the recorder then records the
+	// result with one commit preconditioned on it, without reading the state.
+	// Unset for a takeover, and by a recorder that predates the field.
+	StateVersion  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=state_version,json=stateVersion,proto3" json:"state_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClaimSendResponse) Reset() {
@@ -241,6 +247,13 @@ func (x *ClaimSendResponse) GetDriverWindowChecked() bool {
 		return x.DriverWindowChecked
 	}
 	return false
+}
+
+func (x *ClaimSendResponse) GetStateVersion() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StateVersion
+	}
+	return nil
 }
 
 // A send's outcome to record, as the recorder takes it from
@@ -1330,6 +1343,228 @@ func (x *ReleaseClaimResponse) GetApplied() bool {
 	return false
 }
 
+type ListUnmatchedRepliesRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// At most this many replies: 0 means 100, more than 1000 means 1000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// A next_page_token of this method for the same lease; empty for the
+	// first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUnmatchedRepliesRequest) Reset() {
+	*x = ListUnmatchedRepliesRequest{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUnmatchedRepliesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUnmatchedRepliesRequest) ProtoMessage() {}
+
+func (x *ListUnmatchedRepliesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUnmatchedRepliesRequest.ProtoReflect.Descriptor instead.
+func (*ListUnmatchedRepliesRequest) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListUnmatchedRepliesRequest) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *ListUnmatchedRepliesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListUnmatchedRepliesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// A driver's message kept for operators.
+type UnmatchedReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Of its document.
+	Path               string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	WhatsappMessageId  string `protobuf:"bytes,2,opt,name=whatsapp_message_id,json=whatsappMessageId,proto3" json:"whatsapp_message_id,omitempty"`
+	DriverMobileNumber string `protobuf:"bytes,3,opt,name=driver_mobile_number,json=driverMobileNumber,proto3" json:"driver_mobile_number,omitempty"`
+	// WhatsApp's type: text, image, reaction...
+	Type    string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// no_enquiry or target_not_found.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The message a reaction, edit or revoke named.
+	TargetWhatsappMessageId string `protobuf:"bytes,7,opt,name=target_whatsapp_message_id,json=targetWhatsappMessageId,proto3" json:"target_whatsapp_message_id,omitempty"`
+	// When the driver sent it.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnmatchedReply) Reset() {
+	*x = UnmatchedReply{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnmatchedReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnmatchedReply) ProtoMessage() {}
+
+func (x *UnmatchedReply) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnmatchedReply.ProtoReflect.Descriptor instead.
+func (*UnmatchedReply) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UnmatchedReply) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *UnmatchedReply) GetWhatsappMessageId() string {
+	if x != nil {
+		return x.WhatsappMessageId
+	}
+	return ""
+}
+
+func (x *UnmatchedReply) GetDriverMobileNumber() string {
+	if x != nil {
+		return x.DriverMobileNumber
+	}
+	return ""
+}
+
+func (x *UnmatchedReply) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *UnmatchedReply) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *UnmatchedReply) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *UnmatchedReply) GetTargetWhatsappMessageId() string {
+	if x != nil {
+		return x.TargetWhatsappMessageId
+	}
+	return ""
+}
+
+func (x *UnmatchedReply) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+type ListUnmatchedRepliesResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Replies []*UnmatchedReply      `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	// For the next page; empty when this is the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUnmatchedRepliesResponse) Reset() {
+	*x = ListUnmatchedRepliesResponse{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUnmatchedRepliesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUnmatchedRepliesResponse) ProtoMessage() {}
+
+func (x *ListUnmatchedRepliesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUnmatchedRepliesResponse.ProtoReflect.Descriptor instead.
+func (*ListUnmatchedRepliesResponse) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListUnmatchedRepliesResponse) GetReplies() []*UnmatchedReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
+func (x *ListUnmatchedRepliesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_wadispatch_v1_recorder_proto protoreflect.FileDescriptor
 
 const file_wadispatch_v1_recorder_proto_rawDesc = "" +
@@ -1338,7 +1573,7 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x10ClaimSendRequest\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.wadispatch.v1.SendTaskR\x04task\x12\x1a\n" +
 	"\bclaimant\x18\x02 \x01(\tR\bclaimant\x12/\n" +
-	"\x05lease\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"\x85\x04\n" +
+	"\x05lease\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"\xc6\x04\n" +
 	"\x11ClaimSendResponse\x12E\n" +
 	"\bdecision\x18\x01 \x01(\x0e2).wadispatch.v1.ClaimSendResponse.DecisionR\bdecision\x12\x19\n" +
 	"\bclaim_id\x18\x02 \x01(\tR\aclaimId\x12D\n" +
@@ -1346,7 +1581,8 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x06result\x18\x04 \x01(\v2\x19.wadispatch.v1.SendResultR\x06result\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12O\n" +
 	"\x16driver_last_inbound_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x13driverLastInboundAt\x122\n" +
-	"\x15driver_window_checked\x18\a \x01(\bR\x13driverWindowChecked\"x\n" +
+	"\x15driver_window_checked\x18\a \x01(\bR\x13driverWindowChecked\x12?\n" +
+	"\rstate_version\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fstateVersion\"x\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rDECISION_SEND\x10\x01\x12\x11\n" +
@@ -1437,14 +1673,33 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"c\n" +
 	"\x14ReleaseClaimResponse\x121\n" +
 	"\x05state\x18\x01 \x01(\v2\x1b.wadispatch.v1.MessageStateR\x05state\x12\x18\n" +
-	"\aapplied\x18\x02 \x01(\bR\aapplied2\xe7\x04\n" +
+	"\aapplied\x18\x02 \x01(\bR\aapplied\"t\n" +
+	"\x1bListUnmatchedRepliesRequest\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xc4\x02\n" +
+	"\x0eUnmatchedReply\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12.\n" +
+	"\x13whatsapp_message_id\x18\x02 \x01(\tR\x11whatsappMessageId\x120\n" +
+	"\x14driver_mobile_number\x18\x03 \x01(\tR\x12driverMobileNumber\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12;\n" +
+	"\x1atarget_whatsapp_message_id\x18\a \x01(\tR\x17targetWhatsappMessageId\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x7f\n" +
+	"\x1cListUnmatchedRepliesResponse\x127\n" +
+	"\areplies\x18\x01 \x03(\v2\x1d.wadispatch.v1.UnmatchedReplyR\areplies\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xd8\x05\n" +
 	"\bRecorder\x12N\n" +
 	"\tClaimSend\x12\x1f.wadispatch.v1.ClaimSendRequest\x1a .wadispatch.v1.ClaimSendResponse\x12Q\n" +
 	"\n" +
 	"GetMessage\x12 .wadispatch.v1.GetMessageRequest\x1a!.wadispatch.v1.GetMessageResponse\x12l\n" +
 	"\x13ListEnquiryMessages\x12).wadispatch.v1.ListEnquiryMessagesRequest\x1a*.wadispatch.v1.ListEnquiryMessagesResponse\x12T\n" +
 	"\vListUnknown\x12!.wadispatch.v1.ListUnknownRequest\x1a\".wadispatch.v1.ListUnknownResponse\x12T\n" +
-	"\vListStalled\x12!.wadispatch.v1.ListStalledRequest\x1a\".wadispatch.v1.ListStalledResponse\x12E\n" +
+	"\vListStalled\x12!.wadispatch.v1.ListStalledRequest\x1a\".wadispatch.v1.ListStalledResponse\x12o\n" +
+	"\x14ListUnmatchedReplies\x12*.wadispatch.v1.ListUnmatchedRepliesRequest\x1a+.wadispatch.v1.ListUnmatchedRepliesResponse\x12E\n" +
 	"\x06Resend\x12\x1c.wadispatch.v1.ResendRequest\x1a\x1d.wadispatch.v1.ResendResponse\x12W\n" +
 	"\fReleaseClaim\x12\".wadispatch.v1.ReleaseClaimRequest\x1a#.wadispatch.v1.ReleaseClaimResponseB=Z;github.com/visn/wadispatch/proto/wadispatch/v1;wadispatchv1b\x06proto3"
 
@@ -1461,82 +1716,90 @@ func file_wadispatch_v1_recorder_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_recorder_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_wadispatch_v1_recorder_proto_goTypes = []any{
-	(ClaimSendResponse_Decision)(0),     // 0: wadispatch.v1.ClaimSendResponse.Decision
-	(*ClaimSendRequest)(nil),            // 1: wadispatch.v1.ClaimSendRequest
-	(*ClaimSendResponse)(nil),           // 2: wadispatch.v1.ClaimSendResponse
-	(*RecordResultRequest)(nil),         // 3: wadispatch.v1.RecordResultRequest
-	(*RecordResultResponse)(nil),        // 4: wadispatch.v1.RecordResultResponse
-	(*ApplyStatusRequest)(nil),          // 5: wadispatch.v1.ApplyStatusRequest
-	(*ApplyStatusResponse)(nil),         // 6: wadispatch.v1.ApplyStatusResponse
-	(*GetMessageRequest)(nil),           // 7: wadispatch.v1.GetMessageRequest
-	(*GetMessageResponse)(nil),          // 8: wadispatch.v1.GetMessageResponse
-	(*MessageState)(nil),                // 9: wadispatch.v1.MessageState
-	(*ListEnquiryMessagesRequest)(nil),  // 10: wadispatch.v1.ListEnquiryMessagesRequest
-	(*ListEnquiryMessagesResponse)(nil), // 11: wadispatch.v1.ListEnquiryMessagesResponse
-	(*ListUnknownRequest)(nil),          // 12: wadispatch.v1.ListUnknownRequest
-	(*ListUnknownResponse)(nil),         // 13: wadispatch.v1.ListUnknownResponse
-	(*ListStalledRequest)(nil),          // 14: wadispatch.v1.ListStalledRequest
-	(*ListStalledResponse)(nil),         // 15: wadispatch.v1.ListStalledResponse
-	(*ResendRequest)(nil),               // 16: wadispatch.v1.ResendRequest
-	(*ResendResponse)(nil),              // 17: wadispatch.v1.ResendResponse
-	(*ReleaseClaimRequest)(nil),         // 18: wadispatch.v1.ReleaseClaimRequest
-	(*ReleaseClaimResponse)(nil),        // 19: wadispatch.v1.ReleaseClaimResponse
-	(*SendTask)(nil),                    // 20: wadispatch.v1.SendTask
-	(*durationpb.Duration)(nil),         // 21: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 22: google.protobuf.Timestamp
-	(*SendResult)(nil),                  // 23: wadispatch.v1.SendResult
-	(*StatusEvent)(nil),                 // 24: wadispatch.v1.StatusEvent
-	(MessageStatus)(0),                  // 25: wadispatch.v1.MessageStatus
-	(*WhatsAppError)(nil),               // 26: wadispatch.v1.WhatsAppError
+	(ClaimSendResponse_Decision)(0),      // 0: wadispatch.v1.ClaimSendResponse.Decision
+	(*ClaimSendRequest)(nil),             // 1: wadispatch.v1.ClaimSendRequest
+	(*ClaimSendResponse)(nil),            // 2: wadispatch.v1.ClaimSendResponse
+	(*RecordResultRequest)(nil),          // 3: wadispatch.v1.RecordResultRequest
+	(*RecordResultResponse)(nil),         // 4: wadispatch.v1.RecordResultResponse
+	(*ApplyStatusRequest)(nil),           // 5: wadispatch.v1.ApplyStatusRequest
+	(*ApplyStatusResponse)(nil),          // 6: wadispatch.v1.ApplyStatusResponse
+	(*GetMessageRequest)(nil),            // 7: wadispatch.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),           // 8: wadispatch.v1.GetMessageResponse
+	(*MessageState)(nil),                 // 9: wadispatch.v1.MessageState
+	(*ListEnquiryMessagesRequest)(nil),   // 10: wadispatch.v1.ListEnquiryMessagesRequest
+	(*ListEnquiryMessagesResponse)(nil),  // 11: wadispatch.v1.ListEnquiryMessagesResponse
+	(*ListUnknownRequest)(nil),           // 12: wadispatch.v1.ListUnknownRequest
+	(*ListUnknownResponse)(nil),          // 13: wadispatch.v1.ListUnknownResponse
+	(*ListStalledRequest)(nil),           // 14: wadispatch.v1.ListStalledRequest
+	(*ListStalledResponse)(nil),          // 15: wadispatch.v1.ListStalledResponse
+	(*ResendRequest)(nil),                // 16: wadispatch.v1.ResendRequest
+	(*ResendResponse)(nil),               // 17: wadispatch.v1.ResendResponse
+	(*ReleaseClaimRequest)(nil),          // 18: wadispatch.v1.ReleaseClaimRequest
+	(*ReleaseClaimResponse)(nil),         // 19: wadispatch.v1.ReleaseClaimResponse
+	(*ListUnmatchedRepliesRequest)(nil),  // 20: wadispatch.v1.ListUnmatchedRepliesRequest
+	(*UnmatchedReply)(nil),               // 21: wadispatch.v1.UnmatchedReply
+	(*ListUnmatchedRepliesResponse)(nil), // 22: wadispatch.v1.ListUnmatchedRepliesResponse
+	(*SendTask)(nil),                     // 23: wadispatch.v1.SendTask
+	(*durationpb.Duration)(nil),          // 24: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 25: google.protobuf.Timestamp
+	(*SendResult)(nil),                   // 26: wadispatch.v1.SendResult
+	(*StatusEvent)(nil),                  // 27: wadispatch.v1.StatusEvent
+	(MessageStatus)(0),                   // 28: wadispatch.v1.MessageStatus
+	(*WhatsAppError)(nil),                // 29: wadispatch.v1.WhatsAppError
 }
 var file_wadispatch_v1_recorder_proto_depIdxs = []int32{
-	20, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
-	21, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
+	23, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
+	24, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
 	0,  // 2: wadispatch.v1.ClaimSendResponse.decision:type_name -> wadispatch.v1.ClaimSendResponse.Decision
-	22, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
-	23, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
-	22, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
-	23, // 6: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
-	9,  // 7: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
-	24, // 8: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
-	9,  // 9: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
-	9,  // 10: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
-	25, // 11: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
-	26, // 12: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
-	22, // 13: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
-	22, // 14: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
-	22, // 15: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
-	22, // 16: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
-	22, // 17: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
-	22, // 18: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 19: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
-	9,  // 20: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
-	9,  // 21: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
-	21, // 22: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
-	9,  // 23: wadispatch.v1.ListStalledResponse.messages:type_name -> wadispatch.v1.MessageState
-	9,  // 24: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
-	9,  // 25: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
-	1,  // 26: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
-	7,  // 27: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
-	10, // 28: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
-	12, // 29: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
-	14, // 30: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
-	16, // 31: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
-	18, // 32: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
-	2,  // 33: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
-	8,  // 34: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
-	11, // 35: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
-	13, // 36: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
-	15, // 37: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
-	17, // 38: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
-	19, // 39: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
-	33, // [33:40] is the sub-list for method output_type
-	26, // [26:33] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	25, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
+	26, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
+	25, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
+	25, // 6: wadispatch.v1.ClaimSendResponse.state_version:type_name -> google.protobuf.Timestamp
+	26, // 7: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
+	9,  // 8: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
+	27, // 9: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
+	9,  // 10: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
+	9,  // 11: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
+	28, // 12: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
+	29, // 13: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
+	25, // 14: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
+	25, // 15: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
+	25, // 16: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
+	25, // 17: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
+	25, // 18: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
+	25, // 19: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 20: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
+	9,  // 21: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
+	9,  // 22: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
+	24, // 23: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
+	9,  // 24: wadispatch.v1.ListStalledResponse.messages:type_name -> wadispatch.v1.MessageState
+	9,  // 25: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
+	9,  // 26: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
+	25, // 27: wadispatch.v1.UnmatchedReply.created_at:type_name -> google.protobuf.Timestamp
+	21, // 28: wadispatch.v1.ListUnmatchedRepliesResponse.replies:type_name -> wadispatch.v1.UnmatchedReply
+	1,  // 29: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
+	7,  // 30: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
+	10, // 31: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
+	12, // 32: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
+	14, // 33: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
+	20, // 34: wadispatch.v1.Recorder.ListUnmatchedReplies:input_type -> wadispatch.v1.ListUnmatchedRepliesRequest
+	16, // 35: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
+	18, // 36: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
+	2,  // 37: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
+	8,  // 38: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
+	11, // 39: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
+	13, // 40: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
+	15, // 41: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
+	22, // 42: wadispatch.v1.Recorder.ListUnmatchedReplies:output_type -> wadispatch.v1.ListUnmatchedRepliesResponse
+	17, // 43: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
+	19, // 44: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
+	37, // [37:45] is the sub-list for method output_type
+	29, // [29:37] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_recorder_proto_init() }
@@ -1551,7 +1814,7 @@ func file_wadispatch_v1_recorder_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_recorder_proto_rawDesc), len(file_wadispatch_v1_recorder_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

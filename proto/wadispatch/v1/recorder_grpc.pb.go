@@ -19,13 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Recorder_ClaimSend_FullMethodName           = "/wadispatch.v1.Recorder/ClaimSend"
-	Recorder_GetMessage_FullMethodName          = "/wadispatch.v1.Recorder/GetMessage"
-	Recorder_ListEnquiryMessages_FullMethodName = "/wadispatch.v1.Recorder/ListEnquiryMessages"
-	Recorder_ListUnknown_FullMethodName         = "/wadispatch.v1.Recorder/ListUnknown"
-	Recorder_ListStalled_FullMethodName         = "/wadispatch.v1.Recorder/ListStalled"
-	Recorder_Resend_FullMethodName              = "/wadispatch.v1.Recorder/Resend"
-	Recorder_ReleaseClaim_FullMethodName        = "/wadispatch.v1.Recorder/ReleaseClaim"
+	Recorder_ClaimSend_FullMethodName            = "/wadispatch.v1.Recorder/ClaimSend"
+	Recorder_GetMessage_FullMethodName           = "/wadispatch.v1.Recorder/GetMessage"
+	Recorder_ListEnquiryMessages_FullMethodName  = "/wadispatch.v1.Recorder/ListEnquiryMessages"
+	Recorder_ListUnknown_FullMethodName          = "/wadispatch.v1.Recorder/ListUnknown"
+	Recorder_ListStalled_FullMethodName          = "/wadispatch.v1.Recorder/ListStalled"
+	Recorder_ListUnmatchedReplies_FullMethodName = "/wadispatch.v1.Recorder/ListUnmatchedReplies"
+	Recorder_Resend_FullMethodName               = "/wadispatch.v1.Recorder/Resend"
+	Recorder_ReleaseClaim_FullMethodName         = "/wadispatch.v1.Recorder/ReleaseClaim"
 )
 
 // RecorderClient is the client API for Recorder service.
@@ -62,6 +63,11 @@ type RecorderClient interface {
 	// since: their task did not come back, e.g. it was dead-lettered. Nothing
 	// was sent for them; Resend sends them. The longest released first.
 	ListStalled(ctx context.Context, in *ListStalledRequest, opts ...grpc.CallOption) (*ListStalledResponse, error)
+	// Lists a lease's driver messages that no enquiry took (a driver the
+	// lease never wrote to, a reaction or edit naming a message nobody
+	// knows), kept in leasecompany/{lease_id}/whatsappUnmatchedReplies, the
+	// latest first.
+	ListUnmatchedReplies(ctx context.Context, in *ListUnmatchedRepliesRequest, opts ...grpc.CallOption) (*ListUnmatchedRepliesResponse, error)
 	// Allows an UNKNOWN or FAILED message, or a SENDING one whose claim was
 	// released, to be sent again: the next claim wins and the task is
 	// republished.
@@ -133,6 +139,16 @@ func (c *recorderClient) ListStalled(ctx context.Context, in *ListStalledRequest
 	return out, nil
 }
 
+func (c *recorderClient) ListUnmatchedReplies(ctx context.Context, in *ListUnmatchedRepliesRequest, opts ...grpc.CallOption) (*ListUnmatchedRepliesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUnmatchedRepliesResponse)
+	err := c.cc.Invoke(ctx, Recorder_ListUnmatchedReplies_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *recorderClient) Resend(ctx context.Context, in *ResendRequest, opts ...grpc.CallOption) (*ResendResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ResendResponse)
@@ -187,6 +203,11 @@ type RecorderServer interface {
 	// since: their task did not come back, e.g. it was dead-lettered. Nothing
 	// was sent for them; Resend sends them. The longest released first.
 	ListStalled(context.Context, *ListStalledRequest) (*ListStalledResponse, error)
+	// Lists a lease's driver messages that no enquiry took (a driver the
+	// lease never wrote to, a reaction or edit naming a message nobody
+	// knows), kept in leasecompany/{lease_id}/whatsappUnmatchedReplies, the
+	// latest first.
+	ListUnmatchedReplies(context.Context, *ListUnmatchedRepliesRequest) (*ListUnmatchedRepliesResponse, error)
 	// Allows an UNKNOWN or FAILED message, or a SENDING one whose claim was
 	// released, to be sent again: the next claim wins and the task is
 	// republished.
@@ -222,6 +243,9 @@ func (UnimplementedRecorderServer) ListUnknown(context.Context, *ListUnknownRequ
 }
 func (UnimplementedRecorderServer) ListStalled(context.Context, *ListStalledRequest) (*ListStalledResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListStalled not implemented")
+}
+func (UnimplementedRecorderServer) ListUnmatchedReplies(context.Context, *ListUnmatchedRepliesRequest) (*ListUnmatchedRepliesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUnmatchedReplies not implemented")
 }
 func (UnimplementedRecorderServer) Resend(context.Context, *ResendRequest) (*ResendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Resend not implemented")
@@ -340,6 +364,24 @@ func _Recorder_ListStalled_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Recorder_ListUnmatchedReplies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUnmatchedRepliesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecorderServer).ListUnmatchedReplies(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Recorder_ListUnmatchedReplies_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecorderServer).ListUnmatchedReplies(ctx, req.(*ListUnmatchedRepliesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Recorder_Resend_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ResendRequest)
 	if err := dec(in); err != nil {
@@ -402,6 +444,10 @@ var Recorder_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListStalled",
 			Handler:    _Recorder_ListStalled_Handler,
+		},
+		{
+			MethodName: "ListUnmatchedReplies",
+			Handler:    _Recorder_ListUnmatchedReplies_Handler,
 		},
 		{
 			MethodName: "Resend",

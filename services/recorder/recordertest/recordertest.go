@@ -30,6 +30,7 @@ import (
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 	recorderfs "github.com/visn/wadispatch/services/recorder/internal/adapters/firestore"
+	recorderps "github.com/visn/wadispatch/services/recorder/internal/adapters/pubsub"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
@@ -99,6 +100,13 @@ func (r *Recorder) Refuse(ctx context.Context, refusal *wadispatchv1.Refusal) (s
 	return r.svc.RecordRefusal(ctx, refusal)
 }
 
+// Inbound records a driver's message as if from the status events topic,
+// and returns the outcome.
+func (r *Recorder) Inbound(ctx context.Context, in *wadispatchv1.InboundMessage) (string, error) {
+	outcome, _, err := r.svc.RecordInbound(ctx, in)
+	return outcome, err
+}
+
 // StopPublishing flushes the resends published so far; the tb's cleanup
 // calls it too, for tests that close the Pub/Sub client themselves first.
 func (r *Recorder) StopPublishing() { r.repub.Stop() }
@@ -143,7 +151,11 @@ func Start(tb testing.TB, db, ancillary *firestore.Client, ps *pubsub.Client, lo
 	repub := sendtask.NewPublisher(ps, topology.TasksTopic, 0)
 	metrics := app.NewMetrics(prometheus.NewRegistry())
 	store := recorderfs.NewStore(db, recorderfs.Options{Retried: metrics.CommitRetried})
-	svc, err := app.NewService(app.Config{Metrics: metrics}, store, recorderfs.NewAncillary(ancillary), repub, log)
+	media := recorderps.NewMediaFetches(ps, topology.MediaTopic)
+	tb.Cleanup(media.Stop)
+	svc, err := app.NewService(app.Config{Metrics: metrics}, app.Ports{
+		Store: store, Replies: store, Ancillary: recorderfs.NewAncillary(ancillary), Republisher: repub, Media: media,
+	}, log)
 	if err != nil {
 		tb.Fatal(err)
 	}

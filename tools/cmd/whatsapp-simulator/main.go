@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pairInterval := fs.Duration("pair-interval", def.PairInterval, "minimum spacing of messages to one recipient before 131056 (0 disables)")
 	pairBurst := fs.Int("pair-burst", def.PairBurst, "messages to one recipient allowed at once before the pair interval applies")
 	throttleStatus := fs.Int("throttle-http-status", def.ThrottleStatus, "HTTP status of 130429 and 131056 answers (Meta's table: 400; BSP mirrors: 429)")
-	enforceWindow := fs.Bool("enforce-window", def.EnforceWindow, "reject free-form text outside the customer-service window with 131047")
+	enforceWindow := fs.Bool("enforce-window", def.EnforceWindow, "reject free-form (text, interactive) messages outside the customer-service window with 131047")
 	window := fs.Duration("window", def.Window, "customer-service window opened by an inbound message")
 	fs.Var(&templates, "template", "approved template name:language[:param,param...] (repeatable; none means any template is accepted)")
 	latency := fs.Duration("latency", 0, "delay added to every Graph API answer")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"strconv"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -32,6 +33,7 @@ type LeaseConfigs struct {
 	now      func() time.Time
 	log      *logrus.Entry
 	entries  *expiring.Cache[leaseEntry]
+	numbers  *expiring.Cache[app.NumberLeases]
 }
 
 type leaseEntry struct {
@@ -48,6 +50,7 @@ func NewLeaseConfigs(fs *firestore.Client, defaults chatmessage.ConfigDefaults, 
 	return &LeaseConfigs{
 		fs: fs, defaults: defaults, ttl: ttl, missTTL: min(ttl, maxMissTTL), now: now, log: log,
 		entries: expiring.New[leaseEntry](now),
+		numbers: expiring.New[app.NumberLeases](now),
 	}
 }
 
@@ -85,6 +88,46 @@ func (c *LeaseConfigs) load(ctx context.Context, leaseID string) (leaseEntry, ti
 		"templateLanguage": cfg.TemplateLanguage, "tokenRefSet": cfg.TokenRef != "",
 	}).Debug("lease WhatsApp configuration loaded")
 	return leaseEntry{cfg: cfg}, c.ttl, nil
+}
+
+// BusinessNumber implements app.Leases with one query of the leases whose
+// whatsappConfig.phoneNumberId is the number (as a string, or as the
+// integer a console write may store), served by Firestore's automatic
+// single-field index; kept like a configuration, an unknown number for the
+// shorter time. Leases whose configuration is unusable are not the
+// number's: to the pipeline they have no WhatsApp.
+func (c *LeaseConfigs) BusinessNumber(ctx context.Context, phoneNumberID string) (app.NumberLeases, error) {
+	return c.numbers.Get(ctx, phoneNumberID, c.loadNumber)
+}
+
+func (c *LeaseConfigs) loadNumber(ctx context.Context, phoneNumberID string) (app.NumberLeases, time.Duration, error) {
+	forms := []any{phoneNumberID}
+	if n, err := strconv.ParseInt(phoneNumberID, 10, 64); err == nil && strconv.FormatInt(n, 10) == phoneNumberID {
+		forms = append(forms, n)
+	}
+	snaps, err := c.fs.Collection("leasecompany").Where("whatsappConfig.phoneNumberId", "in", forms).
+		OrderBy(firestore.DocumentID, firestore.Asc).Limit(app.MaxLeasesPerNumber + 1).Documents(ctx).GetAll()
+	if err != nil {
+		return app.NumberLeases{}, 0, &app.DependencyError{Dep: app.DepFirestore, Err: fmt.Errorf("query leases by business number: %w", err)}
+	}
+	if len(snaps) > app.MaxLeasesPerNumber {
+		return app.NumberLeases{Problem: app.NumberShared}, c.missTTL, nil
+	}
+	var n app.NumberLeases
+	for _, snap := range snaps {
+		cfg, err := chatmessage.ParseWhatsAppConfig(snap.Data(), c.defaults)
+		if err != nil {
+			continue
+		}
+		if len(n.LeaseIDs) == 0 {
+			n.Config = cfg
+		}
+		n.LeaseIDs = append(n.LeaseIDs, snap.Ref.ID)
+	}
+	if len(n.LeaseIDs) == 0 {
+		return app.NumberLeases{Problem: app.NumberUnknown}, c.missTTL, nil
+	}
+	return n, c.ttl, nil
 }
 
 // Documents reads message and enquiry documents. Enquiries are kept for a
@@ -167,7 +210,7 @@ func NewRecentMessages(fs *firestore.Client, field string) RecentMessages {
 func (r RecentMessages) Messages(ctx context.Context, from, to time.Time) iter.Seq2[app.RecentMessage, error] {
 	return func(yield func(app.RecentMessage, error) bool) {
 		q := r.fs.CollectionGroup("chatMessages").
-			Where("type", "in", []any{chatmessage.TypeText, chatmessage.TypeTemplate}).
+			Where("type", "in", []any{chatmessage.TypeText, chatmessage.TypeTemplate, chatmessage.TypeInteractive}).
 			Where(r.field, ">=", from).Where(r.field, "<", to).
 			OrderBy(r.field, firestore.Asc).Limit(r.pageSize)
 		var last *firestore.DocumentSnapshot

@@ -7,12 +7,15 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	chart "github.com/visn/wadispatch/charts/wadispatch"
+	"github.com/visn/wadispatch/pkg/chatmessage"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoretest"
+	"github.com/visn/wadispatch/services/ingest/internal/app"
 )
 
 const project = "wadispatch-test"
@@ -49,8 +52,11 @@ func TestRecentMessagesPagesThroughTheRange(t *testing.T) {
 	for i := range 7 {
 		path := chatPath(fmt.Sprintf("l%d", i%2), fmt.Sprintf("m%d", i))
 		typ := "text"
-		if i%3 == 0 {
+		switch i % 3 {
+		case 0:
 			typ = "template"
+		case 1:
+			typ = "interactive"
 		}
 		put(path, map[string]any{"type": typ, "createdAt": t0.Add(time.Duration(i) * time.Minute), "message": "hi"})
 		if i < 6 {
@@ -95,4 +101,41 @@ func TestRecentMessagesNeedTheIndex(t *testing.T) {
 		return
 	}
 	t.Fatal("the query yielded nothing, not even its refusal")
+}
+
+// A business number finds the leases whose configuration names it,
+// stored as a string or as an integer, in id order; a number no lease has
+// finds none, with the reason. Served under the deployed indexes.
+func TestBusinessNumberFindsItsLeases(t *testing.T) {
+	fs, _ := emulatorClient(t, firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes))
+	ctx := context.Background()
+	for id, number := range map[string]any{"lease-a": "1001", "lease-b": int64(1002), "lease-d": "1003", "lease-c": "1003"} {
+		if _, err := fs.Doc("leasecompany/"+id).Set(ctx, map[string]any{
+			"whatsappConfig": map[string]any{"phoneNumberId": number, "tokenRef": "token-" + id},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Named, but without a token: not usable, so not the number's.
+	if _, err := fs.Doc("leasecompany/lease-e").Set(ctx, map[string]any{"whatsappConfig": map[string]any{"phoneNumberId": "1001"}}); err != nil {
+		t.Fatal(err)
+	}
+	leases := NewLeaseConfigs(fs, chatmessage.ConfigDefaults{APIVersion: "v23.0"}, time.Minute, time.Now, logrus.NewEntry(logrus.New()))
+	for number, want := range map[string]app.NumberLeases{
+		"1001": {LeaseIDs: []string{"lease-a"}},
+		"1002": {LeaseIDs: []string{"lease-b"}},
+		"1003": {LeaseIDs: []string{"lease-c", "lease-d"}},
+		"1004": {Problem: app.NumberUnknown},
+	} {
+		got, err := leases.BusinessNumber(ctx, number)
+		if err != nil {
+			t.Fatalf("%s: %v", number, err)
+		}
+		if fmt.Sprint(got.LeaseIDs) != fmt.Sprint(want.LeaseIDs) || got.Problem != want.Problem {
+			t.Errorf("%s: %+v, want %+v", number, got, want)
+		}
+		if len(want.LeaseIDs) > 0 && (got.Config.PhoneNumberID != number || got.Config.TokenRef != "token-"+want.LeaseIDs[0] || got.Config.APIVersion != "v23.0") {
+			t.Errorf("%s: configuration %+v", number, got.Config)
+		}
+	}
 }

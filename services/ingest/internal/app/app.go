@@ -32,7 +32,33 @@ import (
 // when it has none, a *DependencyError when it could not be read.
 type Leases interface {
 	WhatsAppConfig(ctx context.Context, leaseID string) (chatmessage.WhatsAppConfig, error)
+	// BusinessNumber finds the leases whose configuration names the
+	// business phone number phoneNumberID. A number no lease has is a
+	// NumberLeases with Problem set, not an error.
+	BusinessNumber(ctx context.Context, phoneNumberID string) (NumberLeases, error)
 }
+
+// NumberLeases are the leases a business phone number belongs to, in id
+// order: usually one. WhatsApp keeps one conversation per number and user,
+// so leases sharing a number share their drivers' replies to it.
+type NumberLeases struct {
+	LeaseIDs []string
+	// Config is the first lease's configuration.
+	Config chatmessage.WhatsAppConfig
+	// Problem is why the number has no lease: NumberUnknown or
+	// NumberShared. A driver's message to it is attached to no lease.
+	Problem string
+}
+
+// Why a business number has no lease (skip reasons of webhook parts).
+const (
+	NumberUnknown = "unknown_business_number"
+	// NumberShared: more leases than MaxLeasesPerNumber name the number.
+	NumberShared = "shared_business_number"
+)
+
+// MaxLeasesPerNumber bounds the leases one business number may serve.
+const MaxLeasesPerNumber = 10
 
 // Messages reads the message document an event names: the event is a
 // notification, the stored document is what is sent.

@@ -28,6 +28,10 @@ func (f fakeLeases) WhatsAppConfig(context.Context, string) (chatmessage.WhatsAp
 	return f.cfg, f.err
 }
 
+func (f fakeLeases) BusinessNumber(context.Context, string) (NumberLeases, error) {
+	return NumberLeases{LeaseIDs: []string{"lease-1"}, Config: f.cfg}, f.err
+}
+
 // fakeMessages holds the stored documents, by path.
 type fakeMessages map[string]StoredMessage
 

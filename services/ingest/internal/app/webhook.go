@@ -12,6 +12,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/logging"
 	"github.com/visn/wadispatch/pkg/whatsapp/webhook"
+	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 )
 
 // How a webhook notification ended.
@@ -133,7 +134,15 @@ func (in *Ingester) publishWebhook(ctx context.Context, p webhook.Payload, log *
 		}
 	}
 	for _, m := range p.Messages {
-		if err := add(m, "inbound", m.GetWhatsappMessageId(), logrus.Fields{"type": m.GetType(), "contextWamid": m.GetContextMessageId()}); err != nil {
+		fields := logrus.Fields{"type": m.GetType(), "contextWamid": m.GetContextMessageId(), "phoneNumberId": m.GetPhoneNumberId()}
+		placed, err := in.placeInbound(ctx, m)
+		if err != nil {
+			return err
+		}
+		if !placed {
+			continue
+		}
+		if err := add(m, "inbound", m.GetWhatsappMessageId(), fields); err != nil {
 			return err
 		}
 	}
@@ -148,4 +157,26 @@ func (in *Ingester) publishWebhook(ctx context.Context, p webhook.Payload, log *
 		pm.log.WithField("pubsubMessageId", id).Info("webhook event published")
 	}
 	return errors.Join(errs...)
+}
+
+// placeInbound gives a driver's message the leases of the business number
+// it was written to. A number no lease has is refused: the
+// message is counted and logged, never attached to another lease's
+// enquiries. false means refused; an error, that the leases could not be
+// read (Meta retries).
+func (in *Ingester) placeInbound(ctx context.Context, m *wadispatchv1.InboundMessage) (bool, error) {
+	n, err := in.leases.BusinessNumber(ctx, m.GetPhoneNumberId())
+	if err != nil {
+		return false, fmt.Errorf("lease of business number: %w", err)
+	}
+	if n.Problem != "" {
+		in.metrics.partsSkipped.WithLabelValues(n.Problem).Inc()
+		logging.WithContext(ctx, in.webhookLog).WithFields(logrus.Fields{
+			"wamid": m.GetWhatsappMessageId(), "phoneNumberId": m.GetPhoneNumberId(), "reason": n.Problem,
+		}).Warn("driver's message refused: no lease has its business number")
+		return false, nil
+	}
+	m.LeaseIds = n.LeaseIDs
+	m.LeaseWhatsappDetails = n.Config.Details()
+	return true, nil
 }

@@ -104,7 +104,7 @@ func benchmarkRecord(b *testing.B, users, abortEvery int) {
 			id := fmt.Sprintf("m%d", i)
 			task := e.newMessage(b, id)
 			task.CreatedBy = fmt.Sprintf("u%d", i%users)
-			results[i] = sent(task, e.claim(b, task, 0).GetClaimId(), "wamid."+id)
+			results[i] = sentUnder(task, e.claim(b, task, 0), "wamid."+id)
 		})
 	}
 	wg.Wait()

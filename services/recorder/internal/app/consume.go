@@ -51,6 +51,7 @@ func (s *Service) statusHandlers() map[string]func(context.Context, []byte) cons
 	return map[string]func(context.Context, []byte) consume.Verdict{
 		schemaStatusEvent: s.handleStatusEvent,
 		schemaInbound:     s.handleInbound,
+		schemaMediaStored: s.handleMediaStored,
 	}
 }
 

@@ -195,6 +195,21 @@ func claimed(st *State, c claim, task map[string]any, now time.Time) State {
 	return out
 }
 
+// claimedState is, as far as recording r decides on it, the state the
+// first claim of r's message (claimed from no state) wrote at version:
+// SENDING under r's claim, with the task's driver and creator. The claim's
+// lease ended after its commit, so version stands in for its end: the
+// recording only clears it.
+func claimedState(ref dispatch.MessageRef, r *wadispatchv1.SendResult, version time.Time) State {
+	st := State{MessagePath: ref.Path(), LeaseID: ref.LeaseID, EnquiryID: ref.EnquiryID, MessageID: ref.MessageID,
+		DriverMobileNumber: r.GetDriverMobileNumber(), CreatedBy: r.GetCreatedBy(), Status: string(dispatch.StatusSending),
+		ClaimID: r.GetClaimId(), Claims: 1, LeaseExpiresAt: version}
+	if t := r.GetCreatedAt(); t != nil {
+		st.CreatedAt = t.AsTime()
+	}
+	return st
+}
+
 // claimMessage is what a claim changes on the message document.
 func claimMessage(now time.Time) *MessageUpdate {
 	return &MessageUpdate{Status: dispatch.StatusSending, StatusUpdatedAt: now, ClearStatusReason: true, ClearFailure: true}
@@ -275,8 +290,9 @@ func checkDocID(name, v string) error {
 // decideRecord plans recording r on a message whose state is st (nil when
 // none: a result without a claim creates it) and whose document exists or
 // not. recordID marks this attempt so a commit retried by the client
-// library is recognised as ours.
-func decideRecord(st *State, messageExists bool, r *wadispatchv1.SendResult, ref dispatch.MessageRef, recordID string, now time.Time) recordPlan {
+// library is recognised as ours. kept are the statuses kept on the index
+// document of a SENT result's wamid (Decide), applied with the outcome.
+func decideRecord(st *State, messageExists bool, r *wadispatchv1.SendResult, ref dispatch.MessageRef, recordID string, kept []*wadispatchv1.StatusEvent, now time.Time) recordPlan {
 	to := outcomeStatus(r.GetOutcome())
 	if st != nil && st.Outcome != "" {
 		return recordPlan{reason: "outcome " + st.Outcome + " recorded before"}
@@ -330,7 +346,7 @@ func decideRecord(st *State, messageExists bool, r *wadispatchv1.SendResult, ref
 	if to == dispatch.StatusSent {
 		sentWamid = r.GetWhatsappMessageId()
 	}
-	p.state, p.message, p.unapplied = withEarly(p.state, p.message, sentWamid, now)
+	p.state, p.message, p.unapplied = withEarly(p.state, p.message, sentWamid, kept, now)
 	return p
 }
 

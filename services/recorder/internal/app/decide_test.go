@@ -103,7 +103,7 @@ func TestDecideRecord(t *testing.T) {
 
 	t.Run("claimed, sent", func(t *testing.T) {
 		st := &State{Status: "SENDING", ClaimID: "c1", LeaseExpiresAt: t0.Add(time.Minute)}
-		p := decideRecord(st, true, r, ref, "rec", t0)
+		p := decideRecord(st, true, r, ref, "rec", nil, t0)
 		if !p.apply || !p.countSent {
 			t.Fatalf("plan %+v", p)
 		}
@@ -125,19 +125,19 @@ func TestDecideRecord(t *testing.T) {
 			{Status: "READ", Outcome: "SENT"},
 			{Status: "FAILED", Outcome: "FAILED"},
 		} {
-			if p := decideRecord(st, true, r, ref, "rec", t0); p.apply {
+			if p := decideRecord(st, true, r, ref, "rec", nil, t0); p.apply {
 				t.Errorf("%+v: applied again", st)
 			}
 		}
 	})
 	t.Run("late result resolves UNKNOWN", func(t *testing.T) {
-		p := decideRecord(&State{Status: "UNKNOWN", Reason: "expired"}, true, r, ref, "rec", t0)
+		p := decideRecord(&State{Status: "UNKNOWN", Reason: "expired"}, true, r, ref, "rec", nil, t0)
 		if !p.apply || !p.countSent || !p.message.ClearStatusReason || p.message.StatusReason != "" {
 			t.Fatalf("plan %+v", p)
 		}
 	})
 	t.Run("no state: created", func(t *testing.T) {
-		p := decideRecord(nil, true, r, ref, "rec", t0)
+		p := decideRecord(nil, true, r, ref, "rec", nil, t0)
 		// That a create holds no delete is the adapter's (createFields).
 		if !p.apply || p.state.MessagePath != ref.Path() || p.state.DriverMobileNumber != "+447700900123" {
 			t.Fatalf("plan %+v", p)
@@ -145,21 +145,21 @@ func TestDecideRecord(t *testing.T) {
 	})
 	t.Run("superseded claim", func(t *testing.T) {
 		st := &State{Status: "SENDING", ClaimID: "c2"}
-		if p := decideRecord(st, true, failedResult(), ref, "rec", t0); p.apply {
+		if p := decideRecord(st, true, failedResult(), ref, "rec", nil, t0); p.apply {
 			t.Error("the failure of claim c1 decided the send claim c2 holds")
 		}
-		if p := decideRecord(st, true, r, ref, "rec", t0); !p.apply || !p.countSent {
+		if p := decideRecord(st, true, r, ref, "rec", nil, t0); !p.apply || !p.countSent {
 			t.Error("a SENT of a superseded claim was not recorded: that message went out")
 		}
 	})
 	t.Run("message document gone", func(t *testing.T) {
-		p := decideRecord(&State{Status: "SENDING"}, false, r, ref, "rec", t0)
+		p := decideRecord(&State{Status: "SENDING"}, false, r, ref, "rec", nil, t0)
 		if !p.apply || p.message != nil {
 			t.Fatalf("plan %+v", p)
 		}
 	})
 	t.Run("failed", func(t *testing.T) {
-		p := decideRecord(&State{Status: "SENDING", ClaimID: "c1"}, true, failedResult(), ref, "rec", t0)
+		p := decideRecord(&State{Status: "SENDING", ClaimID: "c1"}, true, failedResult(), ref, "rec", nil, t0)
 		if !p.apply || p.countSent {
 			t.Fatalf("plan %+v", p)
 		}
@@ -242,17 +242,26 @@ func TestTaskRoundTrip(t *testing.T) {
 		DriverMobileNumber: "+447700900123", Message: "Hello", Type: wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE,
 		LeaseWhatsappDetails: &wadispatchv1.LeaseWhatsappDetails{PhoneNumberId: "123", TokenRef: "lease-l1"},
 		Payload:              map[string]string{"name": "Ann"}, Eta: 1764072000, CreatedAt: timestamppb.New(t0),
+		TemplateButtonPayloads: []string{"confirm", "later"},
 	}
-	m, err := taskFields(task)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := storedTask(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !proto.Equal(task, back) {
-		t.Errorf("round trip: %v != %v", back, task)
+	// A resend republishes the stored task: an interactive one keeps its
+	// buttons and list.
+	interactive := proto.Clone(task).(*wadispatchv1.SendTask)
+	interactive.Type, interactive.TemplateButtonPayloads = wadispatchv1.MessageType_MESSAGE_TYPE_INTERACTIVE, nil
+	interactive.Interactive = &wadispatchv1.Interactive{Kind: wadispatchv1.InteractiveKind_INTERACTIVE_KIND_LIST, Header: "h", Footer: "f", ButtonText: "Pick",
+		Sections: []*wadispatchv1.InteractiveSection{{Title: "A", Rows: []*wadispatchv1.InteractiveRow{{Id: "r1", Title: "One", Description: "d"}}}}}
+	for _, task := range []*wadispatchv1.SendTask{task, interactive} {
+		m, err := taskFields(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := storedTask(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(task, back) {
+			t.Errorf("round trip: %v != %v", back, task)
+		}
 	}
 	if _, err := storedTask(nil); err == nil {
 		t.Error("empty task accepted")

@@ -17,8 +17,11 @@
 //     status, outcome, wamid,
 //     error, a copy of the SendTask (no token) for listing and resending.
 //     Every change to it is a commit with a precondition (must not exist, or
-//     the update_time read), so concurrent claims and repeated results are
-//     decided by Firestore, not by timing.
+//     the update_time read, or for the result of a first claim the
+//     update_time that claim's commit gave it, which ClaimSend answers as
+//     state_version and the SendResult carries back: no read), so
+//     concurrent claims and repeated results are decided by Firestore, not
+//     by timing.
 //   - the message document: status, whatsappMessageId, whatsappError,
 //     failureReason, statusReason, sentAt, failedAt, deliveredAt, readAt,
 //     statusUpdatedAt; updated in the same commit as the state. A message
@@ -37,17 +40,27 @@
 //     queued on it. The counter trails the sends by about the fold
 //     interval; folds of several recorders at once conflict and retry, and
 //     each entry counts in the one that deletes it.
-//   - whatsappMessageIndex/{wamid}: wamid → message, in that same commit,
-//     so a status webhook finds its message with one read.
+//   - whatsappMessageIndex/{wamid}: wamid → message (messagePath,
+//     leaseId, enquiryId, driverMobileNumber), created in that same commit
+//     with the precondition "must not exist", so a status webhook finds its
+//     message with one read and the commit reads nothing for it.
 //   - earlyStatuses on the state: status webhooks of the current claim's
 //     call (named by their biz_opaque_callback_data) that came before its
 //     outcome; applied in the commit that records it, or resolving the
 //     claim (early.go).
-//   - wadispatchPendingStatuses/{wamid}: status webhooks of a wamid no
-//     result recorded that no waiting claim claims, one field per status;
-//     applied once a result indexes the wamid, dropped by the sweep after
-//     Config.PendingStatusTTL (status.go). Its query (keptAt) is served by
-//     Firestore's automatic single-field index.
+//   - whatsappMessageIndex/{wamid} before its entry: status webhooks of a
+//     wamid no result recorded that no waiting claim claims (wamid, keptAt,
+//     statuses.{status}, namedMessagePath: the message a stale callback
+//     named), written with merge, creating the document. A result's create
+//     of the document then fails; the store reads it with the state, the
+//     decision applies them with the outcome, and the commit writes the
+//     entry over them, deleting them, preconditioned on the document as
+//     read. A status kept after the entry (its look at the index raced the
+//     result) reads the index again after keeping and applies itself.
+//     Dropped by the sweep after Config.PendingStatusTTL, with the document
+//     when it holds no entry (status.go). Its query (keptAt, collection
+//     whatsappMessageIndex) is served by Firestore's automatic single-field
+//     index; documents holding no kept status have no keptAt.
 //   - ancillary database, whatsapp/{driver}/enquiryMessages/{enquiryId}:
 //     arrayOfWhatsappMessageIds (arrayUnion) and details, written after the
 //     commit and retried until it lands before a result counts as recorded.

@@ -79,18 +79,19 @@ func sendEvidence(st *State) (wamid string, sentAt time.Time, ok bool) {
 }
 
 // withEarly applies, to a plan that records wamid as sent, the statuses
-// kept early for it, in WhatsApp's order, and clears every kept status from
-// the state. It returns those it did not apply (another wamid, or a FAILED
+// kept early for it and those kept on its index document (kept), in
+// WhatsApp's order, and clears every kept status from the state. It
+// returns the early ones it did not apply (another wamid, or a FAILED
 // result: wamid ""), for the log: nothing will. The send time is then the
 // earliest of the result's and WhatsApp's: a message is not delivered
 // before it was sent, and the sender may hear of it later than WhatsApp
 // says.
-func withEarly(st State, msg *MessageUpdate, wamid string, now time.Time) (State, *MessageUpdate, []EarlyStatus) {
-	kept := st.EarlyStatuses
+func withEarly(st State, msg *MessageUpdate, wamid string, kept []*wadispatchv1.StatusEvent, now time.Time) (State, *MessageUpdate, []EarlyStatus) {
+	early := st.EarlyStatuses
 	st.EarlyStatuses = nil
-	var evs []*wadispatchv1.StatusEvent
+	evs := slices.Clone(kept)
 	var unapplied []EarlyStatus
-	for _, e := range kept {
+	for _, e := range early {
 		if wamid != "" && e.Wamid == wamid {
 			evs = append(evs, e.event())
 		} else {
@@ -108,18 +109,25 @@ func withEarly(st State, msg *MessageUpdate, wamid string, now time.Time) (State
 			}
 		}
 	}
+	st, msg, _ = withStatuses(st, msg, evs, now)
+	return st, msg, unapplied
+}
+
+// withStatuses applies evs, in their order, to st and msg (nil when the
+// message document does not exist); changed is false when none moved it.
+func withStatuses(st State, msg *MessageUpdate, evs []*wadispatchv1.StatusEvent, now time.Time) (_ State, _ *MessageUpdate, changed bool) {
 	for _, ev := range evs {
 		p := decideStatus(&st, ev, now)
 		if !p.apply {
 			continue
 		}
-		st = p.state
+		st, changed = p.state, true
 		if msg != nil {
 			m := mergeMessage(*msg, p.message)
 			msg = &m
 		}
 	}
-	return st, msg, unapplied
+	return st, msg, changed
 }
 
 // mergeMessage is a then b on the message document, in one write.
@@ -149,8 +157,9 @@ func mergeMessage(a, b MessageUpdate) MessageUpdate {
 // resolvedBy plans resolving st's claim from WhatsApp's statuses kept for
 // it (sendEvidence): what the SENT result of that call would have recorded
 // (state, message, the sender's counter once, the wamid's index entry),
-// then the statuses themselves. ok is false without evidence.
-func resolvedBy(st *State, messageExists bool, ref dispatch.MessageRef, recordID string, now time.Time) (recordPlan, bool) {
+// then the statuses themselves, with those kept on the wamid's index
+// document (kept). ok is false without evidence.
+func resolvedBy(st *State, messageExists bool, ref dispatch.MessageRef, recordID string, kept []*wadispatchv1.StatusEvent, now time.Time) (recordPlan, bool) {
 	wamid, sentAt, ok := sendEvidence(st)
 	if !ok || st.Outcome != "" {
 		return recordPlan{}, false
@@ -160,7 +169,7 @@ func resolvedBy(st *State, messageExists bool, ref dispatch.MessageRef, recordID
 		DriverMobileNumber: st.DriverMobileNumber, CreatedBy: st.CreatedBy, ClaimId: st.ClaimID,
 		Outcome: wadispatchv1.Outcome_OUTCOME_SENT, WhatsappMessageId: wamid, Attempts: int32(st.Attempts), CompletedAt: ts(sentAt),
 	}
-	p := decideRecord(st, messageExists, r, ref, recordID, now)
+	p := decideRecord(st, messageExists, r, ref, recordID, kept, now)
 	if !p.apply {
 		return recordPlan{}, false
 	}
@@ -200,8 +209,9 @@ type callbackPlan struct {
 // when none). A resolution is accepted only from the message's current
 // claim, UNKNOWN: a status of an older claim's call says nothing of the
 // current one. While the claim may still bring its result (SENDING) the
-// status is kept for it.
-func decideCallbackStatus(st *State, messageExists bool, claimID string, ev *wadispatchv1.StatusEvent, ref dispatch.MessageRef, recordID string, now time.Time) callbackPlan {
+// status is kept for it. kept are the statuses kept on the index document
+// of the wamid a resolution indexes (Decide).
+func decideCallbackStatus(st *State, messageExists bool, claimID string, ev *wadispatchv1.StatusEvent, ref dispatch.MessageRef, recordID string, kept []*wadispatchv1.StatusEvent, now time.Time) callbackPlan {
 	wamid := ev.GetWhatsappMessageId()
 	switch {
 	case st == nil:
@@ -221,7 +231,7 @@ func decideCallbackStatus(st *State, messageExists bool, claimID string, ev *wad
 		return callbackPlan{action: callbackKeptBefore, reason: "kept before"}
 	}
 	if st.Status == string(dispatch.StatusUnknown) {
-		if p, ok := resolvedBy(&next, messageExists, ref, recordID, now); ok {
+		if p, ok := resolvedBy(&next, messageExists, ref, recordID, kept, now); ok {
 			return callbackPlan{action: callbackResolve, reason: p.reason, record: p}
 		}
 	}

@@ -80,7 +80,7 @@ func TestResultAppliesTheStatusesKeptForIt(t *testing.T) {
 	r := sentResult()
 	r.WhatsappMessageId = "wamid.A"
 	r.CompletedAt = timestamppb.New(t0.Add(time.Second))
-	p := decideRecord(st, true, r, ref, "rec", t0.Add(time.Second))
+	p := decideRecord(st, true, r, ref, "rec", nil, t0.Add(time.Second))
 	if !p.apply || !p.countSent || len(p.unapplied) != 0 {
 		t.Fatalf("plan %+v", p)
 	}
@@ -93,18 +93,18 @@ func TestResultAppliesTheStatusesKeptForIt(t *testing.T) {
 		t.Errorf("message update %+v", m)
 	}
 	// Redelivered, the result finds the outcome recorded.
-	if again := decideRecord(&p.state, true, r, ref, "rec2", t0); again.apply {
+	if again := decideRecord(&p.state, true, r, ref, "rec2", nil, t0); again.apply {
 		t.Error("a redelivered result applied again")
 	}
 
 	// A FAILED result applies none of them: they are left for the log.
-	p = decideRecord(st, true, failedResult(), ref, "rec", t0)
+	p = decideRecord(st, true, failedResult(), ref, "rec", nil, t0)
 	if p.state.Status != "FAILED" || len(p.unapplied) != 3 || len(p.state.EarlyStatuses) != 0 {
 		t.Errorf("failed result: state %+v, unapplied %d", p.state, len(p.unapplied))
 	}
 	// A result of another wamid applies none of the first call's.
 	r.WhatsappMessageId = "wamid.B"
-	if p = decideRecord(st, true, r, ref, "rec", t0); p.state.Status != "SENT" || len(p.unapplied) != 3 {
+	if p = decideRecord(st, true, r, ref, "rec", nil, t0); p.state.Status != "SENT" || len(p.unapplied) != 3 {
 		t.Errorf("result of another wamid: state %+v, unapplied %d", p.state, len(p.unapplied))
 	}
 }
@@ -113,7 +113,7 @@ func TestResolvedByStatusesIsASentResult(t *testing.T) {
 	ref := dispatch.MessageRef{LeaseID: "l1", EnquiryID: "e1", MessageID: "m1"}
 	st := &State{Status: "UNKNOWN", ClaimID: "c1", Reason: "claim c1 expired", DriverMobileNumber: "+447700900123", CreatedBy: "u1",
 		EarlyStatuses: []EarlyStatus{early("c1", "wamid.A", dispatch.StatusDelivered, t0)}}
-	p, ok := resolvedBy(st, true, ref, "rec", t0.Add(time.Minute))
+	p, ok := resolvedBy(st, true, ref, "rec", nil, t0.Add(time.Minute))
 	if !ok || !p.apply || !p.countSent {
 		t.Fatalf("plan %+v, %v", p, ok)
 	}
@@ -127,14 +127,14 @@ func TestResolvedByStatusesIsASentResult(t *testing.T) {
 	// A late result of the same call finds the outcome recorded: counted once.
 	r := sentResult()
 	r.WhatsappMessageId = "wamid.A"
-	if late := decideRecord(&p.state, true, r, ref, "rec2", t0); late.apply || late.countSent {
+	if late := decideRecord(&p.state, true, r, ref, "rec2", nil, t0); late.apply || late.countSent {
 		t.Errorf("late result after the resolution: %+v", late)
 	}
 	for name, st := range map[string]*State{
 		"failed only":   {Status: "UNKNOWN", ClaimID: "c1", EarlyStatuses: []EarlyStatus{early("c1", "wamid.A", dispatch.StatusFailed, t0)}},
 		"outcome known": {Status: "SENT", Outcome: "SENT", ClaimID: "c1", EarlyStatuses: []EarlyStatus{early("c1", "wamid.A", dispatch.StatusRead, t0)}},
 	} {
-		if _, ok := resolvedBy(st, true, ref, "rec", t0); ok {
+		if _, ok := resolvedBy(st, true, ref, "rec", nil, t0); ok {
 			t.Errorf("%s: resolved", name)
 		}
 	}
@@ -170,7 +170,7 @@ func TestDecideCallbackStatus(t *testing.T) {
 		{"failed", &State{Status: "FAILED", Outcome: "FAILED", ClaimID: "c1"}, delivered, "c1", callbackNotOurs},
 	}
 	for _, c := range cases {
-		p := decideCallbackStatus(c.st, true, c.claim, c.ev, ref, "rec", t0)
+		p := decideCallbackStatus(c.st, true, c.claim, c.ev, ref, "rec", nil, t0)
 		if p.action != c.want {
 			t.Errorf("%s: action %v (%s), want %v", c.name, p.action, p.reason, c.want)
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/visn/wadispatch/pkg/testinfra/topology"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
 	recorderfs "github.com/visn/wadispatch/services/recorder/internal/adapters/firestore"
+	recorderps "github.com/visn/wadispatch/services/recorder/internal/adapters/pubsub"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 	"github.com/visn/wadispatch/services/recorder/recordertest"
 )
@@ -98,7 +99,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	store := recorderfs.NewStore(e.db, recorderfs.Options{Retried: cfg.Metrics.CommitRetried})
-	e.svc, err = app.NewService(cfg, store, recorderfs.NewAncillary(e.anc), repub, logrus.NewEntry(log))
+	media := recorderps.NewMediaFetches(ps, topology.MediaTopic)
+	t.Cleanup(media.Stop)
+	e.svc, err = app.NewService(cfg, app.Ports{
+		Store: store, Replies: store, Ancillary: recorderfs.NewAncillary(e.anc), Republisher: repub, Media: media,
+	}, logrus.NewEntry(log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +142,14 @@ func sent(task *wadispatchv1.SendTask, claimID, wamid string) *wadispatchv1.Send
 		ClaimId: claimID, Outcome: wadispatchv1.Outcome_OUTCOME_SENT, WhatsappMessageId: wamid, Attempts: 1,
 		CalledAt: timestamppb.Now(), CompletedAt: timestamppb.Now(),
 	}
+}
+
+// sentUnder is the SENT result the sender publishes for claim c: with the
+// state version c was answered with.
+func sentUnder(task *wadispatchv1.SendTask, c *wadispatchv1.ClaimSendResponse, wamid string) *wadispatchv1.SendResult {
+	r := sent(task, c.GetClaimId(), wamid)
+	r.ClaimStateVersion = c.GetStateVersion()
+	return r
 }
 
 func failed(task *wadispatchv1.SendTask, claimID string) *wadispatchv1.SendResult {

@@ -81,25 +81,27 @@ func TestStatusBeforeItsResultIsKeptByWamid(t *testing.T) {
 	if v := e.handle(t, statusEvent("wamid.A", wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED, time.Now())); !v.Ack || v.Reason != "kept" {
 		t.Fatalf("verdict %+v", v)
 	}
-	if doc(t, e.db, dispatch.PendingStatusPath("wamid.A")) == nil {
-		t.Fatal("nothing kept for the wamid")
+	if idx := doc(t, e.db, dispatch.IndexPath("wamid.A")); idx["statuses"] == nil || idx["messagePath"] != nil {
+		t.Fatalf("kept on the wamid's index document: %v", idx)
 	}
 	e.record(t, sent(task, claim.GetClaimId(), "wamid.A"))
 	if m := doc(t, e.db, messagePath("m1")); m["status"] != "DELIVERED" {
 		t.Errorf("status %v", m["status"])
 	}
-	if kept := doc(t, e.db, dispatch.PendingStatusPath("wamid.A")); kept != nil {
-		t.Errorf("still kept after its result: %v", kept)
+	// The result found the document there, applied what it kept and wrote
+	// its entry over it.
+	if idx := doc(t, e.db, dispatch.IndexPath("wamid.A")); idx["statuses"] != nil || idx["keptAt"] != nil || idx["messagePath"] != messagePath("m1") {
+		t.Errorf("index document after its result: %v", idx)
 	}
 }
 
 func inboundMsg(wamid, from, contextID string, at time.Time) *wadispatchv1.InboundMessage {
-	return &wadispatchv1.InboundMessage{WhatsappMessageId: wamid, From: from, PhoneNumberId: "1055", Type: "text",
+	return &wadispatchv1.InboundMessage{WhatsappMessageId: wamid, From: from, PhoneNumberId: "1055", LeaseIds: []string{"l1"}, Type: "text",
 		Text: "On my way", ContextMessageId: contextID, Timestamp: timestamppb.New(at)}
 }
 
 // A reply quoting a sent message lands in that message's enquiry, once,
-// and opens the window the next text claim reports.
+// and opens the window the next text or interactive claim reports.
 func TestDriverReplyQuotingAMessage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
@@ -131,6 +133,12 @@ func TestDriverReplyQuotingAMessage(t *testing.T) {
 	next := e.newMessage(t, "m2")
 	if c := e.claim(t, next, 0); !c.GetDriverWindowChecked() || c.GetDriverLastInboundAt() == nil || !c.GetDriverLastInboundAt().AsTime().Equal(at) {
 		t.Errorf("claim's driver_last_inbound_at %v (checked %v), want %v", c.GetDriverLastInboundAt(), c.GetDriverWindowChecked(), at)
+	}
+	// An interactive message is free-form too: its claim reports the window.
+	in2 := e.newMessage(t, "m4")
+	in2.Type = wadispatchv1.MessageType_MESSAGE_TYPE_INTERACTIVE
+	if c := e.claim(t, in2, 0); !c.GetDriverWindowChecked() || !c.GetDriverLastInboundAt().AsTime().Equal(at) {
+		t.Errorf("interactive claim's window: %v (checked %v), want %v", c.GetDriverLastInboundAt(), c.GetDriverWindowChecked(), at)
 	}
 	// Templates need no window, so their claim reads nothing for it.
 	tpl := e.newMessage(t, "m3")
@@ -182,7 +190,7 @@ func TestDriverReplyQuotingAnotherDriversMessage(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	task := e.newMessage(t, "m1")
 	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
-	if v := e.handle(t, inboundMsg("wamid.IN1", "+447911000001", "wamid.A", time.Now())); !v.Ack || v.Reason != "inbound_no_enquiry" {
+	if v := e.handle(t, inboundMsg("wamid.IN1", "+447911000001", "wamid.A", time.Now())); !v.Ack || v.Reason != "inbound_unmatched" {
 		t.Fatalf("verdict %+v", v)
 	}
 	path := dispatch.MessageRef{LeaseID: "l1", EnquiryID: "e1", MessageID: dispatch.DriverReplyDocID("wamid.IN1")}.Path()
@@ -192,16 +200,21 @@ func TestDriverReplyQuotingAnotherDriversMessage(t *testing.T) {
 }
 
 // A number the pipeline never wrote to: nothing to attach the reply to, so
-// it is acked with a reason, yet the window is known for a first text.
+// it is kept in the lease's unmatched replies for an operator, and the
+// window is known for a first text.
 func TestDriverReplyWithoutEnquiry(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	at := time.Now().Truncate(time.Second)
-	if v := e.handle(t, inboundMsg("wamid.IN1", driver, "wamid.unknown", at)); !v.Ack || v.Reason != "inbound_no_enquiry" {
+	if v := e.handle(t, inboundMsg("wamid.IN1", driver, "wamid.unknown", at)); !v.Ack || v.Reason != "inbound_unmatched" {
 		t.Fatalf("verdict %+v", v)
 	}
-	if got := metricValue(t, e.reg, "wadispatch_recorder_driver_replies_total", map[string]string{"outcome": "no_enquiry"}); got != 1 {
-		t.Errorf("no_enquiry count %v", got)
+	if got := metricValue(t, e.reg, "wadispatch_recorder_driver_replies_total", map[string]string{"outcome": "unmatched"}); got != 1 {
+		t.Errorf("unmatched count %v", got)
+	}
+	kept := doc(t, e.db, dispatch.UnmatchedReplyPath("l1", dispatch.DriverReplyDocID("wamid.IN1")))
+	if kept["message"] != "On my way" || kept["unmatchedReason"] != "no_enquiry" || kept["contextWhatsappMessageId"] != "wamid.unknown" {
+		t.Errorf("unmatched reply kept as %v", kept)
 	}
 	task := e.newMessage(t, "m1")
 	if got := e.claim(t, task, 0).GetDriverLastInboundAt(); got == nil || !got.AsTime().Equal(at) {
@@ -222,6 +235,11 @@ func TestDriverReplyInvalid(t *testing.T) {
 		inboundMsg("", driver, "", time.Now()),
 		inboundMsg("wamid.X", "447700900123", "", time.Now()),
 		inboundMsg("wamid.X", "+44/77", "", time.Now()),
+		func() *wadispatchv1.InboundMessage { // no lease: nowhere it may go
+			in := inboundMsg("wamid.X", driver, "", time.Now())
+			in.LeaseIds = nil
+			return in
+		}(),
 	} {
 		if v := e.handle(t, in); v.Ack || !v.Poison {
 			t.Errorf("%v: %+v, want poison", in, v)

@@ -66,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_recorder_driver_replies_total",
-			Help: "Driver replies from WhatsApp webhooks, by outcome (recorded, duplicate, no_enquiry: window recorded, no conversation to attach the reply to).",
+			Help: "Driver's messages from WhatsApp webhooks and their media, by outcome (recorded, duplicate, unmatched: kept for operators, no enquiry of its leases to attach it to; applied, stale: reactions, edits, revokes; media_recorded, media_duplicate, media_no_reply).",
 		}, []string{"outcome"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_recorder_refusals_total",

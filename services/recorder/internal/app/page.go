@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
@@ -129,8 +130,7 @@ func parsePageToken(filter, token string) (*Cursor, error) {
 	case t.Filter != filterDigest(filter):
 		return nil, errors.New("issued for another method or filter than this request's")
 	}
-	ref, err := dispatch.ParseMessagePath(t.Path)
-	if err != nil || ref.Path() != t.Path {
+	if !resumable(t.Path) {
 		return nil, errors.New(notAToken + " (no message path)")
 	}
 	c := &Cursor{MessagePath: t.Path}
@@ -138,4 +138,15 @@ func parsePageToken(filter, token string) (*Cursor, error) {
 		c.At = time.Unix(0, t.At).UTC()
 	}
 	return c, nil
+}
+
+// resumable reports whether a token's path is a document a listing orders
+// by: a message, or a lease's unmatched reply.
+func resumable(p string) bool {
+	if ref, err := dispatch.ParseMessagePath(p); err == nil && ref.Path() == p {
+		return true
+	}
+	parts := strings.Split(p, "/")
+	return len(parts) == 4 && dispatch.UnmatchedReplyPath(parts[1], parts[3]) == p &&
+		dispatch.CheckDocumentID(parts[1]) == nil && dispatch.CheckDocumentID(parts[3]) == nil
 }

@@ -130,6 +130,27 @@ func (s *Service) ListStalled(ctx context.Context, req *wadispatchv1.ListStalled
 	return &wadispatchv1.ListStalledResponse{Messages: messageStates(page.States), NextPageToken: encodePageToken(filter, page.Next)}, nil
 }
 
+// ListUnmatchedReplies implements wadispatchv1.RecorderServer.
+func (s *Service) ListUnmatchedReplies(ctx context.Context, req *wadispatchv1.ListUnmatchedRepliesRequest) (*wadispatchv1.ListUnmatchedRepliesResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDocID("lease_id", req.GetLeaseId()); err != nil {
+		return nil, invalid("%v", err)
+	}
+	filter := "ListUnmatchedReplies/" + req.GetLeaseId()
+	after, err := decodePageToken(filter, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	replies, next, err := s.replies.Unmatched(ctx, req.GetLeaseId(), after, size)
+	if err != nil {
+		return nil, storeErr(ctx, err)
+	}
+	return &wadispatchv1.ListUnmatchedRepliesResponse{Replies: replies, NextPageToken: encodePageToken(filter, next)}, nil
+}
+
 // CountStalled counts the claims ListStalled lists by default into the
 // stalled-claims gauge, for an alert: nothing sends them until an operator
 // does.
@@ -160,7 +181,7 @@ func (s *Service) Resend(ctx context.Context, req *wadispatchv1.ResendRequest) (
 		cur  *State
 		task *wadispatchv1.SendTask
 	)
-	err = s.update(ctx, "resend", ref, false, func(st *State, _ bool) (Plan, error) {
+	err = s.update(ctx, "resend", ref, nil, func(st *State, _ bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
 		if st == nil {
 			return Plan{}, status.Errorf(codes.NotFound, "no pipeline state for %s (%s)", ref.Path(), noStateWhy)
 		}
@@ -219,7 +240,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			resolved     *State
 		)
 		err = s.ancillaryFirst(ctx, ref, log, func(written string) (*State, error) {
-			err := s.update(ctx, "mark UNKNOWN", ref, false, func(st *State, exists bool) (Plan, error) {
+			err := s.update(ctx, "mark UNKNOWN", ref, nil, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
 				reason, resolved = "", nil
 				if st != nil && st.RecordID == recordID {
 					resolved = st // our commit landed; its answer was lost
@@ -231,7 +252,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 					next, msg := markedUnknown(st, reason, now)
 					return Plan{State: &next, Message: msg}, nil
 				case claimResolve:
-					p, _ := resolvedBy(st, exists, ref, recordID, now)
+					p, _ := resolvedBy(st, exists, ref, recordID, kept, now)
 					reason, from, resolved = why, resolvedFrom(st), &p.state
 					if p.state.WhatsappMessageID != written {
 						return Plan{}, errAncillaryFirst
@@ -247,7 +268,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 		switch {
 		case resolved != nil:
-			s.resolvedSend(ctx, ref, resolved.WhatsappMessageID, from, log.WithField("reason", reason))
+			s.resolvedSend(resolved.WhatsappMessageID, from, log.WithField("reason", reason))
 		case reason != "":
 			marked++
 			s.m.swept.Inc()

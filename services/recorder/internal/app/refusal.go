@@ -67,7 +67,7 @@ func (s *Service) RecordRefusal(ctx context.Context, r *wadispatchv1.Refusal) (s
 	var outcome string
 	// Assumed absent: a refused message normally has no state, so the
 	// common case is one commit; any other case reads and decides again.
-	err = s.update(ctx, "record refusal", ref, true, func(st *State, exists bool) (Plan, error) {
+	err = s.update(ctx, "record refusal", ref, absent, func(st *State, exists bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
 		var p Plan
 		outcome, p = decideRefusal(st, exists, r, ref, s.now())
 		return p, nil

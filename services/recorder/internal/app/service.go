@@ -98,24 +98,40 @@ type Republisher interface {
 type Service struct {
 	wadispatchv1.UnimplementedRecorderServer
 
-	cfg   Config
-	store Store // (default): state, message documents, metrics, index
-	anc   Ancillary
-	pub   Republisher
-	log   *logrus.Entry
-	m     *Metrics
-	now   func() time.Time
+	cfg     Config
+	store   Store // (default): state, message documents, metrics, index
+	replies Replies
+	anc     Ancillary
+	pub     Republisher
+	media   MediaFetches
+	log     *logrus.Entry
+	m       *Metrics
+	now     func() time.Time
+}
+
+// Ports are what the recorder works through; all are required.
+type Ports struct {
+	Store     Store
+	Replies   Replies
+	Ancillary Ancillary
+	// Republisher puts resent tasks on the tasks topic.
+	Republisher Republisher
+	// Media asks for drivers' media to be fetched.
+	Media MediaFetches
 }
 
 // NewService returns the recorder over the default and ancillary databases.
-func NewService(cfg Config, store Store, ancillary Ancillary, republisher Republisher, log *logrus.Entry) (*Service, error) {
+func NewService(cfg Config, p Ports, log *logrus.Entry) (*Service, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if store == nil || ancillary == nil || republisher == nil || log == nil {
-		return nil, errors.New("record: both databases, a republisher and a logger are required")
+	if p.Store == nil || p.Replies == nil || p.Ancillary == nil || p.Republisher == nil || p.Media == nil || log == nil {
+		return nil, errors.New("record: both databases, both publishers and a logger are required")
 	}
-	return &Service{cfg: cfg, store: store, anc: ancillary, pub: republisher, log: log, m: cfg.Metrics, now: cfg.Clock}, nil
+	return &Service{
+		cfg: cfg, store: p.Store, replies: p.Replies, anc: p.Ancillary, pub: p.Republisher, media: p.Media,
+		log: log, m: cfg.Metrics, now: cfg.Clock,
+	}, nil
 }
 
 func invalid(format string, a ...any) error {
@@ -152,10 +168,10 @@ func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequ
 		return nil, invalid("task: %v", err)
 	}
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "claimant": c.Claimant, "eventId": task.GetEventId()})
-	// The sender checks WhatsApp's 24-hour window before sending free-form
-	// text. Read before claiming: a failed read then leaves no claim behind.
+	// The sender checks WhatsApp's 24-hour window before sending a free-form
+	// message. Read before claiming: a failed read then leaves no claim behind.
 	var lastInbound *timestamppb.Timestamp
-	if task.GetType() == wadispatchv1.MessageType_MESSAGE_TYPE_TEXT {
+	if dispatch.FreeForm(task.GetType()) {
 		if lastInbound, err = s.lastInbound(ctx, task.GetDriverMobileNumber(), task.GetLeaseWhatsappDetails().GetPhoneNumberId()); err != nil {
 			log.WithError(err).Warn("claim not decided")
 			return nil, err
@@ -166,7 +182,7 @@ func (s *Service) ClaimSend(ctx context.Context, req *wadispatchv1.ClaimSendRequ
 		log.WithError(err).Warn("claim not decided")
 		return nil, err
 	}
-	if resp.GetDecision() == wadispatchv1.ClaimSendResponse_DECISION_SEND && task.GetType() == wadispatchv1.MessageType_MESSAGE_TYPE_TEXT {
+	if resp.GetDecision() == wadispatchv1.ClaimSendResponse_DECISION_SEND && dispatch.FreeForm(task.GetType()) {
 		resp.DriverLastInboundAt, resp.DriverWindowChecked = lastInbound, true
 	}
 	s.m.claims.WithLabelValues(dispatch.Label(resp.GetDecision())).Inc()
@@ -179,9 +195,10 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 		resp     *wadispatchv1.ClaimSendResponse
 		marked   bool
 		resolved string
+		created  bool
 	)
-	err := s.update(ctx, "claim", c.Ref, true, func(st *State, exists bool) (Plan, error) {
-		marked, resolved = false, ""
+	version, err := s.store.Update(ctx, c.Ref, "claim", absent, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
+		marked, resolved, created = false, "", false
 		if !exists {
 			return Plan{}, status.Errorf(codes.NotFound, "message document %s does not exist (deleted?): nothing to send", c.Ref.Path())
 		}
@@ -195,6 +212,7 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 		action, reason := decideClaim(st, now, s.cfg.ExpiredClaimPolicy)
 		switch action {
 		case claimCreate, claimTakeover:
+			created = action == claimCreate
 			next := claimed(st, c, task, now)
 			resp = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: c.ID,
 				LeaseExpiresAt: ts(next.LeaseExpiresAt), Reason: reason}
@@ -206,7 +224,7 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 		case claimResolve:
 			// Answered DONE: the caller republishes the result, whose
 			// recording writes the ancillary record, as for any DONE.
-			p, _ := resolvedBy(st, exists, c.Ref, uuid.NewString(), now)
+			p, _ := resolvedBy(st, exists, c.Ref, uuid.NewString(), kept, now)
 			resp, resolved = &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_DONE, Result: p.state.result(), Reason: reason}, resolvedFrom(st)
 			return s.recordedPlan(c.Ref, p, p.state.CreatedBy, p.state.WhatsappMessageID, p.state.DriverMobileNumber, s.log), nil
 		case claimDone:
@@ -219,14 +237,18 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 		return Plan{}, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, storeErr(ctx, err)
+	}
+	if created {
+		// The result's commit is preconditioned on it (recordOutcome).
+		resp.StateVersion = timestamppb.New(version)
 	}
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": c.Ref.Path(), "reason": resp.GetReason()})
 	if marked {
 		log.Warn("expired claim marked UNKNOWN")
 	}
 	if resolved != "" {
-		s.resolvedSend(ctx, c.Ref, resp.GetResult().GetWhatsappMessageId(), resolved, log)
+		s.resolvedSend(resp.GetResult().GetWhatsappMessageId(), resolved, log)
 	}
 	return resp, nil
 }
@@ -243,7 +265,7 @@ func (s *Service) ReleaseClaim(ctx context.Context, req *wadispatchv1.ReleaseCla
 	log := logging.WithContext(ctx, s.log).WithFields(logrus.Fields{"messagePath": ref.Path(), "claimId": req.GetClaimId(), "reason": req.GetReason()})
 	reason := orUnknown(dispatch.Clip(req.GetReason(), 200))
 	var resp *wadispatchv1.ReleaseClaimResponse
-	err = s.update(ctx, "release claim", ref, false, func(st *State, _ bool) (Plan, error) {
+	err = s.update(ctx, "release claim", ref, nil, func(st *State, _ bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
 		action, why := decideRelease(st, req.GetClaimId())
 		switch action {
 		case releaseRefuse:
@@ -293,15 +315,6 @@ func (s *Service) RecordResult(ctx context.Context, req *wadispatchv1.RecordResu
 			log.WithError(err).Warn("ancillary record not written")
 			return nil, err
 		}
-		// Statuses of these wamids that came first, without callback data
-		// naming the claim (WhatsApp echoes none in failed statuses), wait
-		// for them by wamid.
-		for _, w := range wamids {
-			if err := s.applyPending(ctx, ref, w, log); err != nil {
-				log.WithError(err).Warn("statuses kept for the wamid not applied")
-				return nil, err
-			}
-		}
 	}
 	s.m.results.WithLabelValues(st.Outcome, fmt.Sprint(applied)).Inc()
 	s.m.recordLatency.Observe(time.Since(start).Seconds())
@@ -317,18 +330,31 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 		out       *State
 		applied   bool
 		unapplied []EarlyStatus
+		keptFirst int // statuses kept on the wamid's index document, applied with it
 	)
-	err := s.update(ctx, "record", ref, false, func(st *State, exists bool) (Plan, error) {
-		unapplied = nil
+	err := s.update(ctx, "record", ref, assumedClaim(ref, r), func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
+		unapplied, keptFirst = nil, len(kept)
 		if st != nil && st.RecordID == recordID {
 			out, applied = st, true // our commit landed; its answer was lost
 			return Plan{}, nil
 		}
-		p := decideRecord(st, exists, r, ref, recordID, s.now())
+		now := s.now()
+		p := decideRecord(st, exists, r, ref, recordID, kept, now)
 		if !p.apply { // only with a state: a missing one is always created
 			log.WithField("reason", p.reason).Info("result recorded before; nothing to change")
 			out, applied = st, false
-			return Plan{Index: duplicateIndex(st, ref, r, log)}, nil
+			plan := Plan{Index: duplicateIndex(st, ref, r, log)}
+			if plan.Index == nil {
+				return plan, nil
+			}
+			// Statuses kept for the other send's wamid move the message as
+			// they would once it is indexed.
+			evs := slices.Clone(kept)
+			sortEvents(evs)
+			if next, msg, changed := withStatuses(*st, &MessageUpdate{}, evs, now); changed {
+				plan.State, plan.Message, out = &next, msg, &next
+			}
+			return plan, nil
 		}
 		if !exists {
 			log.Warn("message document does not exist; outcome recorded on the state only")
@@ -344,10 +370,45 @@ func (s *Service) recordOutcome(ctx context.Context, ref dispatch.MessageRef, r 
 	if err != nil {
 		return nil, false, err
 	}
+	if keptFirst > 0 {
+		log.WithField("statuses", keptFirst).Info("statuses kept for the wamid before its result applied with it")
+	}
 	if len(unapplied) > 0 {
 		log.WithField("statuses", earlySummary(unapplied)).Warn("statuses WhatsApp reported for this claim's call do not match its result (another wamid, or FAILED); not applied")
 	}
 	return out, applied, nil
+}
+
+// assumedClaim is the state r's claim left, when that claim answered its
+// version (ClaimSendResponse.state_version: it created the state), for
+// recording r without a read; nil otherwise.
+//
+// The version is proof enough; no MAC is needed. The commit that records
+// r is preconditioned on the state's update time being that version, so
+// it lands only if nothing wrote the state since the claim did: no status
+// kept, no release, no takeover, no sweep, no earlier recording of r. A
+// replayed result then fails the precondition, and so does one carrying a
+// version that is not the state's current one (forged, stale, another
+// message's): the state is read and decided on as before. A result that
+// passes carries the version only the claim's caller was told, together
+// with the claim id it was told with it; whoever can publish such a
+// result on the results topic could publish one with the true claim id,
+// which the read would accept as well, so a MAC over the version would
+// prove nothing the topic's permissions do not. What is assumed besides
+// the version is what every first claim writes the same way (claimed from
+// no state: SENDING, a lease, no outcome, nothing kept, nothing released),
+// and what the result carries from the task the claim was made with (its
+// claim id, driver, creator), which recording takes from the result on the
+// read path too. The fields the claim wrote that recording leaves as they
+// are (the task, the claim's times) are not known here and not needed:
+// the commit writes only what the decision changed.
+func assumedClaim(ref dispatch.MessageRef, r *wadispatchv1.SendResult) *Assumed {
+	v := r.GetClaimStateVersion()
+	if !v.IsValid() || r.GetClaimId() == "" {
+		return nil
+	}
+	st := claimedState(ref, r, v.AsTime())
+	return &Assumed{State: &st, Version: v.AsTime()}
 }
 
 // recordedPlan is the commit of p, which records a send: its state and

@@ -909,3 +909,73 @@ func TestResendIsRecordedUnderTheCaller(t *testing.T) {
 		t.Errorf("resendRequestedBy %v, want the caller's name", got)
 	}
 }
+
+// A result carrying the state version its first claim was answered with
+// is recorded with one commit and no read of the default database, and
+// writes what a read would have: outcome, lease cleared, the claim's task
+// kept, counted once. A replay of it, and a result whose state changed
+// since its claim (a status kept early, a release and a takeover), fail
+// that commit's precondition and are read and decided as before.
+func TestResultOfAFirstClaimIsRecordedWithoutARead(t *testing.T) {
+	t.Parallel()
+	counter := &rpcCounter{calls: map[string]int{}}
+	e := newEnv(t, envOptions{defaultDB: func(fs *firestoretest.Emulator) []option.ClientOption {
+		return append(fs.ClientOptions(), counter.interceptors()...)
+	}})
+	task := e.newMessage(t, "m1")
+	c := e.claim(t, task, 0)
+	if c.GetStateVersion() == nil {
+		t.Fatalf("first claim answered no state version: %v", c)
+	}
+	counter.reset()
+	r := sentUnder(task, c, "wamid.1")
+	if got := e.record(t, r); !got.GetApplied() {
+		t.Fatalf("result %v", got)
+	}
+	if calls, _ := counter.snapshot(); calls["BatchGetDocuments"] != 0 || calls["Commit"] != 1 {
+		t.Errorf("default database RPCs %v, want one Commit", calls)
+	}
+	st := doc(t, e.db, messagePath("m1")+"/dispatch/state")
+	if st["outcome"] != "SENT" || st["whatsappMessageId"] != "wamid.1" || st["leaseExpiresAt"] != nil || st["task"] == nil || st["claimant"] != "test" {
+		t.Errorf("state %v", st)
+	}
+	if m := doc(t, e.db, messagePath("m1")); m["status"] != "SENT" || m["whatsappMessageId"] != "wamid.1" {
+		t.Errorf("message document %v", m)
+	}
+	if again := e.record(t, r); again.GetApplied() {
+		t.Errorf("replay applied: %v", again)
+	}
+	if got := e.sentCount(t); got != int64(1) {
+		t.Errorf("numberOfWhatsappMessagesSent = %v, want 1", got)
+	}
+
+	task2 := e.newMessage(t, "m2")
+	c2 := e.claim(t, task2, 0)
+	at := time.Now().Truncate(time.Second)
+	e.apply(t, callbackStatus(t, task2, c2.GetClaimId(), "wamid.2", wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED, at))
+	if got := e.record(t, sentUnder(task2, c2, "wamid.2")); got.GetState().GetStatus() != wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED {
+		t.Errorf("result after an early status: %v", got)
+	}
+
+	task3 := e.newMessage(t, "m3")
+	c3 := e.claim(t, task3, 0)
+	if _, err := e.rec.ReleaseClaim(context.Background(), &wadispatchv1.ReleaseClaimRequest{MessageDocId: task3.GetMessageDocId(), ClaimId: c3.GetClaimId(), Reason: "server_error"}); err != nil {
+		t.Fatal(err)
+	}
+	takeover := e.claim(t, task3, 0)
+	if takeover.GetDecision() != decSend || takeover.GetStateVersion() != nil {
+		t.Fatalf("takeover %v: want SEND without a state version", takeover)
+	}
+	// The first claim's failure, carrying its version, is superseded.
+	stale := failed(task3, c3.GetClaimId())
+	stale.ClaimStateVersion = c3.GetStateVersion()
+	if got := e.record(t, stale); got.GetApplied() {
+		t.Errorf("superseded claim's failure applied: %v", got)
+	}
+	if got := e.record(t, sentUnder(task3, takeover, "wamid.3")); !got.GetApplied() || got.GetState().GetClaimId() != takeover.GetClaimId() {
+		t.Errorf("takeover's result %v", got)
+	}
+	if got := e.sentCount(t); got != int64(3) {
+		t.Errorf("numberOfWhatsappMessagesSent = %v, want 3", got)
+	}
+}

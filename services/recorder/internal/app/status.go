@@ -55,6 +55,11 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 		if err != nil {
 			return nil, err
 		}
+		if !recipientMatches(ev.GetRecipientId(), entry.Driver) {
+			log.WithFields(logrus.Fields{"messagePath": ref.Path(), "reason": "recipient_mismatch"}).Warn("status event's recipient is not the message's driver; ignored")
+			s.countApplied(false)
+			return &wadispatchv1.ApplyStatusResponse{}, nil
+		}
 		resp, err := s.applyTo(ctx, ref, ev, log.WithField("messagePath", ref.Path()))
 		if err != nil {
 			return nil, err
@@ -79,6 +84,17 @@ func (s *Service) ApplyStatus(ctx context.Context, req *wadispatchv1.ApplyStatus
 	return s.keepPending(ctx, ev, named, log)
 }
 
+// recipientMatches reports whether a status's recipient_id (the WhatsApp
+// id: the number's digits) is the driver (E.164) its wamid was sent to. A
+// recipient given some other way (none, or a business-scoped user id) says
+// nothing against it.
+func recipientMatches(recipientID, driver string) bool {
+	if recipientID == "" || driver == "" || strings.Trim(recipientID, "0123456789") != "" {
+		return true
+	}
+	return "+"+recipientID == driver
+}
+
 func indexedRef(e IndexedMessage, wamid string) (dispatch.MessageRef, error) {
 	ref, err := dispatch.ParseMessagePath(e.MessagePath)
 	if err != nil {
@@ -100,7 +116,7 @@ func (s *Service) countApplied(applied bool) {
 // applyTo applies ev to the message ref, whose result recorded its wamid.
 func (s *Service) applyTo(ctx context.Context, ref dispatch.MessageRef, ev *wadispatchv1.StatusEvent, log *logrus.Entry) (*wadispatchv1.ApplyStatusResponse, error) {
 	var resp *wadispatchv1.ApplyStatusResponse
-	err := s.update(ctx, "apply status", ref, false, func(st *State, _ bool) (Plan, error) {
+	err := s.update(ctx, "apply status", ref, nil, func(st *State, _ bool, _ []*wadispatchv1.StatusEvent) (Plan, error) {
 		if st == nil {
 			return Plan{}, status.Errorf(codes.FailedPrecondition, "message %s has no pipeline state", ref.Path())
 		}
@@ -159,12 +175,12 @@ func (s *Service) applyByCallback(ctx context.Context, cb dispatch.Callback, ev 
 		out  *State
 	)
 	err := s.ancillaryFirst(ctx, cb.Ref, log, func(written string) (*State, error) {
-		err := s.update(ctx, "apply status", cb.Ref, false, func(st *State, exists bool) (Plan, error) {
+		err := s.update(ctx, "apply status", cb.Ref, nil, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
 			if st != nil && st.RecordID == recordID {
 				plan, out = callbackPlan{action: callbackResolve, reason: "resolved"}, st // our commit landed; its answer was lost
 				return Plan{}, nil
 			}
-			plan, out = decideCallbackStatus(st, exists, cb.ClaimID, ev, cb.Ref, recordID, s.now()), st
+			plan, out = decideCallbackStatus(st, exists, cb.ClaimID, ev, cb.Ref, recordID, kept, s.now()), st
 			switch plan.action {
 			case callbackApply:
 				if !plan.status.apply {
@@ -207,7 +223,7 @@ func (s *Service) applyByCallback(ctx context.Context, cb dispatch.Callback, ev 
 		return &wadispatchv1.ApplyStatusResponse{State: out.messageState(), Kept: true}, true, nil
 	case callbackResolve:
 		s.m.statusEvents.WithLabelValues("resolved").Inc()
-		s.resolvedSend(ctx, cb.Ref, out.WhatsappMessageID, "unknown", log)
+		s.resolvedSend(out.WhatsappMessageID, "unknown", log)
 		return &wadispatchv1.ApplyStatusResponse{State: out.messageState(), Applied: true}, true, nil
 	}
 	log.WithField("why", plan.reason).Info("status callback names no claim waiting for it; kept by wamid")
@@ -226,21 +242,20 @@ func resolvedFrom(st *State) string {
 	return "expired"
 }
 
-// resolvedSend reports a send resolved from WhatsApp's statuses, and applies
-// what was kept for its wamid without a callback.
-func (s *Service) resolvedSend(ctx context.Context, ref dispatch.MessageRef, wamid, from string, log *logrus.Entry) {
+// resolvedSend reports a send resolved from WhatsApp's statuses. Those
+// kept for its wamid without a callback were applied in the commit that
+// indexed it (Plan.Index).
+func (s *Service) resolvedSend(wamid, from string, log *logrus.Entry) {
 	s.m.resolved.WithLabelValues(from).Inc()
 	log.WithFields(logrus.Fields{"wamid": wamid, "resolvedFrom": from}).Info("send resolved from WhatsApp's statuses: recorded as sent, counted once")
-	if err := s.applyPending(ctx, ref, wamid, log); err != nil {
-		// The pending-status sweep finds them indexed and applies them.
-		log.WithError(err).Warn("statuses kept for the wamid not applied yet")
-	}
 }
 
-// keepPending keeps ev by its wamid, which no result recorded: named is
-// the message its callback named, if any. The result that indexes the
-// wamid may have landed since the index was read, and its look found
-// nothing kept then, so the index is read again after keeping.
+// keepPending keeps ev on its wamid's index document, which no result
+// indexed: named is the message its callback named, if any. A result that
+// indexes the wamid creates that document, or, finding statuses kept on
+// it, applies them in its commit; one that landed since the index was
+// read wrote its entry before this status was kept, so the index is read
+// again after keeping.
 func (s *Service) keepPending(ctx context.Context, ev *wadispatchv1.StatusEvent, named string, log *logrus.Entry) (*wadispatchv1.ApplyStatusResponse, error) {
 	kept := proto.CloneOf(ev)
 	kept.RecipientId = ""
@@ -289,7 +304,7 @@ func (s *Service) applyPending(ctx context.Context, ref dispatch.MessageRef, wam
 				elog.WithError(err).Warn("kept status cannot be applied; dropped")
 			}
 		}
-		dropped, err := s.store.DropPendingStatuses(ctx, wamid, p.Version)
+		dropped, err := s.store.DropPendingStatuses(ctx, p)
 		if err != nil {
 			return storeErr(ctx, err)
 		}
@@ -314,13 +329,10 @@ func (s *Service) SweepPendingStatuses(ctx context.Context) (int, error) {
 	n := 0
 	for _, p := range expired {
 		log := s.log.WithField("wamid", p.Wamid)
-		// A result may have recorded it, its own look having failed.
-		entry, found, err := s.store.IndexedMessage(ctx, p.Wamid)
-		if err != nil {
-			return n, err
-		}
-		if found {
-			ref, err := indexedRef(entry, p.Wamid)
+		// Kept after a result indexed the wamid, by a handler that did not
+		// live to apply them.
+		if p.Entry != nil {
+			ref, err := indexedRef(*p.Entry, p.Wamid)
 			if err == nil {
 				err = s.applyPending(ctx, ref, p.Wamid, log.WithField("messagePath", ref.Path()))
 			}
@@ -329,7 +341,7 @@ func (s *Service) SweepPendingStatuses(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		dropped, err := s.store.DropPendingStatuses(ctx, p.Wamid, p.Version)
+		dropped, err := s.store.DropPendingStatuses(ctx, p)
 		if err != nil {
 			return n, err
 		}

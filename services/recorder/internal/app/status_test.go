@@ -8,6 +8,7 @@ import (
 
 	"github.com/visn/wadispatch/pkg/dispatch"
 	wadispatchv1 "github.com/visn/wadispatch/proto/wadispatch/v1"
+	recorderfs "github.com/visn/wadispatch/services/recorder/internal/adapters/firestore"
 	"github.com/visn/wadispatch/services/recorder/internal/app"
 )
 
@@ -114,7 +115,7 @@ func TestStatusOfAnotherClaimResolvesNothing(t *testing.T) {
 	if resp := e.apply(t, callbackStatus(t, task, other, "wamid.X", wadispatchv1.MessageStatus_MESSAGE_STATUS_READ, time.Now())); resp.GetApplied() || !resp.GetKept() {
 		t.Errorf("another claim's status: %v", resp)
 	}
-	if kept := doc(t, e.db, dispatch.PendingStatusPath("wamid.X")); kept["messagePath"] != messagePath("m1") {
+	if kept := doc(t, e.db, dispatch.IndexPath("wamid.X")); kept["namedMessagePath"] != messagePath("m1") || kept["messagePath"] != nil {
 		t.Errorf("kept %v", kept)
 	}
 	if resp := e.apply(t, callbackStatus(t, task, claimID, "wamid.F", wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED, time.Now())); resp.GetApplied() || !resp.GetKept() {
@@ -194,8 +195,8 @@ func TestExpiredClaimResolvedByTheSweep(t *testing.T) {
 	if anc := doc(t, e.anc, dispatch.AncillaryPath(driver, "e1")); anc == nil {
 		t.Error("no ancillary record")
 	}
-	if kept := doc(t, e.db, dispatch.PendingStatusPath("wamid.S")); kept != nil {
-		t.Errorf("failed status still kept: %v", kept)
+	if idx := doc(t, e.db, dispatch.IndexPath("wamid.S")); idx["statuses"] != nil || idx["messagePath"] != messagePath("m1") {
+		t.Errorf("index document after the resolution: %v", idx)
 	}
 	if got := metricValue(t, e.reg, "wadispatch_recorder_sends_resolved_by_status_total", map[string]string{"from": "expired"}); got != 1 {
 		t.Errorf("resolved{from=expired} = %v", got)
@@ -254,11 +255,39 @@ func TestPendingStatusesDroppedAfterTheTTL(t *testing.T) {
 		}
 	}
 	for _, w := range []string{"wamid.foreign", "wamid.stale"} {
-		if kept := doc(t, e.db, dispatch.PendingStatusPath(w)); kept != nil {
+		if kept := doc(t, e.db, dispatch.IndexPath(w)); kept != nil {
 			t.Errorf("%s still kept: %v", w, kept)
 		}
 	}
 	if m := doc(t, e.db, messagePath("m1")); m["status"] != "UNKNOWN" {
 		t.Errorf("status %v", m["status"])
+	}
+}
+
+// A status kept on a wamid's index document after a result indexed it,
+// by a handler that did not live to apply it (its redelivery lost), is
+// applied by the sweep after the TTL and taken off the document, which
+// keeps its entry.
+func TestStatusKeptAfterItsIndexIsAppliedByTheSweep(t *testing.T) {
+	t.Parallel()
+	var clock atomic.Int64 // nanoseconds the recorder's clock is ahead
+	ahead := func() time.Time { return time.Now().Add(time.Duration(clock.Load())) }
+	e := newEnv(t, envOptions{cfg: app.Config{PendingStatusTTL: time.Minute, Clock: ahead}})
+	task := e.newMessage(t, "m1")
+	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.L"))
+	store := recorderfs.NewStore(e.db, recorderfs.Options{})
+	ev := statusEvent("wamid.L", wadispatchv1.MessageStatus_MESSAGE_STATUS_READ, time.Now())
+	if err := store.KeepPendingStatus(context.Background(), app.PendingStatus{Event: ev, KeptAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Store(int64(2 * time.Minute))
+	if n, err := e.svc.SweepPendingStatuses(context.Background()); err != nil || n != 0 {
+		t.Fatalf("sweep dropped %d (%v), want it to apply", n, err)
+	}
+	if m := doc(t, e.db, messagePath("m1")); m["status"] != "READ" {
+		t.Errorf("status %v", m["status"])
+	}
+	if idx := doc(t, e.db, dispatch.IndexPath("wamid.L")); idx["statuses"] != nil || idx["keptAt"] != nil || idx["messagePath"] != messagePath("m1") {
+		t.Errorf("index document after the sweep: %v", idx)
 	}
 }

@@ -26,9 +26,37 @@ type Plan struct {
 	// creates the message's entry in its ledger (SentEntry), folded into
 	// the counter later; "" counts nothing.
 	CountSentIn string
-	// Index is the wamid index entry the commit sets; nil sets none.
+	// Index is the wamid index entry the commit writes; nil writes none.
+	// The commit creates the wamid's index document, with no read: the
+	// common case. When the document is there already (statuses of the
+	// wamid kept before it was indexed, or an entry written before), the
+	// store reads it with the state and decides again, handing decide the
+	// statuses kept on it; the commit then writes the entry over them,
+	// preconditioned on the document as read. So the plan must apply
+	// them: they are gone from the document once it commits.
 	Index *IndexEntry
 }
+
+// Assumed is a state Store.Update decides on first, without reading it,
+// with the message document taken as present: nil State for "none", else
+// the state as of its update time Version. The commit's precondition
+// proves it (must not exist, or update time Version); when it does not
+// hold, the state is read and decided again, so a wrong guess costs one
+// failed commit.
+type Assumed struct {
+	State   *State
+	Version time.Time
+}
+
+// absent is the guess of a message's first claim: no state yet.
+var absent = &Assumed{}
+
+// Decide plans one change of a message's state from what Store.Update
+// read: the state (nil when none), whether the message document exists,
+// and the statuses kept on the index document of the wamid the plan
+// indexes (Plan.Index), read only after creating that document found it
+// there (nil otherwise).
+type Decide func(st *State, messageExists bool, kept []*wadispatchv1.StatusEvent) (Plan, error)
 
 // IndexEntry maps a wamid to the message it was sent for.
 type IndexEntry struct {
@@ -46,10 +74,12 @@ type Store interface {
 	// precondition (the state must not exist, or must be as read). A state
 	// changed since it was read is read and decided again; a commit the
 	// store could not take now is tried again; both within one budget.
-	// assumeAbsent decides first on "no state, message present" without a
-	// read: the common first claim costs one commit. decide's own errors
-	// come back as they are; the store's are *StoreError.
-	Update(ctx context.Context, ref dispatch.MessageRef, op string, assumeAbsent bool, decide func(st *State, messageExists bool) (Plan, error)) error
+	// assume, when not nil, is decided on first without a read: the common
+	// first claim and the result of a first claim cost one commit. It
+	// returns the state's update time after the commit, zero when the plan
+	// wrote no state. decide's own errors come back as they are; the
+	// store's are *StoreError.
+	Update(ctx context.Context, ref dispatch.MessageRef, op string, assume *Assumed, decide Decide) (time.Time, error)
 	// State is the message's state; nil when it has none.
 	State(ctx context.Context, ref dispatch.MessageRef) (*State, error)
 	// Unknown lists up to limit UNKNOWN states after the cursor (from the
@@ -67,21 +97,21 @@ type Store interface {
 	// ExpiredClaims yields, as the query streams them, up to 500 SENDING
 	// states whose lease ended at or before now.
 	ExpiredClaims(ctx context.Context, now time.Time) iter.Seq2[ExpiredClaim, error]
-	// IndexedMessage reads wamid's index entry; false when there is none.
+	// IndexedMessage reads wamid's index entry; false when there is none
+	// (statuses kept for the wamid alone are no entry).
 	IndexedMessage(ctx context.Context, wamid string) (IndexedMessage, bool, error)
-	// CreateReply creates the driver's reply as the document at path unless
-	// one is there already, and says whether it did.
-	CreateReply(ctx context.Context, path string, in *wadispatchv1.InboundMessage, at time.Time) (bool, error)
 	// KeepPendingStatus keeps a status event of a wamid no result recorded
-	// (yet), beside the others kept for that wamid, one per status: a
-	// repeat replaces its copy.
+	// (yet) on the wamid's index document, beside the others kept for that
+	// wamid, one per status (a repeat replaces its copy), creating the
+	// document if it is not there.
 	KeepPendingStatus(ctx context.Context, p PendingStatus) error
 	// PendingStatuses reads what is kept for wamid; false when nothing.
 	PendingStatuses(ctx context.Context, wamid string) (PendingStatuses, bool, error)
-	// DropPendingStatuses deletes what is kept for wamid if nothing was
-	// kept since it was read (version); false when something was (or it is
-	// gone: read again).
-	DropPendingStatuses(ctx context.Context, wamid string, version time.Time) (bool, error)
+	// DropPendingStatuses deletes what p read is kept for its wamid (the
+	// whole document when it holds no index entry) if nothing was kept
+	// since (p.Version); false when something was (or it is gone: read
+	// again).
+	DropPendingStatuses(ctx context.Context, p PendingStatuses) (bool, error)
 	// ExpiredPendingStatuses lists up to limit wamids whose last status was
 	// kept at or before keptBefore, longest kept first.
 	ExpiredPendingStatuses(ctx context.Context, keptBefore time.Time, limit int) ([]PendingStatuses, error)
@@ -113,6 +143,9 @@ type PendingStatuses struct {
 	Events      []*wadispatchv1.StatusEvent
 	// KeptAt is when the last of them was kept.
 	KeptAt time.Time
+	// Entry is the wamid's index entry on the same document, when a
+	// result has indexed the wamid since they were kept; nil when none.
+	Entry *IndexedMessage
 	// Version is the store's version of what was read, for
 	// DropPendingStatuses.
 	Version time.Time
@@ -137,9 +170,9 @@ type Ancillary interface {
 	AddWamids(ctx context.Context, ref dispatch.MessageRef, driver string, wamids []string) error
 	// Wamids are those recorded for the enquiry's messages to the driver.
 	Wamids(ctx context.Context, driver, enquiryID string) ([]string, error)
-	// LatestEnquiry is the driver's most recently messaged enquiry; false
-	// when the driver has none.
-	LatestEnquiry(ctx context.Context, driver string) (EnquiryRecord, bool, error)
+	// LatestEnquiry is the driver's most recently messaged enquiry of one
+	// of the leases; false when the driver has none there.
+	LatestEnquiry(ctx context.Context, driver string, leaseIDs []string) (EnquiryRecord, bool, error)
 	// RecordWindow moves the driver's lastInboundAt (and the enquiry's,
 	// with one) forward to w.At, never back.
 	RecordWindow(ctx context.Context, w Window) error
@@ -219,6 +252,7 @@ func storeErr(ctx context.Context, err error) error {
 }
 
 // update is Store.Update with its failures as the caller's answer.
-func (s *Service) update(ctx context.Context, op string, ref dispatch.MessageRef, assumeAbsent bool, decide func(st *State, messageExists bool) (Plan, error)) error {
-	return storeErr(ctx, s.store.Update(ctx, ref, op, assumeAbsent, decide))
+func (s *Service) update(ctx context.Context, op string, ref dispatch.MessageRef, assume *Assumed, decide Decide) error {
+	_, err := s.store.Update(ctx, ref, op, assume, decide)
+	return storeErr(ctx, err)
 }

@@ -11,7 +11,7 @@
 //     UNKNOWN, rather than risking a second message to the driver.
 //   - Everything that can fail without a claim (token lookup, pacing) happens
 //     before claiming, so a transient failure there is a plain nack.
-//   - Free-form text to a driver outside WhatsApp's 24-hour window (the
+//   - A free-form message (text, interactive) to a driver outside WhatsApp's 24-hour window (the
 //     claim answers when they last wrote) is recorded FAILED with
 //     outside_24h_window without calling WhatsApp, which would refuse it;
 //     Config.EnforceWindow turns the check off.

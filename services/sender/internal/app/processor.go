@@ -93,14 +93,15 @@ type Config struct {
 	// whose retries ran out, beside those Pub/Sub dead-lettered.
 	ResultsTopic    string
 	DeadLetterTopic string
-	// EnforceWindow fails free-form text to a driver who has not written
+	// EnforceWindow fails a free-form message (text, interactive) to a driver who has not written
 	// within CustomerServiceWindow (the claim says when they last did)
 	// without calling WhatsApp, which would refuse it (131047).
 	EnforceWindow bool
 }
 
 // CustomerServiceWindow is how long after a driver's last message WhatsApp
-// accepts free-form text to them; templates are accepted at any time.
+// accepts free-form messages (text, interactive) from the business;
+// templates are accepted at any time.
 const CustomerServiceWindow = 24 * time.Hour
 
 // Processor runs the procedure; it is safe for concurrent use.
@@ -155,7 +156,7 @@ const (
 const (
 	ReasonTokenUnavailable = "token_unavailable"
 	ReasonRetriesExhausted = "retries_exhausted"
-	// ReasonOutsideWindow: free-form text to a driver who has not written
+	// ReasonOutsideWindow: a free-form message to a driver who has not written
 	// within CustomerServiceWindow; not sent.
 	ReasonOutsideWindow = "outside_24h_window"
 )
@@ -250,7 +251,8 @@ func (p *Processor) process(ctx context.Context, d consume.Message) Outcome {
 	defer cancel()
 
 	result := newResult(task, claim.GetClaimId())
-	held := &heldClaim{task: task, id: claim.GetClaimId()}
+	result.ClaimStateVersion = claim.GetStateVersion()
+	held := &heldClaim{task: task, id: claim.GetClaimId(), version: claim.GetStateVersion()}
 	var call callOutcome
 	switch {
 	case invalid != nil:
@@ -259,7 +261,7 @@ func (p *Processor) process(ctx context.Context, d consume.Message) Outcome {
 	case tokenErr != nil:
 		log.WithError(tokenErr).Warn("no token for the lease; recording FAILED")
 		result.Error = &wadispatchv1.WhatsAppError{Reason: ReasonTokenUnavailable, Message: tokenErr.Error()}
-	case p.cfg.EnforceWindow && task.GetType() == wadispatchv1.MessageType_MESSAGE_TYPE_TEXT && claim.GetDriverWindowChecked() &&
+	case p.cfg.EnforceWindow && dispatch.FreeForm(task.GetType()) && claim.GetDriverWindowChecked() &&
 		outsideWindow(claim.GetDriverLastInboundAt(), p.clock.Now()):
 		msg := windowMessage(claim.GetDriverLastInboundAt())
 		log.WithField("reason", ReasonOutsideWindow).Warn(msg + "; recording FAILED without calling WhatsApp")
@@ -267,7 +269,7 @@ func (p *Processor) process(ctx context.Context, d consume.Message) Outcome {
 	default:
 		call = p.call(work, log, held, sender, msg, workDeadline)
 		if held.id != result.ClaimId {
-			result.ClaimId = held.id
+			result.ClaimId, result.ClaimStateVersion = held.id, held.version
 			log = log.WithField("claimId", held.id)
 		}
 		switch {
@@ -450,6 +452,9 @@ type callOutcome struct {
 type heldClaim struct {
 	task *wadispatchv1.SendTask
 	id   string
+	// version is the state version the claim was answered with, which the
+	// result carries back (SendResult.claim_state_version); nil when none.
+	version *timestamppb.Timestamp
 }
 
 // releaseResult is how a ReleaseClaim call ended.
@@ -621,7 +626,7 @@ func (p *Processor) call(ctx context.Context, log *logrus.Entry, held *heldClaim
 			out.reclaim = claim
 			return out
 		}
-		held.id = claim.GetClaimId()
+		held.id, held.version = claim.GetClaimId(), claim.GetStateVersion()
 		log = log.WithField("claimId", held.id)
 		clog.WithField("newClaimId", held.id).Info("claimed the send again after the wait")
 	}
@@ -746,8 +751,8 @@ func outsideWindow(last *timestamppb.Timestamp, now time.Time) bool {
 
 func windowMessage(last *timestamppb.Timestamp) string {
 	if last == nil {
-		return "free-form text to a driver who never wrote to this business number; only templates may open the conversation"
+		return "free-form message to a driver who never wrote to this business number; only templates may open the conversation"
 	}
-	return "free-form text to a driver whose last message (" + last.AsTime().UTC().Format(time.RFC3339) +
+	return "free-form message to a driver whose last message (" + last.AsTime().UTC().Format(time.RFC3339) +
 		") is more than 24 hours old; only templates may reopen the conversation"
 }

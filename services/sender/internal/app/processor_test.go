@@ -232,8 +232,11 @@ func (h *harness) calls() int {
 	return len(h.requests)
 }
 
+// claim1Version is the state version the first claim is answered with.
+var claim1Version = timestamppb.New(time.Date(2026, 12, 2, 6, 0, 0, 123456000, time.UTC))
+
 func sendClaim(*wadispatchv1.ClaimSendRequest) (*wadispatchv1.ClaimSendResponse, error) {
-	return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: "claim-1"}, nil
+	return &wadispatchv1.ClaimSendResponse{Decision: wadispatchv1.ClaimSendResponse_DECISION_SEND, ClaimId: "claim-1", StateVersion: claim1Version}, nil
 }
 
 func textTask() *wadispatchv1.SendTask {
@@ -291,7 +294,7 @@ func TestTextSent(t *testing.T) {
 	r := h.result()
 	if r.GetOutcome() != wadispatchv1.Outcome_OUTCOME_SENT || r.GetWhatsappMessageId() != "wamid.A" || r.GetClaimId() != "claim-1" ||
 		r.GetAttempts() != 1 || r.GetMessageDocId() != testPath || r.GetCalledAt() == nil || r.GetCompletedAt() == nil ||
-		!proto.Equal(r.GetCreatedAt(), textTask().GetCreatedAt()) || r.GetError() != nil {
+		!proto.Equal(r.GetCreatedAt(), textTask().GetCreatedAt()) || r.GetError() != nil || !proto.Equal(r.GetClaimStateVersion(), claim1Version) {
 		t.Errorf("result %v", r)
 	}
 	attrs := h.pub.on(topology.ResultsTopic)[0].attrs
@@ -683,7 +686,9 @@ func sendAs(id string) *wadispatchv1.ClaimSendResponse {
 }
 
 func TestRetryWaitReleasesTheClaimAndClaimsAgain(t *testing.T) {
-	h := newHarness(t, claimsInTurn(sendAs("claim-1"), sendAs("claim-2")), metaErr(500, 131000), ok("wamid.R"))
+	first := sendAs("claim-1")
+	first.StateVersion = claim1Version
+	h := newHarness(t, claimsInTurn(first, sendAs("claim-2")), metaErr(500, 131000), ok("wamid.R"))
 	wantVerdict(t, h.proc.Process(context.Background(), delivery(t, textTask())), true, OutcomeSent)
 	if len(h.releases) != 1 || h.releases[0].GetClaimId() != "claim-1" || h.releases[0].GetReason() != "server_error" ||
 		h.releases[0].GetMessageDocId() != testPath {
@@ -692,8 +697,10 @@ func TestRetryWaitReleasesTheClaimAndClaimsAgain(t *testing.T) {
 	if len(h.claims) != 2 {
 		t.Fatalf("%d claims, want 2 (the first and one after the wait)", len(h.claims))
 	}
-	if r := h.result(); r.GetClaimId() != "claim-2" || r.GetAttempts() != 2 || r.GetWhatsappMessageId() != "wamid.R" {
-		t.Errorf("result %v, want SENT under claim-2 after 2 attempts", r)
+	// The takeover was answered no version: the first claim's must not
+	// travel with its result.
+	if r := h.result(); r.GetClaimId() != "claim-2" || r.GetAttempts() != 2 || r.GetWhatsappMessageId() != "wamid.R" || r.GetClaimStateVersion() != nil {
+		t.Errorf("result %v, want SENT under claim-2 after 2 attempts, without a state version", r)
 	}
 	if got := testutil.ToFloat64(h.metrics.releases.WithLabelValues("released")); got != 1 {
 		t.Errorf("releases{released} = %v", got)

@@ -18,6 +18,13 @@ func TestCustomerServiceWindow(t *testing.T) {
 		task.Type, task.TemplateType, task.Message = wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE, "vehicle_ready", ""
 		return task
 	}
+	interactive := func() *wadispatchv1.SendTask {
+		task := textTask()
+		task.Type = wadispatchv1.MessageType_MESSAGE_TYPE_INTERACTIVE
+		task.Interactive = &wadispatchv1.Interactive{Kind: wadispatchv1.InteractiveKind_INTERACTIVE_KIND_BUTTON,
+			Buttons: []*wadispatchv1.InteractiveButton{{Id: "yes", Title: "Yes"}}}
+		return task
+	}
 	cases := []struct {
 		name     string
 		task     *wadispatchv1.SendTask
@@ -31,6 +38,10 @@ func TestCustomerServiceWindow(t *testing.T) {
 		{"text, wrote 24h ago", textTask(), timestamppb.New(now.Add(-24 * time.Hour)), true, true, false},
 		{"text, wrote 25h ago", textTask(), timestamppb.New(now.Add(-25 * time.Hour)), true, true, false},
 		{"template, never wrote", template(), nil, true, false, true},
+		// Interactive messages are free-form: the same rule as text.
+		{"interactive, never wrote", interactive(), nil, true, true, false},
+		{"interactive, wrote an hour ago", interactive(), timestamppb.New(now.Add(-time.Hour)), true, true, true},
+		{"interactive, wrote 25h ago", interactive(), timestamppb.New(now.Add(-25 * time.Hour)), true, true, false},
 		{"text, never wrote, check off", textTask(), nil, false, true, true},
 		// A recorder that predates the window: WhatsApp decides.
 		{"text, recorder did not check", textTask(), nil, true, false, true},
@@ -54,7 +65,7 @@ func TestCustomerServiceWindow(t *testing.T) {
 			}
 			wantVerdict(t, v, true, OutcomeFailed)
 			if h.calls() != 0 {
-				t.Errorf("WhatsApp called %d times for text outside the window", h.calls())
+				t.Errorf("WhatsApp called %d times for a free-form message outside the window", h.calls())
 			}
 			if r.GetOutcome() != wadispatchv1.Outcome_OUTCOME_FAILED || r.GetError().GetReason() != ReasonOutsideWindow ||
 				!strings.Contains(r.GetError().GetMessage(), "24 hours") && c.last != nil || r.GetClaimId() != "claim-1" {

@@ -2,10 +2,10 @@ package firestore
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -54,20 +54,25 @@ func (a *Ancillary) Wamids(ctx context.Context, driver, enquiryID string) ([]str
 
 // LatestEnquiry implements app.Ancillary: the record with the latest
 // lastMessageAt.
-func (a *Ancillary) LatestEnquiry(ctx context.Context, driver string) (app.EnquiryRecord, bool, error) {
-	it := a.anc.Collection(driverRecordPath(driver)+"/"+enquiryMessagesColl).
-		OrderBy(fLastMessageAt, firestore.Desc).Limit(1).Documents(ctx)
-	defer it.Stop()
-	snap, err := it.Next()
-	if err == iterator.Done {
-		return app.EnquiryRecord{}, false, nil
-	}
+func (a *Ancillary) LatestEnquiry(ctx context.Context, driver string, leaseIDs []string) (app.EnquiryRecord, bool, error) {
+	// In code, not in the query: a filter on the lease beside the order
+	// would need a composite index, and a driver works for few leases at
+	// once, so the latest few records hold the lease's latest.
+	snaps, err := a.anc.Collection(driverRecordPath(driver)+"/"+enquiryMessagesColl).
+		OrderBy(fLastMessageAt, firestore.Desc).Limit(latestEnquiriesRead).Documents(ctx).GetAll()
 	if err != nil {
 		return app.EnquiryRecord{}, false, unavailable("query driver's enquiries", err)
 	}
-	lease, _ := snap.Data()["leaseId"].(string)
-	return app.EnquiryRecord{Path: snap.Ref.Path, LeaseID: lease, EnquiryID: snap.Ref.ID}, true, nil
+	for _, snap := range snaps {
+		if lease, _ := snap.Data()["leaseId"].(string); slices.Contains(leaseIDs, lease) {
+			return app.EnquiryRecord{Path: snap.Ref.Path, LeaseID: lease, EnquiryID: snap.Ref.ID}, true, nil
+		}
+	}
+	return app.EnquiryRecord{}, false, nil
 }
+
+// latestEnquiriesRead bounds the records LatestEnquiry reads.
+const latestEnquiriesRead = 20
 
 // RecordWindow implements app.Ancillary in one transaction on the driver's
 // document and, with an enquiry, its record: a late or repeated webhook

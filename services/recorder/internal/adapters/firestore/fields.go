@@ -41,8 +41,11 @@ const (
 	fMessagePath   = "messagePath"
 	fCountedAt     = "countedAt"
 
+	// Statuses kept on a wamid index document until a result indexes it.
+	fWamid           = "wamid"
 	fKeptAt          = "keptAt"
 	fPendingStatuses = "statuses"
+	fNamedMessage    = "namedMessagePath"
 
 	fLastInboundAt        = "lastInboundAt"
 	fLastInboundByNumber  = "lastInboundAtByPhoneNumberId"
@@ -195,11 +198,32 @@ func messageFields(m *app.MessageUpdate) []firestore.Update {
 // indexFields is the wamid index entry as stored.
 func indexFields(e *app.IndexEntry) map[string]any {
 	return map[string]any{
-		"messagePath":        e.Ref.Path(),
-		"leaseId":            e.Ref.LeaseID,
-		"enquiryId":          e.Ref.EnquiryID,
-		"driverMobileNumber": e.Driver,
+		fMessagePath: e.Ref.Path(),
+		"leaseId":    e.Ref.LeaseID,
+		fEnquiryID:   e.Ref.EnquiryID,
+		fDriver:      e.Driver,
 	}
+}
+
+// indexUpdates is indexFields as the updates of an index document that is
+// there already.
+func indexUpdates(e *app.IndexEntry) []firestore.Update {
+	var us []firestore.Update
+	for k, v := range indexFields(e) {
+		us = append(us, firestore.Update{Path: k, Value: v})
+	}
+	return us
+}
+
+// entryOf is the entry on an index document (either index); nil when it
+// holds none (the wamid index's kept statuses alone).
+func entryOf(snap *firestore.DocumentSnapshot) *app.IndexedMessage {
+	path, _ := snap.Data()[fMessagePath].(string)
+	if path == "" {
+		return nil
+	}
+	driver, _ := snap.Data()[fDriver].(string)
+	return &app.IndexedMessage{MessagePath: path, Driver: driver}
 }
 
 // ancillaryFields is the ancillary record's update for a sent message;
@@ -219,29 +243,10 @@ func ancillaryFields(ref dispatch.MessageRef, driver string, wamids []string) ma
 	}
 }
 
-// replyFields is a driver's reply as a chatMessages document; ingest skips
-// it by its source.
-func replyFields(in *wadispatchv1.InboundMessage, at time.Time) map[string]any {
-	m := map[string]any{
-		"source":             "driver",
-		"message":            in.GetText(),
-		"type":               "text",
-		"driverMobileNumber": in.GetFrom(),
-		"whatsappMessageId":  in.GetWhatsappMessageId(),
-		"whatsappType":       in.GetType(),
-		"phoneNumberId":      in.GetPhoneNumberId(),
-		"createdAt":          at,
-		"receivedAt":         firestore.ServerTimestamp,
-	}
-	if c := in.GetContextMessageId(); c != "" {
-		m["contextWhatsappMessageId"] = c
-	}
-	return m
-}
-
-// pendingFields is a kept status as written with merge (the paths): the
-// document's wamid, when its last status was kept, the message a callback
-// named, and the status under its name, replacing a repeat of it. The
+// pendingFields is a kept status as written with merge (the paths) onto
+// the wamid's index document: the wamid, when its last status was kept,
+// the message a callback named (not messagePath, which is the index
+// entry's), and the status under its name, replacing a repeat of it. The
 // event is stored as its protobuf JSON, readable in the console.
 func pendingFields(p app.PendingStatus) (map[string]any, []firestore.FieldPath, error) {
 	b, err := protojson.Marshal(p.Event)
@@ -254,24 +259,30 @@ func pendingFields(p app.PendingStatus) (map[string]any, []firestore.FieldPath, 
 	}
 	key := string(dispatch.StatusFromProto(p.Event.GetStatus()))
 	data := map[string]any{
-		"wamid":          p.Event.GetWhatsappMessageId(),
+		fWamid:           p.Event.GetWhatsappMessageId(),
 		fKeptAt:          p.KeptAt,
 		fPendingStatuses: map[string]any{key: map[string]any{"event": event, fKeptAt: p.KeptAt}},
 	}
-	paths := []firestore.FieldPath{{"wamid"}, {fKeptAt}, {fPendingStatuses, key}}
+	paths := []firestore.FieldPath{{fWamid}, {fKeptAt}, {fPendingStatuses, key}}
 	if p.MessagePath != "" {
-		data["messagePath"] = p.MessagePath
-		paths = append(paths, firestore.FieldPath{"messagePath"})
+		data[fNamedMessage] = p.MessagePath
+		paths = append(paths, firestore.FieldPath{fNamedMessage})
 	}
 	return data, paths, nil
+}
+
+// keptDeletes delete from an index document what pendingFields kept on it.
+func keptDeletes() []firestore.Update {
+	return []firestore.Update{{Path: fKeptAt, Value: firestore.Delete}, {Path: fPendingStatuses, Value: firestore.Delete},
+		{Path: fNamedMessage, Value: firestore.Delete}}
 }
 
 // decodePending is pendingFields' document as read.
 func decodePending(snap *firestore.DocumentSnapshot) (app.PendingStatuses, error) {
 	d := snap.Data()
-	p := app.PendingStatuses{Version: snap.UpdateTime}
-	p.Wamid, _ = d["wamid"].(string)
-	p.MessagePath, _ = d["messagePath"].(string)
+	p := app.PendingStatuses{Version: snap.UpdateTime, Entry: entryOf(snap)}
+	p.Wamid, _ = d[fWamid].(string)
+	p.MessagePath, _ = d[fNamedMessage].(string)
 	p.KeptAt, _ = d[fKeptAt].(time.Time)
 	statuses, _ := d[fPendingStatuses].(map[string]any)
 	for key, v := range statuses {

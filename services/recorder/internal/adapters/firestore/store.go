@@ -63,72 +63,99 @@ func unavailable(op string, err error) error {
 }
 
 // Update implements app.Store: one BatchGetDocuments of the state and the
-// message document, the decision, one Commit guarded by a precondition.
+// message document (none for an assumed state), the decision, one Commit
+// guarded by a precondition.
 //
 // A precondition that fails means the state changed since it was read (or
-// our own commit landed and its answer was lost, which decide recognises):
-// it is read and decided again. A commit Firestore could not take now
-// (ABORTED under contention on a hot document, UNAVAILABLE) is tried again
-// with backoff, the same plan: a burst becomes latency, not an error.
-// Both share one budget of Options.MaxCommitAttempts commits.
-func (s *Store) Update(ctx context.Context, ref dispatch.MessageRef, op string, assumeAbsent bool, decide func(st *app.State, messageExists bool) (app.Plan, error)) error {
+// our own commit landed and its answer was lost, which decide recognises),
+// or the plan's wamid index document is there already: it is read again,
+// with that index document, and decided again. A commit Firestore could
+// not take now (ABORTED under contention on a hot document, UNAVAILABLE)
+// is tried again with backoff, the same plan: a burst becomes latency, not
+// an error. Both share one budget of Options.MaxCommitAttempts commits.
+func (s *Store) Update(ctx context.Context, ref dispatch.MessageRef, op string, assume *app.Assumed, decide app.Decide) (time.Time, error) {
 	var (
 		st      *app.State
 		version time.Time
 		exists  = true
-		read    = !assumeAbsent
+		read    = assume == nil
+		idx     indexDoc // read with the state once a plan's index create failed
 		plan    app.Plan
 		decided bool
 		lastErr error
 		bo      = retry.Backoff(10*time.Millisecond, time.Second)
 	)
+	if assume != nil {
+		st, version = assume.State, assume.Version
+	}
 	for range s.maxAttempts {
 		if !decided {
 			if read {
 				var err error
-				if st, version, exists, err = s.readState(ctx, ref); err != nil {
-					return unavailable("read state", err)
+				if st, version, exists, idx, err = s.readState(ctx, ref, idx.wamid); err != nil {
+					return time.Time{}, unavailable("read state", err)
 				}
 			}
 			var err error
-			if plan, err = decide(st, exists); err != nil {
-				return err
+			if plan, err = decide(st, exists, idx.kept); err != nil {
+				return time.Time{}, err
+			}
+			if plan.Index != nil && plan.Index.Wamid != idx.wamid && idx.wamid != "" {
+				// Decided on the statuses kept for another wamid than the
+				// plan indexes: decide again on its own.
+				idx.wamid = plan.Index.Wamid
+				continue
 			}
 			decided = true
 		}
-		err := s.commitPlan(ctx, ref, st, version, exists, plan)
+		committed, err := s.commitPlan(ctx, ref, st, version, exists, idx, plan)
 		if err == nil {
-			return nil
+			return committed, nil
 		}
 		lastErr = err
 		if preconditionFailed(err) {
-			// Only a plan decided on what was read counts: the first
-			// claim's guess is expected to miss.
+			// Only a plan decided on what was read counts: a guess (the
+			// first claim's, a result's of the state its claim left) is
+			// expected to miss at times.
 			if read {
 				s.retried("precondition")
+			}
+			if plan.Index != nil {
+				idx.wamid = plan.Index.Wamid
 			}
 			read, decided, lastErr = true, false, nil
 			continue
 		}
 		why, ok := retryable(err)
 		if !ok {
-			return unavailable(op, err)
+			return time.Time{}, unavailable(op, err)
 		}
 		s.retried(why)
 		if err := retry.Pause(ctx, bo); err != nil {
-			return unavailable(op, err)
+			return time.Time{}, unavailable(op, err)
 		}
 	}
 	if lastErr != nil {
-		return unavailable(op, lastErr)
+		return time.Time{}, unavailable(op, lastErr)
 	}
-	return &app.StoreError{Kind: app.Contended, Op: op, Err: fmt.Errorf("state of %s kept changing; try again", ref.Path())}
+	return time.Time{}, &app.StoreError{Kind: app.Contended, Op: op, Err: fmt.Errorf("state of %s kept changing; try again", ref.Path())}
+}
+
+// indexDoc is a wamid index document as Update read it: wamid "" when it
+// read none.
+type indexDoc struct {
+	wamid   string
+	exists  bool
+	version time.Time
+	kept    []*wadispatchv1.StatusEvent
 }
 
 // commitPlan writes p in one Commit: all or nothing. A state read (old) is
 // changed only if it is still as of version; none read is created only if
-// there is still none.
-func (s *Store) commitPlan(ctx context.Context, ref dispatch.MessageRef, old *app.State, version time.Time, messageExists bool, p app.Plan) error {
+// there is still none. The index entry likewise: created, unless its
+// document was read (idx), then written over it as read. It returns the
+// state's update time after the commit, zero when p writes no state.
+func (s *Store) commitPlan(ctx context.Context, ref dispatch.MessageRef, old *app.State, version time.Time, messageExists bool, idx indexDoc, p app.Plan) (time.Time, error) {
 	b := s.db.Batch()
 	writes := 0
 	if p.State != nil {
@@ -151,30 +178,50 @@ func (s *Store) commitPlan(ctx context.Context, ref dispatch.MessageRef, old *ap
 		writes++
 	}
 	if p.Index != nil {
-		b.Set(s.db.Doc(dispatch.IndexPath(p.Index.Wamid)), indexFields(p.Index))
+		doc := s.db.Doc(dispatch.IndexPath(p.Index.Wamid))
+		if idx.wamid == p.Index.Wamid && idx.exists {
+			// What was kept on it the plan applied (Plan.Index).
+			b.Update(doc, append(indexUpdates(p.Index), keptDeletes()...), firestore.LastUpdateTime(idx.version))
+		} else {
+			b.Create(doc, indexFields(p.Index))
+		}
 		writes++
 	}
 	if writes == 0 {
-		return nil
+		return time.Time{}, nil
 	}
-	_, err := b.Commit(ctx)
-	return err
+	res, err := b.Commit(ctx)
+	if err != nil || p.State == nil {
+		return time.Time{}, err
+	}
+	return res[0].UpdateTime, nil // the state is the batch's first write
 }
 
 // readState reads a message's state, its update time and whether the
-// message document exists, in one BatchGetDocuments.
-func (s *Store) readState(ctx context.Context, ref dispatch.MessageRef) (*app.State, time.Time, bool, error) {
-	snaps, err := s.db.GetAll(ctx, []*firestore.DocumentRef{
-		s.db.Doc(statePath(ref.Path())), s.db.Doc(ref.Path()),
-	})
+// message document exists, and the index document of wamid unless it is
+// "", in one BatchGetDocuments.
+func (s *Store) readState(ctx context.Context, ref dispatch.MessageRef, wamid string) (*app.State, time.Time, bool, indexDoc, error) {
+	refs := []*firestore.DocumentRef{s.db.Doc(statePath(ref.Path())), s.db.Doc(ref.Path())}
+	if wamid != "" {
+		refs = append(refs, s.db.Doc(dispatch.IndexPath(wamid)))
+	}
+	snaps, err := s.db.GetAll(ctx, refs)
 	if err != nil {
-		return nil, time.Time{}, false, err
+		return nil, time.Time{}, false, indexDoc{}, err
 	}
 	st, err := decodeState(snaps[0])
 	if err != nil {
-		return nil, time.Time{}, false, err
+		return nil, time.Time{}, false, indexDoc{}, err
 	}
-	return st, snaps[0].UpdateTime, snaps[1].Exists(), nil
+	idx := indexDoc{wamid: wamid}
+	if wamid != "" && snaps[2].Exists() {
+		p, err := decodePending(snaps[2])
+		if err != nil {
+			return nil, time.Time{}, false, indexDoc{}, err
+		}
+		idx.exists, idx.version, idx.kept = true, snaps[2].UpdateTime, p.Events
+	}
+	return st, snaps[0].UpdateTime, snaps[1].Exists(), idx, nil
 }
 
 func decodeState(snap *firestore.DocumentSnapshot) (*app.State, error) {
@@ -355,26 +402,34 @@ func (s *Store) ExpiredClaims(ctx context.Context, now time.Time) iter.Seq2[app.
 
 // IndexedMessage implements app.Store.
 func (s *Store) IndexedMessage(ctx context.Context, wamid string) (app.IndexedMessage, bool, error) {
-	snap, err := s.db.Doc(dispatch.IndexPath(wamid)).Get(ctx)
+	return s.indexEntry(ctx, dispatch.IndexPath(wamid), "read wamid index")
+}
+
+// indexEntry reads an index document of either index: the message path and
+// the driver.
+func (s *Store) indexEntry(ctx context.Context, path, op string) (app.IndexedMessage, bool, error) {
+	snap, err := s.db.Doc(path).Get(ctx)
 	if status.Code(err) == codes.NotFound {
 		return app.IndexedMessage{}, false, nil
 	}
 	if err != nil {
-		return app.IndexedMessage{}, false, unavailable("read wamid index", err)
+		return app.IndexedMessage{}, false, unavailable(op, err)
 	}
-	path, _ := snap.Data()["messagePath"].(string)
-	driver, _ := snap.Data()["driverMobileNumber"].(string)
-	return app.IndexedMessage{MessagePath: path, Driver: driver}, true, nil
+	e := entryOf(snap)
+	if e == nil {
+		return app.IndexedMessage{}, false, nil
+	}
+	return *e, true, nil
 }
 
 // KeepPendingStatus implements app.Store: one write, merged into what is
-// kept for the wamid.
+// kept on the wamid's index document, which it creates if absent.
 func (s *Store) KeepPendingStatus(ctx context.Context, p app.PendingStatus) error {
 	data, paths, err := pendingFields(p)
 	if err != nil {
 		return &app.StoreError{Kind: app.Corrupt, Op: "keep status", Err: err}
 	}
-	if _, err := s.db.Doc(dispatch.PendingStatusPath(p.Event.GetWhatsappMessageId())).Set(ctx, data, firestore.Merge(paths...)); err != nil {
+	if _, err := s.db.Doc(dispatch.IndexPath(p.Event.GetWhatsappMessageId())).Set(ctx, data, firestore.Merge(paths...)); err != nil {
 		return unavailable("keep status", err)
 	}
 	return nil
@@ -382,7 +437,7 @@ func (s *Store) KeepPendingStatus(ctx context.Context, p app.PendingStatus) erro
 
 // PendingStatuses implements app.Store.
 func (s *Store) PendingStatuses(ctx context.Context, wamid string) (app.PendingStatuses, bool, error) {
-	snap, err := s.db.Doc(dispatch.PendingStatusPath(wamid)).Get(ctx)
+	snap, err := s.db.Doc(dispatch.IndexPath(wamid)).Get(ctx)
 	if status.Code(err) == codes.NotFound {
 		return app.PendingStatuses{}, false, nil
 	}
@@ -393,13 +448,20 @@ func (s *Store) PendingStatuses(ctx context.Context, wamid string) (app.PendingS
 	if err != nil {
 		return p, false, &app.StoreError{Kind: app.Corrupt, Op: "read kept statuses", Err: err}
 	}
-	return p, true, nil
+	return p, len(p.Events) > 0, nil
 }
 
-// DropPendingStatuses implements app.Store: a delete preconditioned on the
-// version read.
-func (s *Store) DropPendingStatuses(ctx context.Context, wamid string, version time.Time) (bool, error) {
-	_, err := s.db.Doc(dispatch.PendingStatusPath(wamid)).Delete(ctx, firestore.LastUpdateTime(version))
+// DropPendingStatuses implements app.Store: preconditioned on the version
+// read, a delete of the document when it is no index entry, else of the
+// kept fields.
+func (s *Store) DropPendingStatuses(ctx context.Context, p app.PendingStatuses) (bool, error) {
+	doc := s.db.Doc(dispatch.IndexPath(p.Wamid))
+	var err error
+	if p.Entry == nil {
+		_, err = doc.Delete(ctx, firestore.LastUpdateTime(p.Version))
+	} else {
+		_, err = doc.Update(ctx, keptDeletes(), firestore.LastUpdateTime(p.Version))
+	}
 	switch {
 	case err == nil:
 		return true, nil
@@ -411,9 +473,10 @@ func (s *Store) DropPendingStatuses(ctx context.Context, wamid string, version t
 
 // ExpiredPendingStatuses implements app.Store: a range on one field of one
 // collection, which Firestore's automatic single-field index serves (no
-// composite index to declare).
+// composite index to declare). Index documents holding no kept status
+// have no keptAt, so the index leaves them out.
 func (s *Store) ExpiredPendingStatuses(ctx context.Context, keptBefore time.Time, limit int) ([]app.PendingStatuses, error) {
-	it := s.db.Collection(dispatch.PendingStatusCollection).Where(fKeptAt, "<=", keptBefore).
+	it := s.db.Collection(dispatch.IndexCollection).Where(fKeptAt, "<=", keptBefore).
 		OrderBy(fKeptAt, firestore.Asc).Limit(limit).Documents(ctx)
 	defer it.Stop()
 	var out []app.PendingStatuses
@@ -499,19 +562,6 @@ func (s *Store) FoldSent(ctx context.Context, f app.SentFold) ([]app.SentEntry, 
 		return nil, unavailable("fold sent ledger of "+f.MetricsDoc, err)
 	}
 	return folded, nil
-}
-
-// CreateReply implements app.Store: a create, so a redelivery writes
-// nothing new.
-func (s *Store) CreateReply(ctx context.Context, path string, in *wadispatchv1.InboundMessage, at time.Time) (bool, error) {
-	_, err := s.db.Doc(path).Create(ctx, replyFields(in, at))
-	switch {
-	case err == nil:
-		return true, nil
-	case status.Code(err) == codes.AlreadyExists:
-		return false, nil
-	}
-	return false, unavailable("create driver reply", err)
 }
 
 // retryable reports whether a commit may succeed if simply tried again.
