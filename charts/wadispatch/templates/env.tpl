@@ -132,6 +132,9 @@
   value: {{ include "wadispatch.subscription" (dict "root" . "name" $v.pubsub.statusEventsSubscription) | quote }}
 - name: RECORDER_TASKS_TOPIC
   value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.tasksTopic) | quote }}
+# Drivers' media to fetch, for the sender.
+- name: RECORDER_MEDIA_TOPIC
+  value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.mediaTopic) | quote }}
 - name: RECORDER_DEFAULT_DATABASE
   value: {{ $v.firestore.database | quote }}
 - name: RECORDER_ANCILLARY_DATABASE
