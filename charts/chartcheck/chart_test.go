@@ -558,6 +558,9 @@ func checkGrants(t *testing.T, m *Manifests) {
 		"IAMServiceAccount": func(n string) bool {
 			return slices.ContainsFunc(m.IAMAccounts, func(x *IAMServiceAccount) bool { return x.Name == n })
 		},
+		"StorageBucket": func(n string) bool {
+			return slices.ContainsFunc(m.StorageBuckets, func(x *StorageBucket) bool { return x.Name == n })
+		},
 	}
 	type grant struct{ member, role, target string }
 	var grants []grant
@@ -600,6 +603,12 @@ func checkGrants(t *testing.T, m *Manifests) {
 	has("recorder", "roles/pubsub.subscriber", "PubSubSubscription/whatsapp-message-results-recorder")
 	has("recorder", "roles/pubsub.subscriber", "PubSubSubscription/whatsapp-status-events-recorder")
 	has("recorder", "roles/pubsub.publisher", "PubSubTopic/whatsapp-messages")
+	has("recorder", "roles/pubsub.publisher", "PubSubTopic/whatsapp-media")
+	has("sender", "roles/pubsub.subscriber", "PubSubSubscription/whatsapp-media-sender")
+	has("sender", "roles/pubsub.publisher", "PubSubTopic/whatsapp-status-events") // MediaStored
+	const bucket = "StorageBucket/visn-wadispatch-prod-driver-media"
+	has("sender", "roles/storage.objectCreator", bucket)
+	has("sender", "roles/storage.objectViewer", bucket)
 	for _, c := range services {
 		ksa := fmt.Sprintf("serviceAccount:visn-wadispatch-prod.svc.id.goog[%s/%s-%s]", namespace, release, c)
 		if !slices.Contains(grants, grant{ksa, "roles/iam.workloadIdentityUser", "IAMServiceAccount/" + release + "-" + c}) {
@@ -628,6 +637,10 @@ func checkGrants(t *testing.T, m *Manifests) {
 		}
 		if g.role == "roles/secretmanager.secretAccessor" && !strings.HasPrefix(g.member, "serviceAccount:"+release+"-sender@") {
 			t.Errorf("%s may read secrets", g.member)
+		}
+		// Only the sender touches the media, and on the media bucket only.
+		if strings.HasPrefix(g.role, "roles/storage.") && (!strings.HasPrefix(g.member, "serviceAccount:"+release+"-sender@") || g.target != bucket) {
+			t.Errorf("%s has %s on %s", g.member, g.role, g.target)
 		}
 	}
 }
@@ -688,6 +701,40 @@ func TestConfigConnectorRendersFirestoreIndexes(t *testing.T) {
 		if got.Database != "web-app" || got.Collection != w.CollectionGroup || got.QueryScope != w.QueryScope || !slices.Equal(got.Fields, w.Fields) {
 			t.Errorf("index %d rendered as %+v, want database web-app and %+v", i, got, w)
 		}
+	}
+}
+
+// The media bucket is private by construction (IAM only, public access
+// prevention enforced), keeps what the values say, and the sender is told
+// where it is and where its fetches come from.
+func TestMediaBucketIsPrivateAndTheSenderUsesIt(t *testing.T) {
+	m := render(t, []string{filepath.Join(chartDir, "ci", "production-values.yaml")})
+	if len(m.StorageBuckets) != 1 {
+		t.Fatalf("%d StorageBuckets rendered, want the media bucket", len(m.StorageBuckets))
+	}
+	b := m.StorageBuckets[0]
+	if b.Name != "visn-wadispatch-prod-driver-media" || b.Spec.ResourceID != b.Name || !b.Spec.UniformBucketLevelAccess || b.Spec.PublicAccessPrevention != "enforced" || b.Spec.Location != "EU" {
+		t.Errorf("bucket %+v", b.Spec)
+	}
+	if r := b.Spec.RetentionPolicy; r == nil || r.RetentionPeriod != 30*86400 || r.IsLocked {
+		t.Errorf("retention policy %+v, want 30 days, unlocked", r)
+	}
+	if l := b.Spec.LifecycleRule; len(l) != 1 || l[0].Action.Type != "Delete" || l[0].Condition.Age != 400 {
+		t.Errorf("lifecycle %+v, want deletion at 400 days", l)
+	}
+	env := map[string]string{}
+	for _, d := range m.Deployments {
+		if strings.HasSuffix(d.Name, "-sender") {
+			for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+				env[e.Name] = e.Value
+			}
+		}
+	}
+	if env["SENDER_MEDIA_BUCKET"] != b.Name || env["SENDER_MEDIA_SUBSCRIPTION"] != "whatsapp-media-sender" || env["SENDER_MEDIA_STORED_TOPIC"] != "whatsapp-status-events" {
+		t.Errorf("sender's media env %v", env)
+	}
+	if dev := render(t, nil); len(dev.StorageBuckets) != 0 {
+		t.Errorf("a bucket rendered without Config Connector and media.bucket")
 	}
 }
 
@@ -812,6 +859,9 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		// its secret.
 		{"ingest.webhook.route.gateway.name=gw", "needs networkPolicy.ingest.gatewayCIDRs"},
 		{"ingest.webhook.route.gateway.name=gw,networkPolicy.ingest.gatewayCIDRs={35.191.0.0/16}", "needs ingest.webhook.secretName"},
+		// A bucket name GCS refuses, or objects kept past their deletion.
+		{"media.bucket=Driver_Media", "does not match pattern"},
+		{"media.bucket=driver-media,media.retentionDays=30,media.deleteAfterDays=7", "must not be shorter than media.retentionDays"},
 	} {
 		_, err := runHelm(t, templateArgs(nil, tc.set)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

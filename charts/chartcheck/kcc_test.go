@@ -117,6 +117,35 @@ type IndexField struct {
 	ArrayConfig string `json:"arrayConfig,omitempty"`
 }
 
+// StorageBucket is storage.cnrm.cloud.google.com/v1beta1 StorageBucket, as
+// far as the chart uses it (Config Connector's StorageBucket reference,
+// docs.cloud.google.com/config-connector/docs/reference/resource-docs/storage/storagebucket).
+// Its CRD is not among the vendored schemas (they are generated from a
+// checkout of k8s-config-connector, schemas/README.md), so until it is this
+// struct is its schema: it is decoded strictly.
+type StorageBucket struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ResourceID               string `json:"resourceID,omitempty"`
+		Location                 string `json:"location,omitempty"`
+		UniformBucketLevelAccess bool   `json:"uniformBucketLevelAccess,omitempty"`
+		PublicAccessPrevention   string `json:"publicAccessPrevention,omitempty"`
+		RetentionPolicy          *struct {
+			IsLocked        bool `json:"isLocked,omitempty"`
+			RetentionPeriod int  `json:"retentionPeriod"`
+		} `json:"retentionPolicy,omitempty"`
+		LifecycleRule []struct {
+			Action struct {
+				Type string `json:"type"`
+			} `json:"action"`
+			Condition struct {
+				Age int `json:"age,omitempty"`
+			} `json:"condition"`
+		} `json:"lifecycleRule,omitempty"`
+	} `json:"spec"`
+}
+
 // HealthCheckPolicy is GKE's networking.gke.io/v1 HealthCheckPolicy, as far
 // as the chart uses it (GKE Gateway API reference). GKE publishes no CRD to
 // validate it against, so this struct is its schema: it is decoded strictly.

@@ -93,6 +93,7 @@ type Manifests struct {
 	IAMMembers       []*IAMPolicyMember
 	EventarcTriggers []*EventarcTrigger
 	FirestoreIndexes []*FirestoreIndex
+	StorageBuckets   []*StorageBucket
 
 	HTTPRoutes          []*gatewayv1.HTTPRoute
 	HealthCheckPolicies []*HealthCheckPolicy
@@ -193,6 +194,8 @@ func (m *Manifests) add(tm metav1.TypeMeta, doc []byte) error {
 		return decodeInto(doc, &m.EventarcTriggers)
 	case "firestore.cnrm.cloud.google.com/v1beta1 FirestoreIndex":
 		return decodeInto(doc, &m.FirestoreIndexes)
+	case "storage.cnrm.cloud.google.com/v1beta1 StorageBucket":
+		return decodeStrictInto(doc, &m.StorageBuckets)
 	case "gateway.networking.k8s.io/v1 HTTPRoute":
 		return decodeInto(doc, &m.HTTPRoutes)
 	case "networking.gke.io/v1 HealthCheckPolicy":

@@ -31,9 +31,10 @@ var manifestValidator = sync.OnceValues(func() (validator.Validator, error) {
 		filepath.Join(dir, "crds", "{{ .Group }}", "{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"),
 	}, validator.Opts{
 		Strict: true,
-		// GKE publishes no CRD or schema for HealthCheckPolicy: the
-		// HealthCheckPolicy struct is decoded strictly instead.
-		SkipKinds: map[string]struct{}{"networking.gke.io/v1/HealthCheckPolicy": {}},
+		// GKE publishes no CRD or schema for HealthCheckPolicy, and
+		// StorageBucket's CRD is not vendored yet: their structs are
+		// decoded strictly instead.
+		SkipKinds: map[string]struct{}{"networking.gke.io/v1/HealthCheckPolicy": {}, "storage.cnrm.cloud.google.com/v1beta1/StorageBucket": {}},
 	})
 })
 

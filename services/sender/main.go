@@ -1,8 +1,11 @@
 // Command sender consumes SendTasks from whatsapp-messages, claims each send
 // through the recorder, calls the WhatsApp Cloud API and publishes the
 // SendResult to whatsapp-message-results. The procedure is
-// internal/app.Processor; internal/adapters connects it to the recorder,
-// Pub/Sub, Secret Manager and WhatsApp; this file wires them.
+// internal/app.Processor. It also fetches drivers' media (MediaFetch on
+// whatsapp-media) into Cloud Storage and publishes a MediaStored on
+// whatsapp-status-events: internal/app.MediaFetcher, since it holds the
+// leases' tokens. internal/adapters connects them to the recorder, Pub/Sub,
+// Secret Manager, Cloud Storage and WhatsApp; this file wires them.
 //
 // Run `sender -help-env` for its environment variables.
 package main
@@ -17,6 +20,7 @@ import (
 	"github.com/visn/wadispatch/pkg/auth"
 
 	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/storage"
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
@@ -70,6 +74,14 @@ type spec struct {
 	TokensFile     string        `envconfig:"SENDER_TOKENS_FILE" desc:"local runs: file holding that JSON object"`
 	SecretManager  bool          `envconfig:"SENDER_SECRET_MANAGER" default:"false" desc:"resolve token references of the form projects/*/secrets/*/versions/* through Secret Manager"`
 	SecretCacheTTL time.Duration `envconfig:"SENDER_SECRET_CACHE_TTL" default:"5m" desc:"how long a token read from Secret Manager is reused"`
+
+	MediaBucket          string        `envconfig:"SENDER_MEDIA_BUCKET" desc:"Cloud Storage bucket drivers' media is stored in (STORAGE_EMULATOR_HOST reaches a local emulator); unset, media is not fetched"`
+	MediaSubscription    string        `envconfig:"SENDER_MEDIA_SUBSCRIPTION" default:"whatsapp-media-sender" desc:"Pub/Sub subscription of the MediaFetch messages the recorder publishes for drivers' media"`
+	MediaStoredTopic     string        `envconfig:"SENDER_MEDIA_STORED_TOPIC" default:"whatsapp-status-events" desc:"Pub/Sub topic the MediaStored messages are published to, for the recorder"`
+	MediaMaxInFlight     int           `envconfig:"SENDER_MEDIA_MAX_IN_FLIGHT" default:"4" desc:"media fetched at once (each holds up to 16 MiB of upload buffer)"`
+	MediaMaxAttempts     int           `envconfig:"SENDER_MEDIA_MAX_ATTEMPTS" default:"3" desc:"tries (fresh URL and download) of one media before a transient failure holds its message at the media gate"`
+	MediaDownloadTimeout time.Duration `envconfig:"SENDER_MEDIA_DOWNLOAD_TIMEOUT" default:"2m" desc:"longest time one media download and upload may take (documents reach 100 MB)"`
+	MediaStorageTimeout  time.Duration `envconfig:"SENDER_MEDIA_STORAGE_TIMEOUT" default:"20s" desc:"longest time one look at a Cloud Storage object may take (the client retries within it); past it the fetch is held"`
 }
 
 func main() {
@@ -128,8 +140,7 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	proc := app.NewProcessor(cfg.processorConfig(claimant), recorder.Client(), wa, tokens, publisher,
 		app.NewLimiters(cfg.RatePerNumber, cfg.RateBurst, cfg.RateCooldown), adapters.Clock{}, app.NewMetrics(srv.Registry), log)
 
-	log.WithFields(logrus.Fields{"subscription": cfg.Subscription, "recorder": cfg.RecorderAddr, "ops": srv.Addr(), "claimant": claimant}).Info("sender starting")
-	return lifecycle.Run(ctx,
+	parts := []lifecycle.Part{
 		func(ctx context.Context) error { return srv.Run(ctx, cfg.ShutdownGrace) },
 		func(ctx context.Context) error {
 			// No Detach: the processor itself decides what shutdown may
@@ -140,12 +151,48 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 			}
 			return err
 		},
-	)
+	}
+	if cfg.MediaBucket == "" {
+		log.Warn("SENDER_MEDIA_BUCKET is unset: drivers' media is not fetched")
+	} else {
+		fetchMedia, closeStorage, err := newMediaFetch(ctx, cfg, srv, wa, tokens, publisher, ps, log)
+		if err != nil {
+			return err
+		}
+		defer closeStorage()
+		parts = append(parts, fetchMedia)
+	}
+
+	log.WithFields(logrus.Fields{"subscription": cfg.Subscription, "mediaSubscription": cfg.MediaSubscription, "mediaBucket": cfg.MediaBucket,
+		"recorder": cfg.RecorderAddr, "ops": srv.Addr(), "claimant": claimant}).Info("sender starting")
+	return lifecycle.Run(ctx, parts...)
+}
+
+// newMediaFetch builds the media fetch: Cloud Storage, the fetcher, and
+// the part of the sender that receives whatsapp-media. Media has a gate of
+// its own: Cloud Storage or the Graph API being down holds media, not
+// sends, and is no reason to report the sender unready.
+func newMediaFetch(ctx context.Context, cfg spec, srv *ops.Server, wa *whatsapp.Client, tokens *app.Tokens, publisher *adapters.Publisher, ps *pubsub.Client, log *logrus.Entry) (lifecycle.Part, func(), error) {
+	gcs, err := storage.NewClient(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("storage client: %w", err)
+	}
+	gate := consume.NewGate(200*time.Millisecond, cfg.OutageProbe)
+	srv.Registry.MustRegister(gate.Collectors(consume.GateMetricNames{Down: "wadispatch_sender_media_dependency_down", Held: "wadispatch_sender_held_media_fetches",
+		Unavailable: "wadispatch_sender_media_unavailable_calls_total"})...)
+	fetcher := app.NewMediaFetcher(cfg.mediaConfig(), wa, adapters.NewStorage(gcs, cfg.MediaBucket), tokens, publisher, adapters.Clock{}, app.NewMediaMetrics(srv.Registry), log)
+	part := func(ctx context.Context) error {
+		return consume.Receive(ctx, ps.Subscriber(cfg.MediaSubscription), consume.Options{Settings: cfg.mediaReceiveSettings(), SpanName: "fetch media", Gate: gate, Log: log}, fetcher.Fetch)
+	}
+	return part, func() { _ = gcs.Close() }, nil
 }
 
 func (cfg spec) check() error {
 	if cfg.MaxAttempts < 1 || cfg.MaxInFlight < 1 || cfg.PullStreams < 1 || cfg.RatePerNumber <= 0 {
 		return errors.New("SENDER_MAX_ATTEMPTS, SENDER_MAX_IN_FLIGHT, SENDER_PULL_STREAMS and SENDER_RATE_PER_NUMBER must be positive")
+	}
+	if cfg.MediaBucket != "" && (cfg.MediaMaxAttempts < 1 || cfg.MediaMaxInFlight < 1 || cfg.MediaDownloadTimeout <= 0 || cfg.MediaStorageTimeout <= 0) {
+		return errors.New("SENDER_MEDIA_MAX_ATTEMPTS, SENDER_MEDIA_MAX_IN_FLIGHT, SENDER_MEDIA_DOWNLOAD_TIMEOUT and SENDER_MEDIA_STORAGE_TIMEOUT must be positive")
 	}
 	// gRPC would raise a shorter time to 10s without a word.
 	if cfg.RecorderKeepalive < 10*time.Second || cfg.RecorderPingTimeout <= 0 {
@@ -202,6 +249,19 @@ func (cfg spec) processorConfig(claimant string) app.Config {
 	}
 }
 
+func (cfg spec) mediaConfig() app.MediaConfig {
+	return app.MediaConfig{
+		StatusTopic:       cfg.MediaStoredTopic,
+		DefaultAPIVersion: cfg.WhatsAppAPIVersion,
+		MaxAttempts:       cfg.MediaMaxAttempts,
+		InitialBackoff:    cfg.InitialBackoff,
+		MaxBackoff:        cfg.MaxBackoff,
+		DownloadTimeout:   cfg.MediaDownloadTimeout,
+		StorageTimeout:    cfg.MediaStorageTimeout,
+		PublishTimeout:    cfg.PublishTimeout,
+	}
+}
+
 // publishReserve is the end of a claim's lease kept for publishing the
 // result: a WhatsApp answer that arrives later than that cannot be recorded
 // before another delivery sees the claim expire.
@@ -214,5 +274,12 @@ func (cfg spec) receiveSettings() pubsub.ReceiveSettings {
 	rs.MaxOutstandingMessages = cfg.MaxInFlight
 	rs.NumGoroutines = cfg.PullStreams
 	rs.MaxDurationPerAckExtension = cfg.AckExtension
+	return rs
+}
+
+func (cfg spec) mediaReceiveSettings() pubsub.ReceiveSettings {
+	rs := cfg.receiveSettings()
+	rs.MaxOutstandingMessages = cfg.MediaMaxInFlight
+	rs.NumGoroutines = 1
 	return rs
 }

@@ -1,7 +1,8 @@
 // Package stack runs wadispatch locally as separate processes, the way it
 // runs on GCP: the Firestore emulator (whose Eventarc-shaped trigger posts to
-// ingest), the Pub/Sub emulator with the project's topology, the WhatsApp
-// simulator, and the three services. `make demo`, `make run` and the
+// ingest), the Pub/Sub emulator with the project's topology, the Cloud
+// Storage emulator with the media bucket, the WhatsApp simulator, and the
+// three services. `make demo`, `make run` and the
 // end-to-end tests use it.
 package stack
 
@@ -95,12 +96,16 @@ type Stack struct {
 
 	FirestoreAddr string
 	PubSubAddr    string
-	SimulatorURL  string
-	IngestURL     string // CloudEvents and the WhatsApp webhook
-	IngestOpsURL  string // ingest's probes and metrics
-	SenderURL     string
-	RecorderURL   string // the (first) recorder's ops HTTP endpoint
-	RecorderAddr  string // the (first) recorder's gRPC endpoint
+	// StorageAddr is the Cloud Storage emulator's (STORAGE_EMULATOR_HOST),
+	// holding MediaBucket, where the sender stores drivers' media.
+	StorageAddr  string
+	MediaBucket  string
+	SimulatorURL string
+	IngestURL    string // CloudEvents and the WhatsApp webhook
+	IngestOpsURL string // ingest's probes and metrics
+	SenderURL    string
+	RecorderURL  string // the (first) recorder's ops HTTP endpoint
+	RecorderAddr string // the (first) recorder's gRPC endpoint
 	// RecorderURLs and RecorderAddrs are every recorder's, in the order of
 	// RecorderName.
 	RecorderURLs, RecorderAddrs []string
@@ -155,6 +160,7 @@ const (
 const (
 	FirestoreEmulator = "firestore-emulator"
 	PubSubEmulator    = "pubsub-emulator"
+	StorageEmulator   = "gcs-emulator"
 	WhatsAppSimulator = "whatsapp-simulator"
 	Ingest            = "ingest"
 	Sender            = "sender"
@@ -204,7 +210,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 }
 
 func start(ctx context.Context, opts Options) (_ *Stack, err error) {
-	s := &Stack{opts: opts, TokenRef: "local-lease-token"}
+	s := &Stack{opts: opts, TokenRef: "local-lease-token", MediaBucket: "wadispatch-media-local"}
 	for _, v := range []*string{&s.Token, &s.AppSecret, &s.VerifyToken} {
 		if *v, err = randomToken(); err != nil {
 			return nil, err
@@ -250,6 +256,9 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		s.PubSubAddr, err = s.startEmulator(ctx, PubSubEmulator, "--host-port", "127.0.0.1:0", "--project", s.opts.Project)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if s.StorageAddr, err = s.startEmulator(ctx, StorageEmulator, "--host-port", "127.0.0.1:0", "--bucket", s.MediaBucket); err != nil {
 		return nil, err
 	}
 	simArgs := append([]string{
@@ -318,6 +327,8 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			"SENDER_RECORDER_ID_TOKEN_FILE=" + senderToken,
 			"SENDER_WHATSAPP_BASE_URL=" + s.SimulatorURL,
 			"SENDER_TOKENS=" + string(tokens),
+			"STORAGE_EMULATOR_HOST=" + s.StorageAddr,
+			"SENDER_MEDIA_BUCKET=" + s.MediaBucket,
 		}},
 		{Ingest, Ingest, addrs["ingest-ops"], []string{
 			"INGEST_ADDR=" + addrs["ingest"],

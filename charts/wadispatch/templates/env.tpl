@@ -99,6 +99,16 @@
   value: {{ printf "%ds" (int $s.publishTimeoutSeconds) | quote }}
 - name: SENDER_SECRET_MANAGER
   value: {{ and $s.tokens.secretManager (not $v.devEmulators.enabled) | quote }}
+{{- with $v.media.bucket }}
+# Drivers' media: MediaFetch from the recorder, MediaStored back to it on the
+# status events topic.
+- name: SENDER_MEDIA_BUCKET
+  value: {{ . | quote }}
+- name: SENDER_MEDIA_SUBSCRIPTION
+  value: {{ include "wadispatch.subscription" (dict "root" $ "name" $v.pubsub.mediaSubscription) | quote }}
+- name: SENDER_MEDIA_STORED_TOPIC
+  value: {{ include "wadispatch.topic" (dict "root" $ "name" $v.pubsub.statusEventsTopic) | quote }}
+{{- end }}
 {{- if or $s.tokens.localSecretName $v.devEmulators.enabled }}
 - name: SENDER_TOKENS_FILE
   value: /etc/wadispatch/tokens/tokens.json
@@ -122,6 +132,7 @@
   value: {{ include "wadispatch.subscription" (dict "root" . "name" $v.pubsub.statusEventsSubscription) | quote }}
 - name: RECORDER_TASKS_TOPIC
   value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.tasksTopic) | quote }}
+# Drivers' media to fetch, for the sender.
 - name: RECORDER_MEDIA_TOPIC
   value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.mediaTopic) | quote }}
 - name: RECORDER_DEFAULT_DATABASE

@@ -23,6 +23,11 @@ const AdminPrefix = "/_sim/"
 //	DELETE /_sim/faults                           remove every fault
 //	POST   /_sim/inbound                          record an Inbound (JSON)
 //	POST   /_sim/phone-numbers                    {"phone_number_id","token"}
+//	POST   /_sim/media                            add media (AddMedia): {"phone_number_id","mime_type","data" (base64)}
+//	POST   /_sim/media/{id}/unavailable           GET /{media-id} answers 131052
+//	GET    /_sim/media/counts                     media counters
+//	POST   /_sim/media/faults                     install a MediaFault (JSON)
+//	POST   /_sim/media/url-ttl                    {"ttl":"2s"}: validity of URLs issued from now on
 func (s *Simulator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_sim/messages", func(w http.ResponseWriter, r *http.Request) {
@@ -84,12 +89,16 @@ func (s *Simulator) Handler() http.Handler {
 		s.AddPhoneNumber(p.PhoneNumberID, p.Token)
 		w.WriteHeader(http.StatusNoContent)
 	})
+	s.mediaAdmin(mux)
 	mux.HandleFunc(AdminPrefix, func(w http.ResponseWriter, r *http.Request) {
 		adminError(w, fmt.Errorf("no admin route %s %s", r.Method, r.URL.Path))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, AdminPrefix) {
 			mux.ServeHTTP(w, r)
+			return
+		}
+		if s.serveMedia(w, r) {
 			return
 		}
 		s.serveGraph(w, r)

@@ -36,6 +36,9 @@ type Options struct {
 	// name/language fails with 132001, a parameter mismatch with 132000. When
 	// empty, any well-formed template is accepted.
 	Templates []TemplateSpec
+	// MediaURLTTL is how long media download URLs are valid; zero is
+	// Meta's 5 minutes (media.go).
+	MediaURLTTL time.Duration
 	// Latency delays every Graph API answer (see also latency faults).
 	Latency time.Duration
 	// Faults are installed at start, as if added through AddFault.

@@ -38,6 +38,7 @@ type Simulator struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	pending   atomic.Int64
+	media     *media
 
 	mu         sync.Mutex
 	tokens     map[string]string
@@ -167,6 +168,7 @@ func New(opts Options) (*Simulator, error) {
 		cancel:    cancel,
 		tokens:    map[string]string{},
 		rng:       mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
+		media:     newMedia(opts.MediaURLTTL),
 	}
 	for id, tok := range opts.PhoneNumbers {
 		s.tokens[id] = tok
@@ -188,10 +190,11 @@ func (s *Simulator) AddPhoneNumber(phoneNumberID, token string) {
 	s.tokens[phoneNumberID] = token
 }
 
-// Reset forgets accepted messages, counters, open windows, rate-limit state
-// and faults (the faults of Options are reinstalled). Webhooks already
+// Reset forgets accepted messages, counters, open windows, rate-limit state,
+// media and faults (the faults of Options are reinstalled). Webhooks already
 // scheduled still go out.
 func (s *Simulator) Reset() {
+	s.media.reset()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resetLocked()

@@ -305,6 +305,13 @@ type Inbound struct {
 	// At is when the user sent it; zero means now. A past time lets tests
 	// open a window that has already expired.
 	At time.Time `json:"at,omitempty"`
+	// MediaID (from AddMedia) with a media Type (image, document, audio,
+	// video, sticker) builds Part from the media (media.go); Caption,
+	// Filename and Voice go in it where Meta's shape has them.
+	MediaID  string `json:"media_id,omitempty"`
+	Caption  string `json:"caption,omitempty"`
+	Filename string `json:"filename,omitempty"`
+	Voice    bool   `json:"voice,omitempty"`
 }
 
 // RecordInbound records a message from a user: it opens the customer-service
@@ -319,7 +326,7 @@ func (s *Simulator) RecordInbound(in Inbound) (string, error) {
 	if in.PhoneNumberID == "" {
 		return "", fmt.Errorf("whatsappsim: inbound message needs a phone_number_id")
 	}
-	if in.Type != "" && in.Type != "text" && !json.Valid(in.Part) {
+	if in.Type != "" && in.Type != "text" && in.MediaID == "" && !json.Valid(in.Part) {
 		return "", fmt.Errorf("whatsappsim: an inbound %q message needs its part, the type's object as JSON", in.Type)
 	}
 	at := in.At
@@ -339,6 +346,9 @@ func (s *Simulator) RecordInbound(in Inbound) (string, error) {
 	msg := InboundMessage{From: waID, ID: id, Timestamp: strconv.FormatInt(at.Unix(), 10), Type: in.Type, Part: in.Part}
 	if in.Type == "" || in.Type == "text" {
 		msg.Type, msg.Part = "text", map[string]string{"body": in.Text}
+	}
+	if err := s.attachMedia(&msg, in); err != nil {
+		return "", err
 	}
 	if in.ContextID != "" {
 		msg.Context = &InboundContext{From: s.opts.Webhook.DisplayPhoneNumber, ID: in.ContextID}

@@ -83,6 +83,7 @@ func run(ctx context.Context, mode, bin, logs string, recorders int) (ok bool, e
 	fmt.Printf(`
   Firestore emulator   export FIRESTORE_EMULATOR_HOST=%s
   Pub/Sub emulator     export PUBSUB_EMULATOR_HOST=%s
+  Storage emulator     export STORAGE_EMULATOR_HOST=%s  (drivers' media in gs://%s)
   WhatsApp simulator   %s  (admin: %s/_sim/messages)
   ingest               %s  (CloudEvents at /, the webhook at /whatsapp/webhook; metrics at %s/metrics)
   sender               %s
@@ -93,7 +94,7 @@ func run(ctx context.Context, mode, bin, logs string, recorders int) (ok bool, e
 The lease %q is seeded; create documents under
 leasecompany/%s/enquiries/<enquiryId>/whatsapp/messages/chatMessages/ to send.
 A service that stops is reported and restarted; Ctrl-C stops everything.
-`, s.FirestoreAddr, s.PubSubAddr, s.SimulatorURL, s.SimulatorURL, s.IngestURL, s.IngestOpsURL, s.SenderURL,
+`, s.FirestoreAddr, s.PubSubAddr, s.StorageAddr, s.MediaBucket, s.SimulatorURL, s.SimulatorURL, s.IngestURL, s.IngestOpsURL, s.SenderURL,
 		s.RecorderAddr, s.RecorderURL, otherRecorders(s), s.OperatorTokenFile, s.RecorderAddr, s.PubSubAddr, stack.DemoLease, stack.DemoLease)
 	fs, err := s.Firestore(ctx, "(default)")
 	if err != nil {

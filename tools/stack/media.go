@@ -1,0 +1,32 @@
+package stack
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
+)
+
+// AddMedia gives the simulator media of the stack's business number, as
+// a driver would send it; ReplyMedia sends it.
+func (s *Stack) AddMedia(ctx context.Context, mimeType string, data []byte) (whatsappsim.AddedMedia, error) {
+	var out whatsappsim.AddedMedia
+	err := s.simulator(ctx, http.MethodPost, "/_sim/media", map[string]any{
+		"phone_number_id": s.opts.PhoneNumberID, "mime_type": mimeType, "data": data,
+	}, &out)
+	return out, err
+}
+
+// ReplyMedia has driver (E.164) send added media as a message of type typ
+// (image, document, audio, video, sticker) with caption, as WhatsApp
+// delivers it; it returns the inbound message's wamid.
+func (s *Stack) ReplyMedia(ctx context.Context, driver, typ, mediaID, caption string) (string, error) {
+	var out struct {
+		ID string `json:"id"`
+	}
+	err := s.simulator(ctx, http.MethodPost, "/_sim/inbound", whatsappsim.Inbound{
+		PhoneNumberID: s.opts.PhoneNumberID, From: strings.TrimPrefix(driver, "+"), Type: typ, MediaID: mediaID, Caption: caption,
+	}, &out)
+	return out.ID, err
+}
