@@ -72,7 +72,11 @@ func (r *Rejection) RejectReason() string { return r.Reason }
 // message from a driver or a migrated one is not the pipeline's to send:
 // its document stays as the web app wrote it.
 func (r *Rejection) Actionable() bool {
-	return r.Reason == ReasonInvalidData || r.Reason == ReasonNoWhatsAppConfig
+	switch r.Reason {
+	case ReasonInvalidData, ReasonNoWhatsAppConfig, ReasonOptedOut, ReasonNumberChanged:
+		return true
+	}
+	return false
 }
 
 func invalid(field, format string, args ...any) *Rejection {

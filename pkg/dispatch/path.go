@@ -102,6 +102,14 @@ func UnmatchedReplyPath(leaseID, docID string) string {
 	return "leasecompany/" + leaseID + "/whatsappUnmatchedReplies/" + docID
 }
 
+// Fields of a driver's record that ingest reads before a send; the
+// recorder writes them.
+const (
+	DriverOptedOut     = "optedOut"
+	DriverOptOutSource = "optOutSource"
+	DriverChangedTo    = "changedTo"
+)
+
 // DriverRecordPath is a driver's record of a lease: their stop or resume,
 // whether WhatsApp can reach them, a changed number. Ingest reads it before
 // a send; the recorder writes it.

@@ -164,6 +164,45 @@ func (e Documents) Message(ctx context.Context, path string) (app.StoredMessage,
 	return app.StoredMessage{Exists: true, CreateTime: snap.CreateTime, Fields: snap.Data()}, nil
 }
 
+// MessageAndDriver implements app.Messages with one BatchGetDocuments.
+func (e Documents) MessageAndDriver(ctx context.Context, path, recordPath string) (app.StoredMessage, error) {
+	if recordPath == "" {
+		return e.Message(ctx, path)
+	}
+	msg, rec := e.fs.Doc(path), e.fs.Doc(recordPath)
+	if msg == nil || rec == nil {
+		return app.StoredMessage{}, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("message path %q is not a document path", dispatch.Clip(path, 200))}
+	}
+	snaps, err := e.fs.GetAll(ctx, []*firestore.DocumentRef{msg, rec})
+	if err != nil {
+		return app.StoredMessage{}, firestoreError("read message", err)
+	}
+	stored := app.StoredMessage{DriverRecordPath: recordPath}
+	if snaps[0].Exists() {
+		stored.Exists, stored.CreateTime, stored.Fields = true, snaps[0].CreateTime, snaps[0].Data()
+	}
+	if snaps[1].Exists() {
+		stored.DriverRecord = snaps[1].Data()
+	}
+	return stored, nil
+}
+
+// DriverRecord implements app.Messages.
+func (e Documents) DriverRecord(ctx context.Context, path string) (map[string]any, error) {
+	ref := e.fs.Doc(path)
+	if ref == nil {
+		return nil, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: "driver record path is not a document path"}
+	}
+	snap, err := ref.Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, firestoreError("read driver's record", err)
+	}
+	return snap.Data(), nil
+}
+
 // Enquiry implements app.Enquiries.
 func (e Documents) Enquiry(ctx context.Context, path string) (map[string]any, error) {
 	return e.enquiries.Get(ctx, path, e.readEnquiry)

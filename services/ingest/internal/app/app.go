@@ -65,6 +65,12 @@ const MaxLeasesPerNumber = 10
 // notification, the stored document is what is sent.
 type Messages interface {
 	Message(ctx context.Context, path string) (StoredMessage, error)
+	// MessageAndDriver reads the message document at path and, in the
+	// same read, the driver's record of the lease at recordPath: a send
+	// costs no read of its own for it.
+	MessageAndDriver(ctx context.Context, path, recordPath string) (StoredMessage, error)
+	// DriverRecord reads a driver's record of a lease; nil when none.
+	DriverRecord(ctx context.Context, path string) (map[string]any, error)
 }
 
 // StoredMessage is a message document as Firestore holds it now.
@@ -72,6 +78,11 @@ type StoredMessage struct {
 	Exists     bool
 	CreateTime time.Time
 	Fields     map[string]any
+	// DriverRecordPath is the driver's record read with the message
+	// ("" when none was), DriverRecord its fields (nil when it does not
+	// exist).
+	DriverRecordPath string
+	DriverRecord     map[string]any
 }
 
 // Reasons of rejections decided by reading the document.
@@ -271,7 +282,7 @@ func (in *Ingester) handle(ctx context.Context, ce *event.Event) Result {
 		return classify(&firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent,
 			Detail: fmt.Sprintf("event from database %q, ingest reads %q (INGEST_FIRESTORE_DATABASE)", ev.Database, in.cfg.Database)}, path)
 	}
-	stored, err := in.messages.Message(ctx, path)
+	stored, err := in.messages.MessageAndDriver(ctx, path, in.announcedDriverRecord(ev))
 	if err != nil {
 		return classify(err, path)
 	}
@@ -311,6 +322,13 @@ func (in *Ingester) task(ctx context.Context, ref dispatch.MessageRef, stored St
 	if err != nil {
 		return nil, err
 	}
+	record, err := in.driverRecord(ctx, ref, msg, stored)
+	if err != nil {
+		return nil, err
+	}
+	if err := chatmessage.CheckDriver(msg, record, cfg.OptOutPolicy, ""); err != nil {
+		return nil, err
+	}
 	if msg.NeedsEnquiry() {
 		enquiry, err := in.enquiries.Enquiry(ctx, ref.EnquiryPath())
 		if err != nil {
@@ -319,6 +337,28 @@ func (in *Ingester) task(ctx context.Context, ref dispatch.MessageRef, stored St
 		msg.FillFromEnquiry(enquiry)
 	}
 	return msg.Task(cfg, eventID, stored.CreateTime)
+}
+
+// announcedDriverRecord is the record of the driver the event's document
+// names, read with the document; "" when it names none usable.
+func (in *Ingester) announcedDriverRecord(ev *firestoreevent.Event) string {
+	number, _ := ev.Fields["driverMobileNumber"].(string)
+	e164, err := chatmessage.NormalizeNumber(number, in.cfg.Region)
+	if err != nil || dispatch.CheckDocumentID(e164) != nil {
+		return ""
+	}
+	return dispatch.DriverRecordPath(ev.Ref.LeaseID, e164)
+}
+
+// driverRecord is the record of the stored document's driver: the one read
+// with it, unless the document names another driver than its event did
+// (or came from the reconciler), then read now.
+func (in *Ingester) driverRecord(ctx context.Context, ref dispatch.MessageRef, msg *chatmessage.Message, stored StoredMessage) (map[string]any, error) {
+	path := dispatch.DriverRecordPath(ref.LeaseID, msg.DriverE164)
+	if stored.DriverRecordPath == path {
+		return stored.DriverRecord, nil
+	}
+	return in.messages.DriverRecord(ctx, path)
 }
 
 // refuse publishes the refusal of a rejection the V-Customer can act on;

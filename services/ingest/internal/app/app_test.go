@@ -35,6 +35,12 @@ func (f fakeLeases) BusinessNumber(context.Context, string) (NumberLeases, error
 // fakeMessages holds the stored documents, by path.
 type fakeMessages map[string]StoredMessage
 
+func (f fakeMessages) MessageAndDriver(ctx context.Context, path, _ string) (StoredMessage, error) {
+	return f.Message(ctx, path)
+}
+
+func (f fakeMessages) DriverRecord(context.Context, string) (map[string]any, error) { return nil, nil }
+
 func (f fakeMessages) Message(_ context.Context, path string) (StoredMessage, error) {
 	return f[path], nil
 }

@@ -15,11 +15,11 @@ import (
 // Fields of a driver's record (dispatch.DriverRecordPath); ingest reads
 // optedOut and changedTo before a send.
 const (
-	fOptedOut      = "optedOut"
+	fOptedOut      = dispatch.DriverOptedOut
 	fPreferenceAt  = "preferenceAt"
 	fUndeliverable = "undeliverableMessages"
 	fUnreachable   = "unreachable"
-	fChangedTo     = "changedTo"
+	fChangedTo     = dispatch.DriverChangedTo
 	fChangedFrom   = "changedFrom"
 	fChangedAt     = "changedAt"
 )
@@ -41,7 +41,7 @@ func (s *Store) RecordPreference(ctx context.Context, leaseID, driver string, p 
 		applied = true
 		return tx.Set(doc, map[string]any{
 			"driverMobileNumber": driver, "leaseId": leaseID,
-			fOptedOut: p.Stop, "optOutSource": p.Source, "optOutDetail": p.Detail, "preferenceWhatsappMessageId": p.Wamid,
+			fOptedOut: p.Stop, dispatch.DriverOptOutSource: p.Source, "optOutDetail": p.Detail, "preferenceWhatsappMessageId": p.Wamid,
 			fPreferenceAt: p.At, fUpdatedAt: firestore.ServerTimestamp,
 		}, firestore.MergeAll)
 	})
@@ -138,7 +138,7 @@ func (s *Store) Driver(ctx context.Context, leaseID, driver string) (app.DriverR
 	str := func(k string) string { v, _ := d[k].(string); return v }
 	paths, _ := d[fUndeliverable].([]any)
 	r := app.DriverRecord{
-		OptedOut: d[fOptedOut] == true, OptOutSource: str("optOutSource"), OptOutDetail: str("optOutDetail"),
+		OptedOut: d[fOptedOut] == true, OptOutSource: str(dispatch.DriverOptOutSource), OptOutDetail: str("optOutDetail"),
 		Undeliverable: len(paths), Unreachable: d[fUnreachable] == true, ChangedTo: str(fChangedTo), ChangedFrom: str(fChangedFrom),
 	}
 	r.PreferenceAt, _ = d[fPreferenceAt].(time.Time)
