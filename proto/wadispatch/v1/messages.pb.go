@@ -1203,8 +1203,11 @@ type StatusEvent struct {
 	// and read statuses. It comes from outside: parsed strictly, ignored
 	// when it does not parse.
 	BizOpaqueCallbackData string `protobuf:"bytes,7,opt,name=biz_opaque_callback_data,json=bizOpaqueCallbackData,proto3" json:"biz_opaque_callback_data,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// What WhatsApp charges for the message, as the status states it (sent
+	// and delivered statuses carry it; unset when the status has none).
+	Pricing       *StatusPricing `protobuf:"bytes,8,opt,name=pricing,proto3" json:"pricing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusEvent) Reset() {
@@ -1286,6 +1289,82 @@ func (x *StatusEvent) GetBizOpaqueCallbackData() string {
 	return ""
 }
 
+func (x *StatusEvent) GetPricing() *StatusPricing {
+	if x != nil {
+		return x.Pricing
+	}
+	return nil
+}
+
+// statuses[].pricing of a status webhook, under per-message pricing (from
+// 1 July 2025): each string bounded and printable, or "unknown". The
+// deprecated `billable` is not kept: type says whether the message is
+// charged.
+type StatusPricing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "PMP" (per-message pricing); "CBP" only for a free entry point
+	// conversation's messages.
+	PricingModel string `protobuf:"bytes,1,opt,name=pricing_model,json=pricingModel,proto3" json:"pricing_model,omitempty"`
+	// marketing, marketing_lite, utility, authentication,
+	// authentication_international, service, referral_conversion...
+	Category string `protobuf:"bytes,2,opt,name=category,proto3" json:"category,omitempty"`
+	// regular (charged), free_customer_service, free_entry_point.
+	Type          string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusPricing) Reset() {
+	*x = StatusPricing{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusPricing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusPricing) ProtoMessage() {}
+
+func (x *StatusPricing) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusPricing.ProtoReflect.Descriptor instead.
+func (*StatusPricing) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StatusPricing) GetPricingModel() string {
+	if x != nil {
+		return x.PricingModel
+	}
+	return ""
+}
+
+func (x *StatusPricing) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *StatusPricing) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
 // A message a driver sent to a business number, from a WhatsApp webhook.
 type InboundMessage struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -1328,7 +1407,7 @@ type InboundMessage struct {
 
 func (x *InboundMessage) Reset() {
 	*x = InboundMessage{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1419,7 @@ func (x *InboundMessage) String() string {
 func (*InboundMessage) ProtoMessage() {}
 
 func (x *InboundMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1432,7 @@ func (x *InboundMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundMessage.ProtoReflect.Descriptor instead.
 func (*InboundMessage) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{10}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InboundMessage) GetWhatsappMessageId() string {
@@ -1476,7 +1555,7 @@ type InboundReply struct {
 
 func (x *InboundReply) Reset() {
 	*x = InboundReply{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1567,7 @@ func (x *InboundReply) String() string {
 func (*InboundReply) ProtoMessage() {}
 
 func (x *InboundReply) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1580,7 @@ func (x *InboundReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundReply.ProtoReflect.Descriptor instead.
 func (*InboundReply) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{11}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InboundReply) GetId() string {
@@ -1543,7 +1622,7 @@ type InboundMedia struct {
 
 func (x *InboundMedia) Reset() {
 	*x = InboundMedia{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1555,7 +1634,7 @@ func (x *InboundMedia) String() string {
 func (*InboundMedia) ProtoMessage() {}
 
 func (x *InboundMedia) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1568,7 +1647,7 @@ func (x *InboundMedia) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundMedia.ProtoReflect.Descriptor instead.
 func (*InboundMedia) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{12}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InboundMedia) GetId() string {
@@ -1631,7 +1710,7 @@ type MediaFetch struct {
 
 func (x *MediaFetch) Reset() {
 	*x = MediaFetch{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1722,7 @@ func (x *MediaFetch) String() string {
 func (*MediaFetch) ProtoMessage() {}
 
 func (x *MediaFetch) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1735,7 @@ func (x *MediaFetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MediaFetch.ProtoReflect.Descriptor instead.
 func (*MediaFetch) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{13}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MediaFetch) GetMessageDocId() string {
@@ -1726,7 +1805,7 @@ type MediaStored struct {
 
 func (x *MediaStored) Reset() {
 	*x = MediaStored{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1817,7 @@ func (x *MediaStored) String() string {
 func (*MediaStored) ProtoMessage() {}
 
 func (x *MediaStored) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1830,7 @@ func (x *MediaStored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MediaStored.ProtoReflect.Descriptor instead.
 func (*MediaStored) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{14}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MediaStored) GetMessageDocId() string {
@@ -1933,7 +2012,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"refused_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\"\xe7\x02\n" +
+	"refused_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\"\x9f\x03\n" +
 	"\vStatusEvent\x12.\n" +
 	"\x13whatsapp_message_id\x18\x01 \x01(\tR\x11whatsappMessageId\x124\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1c.wadispatch.v1.MessageStatusR\x06status\x128\n" +
@@ -1941,7 +2020,12 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\frecipient_id\x18\x04 \x01(\tR\vrecipientId\x12&\n" +
 	"\x0fphone_number_id\x18\x05 \x01(\tR\rphoneNumberId\x124\n" +
 	"\x06errors\x18\x06 \x03(\v2\x1c.wadispatch.v1.WhatsAppErrorR\x06errors\x127\n" +
-	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\"\x94\x05\n" +
+	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\x126\n" +
+	"\apricing\x18\b \x01(\v2\x1c.wadispatch.v1.StatusPricingR\apricing\"d\n" +
+	"\rStatusPricing\x12#\n" +
+	"\rpricing_model\x18\x01 \x01(\tR\fpricingModel\x12\x1a\n" +
+	"\bcategory\x18\x02 \x01(\tR\bcategory\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\"\x94\x05\n" +
 	"\x0eInboundMessage\x12.\n" +
 	"\x13whatsapp_message_id\x18\x01 \x01(\tR\x11whatsappMessageId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12&\n" +
@@ -2026,7 +2110,7 @@ func file_wadispatch_v1_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(MessageType)(0),              // 0: wadispatch.v1.MessageType
 	(MessageStatus)(0),            // 1: wadispatch.v1.MessageStatus
@@ -2042,20 +2126,21 @@ var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(*SendResult)(nil),            // 11: wadispatch.v1.SendResult
 	(*Refusal)(nil),               // 12: wadispatch.v1.Refusal
 	(*StatusEvent)(nil),           // 13: wadispatch.v1.StatusEvent
-	(*InboundMessage)(nil),        // 14: wadispatch.v1.InboundMessage
-	(*InboundReply)(nil),          // 15: wadispatch.v1.InboundReply
-	(*InboundMedia)(nil),          // 16: wadispatch.v1.InboundMedia
-	(*MediaFetch)(nil),            // 17: wadispatch.v1.MediaFetch
-	(*MediaStored)(nil),           // 18: wadispatch.v1.MediaStored
-	nil,                           // 19: wadispatch.v1.SendTask.PayloadEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 21: google.protobuf.Struct
+	(*StatusPricing)(nil),         // 14: wadispatch.v1.StatusPricing
+	(*InboundMessage)(nil),        // 15: wadispatch.v1.InboundMessage
+	(*InboundReply)(nil),          // 16: wadispatch.v1.InboundReply
+	(*InboundMedia)(nil),          // 17: wadispatch.v1.InboundMedia
+	(*MediaFetch)(nil),            // 18: wadispatch.v1.MediaFetch
+	(*MediaStored)(nil),           // 19: wadispatch.v1.MediaStored
+	nil,                           // 20: wadispatch.v1.SendTask.PayloadEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 22: google.protobuf.Struct
 }
 var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	0,  // 0: wadispatch.v1.SendTask.type:type_name -> wadispatch.v1.MessageType
 	4,  // 1: wadispatch.v1.SendTask.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	19, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
-	20, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
+	20, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
+	21, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
 	6,  // 4: wadispatch.v1.SendTask.interactive:type_name -> wadispatch.v1.Interactive
 	2,  // 5: wadispatch.v1.Interactive.kind:type_name -> wadispatch.v1.InteractiveKind
 	7,  // 6: wadispatch.v1.Interactive.buttons:type_name -> wadispatch.v1.InteractiveButton
@@ -2063,29 +2148,30 @@ var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	9,  // 8: wadispatch.v1.InteractiveSection.rows:type_name -> wadispatch.v1.InteractiveRow
 	3,  // 9: wadispatch.v1.SendResult.outcome:type_name -> wadispatch.v1.Outcome
 	10, // 10: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
-	20, // 11: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
-	20, // 12: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
-	20, // 13: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
-	20, // 14: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
-	20, // 15: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
-	20, // 16: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
+	21, // 11: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
+	21, // 12: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
+	21, // 13: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
+	21, // 14: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
+	21, // 15: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
+	21, // 16: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
 	1,  // 17: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
-	20, // 18: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
+	21, // 18: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
 	10, // 19: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
-	20, // 20: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
-	4,  // 21: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	21, // 22: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
-	15, // 23: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
-	16, // 24: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
-	21, // 25: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
-	16, // 26: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
-	4,  // 27: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	20, // 28: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	14, // 20: wadispatch.v1.StatusEvent.pricing:type_name -> wadispatch.v1.StatusPricing
+	21, // 21: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
+	4,  // 22: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	22, // 23: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
+	16, // 24: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
+	17, // 25: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
+	22, // 26: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
+	17, // 27: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
+	4,  // 28: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	21, // 29: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_messages_proto_init() }
@@ -2099,7 +2185,7 @@ func file_wadispatch_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_messages_proto_rawDesc), len(file_wadispatch_v1_messages_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1565,6 +1565,190 @@ func (x *ListUnmatchedRepliesResponse) GetNextPageToken() string {
 	return ""
 }
 
+type GetCostsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// UTC month of the statuses' timestamps, "2026-12".
+	Month         string `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCostsRequest) Reset() {
+	*x = GetCostsRequest{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCostsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCostsRequest) ProtoMessage() {}
+
+func (x *GetCostsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCostsRequest.ProtoReflect.Descriptor instead.
+func (*GetCostsRequest) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetCostsRequest) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *GetCostsRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+// Messages of one category and type.
+type CostLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Category      string                 `protobuf:"bytes,1,opt,name=category,proto3" json:"category,omitempty"`
+	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Messages      int64                  `protobuf:"varint,3,opt,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CostLine) Reset() {
+	*x = CostLine{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CostLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CostLine) ProtoMessage() {}
+
+func (x *CostLine) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CostLine.ProtoReflect.Descriptor instead.
+func (*CostLine) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CostLine) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *CostLine) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *CostLine) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+type GetCostsResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Month   string                 `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
+	// By category, then type; lines with no message are left out.
+	Lines []*CostLine `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	// All lines' messages.
+	Messages      int64 `protobuf:"varint,4,opt,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCostsResponse) Reset() {
+	*x = GetCostsResponse{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCostsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCostsResponse) ProtoMessage() {}
+
+func (x *GetCostsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCostsResponse.ProtoReflect.Descriptor instead.
+func (*GetCostsResponse) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetCostsResponse) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *GetCostsResponse) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *GetCostsResponse) GetLines() []*CostLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *GetCostsResponse) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
 var File_wadispatch_v1_recorder_proto protoreflect.FileDescriptor
 
 const file_wadispatch_v1_recorder_proto_rawDesc = "" +
@@ -1691,7 +1875,19 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x7f\n" +
 	"\x1cListUnmatchedRepliesResponse\x127\n" +
 	"\areplies\x18\x01 \x03(\v2\x1d.wadispatch.v1.UnmatchedReplyR\areplies\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xd8\x05\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"B\n" +
+	"\x0fGetCostsRequest\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x14\n" +
+	"\x05month\x18\x02 \x01(\tR\x05month\"V\n" +
+	"\bCostLine\x12\x1a\n" +
+	"\bcategory\x18\x01 \x01(\tR\bcategory\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
+	"\bmessages\x18\x03 \x01(\x03R\bmessages\"\x8e\x01\n" +
+	"\x10GetCostsResponse\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x14\n" +
+	"\x05month\x18\x02 \x01(\tR\x05month\x12-\n" +
+	"\x05lines\x18\x03 \x03(\v2\x17.wadispatch.v1.CostLineR\x05lines\x12\x1a\n" +
+	"\bmessages\x18\x04 \x01(\x03R\bmessages2\xa5\x06\n" +
 	"\bRecorder\x12N\n" +
 	"\tClaimSend\x12\x1f.wadispatch.v1.ClaimSendRequest\x1a .wadispatch.v1.ClaimSendResponse\x12Q\n" +
 	"\n" +
@@ -1701,7 +1897,8 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\vListStalled\x12!.wadispatch.v1.ListStalledRequest\x1a\".wadispatch.v1.ListStalledResponse\x12o\n" +
 	"\x14ListUnmatchedReplies\x12*.wadispatch.v1.ListUnmatchedRepliesRequest\x1a+.wadispatch.v1.ListUnmatchedRepliesResponse\x12E\n" +
 	"\x06Resend\x12\x1c.wadispatch.v1.ResendRequest\x1a\x1d.wadispatch.v1.ResendResponse\x12W\n" +
-	"\fReleaseClaim\x12\".wadispatch.v1.ReleaseClaimRequest\x1a#.wadispatch.v1.ReleaseClaimResponseB=Z;github.com/visn/wadispatch/proto/wadispatch/v1;wadispatchv1b\x06proto3"
+	"\fReleaseClaim\x12\".wadispatch.v1.ReleaseClaimRequest\x1a#.wadispatch.v1.ReleaseClaimResponse\x12K\n" +
+	"\bGetCosts\x12\x1e.wadispatch.v1.GetCostsRequest\x1a\x1f.wadispatch.v1.GetCostsResponseB=Z;github.com/visn/wadispatch/proto/wadispatch/v1;wadispatchv1b\x06proto3"
 
 var (
 	file_wadispatch_v1_recorder_proto_rawDescOnce sync.Once
@@ -1716,7 +1913,7 @@ func file_wadispatch_v1_recorder_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_recorder_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_wadispatch_v1_recorder_proto_goTypes = []any{
 	(ClaimSendResponse_Decision)(0),      // 0: wadispatch.v1.ClaimSendResponse.Decision
 	(*ClaimSendRequest)(nil),             // 1: wadispatch.v1.ClaimSendRequest
@@ -1741,65 +1938,71 @@ var file_wadispatch_v1_recorder_proto_goTypes = []any{
 	(*ListUnmatchedRepliesRequest)(nil),  // 20: wadispatch.v1.ListUnmatchedRepliesRequest
 	(*UnmatchedReply)(nil),               // 21: wadispatch.v1.UnmatchedReply
 	(*ListUnmatchedRepliesResponse)(nil), // 22: wadispatch.v1.ListUnmatchedRepliesResponse
-	(*SendTask)(nil),                     // 23: wadispatch.v1.SendTask
-	(*durationpb.Duration)(nil),          // 24: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 25: google.protobuf.Timestamp
-	(*SendResult)(nil),                   // 26: wadispatch.v1.SendResult
-	(*StatusEvent)(nil),                  // 27: wadispatch.v1.StatusEvent
-	(MessageStatus)(0),                   // 28: wadispatch.v1.MessageStatus
-	(*WhatsAppError)(nil),                // 29: wadispatch.v1.WhatsAppError
+	(*GetCostsRequest)(nil),              // 23: wadispatch.v1.GetCostsRequest
+	(*CostLine)(nil),                     // 24: wadispatch.v1.CostLine
+	(*GetCostsResponse)(nil),             // 25: wadispatch.v1.GetCostsResponse
+	(*SendTask)(nil),                     // 26: wadispatch.v1.SendTask
+	(*durationpb.Duration)(nil),          // 27: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 28: google.protobuf.Timestamp
+	(*SendResult)(nil),                   // 29: wadispatch.v1.SendResult
+	(*StatusEvent)(nil),                  // 30: wadispatch.v1.StatusEvent
+	(MessageStatus)(0),                   // 31: wadispatch.v1.MessageStatus
+	(*WhatsAppError)(nil),                // 32: wadispatch.v1.WhatsAppError
 }
 var file_wadispatch_v1_recorder_proto_depIdxs = []int32{
-	23, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
-	24, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
+	26, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
+	27, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
 	0,  // 2: wadispatch.v1.ClaimSendResponse.decision:type_name -> wadispatch.v1.ClaimSendResponse.Decision
-	25, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
-	26, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
-	25, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
-	25, // 6: wadispatch.v1.ClaimSendResponse.state_version:type_name -> google.protobuf.Timestamp
-	26, // 7: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
+	28, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
+	29, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
+	28, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
+	28, // 6: wadispatch.v1.ClaimSendResponse.state_version:type_name -> google.protobuf.Timestamp
+	29, // 7: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
 	9,  // 8: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
-	27, // 9: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
+	30, // 9: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
 	9,  // 10: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
 	9,  // 11: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
-	28, // 12: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
-	29, // 13: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
-	25, // 14: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
-	25, // 15: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
-	25, // 16: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
-	25, // 17: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
-	25, // 18: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
-	25, // 19: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
-	25, // 20: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
+	31, // 12: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
+	32, // 13: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
+	28, // 14: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
+	28, // 15: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
+	28, // 16: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
+	28, // 17: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
+	28, // 18: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
+	28, // 19: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
+	28, // 20: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
 	9,  // 21: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
 	9,  // 22: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
-	24, // 23: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
+	27, // 23: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
 	9,  // 24: wadispatch.v1.ListStalledResponse.messages:type_name -> wadispatch.v1.MessageState
 	9,  // 25: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
 	9,  // 26: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
-	25, // 27: wadispatch.v1.UnmatchedReply.created_at:type_name -> google.protobuf.Timestamp
+	28, // 27: wadispatch.v1.UnmatchedReply.created_at:type_name -> google.protobuf.Timestamp
 	21, // 28: wadispatch.v1.ListUnmatchedRepliesResponse.replies:type_name -> wadispatch.v1.UnmatchedReply
-	1,  // 29: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
-	7,  // 30: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
-	10, // 31: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
-	12, // 32: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
-	14, // 33: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
-	20, // 34: wadispatch.v1.Recorder.ListUnmatchedReplies:input_type -> wadispatch.v1.ListUnmatchedRepliesRequest
-	16, // 35: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
-	18, // 36: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
-	2,  // 37: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
-	8,  // 38: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
-	11, // 39: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
-	13, // 40: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
-	15, // 41: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
-	22, // 42: wadispatch.v1.Recorder.ListUnmatchedReplies:output_type -> wadispatch.v1.ListUnmatchedRepliesResponse
-	17, // 43: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
-	19, // 44: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
-	37, // [37:45] is the sub-list for method output_type
-	29, // [29:37] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	24, // 29: wadispatch.v1.GetCostsResponse.lines:type_name -> wadispatch.v1.CostLine
+	1,  // 30: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
+	7,  // 31: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
+	10, // 32: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
+	12, // 33: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
+	14, // 34: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
+	20, // 35: wadispatch.v1.Recorder.ListUnmatchedReplies:input_type -> wadispatch.v1.ListUnmatchedRepliesRequest
+	16, // 36: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
+	18, // 37: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
+	23, // 38: wadispatch.v1.Recorder.GetCosts:input_type -> wadispatch.v1.GetCostsRequest
+	2,  // 39: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
+	8,  // 40: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
+	11, // 41: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
+	13, // 42: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
+	15, // 43: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
+	22, // 44: wadispatch.v1.Recorder.ListUnmatchedReplies:output_type -> wadispatch.v1.ListUnmatchedRepliesResponse
+	17, // 45: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
+	19, // 46: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
+	25, // 47: wadispatch.v1.Recorder.GetCosts:output_type -> wadispatch.v1.GetCostsResponse
+	39, // [39:48] is the sub-list for method output_type
+	30, // [30:39] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_recorder_proto_init() }
@@ -1814,7 +2017,7 @@ func file_wadispatch_v1_recorder_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_recorder_proto_rawDesc), len(file_wadispatch_v1_recorder_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
