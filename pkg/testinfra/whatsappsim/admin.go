@@ -23,6 +23,7 @@ const AdminPrefix = "/_sim/"
 //	DELETE /_sim/faults                           remove every fault
 //	POST   /_sim/inbound                          record an Inbound (JSON)
 //	POST   /_sim/phone-numbers                    {"phone_number_id","token"}
+//	POST   /_sim/template-categories              {"name","category"}: prices the template's messages
 func (s *Simulator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_sim/messages", func(w http.ResponseWriter, r *http.Request) {
@@ -82,6 +83,21 @@ func (s *Simulator) Handler() http.Handler {
 			return
 		}
 		s.AddPhoneNumber(p.PhoneNumberID, p.Token)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /_sim/template-categories", func(w http.ResponseWriter, r *http.Request) {
+		var c struct {
+			Name     string `json:"name"`
+			Category string `json:"category"`
+		}
+		if err := decodeAdmin(r, &c); err != nil {
+			adminError(w, err)
+			return
+		}
+		if err := s.SetTemplateCategory(c.Name, c.Category); err != nil {
+			adminError(w, err)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc(AdminPrefix, func(w http.ResponseWriter, r *http.Request) {

@@ -36,6 +36,10 @@ type Options struct {
 	// name/language fails with 132001, a parameter mismatch with 132000. When
 	// empty, any well-formed template is accepted.
 	Templates []TemplateSpec
+	// TemplateCategories is the category of templates by name (marketing,
+	// utility, authentication), which prices their messages; a template
+	// not named is DefaultTemplateCategory. SetTemplateCategory changes it.
+	TemplateCategories map[string]string
 	// Latency delays every Graph API answer (see also latency faults).
 	Latency time.Duration
 	// Faults are installed at start, as if added through AddFault.
