@@ -52,6 +52,9 @@ commands:
                                    (list, unknown, stalled, unmatched: one page of --page-size; the next
                                    page token is printed, --page-token reads that page,
                                    --all reads every page)
+  costs <leaseId> <month>          the lease's messages WhatsApp priced in a month (YYYY-MM, UTC),
+                                   by category and type, each counted once (trails the statuses
+                                   by about the recorder's fold interval)
   resend <messagePath>             send an UNKNOWN, FAILED or stalled message again; with
                                    --wait, until its new outcome is recorded (--timeout)
   deadletters list                 what waits on the dead-letter hold subscriptions (Pub/Sub),
@@ -154,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 2
 	}
 	cmd, cmdArgs := pos[0], pos[1:]
-	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "unmatched": 1, "resend": 1, "deadletters": 1, "health": 0}
+	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "unmatched": 1, "costs": 2, "resend": 1, "deadletters": 1, "health": 0}
 	n, ok := want[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "unknown command %q\n", cmd)
@@ -226,6 +229,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = c.stalled(ctx, o.olderThan, o.page)
 	case "unmatched":
 		err = c.unmatched(ctx, cmdArgs[0], o.page)
+	case "costs":
+		err = c.costs(ctx, cmdArgs[0], cmdArgs[1])
 	case "resend":
 		err = c.resend(ctx, cmdArgs[0], o.wait)
 	}

@@ -456,6 +456,13 @@ func TestCallsAreAuthenticatedAndAuthorized(t *testing.T) {
 	if _, err := sender.Resend(ctx, &wadispatchv1.ResendRequest{MessageDocId: msgPath}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("the sender resending: %v, want PermissionDenied", err)
 	}
+	costs := &wadispatchv1.GetCostsRequest{LeaseId: "l1", Month: "2026-12"}
+	if _, err := sender.GetCosts(ctx, costs); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("the sender reading costs: %v, want PermissionDenied", err)
+	}
+	if _, err := wadispatchv1.NewRecorderClient(st.dial(t, operatorIdentity)).GetCosts(ctx, costs); err != nil {
+		t.Errorf("an operator reading costs: %v", err)
+	}
 	// Results and statuses are no network method: a caller who calls them
 	// by name, as an old client would, finds nothing there.
 	for _, who := range []string{senderIdentity, operatorIdentity} {

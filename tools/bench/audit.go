@@ -27,6 +27,9 @@ type Doc struct {
 	Reason    string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Pricing is WhatsApp's pricing as the document keeps it; nil when
+	// none came.
+	Pricing *Pricing
 }
 
 // Sent reports whether the document says WhatsApp accepted the message.
@@ -74,6 +77,7 @@ func docOf(path string, snap *firestore.DocumentSnapshot) Doc {
 	if d.Reason == "" {
 		d.Reason = str("statusReason")
 	}
+	d.Pricing = pricingOf(data)
 	return d
 }
 
@@ -158,6 +162,9 @@ type Report struct {
 	Lost, Duplicated int
 	MetricsDocs      int
 	AncillaryDocs    int
+	// Priced: messages whose documents are priced; CostTables: the
+	// leases' cost tables (one per lease and month).
+	Priced, CostTables int
 	// Violations are broken guarantees, one line each.
 	Violations []string
 }
@@ -183,8 +190,9 @@ func (r *Report) Summary() string {
 		reasons = append(reasons, fmt.Sprintf("%s=%d", k, n))
 	}
 	sort.Strings(reasons)
-	return fmt.Sprintf("messages=%d final=%d sent=%d (%s) failed_reasons{%s} whatsapp_accepted=%d (of them UNKNOWN=%d) lost=%d duplicated=%d metrics_docs=%d ancillary_docs=%d violations=%d",
-		r.Messages, r.Messages-r.Lost, r.Sent, strings.Join(st, " "), strings.Join(reasons, ","), r.Accepted, r.AcceptedUnknown, r.Lost, r.Duplicated, r.MetricsDocs, r.AncillaryDocs, len(r.Violations))
+	return fmt.Sprintf("messages=%d final=%d sent=%d (%s) failed_reasons{%s} whatsapp_accepted=%d (of them UNKNOWN=%d) lost=%d duplicated=%d metrics_docs=%d ancillary_docs=%d priced=%d cost_tables=%d violations=%d",
+		r.Messages, r.Messages-r.Lost, r.Sent, strings.Join(st, " "), strings.Join(reasons, ","), r.Accepted, r.AcceptedUnknown, r.Lost, r.Duplicated, r.MetricsDocs, r.AncillaryDocs,
+		r.Priced, r.CostTables, len(r.Violations))
 }
 
 // Audit checks the guarantees over a settled workload: every message final
@@ -192,7 +200,9 @@ func (r *Report) Summary() string {
 // WhatsApp exactly once with the id on its document; nothing accepted for a
 // message that is neither SENT nor UNKNOWN; each user's
 // numberOfWhatsappMessagesSent equal to their SENT messages; each ancillary
-// array holding exactly the ids sent for its driver and enquiry.
+// array holding exactly the ids sent for its driver and enquiry; each
+// lease's cost table of a month counting its distinct priced messages
+// once, as WhatsApp priced them (auditCosts).
 func Audit(ctx context.Context, fs, ancillary *firestore.Client, simURL string, msgs []Message) (*Report, error) {
 	paths := make([]string, len(msgs))
 	for i, m := range msgs {
@@ -311,6 +321,9 @@ func Audit(ctx context.Context, fs, ancillary *firestore.Client, simURL string, 
 		if !slices.Equal(sorted, want) {
 			r.violate("ancillary %s arrayOfWhatsappMessageIds = %v, sent ids: %v", path, got, want)
 		}
+	}
+	if err := auditCosts(ctx, fs, msgs, acceptedOf, r); err != nil {
+		return nil, err
 	}
 	sort.Strings(r.Violations)
 	return r, nil

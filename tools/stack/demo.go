@@ -378,6 +378,11 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 	countOK := count == int64(sent)
 	ok = ok && countOK
 	fmt.Fprintf(w, "%s numberOfWhatsappMessagesSent = %d (messages sent: %d) %s\n", metricsPath, count, sent, yesNo(countOK))
+	costsOK, err := s.printCosts(settleCtx, w, time.Now().UTC().Format("2006-01"))
+	if err != nil {
+		return false, err
+	}
+	ok = ok && costsOK
 
 	for _, o := range outcomes {
 		if o.WAMID == "" {

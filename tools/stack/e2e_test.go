@@ -33,7 +33,8 @@ func TestDemoOutcomesAreAllExpected(t *testing.T) {
 		t.Fatal("the demo reports an unexpected outcome")
 	}
 	for _, want := range []string{"MESSAGE", "READ", "outside_24h_window", "invalid_data: driverMobileNumber: not a valid phone number",
-		"invalid_data: message: a text message needs a body", "source=driver", "numberOfWhatsappMessagesSent = 3", "arrayOfWhatsappMessageIds"} {
+		"invalid_data: message: a text message needs a body", "source=driver", "numberOfWhatsappMessagesSent = 3", "arrayOfWhatsappMessageIds",
+		"costs of lease-demo in", "3 messages priced", "service   free_customer_service  2         yes", "utility   regular                1         yes"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

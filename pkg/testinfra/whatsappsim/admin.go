@@ -28,6 +28,7 @@ const AdminPrefix = "/_sim/"
 //	GET    /_sim/media/counts                     media counters
 //	POST   /_sim/media/faults                     install a MediaFault (JSON)
 //	POST   /_sim/media/url-ttl                    {"ttl":"2s"}: validity of URLs issued from now on
+//	POST   /_sim/template-categories              {"name","category"}: prices the template's messages
 func (s *Simulator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_sim/messages", func(w http.ResponseWriter, r *http.Request) {
@@ -90,6 +91,21 @@ func (s *Simulator) Handler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	s.mediaAdmin(mux)
+	mux.HandleFunc("POST /_sim/template-categories", func(w http.ResponseWriter, r *http.Request) {
+		var c struct {
+			Name     string `json:"name"`
+			Category string `json:"category"`
+		}
+		if err := decodeAdmin(r, &c); err != nil {
+			adminError(w, err)
+			return
+		}
+		if err := s.SetTemplateCategory(c.Name, c.Category); err != nil {
+			adminError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc(AdminPrefix, func(w http.ResponseWriter, r *http.Request) {
 		adminError(w, fmt.Errorf("no admin route %s %s", r.Method, r.URL.Path))
 	})

@@ -352,6 +352,7 @@ func (s *Simulator) accept(phoneID string, msg *message, body []byte, now time.T
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	acc.Pricing = s.pricingLocked(phoneID, msg, now)
 	s.counts.Accepted++
 	acc.Seq = s.counts.Accepted
 	if s.counts.AcceptedByRecipient == nil {

@@ -39,6 +39,10 @@ type Options struct {
 	// MediaURLTTL is how long media download URLs are valid; zero is
 	// Meta's 5 minutes (media.go).
 	MediaURLTTL time.Duration
+	// TemplateCategories is the category of templates by name (marketing,
+	// utility, authentication), which prices their messages; a template
+	// not named is DefaultTemplateCategory. SetTemplateCategory changes it.
+	TemplateCategories map[string]string
 	// Latency delays every Graph API answer (see also latency faults).
 	Latency time.Duration
 	// Faults are installed at start, as if added through AddFault.

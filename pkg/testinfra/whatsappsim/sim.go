@@ -31,14 +31,16 @@ type Simulator struct {
 	opts      Options
 	log       logrus.FieldLogger
 	templates map[string]TemplateSpec
-	idPrefix  []byte
-	idSeq     atomic.Uint64
-	hooks     *http.Client
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	pending   atomic.Int64
-	media     *media
+	// categories are the templates' categories by name (pricing.go).
+	categories map[string]string
+	idPrefix   []byte
+	idSeq      atomic.Uint64
+	hooks      *http.Client
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	pending    atomic.Int64
+	media      *media
 
 	mu         sync.Mutex
 	tokens     map[string]string
@@ -68,6 +70,8 @@ type Accepted struct {
 	// Body is the request body as received.
 	Body       json.RawMessage `json:"body"`
 	AcceptedAt time.Time       `json:"accepted_at"`
+	// Pricing is how WhatsApp priced it, as its statuses state.
+	Pricing Pricing `json:"pricing"`
 }
 
 // AcceptedText is the text of an accepted text message.
@@ -141,6 +145,13 @@ func New(opts Options) (*Simulator, error) {
 	if w.Timeout <= 0 {
 		w.Timeout = 5 * time.Second
 	}
+	categories := map[string]string{}
+	for name, c := range opts.TemplateCategories {
+		if err := checkTemplateCategory(name, c); err != nil {
+			return nil, fmt.Errorf("whatsappsim: %w", err)
+		}
+		categories[name] = c
+	}
 	templates := map[string]TemplateSpec{}
 	for _, t := range opts.Templates {
 		if t.Name == "" || t.Language == "" {
@@ -159,16 +170,17 @@ func New(opts Options) (*Simulator, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Simulator{
-		opts:      opts,
-		log:       log,
-		templates: templates,
-		idPrefix:  prefix,
-		hooks:     &http.Client{Timeout: w.Timeout},
-		ctx:       ctx,
-		cancel:    cancel,
-		tokens:    map[string]string{},
-		rng:       mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
-		media:     newMedia(opts.MediaURLTTL),
+		opts:       opts,
+		log:        log,
+		templates:  templates,
+		categories: categories,
+		idPrefix:   prefix,
+		hooks:      &http.Client{Timeout: w.Timeout},
+		ctx:        ctx,
+		cancel:     cancel,
+		tokens:     map[string]string{},
+		rng:        mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
+		media:      newMedia(opts.MediaURLTTL),
 	}
 	for id, tok := range opts.PhoneNumbers {
 		s.tokens[id] = tok

@@ -74,23 +74,19 @@ type StatusEvent struct {
 	RecipientID string `json:"recipient_id"`
 	// BizOpaqueCallbackData echoes the send's biz_opaque_callback_data:
 	// Meta documents it in sent, delivered and read statuses (not failed).
-	BizOpaqueCallbackData string         `json:"biz_opaque_callback_data,omitempty"`
-	Conversation          *conversation  `json:"conversation,omitempty"`
-	Pricing               *pricing       `json:"pricing,omitempty"`
-	Errors                []WebhookError `json:"errors,omitempty"`
+	BizOpaqueCallbackData string `json:"biz_opaque_callback_data,omitempty"`
+	// Pricing is in sent and delivered statuses. (The conversation object
+	// Meta sends only for free entry point conversations under per-message
+	// pricing, which are not simulated.)
+	Pricing *statusPricing `json:"pricing,omitempty"`
+	Errors  []WebhookError `json:"errors,omitempty"`
 }
 
-type conversation struct {
-	ID     string `json:"id"`
-	Origin struct {
-		Type string `json:"type"`
-	} `json:"origin"`
-}
-
-type pricing struct {
-	Billable     bool   `json:"billable"`
-	PricingModel string `json:"pricing_model"`
-	Category     string `json:"category"`
+// statusPricing is statuses[].pricing: the message's Pricing, with the
+// deprecated billable Meta still sends (true for a regular, charged one).
+type statusPricing struct {
+	Billable bool `json:"billable"`
+	Pricing
 }
 
 // WebhookError is an entry of statuses[].errors.
@@ -179,12 +175,7 @@ func (s *Simulator) scheduleStatuses(acc Accepted, failCode int) {
 			ev.BizOpaqueCallbackData = acc.CallbackData
 		}
 		if st.status == "sent" || st.status == "delivered" {
-			ev.Conversation = &conversation{ID: "conv-" + acc.WAMID[len(acc.WAMID)-12:]}
-			ev.Conversation.Origin.Type = "service"
-			if acc.Type == "template" {
-				ev.Conversation.Origin.Type = "utility"
-			}
-			ev.Pricing = &pricing{Billable: true, PricingModel: "PMP", Category: ev.Conversation.Origin.Type}
+			ev.Pricing = &statusPricing{Billable: acc.Pricing.Type == "regular", Pricing: acc.Pricing}
 		}
 		if st.status == "failed" {
 			title, _, _ := whatsapp.Documented(failCode)

@@ -23,6 +23,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(types)
 	}
 	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"w","status":"read","timestamp":"-1"}]}}]}]}`))
+	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"w","status":"sent","pricing":{"pricing_model":"PMP","category":"utilit\u00e9","type":"regular"}}]}}]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if err != nil {
@@ -37,6 +38,13 @@ func FuzzParse(f *testing.F) {
 			}
 			if cb := s.GetBizOpaqueCallbackData(); len(cb) > dispatch.MaxCallbackLength || !utf8.ValidString(cb) {
 				t.Fatalf("callback data %q", cb)
+			}
+			if pr := s.GetPricing(); pr != nil {
+				for _, w := range []string{pr.GetPricingModel(), pr.GetCategory(), pr.GetType()} {
+					if pricingWord(w) != w {
+						t.Fatalf("pricing %v", pr)
+					}
+				}
 			}
 		}
 		for _, m := range p.Messages {

@@ -155,6 +155,15 @@ type (
 		Errors      []apiError `json:"errors"`
 		// CallbackData is the send's biz_opaque_callback_data, echoed.
 		CallbackData string `json:"biz_opaque_callback_data"`
+		// Pricing is decoded on its own: one of an unexpected shape loses
+		// the pricing, never the status.
+		Pricing json.RawMessage `json:"pricing"`
+	}
+	// pricing is statuses[].pricing; its deprecated `billable` is not read.
+	pricing struct {
+		PricingModel string `json:"pricing_model"`
+		Category     string `json:"category"`
+		Type         string `json:"type"`
 	}
 	apiError struct {
 		Code      int    `json:"code"`
@@ -280,6 +289,7 @@ func statusEvent(s status, phoneID string) (*wadispatchv1.StatusEvent, string) {
 	if len(s.CallbackData) <= dispatch.MaxCallbackLength {
 		ev.BizOpaqueCallbackData = s.CallbackData
 	}
+	ev.Pricing = statusPricing(s.Pricing)
 	for _, e := range s.Errors {
 		reason, retryable := whatsapp.Classify(e.Code, 0)
 		msg := e.Message
@@ -291,6 +301,42 @@ func statusEvent(s status, phoneID string) (*wadispatchv1.StatusEvent, string) {
 		})
 	}
 	return ev, ""
+}
+
+// statusPricing reads a status's pricing, nil when it has none or none of
+// Meta's shape. Its values become Firestore fields, document ids and metric
+// labels, so each is a short printable word or "unknown"; a pricing with
+// no category says nothing to count.
+func statusPricing(raw json.RawMessage) *wadispatchv1.StatusPricing {
+	var p pricing
+	if len(raw) == 0 || json.Unmarshal(raw, &p) != nil || p.Category == "" {
+		return nil
+	}
+	return &wadispatchv1.StatusPricing{
+		PricingModel: pricingWord(p.PricingModel),
+		Category:     pricingWord(p.Category),
+		Type:         pricingWord(p.Type),
+	}
+}
+
+// maxPricingWordLength bounds a pricing value: Meta's are at most about 30
+// characters (authentication_international).
+const maxPricingWordLength = 40
+
+// pricingWord keeps a value of letters, digits and '_', as all of Meta's
+// are ("PMP", "utility", "free_customer_service"), and makes anything
+// else, or nothing, "unknown": such a value is safe unquoted in a Firestore
+// field path and bounded as a label.
+func pricingWord(w string) string {
+	if w == "" || len(w) > maxPricingWordLength {
+		return "unknown"
+	}
+	for _, r := range w {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
+			return "unknown"
+		}
+	}
+	return w
 }
 
 // e164 turns a WhatsApp ID (the sender's number as digits) into E.164,

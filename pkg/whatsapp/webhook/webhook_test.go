@@ -19,7 +19,7 @@ const statusBody = `{"object":"whatsapp_business_account","entry":[{"id":"102290
  "statuses":[
   {"id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA","status":"delivered","timestamp":"1750263773","recipient_id":"16505551234",
    "biz_opaque_callback_data":"wd1/5f0c7a52-3c1e-4f0e-9a0b-2d7e4c1b9a10/l1/e1/m1",
-   "conversation":{"id":"abc","origin":{"type":"service"}},"pricing":{"billable":true,"pricing_model":"PMP","category":"service"}},
+   "conversation":{"id":"abc","origin":{"type":"service"}},"pricing":{"billable":false,"pricing_model":"PMP","category":"service","type":"free_customer_service"}},
   {"id":"wamid.2","status":"failed","timestamp":"1750263774","recipient_id":"16505551234",
    "errors":[{"code":131026,"title":"Message undeliverable","message":"Message undeliverable","error_data":{"details":"Receiver is incapable"}}]},
   {"id":"wamid.3","status":"deleted","timestamp":"1750263775","recipient_id":"16505551234"}
@@ -63,7 +63,8 @@ func TestParseStatuses(t *testing.T) {
 	want := []*wadispatchv1.StatusEvent{
 		{WhatsappMessageId: "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED,
 			Timestamp: timestamppb.New(time.Unix(1750263773, 0)), RecipientId: "16505551234", PhoneNumberId: "106540352242922",
-			BizOpaqueCallbackData: "wd1/5f0c7a52-3c1e-4f0e-9a0b-2d7e4c1b9a10/l1/e1/m1"},
+			BizOpaqueCallbackData: "wd1/5f0c7a52-3c1e-4f0e-9a0b-2d7e4c1b9a10/l1/e1/m1",
+			Pricing:               &wadispatchv1.StatusPricing{PricingModel: "PMP", Category: "service", Type: "free_customer_service"}},
 		{WhatsappMessageId: "wamid.2", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED,
 			Timestamp: timestamppb.New(time.Unix(1750263774, 0)), RecipientId: "16505551234", PhoneNumberId: "106540352242922",
 			Errors: []*wadispatchv1.WhatsAppError{{Code: 131026, Message: "Message undeliverable", Details: "Receiver is incapable", Reason: "undeliverable"}}},
@@ -78,6 +79,31 @@ func TestParseStatuses(t *testing.T) {
 	}
 	if len(p.Messages) != 0 || p.Skipped[SkipOtherStatus] != 1 {
 		t.Errorf("messages %v, skipped %v", p.Messages, p.Skipped)
+	}
+}
+
+// A pricing of an unexpected shape is dropped, never the status; values
+// that are not short words are "unknown"; one with no category is none.
+func TestParseStatusPricingBounded(t *testing.T) {
+	for _, c := range []struct {
+		pricing string
+		want    *wadispatchv1.StatusPricing
+	}{
+		{`{"pricing_model":"PMP","category":"utility","type":"regular"}`, &wadispatchv1.StatusPricing{PricingModel: "PMP", Category: "utility", Type: "regular"}},
+		{`{"category":"marketing"}`, &wadispatchv1.StatusPricing{PricingModel: "unknown", Category: "marketing", Type: "unknown"}},
+		{`{"pricing_model":"PMP","category":"a/b","type":"` + strings.Repeat("x", 41) + `"}`, &wadispatchv1.StatusPricing{PricingModel: "PMP", Category: "unknown", Type: "unknown"}},
+		{`{"pricing_model":"PMP","type":"regular"}`, nil},
+		{`{"category":7}`, nil},
+		{`"utility"`, nil},
+	} {
+		p, err := Parse([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[` +
+			`{"id":"wamid.1","status":"sent","timestamp":"1750263773","pricing":` + c.pricing + `}]}}]}]}`))
+		if err != nil || len(p.Statuses) != 1 {
+			t.Fatalf("pricing %s: statuses %v, %v", c.pricing, p.Statuses, err)
+		}
+		if got := p.Statuses[0].GetPricing(); !proto.Equal(got, c.want) {
+			t.Errorf("pricing %s: got %v, want %v", c.pricing, got, c.want)
+		}
 	}
 }
 

@@ -291,7 +291,7 @@ func (x DriverPreference_Choice) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DriverPreference_Choice.Descriptor instead.
 func (DriverPreference_Choice) EnumDescriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{15, 0}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{16, 0}
 }
 
 // The lease's WhatsApp configuration as the pipeline may carry it: never the
@@ -1253,8 +1253,11 @@ type StatusEvent struct {
 	// and read statuses. It comes from outside: parsed strictly, ignored
 	// when it does not parse.
 	BizOpaqueCallbackData string `protobuf:"bytes,7,opt,name=biz_opaque_callback_data,json=bizOpaqueCallbackData,proto3" json:"biz_opaque_callback_data,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// What WhatsApp charges for the message, as the status states it (sent
+	// and delivered statuses carry it; unset when the status has none).
+	Pricing       *StatusPricing `protobuf:"bytes,8,opt,name=pricing,proto3" json:"pricing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusEvent) Reset() {
@@ -1336,6 +1339,82 @@ func (x *StatusEvent) GetBizOpaqueCallbackData() string {
 	return ""
 }
 
+func (x *StatusEvent) GetPricing() *StatusPricing {
+	if x != nil {
+		return x.Pricing
+	}
+	return nil
+}
+
+// statuses[].pricing of a status webhook, under per-message pricing (from
+// 1 July 2025): each string bounded and printable, or "unknown". The
+// deprecated `billable` is not kept: type says whether the message is
+// charged.
+type StatusPricing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "PMP" (per-message pricing); "CBP" only for a free entry point
+	// conversation's messages.
+	PricingModel string `protobuf:"bytes,1,opt,name=pricing_model,json=pricingModel,proto3" json:"pricing_model,omitempty"`
+	// marketing, marketing_lite, utility, authentication,
+	// authentication_international, service, referral_conversion...
+	Category string `protobuf:"bytes,2,opt,name=category,proto3" json:"category,omitempty"`
+	// regular (charged), free_customer_service, free_entry_point.
+	Type          string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusPricing) Reset() {
+	*x = StatusPricing{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusPricing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusPricing) ProtoMessage() {}
+
+func (x *StatusPricing) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusPricing.ProtoReflect.Descriptor instead.
+func (*StatusPricing) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StatusPricing) GetPricingModel() string {
+	if x != nil {
+		return x.PricingModel
+	}
+	return ""
+}
+
+func (x *StatusPricing) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *StatusPricing) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
 // A message a driver sent to a business number, from a WhatsApp webhook.
 type InboundMessage struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -1384,7 +1463,7 @@ type InboundMessage struct {
 
 func (x *InboundMessage) Reset() {
 	*x = InboundMessage{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1475,7 @@ func (x *InboundMessage) String() string {
 func (*InboundMessage) ProtoMessage() {}
 
 func (x *InboundMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1488,7 @@ func (x *InboundMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundMessage.ProtoReflect.Descriptor instead.
 func (*InboundMessage) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{10}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InboundMessage) GetWhatsappMessageId() string {
@@ -1546,7 +1625,7 @@ type InboundReply struct {
 
 func (x *InboundReply) Reset() {
 	*x = InboundReply{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1637,7 @@ func (x *InboundReply) String() string {
 func (*InboundReply) ProtoMessage() {}
 
 func (x *InboundReply) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1650,7 @@ func (x *InboundReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundReply.ProtoReflect.Descriptor instead.
 func (*InboundReply) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{11}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InboundReply) GetId() string {
@@ -1613,7 +1692,7 @@ type InboundMedia struct {
 
 func (x *InboundMedia) Reset() {
 	*x = InboundMedia{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1704,7 @@ func (x *InboundMedia) String() string {
 func (*InboundMedia) ProtoMessage() {}
 
 func (x *InboundMedia) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1717,7 @@ func (x *InboundMedia) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundMedia.ProtoReflect.Descriptor instead.
 func (*InboundMedia) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{12}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InboundMedia) GetId() string {
@@ -1701,7 +1780,7 @@ type MediaFetch struct {
 
 func (x *MediaFetch) Reset() {
 	*x = MediaFetch{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1792,7 @@ func (x *MediaFetch) String() string {
 func (*MediaFetch) ProtoMessage() {}
 
 func (x *MediaFetch) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1805,7 @@ func (x *MediaFetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MediaFetch.ProtoReflect.Descriptor instead.
 func (*MediaFetch) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{13}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MediaFetch) GetMessageDocId() string {
@@ -1796,7 +1875,7 @@ type MediaStored struct {
 
 func (x *MediaStored) Reset() {
 	*x = MediaStored{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +1887,7 @@ func (x *MediaStored) String() string {
 func (*MediaStored) ProtoMessage() {}
 
 func (x *MediaStored) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +1900,7 @@ func (x *MediaStored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MediaStored.ProtoReflect.Descriptor instead.
 func (*MediaStored) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{14}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MediaStored) GetMessageDocId() string {
@@ -1919,7 +1998,7 @@ type DriverPreference struct {
 
 func (x *DriverPreference) Reset() {
 	*x = DriverPreference{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2010,7 @@ func (x *DriverPreference) String() string {
 func (*DriverPreference) ProtoMessage() {}
 
 func (x *DriverPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2023,7 @@ func (x *DriverPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriverPreference.ProtoReflect.Descriptor instead.
 func (*DriverPreference) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{15}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DriverPreference) GetDriver() string {
@@ -2112,7 +2191,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"refused_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\"\xe7\x02\n" +
+	"refused_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\"\x9f\x03\n" +
 	"\vStatusEvent\x12.\n" +
 	"\x13whatsapp_message_id\x18\x01 \x01(\tR\x11whatsappMessageId\x124\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1c.wadispatch.v1.MessageStatusR\x06status\x128\n" +
@@ -2120,7 +2199,12 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\frecipient_id\x18\x04 \x01(\tR\vrecipientId\x12&\n" +
 	"\x0fphone_number_id\x18\x05 \x01(\tR\rphoneNumberId\x124\n" +
 	"\x06errors\x18\x06 \x03(\v2\x1c.wadispatch.v1.WhatsAppErrorR\x06errors\x127\n" +
-	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\"\xcc\x05\n" +
+	"\x18biz_opaque_callback_data\x18\a \x01(\tR\x15bizOpaqueCallbackData\x126\n" +
+	"\apricing\x18\b \x01(\v2\x1c.wadispatch.v1.StatusPricingR\apricing\"d\n" +
+	"\rStatusPricing\x12#\n" +
+	"\rpricing_model\x18\x01 \x01(\tR\fpricingModel\x12\x1a\n" +
+	"\bcategory\x18\x02 \x01(\tR\bcategory\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\"\xcc\x05\n" +
 	"\x0eInboundMessage\x12.\n" +
 	"\x13whatsapp_message_id\x18\x01 \x01(\tR\x11whatsappMessageId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12&\n" +
@@ -2221,7 +2305,7 @@ func file_wadispatch_v1_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(MessageType)(0),              // 0: wadispatch.v1.MessageType
 	(MessageStatus)(0),            // 1: wadispatch.v1.MessageStatus
@@ -2238,21 +2322,22 @@ var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(*SendResult)(nil),            // 12: wadispatch.v1.SendResult
 	(*Refusal)(nil),               // 13: wadispatch.v1.Refusal
 	(*StatusEvent)(nil),           // 14: wadispatch.v1.StatusEvent
-	(*InboundMessage)(nil),        // 15: wadispatch.v1.InboundMessage
-	(*InboundReply)(nil),          // 16: wadispatch.v1.InboundReply
-	(*InboundMedia)(nil),          // 17: wadispatch.v1.InboundMedia
-	(*MediaFetch)(nil),            // 18: wadispatch.v1.MediaFetch
-	(*MediaStored)(nil),           // 19: wadispatch.v1.MediaStored
-	(*DriverPreference)(nil),      // 20: wadispatch.v1.DriverPreference
-	nil,                           // 21: wadispatch.v1.SendTask.PayloadEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 23: google.protobuf.Struct
+	(*StatusPricing)(nil),         // 15: wadispatch.v1.StatusPricing
+	(*InboundMessage)(nil),        // 16: wadispatch.v1.InboundMessage
+	(*InboundReply)(nil),          // 17: wadispatch.v1.InboundReply
+	(*InboundMedia)(nil),          // 18: wadispatch.v1.InboundMedia
+	(*MediaFetch)(nil),            // 19: wadispatch.v1.MediaFetch
+	(*MediaStored)(nil),           // 20: wadispatch.v1.MediaStored
+	(*DriverPreference)(nil),      // 21: wadispatch.v1.DriverPreference
+	nil,                           // 22: wadispatch.v1.SendTask.PayloadEntry
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 24: google.protobuf.Struct
 }
 var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	0,  // 0: wadispatch.v1.SendTask.type:type_name -> wadispatch.v1.MessageType
 	5,  // 1: wadispatch.v1.SendTask.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	21, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
-	22, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
+	22, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
+	23, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
 	7,  // 4: wadispatch.v1.SendTask.interactive:type_name -> wadispatch.v1.Interactive
 	2,  // 5: wadispatch.v1.Interactive.kind:type_name -> wadispatch.v1.InteractiveKind
 	8,  // 6: wadispatch.v1.Interactive.buttons:type_name -> wadispatch.v1.InteractiveButton
@@ -2260,31 +2345,32 @@ var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	10, // 8: wadispatch.v1.InteractiveSection.rows:type_name -> wadispatch.v1.InteractiveRow
 	3,  // 9: wadispatch.v1.SendResult.outcome:type_name -> wadispatch.v1.Outcome
 	11, // 10: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
-	22, // 11: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
-	22, // 12: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
-	22, // 13: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
-	22, // 14: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
-	22, // 15: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
-	22, // 16: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
+	23, // 11: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
+	23, // 12: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
+	23, // 13: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
+	23, // 14: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
+	23, // 15: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
+	23, // 16: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
 	1,  // 17: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
-	22, // 18: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
+	23, // 18: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
 	11, // 19: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
-	22, // 20: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
-	5,  // 21: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	23, // 22: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
-	16, // 23: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
-	17, // 24: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
-	23, // 25: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
-	17, // 26: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
-	5,  // 27: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	22, // 28: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
-	4,  // 29: wadispatch.v1.DriverPreference.choice:type_name -> wadispatch.v1.DriverPreference.Choice
-	22, // 30: wadispatch.v1.DriverPreference.timestamp:type_name -> google.protobuf.Timestamp
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	15, // 20: wadispatch.v1.StatusEvent.pricing:type_name -> wadispatch.v1.StatusPricing
+	23, // 21: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
+	5,  // 22: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	24, // 23: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
+	17, // 24: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
+	18, // 25: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
+	24, // 26: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
+	18, // 27: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
+	5,  // 28: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	23, // 29: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
+	4,  // 30: wadispatch.v1.DriverPreference.choice:type_name -> wadispatch.v1.DriverPreference.Choice
+	23, // 31: wadispatch.v1.DriverPreference.timestamp:type_name -> google.protobuf.Timestamp
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_messages_proto_init() }
@@ -2298,7 +2384,7 @@ func file_wadispatch_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_messages_proto_rawDesc), len(file_wadispatch_v1_messages_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

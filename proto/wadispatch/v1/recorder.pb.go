@@ -1743,6 +1743,190 @@ func (x *GetDriverResponse) GetChangedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type GetCostsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// UTC month of the statuses' timestamps, "2026-12".
+	Month         string `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCostsRequest) Reset() {
+	*x = GetCostsRequest{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCostsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCostsRequest) ProtoMessage() {}
+
+func (x *GetCostsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCostsRequest.ProtoReflect.Descriptor instead.
+func (*GetCostsRequest) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetCostsRequest) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *GetCostsRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+// Messages of one category and type.
+type CostLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Category      string                 `protobuf:"bytes,1,opt,name=category,proto3" json:"category,omitempty"`
+	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Messages      int64                  `protobuf:"varint,3,opt,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CostLine) Reset() {
+	*x = CostLine{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CostLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CostLine) ProtoMessage() {}
+
+func (x *CostLine) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CostLine.ProtoReflect.Descriptor instead.
+func (*CostLine) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CostLine) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *CostLine) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *CostLine) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+type GetCostsResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Month   string                 `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
+	// By category, then type; lines with no message are left out.
+	Lines []*CostLine `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	// All lines' messages.
+	Messages      int64 `protobuf:"varint,4,opt,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCostsResponse) Reset() {
+	*x = GetCostsResponse{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCostsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCostsResponse) ProtoMessage() {}
+
+func (x *GetCostsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCostsResponse.ProtoReflect.Descriptor instead.
+func (*GetCostsResponse) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetCostsResponse) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *GetCostsResponse) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *GetCostsResponse) GetLines() []*CostLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *GetCostsResponse) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
 var File_wadispatch_v1_recorder_proto protoreflect.FileDescriptor
 
 const file_wadispatch_v1_recorder_proto_rawDesc = "" +
@@ -1886,7 +2070,19 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\fchanged_from\x18\t \x01(\tR\vchangedFrom\x129\n" +
 	"\n" +
 	"changed_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt2\xa8\x06\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\"B\n" +
+	"\x0fGetCostsRequest\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x14\n" +
+	"\x05month\x18\x02 \x01(\tR\x05month\"V\n" +
+	"\bCostLine\x12\x1a\n" +
+	"\bcategory\x18\x01 \x01(\tR\bcategory\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
+	"\bmessages\x18\x03 \x01(\x03R\bmessages\"\x8e\x01\n" +
+	"\x10GetCostsResponse\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x14\n" +
+	"\x05month\x18\x02 \x01(\tR\x05month\x12-\n" +
+	"\x05lines\x18\x03 \x03(\v2\x17.wadispatch.v1.CostLineR\x05lines\x12\x1a\n" +
+	"\bmessages\x18\x04 \x01(\x03R\bmessages2\xf5\x06\n" +
 	"\bRecorder\x12N\n" +
 	"\tClaimSend\x12\x1f.wadispatch.v1.ClaimSendRequest\x1a .wadispatch.v1.ClaimSendResponse\x12Q\n" +
 	"\n" +
@@ -1897,7 +2093,8 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\x14ListUnmatchedReplies\x12*.wadispatch.v1.ListUnmatchedRepliesRequest\x1a+.wadispatch.v1.ListUnmatchedRepliesResponse\x12N\n" +
 	"\tGetDriver\x12\x1f.wadispatch.v1.GetDriverRequest\x1a .wadispatch.v1.GetDriverResponse\x12E\n" +
 	"\x06Resend\x12\x1c.wadispatch.v1.ResendRequest\x1a\x1d.wadispatch.v1.ResendResponse\x12W\n" +
-	"\fReleaseClaim\x12\".wadispatch.v1.ReleaseClaimRequest\x1a#.wadispatch.v1.ReleaseClaimResponseB=Z;github.com/visn/wadispatch/proto/wadispatch/v1;wadispatchv1b\x06proto3"
+	"\fReleaseClaim\x12\".wadispatch.v1.ReleaseClaimRequest\x1a#.wadispatch.v1.ReleaseClaimResponse\x12K\n" +
+	"\bGetCosts\x12\x1e.wadispatch.v1.GetCostsRequest\x1a\x1f.wadispatch.v1.GetCostsResponseB=Z;github.com/visn/wadispatch/proto/wadispatch/v1;wadispatchv1b\x06proto3"
 
 var (
 	file_wadispatch_v1_recorder_proto_rawDescOnce sync.Once
@@ -1912,7 +2109,7 @@ func file_wadispatch_v1_recorder_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_recorder_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_wadispatch_v1_recorder_proto_goTypes = []any{
 	(ClaimSendResponse_Decision)(0),      // 0: wadispatch.v1.ClaimSendResponse.Decision
 	(*ClaimSendRequest)(nil),             // 1: wadispatch.v1.ClaimSendRequest
@@ -1939,69 +2136,75 @@ var file_wadispatch_v1_recorder_proto_goTypes = []any{
 	(*ListUnmatchedRepliesResponse)(nil), // 22: wadispatch.v1.ListUnmatchedRepliesResponse
 	(*GetDriverRequest)(nil),             // 23: wadispatch.v1.GetDriverRequest
 	(*GetDriverResponse)(nil),            // 24: wadispatch.v1.GetDriverResponse
-	(*SendTask)(nil),                     // 25: wadispatch.v1.SendTask
-	(*durationpb.Duration)(nil),          // 26: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 27: google.protobuf.Timestamp
-	(*SendResult)(nil),                   // 28: wadispatch.v1.SendResult
-	(*StatusEvent)(nil),                  // 29: wadispatch.v1.StatusEvent
-	(MessageStatus)(0),                   // 30: wadispatch.v1.MessageStatus
-	(*WhatsAppError)(nil),                // 31: wadispatch.v1.WhatsAppError
+	(*GetCostsRequest)(nil),              // 25: wadispatch.v1.GetCostsRequest
+	(*CostLine)(nil),                     // 26: wadispatch.v1.CostLine
+	(*GetCostsResponse)(nil),             // 27: wadispatch.v1.GetCostsResponse
+	(*SendTask)(nil),                     // 28: wadispatch.v1.SendTask
+	(*durationpb.Duration)(nil),          // 29: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 30: google.protobuf.Timestamp
+	(*SendResult)(nil),                   // 31: wadispatch.v1.SendResult
+	(*StatusEvent)(nil),                  // 32: wadispatch.v1.StatusEvent
+	(MessageStatus)(0),                   // 33: wadispatch.v1.MessageStatus
+	(*WhatsAppError)(nil),                // 34: wadispatch.v1.WhatsAppError
 }
 var file_wadispatch_v1_recorder_proto_depIdxs = []int32{
-	25, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
-	26, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
+	28, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
+	29, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
 	0,  // 2: wadispatch.v1.ClaimSendResponse.decision:type_name -> wadispatch.v1.ClaimSendResponse.Decision
-	27, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
-	28, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
-	27, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
-	27, // 6: wadispatch.v1.ClaimSendResponse.state_version:type_name -> google.protobuf.Timestamp
-	28, // 7: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
+	30, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
+	31, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
+	30, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
+	30, // 6: wadispatch.v1.ClaimSendResponse.state_version:type_name -> google.protobuf.Timestamp
+	31, // 7: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
 	9,  // 8: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
-	29, // 9: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
+	32, // 9: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
 	9,  // 10: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
 	9,  // 11: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
-	30, // 12: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
-	31, // 13: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
-	27, // 14: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
-	27, // 15: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
-	27, // 16: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
-	27, // 17: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
-	27, // 18: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
-	27, // 19: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
-	27, // 20: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
+	33, // 12: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
+	34, // 13: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
+	30, // 14: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
+	30, // 15: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
+	30, // 16: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
+	30, // 17: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
+	30, // 18: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
+	30, // 19: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
+	30, // 20: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
 	9,  // 21: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
 	9,  // 22: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
-	26, // 23: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
+	29, // 23: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
 	9,  // 24: wadispatch.v1.ListStalledResponse.messages:type_name -> wadispatch.v1.MessageState
 	9,  // 25: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
 	9,  // 26: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
-	27, // 27: wadispatch.v1.UnmatchedReply.created_at:type_name -> google.protobuf.Timestamp
+	30, // 27: wadispatch.v1.UnmatchedReply.created_at:type_name -> google.protobuf.Timestamp
 	21, // 28: wadispatch.v1.ListUnmatchedRepliesResponse.replies:type_name -> wadispatch.v1.UnmatchedReply
-	27, // 29: wadispatch.v1.GetDriverResponse.preference_at:type_name -> google.protobuf.Timestamp
-	27, // 30: wadispatch.v1.GetDriverResponse.changed_at:type_name -> google.protobuf.Timestamp
-	1,  // 31: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
-	7,  // 32: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
-	10, // 33: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
-	12, // 34: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
-	14, // 35: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
-	20, // 36: wadispatch.v1.Recorder.ListUnmatchedReplies:input_type -> wadispatch.v1.ListUnmatchedRepliesRequest
-	23, // 37: wadispatch.v1.Recorder.GetDriver:input_type -> wadispatch.v1.GetDriverRequest
-	16, // 38: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
-	18, // 39: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
-	2,  // 40: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
-	8,  // 41: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
-	11, // 42: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
-	13, // 43: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
-	15, // 44: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
-	22, // 45: wadispatch.v1.Recorder.ListUnmatchedReplies:output_type -> wadispatch.v1.ListUnmatchedRepliesResponse
-	24, // 46: wadispatch.v1.Recorder.GetDriver:output_type -> wadispatch.v1.GetDriverResponse
-	17, // 47: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
-	19, // 48: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
-	40, // [40:49] is the sub-list for method output_type
-	31, // [31:40] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	30, // 29: wadispatch.v1.GetDriverResponse.preference_at:type_name -> google.protobuf.Timestamp
+	30, // 30: wadispatch.v1.GetDriverResponse.changed_at:type_name -> google.protobuf.Timestamp
+	26, // 31: wadispatch.v1.GetCostsResponse.lines:type_name -> wadispatch.v1.CostLine
+	1,  // 32: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
+	7,  // 33: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
+	10, // 34: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
+	12, // 35: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
+	14, // 36: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
+	20, // 37: wadispatch.v1.Recorder.ListUnmatchedReplies:input_type -> wadispatch.v1.ListUnmatchedRepliesRequest
+	23, // 38: wadispatch.v1.Recorder.GetDriver:input_type -> wadispatch.v1.GetDriverRequest
+	16, // 39: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
+	18, // 40: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
+	25, // 41: wadispatch.v1.Recorder.GetCosts:input_type -> wadispatch.v1.GetCostsRequest
+	2,  // 42: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
+	8,  // 43: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
+	11, // 44: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
+	13, // 45: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
+	15, // 46: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
+	22, // 47: wadispatch.v1.Recorder.ListUnmatchedReplies:output_type -> wadispatch.v1.ListUnmatchedRepliesResponse
+	24, // 48: wadispatch.v1.Recorder.GetDriver:output_type -> wadispatch.v1.GetDriverResponse
+	17, // 49: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
+	19, // 50: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
+	27, // 51: wadispatch.v1.Recorder.GetCosts:output_type -> wadispatch.v1.GetCostsResponse
+	42, // [42:52] is the sub-list for method output_type
+	32, // [32:42] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_recorder_proto_init() }
@@ -2016,7 +2219,7 @@ func file_wadispatch_v1_recorder_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_recorder_proto_rawDesc), len(file_wadispatch_v1_recorder_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

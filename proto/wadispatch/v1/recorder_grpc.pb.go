@@ -28,6 +28,7 @@ const (
 	Recorder_GetDriver_FullMethodName            = "/wadispatch.v1.Recorder/GetDriver"
 	Recorder_Resend_FullMethodName               = "/wadispatch.v1.Recorder/Resend"
 	Recorder_ReleaseClaim_FullMethodName         = "/wadispatch.v1.Recorder/ReleaseClaim"
+	Recorder_GetCosts_FullMethodName             = "/wadispatch.v1.Recorder/GetCosts"
 )
 
 // RecorderClient is the client API for Recorder service.
@@ -83,6 +84,11 @@ type RecorderClient interface {
 	// FAILED_PRECONDITION when claim_id is not the current claim or an outcome
 	// is recorded; releasing a released claim again changes nothing.
 	ReleaseClaim(ctx context.Context, in *ReleaseClaimRequest, opts ...grpc.CallOption) (*ReleaseClaimResponse, error)
+	// Reads a lease's cost table of one month: the messages WhatsApp priced,
+	// by category and type, each counted once, from
+	// leasecompany/{lease_id}/whatsappCosts/{month}. It trails the statuses
+	// by about the fold interval; a month nothing was priced in is all zero.
+	GetCosts(ctx context.Context, in *GetCostsRequest, opts ...grpc.CallOption) (*GetCostsResponse, error)
 }
 
 type recorderClient struct {
@@ -183,6 +189,16 @@ func (c *recorderClient) ReleaseClaim(ctx context.Context, in *ReleaseClaimReque
 	return out, nil
 }
 
+func (c *recorderClient) GetCosts(ctx context.Context, in *GetCostsRequest, opts ...grpc.CallOption) (*GetCostsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCostsResponse)
+	err := c.cc.Invoke(ctx, Recorder_GetCosts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RecorderServer is the server API for Recorder service.
 // All implementations must embed UnimplementedRecorderServer
 // for forward compatibility.
@@ -236,6 +252,11 @@ type RecorderServer interface {
 	// FAILED_PRECONDITION when claim_id is not the current claim or an outcome
 	// is recorded; releasing a released claim again changes nothing.
 	ReleaseClaim(context.Context, *ReleaseClaimRequest) (*ReleaseClaimResponse, error)
+	// Reads a lease's cost table of one month: the messages WhatsApp priced,
+	// by category and type, each counted once, from
+	// leasecompany/{lease_id}/whatsappCosts/{month}. It trails the statuses
+	// by about the fold interval; a month nothing was priced in is all zero.
+	GetCosts(context.Context, *GetCostsRequest) (*GetCostsResponse, error)
 	mustEmbedUnimplementedRecorderServer()
 }
 
@@ -272,6 +293,9 @@ func (UnimplementedRecorderServer) Resend(context.Context, *ResendRequest) (*Res
 }
 func (UnimplementedRecorderServer) ReleaseClaim(context.Context, *ReleaseClaimRequest) (*ReleaseClaimResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReleaseClaim not implemented")
+}
+func (UnimplementedRecorderServer) GetCosts(context.Context, *GetCostsRequest) (*GetCostsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCosts not implemented")
 }
 func (UnimplementedRecorderServer) mustEmbedUnimplementedRecorderServer() {}
 func (UnimplementedRecorderServer) testEmbeddedByValue()                  {}
@@ -456,6 +480,24 @@ func _Recorder_ReleaseClaim_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Recorder_GetCosts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCostsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecorderServer).GetCosts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Recorder_GetCosts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecorderServer).GetCosts(ctx, req.(*GetCostsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Recorder_ServiceDesc is the grpc.ServiceDesc for Recorder service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -498,6 +540,10 @@ var Recorder_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReleaseClaim",
 			Handler:    _Recorder_ReleaseClaim_Handler,
+		},
+		{
+			MethodName: "GetCosts",
+			Handler:    _Recorder_GetCosts_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -107,6 +107,16 @@ func (r *Recorder) Inbound(ctx context.Context, in *wadispatchv1.InboundMessage)
 	return outcome, err
 }
 
+// Status applies a status event as the recorder does for one from
+// Pub/Sub, the only way statuses reach it.
+func (r *Recorder) Status(ctx context.Context, ev *wadispatchv1.StatusEvent) (*wadispatchv1.ApplyStatusResponse, error) {
+	return r.svc.ApplyStatus(ctx, &wadispatchv1.ApplyStatusRequest{Event: ev})
+}
+
+// Fold folds the ledgers into their counters, as the recorder's folder
+// does every interval; it returns how many entries it folded.
+func (r *Recorder) Fold(ctx context.Context) (int, error) { return r.svc.FoldLedgers(ctx) }
+
 // StopPublishing flushes the resends published so far; the tb's cleanup
 // calls it too, for tests that close the Pub/Sub client themselves first.
 func (r *Recorder) StopPublishing() { r.repub.Stop() }

@@ -394,8 +394,15 @@ type statusPlan struct {
 	message MessageUpdate
 }
 
-// decideStatus plans applying a webhook status to a message in state st.
+// decideStatus plans applying a webhook status to a message in state st:
+// its move, and its pricing (priced).
 func decideStatus(st *State, ev *wadispatchv1.StatusEvent, now time.Time) statusPlan {
+	return priced(st, decideMove(st, ev, now), ev, now)
+}
+
+// decideMove plans the move of a message in state st a webhook status
+// makes.
+func decideMove(st *State, ev *wadispatchv1.StatusEvent, now time.Time) statusPlan {
 	to := dispatch.StatusFromProto(ev.GetStatus())
 	from := dispatch.Status(st.Status)
 	at := now

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -337,5 +338,43 @@ func TestResendable(t *testing.T) {
 		if got := resendable(&c.st); got != c.want {
 			t.Errorf("resendable(%+v) = %v, want %v", c.st, got, c.want)
 		}
+	}
+}
+
+// A status's pricing prices a message once, whether or not the status
+// moves it; a status without one, or one after the first, prices nothing.
+func TestDecideStatusPricesOnce(t *testing.T) {
+	now := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	at := now.Add(-time.Minute)
+	ev := func(s wadispatchv1.MessageStatus, category string) *wadispatchv1.StatusEvent {
+		e := &wadispatchv1.StatusEvent{WhatsappMessageId: "w", Status: s, Timestamp: timestamppb.New(at)}
+		if category != "" {
+			e.Pricing = &wadispatchv1.StatusPricing{PricingModel: "PMP", Category: category, Type: "regular"}
+		}
+		return e
+	}
+	sentSt := &State{Status: "SENT", Outcome: "SENT"}
+	p := decideStatus(sentSt, ev(wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED, "utility"), now)
+	want := &Pricing{PricingModel: "PMP", Category: "utility", Type: "regular", FirstSeenAt: at}
+	if !p.apply || p.state.Status != "DELIVERED" || !reflect.DeepEqual(p.state.Pricing, want) || !reflect.DeepEqual(p.message.Pricing, want) {
+		t.Errorf("delivered with pricing: %+v", p)
+	}
+	// A repeat of sent moves nothing, but prices.
+	if p := decideStatus(sentSt, ev(wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT, "utility"), now); !p.apply || p.state.Status != "SENT" || p.state.Pricing == nil || p.message.Status != "" {
+		t.Errorf("sent again with pricing: %+v", p)
+	}
+	priced := &State{Status: "DELIVERED", Outcome: "SENT", Pricing: want}
+	if p := decideStatus(priced, ev(wadispatchv1.MessageStatus_MESSAGE_STATUS_DELIVERED, "marketing"), now); p.apply {
+		t.Errorf("priced message priced again: %+v", p)
+	}
+	if p := decideStatus(sentSt, ev(wadispatchv1.MessageStatus_MESSAGE_STATUS_SENT, ""), now); p.apply {
+		t.Errorf("a repeat without pricing applied: %+v", p)
+	}
+	ref := dispatch.MessageRef{LeaseID: "l1", EnquiryID: "e1", MessageID: "m1"}
+	if e := costEntry(ref, sentSt, &p.state); e == nil || e.Month != "2026-12" || e.LeaseID != "l1" || e.Pricing.Category != "utility" {
+		t.Errorf("cost entry of the first pricing: %+v", e)
+	}
+	if e := costEntry(ref, priced, priced); e != nil {
+		t.Errorf("cost entry of a message priced before: %+v", e)
 	}
 }

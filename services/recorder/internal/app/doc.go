@@ -40,6 +40,18 @@
 //     queued on it. The counter trails the sends by about the fold
 //     interval; folds of several recorders at once conflict and retry, and
 //     each entry counts in the one that deletes it.
+//   - pricing on the state and the message document (pricingModel,
+//     category, type, firstSeenAt): WhatsApp's pricing of the message, from
+//     the first status webhook stating one (sent and delivered do), never
+//     changed after (cost.go). The commit that writes it creates the
+//     message's entry in its lease's cost ledger,
+//     leasecompany/{leaseId}/whatsappCostLedger/{id of the message path}
+//     (messagePath, month of that status in UTC, pricingModel, category,
+//     type, countedAt), so it counts once per message; the same folder
+//     moves the entries into leasecompany/{leaseId}/whatsappCosts/{YYYY-MM}
+//     (messages, categories.{category}.messages,
+//     categories.{category}.types.{type}), one transaction per document,
+//     which GetCosts reads.
 //   - whatsappMessageIndex/{wamid}: wamid → message (messagePath,
 //     leaseId, enquiryId, driverMobileNumber), created in that same commit
 //     with the precondition "must not exist", so a status webhook finds its
@@ -78,6 +90,7 @@
 // single-field, collection-group scope): status (ListUnknown),
 // leaseExpiresAt (the sweeper), and driverMobileNumber + enquiryId
 // (ListEnquiryMessages, equality only, served by index merging). The
-// folder's query of collection group `sentLedger` has no filter and is in
-// name order, which needs no declared index.
+// folder's queries of collection groups `sentLedger` and
+// `whatsappCostLedger` have no filter and are in name order, which needs no
+// declared index.
 package app

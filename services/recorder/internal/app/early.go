@@ -49,6 +49,7 @@ func keptEarly(st *State, claimID string, ev *wadispatchv1.StatusEvent, now time
 	if len(ev.GetErrors()) > 0 {
 		e.Error = errorDocOf(ev.GetErrors()[0])
 	}
+	e.Pricing = pricingOf(ev, now)
 	if slices.ContainsFunc(st.EarlyStatuses, func(k EarlyStatus) bool {
 		return k.ClaimID == e.ClaimID && k.Wamid == e.Wamid && k.Status == e.Status
 	}) {
@@ -148,6 +149,9 @@ func mergeMessage(a, b MessageUpdate) MessageUpdate {
 		if !t.from.IsZero() {
 			*t.to = *t.from
 		}
+	}
+	if b.Pricing != nil {
+		a.Pricing = b.Pricing
 	}
 	a.ClearStatusReason = a.ClearStatusReason || b.ClearStatusReason
 	a.ClearFailure = a.ClearFailure || b.ClearFailure

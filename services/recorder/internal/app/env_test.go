@@ -194,8 +194,8 @@ func (e *env) sentCount(t testing.TB) any {
 // fold folds every pending ledger entry into its counter.
 func (e *env) fold(t testing.TB) {
 	t.Helper()
-	if _, err := e.svc.FoldSentCounts(context.Background()); err != nil {
-		t.Fatalf("fold the sent ledger: %v", err)
+	if _, err := e.svc.FoldLedgers(context.Background()); err != nil {
+		t.Fatalf("fold the ledgers: %v", err)
 	}
 }
 

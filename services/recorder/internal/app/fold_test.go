@@ -46,7 +46,7 @@ func TestSentLedgerFoldsOnceUnderConcurrentFolds(t *testing.T) {
 	)
 	for range 3 {
 		wg.Go(func() {
-			k, err := e.svc.FoldSentCounts(context.Background())
+			k, err := e.svc.FoldLedgers(context.Background())
 			if err != nil {
 				t.Errorf("fold: %v", err)
 			}

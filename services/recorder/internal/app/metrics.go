@@ -20,8 +20,8 @@ type Metrics struct {
 	refusals       *prometheus.CounterVec
 	resolved       *prometheus.CounterVec
 	pendingDropped *prometheus.CounterVec
-	ledgerFolded   prometheus.Counter
-	ledgerLag      prometheus.Histogram
+	ledgers        map[Ledger]ledgerMetrics
+	priced         *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -80,18 +80,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wadispatch_recorder_pending_statuses_dropped_total",
 			Help: "Status webhooks kept for a wamid no result recorded, dropped after RECORDER_PENDING_STATUS_TTL, by reason (never_sent: nothing named a message of ours; not_recorded: its callback named one, under a claim that was not the current one).",
 		}, []string{"reason"}),
-		ledgerFolded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wadispatch_recorder_sent_ledger_folded_total",
-			Help: "Sent-message ledger entries folded into their sender's numberOfWhatsappMessagesSent.",
-		}),
-		ledgerLag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "wadispatch_recorder_sent_ledger_lag_seconds",
-			Help:    "Time from a send's ledger entry to its fold into the counter: how far numberOfWhatsappMessagesSent trails the sends.",
-			Buckets: prometheus.ExponentialBuckets(0.25, 2, 10),
-		}),
+		ledgers: map[Ledger]ledgerMetrics{
+			LedgerSent: newLedgerMetrics("wadispatch_recorder_sent_ledger_folded_total", "wadispatch_recorder_sent_ledger_lag_seconds",
+				"Sent messages'", "their sender's numberOfWhatsappMessagesSent"),
+			LedgerCosts: newLedgerMetrics("wadispatch_recorder_cost_ledger_folded_total", "wadispatch_recorder_cost_ledger_lag_seconds",
+				"Priced messages'", "their lease's cost table of the month (whatsappCosts)"),
+		},
+		priced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_messages_priced_total",
+			Help: "Messages priced by WhatsApp (the pricing of their status webhooks), each counted once, by category, pricing_model and type.",
+		}, []string{"category", "pricing_model", "type"}),
 	}
 	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.stalled, m.releases, m.inbound,
-		m.refusals, m.resolved, m.pendingDropped, m.ledgerFolded, m.ledgerLag)
+		m.refusals, m.resolved, m.pendingDropped, m.priced)
+	for _, l := range ledgers {
+		reg.MustRegister(m.ledgers[l].folded, m.ledgers[l].lag)
+	}
 	return m
 }
 

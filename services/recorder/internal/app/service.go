@@ -199,7 +199,7 @@ func (s *Service) claim(ctx context.Context, c claim, task map[string]any) (*wad
 		resolved string
 		created  bool
 	)
-	version, err := s.store.Update(ctx, c.Ref, "claim", absent, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
+	version, err := s.commit(ctx, c.Ref, "claim", absent, func(st *State, exists bool, kept []*wadispatchv1.StatusEvent) (Plan, error) {
 		marked, resolved, created = false, "", false
 		if !exists {
 			return Plan{}, status.Errorf(codes.NotFound, "message document %s does not exist (deleted?): nothing to send", c.Ref.Path())

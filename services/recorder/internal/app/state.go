@@ -53,6 +53,10 @@ type State struct {
 	// claim's outcome: applied when the result lands, or resolving the
 	// claim when it would be left behind (see resolvedBy).
 	EarlyStatuses []EarlyStatus `firestore:"earlyStatuses"`
+	// Pricing is WhatsApp's pricing of the message, from the first status
+	// that stated one; nil until then. Once set the message is counted in
+	// its lease's cost ledger, and never again.
+	Pricing *Pricing `firestore:"pricing"`
 }
 
 // EarlyStatus is a status webhook kept on the state until its claim's
@@ -66,6 +70,9 @@ type EarlyStatus struct {
 	At         time.Time `firestore:"at"`
 	Error      *errorDoc `firestore:"error,omitempty"`
 	ReceivedAt time.Time `firestore:"receivedAt"`
+	// Pricing is the status's pricing, if it stated one: applied with the
+	// status, it prices the message.
+	Pricing *Pricing `firestore:"pricing,omitempty"`
 }
 
 // event is the status as the status decisions take it.
@@ -73,6 +80,9 @@ func (e EarlyStatus) event() *wadispatchv1.StatusEvent {
 	ev := &wadispatchv1.StatusEvent{WhatsappMessageId: e.Wamid, Status: dispatch.Status(e.Status).Proto(), Timestamp: ts(e.At)}
 	if e.Error != nil {
 		ev.Errors = []*wadispatchv1.WhatsAppError{e.Error.proto()}
+	}
+	if e.Pricing != nil {
+		ev.Pricing = &wadispatchv1.StatusPricing{PricingModel: e.Pricing.PricingModel, Category: e.Pricing.Category, Type: e.Pricing.Type}
 	}
 	return ev
 }
@@ -113,6 +123,8 @@ type MessageUpdate struct {
 	// ClearStatusReason deletes statusReason, ClearFailure whatsappError
 	// and failureReason.
 	ClearStatusReason, ClearFailure bool
+	// Pricing, when set, is written as pricing: set once per message.
+	Pricing *Pricing
 }
 
 func (e *errorDoc) proto() *wadispatchv1.WhatsAppError {

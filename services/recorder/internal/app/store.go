@@ -35,6 +35,10 @@ type Plan struct {
 	// preconditioned on the document as read. So the plan must apply
 	// them: they are gone from the document once it commits.
 	Index *IndexEntry
+	// Price is the message's cost-ledger entry the commit creates: set by
+	// Service.commit for the plan that prices the message first (its
+	// decision leaves it nil); nil counts nothing.
+	Price *CostEntry
 }
 
 // Assumed is a state Store.Update decides on first, without reading it,
@@ -115,13 +119,16 @@ type Store interface {
 	// ExpiredPendingStatuses lists up to limit wamids whose last status was
 	// kept at or before keptBefore, longest kept first.
 	ExpiredPendingStatuses(ctx context.Context, keptBefore time.Time, limit int) ([]PendingStatuses, error)
-	// SentLedger lists up to limit ledger entries of every metrics
-	// document, grouped by metrics document.
-	SentLedger(ctx context.Context, limit int) ([]SentEntry, error)
-	// FoldSent adds to f's metrics document the entries of f still there
-	// and deletes them, atomically, and returns them: an entry another
-	// fold took first is skipped.
-	FoldSent(ctx context.Context, f SentFold) ([]SentEntry, error)
+	// LedgerEntries lists up to limit entries of the ledger, of every
+	// counter document, grouped by counter document.
+	LedgerEntries(ctx context.Context, l Ledger, limit int) ([]LedgerEntry, error)
+	// Fold adds to f's counter document the entries of f still there and
+	// deletes them, atomically, and returns them: an entry another fold
+	// took first is skipped.
+	Fold(ctx context.Context, f LedgerFold) ([]LedgerEntry, error)
+	// Costs reads the lease's cost table of month ("2006-01") as folded,
+	// by category then type; none when nothing was folded for it.
+	Costs(ctx context.Context, leaseID, month string) ([]CostLine, error)
 }
 
 // PendingStatus is a status event kept by its wamid, which no result has
@@ -260,6 +267,6 @@ func storeErr(ctx context.Context, err error) error {
 
 // update is Store.Update with its failures as the caller's answer.
 func (s *Service) update(ctx context.Context, op string, ref dispatch.MessageRef, assume *Assumed, decide Decide) error {
-	_, err := s.store.Update(ctx, ref, op, assume, decide)
+	_, err := s.commit(ctx, ref, op, assume, decide)
 	return storeErr(ctx, err)
 }

@@ -1,11 +1,13 @@
 package firestore
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -41,6 +43,18 @@ const (
 	fMessagePath   = "messagePath"
 	fCountedAt     = "countedAt"
 
+	// A lease's cost ledger, and its cost tables by month.
+	costLedgerColl = "whatsappCostLedger"
+	costsColl      = "whatsappCosts"
+	fMonth         = "month"
+	fPricing       = "pricing"
+	fMessages      = "messages"
+	fCategories    = "categories"
+	fTypes         = "types"
+	fPricingModel  = "pricingModel"
+	fPricingCateg  = "category"
+	fPricingType   = "type"
+
 	// Statuses kept on a wamid index document until a result indexes it.
 	fWamid           = "wamid"
 	fKeptAt          = "keptAt"
@@ -65,6 +79,108 @@ func statePath(messagePath string) string {
 func sentEntryPath(metricsDoc, messagePath string) string {
 	sum := sha256.Sum256([]byte(messagePath))
 	return metricsDoc + "/" + sentLedgerColl + "/" + hex.EncodeToString(sum[:20])
+}
+
+// costEntryPath is a message's entry in its lease's cost ledger: one per
+// message path, like sentEntryPath.
+func costEntryPath(leaseID, messagePath string) string {
+	sum := sha256.Sum256([]byte(messagePath))
+	return "leasecompany/" + leaseID + "/" + costLedgerColl + "/" + hex.EncodeToString(sum[:20])
+}
+
+// costsPath is a lease's cost table of a month ("2006-01").
+func costsPath(leaseID, month string) string {
+	return "leasecompany/" + leaseID + "/" + costsColl + "/" + month
+}
+
+// costEntryFields is a cost-ledger entry as stored.
+func costEntryFields(e *app.CostEntry, messagePath string) map[string]any {
+	return map[string]any{
+		fMessagePath: messagePath, fCountedAt: firestore.ServerTimestamp, fMonth: e.Month,
+		fPricingModel: e.Pricing.PricingModel, fPricingCateg: e.Pricing.Category, fPricingType: e.Pricing.Type,
+	}
+}
+
+// ledgerStore is how one of the app's ledgers is stored.
+type ledgerStore struct {
+	// coll is the entries' collection (and collection group).
+	coll string
+	// counter is the counter document an entry counts in.
+	counter func(entry *firestore.DocumentSnapshot) string
+	// add adds one entry's counts to a counter's fields (nested maps, as
+	// Set takes them).
+	add func(entry *firestore.DocumentSnapshot, counts map[string]any)
+}
+
+var ledgerStores = map[app.Ledger]ledgerStore{
+	app.LedgerSent: {
+		coll:    sentLedgerColl,
+		counter: func(e *firestore.DocumentSnapshot) string { return relPath(e.Ref.Parent.Parent) },
+		add:     func(_ *firestore.DocumentSnapshot, c map[string]any) { addCount(c, fMetricsCounter) },
+	},
+	app.LedgerCosts: {
+		coll: costLedgerColl,
+		counter: func(e *firestore.DocumentSnapshot) string {
+			month, _ := e.Data()[fMonth].(string)
+			return relPath(e.Ref.Parent.Parent) + "/" + costsColl + "/" + month
+		},
+		add: func(e *firestore.DocumentSnapshot, c map[string]any) {
+			category, _ := e.Data()[fPricingCateg].(string)
+			typ, _ := e.Data()[fPricingType].(string)
+			addCount(c, fMessages)
+			addCount(c, fCategories, category, fMessages)
+			addCount(c, fCategories, category, fTypes, typ)
+		},
+	},
+}
+
+// addCount adds one at path in counts, a tree of nested maps with int64
+// leaves.
+func addCount(counts map[string]any, path ...string) {
+	for _, k := range path[:len(path)-1] {
+		next, ok := counts[k].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			counts[k] = next
+		}
+		counts = next
+	}
+	n, _ := counts[path[len(path)-1]].(int64)
+	counts[path[len(path)-1]] = n + 1
+}
+
+// increments turns counts' leaves into increments, for a Set with merge:
+// a counter is added to, never read.
+func increments(counts map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range counts {
+		switch v := v.(type) {
+		case map[string]any:
+			out[k] = increments(v)
+		case int64:
+			out[k] = firestore.Increment(v)
+		}
+	}
+	return out
+}
+
+// costLines reads a cost table: its categories' counts by type, ordered.
+func costLines(data map[string]any) []app.CostLine {
+	var out []app.CostLine
+	categories, _ := data[fCategories].(map[string]any)
+	for category, v := range categories {
+		c, _ := v.(map[string]any)
+		types, _ := c[fTypes].(map[string]any)
+		for typ, n := range types {
+			if n, _ := n.(int64); n != 0 {
+				out = append(out, app.CostLine{Category: category, Type: typ, Messages: n})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b app.CostLine) int {
+		return cmp.Or(cmp.Compare(a.Category, b.Category), cmp.Compare(a.Type, b.Type))
+	})
+	return out
 }
 
 // driverRecordPath is the driver's document in the ancillary database,
@@ -120,6 +236,7 @@ func stateFields(st *app.State) []firestore.Update {
 	at(fUpdatedAt, st.UpdatedAt)
 	put("task", st.Task, len(st.Task) == 0)
 	put("earlyStatuses", st.EarlyStatuses, len(st.EarlyStatuses) == 0)
+	put(fPricing, st.Pricing, st.Pricing == nil)
 	return us
 }
 
@@ -191,6 +308,9 @@ func messageFields(m *app.MessageUpdate) []firestore.Update {
 		if !t.at.IsZero() {
 			set(t.path, t.at)
 		}
+	}
+	if m.Pricing != nil {
+		set(fPricing, m.Pricing)
 	}
 	return us
 }

@@ -177,6 +177,10 @@ func (s *Store) commitPlan(ctx context.Context, ref dispatch.MessageRef, old *ap
 		})
 		writes++
 	}
+	if p.Price != nil {
+		b.Create(s.db.Doc(costEntryPath(p.Price.LeaseID, ref.Path())), costEntryFields(p.Price, ref.Path()))
+		writes++
+	}
 	if p.Index != nil {
 		doc := s.db.Doc(dispatch.IndexPath(p.Index.Wamid))
 		if idx.wamid == p.Index.Wamid && idx.exists {
@@ -496,27 +500,29 @@ func (s *Store) ExpiredPendingStatuses(ctx context.Context, keptBefore time.Time
 	}
 }
 
-// SentLedger implements app.Store: a collection-group query in name
-// order, which needs no declared index and keeps each metrics document's
-// entries together.
-func (s *Store) SentLedger(ctx context.Context, limit int) ([]app.SentEntry, error) {
-	it := s.db.CollectionGroup(sentLedgerColl).Query.OrderBy(firestore.DocumentID, firestore.Asc).Limit(limit).Documents(ctx)
+// LedgerEntries implements app.Store: a collection-group query in name
+// order, which needs no declared index and keeps each counter document's
+// entries together (they share a parent; a lease's cost entries of
+// different months are grouped again by the fold).
+func (s *Store) LedgerEntries(ctx context.Context, l app.Ledger, limit int) ([]app.LedgerEntry, error) {
+	ls := ledgerStores[l]
+	it := s.db.CollectionGroup(ls.coll).Query.OrderBy(firestore.DocumentID, firestore.Asc).Limit(limit).Documents(ctx)
 	defer it.Stop()
-	var out []app.SentEntry
+	var out []app.LedgerEntry
 	for {
 		snap, err := it.Next()
 		if err == iterator.Done {
 			return out, nil
 		}
 		if err != nil {
-			return nil, queryErr("query sent ledger", err)
+			return nil, queryErr("query "+string(l)+" ledger", err)
 		}
-		out = append(out, sentEntry(snap))
+		out = append(out, ledgerEntry(ls, snap))
 	}
 }
 
-func sentEntry(snap *firestore.DocumentSnapshot) app.SentEntry {
-	e := app.SentEntry{Path: relPath(snap.Ref), MetricsDoc: relPath(snap.Ref.Parent.Parent)}
+func ledgerEntry(ls ledgerStore, snap *firestore.DocumentSnapshot) app.LedgerEntry {
+	e := app.LedgerEntry{Path: relPath(snap.Ref), Counter: ls.counter(snap)}
 	e.CountedAt, _ = snap.Data()[fCountedAt].(time.Time)
 	return e
 }
@@ -527,28 +533,32 @@ func relPath(ref *firestore.DocumentRef) string {
 	return rel
 }
 
-// FoldSent implements app.Store: one transaction reads the entries (which
+// Fold implements app.Store: one transaction reads the entries (which
 // locks them, so a concurrent fold of the same entries waits, then finds
 // them gone), increments the counter by those found and deletes them. The
 // counter is incremented, not read: the transaction holds no lock on the
-// hot document.
-func (s *Store) FoldSent(ctx context.Context, f app.SentFold) ([]app.SentEntry, error) {
+// hot document. An entry found counting elsewhere than f's counter (it
+// cannot, as written) is left for its own fold.
+func (s *Store) Fold(ctx context.Context, f app.LedgerFold) ([]app.LedgerEntry, error) {
+	ls := ledgerStores[f.Ledger]
 	refs := make([]*firestore.DocumentRef, len(f.Entries))
 	for i, p := range f.Entries {
 		refs[i] = s.db.Doc(p)
 	}
-	var folded []app.SentEntry
+	var folded []app.LedgerEntry
 	err := s.db.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		folded = folded[:0]
 		snaps, err := tx.GetAll(refs)
 		if err != nil {
 			return err
 		}
+		counts := map[string]any{}
 		for _, snap := range snaps {
-			if !snap.Exists() {
+			if !snap.Exists() || ls.counter(snap) != f.Counter {
 				continue
 			}
-			folded = append(folded, sentEntry(snap))
+			folded = append(folded, ledgerEntry(ls, snap))
+			ls.add(snap, counts)
 			if err := tx.Delete(snap.Ref); err != nil {
 				return err
 			}
@@ -556,12 +566,24 @@ func (s *Store) FoldSent(ctx context.Context, f app.SentFold) ([]app.SentEntry, 
 		if len(folded) == 0 {
 			return nil
 		}
-		return tx.Set(s.db.Doc(f.MetricsDoc), map[string]any{fMetricsCounter: firestore.Increment(len(folded))}, firestore.MergeAll)
+		return tx.Set(s.db.Doc(f.Counter), increments(counts), firestore.MergeAll)
 	}, firestore.MaxAttempts(s.maxAttempts))
 	if err != nil {
-		return nil, unavailable("fold sent ledger of "+f.MetricsDoc, err)
+		return nil, unavailable("fold "+string(f.Ledger)+" ledger of "+f.Counter, err)
 	}
 	return folded, nil
+}
+
+// Costs implements app.Store.
+func (s *Store) Costs(ctx context.Context, leaseID, month string) ([]app.CostLine, error) {
+	snap, err := s.db.Doc(costsPath(leaseID, month)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, unavailable("read costs", err)
+	}
+	return costLines(snap.Data()), nil
 }
 
 // retryable reports whether a commit may succeed if simply tried again.

@@ -68,6 +68,7 @@ func (a Access) Policy() *auth.Policy {
 		Allow(a.Senders, wadispatchv1.Recorder_ClaimSend_FullMethodName, wadispatchv1.Recorder_ReleaseClaim_FullMethodName).
 		Allow(a.Operators, wadispatchv1.Recorder_GetMessage_FullMethodName, wadispatchv1.Recorder_ListEnquiryMessages_FullMethodName,
 			wadispatchv1.Recorder_ListUnknown_FullMethodName, wadispatchv1.Recorder_ListStalled_FullMethodName, wadispatchv1.Recorder_ListUnmatchedReplies_FullMethodName, wadispatchv1.Recorder_GetDriver_FullMethodName,
+			wadispatchv1.Recorder_GetCosts_FullMethodName,
 			wadispatchv1.Recorder_Resend_FullMethodName)
 	if a.Reflection {
 		p.Allow(a.Operators, reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName, reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName)
