@@ -146,17 +146,22 @@ func (a *Ancillary) MoveDriver(ctx context.Context, oldDriver, newDriver string,
 	// The old number is marked last, in the last batch: a move cut short
 	// is done again whole by the retry.
 	for start := 0; ; start += 400 {
-		b := a.anc.Batch()
-		for _, snap := range snaps[start:min(start+400, len(snaps))] {
-			data := snap.Data()
-			data["driverPhoneNumber"], data["movedFrom"] = newDriver, oldDriver
-			b.Set(a.anc.Doc(driverRecordPath(newDriver)+"/"+enquiryMessagesColl+"/"+snap.Ref.ID), data, firestore.MergeAll)
-		}
+		chunk := snaps[start:min(start+400, len(snaps))]
 		last := start+400 >= len(snaps)
-		if last {
-			b.Set(a.anc.Doc(driverRecordPath(oldDriver)), map[string]any{"changedTo": newDriver, "changedAt": at}, firestore.MergeAll)
-		}
-		if _, err := b.Commit(ctx); err != nil {
+		err := a.anc.RunTransaction(ctx, func(_ context.Context, tx *firestore.Transaction) error {
+			for _, snap := range chunk {
+				data := snap.Data()
+				data["driverPhoneNumber"], data["movedFrom"] = newDriver, oldDriver
+				if err := tx.Set(a.anc.Doc(driverRecordPath(newDriver)+"/"+enquiryMessagesColl+"/"+snap.Ref.ID), data, firestore.MergeAll); err != nil {
+					return err
+				}
+			}
+			if !last {
+				return nil
+			}
+			return tx.Set(a.anc.Doc(driverRecordPath(oldDriver)), map[string]any{"changedTo": newDriver, "changedAt": at}, firestore.MergeAll)
+		})
+		if err != nil {
 			return unavailable("move the driver's enquiry records", err)
 		}
 		if last {

@@ -112,14 +112,17 @@ func (s *Store) ClearUndeliverable(ctx context.Context, leaseID, driver string) 
 // RecordNumberChange implements app.Drivers: both records in one batch,
 // repeated harmlessly.
 func (s *Store) RecordNumberChange(ctx context.Context, leaseID, oldDriver, newDriver string, at time.Time) error {
-	b := s.db.Batch()
-	b.Set(s.db.Doc(dispatch.DriverRecordPath(leaseID, oldDriver)), map[string]any{
-		"driverMobileNumber": oldDriver, "leaseId": leaseID, fChangedTo: newDriver, fChangedAt: at,
-	}, firestore.MergeAll)
-	b.Set(s.db.Doc(dispatch.DriverRecordPath(leaseID, newDriver)), map[string]any{
-		"driverMobileNumber": newDriver, "leaseId": leaseID, fChangedFrom: oldDriver, fChangedAt: at,
-	}, firestore.MergeAll)
-	if _, err := b.Commit(ctx); err != nil {
+	err := s.db.RunTransaction(ctx, func(_ context.Context, tx *firestore.Transaction) error {
+		if err := tx.Set(s.db.Doc(dispatch.DriverRecordPath(leaseID, oldDriver)), map[string]any{
+			"driverMobileNumber": oldDriver, "leaseId": leaseID, fChangedTo: newDriver, fChangedAt: at,
+		}, firestore.MergeAll); err != nil {
+			return err
+		}
+		return tx.Set(s.db.Doc(dispatch.DriverRecordPath(leaseID, newDriver)), map[string]any{
+			"driverMobileNumber": newDriver, "leaseId": leaseID, fChangedFrom: oldDriver, fChangedAt: at,
+		}, firestore.MergeAll)
+	})
+	if err != nil {
 		return unavailable("record number change", err)
 	}
 	return nil

@@ -37,14 +37,18 @@ func (s *Store) IndexedReply(ctx context.Context, wamid string) (app.IndexedMess
 // enquiry, its inbound index entry in one batch, which fails whole when
 // the document exists (a redelivery).
 func (s *Store) CreateReply(ctx context.Context, r app.Reply) (bool, error) {
-	b := s.db.Batch()
-	b.Create(s.db.Doc(r.Path), replyFields(r))
-	if r.UnmatchedReason == "" {
-		b.Set(s.db.Doc(dispatch.InboundIndexPath(r.In.GetWhatsappMessageId())), map[string]any{
+	// A transaction of writes only: both land or neither.
+	err := s.db.RunTransaction(ctx, func(_ context.Context, tx *firestore.Transaction) error {
+		if err := tx.Create(s.db.Doc(r.Path), replyFields(r)); err != nil {
+			return err
+		}
+		if r.UnmatchedReason != "" {
+			return nil
+		}
+		return tx.Set(s.db.Doc(dispatch.InboundIndexPath(r.In.GetWhatsappMessageId())), map[string]any{
 			"messagePath": r.Path, "driverMobileNumber": r.In.GetFrom(), "indexedAt": firestore.ServerTimestamp,
 		})
-	}
-	_, err := b.Commit(ctx)
+	})
 	switch {
 	case err == nil:
 		return true, nil
