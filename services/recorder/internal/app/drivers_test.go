@@ -94,8 +94,7 @@ func TestDriverUnreachableAfterRepeatedUndeliverable(t *testing.T) {
 func TestDriverChangedNumber(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	task := e.newMessage(t, "m1")
-	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	e.sentMessage(t, "m1", "wamid.A")
 	const moved = "+447911000042"
 	sys := inboundMsg("wamid.SYS", driver, "", time.Now())
 	sys.Type, sys.NewNumber, sys.UserId = "system", moved, "GB.bsuid-1"

@@ -135,6 +135,14 @@ func (e *env) newMessage(t testing.TB, id string) *wadispatchv1.SendTask {
 	}
 }
 
+// sentMessage writes message id, claims it and records it SENT as wamid.
+func (e *env) sentMessage(t testing.TB, id, wamid string) *wadispatchv1.SendTask {
+	t.Helper()
+	task := e.newMessage(t, id)
+	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), wamid))
+	return task
+}
+
 func sent(task *wadispatchv1.SendTask, claimID, wamid string) *wadispatchv1.SendResult {
 	return &wadispatchv1.SendResult{
 		MessageDocId: task.GetMessageDocId(), LeaseId: task.GetLeaseId(), EnquiryId: task.GetEnquiryId(),

@@ -211,14 +211,10 @@ func (s *Service) placeReply(ctx context.Context, in *wadispatchv1.InboundMessag
 	if err != nil {
 		return "", "", nil, err
 	}
-	docID := dispatch.DriverReplyDocID(in.GetWhatsappMessageId())
-	r := Reply{In: in, At: at, ContextPath: contextPath}
+	r := unmatched(in, at, UnmatchedNoEnquiry)
 	if found {
-		ref.MessageID = docID
-		r.Path = ref.Path()
-	} else {
-		r.Path = dispatch.UnmatchedReplyPath(in.GetLeaseIds()[0], docID)
-		r.UnmatchedReason = UnmatchedNoEnquiry
+		ref.MessageID = dispatch.DriverReplyDocID(in.GetWhatsappMessageId())
+		r = Reply{In: in, At: at, ContextPath: contextPath, Path: ref.Path()}
 	}
 	created, err := s.replies.CreateReply(ctx, r)
 	if err != nil {
@@ -236,17 +232,19 @@ func (s *Service) placeReply(ctx context.Context, in *wadispatchv1.InboundMessag
 			return "", "", nil, status.Errorf(codes.Unavailable, "publish media fetch: %v", err)
 		}
 	}
-	outcome := InboundDuplicate
 	switch {
 	case !found:
-		outcome = InboundUnmatched
+		return InboundUnmatched, r.Path, nil, nil
 	case created:
-		outcome = InboundRecorded
+		return InboundRecorded, r.Path, &ref, nil
 	}
-	if !found {
-		return outcome, r.Path, nil, nil
-	}
-	return outcome, r.Path, &ref, nil
+	return InboundDuplicate, r.Path, &ref, nil
+}
+
+// unmatched is in kept for operators in its first lease, for reason.
+func unmatched(in *wadispatchv1.InboundMessage, at time.Time, reason string) Reply {
+	return Reply{In: in, At: at, UnmatchedReason: reason,
+		Path: dispatch.UnmatchedReplyPath(in.GetLeaseIds()[0], dispatch.DriverReplyDocID(in.GetWhatsappMessageId()))}
 }
 
 // replyEnquiry finds the enquiry of in's lease a reply belongs to: the one
@@ -307,7 +305,7 @@ func (s *Service) applyChange(ctx context.Context, in *wadispatchv1.InboundMessa
 		found = false
 	}
 	if !found {
-		r := Reply{In: in, At: at, Path: dispatch.UnmatchedReplyPath(in.GetLeaseIds()[0], dispatch.DriverReplyDocID(in.GetWhatsappMessageId())), UnmatchedReason: UnmatchedNoTarget}
+		r := unmatched(in, at, UnmatchedNoTarget)
 		if _, err := s.replies.CreateReply(ctx, r); err != nil {
 			return "", "", storeErr(ctx, err)
 		}

@@ -32,8 +32,7 @@ func (e *env) handle(t *testing.T, m proto.Message) consume.Verdict {
 func TestReorderedAndRepeatedStatuses(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	task := e.newMessage(t, "m1")
-	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	e.sentMessage(t, "m1", "wamid.A")
 	base := time.Now().Truncate(time.Second)
 	deliveredAt, readAt := base.Add(time.Second), base.Add(2*time.Second)
 	for _, ev := range []*wadispatchv1.StatusEvent{
@@ -105,8 +104,7 @@ func inboundMsg(wamid, from, contextID string, at time.Time) *wadispatchv1.Inbou
 func TestDriverReplyQuotingAMessage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	task := e.newMessage(t, "m1")
-	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	e.sentMessage(t, "m1", "wamid.A")
 	at := time.Now().Truncate(time.Second)
 	in := inboundMsg("wamid.IN1", driver, "wamid.A", at)
 	if v := e.handle(t, in); !v.Ack || v.Reason != "inbound_recorded" {
@@ -153,8 +151,7 @@ func TestDriverReplyQuotingAMessage(t *testing.T) {
 func TestDriverReplyToLatestEnquiry(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	task := e.newMessage(t, "m1")
-	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	task := e.sentMessage(t, "m1", "wamid.A")
 	// A later message in enquiry e2.
 	ref2 := dispatch.MessageRef{LeaseID: "l1", EnquiryID: "e2", MessageID: "m9"}
 	if _, err := e.db.Doc(ref2.Path()).Set(context.Background(), map[string]any{"message": "x", "type": "text", "driverMobileNumber": driver}); err != nil {
@@ -188,8 +185,7 @@ func TestDriverReplyToLatestEnquiry(t *testing.T) {
 func TestDriverReplyQuotingAnotherDriversMessage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	task := e.newMessage(t, "m1")
-	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	e.sentMessage(t, "m1", "wamid.A")
 	if v := e.handle(t, inboundMsg("wamid.IN1", "+447911000001", "wamid.A", time.Now())); !v.Ack || v.Reason != "inbound_unmatched" {
 		t.Fatalf("verdict %+v", v)
 	}

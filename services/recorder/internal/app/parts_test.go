@@ -27,8 +27,7 @@ func replyPath(enquiry, wamid string) string {
 func TestDriverButtonReplyKeepsWhatItAnswers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	task := e.newMessage(t, "m1")
-	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	e.sentMessage(t, "m1", "wamid.A")
 	in := inboundMsg("wamid.TAP", driver, "wamid.A", time.Now())
 	in.Type, in.Text = "interactive", "Confirm"
 	in.Reply = &wadispatchv1.InboundReply{Id: "confirm", Title: "Confirm"}
@@ -51,8 +50,7 @@ func TestDriverButtonReplyKeepsWhatItAnswers(t *testing.T) {
 func TestDriverReplyStaysInItsLease(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	task := e.newMessage(t, "m1")
-	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	e.sentMessage(t, "m1", "wamid.A")
 	in := inboundMsg("wamid.IN1", driver, "wamid.A", time.Now())
 	in.LeaseIds = []string{"l2"}
 	if v := e.handle(t, in); v.Reason != "inbound_unmatched" {
@@ -82,8 +80,7 @@ func TestDriverReplyStaysInItsLease(t *testing.T) {
 func TestDriverReactionsEditsAndRevokes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	task := e.newMessage(t, "m1")
-	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	e.sentMessage(t, "m1", "wamid.A")
 	base := time.Now().Truncate(time.Second)
 	if v := e.handle(t, inboundMsg("wamid.IN1", driver, "", base)); v.Reason != "inbound_recorded" {
 		t.Fatalf("reply verdict %+v", v)
@@ -135,8 +132,7 @@ func TestDriverReactionsEditsAndRevokes(t *testing.T) {
 func TestDriverMediaIsFetchedThenRecorded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	task := e.newMessage(t, "m1")
-	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	e.sentMessage(t, "m1", "wamid.A")
 	in := inboundMsg("wamid.PHOTO", driver, "wamid.A", time.Now())
 	in.Type, in.Text = "image", "Dent on the rear door"
 	in.Media = &wadispatchv1.InboundMedia{Id: "media-1", MimeType: "image/jpeg", Sha256: "c2hh", Caption: "Dent on the rear door"}
@@ -196,8 +192,7 @@ func TestDriverMediaIsFetchedThenRecorded(t *testing.T) {
 func TestStatusOfAnotherRecipientIsIgnored(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	task := e.newMessage(t, "m1")
-	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	e.sentMessage(t, "m1", "wamid.A")
 	ev := statusEvent("wamid.A", wadispatchv1.MessageStatus_MESSAGE_STATUS_READ, time.Now())
 	ev.RecipientId = "447911000009"
 	if v := e.handle(t, ev); !v.Ack || v.Reason != "ignored" {

@@ -241,8 +241,7 @@ func TestStatusNeverMovesBackward(t *testing.T) {
 func TestFailedStatusAfterSent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	task := e.newMessage(t, "m1")
-	e.record(t, sent(task, e.claim(t, task, 0).GetClaimId(), "wamid.A"))
+	e.sentMessage(t, "m1", "wamid.A")
 	resp, err := e.svc.ApplyStatus(context.Background(), &wadispatchv1.ApplyStatusRequest{Event: &wadispatchv1.StatusEvent{
 		WhatsappMessageId: "wamid.A", Status: wadispatchv1.MessageStatus_MESSAGE_STATUS_FAILED,
 		Errors: []*wadispatchv1.WhatsAppError{{Code: 131047, Message: "Re-engagement message", Reason: "outside_window"}},

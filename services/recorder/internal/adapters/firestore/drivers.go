@@ -86,24 +86,14 @@ func (s *Store) RecordUndeliverable(ctx context.Context, leaseID, driver, messag
 	return marked, nil
 }
 
-// ClearUndeliverable implements app.Drivers: a read, and a write only for
-// a driver with undeliverable messages.
+// ClearUndeliverable implements app.Drivers with one update, which finds
+// no record for most drivers (NotFound, nothing to clear): every driver's
+// message calls it, so it reads nothing first.
 func (s *Store) ClearUndeliverable(ctx context.Context, leaseID, driver string) error {
-	doc := s.db.Doc(dispatch.DriverRecordPath(leaseID, driver))
-	err := s.db.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		snap, err := tx.Get(doc)
-		if status.Code(err) == codes.NotFound {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if paths, _ := snap.Data()[fUndeliverable].([]any); len(paths) == 0 {
-			return nil
-		}
-		return tx.Update(doc, []firestore.Update{{Path: fUndeliverable, Value: firestore.Delete}, {Path: fUnreachable, Value: false}})
+	_, err := s.db.Doc(dispatch.DriverRecordPath(leaseID, driver)).Update(ctx, []firestore.Update{
+		{Path: fUndeliverable, Value: firestore.Delete}, {Path: fUnreachable, Value: false},
 	})
-	if err != nil {
+	if err != nil && status.Code(err) != codes.NotFound {
 		return unavailable("clear undeliverable messages", err)
 	}
 	return nil

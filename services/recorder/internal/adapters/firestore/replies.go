@@ -87,11 +87,11 @@ func replyFields(r app.Reply) map[string]any {
 	}
 	if c := in.GetContextMessageId(); c != "" {
 		m["contextWhatsappMessageId"] = c
-		ctx := map[string]any{"whatsappMessageId": c}
+		quoted := map[string]any{"whatsappMessageId": c}
 		if r.ContextPath != "" {
-			ctx["messagePath"] = r.ContextPath
+			quoted["messagePath"] = r.ContextPath
 		}
-		m["context"] = ctx
+		m["context"] = quoted
 	}
 	if md := in.GetMedia(); md != nil {
 		media := map[string]any{
