@@ -139,3 +139,29 @@ func TestBusinessNumberFindsItsLeases(t *testing.T) {
 		}
 	}
 }
+
+// The message and the driver's record come back from one read; a driver
+// without a record has none, and a missing message is not an error.
+func TestMessageAndDriverRecord(t *testing.T) {
+	fs, _ := emulatorClient(t, nil)
+	ctx := context.Background()
+	rec := "leasecompany/l1/whatsappDrivers/+447911123401"
+	if _, err := fs.Doc(chatPath("l1", "m1")).Set(ctx, map[string]any{"message": "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Doc(rec).Set(ctx, map[string]any{"optedOut": true}); err != nil {
+		t.Fatal(err)
+	}
+	docs := NewDocuments(fs, 0, time.Now)
+	got, err := docs.MessageAndDriver(ctx, chatPath("l1", "m1"), rec)
+	if err != nil || !got.Exists || got.Fields["message"] != "hi" || got.DriverRecordPath != rec || got.DriverRecord["optedOut"] != true {
+		t.Fatalf("%+v %v", got, err)
+	}
+	got, err = docs.MessageAndDriver(ctx, chatPath("l1", "m2"), "leasecompany/l1/whatsappDrivers/+447911123402")
+	if err != nil || got.Exists || got.DriverRecord != nil {
+		t.Fatalf("missing message and record: %+v %v", got, err)
+	}
+	if r, err := docs.DriverRecord(ctx, rec); err != nil || r["optedOut"] != true {
+		t.Fatalf("DriverRecord: %v %v", r, err)
+	}
+}
