@@ -55,6 +55,9 @@ commands:
   costs <leaseId> <month>          the lease's messages WhatsApp priced in a month (YYYY-MM, UTC),
                                    by category and type, each counted once (trails the statuses
                                    by about the recorder's fold interval)
+  driver <leaseId> <driverNumber> what the lease's record of a driver says: opted out (and by
+                                   what), unreachable (repeated 131026), a number change; the
+                                   number is normalised as for list
   resend <messagePath>             send an UNKNOWN, FAILED or stalled message again; with
                                    --wait, until its new outcome is recorded (--timeout)
   deadletters list                 what waits on the dead-letter hold subscriptions (Pub/Sub),
@@ -134,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if region == "" {
 		region = "GB"
 	}
-	fs.StringVar(&o.region, "region", region, "list: region (ISO 3166) assumed for a driver number without country code, as ingest's INGEST_DEFAULT_REGION (env WADISPATCH_DEFAULT_REGION)")
+	fs.StringVar(&o.region, "region", region, "list, driver: region (ISO 3166) assumed for a driver number without country code, as ingest's INGEST_DEFAULT_REGION (env WADISPATCH_DEFAULT_REGION)")
 	fs.BoolVar(&o.wait, "wait", false, "resend: wait until the new outcome is recorded, then print it (within --timeout)")
 	fs.BoolVar(&o.yes, "yes", false, "deadletters replay: replay, rather than list what would be replayed")
 	// Flags may follow the arguments: parse until nothing is left.
@@ -157,7 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 2
 	}
 	cmd, cmdArgs := pos[0], pos[1:]
-	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "unmatched": 1, "costs": 2, "resend": 1, "deadletters": 1, "health": 0}
+	want := map[string]int{"status": 1, "list": 2, "unknown": 0, "stalled": 0, "unmatched": 1, "costs": 2, "driver": 2, "resend": 1, "deadletters": 1, "health": 0}
 	n, ok := want[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "unknown command %q\n", cmd)
@@ -188,19 +191,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 2
 	}
 
-	if cmd == "list" {
-		// The recorder keys enquiry messages by the E.164 number ingest
-		// wrote, so the number is normalised the same way, not sent as typed.
+	if numberAt, ok := map[string]int{"list": 0, "driver": 1}[cmd]; ok {
+		// The recorder keys enquiry messages and driver records by the E.164
+		// number ingest wrote, so the number is normalised the same way, not
+		// sent as typed.
 		if !phonenumbers.GetSupportedRegions()[o.region] {
-			fmt.Fprintf(stderr, "list: --region %q is not a region phone numbers are known for (ISO 3166, e.g. GB)\n", o.region)
+			fmt.Fprintf(stderr, "%s: --region %q is not a region phone numbers are known for (ISO 3166, e.g. GB)\n", cmd, o.region)
 			return 2
 		}
-		e164, err := chatmessage.NormalizeNumber(cmdArgs[0], o.region)
+		e164, err := chatmessage.NormalizeNumber(cmdArgs[numberAt], o.region)
 		if err != nil {
-			fmt.Fprintf(stderr, "list: driver number %q (default region %s): %v\n", cmdArgs[0], o.region, err)
+			fmt.Fprintf(stderr, "%s: driver number %q (default region %s): %v\n", cmd, cmdArgs[numberAt], o.region, err)
 			return 2
 		}
-		cmdArgs[0] = e164
+		cmdArgs[numberAt] = e164
 	}
 
 	tokens, err := idTokens(ctx, getenv)
@@ -231,6 +235,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = c.unmatched(ctx, cmdArgs[0], o.page)
 	case "costs":
 		err = c.costs(ctx, cmdArgs[0], cmdArgs[1])
+	case "driver":
+		err = c.driver(ctx, cmdArgs[0], cmdArgs[1])
 	case "resend":
 		err = c.resend(ctx, cmdArgs[0], o.wait)
 	}

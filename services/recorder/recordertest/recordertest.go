@@ -107,6 +107,12 @@ func (r *Recorder) Inbound(ctx context.Context, in *wadispatchv1.InboundMessage)
 	return outcome, err
 }
 
+// Preference records a driver's stop or resume as if from the status
+// events topic; it reports whether any lease's record changed.
+func (r *Recorder) Preference(ctx context.Context, p *wadispatchv1.DriverPreference) (bool, error) {
+	return r.svc.RecordPreference(ctx, p)
+}
+
 // Status applies a status event as the recorder does for one from
 // Pub/Sub, the only way statuses reach it.
 func (r *Recorder) Status(ctx context.Context, ev *wadispatchv1.StatusEvent) (*wadispatchv1.ApplyStatusResponse, error) {
