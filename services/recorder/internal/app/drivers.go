@@ -85,6 +85,27 @@ type Drivers interface {
 	Driver(ctx context.Context, leaseID, driver string) (DriverRecord, bool, error)
 }
 
+// Supersedes says whether choice p replaces the one a record holds, made
+// at heldAt by the driver's messages heldWamids (a zero heldAt: none).
+// The latest wins; WhatsApp's timestamps are whole seconds, so a STOP
+// and a START of the same second cannot be ordered by time: the one that
+// comes later wins, unless it is a redelivery of a message already
+// applied (its wamid is held), which changes nothing.
+func Supersedes(heldAt time.Time, heldWamids []string, p Preference) bool {
+	switch {
+	case heldAt.IsZero() || p.At.After(heldAt):
+		return true
+	case p.At.Equal(heldAt) && p.Wamid != "":
+		for _, w := range heldWamids {
+			if w == p.Wamid {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
 var schemaPreference = string(proto.MessageName(&wadispatchv1.DriverPreference{}))
 
 func (s *Service) handlePreference(ctx context.Context, data []byte) consume.Verdict {

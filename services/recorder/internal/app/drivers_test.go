@@ -54,6 +54,19 @@ func TestDriverChoicesLatestWins(t *testing.T) {
 	if r := e.driverRecord(t, "l1", driver); r.GetOptedOut() {
 		t.Errorf("after START: %v", r)
 	}
+	// WhatsApp's whole seconds cannot order a STOP written in the second of
+	// the START: it is a message of its own, so it wins; its redelivery
+	// changes nothing.
+	sameSecond := pref(wadispatchv1.DriverPreference_CHOICE_STOP, base.Add(3*time.Second))
+	sameSecond.WhatsappMessageId = "wamid.stop-again"
+	for _, want := range []string{"preference_recorded", "preference_stale"} {
+		if v := e.handle(t, sameSecond); v.Reason != want {
+			t.Errorf("a STOP of the START's second: %+v, want %s", v, want)
+		}
+	}
+	if r := e.driverRecord(t, "l1", driver); !r.GetOptedOut() {
+		t.Errorf("after a STOP of the START's second: %v", r)
+	}
 
 	// WhatsApp refusing a marketing template (131050) stops them too.
 	task := e.newMessage(t, "m1")

@@ -15,13 +15,15 @@ import (
 // Fields of a driver's record (dispatch.DriverRecordPath); ingest reads
 // optedOut and changedTo before a send.
 const (
-	fOptedOut      = dispatch.DriverOptedOut
-	fPreferenceAt  = "preferenceAt"
-	fUndeliverable = "undeliverableMessages"
-	fUnreachable   = "unreachable"
-	fChangedTo     = dispatch.DriverChangedTo
-	fChangedFrom   = "changedFrom"
-	fChangedAt     = "changedAt"
+	fOptedOut     = dispatch.DriverOptedOut
+	fPreferenceAt = "preferenceAt"
+	// The wamids of the choices applied at preferenceAt's second.
+	fPreferenceWamids = "preferenceWhatsappMessageIds"
+	fUndeliverable    = "undeliverableMessages"
+	fUnreachable      = "unreachable"
+	fChangedTo        = dispatch.DriverChangedTo
+	fChangedFrom      = "changedFrom"
+	fChangedAt        = "changedAt"
 )
 
 // RecordPreference implements app.Drivers in one transaction on the
@@ -35,14 +37,33 @@ func (s *Store) RecordPreference(ctx context.Context, leaseID, driver string, p 
 		if err != nil && status.Code(err) != codes.NotFound {
 			return err
 		}
-		if !later(snap, []string{fPreferenceAt}, p.At) {
+		var heldAt time.Time
+		var held []string
+		if snap.Exists() {
+			d := snap.Data()
+			heldAt, _ = d[fPreferenceAt].(time.Time)
+			ids, _ := d[fPreferenceWamids].([]any)
+			for _, id := range ids {
+				if w, ok := id.(string); ok {
+					held = append(held, w)
+				}
+			}
+		}
+		if !app.Supersedes(heldAt, held, p) {
 			return nil
 		}
 		applied = true
+		wamids := []string{}
+		if p.At.Equal(heldAt) {
+			wamids = append(wamids, held...)
+		}
+		if p.Wamid != "" {
+			wamids = append(wamids, p.Wamid)
+		}
 		return tx.Set(doc, map[string]any{
 			"driverMobileNumber": driver, "leaseId": leaseID,
 			fOptedOut: p.Stop, dispatch.DriverOptOutSource: p.Source, "optOutDetail": p.Detail, "preferenceWhatsappMessageId": p.Wamid,
-			fPreferenceAt: p.At, fUpdatedAt: firestore.ServerTimestamp,
+			fPreferenceAt: p.At, fPreferenceWamids: wamids, fUpdatedAt: firestore.ServerTimestamp,
 		}, firestore.MergeAll)
 	})
 	if err != nil {
