@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -360,6 +362,8 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 			answered, err = s.demoReply(settleCtx, fs, w, o.WAMID)
 		case o.Case.ID == "msg-template":
 			answered, err = s.demoTap(settleCtx, fs, w, o)
+		case o.Case.ID == "msg-interactive":
+			answered, err = s.demoPhoto(settleCtx, fs, w)
 		default:
 			continue
 		}
@@ -557,8 +561,70 @@ func (s *Stack) demoTap(ctx context.Context, fs *firestore.Client, w io.Writer, 
 	return ok, nil
 }
 
+// demoPhoto has the interactive message's driver send a photo of the
+// van, and shows where it ended: the reply's document, and the object
+// in Cloud Storage, whose bytes must be the photo's.
+func (s *Stack) demoPhoto(ctx context.Context, fs *firestore.Client, w io.Writer) (bool, error) {
+	const driver, caption = "+447911123409", "the scratch on the door"
+	photo := bytes.Repeat([]byte("\xff\xd8 a photo of the van's door "), 4000)
+	media, err := s.AddMedia(ctx, "image/jpeg", photo)
+	if err != nil {
+		return false, err
+	}
+	fmt.Fprintf(w, "\ndriver %s sends a photo (%d bytes, image/jpeg, caption %q)\n", driver, len(photo), caption)
+	inID, err := s.ReplyMedia(ctx, driver, "image", media.ID, caption)
+	if err != nil {
+		return false, err
+	}
+	path := dispatch.MessageRef{LeaseID: DemoLease, EnquiryID: DemoEnquiry, MessageID: dispatch.DriverReplyDocID(inID)}.Path()
+	reply, err := waitForDocumentWhere(ctx, fs, path, func(d map[string]any) bool {
+		m, _ := d["media"].(map[string]any)
+		return m["status"] == "stored" || m["status"] == "failed"
+	})
+	if err != nil {
+		return false, err
+	}
+	m, _ := reply["media"].(map[string]any)
+	uri, _ := m["uri"].(string)
+	sum := sha256.Sum256(photo)
+	stored, err := s.readObject(ctx, uri)
+	if err != nil {
+		fmt.Fprintf(w, "object %s: %v\n", uri, err)
+	}
+	ok := m["status"] == "stored" && bytes.Equal(stored, photo) && m["sha256"] == hex.EncodeToString(sum[:]) && reply["message"] == caption
+	fmt.Fprintf(w, "photo written at %s: media.status=%v\n  object %s, %v bytes, %v, sha256 %v %s\n",
+		path, m["status"], orDash(uri), m["size"], m["mimeType"], m["sha256"], yesNo(ok))
+	return ok, nil
+}
+
+// readObject reads the object of a gs:// URI from the stack's Cloud
+// Storage emulator.
+func (s *Stack) readObject(ctx context.Context, uri string) ([]byte, error) {
+	bucket, name, ok := strings.Cut(strings.TrimPrefix(uri, "gs://"), "/")
+	if !ok || !strings.HasPrefix(uri, "gs://") {
+		return nil, fmt.Errorf("not a gs:// URI: %q", uri)
+	}
+	gcs, err := s.Storage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer gcs.Close()
+	r, err := gcs.Bucket(bucket).Object(name).NewReader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
 // waitForDocument waits until the document at path exists and returns it.
 func waitForDocument(ctx context.Context, fs *firestore.Client, path string) (map[string]any, error) {
+	return waitForDocumentWhere(ctx, fs, path, func(map[string]any) bool { return true })
+}
+
+// waitForDocumentWhere waits until the document at path exists and cond
+// holds of it, and returns it.
+func waitForDocumentWhere(ctx context.Context, fs *firestore.Client, path string, cond func(map[string]any) bool) (map[string]any, error) {
 	it := fs.Doc(path).Snapshots(ctx)
 	defer it.Stop()
 	for {
@@ -566,7 +632,7 @@ func waitForDocument(ctx context.Context, fs *firestore.Client, path string) (ma
 		if err != nil {
 			return nil, fmt.Errorf("waiting for %s: %w", path, err)
 		}
-		if snap.Exists() {
+		if snap.Exists() && cond(snap.Data()) {
 			return snap.Data(), nil
 		}
 	}

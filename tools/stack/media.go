@@ -5,8 +5,18 @@ import (
 	"net/http"
 	"strings"
 
+	"cloud.google.com/go/storage"
+	"google.golang.org/api/option"
+
 	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 )
+
+// Storage is a client of the stack's Cloud Storage emulator, as the
+// services' official client is when STORAGE_EMULATOR_HOST names it, without
+// changing this process's environment.
+func (s *Stack) Storage(ctx context.Context) (*storage.Client, error) {
+	return storage.NewClient(ctx, option.WithEndpoint("http://"+s.StorageAddr+"/storage/v1/"), option.WithoutAuthentication(), storage.WithJSONReads())
+}
 
 // AddMedia gives the simulator media of the stack's business number, as
 // a driver would send it; ReplyMedia sends it.

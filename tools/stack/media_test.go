@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"cloud.google.com/go/storage"
-
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/tools/stack"
 )
@@ -52,8 +50,7 @@ func TestDriverPhotoStoredAndRecordedOnTheReply(t *testing.T) {
 		t.Fatalf("reply %v", reply)
 	}
 
-	t.Setenv("STORAGE_EMULATOR_HOST", s.StorageAddr)
-	gcs, err := storage.NewClient(ctx)
+	gcs, err := s.Storage(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
