@@ -104,3 +104,25 @@ func TestCheckDocumentID(t *testing.T) {
 		}
 	}
 }
+
+// A driver's reply is kept in its enquiry or, when none takes it, beside the
+// lease's unmatched replies; its media goes to the folder of that place.
+func TestParseReplyPath(t *testing.T) {
+	for path, want := range map[string]struct {
+		ref    dispatch.ReplyRef
+		folder string
+	}{
+		"leasecompany/l1/enquiries/e1/whatsapp/messages/chatMessages/wa-in-1": {dispatch.ReplyRef{LeaseID: "l1", EnquiryID: "e1", DocID: "wa-in-1"}, "leasecompany/l1/enquiries/e1/media"},
+		"leasecompany/l1/whatsappUnmatchedReplies/wa-in-2":                    {dispatch.ReplyRef{LeaseID: "l1", DocID: "wa-in-2"}, "leasecompany/l1/whatsappUnmatchedReplies/media"},
+	} {
+		got, err := dispatch.ParseReplyPath(path)
+		if err != nil || got != want.ref || got.Path() != path || got.MediaFolder() != want.folder {
+			t.Errorf("%s: %+v (%q, %q), %v", path, got, got.Path(), got.MediaFolder(), err)
+		}
+	}
+	for _, bad := range []string{"leasecompany/l1/whatsappDrivers/x", "leasecompany//whatsappUnmatchedReplies/x", "leasecompany/l1/whatsappUnmatchedReplies/x/y"} {
+		if got, err := dispatch.ParseReplyPath(bad); err == nil {
+			t.Errorf("%s: %+v, want an error", bad, got)
+		}
+	}
+}

@@ -102,6 +102,41 @@ func UnmatchedReplyPath(leaseID, docID string) string {
 	return "leasecompany/" + leaseID + "/whatsappUnmatchedReplies/" + docID
 }
 
+// ReplyRef names a driver's reply document: one in an enquiry's
+// chatMessages, or one kept unmatched (EnquiryID empty).
+type ReplyRef struct {
+	LeaseID, EnquiryID, DocID string
+}
+
+// ParseReplyPath parses either place a driver's reply is kept.
+func ParseReplyPath(path string) (ReplyRef, error) {
+	if ref, err := ParseMessagePath(path); err == nil {
+		return ReplyRef{LeaseID: ref.LeaseID, EnquiryID: ref.EnquiryID, DocID: ref.MessageID}, nil
+	}
+	p := strings.Split(path, "/")
+	if len(p) != 4 || p[0] != "leasecompany" || p[2] != "whatsappUnmatchedReplies" || p[1] == "" || p[3] == "" {
+		return ReplyRef{}, fmt.Errorf("path %q is neither a chatMessages document (%s) nor an unmatched reply", Clip(path, 200), MessagePattern)
+	}
+	return ReplyRef{LeaseID: p[1], DocID: p[3]}, nil
+}
+
+// Path is the reply document's path.
+func (r ReplyRef) Path() string {
+	if r.EnquiryID == "" {
+		return UnmatchedReplyPath(r.LeaseID, r.DocID)
+	}
+	return MessageRef{LeaseID: r.LeaseID, EnquiryID: r.EnquiryID, MessageID: r.DocID}.Path()
+}
+
+// MediaFolder is where the reply's media is stored in Cloud Storage: by
+// lease and enquiry, or beside the lease's unmatched replies.
+func (r ReplyRef) MediaFolder() string {
+	if r.EnquiryID == "" {
+		return "leasecompany/" + r.LeaseID + "/whatsappUnmatchedReplies/media"
+	}
+	return MessageRef{LeaseID: r.LeaseID, EnquiryID: r.EnquiryID}.EnquiryPath() + "/media"
+}
+
 // Fields of a driver's record that ingest reads before a send; the
 // recorder writes them.
 const (

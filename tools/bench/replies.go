@@ -19,6 +19,15 @@ type Reply struct {
 	// UnmatchedLease is the lease that keeps it when no enquiry takes it
 	// yet: the first of the leases of the number.
 	UnmatchedLease string
+	// Media is what a photo reply sent (Text is its caption); nil for text.
+	Media *SentMedia
+}
+
+// SentMedia is the file a driver's media reply carried.
+type SentMedia struct {
+	// SHA256 is hex.
+	SHA256 string
+	Size   int64
 }
 
 // Paths are the two places the reply may be stored; it must be in exactly
@@ -30,8 +39,9 @@ func (r Reply) Paths() [2]string {
 	return [2]string{in.Path(), dispatch.UnmatchedReplyPath(r.UnmatchedLease, id)}
 }
 
-// AuditReplies waits until every reply is stored (within the wait) and
-// checks each was stored once, in one place, with its text: none lost,
+// AuditReplies waits until every reply is stored (within the wait), a
+// media reply's file too, and checks each was stored once, in one place,
+// with its text, a media reply with its file's size and sha256: none lost,
 // none doubled. It returns the violations, one line each.
 func AuditReplies(ctx context.Context, fs *firestore.Client, replies []Reply, wait time.Duration) ([]string, error) {
 	deadline := time.Now().Add(wait)
@@ -47,7 +57,7 @@ func AuditReplies(ctx context.Context, fs *firestore.Client, replies []Reply, wa
 			return nil, fmt.Errorf("read replies: %w", err)
 		}
 		var violations []string
-		missing := 0
+		missing := 0 // stored nowhere yet, or its media still pending
 		for i, r := range replies {
 			in, kept := snaps[2*i], snaps[2*i+1]
 			switch {
@@ -63,6 +73,19 @@ func AuditReplies(ctx context.Context, fs *firestore.Client, replies []Reply, wa
 				}
 				if got, _ := d.Data()["message"].(string); got != r.Text {
 					violations = append(violations, fmt.Sprintf("reply %s stored with text %q, sent %q", r.Wamid, got, r.Text))
+				}
+				if r.Media == nil {
+					break
+				}
+				m, _ := d.Data()["media"].(map[string]any)
+				switch size, _ := m["size"].(int64); {
+				case m["status"] == "pending":
+					missing++
+					violations = append(violations, fmt.Sprintf("reply %s: its media never stored (still pending)", r.Wamid))
+				case m["status"] != "stored":
+					violations = append(violations, fmt.Sprintf("reply %s: media %v (%v), want stored", r.Wamid, m["status"], m["failureReason"]))
+				case m["sha256"] != r.Media.SHA256 || size != r.Media.Size:
+					violations = append(violations, fmt.Sprintf("reply %s: media stored as %v bytes, sha256 %v; sent %d bytes, sha256 %s", r.Wamid, m["size"], m["sha256"], r.Media.Size, r.Media.SHA256))
 				}
 			}
 		}

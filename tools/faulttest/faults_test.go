@@ -1,7 +1,10 @@
 package faulttest
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"sync"
@@ -174,8 +177,8 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 	}
 	reconciled := metric(ctx, t, s, stack.Ingest, "wadispatch_ingest_reconciled_total")
 	resolved := len(logged(t, s.LogPath(stack.Recorder), "send resolved from WhatsApp's statuses: recorded as sent, counted once"))
-	t.Logf("fault test summary: %s unknown_resolved_by_webhook=%d dead_lettered=%d (besides %d retries_exhausted) reconciled=%v replies=%d",
-		report.Summary(), resolved, dead, exhausted, reconciled, len(replies))
+	t.Logf("fault test summary: %s unknown_resolved_by_webhook=%d dead_lettered=%d (besides %d retries_exhausted) reconciled=%v replies=%d (photos=%d)",
+		report.Summary(), resolved, dead, exhausted, reconciled, len(replies), photos(replies))
 	if report.Sent == 0 {
 		t.Error("no message was sent: the faults left nothing to check")
 	}
@@ -185,7 +188,7 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 }
 
 // replyThroughFaults has the driver of every tenth message write to the
-// business number while the faults run (one reply every 350 ms, through
+// business number (every other one a photo) while the faults run (one reply every 350 ms, through
 // ingest's outage, the recorder's and Firestore's), and returns what was
 // sent.
 func replyThroughFaults(ctx context.Context, s *stack.Stack, fleet bench.Fleet, msgs []bench.Message) ([]bench.Reply, error) {
@@ -200,13 +203,42 @@ func replyThroughFaults(ctx context.Context, s *stack.Stack, fleet bench.Fleet, 
 		}
 		m := msgs[i]
 		text := fmt.Sprintf("reply %d about %s", i, m.Ref.MessageID)
-		wamid, err := s.Reply(ctx, m.Driver, text, "")
+		r := bench.Reply{Driver: m.Driver, Text: text, Enquiry: m.Ref, UnmatchedLease: fleet.Leases[0].ID}
+		var err error
+		if i%20 == 0 {
+			r.Wamid, r.Media, err = replyPhoto(ctx, s, m.Driver, text)
+		} else {
+			r.Wamid, err = s.Reply(ctx, m.Driver, text, "")
+		}
 		if err != nil {
 			return out, fmt.Errorf("reply %d: %w", i, err)
 		}
-		out = append(out, bench.Reply{Wamid: wamid, Driver: m.Driver, Text: text, Enquiry: m.Ref, UnmatchedLease: fleet.Leases[0].ID})
+		out = append(out, r)
 	}
 	return out, nil
+}
+
+func photos(replies []bench.Reply) int {
+	n := 0
+	for _, r := range replies {
+		if r.Media != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// replyPhoto has driver send a photo of its own (its bytes differ by
+// caption) with the caption.
+func replyPhoto(ctx context.Context, s *stack.Stack, driver, caption string) (string, *bench.SentMedia, error) {
+	photo := bytes.Repeat([]byte("\xff\xd8 "+caption+" "), 1000)
+	media, err := s.AddMedia(ctx, "image/jpeg", photo)
+	if err != nil {
+		return "", nil, err
+	}
+	wamid, err := s.ReplyMedia(ctx, driver, "image", media.ID, caption)
+	sum := sha256.Sum256(photo)
+	return wamid, &bench.SentMedia{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(photo))}, err
 }
 
 // openWindows has every driver who gets free-form text (one message in

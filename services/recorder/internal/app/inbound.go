@@ -220,14 +220,20 @@ func (s *Service) placeReply(ctx context.Context, in *wadispatchv1.InboundMessag
 	if err != nil {
 		return "", "", nil, storeErr(ctx, err)
 	}
-	if in.GetMedia().GetId() != "" && found {
+	if in.GetMedia().GetId() != "" {
 		// Every time, not only when created: a crash between the document
 		// and the publish must not leave the media pending for ever, and
-		// the fetch of stored media is a no-op.
-		if err := s.media.PublishMediaFetch(ctx, &wadispatchv1.MediaFetch{
-			MessageDocId: r.Path, LeaseId: ref.LeaseID, EnquiryId: ref.EnquiryID, WhatsappMessageId: in.GetWhatsappMessageId(),
+		// the fetch of stored media is a no-op. An unmatched reply's media
+		// is fetched too: WhatsApp keeps it only about a week, and a driver's
+		// photo is no less wanted for arriving before its enquiry's message.
+		fetch := &wadispatchv1.MediaFetch{
+			MessageDocId: r.Path, LeaseId: in.GetLeaseIds()[0], WhatsappMessageId: in.GetWhatsappMessageId(),
 			Media: in.GetMedia(), LeaseWhatsappDetails: in.GetLeaseWhatsappDetails(),
-		}); err != nil {
+		}
+		if found {
+			fetch.LeaseId, fetch.EnquiryId = ref.LeaseID, ref.EnquiryID
+		}
+		if err := s.media.PublishMediaFetch(ctx, fetch); err != nil {
 			// Pub/Sub did not take it: an outage, held like Firestore's.
 			return "", "", nil, status.Errorf(codes.Unavailable, "publish media fetch: %v", err)
 		}

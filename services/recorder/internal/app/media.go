@@ -45,14 +45,15 @@ func (s *Service) handleMediaStored(ctx context.Context, data []byte) consume.Ve
 }
 
 // RecordMedia writes where a driver's media ended on the reply it came
-// with. Only a driver's reply document, the one the wamid became, takes
-// it: a MediaStored cannot write anywhere else.
+// with, in its enquiry or kept unmatched. Only a driver's reply document,
+// the one the wamid became, takes it: a MediaStored cannot write anywhere
+// else.
 func (s *Service) RecordMedia(ctx context.Context, m *wadispatchv1.MediaStored) (string, error) {
-	ref, err := dispatch.ParseMessagePath(m.GetMessageDocId())
+	ref, err := dispatch.ParseReplyPath(m.GetMessageDocId())
 	if err != nil {
 		return "", invalid("media message_doc_id: %v", err)
 	}
-	if ref.MessageID != dispatch.DriverReplyDocID(m.GetWhatsappMessageId()) {
+	if ref.DocID != dispatch.DriverReplyDocID(m.GetWhatsappMessageId()) {
 		return "", invalid("media message_doc_id %q is not the reply of its wamid", dispatch.Clip(path.Base(m.GetMessageDocId()), 40))
 	}
 	if (m.GetUri() == "") == (m.GetFailureReason() == "") {

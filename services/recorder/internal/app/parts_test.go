@@ -152,17 +152,24 @@ func TestDriverMediaIsFetchedThenRecorded(t *testing.T) {
 	if media, _ := doc(t, e.db, path)["media"].(map[string]any); media["status"] != "pending" || media["whatsappMediaId"] != "media-1" {
 		t.Fatalf("media on the reply: %v", media)
 	}
-	var fetch wadispatchv1.MediaFetch
-	rctx, stop := context.WithCancel(ctx)
-	err = ps.Subscriber(topology.MediaSubscription).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
-		if proto.Unmarshal(m.Data, &fetch) == nil && fetch.GetWhatsappMessageId() == "wamid.PHOTO" {
-			m.Ack()
-			stop()
+	fetchOf := func(wamid string) *wadispatchv1.MediaFetch {
+		t.Helper()
+		var fetch wadispatchv1.MediaFetch
+		rctx, stop := context.WithCancel(ctx)
+		err := ps.Subscriber(topology.MediaSubscription).Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+			if proto.Unmarshal(m.Data, &fetch) == nil && fetch.GetWhatsappMessageId() == wamid {
+				m.Ack()
+				stop()
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
-	if err != nil || fetch.GetMessageDocId() != path || fetch.GetLeaseId() != "l1" || fetch.GetEnquiryId() != "e1" ||
+		return &fetch
+	}
+	if fetch := fetchOf("wamid.PHOTO"); fetch.GetMessageDocId() != path || fetch.GetLeaseId() != "l1" || fetch.GetEnquiryId() != "e1" ||
 		fetch.GetMedia().GetId() != "media-1" || fetch.GetLeaseWhatsappDetails().GetTokenRef() != "lease-token" {
-		t.Fatalf("media fetch %v (%v)", &fetch, err)
+		t.Fatalf("media fetch %v", fetch)
 	}
 
 	stored := &wadispatchv1.MediaStored{
@@ -184,6 +191,26 @@ func TestDriverMediaIsFetchedThenRecorded(t *testing.T) {
 	forged.MessageDocId = messagePath("m1")
 	if v := e.handle(t, forged); !v.Poison {
 		t.Errorf("MediaStored on another document: %+v", v)
+	}
+
+	// A photo no enquiry takes is kept unmatched, and its media fetched
+	// all the same: WhatsApp keeps it only about a week.
+	lost := inboundMsg("wamid.LOST", "+447911000077", "", time.Now())
+	lost.Type, lost.Media, lost.LeaseWhatsappDetails = "image", &wadispatchv1.InboundMedia{Id: "media-2", MimeType: "image/jpeg"}, in.LeaseWhatsappDetails
+	if v := e.handle(t, lost); v.Reason != "inbound_unmatched" {
+		t.Fatalf("unmatched photo: %+v", v)
+	}
+	kept := dispatch.UnmatchedReplyPath("l1", dispatch.DriverReplyDocID("wamid.LOST"))
+	if fetch := fetchOf("wamid.LOST"); fetch.GetMessageDocId() != kept || fetch.GetLeaseId() != "l1" || fetch.GetEnquiryId() != "" {
+		t.Fatalf("unmatched media fetch %v", fetch)
+	}
+	stored = &wadispatchv1.MediaStored{MessageDocId: kept, WhatsappMessageId: "wamid.LOST", MediaId: "media-2",
+		Uri: "gs://media/leasecompany/l1/whatsappUnmatchedReplies/media/wamid.LOST", MimeType: "image/jpeg", Size: 10, Sha256: "ef"}
+	if v := e.handle(t, stored); v.Reason != "media_recorded" {
+		t.Fatalf("unmatched media stored: %+v", v)
+	}
+	if media, _ := doc(t, e.db, kept)["media"].(map[string]any); media["status"] != "stored" || media["uri"] != stored.GetUri() {
+		t.Errorf("unmatched reply's media: %v", media)
 	}
 }
 

@@ -402,7 +402,7 @@ func (f *MediaFetcher) poison(log *logrus.Entry, reason string, err error) consu
 // the message's path (which must agree with the fetch's own) and the wamid
 // made a safe object name by SafeObjectName.
 func MediaObjectName(req *wadispatchv1.MediaFetch) (string, error) {
-	ref, err := dispatch.ParseMessagePath(req.GetMessageDocId())
+	ref, err := dispatch.ParseReplyPath(req.GetMessageDocId())
 	if err != nil {
 		return "", err
 	}
@@ -413,7 +413,7 @@ func MediaObjectName(req *wadispatchv1.MediaFetch) (string, error) {
 	if strings.Trim(wamid, ".") == "" {
 		return "", fmt.Errorf("wamid %q cannot name an object", req.GetWhatsappMessageId())
 	}
-	return ref.EnquiryPath() + "/media/" + wamid, nil
+	return ref.MediaFolder() + "/" + wamid, nil
 }
 
 // SafeObjectName escapes s into one path segment of an object name:

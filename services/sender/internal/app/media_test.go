@@ -33,12 +33,17 @@ func TestMediaObjectName(t *testing.T) {
 	if got, err := MediaObjectName(ok); err != nil || got != "leasecompany/l1/enquiries/e1/media/wamid.X%2FY%3D" {
 		t.Fatalf("MediaObjectName = %q, %v", got, err)
 	}
+	kept := &wadispatchv1.MediaFetch{MessageDocId: "leasecompany/l1/whatsappUnmatchedReplies/wa-in-1", LeaseId: "l1", WhatsappMessageId: "wamid.X"}
+	if got, err := MediaObjectName(kept); err != nil || got != "leasecompany/l1/whatsappUnmatchedReplies/media/wamid.X" {
+		t.Fatalf("MediaObjectName of an unmatched reply = %q, %v", got, err)
+	}
 	for name, f := range map[string]*wadispatchv1.MediaFetch{
-		"bad path":        {MessageDocId: "leasecompany/l1/x", WhatsappMessageId: "wamid.X"},
-		"other lease":     {MessageDocId: path, LeaseId: "l2", WhatsappMessageId: "wamid.X"},
-		"other enquiry":   {MessageDocId: path, EnquiryId: "e2", WhatsappMessageId: "wamid.X"},
-		"no wamid":        {MessageDocId: path},
-		"dots only wamid": {MessageDocId: path, WhatsappMessageId: ".."},
+		"bad path":                {MessageDocId: "leasecompany/l1/x", WhatsappMessageId: "wamid.X"},
+		"other lease":             {MessageDocId: path, LeaseId: "l2", WhatsappMessageId: "wamid.X"},
+		"other enquiry":           {MessageDocId: path, EnquiryId: "e2", WhatsappMessageId: "wamid.X"},
+		"no wamid":                {MessageDocId: path},
+		"unmatched in an enquiry": {MessageDocId: "leasecompany/l1/whatsappUnmatchedReplies/wa-in-1", EnquiryId: "e1", WhatsappMessageId: "wamid.X"},
+		"dots only wamid":         {MessageDocId: path, WhatsappMessageId: ".."},
 	} {
 		if got, err := MediaObjectName(f); err == nil {
 			t.Errorf("%s: %q, want an error", name, got)

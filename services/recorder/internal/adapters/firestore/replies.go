@@ -98,11 +98,6 @@ func replyFields(r app.Reply) map[string]any {
 			"whatsappMediaId": md.GetId(), "mimeType": md.GetMimeType(), "webhookSha256": md.GetSha256(),
 			"caption": md.GetCaption(), "filename": md.GetFilename(), "voice": md.GetVoice(), "status": mediaPending,
 		}
-		if r.UnmatchedReason != "" {
-			// Nothing fetches media for an unmatched part: its id stays
-			// for an operator, valid about a week.
-			media["status"] = "not_fetched"
-		}
 		m[fMedia] = media
 	}
 	if t := in.GetTargetMessageId(); t != "" {
