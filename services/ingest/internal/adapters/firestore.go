@@ -165,26 +165,70 @@ func (e Documents) Message(ctx context.Context, path string) (app.StoredMessage,
 }
 
 // MessageAndDriver implements app.Messages with one BatchGetDocuments.
-func (e Documents) MessageAndDriver(ctx context.Context, path, recordPath string) (app.StoredMessage, error) {
-	if recordPath == "" {
+func (e Documents) MessageAndDriver(ctx context.Context, path string, with app.Companions) (app.StoredMessage, error) {
+	if with == (app.Companions{}) {
 		return e.Message(ctx, path)
 	}
-	msg, rec := e.fs.Doc(path), e.fs.Doc(recordPath)
-	if msg == nil || rec == nil {
-		return app.StoredMessage{}, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("message path %q is not a document path", dispatch.Clip(path, 200))}
-	}
-	snaps, err := e.fs.GetAll(ctx, []*firestore.DocumentRef{msg, rec})
+	snaps, err := e.getAll(ctx, "read message", path, with.DriverRecord, with.Template, with.TemplateName)
 	if err != nil {
-		return app.StoredMessage{}, firestoreError("read message", err)
+		return app.StoredMessage{}, err
 	}
-	stored := app.StoredMessage{DriverRecordPath: recordPath}
-	if snaps[0].Exists() {
+	stored := app.StoredMessage{DriverRecordPath: with.DriverRecord, TemplatePath: with.Template, TemplateNamePath: with.TemplateName}
+	if snaps[0] != nil {
 		stored.Exists, stored.CreateTime, stored.Fields = true, snaps[0].CreateTime, snaps[0].Data()
 	}
-	if snaps[1].Exists() {
-		stored.DriverRecord = snaps[1].Data()
-	}
+	stored.DriverRecord, stored.Template, stored.TemplateName = data(snaps[1]), data(snaps[2]), data(snaps[3])
 	return stored, nil
+}
+
+// Template implements app.Messages with one BatchGetDocuments.
+func (e Documents) Template(ctx context.Context, path, namePath string) (entry, name map[string]any, err error) {
+	snaps, err := e.getAll(ctx, "read template registry", path, namePath)
+	if err != nil {
+		return nil, nil, err
+	}
+	return data(snaps[0]), data(snaps[1]), nil
+}
+
+// getAll reads the documents at paths in one BatchGetDocuments: a
+// snapshot per path, nil for a path that is "" or a document that does not
+// exist. The first path is the one a bad path is reported for (the
+// others are built from it or from ids checked before).
+func (e Documents) getAll(ctx context.Context, what string, paths ...string) ([]*firestore.DocumentSnapshot, error) {
+	var refs []*firestore.DocumentRef
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		ref := e.fs.Doc(p)
+		if ref == nil {
+			return nil, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("%q is not a document path", dispatch.Clip(paths[0], 200))}
+		}
+		refs = append(refs, ref)
+	}
+	got, err := e.fs.GetAll(ctx, refs)
+	if err != nil {
+		return nil, firestoreError(what, err)
+	}
+	snaps := make([]*firestore.DocumentSnapshot, len(paths))
+	for i, p := range paths {
+		if p == "" {
+			continue
+		}
+		if got[0].Exists() {
+			snaps[i] = got[0]
+		}
+		got = got[1:]
+	}
+	return snaps, nil
+}
+
+// data is a snapshot's fields; nil for none.
+func data(snap *firestore.DocumentSnapshot) map[string]any {
+	if snap == nil {
+		return nil
+	}
+	return snap.Data()
 }
 
 // DriverRecord implements app.Messages.

@@ -13,6 +13,7 @@ import (
 
 	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/chatmessage"
+	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoretest"
 	"github.com/visn/wadispatch/services/ingest/internal/app"
@@ -153,15 +154,48 @@ func TestMessageAndDriverRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	docs := NewDocuments(fs, 0, time.Now)
-	got, err := docs.MessageAndDriver(ctx, chatPath("l1", "m1"), rec)
+	got, err := docs.MessageAndDriver(ctx, chatPath("l1", "m1"), app.Companions{DriverRecord: rec})
 	if err != nil || !got.Exists || got.Fields["message"] != "hi" || got.DriverRecordPath != rec || got.DriverRecord["optedOut"] != true {
 		t.Fatalf("%+v %v", got, err)
 	}
-	got, err = docs.MessageAndDriver(ctx, chatPath("l1", "m2"), "leasecompany/l1/whatsappDrivers/+447911123402")
+	got, err = docs.MessageAndDriver(ctx, chatPath("l1", "m2"), app.Companions{DriverRecord: "leasecompany/l1/whatsappDrivers/+447911123402"})
 	if err != nil || got.Exists || got.DriverRecord != nil {
 		t.Fatalf("missing message and record: %+v %v", got, err)
 	}
 	if r, err := docs.DriverRecord(ctx, rec); err != nil || r["optedOut"] != true {
 		t.Fatalf("DriverRecord: %v %v", r, err)
+	}
+}
+
+// The template's registry entries come back in the same read as the
+// message and the driver's record; an entry that does not exist is nil,
+// whichever of them it is.
+func TestMessageAndTemplateRegistry(t *testing.T) {
+	fs, _ := emulatorClient(t, nil)
+	ctx := context.Background()
+	entry, name := dispatch.TemplatePath("l1", "eta_update", "en_US"), dispatch.TemplateNamePath("l1", "eta_update")
+	for path, fields := range map[string]map[string]any{
+		chatPath("l1", "m1"): {"message": "", "type": "template"},
+		entry:                {"status": "PAUSED", "parameters": []any{"eta"}},
+		name:                 {"languages": []any{"en_US"}},
+	} {
+		if _, err := fs.Doc(path).Set(ctx, fields); err != nil {
+			t.Fatal(err)
+		}
+	}
+	docs := NewDocuments(fs, 0, time.Now)
+	rec := "leasecompany/l1/whatsappDrivers/+447911123401"
+	got, err := docs.MessageAndDriver(ctx, chatPath("l1", "m1"), app.Companions{DriverRecord: rec, Template: entry, TemplateName: name})
+	if err != nil || !got.Exists || got.DriverRecord != nil || got.TemplatePath != entry || got.Template["status"] != "PAUSED" ||
+		got.TemplateNamePath != name || got.TemplateName["languages"] == nil {
+		t.Fatalf("%+v %v", got, err)
+	}
+	got, err = docs.MessageAndDriver(ctx, chatPath("l1", "m1"), app.Companions{Template: dispatch.TemplatePath("l1", "eta_update", "de"), TemplateName: name})
+	if err != nil || !got.Exists || got.Template != nil || got.TemplateName == nil {
+		t.Fatalf("entry in another language: %+v %v", got, err)
+	}
+	e, n, err := docs.Template(ctx, entry, dispatch.TemplateNamePath("l1", "unseen"))
+	if err != nil || e["status"] != "PAUSED" || n != nil {
+		t.Fatalf("Template: %v %v %v", e, n, err)
 	}
 }

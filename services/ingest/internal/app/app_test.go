@@ -35,11 +35,15 @@ func (f fakeLeases) BusinessNumber(context.Context, string) (NumberLeases, error
 // fakeMessages holds the stored documents, by path.
 type fakeMessages map[string]StoredMessage
 
-func (f fakeMessages) MessageAndDriver(ctx context.Context, path, _ string) (StoredMessage, error) {
+func (f fakeMessages) MessageAndDriver(ctx context.Context, path string, _ Companions) (StoredMessage, error) {
 	return f.Message(ctx, path)
 }
 
 func (f fakeMessages) DriverRecord(context.Context, string) (map[string]any, error) { return nil, nil }
+
+func (f fakeMessages) Template(context.Context, string, string) (map[string]any, map[string]any, error) {
+	return nil, nil, nil
+}
 
 func (f fakeMessages) Message(_ context.Context, path string) (StoredMessage, error) {
 	return f[path], nil
