@@ -34,6 +34,7 @@ type LeaseConfigs struct {
 	log      *logrus.Entry
 	entries  *expiring.Cache[leaseEntry]
 	numbers  *expiring.Cache[app.NumberLeases]
+	accounts *expiring.Cache[app.NumberLeases]
 }
 
 type leaseEntry struct {
@@ -49,8 +50,9 @@ const maxMissTTL = 5 * time.Second
 func NewLeaseConfigs(fs *firestore.Client, defaults chatmessage.ConfigDefaults, ttl time.Duration, now func() time.Time, log *logrus.Entry) *LeaseConfigs {
 	return &LeaseConfigs{
 		fs: fs, defaults: defaults, ttl: ttl, missTTL: min(ttl, maxMissTTL), now: now, log: log,
-		entries: expiring.New[leaseEntry](now),
-		numbers: expiring.New[app.NumberLeases](now),
+		entries:  expiring.New[leaseEntry](now),
+		numbers:  expiring.New[app.NumberLeases](now),
+		accounts: expiring.New[app.NumberLeases](now),
 	}
 }
 
@@ -101,14 +103,29 @@ func (c *LeaseConfigs) BusinessNumber(ctx context.Context, phoneNumberID string)
 }
 
 func (c *LeaseConfigs) loadNumber(ctx context.Context, phoneNumberID string) (app.NumberLeases, time.Duration, error) {
-	forms := []any{phoneNumberID}
-	if n, err := strconv.ParseInt(phoneNumberID, 10, 64); err == nil && strconv.FormatInt(n, 10) == phoneNumberID {
+	return c.loadLeases(ctx, "phoneNumberId", phoneNumberID)
+}
+
+// BusinessAccount implements app.Leases as BusinessNumber does, by
+// whatsappConfig.businessAccountId.
+func (c *LeaseConfigs) BusinessAccount(ctx context.Context, accountID string) (app.NumberLeases, error) {
+	return c.accounts.Get(ctx, accountID, c.loadAccount)
+}
+
+func (c *LeaseConfigs) loadAccount(ctx context.Context, accountID string) (app.NumberLeases, time.Duration, error) {
+	return c.loadLeases(ctx, "businessAccountId", accountID)
+}
+
+// loadLeases finds the leases whose whatsappConfig.{key} is id.
+func (c *LeaseConfigs) loadLeases(ctx context.Context, key, id string) (app.NumberLeases, time.Duration, error) {
+	forms := []any{id}
+	if n, err := strconv.ParseInt(id, 10, 64); err == nil && strconv.FormatInt(n, 10) == id {
 		forms = append(forms, n)
 	}
-	snaps, err := c.fs.Collection("leasecompany").Where("whatsappConfig.phoneNumberId", "in", forms).
+	snaps, err := c.fs.Collection("leasecompany").Where("whatsappConfig."+key, "in", forms).
 		OrderBy(firestore.DocumentID, firestore.Asc).Limit(app.MaxLeasesPerNumber + 1).Documents(ctx).GetAll()
 	if err != nil {
-		return app.NumberLeases{}, 0, &app.DependencyError{Dep: app.DepFirestore, Err: fmt.Errorf("query leases by business number: %w", err)}
+		return app.NumberLeases{}, 0, &app.DependencyError{Dep: app.DepFirestore, Err: fmt.Errorf("query leases by %s: %w", key, err)}
 	}
 	if len(snaps) > app.MaxLeasesPerNumber {
 		return app.NumberLeases{Problem: app.NumberShared}, c.missTTL, nil

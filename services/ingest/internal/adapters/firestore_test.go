@@ -199,3 +199,31 @@ func TestMessageAndTemplateRegistry(t *testing.T) {
 		t.Fatalf("Template: %v %v %v", e, n, err)
 	}
 }
+
+// A business account finds the leases whose configuration names it, as a
+// business number does; an account no lease names finds none.
+func TestBusinessAccountFindsItsLeases(t *testing.T) {
+	fs, _ := emulatorClient(t, firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes))
+	ctx := context.Background()
+	for id, account := range map[string]any{"lease-a": "2001", "lease-b": int64(2001), "lease-c": "2002"} {
+		if _, err := fs.Doc("leasecompany/"+id).Set(ctx, map[string]any{
+			"whatsappConfig": map[string]any{"phoneNumberId": "1001", "tokenRef": "token-" + id, "businessAccountId": account},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leases := NewLeaseConfigs(fs, chatmessage.ConfigDefaults{APIVersion: "v23.0"}, time.Minute, time.Now, logrus.NewEntry(logrus.New()))
+	for account, want := range map[string]app.NumberLeases{
+		"2001": {LeaseIDs: []string{"lease-a", "lease-b"}},
+		"2002": {LeaseIDs: []string{"lease-c"}},
+		"2003": {Problem: app.NumberUnknown},
+	} {
+		got, err := leases.BusinessAccount(ctx, account)
+		if err != nil {
+			t.Fatalf("%s: %v", account, err)
+		}
+		if fmt.Sprint(got.LeaseIDs) != fmt.Sprint(want.LeaseIDs) || got.Problem != want.Problem {
+			t.Errorf("%s: %+v, want %+v", account, got, want)
+		}
+	}
+}

@@ -36,6 +36,9 @@ type Leases interface {
 	// business phone number phoneNumberID. A number no lease has is a
 	// NumberLeases with Problem set, not an error.
 	BusinessNumber(ctx context.Context, phoneNumberID string) (NumberLeases, error)
+	// BusinessAccount finds the leases whose configuration names the
+	// WhatsApp Business Account accountID, as BusinessNumber does.
+	BusinessAccount(ctx context.Context, accountID string) (NumberLeases, error)
 }
 
 // NumberLeases are the leases a business phone number belongs to, in id

@@ -32,6 +32,13 @@ func (f fakeLeases) BusinessNumber(context.Context, string) (NumberLeases, error
 	return NumberLeases{LeaseIDs: []string{"lease-1"}, Config: f.cfg}, f.err
 }
 
+func (f fakeLeases) BusinessAccount(_ context.Context, id string) (NumberLeases, error) {
+	if id != "waba-1" {
+		return NumberLeases{Problem: NumberUnknown}, f.err
+	}
+	return NumberLeases{LeaseIDs: []string{"lease-1", "lease-2"}, Config: f.cfg}, f.err
+}
+
 // fakeMessages holds the stored documents, by path.
 type fakeMessages map[string]StoredMessage
 
