@@ -73,7 +73,8 @@ func (r *Rejection) RejectReason() string { return r.Reason }
 // its document stays as the web app wrote it.
 func (r *Rejection) Actionable() bool {
 	switch r.Reason {
-	case ReasonInvalidData, ReasonNoWhatsAppConfig, ReasonOptedOut, ReasonNumberChanged:
+	case ReasonInvalidData, ReasonNoWhatsAppConfig, ReasonOptedOut, ReasonNumberChanged,
+		ReasonTemplateNotApproved, ReasonTemplateLanguage, ReasonTemplateParameters:
 		return true
 	}
 	return false

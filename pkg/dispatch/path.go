@@ -165,3 +165,36 @@ func DriverReplyDocID(wamid string) string {
 	sum := sha256.Sum256([]byte(wamid))
 	return "wa-in-" + hex.EncodeToString(sum[:16])
 }
+
+// Fields of a template registry entry (TemplatePath) and of a name's entry
+// (TemplateNamePath); the recorder writes them, ingest reads them before
+// a template send.
+const (
+	TemplateName       = "name"
+	TemplateLanguage   = "language"
+	TemplateCategory   = "category"
+	TemplateStatus     = "status"
+	TemplateParameters = "parameters"
+	TemplateComponents = "components"
+	TemplateUpdatedAt  = "updatedAt"
+	// TemplateLanguages, on a name's entry: the languages the registry
+	// holds the name in.
+	TemplateLanguages = "languages"
+)
+
+// TemplateDocID is the id of a template's registry entry in one language:
+// {name}__{language}.
+func TemplateDocID(name, language string) string { return name + "__" + language }
+
+// TemplatePath is a lease's registry entry of a template in one language
+// (WhatsApp's message_templates of the lease's business account).
+func TemplatePath(leaseID, name, language string) string {
+	return "leasecompany/" + leaseID + "/whatsappTemplates/" + TemplateDocID(name, language)
+}
+
+// TemplateNamePath is the registry's entry of a template name: the
+// languages it holds the name in, so that a send in a language the name
+// lacks is told from a name the registry has not seen.
+func TemplateNamePath(leaseID, name string) string {
+	return "leasecompany/" + leaseID + "/whatsappTemplateNames/" + name
+}

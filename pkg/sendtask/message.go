@@ -35,7 +35,7 @@ func Message(task *wadispatchv1.SendTask, defaultAPIVersion string) (whatsapp.Se
 		msg = whatsapp.TextMessage(task.GetDriverMobileNumber(), task.GetMessage(), hasURL(task.GetMessage()))
 		err = msg.Validate()
 	case wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE:
-		msg, err = whatsapp.TemplateMessage(task.GetDriverMobileNumber(), task.GetTemplateType(), d.GetTemplateLanguage(), templateParameters(task), task.GetTemplateButtonPayloads()...)
+		msg, err = whatsapp.TemplateMessage(task.GetDriverMobileNumber(), task.GetTemplateType(), d.GetTemplateLanguage(), TemplateParameters(task.GetPayload(), task.GetEta()), task.GetTemplateButtonPayloads()...)
 	case wadispatchv1.MessageType_MESSAGE_TYPE_INTERACTIVE:
 		msg, err = interactiveMessage(task)
 	default:
@@ -78,16 +78,17 @@ func hasURL(body string) bool {
 	return strings.Contains(body, "https://") || strings.Contains(body, "http://")
 }
 
-// templateParameters is the task's payload plus the ETA, which templates
-// reference as {{eta}}. A payload key "eta" gives way to the task's own ETA.
-func templateParameters(task *wadispatchv1.SendTask) map[string]string {
-	if task.GetEta() == 0 {
-		return task.GetPayload()
+// TemplateParameters are the named parameters a template is sent with: the
+// payload plus the ETA, which templates reference as {{eta}}. A payload key
+// "eta" gives way to a non-zero ETA.
+func TemplateParameters(payload map[string]string, eta int64) map[string]string {
+	if eta == 0 {
+		return payload
 	}
-	params := make(map[string]string, len(task.GetPayload())+1)
-	for k, v := range task.GetPayload() {
+	params := make(map[string]string, len(payload)+1)
+	for k, v := range payload {
 		params[k] = v
 	}
-	params[etaParameter] = strconv.FormatInt(task.GetEta(), 10)
+	params[etaParameter] = strconv.FormatInt(eta, 10)
 	return params
 }

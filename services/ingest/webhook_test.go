@@ -38,6 +38,7 @@ const (
 	// lease has.
 	hookOtherPhone = "100000000000002"
 	hookLease      = "lease-hook"
+	hookWABA       = "102290129340398"
 	hookTokenRef   = "lease-hook-token"
 )
 
@@ -79,7 +80,7 @@ func newHookEnv(t testing.TB, secret string, simTune func(*whatsappsim.Options))
 	}
 	t.Cleanup(func() { _ = fs.Close() })
 	if _, err := fs.Doc("leasecompany/"+hookLease).Set(ctx, map[string]any{
-		"whatsappConfig": map[string]any{"phoneNumberId": hookPhone, "tokenRef": hookTokenRef},
+		"whatsappConfig": map[string]any{"phoneNumberId": hookPhone, "tokenRef": hookTokenRef, "businessAccountId": hookWABA},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -256,6 +257,43 @@ func TestWebhookRefusesRepliesToUnknownBusinessNumbers(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), "no lease has its business number") {
 		t.Error("the refusal was not logged")
+	}
+}
+
+// Template webhooks are published as TemplateEvents for the leases of
+// their business account (entry.id); an account no lease names is
+// counted and dropped.
+func TestWebhookPublishesTemplateEvents(t *testing.T) {
+	e := newHookEnv(t, hookSecret, nil)
+	body := func(account, field, value string) string {
+		return `{"object":"whatsapp_business_account","entry":[{"id":"` + account + `","time":1750263773,"changes":[{"field":"` + field + `","value":` + value + `}]}]}`
+	}
+	paused := `{"event":"PAUSED","message_template_id":594425479261596,"message_template_name":"eta_update","message_template_language":"en_US","reason":"FIRST_PAUSE"}`
+	category := `{"message_template_id":594425479261596,"message_template_name":"eta_update","message_template_language":"en_US","previous_category":"UTILITY","new_category":"MARKETING"}`
+	for _, b := range []string{
+		body("999", "message_template_status_update", paused),
+		body(hookWABA, "message_template_status_update", paused),
+		body(hookWABA, "template_category_update", category),
+	} {
+		if code := e.postSigned(t, b); code != http.StatusOK {
+			t.Fatalf("answered %d", code)
+		}
+	}
+	msgs := e.waitFor(t, 2)
+	got := map[string]bool{}
+	for _, m := range msgs {
+		var ev wadispatchv1.TemplateEvent
+		if m.Attributes["schema"] != "wadispatch.v1.TemplateEvent" || proto.Unmarshal(m.Data, &ev) != nil ||
+			fmt.Sprint(ev.GetLeaseIds()) != "["+hookLease+"]" || ev.GetName() != "eta_update" || ev.GetBusinessAccountId() != hookWABA {
+			t.Fatalf("published %v, attributes %v", &ev, m.Attributes)
+		}
+		got[ev.GetStatus()+"/"+ev.GetCategory()] = true
+	}
+	if !got["PAUSED/"] || !got["/MARKETING"] || len(msgs) != 2 {
+		t.Errorf("template events %v", got)
+	}
+	if n := metricValue(t, e.registry, "wadispatch_ingest_webhook_parts_skipped_total", "reason", "unknown_business_account"); n != 1 {
+		t.Errorf("skipped template events of the unknown account: %v, want 1", n)
 	}
 }
 

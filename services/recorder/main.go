@@ -136,7 +136,7 @@ func build(ctx context.Context, s spec, log *logrus.Entry) (_ *recorder, err err
 		StalledAge:         s.StalledAge,
 		PendingStatusTTL:   s.PendingStatusTTL,
 		Metrics:            metrics,
-	}, app.Ports{Store: store, Replies: store, Drivers: store, Ancillary: recorderfs.NewAncillary(anc), Republisher: repub, Media: media}, log)
+	}, app.Ports{Store: store, Replies: store, Drivers: store, Templates: store, Ancillary: recorderfs.NewAncillary(anc), Republisher: repub, Media: media}, log)
 	if err != nil {
 		return nil, err
 	}

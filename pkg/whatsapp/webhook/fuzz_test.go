@@ -19,9 +19,12 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(statusBody))
 	f.Add([]byte(inboundBody))
 	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"user_preferences","value":{"user_preferences":[{"wa_id":"447911123401","category":"marketing_messages","value":"stop","timestamp":1731705721}]}}]}]}`))
-	if types, err := os.ReadFile("testdata/inbound-types.json"); err == nil {
-		f.Add(types)
+	for _, fixture := range []string{"testdata/inbound-types.json", "testdata/template-events.json"} {
+		if data, err := os.ReadFile(fixture); err == nil {
+			f.Add(data)
+		}
 	}
+	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"id":7,"time":"x","changes":[{"field":"message_template_status_update","value":{"event":"PAUSED","message_template_name":"a","message_template_language":"en"}}]}]}`))
 	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"w","status":"read","timestamp":"-1"}]}}]}]}`))
 	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"statuses":[{"id":"w","status":"sent","pricing":{"pricing_model":"PMP","category":"utilit\u00e9","type":"regular"}}]}}]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -66,6 +69,18 @@ func FuzzParse(f *testing.F) {
 			// Everything must travel: the event is a Pub/Sub payload.
 			if _, err := proto.Marshal(m); err != nil {
 				t.Fatalf("inbound %v does not encode: %v", m, err)
+			}
+		}
+		for _, ev := range p.Templates {
+			if !validID(ev.GetBusinessAccountId()) || !templateWord(ev.GetName()) || !templateWord(ev.GetLanguage()) ||
+				(ev.GetStatus() == "" && ev.GetCategory() == "") || (ev.GetCategory() != "" && !templateWord(ev.GetCategory())) {
+				t.Fatalf("template event %v", ev)
+			}
+			if ts := ev.GetTimestamp(); ts != nil && ts.CheckValid() != nil {
+				t.Fatalf("timestamp %v", ts)
+			}
+			if _, err := proto.Marshal(ev); err != nil {
+				t.Fatalf("template event %v does not encode: %v", ev, err)
 			}
 		}
 		for _, pr := range p.Preferences {

@@ -76,6 +76,10 @@ type Payload struct {
 	// Preferences are the user_preferences field's choices (stop or
 	// resume marketing messages), without their leases.
 	Preferences []*wadispatchv1.DriverPreference
+	// Templates are the message_template_status_update and
+	// template_category_update fields' changes, with their business
+	// account and without its leases.
+	Templates []*wadispatchv1.TemplateEvent
 	// Skipped counts parts left out, by reason (other fields, statuses we
 	// do not track, entries without an id): nothing to publish, but worth
 	// a count.
@@ -125,6 +129,11 @@ type (
 		Entry  []json.RawMessage `json:"entry"`
 	}
 	entry struct {
+		// ID is the business account's id; Time when Meta sent it (Unix
+		// seconds, a number). Both are decoded only by the changes that
+		// use them, so that one of another type loses no status.
+		ID      json.RawMessage   `json:"id"`
+		Time    json.RawMessage   `json:"time"`
 		Changes []json.RawMessage `json:"changes"`
 	}
 	change struct {
@@ -201,7 +210,7 @@ func Parse(data []byte) (Payload, error) {
 			continue
 		}
 		for _, raw := range e.Changes {
-			p.change(raw)
+			p.change(raw, e)
 		}
 	}
 	return p, nil
@@ -209,10 +218,18 @@ func Parse(data []byte) (Payload, error) {
 
 // change reads one entry's change: its statuses and messages, each on its
 // own.
-func (p *Payload) change(raw json.RawMessage) {
+func (p *Payload) change(raw json.RawMessage, e entry) {
 	var c change
 	if json.Unmarshal(raw, &c) != nil {
 		p.skip(SkipMalformed)
+		return
+	}
+	if c.Field == FieldTemplateStatus || c.Field == FieldTemplateCategory {
+		if ev, reason := templateEvent(c, e); ev != nil {
+			p.Templates = append(p.Templates, ev)
+		} else {
+			p.skip(reason)
+		}
 		return
 	}
 	if c.Field != "messages" && c.Field != "user_preferences" {

@@ -2082,6 +2082,135 @@ func (x *DriverPreference) GetPhoneNumberId() string {
 	return ""
 }
 
+// TemplateEvent is WhatsApp's message_template_status_update or
+// template_category_update webhook for one template of a business account,
+// published by ingest to whatsapp-status-events for the recorder to apply
+// to the registry of each lease of the account
+// (leasecompany/{leaseId}/whatsappTemplates/{name}__{language}).
+type TemplateEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The WhatsApp Business Account id (the webhook's entry.id).
+	BusinessAccountId string   `protobuf:"bytes,1,opt,name=business_account_id,json=businessAccountId,proto3" json:"business_account_id,omitempty"`
+	LeaseIds          []string `protobuf:"bytes,2,rep,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	// Meta's message_template_id.
+	TemplateId string `protobuf:"bytes,3,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
+	Name       string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	Language   string `protobuf:"bytes,5,opt,name=language,proto3" json:"language,omitempty"`
+	// The template's status after the event (APPROVED, PAUSED, DISABLED,
+	// REJECTED, ...); "" when the event does not change it.
+	Status string `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	// The template's category after the event; "" when not given.
+	Category string `protobuf:"bytes,7,opt,name=category,proto3" json:"category,omitempty"`
+	// Meta's reason, clipped.
+	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When WhatsApp sent the webhook (entry.time): the latest event wins.
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// message_template_status_update or template_category_update.
+	Source        string `protobuf:"bytes,10,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TemplateEvent) Reset() {
+	*x = TemplateEvent{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TemplateEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TemplateEvent) ProtoMessage() {}
+
+func (x *TemplateEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TemplateEvent.ProtoReflect.Descriptor instead.
+func (*TemplateEvent) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TemplateEvent) GetBusinessAccountId() string {
+	if x != nil {
+		return x.BusinessAccountId
+	}
+	return ""
+}
+
+func (x *TemplateEvent) GetLeaseIds() []string {
+	if x != nil {
+		return x.LeaseIds
+	}
+	return nil
+}
+
+func (x *TemplateEvent) GetTemplateId() string {
+	if x != nil {
+		return x.TemplateId
+	}
+	return ""
+}
+
+func (x *TemplateEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TemplateEvent) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *TemplateEvent) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *TemplateEvent) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *TemplateEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TemplateEvent) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *TemplateEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 var File_wadispatch_v1_messages_proto protoreflect.FileDescriptor
 
 const file_wadispatch_v1_messages_proto_rawDesc = "" +
@@ -2269,7 +2398,20 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x06Choice\x12\x16\n" +
 	"\x12CHOICE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vCHOICE_STOP\x10\x01\x12\x11\n" +
-	"\rCHOICE_RESUME\x10\x02*{\n" +
+	"\rCHOICE_RESUME\x10\x02\"\xcb\x02\n" +
+	"\rTemplateEvent\x12.\n" +
+	"\x13business_account_id\x18\x01 \x01(\tR\x11businessAccountId\x12\x1b\n" +
+	"\tlease_ids\x18\x02 \x03(\tR\bleaseIds\x12\x1f\n" +
+	"\vtemplate_id\x18\x03 \x01(\tR\n" +
+	"templateId\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x1a\n" +
+	"\blanguage\x18\x05 \x01(\tR\blanguage\x12\x16\n" +
+	"\x06status\x18\x06 \x01(\tR\x06status\x12\x1a\n" +
+	"\bcategory\x18\a \x01(\tR\bcategory\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x128\n" +
+	"\ttimestamp\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x16\n" +
+	"\x06source\x18\n" +
+	" \x01(\tR\x06source*{\n" +
 	"\vMessageType\x12\x1c\n" +
 	"\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MESSAGE_TYPE_TEXT\x10\x01\x12\x19\n" +
@@ -2305,7 +2447,7 @@ func file_wadispatch_v1_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(MessageType)(0),              // 0: wadispatch.v1.MessageType
 	(MessageStatus)(0),            // 1: wadispatch.v1.MessageStatus
@@ -2329,15 +2471,16 @@ var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(*MediaFetch)(nil),            // 19: wadispatch.v1.MediaFetch
 	(*MediaStored)(nil),           // 20: wadispatch.v1.MediaStored
 	(*DriverPreference)(nil),      // 21: wadispatch.v1.DriverPreference
-	nil,                           // 22: wadispatch.v1.SendTask.PayloadEntry
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 24: google.protobuf.Struct
+	(*TemplateEvent)(nil),         // 22: wadispatch.v1.TemplateEvent
+	nil,                           // 23: wadispatch.v1.SendTask.PayloadEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 25: google.protobuf.Struct
 }
 var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	0,  // 0: wadispatch.v1.SendTask.type:type_name -> wadispatch.v1.MessageType
 	5,  // 1: wadispatch.v1.SendTask.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	22, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
-	23, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
+	23, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
+	24, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
 	7,  // 4: wadispatch.v1.SendTask.interactive:type_name -> wadispatch.v1.Interactive
 	2,  // 5: wadispatch.v1.Interactive.kind:type_name -> wadispatch.v1.InteractiveKind
 	8,  // 6: wadispatch.v1.Interactive.buttons:type_name -> wadispatch.v1.InteractiveButton
@@ -2345,32 +2488,33 @@ var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	10, // 8: wadispatch.v1.InteractiveSection.rows:type_name -> wadispatch.v1.InteractiveRow
 	3,  // 9: wadispatch.v1.SendResult.outcome:type_name -> wadispatch.v1.Outcome
 	11, // 10: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
-	23, // 11: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
-	23, // 12: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
-	23, // 13: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
-	23, // 14: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
-	23, // 15: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
-	23, // 16: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
+	24, // 11: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
+	24, // 12: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
+	24, // 13: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
+	24, // 14: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
+	24, // 15: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
+	24, // 16: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
 	1,  // 17: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
-	23, // 18: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
+	24, // 18: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
 	11, // 19: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
 	15, // 20: wadispatch.v1.StatusEvent.pricing:type_name -> wadispatch.v1.StatusPricing
-	23, // 21: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
+	24, // 21: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
 	5,  // 22: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	24, // 23: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
+	25, // 23: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
 	17, // 24: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
 	18, // 25: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
-	24, // 26: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
+	25, // 26: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
 	18, // 27: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
 	5,  // 28: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	23, // 29: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
+	24, // 29: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
 	4,  // 30: wadispatch.v1.DriverPreference.choice:type_name -> wadispatch.v1.DriverPreference.Choice
-	23, // 31: wadispatch.v1.DriverPreference.timestamp:type_name -> google.protobuf.Timestamp
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	24, // 31: wadispatch.v1.DriverPreference.timestamp:type_name -> google.protobuf.Timestamp
+	24, // 32: wadispatch.v1.TemplateEvent.timestamp:type_name -> google.protobuf.Timestamp
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_messages_proto_init() }
@@ -2384,7 +2528,7 @@ func file_wadispatch_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_messages_proto_rawDesc), len(file_wadispatch_v1_messages_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

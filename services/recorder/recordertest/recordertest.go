@@ -170,7 +170,7 @@ func Start(tb testing.TB, db, ancillary *firestore.Client, ps *pubsub.Client, lo
 	media := recorderps.NewMediaFetches(ps, topology.MediaTopic)
 	tb.Cleanup(media.Stop)
 	svc, err := app.NewService(app.Config{Metrics: metrics}, app.Ports{
-		Store: store, Replies: store, Drivers: store, Ancillary: recorderfs.NewAncillary(ancillary), Republisher: repub, Media: media,
+		Store: store, Replies: store, Drivers: store, Templates: store, Ancillary: recorderfs.NewAncillary(ancillary), Republisher: repub, Media: media,
 	}, log)
 	if err != nil {
 		tb.Fatal(err)

@@ -34,6 +34,7 @@ type LeaseConfigs struct {
 	log      *logrus.Entry
 	entries  *expiring.Cache[leaseEntry]
 	numbers  *expiring.Cache[app.NumberLeases]
+	accounts *expiring.Cache[app.NumberLeases]
 }
 
 type leaseEntry struct {
@@ -49,8 +50,9 @@ const maxMissTTL = 5 * time.Second
 func NewLeaseConfigs(fs *firestore.Client, defaults chatmessage.ConfigDefaults, ttl time.Duration, now func() time.Time, log *logrus.Entry) *LeaseConfigs {
 	return &LeaseConfigs{
 		fs: fs, defaults: defaults, ttl: ttl, missTTL: min(ttl, maxMissTTL), now: now, log: log,
-		entries: expiring.New[leaseEntry](now),
-		numbers: expiring.New[app.NumberLeases](now),
+		entries:  expiring.New[leaseEntry](now),
+		numbers:  expiring.New[app.NumberLeases](now),
+		accounts: expiring.New[app.NumberLeases](now),
 	}
 }
 
@@ -101,14 +103,29 @@ func (c *LeaseConfigs) BusinessNumber(ctx context.Context, phoneNumberID string)
 }
 
 func (c *LeaseConfigs) loadNumber(ctx context.Context, phoneNumberID string) (app.NumberLeases, time.Duration, error) {
-	forms := []any{phoneNumberID}
-	if n, err := strconv.ParseInt(phoneNumberID, 10, 64); err == nil && strconv.FormatInt(n, 10) == phoneNumberID {
+	return c.loadLeases(ctx, "phoneNumberId", phoneNumberID)
+}
+
+// BusinessAccount implements app.Leases as BusinessNumber does, by
+// whatsappConfig.businessAccountId.
+func (c *LeaseConfigs) BusinessAccount(ctx context.Context, accountID string) (app.NumberLeases, error) {
+	return c.accounts.Get(ctx, accountID, c.loadAccount)
+}
+
+func (c *LeaseConfigs) loadAccount(ctx context.Context, accountID string) (app.NumberLeases, time.Duration, error) {
+	return c.loadLeases(ctx, "businessAccountId", accountID)
+}
+
+// loadLeases finds the leases whose whatsappConfig.{key} is id.
+func (c *LeaseConfigs) loadLeases(ctx context.Context, key, id string) (app.NumberLeases, time.Duration, error) {
+	forms := []any{id}
+	if n, err := strconv.ParseInt(id, 10, 64); err == nil && strconv.FormatInt(n, 10) == id {
 		forms = append(forms, n)
 	}
-	snaps, err := c.fs.Collection("leasecompany").Where("whatsappConfig.phoneNumberId", "in", forms).
+	snaps, err := c.fs.Collection("leasecompany").Where("whatsappConfig."+key, "in", forms).
 		OrderBy(firestore.DocumentID, firestore.Asc).Limit(app.MaxLeasesPerNumber + 1).Documents(ctx).GetAll()
 	if err != nil {
-		return app.NumberLeases{}, 0, &app.DependencyError{Dep: app.DepFirestore, Err: fmt.Errorf("query leases by business number: %w", err)}
+		return app.NumberLeases{}, 0, &app.DependencyError{Dep: app.DepFirestore, Err: fmt.Errorf("query leases by %s: %w", key, err)}
 	}
 	if len(snaps) > app.MaxLeasesPerNumber {
 		return app.NumberLeases{Problem: app.NumberShared}, c.missTTL, nil
@@ -165,26 +182,70 @@ func (e Documents) Message(ctx context.Context, path string) (app.StoredMessage,
 }
 
 // MessageAndDriver implements app.Messages with one BatchGetDocuments.
-func (e Documents) MessageAndDriver(ctx context.Context, path, recordPath string) (app.StoredMessage, error) {
-	if recordPath == "" {
+func (e Documents) MessageAndDriver(ctx context.Context, path string, with app.Companions) (app.StoredMessage, error) {
+	if with == (app.Companions{}) {
 		return e.Message(ctx, path)
 	}
-	msg, rec := e.fs.Doc(path), e.fs.Doc(recordPath)
-	if msg == nil || rec == nil {
-		return app.StoredMessage{}, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("message path %q is not a document path", dispatch.Clip(path, 200))}
-	}
-	snaps, err := e.fs.GetAll(ctx, []*firestore.DocumentRef{msg, rec})
+	snaps, err := e.getAll(ctx, "read message", path, with.DriverRecord, with.Template, with.TemplateName)
 	if err != nil {
-		return app.StoredMessage{}, firestoreError("read message", err)
+		return app.StoredMessage{}, err
 	}
-	stored := app.StoredMessage{DriverRecordPath: recordPath}
-	if snaps[0].Exists() {
+	stored := app.StoredMessage{DriverRecordPath: with.DriverRecord, TemplatePath: with.Template, TemplateNamePath: with.TemplateName}
+	if snaps[0] != nil {
 		stored.Exists, stored.CreateTime, stored.Fields = true, snaps[0].CreateTime, snaps[0].Data()
 	}
-	if snaps[1].Exists() {
-		stored.DriverRecord = snaps[1].Data()
-	}
+	stored.DriverRecord, stored.Template, stored.TemplateName = data(snaps[1]), data(snaps[2]), data(snaps[3])
 	return stored, nil
+}
+
+// Template implements app.Messages with one BatchGetDocuments.
+func (e Documents) Template(ctx context.Context, path, namePath string) (entry, name map[string]any, err error) {
+	snaps, err := e.getAll(ctx, "read template registry", path, namePath)
+	if err != nil {
+		return nil, nil, err
+	}
+	return data(snaps[0]), data(snaps[1]), nil
+}
+
+// getAll reads the documents at paths in one BatchGetDocuments: a
+// snapshot per path, nil for a path that is "" or a document that does not
+// exist. The first path is the one a bad path is reported for (the
+// others are built from it or from ids checked before).
+func (e Documents) getAll(ctx context.Context, what string, paths ...string) ([]*firestore.DocumentSnapshot, error) {
+	var refs []*firestore.DocumentRef
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		ref := e.fs.Doc(p)
+		if ref == nil {
+			return nil, &firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent, Detail: fmt.Sprintf("%q is not a document path", dispatch.Clip(paths[0], 200))}
+		}
+		refs = append(refs, ref)
+	}
+	got, err := e.fs.GetAll(ctx, refs)
+	if err != nil {
+		return nil, firestoreError(what, err)
+	}
+	snaps := make([]*firestore.DocumentSnapshot, len(paths))
+	for i, p := range paths {
+		if p == "" {
+			continue
+		}
+		if got[0].Exists() {
+			snaps[i] = got[0]
+		}
+		got = got[1:]
+	}
+	return snaps, nil
+}
+
+// data is a snapshot's fields; nil for none.
+func data(snap *firestore.DocumentSnapshot) map[string]any {
+	if snap == nil {
+		return nil
+	}
+	return snap.Data()
 }
 
 // DriverRecord implements app.Messages.

@@ -13,6 +13,7 @@ import (
 
 	chart "github.com/visn/wadispatch/charts/wadispatch"
 	"github.com/visn/wadispatch/pkg/chatmessage"
+	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoreemu"
 	"github.com/visn/wadispatch/pkg/testinfra/firestoretest"
 	"github.com/visn/wadispatch/services/ingest/internal/app"
@@ -153,15 +154,76 @@ func TestMessageAndDriverRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	docs := NewDocuments(fs, 0, time.Now)
-	got, err := docs.MessageAndDriver(ctx, chatPath("l1", "m1"), rec)
+	got, err := docs.MessageAndDriver(ctx, chatPath("l1", "m1"), app.Companions{DriverRecord: rec})
 	if err != nil || !got.Exists || got.Fields["message"] != "hi" || got.DriverRecordPath != rec || got.DriverRecord["optedOut"] != true {
 		t.Fatalf("%+v %v", got, err)
 	}
-	got, err = docs.MessageAndDriver(ctx, chatPath("l1", "m2"), "leasecompany/l1/whatsappDrivers/+447911123402")
+	got, err = docs.MessageAndDriver(ctx, chatPath("l1", "m2"), app.Companions{DriverRecord: "leasecompany/l1/whatsappDrivers/+447911123402"})
 	if err != nil || got.Exists || got.DriverRecord != nil {
 		t.Fatalf("missing message and record: %+v %v", got, err)
 	}
 	if r, err := docs.DriverRecord(ctx, rec); err != nil || r["optedOut"] != true {
 		t.Fatalf("DriverRecord: %v %v", r, err)
+	}
+}
+
+// The template's registry entries come back in the same read as the
+// message and the driver's record; an entry that does not exist is nil,
+// whichever of them it is.
+func TestMessageAndTemplateRegistry(t *testing.T) {
+	fs, _ := emulatorClient(t, nil)
+	ctx := context.Background()
+	entry, name := dispatch.TemplatePath("l1", "eta_update", "en_US"), dispatch.TemplateNamePath("l1", "eta_update")
+	for path, fields := range map[string]map[string]any{
+		chatPath("l1", "m1"): {"message": "", "type": "template"},
+		entry:                {"status": "PAUSED", "parameters": []any{"eta"}},
+		name:                 {"languages": []any{"en_US"}},
+	} {
+		if _, err := fs.Doc(path).Set(ctx, fields); err != nil {
+			t.Fatal(err)
+		}
+	}
+	docs := NewDocuments(fs, 0, time.Now)
+	rec := "leasecompany/l1/whatsappDrivers/+447911123401"
+	got, err := docs.MessageAndDriver(ctx, chatPath("l1", "m1"), app.Companions{DriverRecord: rec, Template: entry, TemplateName: name})
+	if err != nil || !got.Exists || got.DriverRecord != nil || got.TemplatePath != entry || got.Template["status"] != "PAUSED" ||
+		got.TemplateNamePath != name || got.TemplateName["languages"] == nil {
+		t.Fatalf("%+v %v", got, err)
+	}
+	got, err = docs.MessageAndDriver(ctx, chatPath("l1", "m1"), app.Companions{Template: dispatch.TemplatePath("l1", "eta_update", "de"), TemplateName: name})
+	if err != nil || !got.Exists || got.Template != nil || got.TemplateName == nil {
+		t.Fatalf("entry in another language: %+v %v", got, err)
+	}
+	e, n, err := docs.Template(ctx, entry, dispatch.TemplateNamePath("l1", "unseen"))
+	if err != nil || e["status"] != "PAUSED" || n != nil {
+		t.Fatalf("Template: %v %v %v", e, n, err)
+	}
+}
+
+// A business account finds the leases whose configuration names it, as a
+// business number does; an account no lease names finds none.
+func TestBusinessAccountFindsItsLeases(t *testing.T) {
+	fs, _ := emulatorClient(t, firestoreemu.IndexesForTest(t, "(default)", chart.FirestoreIndexes))
+	ctx := context.Background()
+	for id, account := range map[string]any{"lease-a": "2001", "lease-b": int64(2001), "lease-c": "2002"} {
+		if _, err := fs.Doc("leasecompany/"+id).Set(ctx, map[string]any{
+			"whatsappConfig": map[string]any{"phoneNumberId": "1001", "tokenRef": "token-" + id, "businessAccountId": account},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leases := NewLeaseConfigs(fs, chatmessage.ConfigDefaults{APIVersion: "v23.0"}, time.Minute, time.Now, logrus.NewEntry(logrus.New()))
+	for account, want := range map[string]app.NumberLeases{
+		"2001": {LeaseIDs: []string{"lease-a", "lease-b"}},
+		"2002": {LeaseIDs: []string{"lease-c"}},
+		"2003": {Problem: app.NumberUnknown},
+	} {
+		got, err := leases.BusinessAccount(ctx, account)
+		if err != nil {
+			t.Fatalf("%s: %v", account, err)
+		}
+		if fmt.Sprint(got.LeaseIDs) != fmt.Sprint(want.LeaseIDs) || got.Problem != want.Problem {
+			t.Errorf("%s: %+v, want %+v", account, got, want)
+		}
 	}
 }

@@ -36,6 +36,9 @@ type Leases interface {
 	// business phone number phoneNumberID. A number no lease has is a
 	// NumberLeases with Problem set, not an error.
 	BusinessNumber(ctx context.Context, phoneNumberID string) (NumberLeases, error)
+	// BusinessAccount finds the leases whose configuration names the
+	// WhatsApp Business Account accountID, as BusinessNumber does.
+	BusinessAccount(ctx context.Context, accountID string) (NumberLeases, error)
 }
 
 // NumberLeases are the leases a business phone number belongs to, in id
@@ -66,11 +69,24 @@ const MaxLeasesPerNumber = 10
 type Messages interface {
 	Message(ctx context.Context, path string) (StoredMessage, error)
 	// MessageAndDriver reads the message document at path and, in the
-	// same read, the driver's record of the lease at recordPath: a send
-	// costs no read of its own for it.
-	MessageAndDriver(ctx context.Context, path, recordPath string) (StoredMessage, error)
+	// same read, the documents with names (the driver's record of the
+	// lease, the template's registry entries): a send costs no read of
+	// its own for them.
+	MessageAndDriver(ctx context.Context, path string, with Companions) (StoredMessage, error)
 	// DriverRecord reads a driver's record of a lease; nil when none.
 	DriverRecord(ctx context.Context, path string) (map[string]any, error)
+	// Template reads a template's registry entry and its name's entry
+	// (dispatch.TemplatePath, TemplateNamePath); nil for one that does
+	// not exist.
+	Template(ctx context.Context, path, namePath string) (entry, name map[string]any, err error)
+}
+
+// Companions name the documents read with a message; "" for none.
+type Companions struct {
+	DriverRecord string
+	// Template and TemplateName are the registry's entry of the template
+	// in the lease's language and the entry of its name.
+	Template, TemplateName string
 }
 
 // StoredMessage is a message document as Firestore holds it now.
@@ -83,6 +99,11 @@ type StoredMessage struct {
 	// exist).
 	DriverRecordPath string
 	DriverRecord     map[string]any
+	// TemplatePath and TemplateNamePath are the registry's entries read
+	// with the message ("" when none was), Template and TemplateName
+	// their fields (nil when one does not exist).
+	TemplatePath, TemplateNamePath string
+	Template, TemplateName         map[string]any
 }
 
 // Reasons of rejections decided by reading the document.
@@ -282,7 +303,7 @@ func (in *Ingester) handle(ctx context.Context, ce *event.Event) Result {
 		return classify(&firestoreevent.Rejection{Reason: firestoreevent.ReasonInvalidEvent,
 			Detail: fmt.Sprintf("event from database %q, ingest reads %q (INGEST_FIRESTORE_DATABASE)", ev.Database, in.cfg.Database)}, path)
 	}
-	stored, err := in.messages.MessageAndDriver(ctx, path, in.announcedDriverRecord(ev))
+	stored, err := in.messages.MessageAndDriver(ctx, path, in.announced(ctx, ev))
 	if err != nil {
 		return classify(err, path)
 	}
@@ -326,7 +347,14 @@ func (in *Ingester) task(ctx context.Context, ref dispatch.MessageRef, stored St
 	if err != nil {
 		return nil, err
 	}
-	if err := chatmessage.CheckDriver(msg, record, cfg.OptOutPolicy, ""); err != nil {
+	registry, err := in.templateRegistry(ctx, ref, msg, cfg, stored)
+	if err != nil {
+		return nil, err
+	}
+	if err := chatmessage.CheckDriver(msg, record, cfg.OptOutPolicy, registry.Category()); err != nil {
+		return nil, err
+	}
+	if err := chatmessage.CheckTemplate(msg, registry); err != nil {
 		return nil, err
 	}
 	if msg.NeedsEnquiry() {
@@ -339,15 +367,58 @@ func (in *Ingester) task(ctx context.Context, ref dispatch.MessageRef, stored St
 	return msg.Task(cfg, eventID, stored.CreateTime)
 }
 
-// announcedDriverRecord is the record of the driver the event's document
-// names, read with the document; "" when it names none usable.
-func (in *Ingester) announcedDriverRecord(ev *firestoreevent.Event) string {
+// announced names the documents read with the event's document: the
+// record of the driver it names and, for a template, the registry's
+// entries of the template in the lease's language (the configuration is
+// kept by Leases, so asking for it here costs no read of its own; when it
+// cannot be had, the entries are read later, as task finds it).
+func (in *Ingester) announced(ctx context.Context, ev *firestoreevent.Event) Companions {
+	var with Companions
 	number, _ := ev.Fields["driverMobileNumber"].(string)
-	e164, err := chatmessage.NormalizeNumber(number, in.cfg.Region)
-	if err != nil || dispatch.CheckDocumentID(e164) != nil {
-		return ""
+	if e164, err := chatmessage.NormalizeNumber(number, in.cfg.Region); err == nil && dispatch.CheckDocumentID(e164) == nil {
+		with.DriverRecord = dispatch.DriverRecordPath(ev.Ref.LeaseID, e164)
 	}
-	return dispatch.DriverRecordPath(ev.Ref.LeaseID, e164)
+	name, _ := ev.Fields["templateType"].(string)
+	if typ, _ := ev.Fields["type"].(string); typ != chatmessage.TypeTemplate || name == "" {
+		return with
+	}
+	if cfg, err := in.leases.WhatsAppConfig(ctx, ev.Ref.LeaseID); err == nil {
+		with.Template, with.TemplateName = templatePaths(ev.Ref.LeaseID, name, cfg.TemplateLanguage)
+	}
+	return with
+}
+
+// templatePaths are the registry's entries of a template in a language
+// and of its name; "" when the name or language cannot name a document.
+func templatePaths(leaseID, name, language string) (entry, namePath string) {
+	if dispatch.CheckDocumentID(dispatch.TemplateDocID(name, language)) != nil || dispatch.CheckDocumentID(name) != nil {
+		return "", ""
+	}
+	return dispatch.TemplatePath(leaseID, name, language), dispatch.TemplateNamePath(leaseID, name)
+}
+
+// templateRegistry is what the lease's registry holds of a template
+// message's template: the entries read with the document, unless the
+// document names another template than its event did (or came from the
+// reconciler), then read now. Other messages have none.
+func (in *Ingester) templateRegistry(ctx context.Context, ref dispatch.MessageRef, msg *chatmessage.Message, cfg chatmessage.WhatsAppConfig, stored StoredMessage) (chatmessage.TemplateRegistry, error) {
+	reg := chatmessage.TemplateRegistry{Language: cfg.TemplateLanguage}
+	if msg.Type != wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE {
+		return reg, nil
+	}
+	path, namePath := templatePaths(ref.LeaseID, msg.TemplateType, cfg.TemplateLanguage)
+	if path == "" {
+		return reg, nil
+	}
+	entry, name := stored.Template, stored.TemplateName
+	if stored.TemplatePath != path || stored.TemplateNamePath != namePath {
+		var err error
+		if entry, name, err = in.messages.Template(ctx, path, namePath); err != nil {
+			return reg, err
+		}
+	}
+	reg.Entry, reg.Languages = chatmessage.ParseTemplate(entry), chatmessage.TemplateLanguages(name)
+	return reg, nil
 }
 
 // driverRecord is the record of the stored document's driver: the one read

@@ -32,14 +32,25 @@ func (f fakeLeases) BusinessNumber(context.Context, string) (NumberLeases, error
 	return NumberLeases{LeaseIDs: []string{"lease-1"}, Config: f.cfg}, f.err
 }
 
+func (f fakeLeases) BusinessAccount(_ context.Context, id string) (NumberLeases, error) {
+	if id != "waba-1" {
+		return NumberLeases{Problem: NumberUnknown}, f.err
+	}
+	return NumberLeases{LeaseIDs: []string{"lease-1", "lease-2"}, Config: f.cfg}, f.err
+}
+
 // fakeMessages holds the stored documents, by path.
 type fakeMessages map[string]StoredMessage
 
-func (f fakeMessages) MessageAndDriver(ctx context.Context, path, _ string) (StoredMessage, error) {
+func (f fakeMessages) MessageAndDriver(ctx context.Context, path string, _ Companions) (StoredMessage, error) {
 	return f.Message(ctx, path)
 }
 
 func (f fakeMessages) DriverRecord(context.Context, string) (map[string]any, error) { return nil, nil }
+
+func (f fakeMessages) Template(context.Context, string, string) (map[string]any, map[string]any, error) {
+	return nil, nil, nil
+}
 
 func (f fakeMessages) Message(_ context.Context, path string) (StoredMessage, error) {
 	return f[path], nil

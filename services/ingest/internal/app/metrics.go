@@ -63,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		eventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_ingest_webhook_events_published_total",
-			Help: "Events published from webhooks to the status events topic, by kind (status, inbound).",
+			Help: "Events published from webhooks to the status events topic, by kind (status, inbound, preference, template).",
 		}, []string{"kind"}),
 		partsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_ingest_webhook_parts_skipped_total",
@@ -95,7 +95,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{webhook.ReasonMissing, webhook.ReasonMalformed, webhook.ReasonMismatch} {
 		m.signatureFailures.WithLabelValues(r)
 	}
-	for _, k := range []string{"status", "inbound"} {
+	for _, k := range []string{"status", "inbound", "preference", "template"} {
 		m.eventsPublished.WithLabelValues(k)
 	}
 	return m

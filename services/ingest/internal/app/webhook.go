@@ -169,6 +169,23 @@ func (in *Ingester) publishWebhook(ctx context.Context, p webhook.Payload, log *
 			return err
 		}
 	}
+	for _, ev := range p.Templates {
+		n, err := in.leases.BusinessAccount(ctx, ev.GetBusinessAccountId())
+		if err != nil {
+			return fmt.Errorf("leases of business account: %w", err)
+		}
+		fields := logrus.Fields{"businessAccountId": ev.GetBusinessAccountId(), "template": ev.GetName(), "language": ev.GetLanguage(), "source": ev.GetSource()}
+		if n.Problem != "" {
+			// Not the pipeline's account: its templates are no lease's.
+			in.metrics.partsSkipped.WithLabelValues(AccountUnknown).Inc()
+			log.WithFields(fields).WithField("reason", n.Problem).Warn("template event dropped: no lease has its business account")
+			continue
+		}
+		ev.LeaseIds = n.LeaseIDs
+		if err := add(ev, "template", "", fields); err != nil {
+			return err
+		}
+	}
 	var errs []error
 	for _, pm := range all {
 		id, err := pm.res.Get(ctx)
@@ -181,6 +198,10 @@ func (in *Ingester) publishWebhook(ctx context.Context, p webhook.Payload, log *
 	}
 	return errors.Join(errs...)
 }
+
+// AccountUnknown: a template event of a business account no lease
+// names, or that too many do (a skip reason of webhook parts).
+const AccountUnknown = "unknown_business_account"
 
 // placeInbound finds the leases of the business number a driver's part
 // was written to. A number no lease has is refused: the part is counted

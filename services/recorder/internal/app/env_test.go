@@ -102,7 +102,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	media := recorderps.NewMediaFetches(ps, topology.MediaTopic)
 	t.Cleanup(media.Stop)
 	e.svc, err = app.NewService(cfg, app.Ports{
-		Store: store, Replies: store, Drivers: store, Ancillary: recorderfs.NewAncillary(e.anc), Republisher: repub, Media: media,
+		Store: store, Replies: store, Drivers: store, Templates: store, Ancillary: recorderfs.NewAncillary(e.anc), Republisher: repub, Media: media,
 	}, logrus.NewEntry(log))
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ type Metrics struct {
 	releases       *prometheus.CounterVec
 	inbound        *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
+	templateEvents *prometheus.CounterVec
 	resolved       *prometheus.CounterVec
 	pendingDropped *prometheus.CounterVec
 	ledgers        map[Ledger]ledgerMetrics
@@ -68,6 +69,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wadispatch_recorder_driver_replies_total",
 			Help: "Driver's messages from WhatsApp webhooks and their media, by outcome (recorded, duplicate, unmatched: kept for operators, no enquiry of its leases to attach it to; applied, stale: reactions, edits, revokes; media_recorded, media_duplicate, media_no_reply).",
 		}, []string{"outcome"}),
+		templateEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wadispatch_recorder_template_events_total",
+			Help: "WhatsApp's template webhooks applied to the leases' template registries, by outcome (recorded: an entry changed, stale: a later event was recorded already).",
+		}, []string{"outcome"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_recorder_refusals_total",
 			Help: "Refusals from ingest (messages the V-Customer can correct), by outcome (recorded: FAILED with the reason on the document, duplicate: refused before, has_state: claimed or recorded already and left alone, no_message: the document is gone).",
@@ -92,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"category", "pricing_model", "type"}),
 	}
 	reg.MustRegister(m.results, m.claims, m.statusEvents, m.commitRetries, m.ancillaryRetry, m.recordLatency, m.swept, m.stalled, m.releases, m.inbound,
-		m.refusals, m.resolved, m.pendingDropped, m.priced)
+		m.refusals, m.templateEvents, m.resolved, m.pendingDropped, m.priced)
 	for _, l := range ledgers {
 		reg.MustRegister(m.ledgers[l].folded, m.ledgers[l].lag)
 	}

@@ -102,6 +102,7 @@ type Service struct {
 	store   Store // (default): state, message documents, metrics, index
 	replies Replies
 	drivers Drivers
+	tmpl    Templates
 	anc     Ancillary
 	pub     Republisher
 	media   MediaFetches
@@ -115,6 +116,7 @@ type Ports struct {
 	Store     Store
 	Replies   Replies
 	Drivers   Drivers
+	Templates Templates
 	Ancillary Ancillary
 	// Republisher puts resent tasks on the tasks topic.
 	Republisher Republisher
@@ -127,11 +129,11 @@ func NewService(cfg Config, p Ports, log *logrus.Entry) (*Service, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if p.Store == nil || p.Replies == nil || p.Drivers == nil || p.Ancillary == nil || p.Republisher == nil || p.Media == nil || log == nil {
+	if p.Store == nil || p.Replies == nil || p.Drivers == nil || p.Templates == nil || p.Ancillary == nil || p.Republisher == nil || p.Media == nil || log == nil {
 		return nil, errors.New("record: both databases, both publishers and a logger are required")
 	}
 	return &Service{
-		cfg: cfg, store: p.Store, replies: p.Replies, drivers: p.Drivers, anc: p.Ancillary, pub: p.Republisher, media: p.Media,
+		cfg: cfg, store: p.Store, replies: p.Replies, drivers: p.Drivers, tmpl: p.Templates, anc: p.Ancillary, pub: p.Republisher, media: p.Media,
 		log: log, m: cfg.Metrics, now: cfg.Clock,
 	}, nil
 }
