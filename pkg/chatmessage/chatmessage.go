@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,7 +44,19 @@ const (
 	TypeText        = "text"
 	TypeTemplate    = "template"
 	TypeInteractive = "interactive"
+	TypeImage       = "image"
+	TypeDocument    = "document"
+	TypeVideo       = "video"
+	TypeAudio       = "audio"
 )
+
+// mediaTypes are the media values of type and their task types.
+var mediaTypes = map[string]wadispatchv1.MessageType{
+	TypeImage:    wadispatchv1.MessageType_MESSAGE_TYPE_IMAGE,
+	TypeDocument: wadispatchv1.MessageType_MESSAGE_TYPE_DOCUMENT,
+	TypeVideo:    wadispatchv1.MessageType_MESSAGE_TYPE_VIDEO,
+	TypeAudio:    wadispatchv1.MessageType_MESSAGE_TYPE_AUDIO,
+}
 
 // Rejection says why a message will never be sent.
 type Rejection struct {
@@ -103,6 +116,9 @@ type Message struct {
 	// quick-reply payloads by button index) for a template.
 	Interactive     *wadispatchv1.Interactive
 	TemplateButtons []string
+	// Media is set for an image, document, video or audio message; Body is
+	// its caption.
+	Media *wadispatchv1.OutboundMedia
 }
 
 // Parse validates a chat message document's fields. defaultRegion (an ISO
@@ -133,11 +149,13 @@ func Parse(ref dispatch.MessageRef, fields map[string]any, defaultRegion string)
 	}
 
 	m := &Message{Ref: ref}
-	if m.Body, err = requiredString(fields, "message"); err != nil {
-		return nil, err
-	}
 	typ, err := requiredString(fields, "type")
 	if err != nil {
+		return nil, err
+	}
+	// A media message's message is its caption, which it may lack.
+	_, isMedia := mediaTypes[typ]
+	if m.Body, err = stringField(fields, "message", "message", !isMedia); err != nil {
 		return nil, err
 	}
 	if m.CreatedBy, err = requiredString(fields, "createdBy"); err != nil {
@@ -181,8 +199,15 @@ func Parse(ref dispatch.MessageRef, fields map[string]any, defaultRegion string)
 		if m.Interactive, err = interactive(fields["interactive"]); err != nil {
 			return nil, err
 		}
+	case TypeImage, TypeDocument, TypeVideo, TypeAudio:
+		// The media's types and the caption are checked in Task, by the
+		// sender's own rule; its size only the sender can know.
+		m.Type = mediaTypes[typ]
+		if m.Media, err = media(fields["media"]); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, invalid("type", "is %q, want text, template or interactive", dispatch.Clip(typ, 100))
+		return nil, invalid("type", "is %q, want text, template, interactive, image, document, video or audio", dispatch.Clip(typ, 100))
 	}
 	if m.AccountID, err = optionalString(fields, "accountId"); err != nil {
 		return nil, err
@@ -240,6 +265,7 @@ func (m *Message) Task(cfg WhatsAppConfig, eventID string, createdAt time.Time) 
 
 		Interactive:            m.Interactive,
 		TemplateButtonPayloads: m.TemplateButtons,
+		Media:                  m.Media,
 	}
 	if !createdAt.IsZero() {
 		t.CreatedAt = timestamppb.New(createdAt)
@@ -265,6 +291,8 @@ func documentField(part string) string {
 		return "message"
 	case strings.HasPrefix(part, "quickReplies"):
 		return "templateButtons" + strings.TrimPrefix(part, "quickReplies")
+	case part == "message", part == "type", part == "media", strings.HasPrefix(part, "media."):
+		return part
 	default:
 		return "interactive." + part
 	}
@@ -311,6 +339,50 @@ func stringField(fields map[string]any, key, field string, required bool) (strin
 		return "", invalid(field, "is a %s, want a string", typeName(v))
 	}
 	return s, nil
+}
+
+// media decodes the media map: uri or link, mimeType, filename.
+func media(v any) (*wadispatchv1.OutboundMedia, error) {
+	if v == nil {
+		return nil, invalid("media", "is missing; a media message needs its uri (gs://bucket/object) or link (https)")
+	}
+	in, ok := v.(map[string]any)
+	if !ok {
+		return nil, invalid("media", "is a %s, want a map", typeName(v))
+	}
+	out := &wadispatchv1.OutboundMedia{}
+	var err error
+	if out.Uri, err = stringField(in, "uri", "media.uri", false); err != nil {
+		return nil, err
+	}
+	if out.Link, err = stringField(in, "link", "media.link", false); err != nil {
+		return nil, err
+	}
+	if out.MimeType, err = stringField(in, "mimeType", "media.mimeType", false); err != nil {
+		return nil, err
+	}
+	if out.Filename, err = stringField(in, "filename", "media.filename", false); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CheckMediaBucket refuses a media message whose Cloud Storage object is
+// in none of the buckets wadispatch sends media from (the sender could not
+// read it). A link, or a message without media, passes.
+func (m *Message) CheckMediaBucket(allowed []string) error {
+	uri := m.Media.GetUri()
+	if uri == "" {
+		return nil
+	}
+	bucket, _, err := sendtask.ParseGCSURI(uri)
+	if err != nil {
+		return invalid("media.uri", "%v", err)
+	}
+	if !slices.Contains(allowed, bucket) {
+		return invalid("media.uri", "bucket %q is not one wadispatch sends media from", dispatch.Clip(bucket, 100))
+	}
+	return nil
 }
 
 // interactive decodes the interactive map: its kind, header and footer,

@@ -164,7 +164,7 @@ func TestParseRejections(t *testing.T) {
 		{"empty text", func(d map[string]any) { d["message"] = "" }, chatmessage.ReasonInvalidData, "message"},
 		{"text too long", func(d map[string]any) { d["message"] = strings.Repeat("é", whatsapp.MaxTextBodyLength+1) }, chatmessage.ReasonInvalidData, "message"},
 		{"no type", func(d map[string]any) { delete(d, "type") }, chatmessage.ReasonInvalidData, "type"},
-		{"unknown type", func(d map[string]any) { d["type"] = "image" }, chatmessage.ReasonInvalidData, "type"},
+		{"unknown type", func(d map[string]any) { d["type"] = "sticker" }, chatmessage.ReasonInvalidData, "type"},
 		{"no createdBy", func(d map[string]any) { delete(d, "createdBy") }, chatmessage.ReasonInvalidData, "createdBy"},
 		{"empty createdBy", func(d map[string]any) { d["createdBy"] = "" }, chatmessage.ReasonInvalidData, "createdBy"},
 		{"createdBy naming no document", func(d map[string]any) { d["createdBy"] = "team/anna" }, chatmessage.ReasonInvalidData, "createdBy"},

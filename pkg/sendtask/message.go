@@ -38,6 +38,9 @@ func Message(task *wadispatchv1.SendTask, defaultAPIVersion string) (whatsapp.Se
 		msg, err = whatsapp.TemplateMessage(task.GetDriverMobileNumber(), task.GetTemplateType(), d.GetTemplateLanguage(), TemplateParameters(task.GetPayload(), task.GetEta()), task.GetTemplateButtonPayloads()...)
 	case wadispatchv1.MessageType_MESSAGE_TYPE_INTERACTIVE:
 		msg, err = interactiveMessage(task)
+	case wadispatchv1.MessageType_MESSAGE_TYPE_IMAGE, wadispatchv1.MessageType_MESSAGE_TYPE_DOCUMENT,
+		wadispatchv1.MessageType_MESSAGE_TYPE_VIDEO, wadispatchv1.MessageType_MESSAGE_TYPE_AUDIO:
+		msg, err = mediaMessage(task)
 	default:
 		err = fmt.Errorf("%w: message type %s", whatsapp.ErrInvalidMessage, task.GetType())
 	}
@@ -69,6 +72,65 @@ func interactiveMessage(task *wadispatchv1.SendTask) (whatsapp.Message, error) {
 		c.Sections = append(c.Sections, section)
 	}
 	return whatsapp.InteractiveMessage(task.GetDriverMobileNumber(), c)
+}
+
+// MediaType is the WhatsApp message type of a media task type, "" for any
+// other.
+func MediaType(t wadispatchv1.MessageType) whatsapp.MessageType {
+	switch t {
+	case wadispatchv1.MessageType_MESSAGE_TYPE_IMAGE:
+		return whatsapp.TypeImage
+	case wadispatchv1.MessageType_MESSAGE_TYPE_DOCUMENT:
+		return whatsapp.TypeDocument
+	case wadispatchv1.MessageType_MESSAGE_TYPE_VIDEO:
+		return whatsapp.TypeVideo
+	case wadispatchv1.MessageType_MESSAGE_TYPE_AUDIO:
+		return whatsapp.TypeAudio
+	}
+	return ""
+}
+
+// mediaMessage builds a media message. A link is sent as it is; a Cloud
+// Storage object leaves the media id empty, for the sender to fill in once
+// it has uploaded the object (whatsapp.Message.Validate requires it).
+func mediaMessage(task *wadispatchv1.SendTask) (whatsapp.Message, error) {
+	m := task.GetMedia()
+	kind := MediaType(task.GetType())
+	switch {
+	case m.GetUri() != "" && m.GetLink() != "":
+		return whatsapp.Message{}, &whatsapp.FieldError{Field: "media", Detail: "either uri or link, not both"}
+	case m.GetUri() == "" && m.GetLink() == "":
+		return whatsapp.Message{}, &whatsapp.FieldError{Field: "media", Detail: "a uri (gs://bucket/object) or a link (https) is required"}
+	case m.GetUri() != "":
+		if _, _, err := ParseGCSURI(m.GetUri()); err != nil {
+			return whatsapp.Message{}, &whatsapp.FieldError{Field: "media.uri", Detail: err.Error()}
+		}
+		if m.GetMimeType() != "" {
+			if err := whatsapp.CheckMedia(kind, m.GetMimeType(), -1); err != nil {
+				return whatsapp.Message{}, &whatsapp.FieldError{Field: "media.mimeType", Detail: err.(*whatsapp.MediaRefusal).Detail}
+			}
+		}
+	default:
+		if m.GetMimeType() == "" {
+			return whatsapp.Message{}, &whatsapp.FieldError{Field: "media.mimeType", Detail: "required with a link"}
+		}
+		if err := whatsapp.CheckMedia(kind, m.GetMimeType(), -1); err != nil {
+			return whatsapp.Message{}, &whatsapp.FieldError{Field: "media.mimeType", Detail: err.(*whatsapp.MediaRefusal).Detail}
+		}
+	}
+	return whatsapp.MediaMessage(task.GetDriverMobileNumber(), kind, whatsapp.MediaObject{
+		Link: m.GetLink(), Caption: task.GetMessage(), Filename: m.GetFilename(),
+	})
+}
+
+// ParseGCSURI splits gs://bucket/object.
+func ParseGCSURI(uri string) (bucket, object string, err error) {
+	rest, ok := strings.CutPrefix(uri, "gs://")
+	bucket, object, _ = strings.Cut(rest, "/")
+	if !ok || bucket == "" || object == "" {
+		return "", "", fmt.Errorf("%q is not gs://bucket/object", uri)
+	}
+	return bucket, object, nil
 }
 
 // hasURL decides preview_url: a driver sent a link (a tracking page, a map)

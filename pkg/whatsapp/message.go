@@ -47,6 +47,8 @@ type Message struct {
 	Text        *Text
 	Template    *Template
 	Interactive *Interactive
+	// Media is the object of an image, document, video or audio message.
+	Media *MediaObject
 	// CallbackData is sent as biz_opaque_callback_data: Meta does not
 	// process it and echoes it in the message's sent, delivered and read
 	// status webhooks. Empty sends none.
@@ -182,8 +184,21 @@ func (m Message) Validate() error {
 		if err := m.Interactive.validate(); err != nil {
 			return err
 		}
+	case TypeImage, TypeDocument, TypeVideo, TypeAudio:
+		if m.Media == nil {
+			return fmt.Errorf("%w: %s message without its media object", ErrInvalidMessage, m.Type)
+		}
+		if m.Text != nil || m.Template != nil || m.Interactive != nil {
+			return fmt.Errorf("%w: %s message with a text, template or interactive object", ErrInvalidMessage, m.Type)
+		}
+		if err := m.Media.validate(m.Type, true); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("%w: unsupported message type %q", ErrInvalidMessage, m.Type)
+	}
+	if m.Media != nil && !IsMediaType(m.Type) {
+		return fmt.Errorf("%w: %s message with a media object", ErrInvalidMessage, m.Type)
 	}
 	if n := utf8.RuneCountInString(m.CallbackData); n > MaxCallbackDataLength {
 		return fmt.Errorf("%w: callback data has %d characters, the limit is %d", ErrInvalidMessage, n, MaxCallbackDataLength)
@@ -217,11 +232,15 @@ type request struct {
 	Text             *Text        `json:"text,omitempty"`
 	Template         *Template    `json:"template,omitempty"`
 	Interactive      *Interactive `json:"interactive,omitempty"`
+	Image            *MediaObject `json:"image,omitempty"`
+	Document         *MediaObject `json:"document,omitempty"`
+	Video            *MediaObject `json:"video,omitempty"`
+	Audio            *MediaObject `json:"audio,omitempty"`
 	CallbackData     string       `json:"biz_opaque_callback_data,omitempty"`
 }
 
 func (m Message) request() request {
-	return request{
+	r := request{
 		MessagingProduct: "whatsapp",
 		RecipientType:    "individual",
 		To:               m.To,
@@ -231,4 +250,15 @@ func (m Message) request() request {
 		Interactive:      m.Interactive,
 		CallbackData:     m.CallbackData,
 	}
+	switch m.Type {
+	case TypeImage:
+		r.Image = m.Media
+	case TypeDocument:
+		r.Document = m.Media
+	case TypeVideo:
+		r.Video = m.Media
+	case TypeAudio:
+		r.Audio = m.Media
+	}
+	return r
 }

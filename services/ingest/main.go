@@ -54,9 +54,10 @@ type spec struct {
 	ReconcileWindow    time.Duration `envconfig:"INGEST_RECONCILE_WINDOW" default:"1h" desc:"how far back the reconciler looks; each document in the window is read once per pass (window / interval reads per document and replica)"`
 	ReconcileTimeField string        `envconfig:"INGEST_RECONCILE_TIME_FIELD" default:"createdAt" desc:"the timestamp field the web app writes on every chatMessages document (a Firestore timestamp), by which the reconciler finds recent ones; the composite index on (type, this field) must be declared (charts/wadispatch/firestore.indexes.json)"`
 
-	StatusTopic        string `envconfig:"INGEST_STATUS_TOPIC" default:"whatsapp-status-events" desc:"Pub/Sub topic the WhatsApp webhooks' status events and driver replies are published to"`
-	WebhookAppSecret   string `envconfig:"INGEST_WEBHOOK_APP_SECRET" desc:"Meta app secret that signs webhook bodies (X-Hub-Signature-256); unset, webhook POSTs answer 503. Never logged"`
-	WebhookVerifyToken string `envconfig:"INGEST_WEBHOOK_VERIFY_TOKEN" desc:"token Meta's webhook verification handshake must present (hub.verify_token); unset, the handshake is refused. Never logged"`
+	MediaBuckets       []string `envconfig:"INGEST_MEDIA_BUCKETS" desc:"comma-separated Cloud Storage buckets a media message's object (media.uri) may be in; an object elsewhere is refused invalid_data (links are not affected)"`
+	StatusTopic        string   `envconfig:"INGEST_STATUS_TOPIC" default:"whatsapp-status-events" desc:"Pub/Sub topic the WhatsApp webhooks' status events and driver replies are published to"`
+	WebhookAppSecret   string   `envconfig:"INGEST_WEBHOOK_APP_SECRET" desc:"Meta app secret that signs webhook bodies (X-Hub-Signature-256); unset, webhook POSTs answer 503. Never logged"`
+	WebhookVerifyToken string   `envconfig:"INGEST_WEBHOOK_VERIFY_TOKEN" desc:"token Meta's webhook verification handshake must present (hub.verify_token); unset, the handshake is refused. Never logged"`
 }
 
 func main() {
@@ -163,6 +164,7 @@ func newParts(cfg spec, fs *firestore.Client, tasks app.Tasks, refusals app.Refu
 		WebhookReplayTTL:   cfg.WebhookReplayTTL,
 		WebhookAppSecret:   []byte(cfg.WebhookAppSecret),
 		WebhookVerifyToken: cfg.WebhookVerifyToken,
+		MediaBuckets:       cfg.MediaBuckets,
 	}, leases, docs, docs, tasks, refusals, events, app.NewMetrics(reg), log, webhookLog)
 	p := parts{events: adapters.NewEventHandler(in, reg, log), webhook: adapters.NewWebhookHandler(in, reg, webhookLog)}
 	if cfg.ReconcileInterval > 0 {

@@ -35,6 +35,12 @@ const (
 	// Free-form like text (WhatsApp's 24-hour window applies): reply buttons
 	// or a list, the body in SendTask.message, the rest in SendTask.interactive.
 	MessageType_MESSAGE_TYPE_INTERACTIVE MessageType = 3
+	// Media, free-form like text: the caption in SendTask.message (none for
+	// audio), the object or link in SendTask.media.
+	MessageType_MESSAGE_TYPE_IMAGE    MessageType = 4
+	MessageType_MESSAGE_TYPE_DOCUMENT MessageType = 5
+	MessageType_MESSAGE_TYPE_VIDEO    MessageType = 6
+	MessageType_MESSAGE_TYPE_AUDIO    MessageType = 7
 )
 
 // Enum value maps for MessageType.
@@ -44,12 +50,20 @@ var (
 		1: "MESSAGE_TYPE_TEXT",
 		2: "MESSAGE_TYPE_TEMPLATE",
 		3: "MESSAGE_TYPE_INTERACTIVE",
+		4: "MESSAGE_TYPE_IMAGE",
+		5: "MESSAGE_TYPE_DOCUMENT",
+		6: "MESSAGE_TYPE_VIDEO",
+		7: "MESSAGE_TYPE_AUDIO",
 	}
 	MessageType_value = map[string]int32{
 		"MESSAGE_TYPE_UNSPECIFIED": 0,
 		"MESSAGE_TYPE_TEXT":        1,
 		"MESSAGE_TYPE_TEMPLATE":    2,
 		"MESSAGE_TYPE_INTERACTIVE": 3,
+		"MESSAGE_TYPE_IMAGE":       4,
+		"MESSAGE_TYPE_DOCUMENT":    5,
+		"MESSAGE_TYPE_VIDEO":       6,
+		"MESSAGE_TYPE_AUDIO":       7,
 	}
 )
 
@@ -291,7 +305,7 @@ func (x DriverPreference_Choice) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DriverPreference_Choice.Descriptor instead.
 func (DriverPreference_Choice) EnumDescriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{16, 0}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{17, 0}
 }
 
 // The lease's WhatsApp configuration as the pipeline may carry it: never the
@@ -407,8 +421,10 @@ type SendTask struct {
 	// For template messages: the payload of the template's quick-reply button
 	// at each index, which WhatsApp returns when the driver taps it.
 	TemplateButtonPayloads []string `protobuf:"bytes,18,rep,name=template_button_payloads,json=templateButtonPayloads,proto3" json:"template_button_payloads,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// For media messages: where the media is.
+	Media         *OutboundMedia `protobuf:"bytes,19,opt,name=media,proto3" json:"media,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendTask) Reset() {
@@ -567,6 +583,88 @@ func (x *SendTask) GetTemplateButtonPayloads() []string {
 	return nil
 }
 
+func (x *SendTask) GetMedia() *OutboundMedia {
+	if x != nil {
+		return x.Media
+	}
+	return nil
+}
+
+// The media of an outbound image, document, video or audio message: a
+// Cloud Storage object the sender uploads to WhatsApp, or an https link
+// WhatsApp fetches itself. Exactly one of uri and link is set.
+type OutboundMedia struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// gs://bucket/object, in a bucket the sender may read.
+	Uri string `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
+	// https URL.
+	Link string `protobuf:"bytes,2,opt,name=link,proto3" json:"link,omitempty"`
+	// Required for a link; for an object its content type is used when empty.
+	MimeType string `protobuf:"bytes,3,opt,name=mime_type,json=mimeType,proto3" json:"mime_type,omitempty"`
+	// Documents only: the file name the driver sees.
+	Filename      string `protobuf:"bytes,4,opt,name=filename,proto3" json:"filename,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboundMedia) Reset() {
+	*x = OutboundMedia{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboundMedia) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboundMedia) ProtoMessage() {}
+
+func (x *OutboundMedia) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboundMedia.ProtoReflect.Descriptor instead.
+func (*OutboundMedia) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OutboundMedia) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *OutboundMedia) GetLink() string {
+	if x != nil {
+		return x.Link
+	}
+	return ""
+}
+
+func (x *OutboundMedia) GetMimeType() string {
+	if x != nil {
+		return x.MimeType
+	}
+	return ""
+}
+
+func (x *OutboundMedia) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
 // An interactive message as the web app wrote it; pkg/whatsapp holds
 // WhatsApp's limits on each part.
 type Interactive struct {
@@ -586,7 +684,7 @@ type Interactive struct {
 
 func (x *Interactive) Reset() {
 	*x = Interactive{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[2]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +696,7 @@ func (x *Interactive) String() string {
 func (*Interactive) ProtoMessage() {}
 
 func (x *Interactive) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[2]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +709,7 @@ func (x *Interactive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interactive.ProtoReflect.Descriptor instead.
 func (*Interactive) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{2}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Interactive) GetKind() InteractiveKind {
@@ -667,7 +765,7 @@ type InteractiveButton struct {
 
 func (x *InteractiveButton) Reset() {
 	*x = InteractiveButton{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[3]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +777,7 @@ func (x *InteractiveButton) String() string {
 func (*InteractiveButton) ProtoMessage() {}
 
 func (x *InteractiveButton) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[3]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +790,7 @@ func (x *InteractiveButton) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InteractiveButton.ProtoReflect.Descriptor instead.
 func (*InteractiveButton) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{3}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *InteractiveButton) GetId() string {
@@ -719,7 +817,7 @@ type InteractiveSection struct {
 
 func (x *InteractiveSection) Reset() {
 	*x = InteractiveSection{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +829,7 @@ func (x *InteractiveSection) String() string {
 func (*InteractiveSection) ProtoMessage() {}
 
 func (x *InteractiveSection) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[4]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +842,7 @@ func (x *InteractiveSection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InteractiveSection.ProtoReflect.Descriptor instead.
 func (*InteractiveSection) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{4}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *InteractiveSection) GetTitle() string {
@@ -773,7 +871,7 @@ type InteractiveRow struct {
 
 func (x *InteractiveRow) Reset() {
 	*x = InteractiveRow{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +883,7 @@ func (x *InteractiveRow) String() string {
 func (*InteractiveRow) ProtoMessage() {}
 
 func (x *InteractiveRow) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[5]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +896,7 @@ func (x *InteractiveRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InteractiveRow.ProtoReflect.Descriptor instead.
 func (*InteractiveRow) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{5}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *InteractiveRow) GetId() string {
@@ -842,7 +940,7 @@ type WhatsAppError struct {
 
 func (x *WhatsAppError) Reset() {
 	*x = WhatsAppError{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[6]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +952,7 @@ func (x *WhatsAppError) String() string {
 func (*WhatsAppError) ProtoMessage() {}
 
 func (x *WhatsAppError) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[6]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +965,7 @@ func (x *WhatsAppError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhatsAppError.ProtoReflect.Descriptor instead.
 func (*WhatsAppError) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{6}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WhatsAppError) GetCode() int32 {
@@ -963,7 +1061,7 @@ type SendResult struct {
 
 func (x *SendResult) Reset() {
 	*x = SendResult{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[7]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1073,7 @@ func (x *SendResult) String() string {
 func (*SendResult) ProtoMessage() {}
 
 func (x *SendResult) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[7]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1086,7 @@ func (x *SendResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResult.ProtoReflect.Descriptor instead.
 func (*SendResult) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{7}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SendResult) GetMessageDocId() string {
@@ -1132,7 +1230,7 @@ type Refusal struct {
 
 func (x *Refusal) Reset() {
 	*x = Refusal{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[8]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1242,7 @@ func (x *Refusal) String() string {
 func (*Refusal) ProtoMessage() {}
 
 func (x *Refusal) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[8]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1255,7 @@ func (x *Refusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refusal.ProtoReflect.Descriptor instead.
 func (*Refusal) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{8}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Refusal) GetMessageDocId() string {
@@ -1262,7 +1360,7 @@ type StatusEvent struct {
 
 func (x *StatusEvent) Reset() {
 	*x = StatusEvent{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[9]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1372,7 @@ func (x *StatusEvent) String() string {
 func (*StatusEvent) ProtoMessage() {}
 
 func (x *StatusEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[9]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1385,7 @@ func (x *StatusEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusEvent.ProtoReflect.Descriptor instead.
 func (*StatusEvent) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{9}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StatusEvent) GetWhatsappMessageId() string {
@@ -1366,7 +1464,7 @@ type StatusPricing struct {
 
 func (x *StatusPricing) Reset() {
 	*x = StatusPricing{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1476,7 @@ func (x *StatusPricing) String() string {
 func (*StatusPricing) ProtoMessage() {}
 
 func (x *StatusPricing) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[10]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1489,7 @@ func (x *StatusPricing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusPricing.ProtoReflect.Descriptor instead.
 func (*StatusPricing) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{10}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatusPricing) GetPricingModel() string {
@@ -1463,7 +1561,7 @@ type InboundMessage struct {
 
 func (x *InboundMessage) Reset() {
 	*x = InboundMessage{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1573,7 @@ func (x *InboundMessage) String() string {
 func (*InboundMessage) ProtoMessage() {}
 
 func (x *InboundMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[11]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1586,7 @@ func (x *InboundMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundMessage.ProtoReflect.Descriptor instead.
 func (*InboundMessage) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{11}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InboundMessage) GetWhatsappMessageId() string {
@@ -1625,7 +1723,7 @@ type InboundReply struct {
 
 func (x *InboundReply) Reset() {
 	*x = InboundReply{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1735,7 @@ func (x *InboundReply) String() string {
 func (*InboundReply) ProtoMessage() {}
 
 func (x *InboundReply) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[12]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1748,7 @@ func (x *InboundReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundReply.ProtoReflect.Descriptor instead.
 func (*InboundReply) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{12}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InboundReply) GetId() string {
@@ -1692,7 +1790,7 @@ type InboundMedia struct {
 
 func (x *InboundMedia) Reset() {
 	*x = InboundMedia{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +1802,7 @@ func (x *InboundMedia) String() string {
 func (*InboundMedia) ProtoMessage() {}
 
 func (x *InboundMedia) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[13]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +1815,7 @@ func (x *InboundMedia) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundMedia.ProtoReflect.Descriptor instead.
 func (*InboundMedia) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{13}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InboundMedia) GetId() string {
@@ -1780,7 +1878,7 @@ type MediaFetch struct {
 
 func (x *MediaFetch) Reset() {
 	*x = MediaFetch{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1890,7 @@ func (x *MediaFetch) String() string {
 func (*MediaFetch) ProtoMessage() {}
 
 func (x *MediaFetch) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[14]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1903,7 @@ func (x *MediaFetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MediaFetch.ProtoReflect.Descriptor instead.
 func (*MediaFetch) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{14}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MediaFetch) GetMessageDocId() string {
@@ -1875,7 +1973,7 @@ type MediaStored struct {
 
 func (x *MediaStored) Reset() {
 	*x = MediaStored{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +1985,7 @@ func (x *MediaStored) String() string {
 func (*MediaStored) ProtoMessage() {}
 
 func (x *MediaStored) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[15]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +1998,7 @@ func (x *MediaStored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MediaStored.ProtoReflect.Descriptor instead.
 func (*MediaStored) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{15}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MediaStored) GetMessageDocId() string {
@@ -1998,7 +2096,7 @@ type DriverPreference struct {
 
 func (x *DriverPreference) Reset() {
 	*x = DriverPreference{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[16]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2108,7 @@ func (x *DriverPreference) String() string {
 func (*DriverPreference) ProtoMessage() {}
 
 func (x *DriverPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[16]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2121,7 @@ func (x *DriverPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriverPreference.ProtoReflect.Descriptor instead.
 func (*DriverPreference) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{16}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DriverPreference) GetDriver() string {
@@ -2113,7 +2211,7 @@ type TemplateEvent struct {
 
 func (x *TemplateEvent) Reset() {
 	*x = TemplateEvent{}
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[17]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2223,7 @@ func (x *TemplateEvent) String() string {
 func (*TemplateEvent) ProtoMessage() {}
 
 func (x *TemplateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_messages_proto_msgTypes[17]
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2236,7 @@ func (x *TemplateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TemplateEvent.ProtoReflect.Descriptor instead.
 func (*TemplateEvent) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{17}
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TemplateEvent) GetBusinessAccountId() string {
@@ -2222,7 +2320,7 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"apiVersion\x12\x1b\n" +
 	"\ttoken_ref\x18\x03 \x01(\tR\btokenRef\x12+\n" +
 	"\x11template_language\x18\x04 \x01(\tR\x10templateLanguage\x12.\n" +
-	"\x13business_account_id\x18\x05 \x01(\tR\x11businessAccountId\"\xc7\x06\n" +
+	"\x13business_account_id\x18\x05 \x01(\tR\x11businessAccountId\"\xfb\x06\n" +
 	"\bSendTask\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x1d\n" +
 	"\n" +
@@ -2247,10 +2345,16 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x19\n" +
 	"\bevent_id\x18\x10 \x01(\tR\aeventId\x12<\n" +
 	"\vinteractive\x18\x11 \x01(\v2\x1a.wadispatch.v1.InteractiveR\vinteractive\x128\n" +
-	"\x18template_button_payloads\x18\x12 \x03(\tR\x16templateButtonPayloads\x1a:\n" +
+	"\x18template_button_payloads\x18\x12 \x03(\tR\x16templateButtonPayloads\x122\n" +
+	"\x05media\x18\x13 \x01(\v2\x1c.wadispatch.v1.OutboundMediaR\x05media\x1a:\n" +
 	"\fPayloadEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8d\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"n\n" +
+	"\rOutboundMedia\x12\x10\n" +
+	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x12\n" +
+	"\x04link\x18\x02 \x01(\tR\x04link\x12\x1b\n" +
+	"\tmime_type\x18\x03 \x01(\tR\bmimeType\x12\x1a\n" +
+	"\bfilename\x18\x04 \x01(\tR\bfilename\"\x8d\x02\n" +
 	"\vInteractive\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.wadispatch.v1.InteractiveKindR\x04kind\x12\x16\n" +
 	"\x06header\x18\x02 \x01(\tR\x06header\x12\x16\n" +
@@ -2411,12 +2515,16 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x128\n" +
 	"\ttimestamp\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x16\n" +
 	"\x06source\x18\n" +
-	" \x01(\tR\x06source*{\n" +
+	" \x01(\tR\x06source*\xde\x01\n" +
 	"\vMessageType\x12\x1c\n" +
 	"\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MESSAGE_TYPE_TEXT\x10\x01\x12\x19\n" +
 	"\x15MESSAGE_TYPE_TEMPLATE\x10\x02\x12\x1c\n" +
-	"\x18MESSAGE_TYPE_INTERACTIVE\x10\x03*\xd2\x01\n" +
+	"\x18MESSAGE_TYPE_INTERACTIVE\x10\x03\x12\x16\n" +
+	"\x12MESSAGE_TYPE_IMAGE\x10\x04\x12\x19\n" +
+	"\x15MESSAGE_TYPE_DOCUMENT\x10\x05\x12\x16\n" +
+	"\x12MESSAGE_TYPE_VIDEO\x10\x06\x12\x16\n" +
+	"\x12MESSAGE_TYPE_AUDIO\x10\a*\xd2\x01\n" +
 	"\rMessageStatus\x12\x1e\n" +
 	"\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16MESSAGE_STATUS_SENDING\x10\x01\x12\x17\n" +
@@ -2447,7 +2555,7 @@ func file_wadispatch_v1_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(MessageType)(0),              // 0: wadispatch.v1.MessageType
 	(MessageStatus)(0),            // 1: wadispatch.v1.MessageStatus
@@ -2456,65 +2564,67 @@ var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(DriverPreference_Choice)(0),  // 4: wadispatch.v1.DriverPreference.Choice
 	(*LeaseWhatsappDetails)(nil),  // 5: wadispatch.v1.LeaseWhatsappDetails
 	(*SendTask)(nil),              // 6: wadispatch.v1.SendTask
-	(*Interactive)(nil),           // 7: wadispatch.v1.Interactive
-	(*InteractiveButton)(nil),     // 8: wadispatch.v1.InteractiveButton
-	(*InteractiveSection)(nil),    // 9: wadispatch.v1.InteractiveSection
-	(*InteractiveRow)(nil),        // 10: wadispatch.v1.InteractiveRow
-	(*WhatsAppError)(nil),         // 11: wadispatch.v1.WhatsAppError
-	(*SendResult)(nil),            // 12: wadispatch.v1.SendResult
-	(*Refusal)(nil),               // 13: wadispatch.v1.Refusal
-	(*StatusEvent)(nil),           // 14: wadispatch.v1.StatusEvent
-	(*StatusPricing)(nil),         // 15: wadispatch.v1.StatusPricing
-	(*InboundMessage)(nil),        // 16: wadispatch.v1.InboundMessage
-	(*InboundReply)(nil),          // 17: wadispatch.v1.InboundReply
-	(*InboundMedia)(nil),          // 18: wadispatch.v1.InboundMedia
-	(*MediaFetch)(nil),            // 19: wadispatch.v1.MediaFetch
-	(*MediaStored)(nil),           // 20: wadispatch.v1.MediaStored
-	(*DriverPreference)(nil),      // 21: wadispatch.v1.DriverPreference
-	(*TemplateEvent)(nil),         // 22: wadispatch.v1.TemplateEvent
-	nil,                           // 23: wadispatch.v1.SendTask.PayloadEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 25: google.protobuf.Struct
+	(*OutboundMedia)(nil),         // 7: wadispatch.v1.OutboundMedia
+	(*Interactive)(nil),           // 8: wadispatch.v1.Interactive
+	(*InteractiveButton)(nil),     // 9: wadispatch.v1.InteractiveButton
+	(*InteractiveSection)(nil),    // 10: wadispatch.v1.InteractiveSection
+	(*InteractiveRow)(nil),        // 11: wadispatch.v1.InteractiveRow
+	(*WhatsAppError)(nil),         // 12: wadispatch.v1.WhatsAppError
+	(*SendResult)(nil),            // 13: wadispatch.v1.SendResult
+	(*Refusal)(nil),               // 14: wadispatch.v1.Refusal
+	(*StatusEvent)(nil),           // 15: wadispatch.v1.StatusEvent
+	(*StatusPricing)(nil),         // 16: wadispatch.v1.StatusPricing
+	(*InboundMessage)(nil),        // 17: wadispatch.v1.InboundMessage
+	(*InboundReply)(nil),          // 18: wadispatch.v1.InboundReply
+	(*InboundMedia)(nil),          // 19: wadispatch.v1.InboundMedia
+	(*MediaFetch)(nil),            // 20: wadispatch.v1.MediaFetch
+	(*MediaStored)(nil),           // 21: wadispatch.v1.MediaStored
+	(*DriverPreference)(nil),      // 22: wadispatch.v1.DriverPreference
+	(*TemplateEvent)(nil),         // 23: wadispatch.v1.TemplateEvent
+	nil,                           // 24: wadispatch.v1.SendTask.PayloadEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 26: google.protobuf.Struct
 }
 var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	0,  // 0: wadispatch.v1.SendTask.type:type_name -> wadispatch.v1.MessageType
 	5,  // 1: wadispatch.v1.SendTask.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	23, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
-	24, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
-	7,  // 4: wadispatch.v1.SendTask.interactive:type_name -> wadispatch.v1.Interactive
-	2,  // 5: wadispatch.v1.Interactive.kind:type_name -> wadispatch.v1.InteractiveKind
-	8,  // 6: wadispatch.v1.Interactive.buttons:type_name -> wadispatch.v1.InteractiveButton
-	9,  // 7: wadispatch.v1.Interactive.sections:type_name -> wadispatch.v1.InteractiveSection
-	10, // 8: wadispatch.v1.InteractiveSection.rows:type_name -> wadispatch.v1.InteractiveRow
-	3,  // 9: wadispatch.v1.SendResult.outcome:type_name -> wadispatch.v1.Outcome
-	11, // 10: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
-	24, // 11: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
-	24, // 12: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
-	24, // 13: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
-	24, // 14: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
-	24, // 15: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
-	24, // 16: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
-	1,  // 17: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
-	24, // 18: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
-	11, // 19: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
-	15, // 20: wadispatch.v1.StatusEvent.pricing:type_name -> wadispatch.v1.StatusPricing
-	24, // 21: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
-	5,  // 22: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	25, // 23: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
-	17, // 24: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
-	18, // 25: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
-	25, // 26: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
-	18, // 27: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
-	5,  // 28: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	24, // 29: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
-	4,  // 30: wadispatch.v1.DriverPreference.choice:type_name -> wadispatch.v1.DriverPreference.Choice
-	24, // 31: wadispatch.v1.DriverPreference.timestamp:type_name -> google.protobuf.Timestamp
-	24, // 32: wadispatch.v1.TemplateEvent.timestamp:type_name -> google.protobuf.Timestamp
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	24, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
+	25, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 4: wadispatch.v1.SendTask.interactive:type_name -> wadispatch.v1.Interactive
+	7,  // 5: wadispatch.v1.SendTask.media:type_name -> wadispatch.v1.OutboundMedia
+	2,  // 6: wadispatch.v1.Interactive.kind:type_name -> wadispatch.v1.InteractiveKind
+	9,  // 7: wadispatch.v1.Interactive.buttons:type_name -> wadispatch.v1.InteractiveButton
+	10, // 8: wadispatch.v1.Interactive.sections:type_name -> wadispatch.v1.InteractiveSection
+	11, // 9: wadispatch.v1.InteractiveSection.rows:type_name -> wadispatch.v1.InteractiveRow
+	3,  // 10: wadispatch.v1.SendResult.outcome:type_name -> wadispatch.v1.Outcome
+	12, // 11: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
+	25, // 12: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
+	25, // 13: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
+	25, // 14: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
+	25, // 15: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
+	25, // 16: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
+	25, // 17: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
+	1,  // 18: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
+	25, // 19: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
+	12, // 20: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
+	16, // 21: wadispatch.v1.StatusEvent.pricing:type_name -> wadispatch.v1.StatusPricing
+	25, // 22: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
+	5,  // 23: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	26, // 24: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
+	18, // 25: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
+	19, // 26: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
+	26, // 27: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
+	19, // 28: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
+	5,  // 29: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
+	25, // 30: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
+	4,  // 31: wadispatch.v1.DriverPreference.choice:type_name -> wadispatch.v1.DriverPreference.Choice
+	25, // 32: wadispatch.v1.DriverPreference.timestamp:type_name -> google.protobuf.Timestamp
+	25, // 33: wadispatch.v1.TemplateEvent.timestamp:type_name -> google.protobuf.Timestamp
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_messages_proto_init() }
@@ -2528,7 +2638,7 @@ func file_wadispatch_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_messages_proto_rawDesc), len(file_wadispatch_v1_messages_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -195,6 +195,9 @@ type Config struct {
 	// WebhookAppSecret signs webhook bodies; empty, none is accepted.
 	WebhookAppSecret   []byte
 	WebhookVerifyToken string
+	// MediaBuckets are the Cloud Storage buckets a media message's object
+	// may be in.
+	MediaBuckets []string
 }
 
 // Ingester is the application; its methods are ingest's use cases.
@@ -337,6 +340,9 @@ func (in *Ingester) process(ctx context.Context, ref dispatch.MessageRef, stored
 func (in *Ingester) task(ctx context.Context, ref dispatch.MessageRef, stored StoredMessage, eventID string) (*wadispatchv1.SendTask, error) {
 	msg, err := chatmessage.Parse(ref, stored.Fields, in.cfg.Region)
 	if err != nil {
+		return nil, err
+	}
+	if err := msg.CheckMediaBucket(in.cfg.MediaBuckets); err != nil {
 		return nil, err
 	}
 	cfg, err := in.leases.WhatsAppConfig(ctx, ref.LeaseID)
