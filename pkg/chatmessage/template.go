@@ -32,8 +32,11 @@ const TemplateApproved = "APPROVED"
 // in one language, as WhatsApp's message_templates lists it.
 type Template struct {
 	Name, Language, Category, Status string
-	// Parameters are the named parameters its components declare.
-	Parameters []string
+	// Parameters are the named parameters its components declare, when
+	// ParametersKnown: an entry made from a status or category webhook
+	// alone has not seen the components (only a listing shows them).
+	Parameters      []string
+	ParametersKnown bool
 }
 
 // TemplateRegistry is what the lease's registry holds of a message's
@@ -67,6 +70,7 @@ func ParseTemplate(fields map[string]any) *Template {
 	t.Language, _ = fields[dispatch.TemplateLanguage].(string)
 	t.Category, _ = fields[dispatch.TemplateCategory].(string)
 	t.Status, _ = fields[dispatch.TemplateStatus].(string)
+	_, t.ParametersKnown = fields[dispatch.TemplateParameters].([]any)
 	t.Parameters = stringList(fields[dispatch.TemplateParameters])
 	return t
 }
@@ -113,6 +117,9 @@ func CheckTemplate(m *Message, reg TemplateRegistry) error {
 		}
 		return &Rejection{Reason: ReasonTemplateNotApproved, Field: "templateType",
 			Detail: fmt.Sprintf("the template's status is %s; WhatsApp sends only APPROVED templates", dispatch.Clip(status, 40))}
+	}
+	if !t.ParametersKnown {
+		return nil
 	}
 	sent := sendtask.TemplateParameters(m.Payload, m.ETA)
 	var missing, extra []string

@@ -13,8 +13,10 @@ func TestCheckTemplate(t *testing.T) {
 		return &Message{Type: wadispatchv1.MessageType_MESSAGE_TYPE_TEMPLATE, TemplateType: "eta_update", Payload: payload, ETA: eta}
 	}
 	entry := func(status string, params ...string) *Template {
-		return &Template{Name: "eta_update", Language: "en_US", Category: "UTILITY", Status: status, Parameters: params}
+		return &Template{Name: "eta_update", Language: "en_US", Category: "UTILITY", Status: status, Parameters: params, ParametersKnown: true}
 	}
+	// What a status webhook alone tells: no components, so no parameters known.
+	fromWebhook := &Template{Name: "eta_update", Language: "en_US", Status: "APPROVED"}
 	ok := map[string]string{"driver_name": "Ann"}
 	for _, c := range []struct {
 		name   string
@@ -35,6 +37,7 @@ func TestCheckTemplate(t *testing.T) {
 		{"missing parameter", tpl(ok, 0), TemplateRegistry{Language: "en_US", Entry: entry("APPROVED", "driver_name", "eta")}, ReasonTemplateParameters, "missing eta"},
 		{"extra parameter", tpl(map[string]string{"driver_name": "Ann", "plate": "X"}, 0), TemplateRegistry{Language: "en_US", Entry: entry("APPROVED", "driver_name")}, ReasonTemplateParameters, "not declared plate"},
 		{"both", tpl(map[string]string{"plate": "X"}, 0), TemplateRegistry{Language: "en_US", Entry: entry("APPROVED", "driver_name")}, ReasonTemplateParameters, "missing driver_name; not declared plate"},
+		{"parameters not known yet", tpl(ok, 0), TemplateRegistry{Language: "en_US", Entry: fromWebhook}, "", ""},
 		{"text is not checked", &Message{Type: wadispatchv1.MessageType_MESSAGE_TYPE_TEXT}, TemplateRegistry{Language: "en_US", Entry: entry("PAUSED")}, "", ""},
 	} {
 		err := CheckTemplate(c.m, c.reg)
@@ -60,8 +63,11 @@ func TestParseTemplate(t *testing.T) {
 	}
 	got := ParseTemplate(map[string]any{"name": "eta_update", "language": "en_US", "category": "MARKETING", "status": "APPROVED",
 		"parameters": []any{"driver_name", int64(3), "eta"}})
-	if got.Category != TemplateMarketing || got.Status != TemplateApproved || strings.Join(got.Parameters, ",") != "driver_name,eta" {
+	if got.Category != TemplateMarketing || got.Status != TemplateApproved || strings.Join(got.Parameters, ",") != "driver_name,eta" || !got.ParametersKnown {
 		t.Fatalf("parsed %+v", got)
+	}
+	if got := ParseTemplate(map[string]any{"name": "eta_update", "status": "PAUSED"}); got.ParametersKnown {
+		t.Fatalf("an entry without parameters parsed as knowing them: %+v", got)
 	}
 	if reg := (TemplateRegistry{Entry: got}); reg.Category() != TemplateMarketing {
 		t.Fatalf("category %q", reg.Category())
