@@ -75,6 +75,7 @@ type spec struct {
 	SecretManager  bool          `envconfig:"SENDER_SECRET_MANAGER" default:"false" desc:"resolve token references of the form projects/*/secrets/*/versions/* through Secret Manager"`
 	SecretCacheTTL time.Duration `envconfig:"SENDER_SECRET_CACHE_TTL" default:"5m" desc:"how long a token read from Secret Manager is reused"`
 
+	MediaOutBuckets      []string      `envconfig:"SENDER_MEDIA_OUT_BUCKETS" desc:"comma-separated Cloud Storage buckets image, document, video and audio messages may name objects in (the sender needs read access); an object elsewhere fails media_bucket_not_allowed"`
 	MediaBucket          string        `envconfig:"SENDER_MEDIA_BUCKET" desc:"Cloud Storage bucket drivers' media is stored in (STORAGE_EMULATOR_HOST reaches a local emulator); unset, media is not fetched"`
 	MediaSubscription    string        `envconfig:"SENDER_MEDIA_SUBSCRIPTION" default:"whatsapp-media-sender" desc:"Pub/Sub subscription of the MediaFetch messages the recorder publishes for drivers' media"`
 	MediaStoredTopic     string        `envconfig:"SENDER_MEDIA_STORED_TOPIC" default:"whatsapp-status-events" desc:"Pub/Sub topic the MediaStored messages are published to, for the recorder"`
@@ -151,6 +152,14 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 			}
 			return err
 		},
+	}
+	if len(cfg.MediaOutBuckets) > 0 {
+		gcs, err := storage.NewClient(ctx)
+		if err != nil {
+			return fmt.Errorf("storage client: %w", err)
+		}
+		defer func() { _ = gcs.Close() }()
+		proc.SetMediaOut(app.NewMediaOut(cfg.MediaOutBuckets, adapters.NewOutboundStorage(gcs), wa, time.Now))
 	}
 	if cfg.MediaBucket == "" {
 		log.Warn("SENDER_MEDIA_BUCKET is unset: drivers' media is not fetched")

@@ -40,3 +40,11 @@ func (s *Stack) ReplyMedia(ctx context.Context, driver, typ, mediaID, caption st
 	}, &out)
 	return out.ID, err
 }
+
+// SimulatorMediaCounts are the simulator's media counters (URL requests,
+// downloads, uploads).
+func (s *Stack) SimulatorMediaCounts(ctx context.Context) (whatsappsim.MediaCounts, error) {
+	var c whatsappsim.MediaCounts
+	err := s.simulator(ctx, http.MethodGet, "/_sim/media/counts", nil, &c)
+	return c, err
+}

@@ -329,11 +329,14 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			"SENDER_TOKENS=" + string(tokens),
 			"STORAGE_EMULATOR_HOST=" + s.StorageAddr,
 			"SENDER_MEDIA_BUCKET=" + s.MediaBucket,
+			// Outbound media is read from the same local bucket.
+			"SENDER_MEDIA_OUT_BUCKETS=" + s.MediaBucket,
 		}},
 		{Ingest, Ingest, addrs["ingest-ops"], []string{
 			"INGEST_ADDR=" + addrs["ingest"],
 			"INGEST_WEBHOOK_APP_SECRET=" + s.AppSecret,
 			"INGEST_WEBHOOK_VERIFY_TOKEN=" + s.VerifyToken,
+			"INGEST_MEDIA_BUCKETS=" + s.MediaBucket,
 		}},
 	}...)
 	for _, svc := range services {

@@ -21,6 +21,11 @@
 # Refusals share the results topic with the sender's results.
 - name: INGEST_RESULTS_TOPIC
   value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.resultsTopic) | quote }}
+{{- with $v.media.outboundBuckets }}
+# Buckets media messages may name objects in (the sender reads them).
+- name: INGEST_MEDIA_BUCKETS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- $rc := $v.ingest.reconcile }}
 # The reconciler; its query needs the index of firestore.indexes.json on
 # (type, timeField), which templates/gcp/firestore.yaml deploys.
@@ -108,6 +113,12 @@
   value: {{ include "wadispatch.subscription" (dict "root" $ "name" $v.pubsub.mediaSubscription) | quote }}
 - name: SENDER_MEDIA_STORED_TOPIC
   value: {{ include "wadispatch.topic" (dict "root" $ "name" $v.pubsub.statusEventsTopic) | quote }}
+{{- end }}
+{{- with $v.media.outboundBuckets }}
+# Images, documents, video and audio sent from these buckets'
+# objects (roles/storage.objectViewer on each: templates/gcp/iam.yaml).
+- name: SENDER_MEDIA_OUT_BUCKETS
+  value: {{ join "," . | quote }}
 {{- end }}
 {{- if or $s.tokens.localSecretName $v.devEmulators.enabled }}
 - name: SENDER_TOKENS_FILE

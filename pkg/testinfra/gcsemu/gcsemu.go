@@ -15,12 +15,14 @@
 package gcsemu
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -93,4 +95,26 @@ func StartForTest(t testing.TB, buckets ...string) *Server {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// Put stores an object in the emulator at addr (HOST:PORT) with a plain
+// JSON API media upload, for programs that hold no storage client (the
+// local stack's demo puts the image it sends).
+func Put(ctx context.Context, addr, bucket, name, contentType string, data []byte) error {
+	u := "http://" + addr + "/upload/storage/v1/b/" + url.PathEscape(bucket) + "/o?uploadType=media&name=" + url.QueryEscape(name)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("put gs://%s/%s: %w", bucket, name, err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("put gs://%s/%s: %w", bucket, name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("put gs://%s/%s: %s: %s", bucket, name, resp.Status, body)
+	}
+	return nil
 }

@@ -94,3 +94,25 @@ func TestCanceledUploadLeavesNoObject(t *testing.T) {
 		}
 	}
 }
+
+func TestPutIsReadByTheOfficialClient(t *testing.T) {
+	s := StartForTest(t, "outbound")
+	ctx := context.Background()
+	data := []byte("\xff\xd8 a photo")
+	if err := Put(ctx, s.Addr, "outbound", "demo/handover.jpg", "image/jpeg", data); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STORAGE_EMULATOR_HOST", s.Addr)
+	c, err := storage.NewClient(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	attrs, err := c.Bucket("outbound").Object("demo/handover.jpg").Attrs(ctx)
+	if err != nil || attrs.ContentType != "image/jpeg" || attrs.Size != int64(len(data)) {
+		t.Fatalf("attrs %+v, %v", attrs, err)
+	}
+	if err := Put(ctx, s.Addr, "no-such-bucket", "a", "image/jpeg", data); err == nil {
+		t.Error("put into a missing bucket succeeded")
+	}
+}

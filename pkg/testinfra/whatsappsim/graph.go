@@ -91,6 +91,9 @@ func (s *Simulator) serveGraph(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msg, e := validate(body, s.templates)
+	if e == nil {
+		e = s.checkMediaID(phoneID, msg)
+	}
 	if e != nil {
 		s.reject(w, e)
 		return
@@ -346,6 +349,7 @@ func (s *Simulator) accept(phoneID string, msg *message, body []byte, now time.T
 		Text:          msg.text,
 		Template:      msg.template,
 		Interactive:   msg.interactive,
+		Media:         msg.media,
 		CallbackData:  msg.callbackData,
 		Body:          append(json.RawMessage(nil), body...),
 		AcceptedAt:    now,

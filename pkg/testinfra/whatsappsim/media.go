@@ -32,8 +32,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/visn/wadispatch/pkg/whatsapp"
 )
 
 // DefaultMediaURLTTL is how long Meta's download URLs are valid.
@@ -361,8 +359,8 @@ func (s *Simulator) serveDownload(w http.ResponseWriter, r *http.Request) {
 
 // serveUpload answers POST /{version}/{phone-number-id}/media: multipart
 // with file, type and messaging_product=whatsapp; a missing field is 131008,
-// a file larger than its type allows or unreadable is 131053 (Media upload
-// error).
+// a file of a type Meta does not support, larger than its type allows or
+// unreadable is 131053 (Media upload error); see mediaout.go for the table.
 func (s *Simulator) serveUpload(w http.ResponseWriter, r *http.Request, phoneID string) {
 	if e := s.authenticate(r, phoneID); e != nil {
 		s.reject(w, e)
@@ -388,7 +386,11 @@ func (s *Simulator) serveUpload(w http.ResponseWriter, r *http.Request, phoneID 
 		return
 	}
 	defer func() { _ = f.Close() }()
-	limit := whatsapp.MediaLimit(typ)
+	limit, supported := uploadLimit(typ)
+	if !supported {
+		s.reject(w, newAPIError(131053, fmt.Sprintf("Media type %s is not supported.", typ)))
+		return
+	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil || int64(len(data)) > limit {
 		s.reject(w, newAPIError(131053, fmt.Sprintf("Media of type %s may be at most %d bytes.", typ, limit)))

@@ -64,6 +64,8 @@ type Accepted struct {
 	Text          *AcceptedText        `json:"text,omitempty"`
 	Template      *AcceptedTemplate    `json:"template,omitempty"`
 	Interactive   *AcceptedInteractive `json:"interactive,omitempty"`
+	// Media is the object of an image, document, video or audio message.
+	Media *AcceptedMedia `json:"media,omitempty"`
 	// CallbackData is the request's biz_opaque_callback_data, which the
 	// sent, delivered and read statuses echo.
 	CallbackData string `json:"biz_opaque_callback_data,omitempty"`

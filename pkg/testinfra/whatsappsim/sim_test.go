@@ -270,7 +270,10 @@ func TestValidatesPayloadLikeMeta(t *testing.T) {
 		{"no to", `{"messaging_product":"whatsapp","type":"text","text":{"body":"hi"}}`, 131008, 400},
 		{"letters in to", `{"messaging_product":"whatsapp","to":"driver","type":"text","text":{"body":"hi"}}`, 131009, 400},
 		{"to is a number", `{"messaging_product":"whatsapp","to":447700900123,"type":"text","text":{"body":"hi"}}`, 100, 400},
-		{"image", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"image","image":{"link":"https://x"}}`, 131051, 400},
+		{"sticker", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"sticker","sticker":{"id":"1"}}`, 131051, 400},
+		{"image without id or link", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"image","image":{"caption":"x"}}`, 131008, 400},
+		{"audio with caption", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"audio","audio":{"link":"https://x.example/a.ogg","caption":"x"}}`, 131009, 400},
+		{"image with unknown id", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"image","image":{"id":"999"}}`, 131009, 400},
 		{"made-up type", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"fax"}`, 131051, 400},
 		{"no text", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"text"}`, 131008, 400},
 		{"empty body", `{"messaging_product":"whatsapp","to":"` + driver + `","type":"text","text":{"body":""}}`, 131008, 400},
@@ -300,7 +303,7 @@ func TestValidatesPayloadLikeMeta(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("valid template: %d %s", status, body)
 	}
-	if got := e.sim.Counts(); got.Accepted != 1 || got.RejectedByCode[131008] != 7 {
+	if got := e.sim.Counts(); got.Accepted != 1 || got.RejectedByCode[131008] != 8 {
 		t.Fatalf("counts %+v", got)
 	}
 }

@@ -24,14 +24,14 @@ type message struct {
 	text        *AcceptedText
 	template    *AcceptedTemplate
 	interactive *AcceptedInteractive
+	media       *AcceptedMedia
 	// callbackData is biz_opaque_callback_data, echoed in the statuses.
 	callbackData string
 }
 
 // notSimulated are message types Meta supports that the simulator does not.
 var notSimulated = map[string]bool{
-	"audio": true, "contacts": true, "document": true, "image": true,
-	"location": true, "reaction": true, "sticker": true, "video": true,
+	"contacts": true, "location": true, "reaction": true, "sticker": true,
 }
 
 var (
@@ -94,6 +94,8 @@ func validate(body []byte, templates map[string]TemplateSpec) (*message, *apiErr
 		e = validateTemplate(top, m, templates)
 	case m.typ == "interactive":
 		e = validateInteractive(top, m)
+	case isMediaMessage(m.typ):
+		e = validateMedia(top, m)
 	case notSimulated[m.typ]:
 		return nil, newAPIError(131051, fmt.Sprintf("Message type %q is not supported by the simulator.", m.typ))
 	default:

@@ -312,7 +312,8 @@ func NewRecentMessages(fs *firestore.Client, field string) RecentMessages {
 func (r RecentMessages) Messages(ctx context.Context, from, to time.Time) iter.Seq2[app.RecentMessage, error] {
 	return func(yield func(app.RecentMessage, error) bool) {
 		q := r.fs.CollectionGroup("chatMessages").
-			Where("type", "in", []any{chatmessage.TypeText, chatmessage.TypeTemplate, chatmessage.TypeInteractive}).
+			Where("type", "in", []any{chatmessage.TypeText, chatmessage.TypeTemplate, chatmessage.TypeInteractive,
+				chatmessage.TypeImage, chatmessage.TypeDocument, chatmessage.TypeVideo, chatmessage.TypeAudio}).
 			Where(r.field, ">=", from).Where(r.field, "<", to).
 			OrderBy(r.field, firestore.Asc).Limit(r.pageSize)
 		var last *firestore.DocumentSnapshot

@@ -53,11 +53,13 @@ func TestRecentMessagesPagesThroughTheRange(t *testing.T) {
 	for i := range 7 {
 		path := chatPath(fmt.Sprintf("l%d", i%2), fmt.Sprintf("m%d", i))
 		typ := "text"
-		switch i % 3 {
+		switch i % 4 {
 		case 0:
 			typ = "template"
 		case 1:
 			typ = "interactive"
+		case 2:
+			typ = "image" // media messages are reconciled too
 		}
 		put(path, map[string]any{"type": typ, "createdAt": t0.Add(time.Duration(i) * time.Minute), "message": "hi"})
 		if i < 6 {
@@ -65,7 +67,7 @@ func TestRecentMessagesPagesThroughTheRange(t *testing.T) {
 		}
 	}
 	put(chatPath("l0", "no-time"), map[string]any{"type": "text", "message": "hi"})
-	put(chatPath("l0", "odd-type"), map[string]any{"type": "image", "createdAt": t0.Add(time.Minute)})
+	put(chatPath("l0", "odd-type"), map[string]any{"type": "sticker", "createdAt": t0.Add(time.Minute)})
 	put(chatPath("l0", "before"), map[string]any{"type": "text", "createdAt": t0.Add(-time.Nanosecond * 1000)})
 
 	r := NewRecentMessages(fs, "createdAt")

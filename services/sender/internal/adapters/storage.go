@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 
@@ -85,4 +86,37 @@ func (o *objectWriter) Commit() error {
 func (o *objectWriter) Abort() {
 	o.cancel()
 	_ = o.w.Close()
+}
+
+// OutboundStorage reads the objects media messages name, in any bucket the
+// sender was granted: app.OutboundObjects.
+type OutboundStorage struct {
+	client *storage.Client
+}
+
+// NewOutboundStorage reads through client.
+func NewOutboundStorage(client *storage.Client) *OutboundStorage {
+	return &OutboundStorage{client: client}
+}
+
+// Attrs implements app.OutboundObjects.
+func (s *OutboundStorage) Attrs(ctx context.Context, bucket, object string) (app.OutboundObject, error) {
+	attrs, err := s.client.Bucket(bucket).Object(object).Attrs(ctx)
+	if errors.Is(err, storage.ErrObjectNotExist) || errors.Is(err, storage.ErrBucketNotExist) {
+		return app.OutboundObject{}, fmt.Errorf("gs://%s/%s: %w", bucket, object, app.ErrObjectNotFound)
+	}
+	if err != nil {
+		return app.OutboundObject{}, fmt.Errorf("stat gs://%s/%s: %w", bucket, object, err)
+	}
+	return app.OutboundObject{ContentType: attrs.ContentType, Size: attrs.Size, Generation: attrs.Generation}, nil
+}
+
+// Open implements app.OutboundObjects: that generation, so the bytes sent
+// are those Attrs described.
+func (s *OutboundStorage) Open(ctx context.Context, bucket, object string, generation int64) (io.ReadCloser, error) {
+	r, err := s.client.Bucket(bucket).Object(object).Generation(generation).NewReader(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read gs://%s/%s: %w", bucket, object, err)
+	}
+	return r, nil
 }

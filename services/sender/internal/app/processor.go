@@ -115,6 +115,7 @@ type Processor struct {
 	clock     Clock
 	metrics   *Metrics
 	log       *logrus.Entry
+	media     *MediaOut
 }
 
 // NewProcessor builds a Processor.
@@ -150,6 +151,9 @@ const (
 	// OutcomeMessageGone: the message document was deleted before its
 	// send was claimed.
 	OutcomeMessageGone Outcome = "message_gone"
+	// OutcomeMediaUnavailable: Cloud Storage could not describe a media
+	// task's object; the task is held.
+	OutcomeMediaUnavailable Outcome = "media_unavailable"
 )
 
 // Reasons of FAILED results that are not WhatsApp's.
@@ -184,7 +188,7 @@ func verdictOf(o Outcome) consume.Verdict {
 		v.Ack = true
 	case OutcomePoison:
 		v.Poison = true
-	case OutcomeRecorderUnavailable, OutcomeTokenLookupFailed:
+	case OutcomeRecorderUnavailable, OutcomeTokenLookupFailed, OutcomeMediaUnavailable:
 		v.Unavailable = true
 	}
 	return v
@@ -215,6 +219,17 @@ func (p *Processor) process(ctx context.Context, d consume.Message) Outcome {
 			return OutcomeTokenLookupFailed
 		default:
 			sender.Token = tok
+		}
+	}
+	var (
+		media        *outboundMedia
+		mediaRefused *wadispatchv1.WhatsAppError
+	)
+	if invalid == nil && tokenErr == nil {
+		var err error
+		if media, mediaRefused, err = p.prepareMedia(ctx, task); err != nil {
+			log.WithError(err).Warn("Cloud Storage could not describe the media object; will retry")
+			return OutcomeMediaUnavailable
 		}
 	}
 	if invalid == nil && tokenErr == nil {
@@ -261,12 +276,21 @@ func (p *Processor) process(ctx context.Context, d consume.Message) Outcome {
 	case tokenErr != nil:
 		log.WithError(tokenErr).Warn("no token for the lease; recording FAILED")
 		result.Error = &wadispatchv1.WhatsAppError{Reason: ReasonTokenUnavailable, Message: tokenErr.Error()}
+	case mediaRefused != nil:
+		log.WithField("reason", mediaRefused.GetReason()).Warn("media refused before any call; recording FAILED")
+		result.Error = mediaRefused
 	case p.cfg.EnforceWindow && dispatch.FreeForm(task.GetType()) && claim.GetDriverWindowChecked() &&
 		outsideWindow(claim.GetDriverLastInboundAt(), p.clock.Now()):
 		msg := windowMessage(claim.GetDriverLastInboundAt())
 		log.WithField("reason", ReasonOutsideWindow).Warn(msg + "; recording FAILED without calling WhatsApp")
 		result.Error = &wadispatchv1.WhatsAppError{Reason: ReasonOutsideWindow, Message: msg}
 	default:
+		if media != nil {
+			if result.Error = p.attachMedia(work, sender, msg, media); result.Error != nil {
+				log.WithField("reason", result.Error.GetReason()).Warn("uploading the media failed; recording FAILED")
+				break
+			}
+		}
 		call = p.call(work, log, held, sender, msg, workDeadline)
 		if held.id != result.ClaimId {
 			result.ClaimId, result.ClaimStateVersion = held.id, held.version
