@@ -33,7 +33,7 @@ type spec struct {
 	GRPCAddr            string        `envconfig:"RECORDER_GRPC_ADDR" default:":9090" desc:"Recorder gRPC API (with the health service)"`
 	AuthAudience        string        `envconfig:"RECORDER_AUTH_AUDIENCE" default:"wadispatch-recorder" desc:"audience every caller's ID token must be addressed to"`
 	AuthIssuers         string        `envconfig:"RECORDER_AUTH_ISSUERS" default:"https://accounts.google.com=https://www.googleapis.com/oauth2/v3/certs" desc:"trusted ID token issuers, ISSUER=KEYS_URL[,...]: Google's on GCP, the local stack's issuer locally"`
-	SenderIdentities    []string      `envconfig:"RECORDER_SENDER_IDENTITIES" required:"true" desc:"callers (ID token emails) that may ClaimSend and ReleaseClaim: the sender's service account"`
+	SenderIdentities    []string      `envconfig:"RECORDER_SENDER_IDENTITIES" required:"true" desc:"callers (ID token emails) that may ClaimSend, ReleaseClaim and ListTemplateAccounts: the sender's service account"`
 	OperatorIdentities  []string      `envconfig:"RECORDER_OPERATOR_IDENTITIES" desc:"callers (ID token emails) that may read and Resend: operators' service accounts"`
 	KeepaliveMinTime    time.Duration `envconfig:"RECORDER_KEEPALIVE_MIN_TIME" default:"10s" desc:"shortest keepalive ping interval a gRPC caller may use (callers pinging more often are disconnected with too_many_pings); at most SENDER_RECORDER_KEEPALIVE_TIME"`
 	MaxConnectionAge    time.Duration `envconfig:"RECORDER_MAX_CONNECTION_AGE" default:"5m" desc:"gRPC connections are closed (GOAWAY) after about this long, so callers reconnect and recorder pods added since get calls too; 0: never"`

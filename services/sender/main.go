@@ -83,6 +83,8 @@ type spec struct {
 	MediaMaxAttempts     int           `envconfig:"SENDER_MEDIA_MAX_ATTEMPTS" default:"3" desc:"tries (fresh URL and download) of one media before a transient failure holds its message at the media gate"`
 	MediaDownloadTimeout time.Duration `envconfig:"SENDER_MEDIA_DOWNLOAD_TIMEOUT" default:"2m" desc:"longest time one media download and upload may take (documents reach 100 MB)"`
 	MediaStorageTimeout  time.Duration `envconfig:"SENDER_MEDIA_STORAGE_TIMEOUT" default:"20s" desc:"longest time one look at a Cloud Storage object may take (the client retries within it); past it the fetch is held"`
+
+	TemplateSyncInterval time.Duration `envconfig:"SENDER_TEMPLATE_SYNC_INTERVAL" default:"15m" desc:"how often the leases' template registries are refreshed from Graph API's message_templates (a TemplateSnapshot per lease, on SENDER_MEDIA_STORED_TOPIC); 0 disables the refresh"`
 }
 
 func main() {
@@ -160,6 +162,11 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 		}
 		defer func() { _ = gcs.Close() }()
 		proc.SetMediaOut(app.NewMediaOut(cfg.MediaOutBuckets, adapters.NewOutboundStorage(gcs), wa, time.Now))
+	}
+	if cfg.TemplateSyncInterval > 0 {
+		sync := app.NewTemplateSync(app.TemplateSyncConfig{Interval: cfg.TemplateSyncInterval, StatusTopic: cfg.MediaStoredTopic,
+			DefaultAPIVersion: cfg.WhatsAppAPIVersion, PublishTimeout: cfg.PublishTimeout}, recorder.Client(), wa, tokens, publisher, time.Now, srv.Registry, log)
+		parts = append(parts, sync.Run)
 	}
 	if cfg.MediaBucket == "" {
 		log.Warn("SENDER_MEDIA_BUCKET is unset: drivers' media is not fetched")

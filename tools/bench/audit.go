@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/visn/wadispatch/pkg/chatmessage"
 	"github.com/visn/wadispatch/pkg/dispatch"
 	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 )
@@ -165,6 +166,8 @@ type Report struct {
 	// Priced: messages whose documents are priced; CostTables: the
 	// leases' cost tables (one per lease and month).
 	Priced, CostTables int
+	// Suppressed: marketing templates to drivers who had stopped them.
+	Suppressed int
 	// Violations are broken guarantees, one line each.
 	Violations []string
 }
@@ -190,9 +193,9 @@ func (r *Report) Summary() string {
 		reasons = append(reasons, fmt.Sprintf("%s=%d", k, n))
 	}
 	sort.Strings(reasons)
-	return fmt.Sprintf("messages=%d final=%d sent=%d (%s) failed_reasons{%s} whatsapp_accepted=%d (of them UNKNOWN=%d) lost=%d duplicated=%d metrics_docs=%d ancillary_docs=%d priced=%d cost_tables=%d violations=%d",
+	return fmt.Sprintf("messages=%d final=%d sent=%d (%s) failed_reasons{%s} whatsapp_accepted=%d (of them UNKNOWN=%d) lost=%d duplicated=%d metrics_docs=%d ancillary_docs=%d priced=%d cost_tables=%d suppressed=%d violations=%d",
 		r.Messages, r.Messages-r.Lost, r.Sent, strings.Join(st, " "), strings.Join(reasons, ","), r.Accepted, r.AcceptedUnknown, r.Lost, r.Duplicated, r.MetricsDocs, r.AncillaryDocs,
-		r.Priced, r.CostTables, len(r.Violations))
+		r.Priced, r.CostTables, r.Suppressed, len(r.Violations))
 }
 
 // Audit checks the guarantees over a settled workload: every message final
@@ -202,7 +205,8 @@ func (r *Report) Summary() string {
 // numberOfWhatsappMessagesSent equal to their SENT messages; each ancillary
 // array holding exactly the ids sent for its driver and enquiry; each
 // lease's cost table of a month counting its distinct priced messages
-// once, as WhatsApp priced them (auditCosts).
+// once, as WhatsApp priced them (auditCosts); no suppressed message
+// (Message.Suppressed) reaching WhatsApp.
 func Audit(ctx context.Context, fs, ancillary *firestore.Client, simURL string, msgs []Message) (*Report, error) {
 	paths := make([]string, len(msgs))
 	for i, m := range msgs {
@@ -249,6 +253,15 @@ func Audit(ctx context.Context, fs, ancillary *firestore.Client, simURL string, 
 		convLease[c] = m.Ref.LeaseID
 		if len(got) > 1 {
 			r.Duplicated++
+		}
+		if m.Suppressed {
+			r.Suppressed++
+			if len(got) != 0 {
+				r.violate("%s: a marketing template reached a driver who had stopped them (WhatsApp accepted it %d times)", d.Path, len(got))
+			}
+			if d.Status != dispatch.StatusFailed || d.Reason != chatmessage.ReasonOptedOut {
+				r.violate("%s to a driver who had stopped marketing messages is %s (%s), want FAILED %s", d.Path, d.Status, d.Reason, chatmessage.ReasonOptedOut)
+			}
 		}
 		switch {
 		case d.Sent():

@@ -113,6 +113,10 @@ type Message struct {
 	Driver string
 	User   string
 	Fields map[string]any
+	// Suppressed: a marketing template to a driver who stopped the
+	// lease's marketing messages before it was written. It must end
+	// FAILED opted_out and never reach WhatsApp.
+	Suppressed bool
 }
 
 // Path is the message's document path.

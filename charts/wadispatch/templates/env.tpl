@@ -104,6 +104,14 @@
   value: {{ printf "%ds" (int $s.publishTimeoutSeconds) | quote }}
 - name: SENDER_SECRET_MANAGER
   value: {{ and $s.tokens.secretManager (not $v.devEmulators.enabled) | quote }}
+# The leases' template registries are refreshed from Graph API this often
+# (0: never); each lease's TemplateSnapshot goes to the status events topic.
+- name: SENDER_TEMPLATE_SYNC_INTERVAL
+  value: {{ printf "%dm" (int $s.templateSyncMinutes) | quote }}
+# The status events topic, for the recorder: TemplateSnapshots, and
+# MediaStored when media is fetched.
+- name: SENDER_MEDIA_STORED_TOPIC
+  value: {{ include "wadispatch.topic" (dict "root" . "name" $v.pubsub.statusEventsTopic) | quote }}
 {{- with $v.media.bucket }}
 # Drivers' media: MediaFetch from the recorder, MediaStored back to it on the
 # status events topic.
@@ -111,8 +119,6 @@
   value: {{ . | quote }}
 - name: SENDER_MEDIA_SUBSCRIPTION
   value: {{ include "wadispatch.subscription" (dict "root" $ "name" $v.pubsub.mediaSubscription) | quote }}
-- name: SENDER_MEDIA_STORED_TOPIC
-  value: {{ include "wadispatch.topic" (dict "root" $ "name" $v.pubsub.statusEventsTopic) | quote }}
 {{- end }}
 {{- with $v.media.outboundBuckets }}
 # Images, documents, video and audio sent from these buckets'

@@ -106,6 +106,38 @@ func (s *Simulator) Handler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("POST /_sim/templates/status", func(w http.ResponseWriter, r *http.Request) {
+		var c struct {
+			Name     string `json:"name"`
+			Language string `json:"language"`
+			Status   string `json:"status"`
+			Reason   string `json:"reason"`
+		}
+		if err := decodeAdmin(r, &c); err != nil {
+			adminError(w, err)
+			return
+		}
+		if err := s.SetTemplateStatus(c.Name, c.Language, c.Status, c.Reason); err != nil {
+			adminError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /_sim/templates/category", func(w http.ResponseWriter, r *http.Request) {
+		var c struct {
+			Name     string `json:"name"`
+			Category string `json:"category"`
+		}
+		if err := decodeAdmin(r, &c); err != nil {
+			adminError(w, err)
+			return
+		}
+		if err := s.ChangeTemplateCategory(c.Name, c.Category); err != nil {
+			adminError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc(AdminPrefix, func(w http.ResponseWriter, r *http.Request) {
 		adminError(w, fmt.Errorf("no admin route %s %s", r.Method, r.URL.Path))
 	})

@@ -61,8 +61,12 @@ var messagesPath = regexp.MustCompile(`^/(v[0-9]+\.[0-9]+)/([^/]+)/messages$`)
 
 const maxRequestBody = 1 << 20
 
-// serveGraph handles POST /{api-version}/{phone-number-id}/messages.
+// serveGraph handles POST /{api-version}/{phone-number-id}/messages and
+// GET /{api-version}/{waba-id}/message_templates.
 func (s *Simulator) serveGraph(w http.ResponseWriter, r *http.Request) {
+	if s.serveTemplates(w, r) {
+		return
+	}
 	s.mu.Lock()
 	s.counts.Requests++
 	s.mu.Unlock()
@@ -93,6 +97,9 @@ func (s *Simulator) serveGraph(w http.ResponseWriter, r *http.Request) {
 	msg, e := validate(body, s.templates)
 	if e == nil {
 		e = s.checkMediaID(phoneID, msg)
+	}
+	if e == nil {
+		e = s.checkTemplateStatus(msg)
 	}
 	if e != nil {
 		s.reject(w, e)

@@ -92,6 +92,10 @@ type TemplateSpec struct {
 	Name           string   `json:"name"`
 	Language       string   `json:"language"`
 	BodyParameters []string `json:"body_parameters"`
+	// BusinessAccountID lists the template in that account's
+	// message_templates (templates.go); Status is APPROVED when empty.
+	BusinessAccountID string `json:"business_account_id,omitempty"`
+	Status            string `json:"status,omitempty"`
 }
 
 // DefaultOptions returns Meta's limits and prompt status webhooks.

@@ -42,7 +42,10 @@ type Simulator struct {
 	pending    atomic.Int64
 	media      *media
 
-	mu         sync.Mutex
+	mu sync.Mutex
+	// status is the templates' status by name and language, as
+	// SetTemplateStatus changes it (templates.go).
+	status     map[string]string
 	tokens     map[string]string
 	faults     []Fault
 	rng        *mrand.Rand
@@ -159,6 +162,9 @@ func New(opts Options) (*Simulator, error) {
 		if t.Name == "" || t.Language == "" {
 			return nil, fmt.Errorf("whatsappsim: template %+v needs a name and a language", t)
 		}
+		if t.Status == "" {
+			t.Status = TemplateApproved
+		}
 		templates[t.Name+"\x00"+t.Language] = t
 	}
 	for _, f := range opts.Faults {
@@ -175,6 +181,7 @@ func New(opts Options) (*Simulator, error) {
 		opts:       opts,
 		log:        log,
 		templates:  templates,
+		status:     templateStatuses(templates),
 		categories: categories,
 		idPrefix:   prefix,
 		hooks:      &http.Client{Timeout: w.Timeout},

@@ -2309,6 +2309,176 @@ func (x *TemplateEvent) GetSource() string {
 	return ""
 }
 
+// TemplateSnapshot is one lease's business account's templates as Graph
+// API's message_templates lists them, published by the sender's scheduled
+// refresh to whatsapp-status-events for the recorder to write into the
+// lease's registry.
+type TemplateSnapshot struct {
+	state             protoimpl.MessageState   `protogen:"open.v1"`
+	LeaseId           string                   `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	BusinessAccountId string                   `protobuf:"bytes,2,opt,name=business_account_id,json=businessAccountId,proto3" json:"business_account_id,omitempty"`
+	Templates         []*TemplateSnapshotEntry `protobuf:"bytes,3,rep,name=templates,proto3" json:"templates,omitempty"`
+	// Every page was read: the recorder marks DELETED the registry's
+	// templates the snapshot does not list. A partial snapshot only adds.
+	Complete bool `protobuf:"varint,4,opt,name=complete,proto3" json:"complete,omitempty"`
+	// When the first page was read: an entry changed by a later webhook
+	// keeps the webhook's status and category.
+	TakenAt       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=taken_at,json=takenAt,proto3" json:"taken_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TemplateSnapshot) Reset() {
+	*x = TemplateSnapshot{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TemplateSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TemplateSnapshot) ProtoMessage() {}
+
+func (x *TemplateSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TemplateSnapshot.ProtoReflect.Descriptor instead.
+func (*TemplateSnapshot) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TemplateSnapshot) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *TemplateSnapshot) GetBusinessAccountId() string {
+	if x != nil {
+		return x.BusinessAccountId
+	}
+	return ""
+}
+
+func (x *TemplateSnapshot) GetTemplates() []*TemplateSnapshotEntry {
+	if x != nil {
+		return x.Templates
+	}
+	return nil
+}
+
+func (x *TemplateSnapshot) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *TemplateSnapshot) GetTakenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TakenAt
+	}
+	return nil
+}
+
+type TemplateSnapshotEntry struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Language string                 `protobuf:"bytes,2,opt,name=language,proto3" json:"language,omitempty"`
+	Category string                 `protobuf:"bytes,3,opt,name=category,proto3" json:"category,omitempty"`
+	Status   string                 `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// The named parameters its components declare (body, header, buttons).
+	Parameters []string `protobuf:"bytes,5,rep,name=parameters,proto3" json:"parameters,omitempty"`
+	// Meta's template id.
+	Id            string `protobuf:"bytes,6,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TemplateSnapshotEntry) Reset() {
+	*x = TemplateSnapshotEntry{}
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TemplateSnapshotEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TemplateSnapshotEntry) ProtoMessage() {}
+
+func (x *TemplateSnapshotEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_messages_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TemplateSnapshotEntry.ProtoReflect.Descriptor instead.
+func (*TemplateSnapshotEntry) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_messages_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TemplateSnapshotEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TemplateSnapshotEntry) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *TemplateSnapshotEntry) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *TemplateSnapshotEntry) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *TemplateSnapshotEntry) GetParameters() []string {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+func (x *TemplateSnapshotEntry) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 var File_wadispatch_v1_messages_proto protoreflect.FileDescriptor
 
 const file_wadispatch_v1_messages_proto_rawDesc = "" +
@@ -2515,7 +2685,22 @@ const file_wadispatch_v1_messages_proto_rawDesc = "" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x128\n" +
 	"\ttimestamp\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x16\n" +
 	"\x06source\x18\n" +
-	" \x01(\tR\x06source*\xde\x01\n" +
+	" \x01(\tR\x06source\"\xf4\x01\n" +
+	"\x10TemplateSnapshot\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12.\n" +
+	"\x13business_account_id\x18\x02 \x01(\tR\x11businessAccountId\x12B\n" +
+	"\ttemplates\x18\x03 \x03(\v2$.wadispatch.v1.TemplateSnapshotEntryR\ttemplates\x12\x1a\n" +
+	"\bcomplete\x18\x04 \x01(\bR\bcomplete\x125\n" +
+	"\btaken_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\xab\x01\n" +
+	"\x15TemplateSnapshotEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\blanguage\x18\x02 \x01(\tR\blanguage\x12\x1a\n" +
+	"\bcategory\x18\x03 \x01(\tR\bcategory\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x1e\n" +
+	"\n" +
+	"parameters\x18\x05 \x03(\tR\n" +
+	"parameters\x12\x0e\n" +
+	"\x02id\x18\x06 \x01(\tR\x02id*\xde\x01\n" +
 	"\vMessageType\x12\x1c\n" +
 	"\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MESSAGE_TYPE_TEXT\x10\x01\x12\x19\n" +
@@ -2555,7 +2740,7 @@ func file_wadispatch_v1_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_wadispatch_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(MessageType)(0),              // 0: wadispatch.v1.MessageType
 	(MessageStatus)(0),            // 1: wadispatch.v1.MessageStatus
@@ -2581,15 +2766,17 @@ var file_wadispatch_v1_messages_proto_goTypes = []any{
 	(*MediaStored)(nil),           // 21: wadispatch.v1.MediaStored
 	(*DriverPreference)(nil),      // 22: wadispatch.v1.DriverPreference
 	(*TemplateEvent)(nil),         // 23: wadispatch.v1.TemplateEvent
-	nil,                           // 24: wadispatch.v1.SendTask.PayloadEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 26: google.protobuf.Struct
+	(*TemplateSnapshot)(nil),      // 24: wadispatch.v1.TemplateSnapshot
+	(*TemplateSnapshotEntry)(nil), // 25: wadispatch.v1.TemplateSnapshotEntry
+	nil,                           // 26: wadispatch.v1.SendTask.PayloadEntry
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 28: google.protobuf.Struct
 }
 var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	0,  // 0: wadispatch.v1.SendTask.type:type_name -> wadispatch.v1.MessageType
 	5,  // 1: wadispatch.v1.SendTask.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	24, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
-	25, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
+	26, // 2: wadispatch.v1.SendTask.payload:type_name -> wadispatch.v1.SendTask.PayloadEntry
+	27, // 3: wadispatch.v1.SendTask.created_at:type_name -> google.protobuf.Timestamp
 	8,  // 4: wadispatch.v1.SendTask.interactive:type_name -> wadispatch.v1.Interactive
 	7,  // 5: wadispatch.v1.SendTask.media:type_name -> wadispatch.v1.OutboundMedia
 	2,  // 6: wadispatch.v1.Interactive.kind:type_name -> wadispatch.v1.InteractiveKind
@@ -2598,33 +2785,35 @@ var file_wadispatch_v1_messages_proto_depIdxs = []int32{
 	11, // 9: wadispatch.v1.InteractiveSection.rows:type_name -> wadispatch.v1.InteractiveRow
 	3,  // 10: wadispatch.v1.SendResult.outcome:type_name -> wadispatch.v1.Outcome
 	12, // 11: wadispatch.v1.SendResult.error:type_name -> wadispatch.v1.WhatsAppError
-	25, // 12: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
-	25, // 13: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
-	25, // 14: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
-	25, // 15: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
-	25, // 16: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
-	25, // 17: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
+	27, // 12: wadispatch.v1.SendResult.created_at:type_name -> google.protobuf.Timestamp
+	27, // 13: wadispatch.v1.SendResult.called_at:type_name -> google.protobuf.Timestamp
+	27, // 14: wadispatch.v1.SendResult.completed_at:type_name -> google.protobuf.Timestamp
+	27, // 15: wadispatch.v1.SendResult.claim_state_version:type_name -> google.protobuf.Timestamp
+	27, // 16: wadispatch.v1.Refusal.created_at:type_name -> google.protobuf.Timestamp
+	27, // 17: wadispatch.v1.Refusal.refused_at:type_name -> google.protobuf.Timestamp
 	1,  // 18: wadispatch.v1.StatusEvent.status:type_name -> wadispatch.v1.MessageStatus
-	25, // 19: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
+	27, // 19: wadispatch.v1.StatusEvent.timestamp:type_name -> google.protobuf.Timestamp
 	12, // 20: wadispatch.v1.StatusEvent.errors:type_name -> wadispatch.v1.WhatsAppError
 	16, // 21: wadispatch.v1.StatusEvent.pricing:type_name -> wadispatch.v1.StatusPricing
-	25, // 22: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
+	27, // 22: wadispatch.v1.InboundMessage.timestamp:type_name -> google.protobuf.Timestamp
 	5,  // 23: wadispatch.v1.InboundMessage.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	26, // 24: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
+	28, // 24: wadispatch.v1.InboundMessage.content:type_name -> google.protobuf.Struct
 	18, // 25: wadispatch.v1.InboundMessage.reply:type_name -> wadispatch.v1.InboundReply
 	19, // 26: wadispatch.v1.InboundMessage.media:type_name -> wadispatch.v1.InboundMedia
-	26, // 27: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
+	28, // 27: wadispatch.v1.InboundMessage.referral:type_name -> google.protobuf.Struct
 	19, // 28: wadispatch.v1.MediaFetch.media:type_name -> wadispatch.v1.InboundMedia
 	5,  // 29: wadispatch.v1.MediaFetch.lease_whatsapp_details:type_name -> wadispatch.v1.LeaseWhatsappDetails
-	25, // 30: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
+	27, // 30: wadispatch.v1.MediaStored.stored_at:type_name -> google.protobuf.Timestamp
 	4,  // 31: wadispatch.v1.DriverPreference.choice:type_name -> wadispatch.v1.DriverPreference.Choice
-	25, // 32: wadispatch.v1.DriverPreference.timestamp:type_name -> google.protobuf.Timestamp
-	25, // 33: wadispatch.v1.TemplateEvent.timestamp:type_name -> google.protobuf.Timestamp
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	27, // 32: wadispatch.v1.DriverPreference.timestamp:type_name -> google.protobuf.Timestamp
+	27, // 33: wadispatch.v1.TemplateEvent.timestamp:type_name -> google.protobuf.Timestamp
+	25, // 34: wadispatch.v1.TemplateSnapshot.templates:type_name -> wadispatch.v1.TemplateSnapshotEntry
+	27, // 35: wadispatch.v1.TemplateSnapshot.taken_at:type_name -> google.protobuf.Timestamp
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_messages_proto_init() }
@@ -2638,7 +2827,7 @@ func file_wadispatch_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_messages_proto_rawDesc), len(file_wadispatch_v1_messages_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -79,7 +79,156 @@ func (x ClaimSendResponse_Decision) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ClaimSendResponse_Decision.Descriptor instead.
 func (ClaimSendResponse_Decision) EnumDescriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{1, 0}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{4, 0}
+}
+
+type ListTemplateAccountsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTemplateAccountsRequest) Reset() {
+	*x = ListTemplateAccountsRequest{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTemplateAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTemplateAccountsRequest) ProtoMessage() {}
+
+func (x *ListTemplateAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTemplateAccountsRequest.ProtoReflect.Descriptor instead.
+func (*ListTemplateAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{0}
+}
+
+type ListTemplateAccountsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Accounts      []*TemplateAccount     `protobuf:"bytes,1,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTemplateAccountsResponse) Reset() {
+	*x = ListTemplateAccountsResponse{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTemplateAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTemplateAccountsResponse) ProtoMessage() {}
+
+func (x *ListTemplateAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTemplateAccountsResponse.ProtoReflect.Descriptor instead.
+func (*ListTemplateAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListTemplateAccountsResponse) GetAccounts() []*TemplateAccount {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+type TemplateAccount struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId           string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	BusinessAccountId string                 `protobuf:"bytes,2,opt,name=business_account_id,json=businessAccountId,proto3" json:"business_account_id,omitempty"`
+	TokenRef          string                 `protobuf:"bytes,3,opt,name=token_ref,json=tokenRef,proto3" json:"token_ref,omitempty"`
+	// The lease's Cloud API version; "" for the sender's default.
+	ApiVersion    string `protobuf:"bytes,4,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TemplateAccount) Reset() {
+	*x = TemplateAccount{}
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TemplateAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TemplateAccount) ProtoMessage() {}
+
+func (x *TemplateAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TemplateAccount.ProtoReflect.Descriptor instead.
+func (*TemplateAccount) Descriptor() ([]byte, []int) {
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TemplateAccount) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *TemplateAccount) GetBusinessAccountId() string {
+	if x != nil {
+		return x.BusinessAccountId
+	}
+	return ""
+}
+
+func (x *TemplateAccount) GetTokenRef() string {
+	if x != nil {
+		return x.TokenRef
+	}
+	return ""
+}
+
+func (x *TemplateAccount) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
 }
 
 type ClaimSendRequest struct {
@@ -95,7 +244,7 @@ type ClaimSendRequest struct {
 
 func (x *ClaimSendRequest) Reset() {
 	*x = ClaimSendRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[0]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -107,7 +256,7 @@ func (x *ClaimSendRequest) String() string {
 func (*ClaimSendRequest) ProtoMessage() {}
 
 func (x *ClaimSendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[0]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -120,7 +269,7 @@ func (x *ClaimSendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimSendRequest.ProtoReflect.Descriptor instead.
 func (*ClaimSendRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{0}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ClaimSendRequest) GetTask() *SendTask {
@@ -172,7 +321,7 @@ type ClaimSendResponse struct {
 
 func (x *ClaimSendResponse) Reset() {
 	*x = ClaimSendResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[1]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -184,7 +333,7 @@ func (x *ClaimSendResponse) String() string {
 func (*ClaimSendResponse) ProtoMessage() {}
 
 func (x *ClaimSendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[1]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -197,7 +346,7 @@ func (x *ClaimSendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimSendResponse.ProtoReflect.Descriptor instead.
 func (*ClaimSendResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{1}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ClaimSendResponse) GetDecision() ClaimSendResponse_Decision {
@@ -268,7 +417,7 @@ type RecordResultRequest struct {
 
 func (x *RecordResultRequest) Reset() {
 	*x = RecordResultRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[2]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +429,7 @@ func (x *RecordResultRequest) String() string {
 func (*RecordResultRequest) ProtoMessage() {}
 
 func (x *RecordResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[2]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +442,7 @@ func (x *RecordResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordResultRequest.ProtoReflect.Descriptor instead.
 func (*RecordResultRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{2}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RecordResultRequest) GetResult() *SendResult {
@@ -314,7 +463,7 @@ type RecordResultResponse struct {
 
 func (x *RecordResultResponse) Reset() {
 	*x = RecordResultResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[3]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +475,7 @@ func (x *RecordResultResponse) String() string {
 func (*RecordResultResponse) ProtoMessage() {}
 
 func (x *RecordResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[3]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +488,7 @@ func (x *RecordResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordResultResponse.ProtoReflect.Descriptor instead.
 func (*RecordResultResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{3}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecordResultResponse) GetState() *MessageState {
@@ -367,7 +516,7 @@ type ApplyStatusRequest struct {
 
 func (x *ApplyStatusRequest) Reset() {
 	*x = ApplyStatusRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[4]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +528,7 @@ func (x *ApplyStatusRequest) String() string {
 func (*ApplyStatusRequest) ProtoMessage() {}
 
 func (x *ApplyStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[4]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +541,7 @@ func (x *ApplyStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyStatusRequest.ProtoReflect.Descriptor instead.
 func (*ApplyStatusRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{4}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ApplyStatusRequest) GetEvent() *StatusEvent {
@@ -415,7 +564,7 @@ type ApplyStatusResponse struct {
 
 func (x *ApplyStatusResponse) Reset() {
 	*x = ApplyStatusResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[5]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +576,7 @@ func (x *ApplyStatusResponse) String() string {
 func (*ApplyStatusResponse) ProtoMessage() {}
 
 func (x *ApplyStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[5]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +589,7 @@ func (x *ApplyStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyStatusResponse.ProtoReflect.Descriptor instead.
 func (*ApplyStatusResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{5}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ApplyStatusResponse) GetState() *MessageState {
@@ -473,7 +622,7 @@ type GetMessageRequest struct {
 
 func (x *GetMessageRequest) Reset() {
 	*x = GetMessageRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[6]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +634,7 @@ func (x *GetMessageRequest) String() string {
 func (*GetMessageRequest) ProtoMessage() {}
 
 func (x *GetMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[6]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +647,7 @@ func (x *GetMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMessageRequest.ProtoReflect.Descriptor instead.
 func (*GetMessageRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{6}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetMessageRequest) GetMessageDocId() string {
@@ -517,7 +666,7 @@ type GetMessageResponse struct {
 
 func (x *GetMessageResponse) Reset() {
 	*x = GetMessageResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[7]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +678,7 @@ func (x *GetMessageResponse) String() string {
 func (*GetMessageResponse) ProtoMessage() {}
 
 func (x *GetMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[7]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +691,7 @@ func (x *GetMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMessageResponse.ProtoReflect.Descriptor instead.
 func (*GetMessageResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{7}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetMessageResponse) GetState() *MessageState {
@@ -585,7 +734,7 @@ type MessageState struct {
 
 func (x *MessageState) Reset() {
 	*x = MessageState{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[8]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +746,7 @@ func (x *MessageState) String() string {
 func (*MessageState) ProtoMessage() {}
 
 func (x *MessageState) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[8]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +759,7 @@ func (x *MessageState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageState.ProtoReflect.Descriptor instead.
 func (*MessageState) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{8}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MessageState) GetMessageDocId() string {
@@ -782,7 +931,7 @@ type ListEnquiryMessagesRequest struct {
 
 func (x *ListEnquiryMessagesRequest) Reset() {
 	*x = ListEnquiryMessagesRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[9]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +943,7 @@ func (x *ListEnquiryMessagesRequest) String() string {
 func (*ListEnquiryMessagesRequest) ProtoMessage() {}
 
 func (x *ListEnquiryMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[9]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +956,7 @@ func (x *ListEnquiryMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnquiryMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListEnquiryMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{9}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListEnquiryMessagesRequest) GetDriverMobileNumber() string {
@@ -854,7 +1003,7 @@ type ListEnquiryMessagesResponse struct {
 
 func (x *ListEnquiryMessagesResponse) Reset() {
 	*x = ListEnquiryMessagesResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[10]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1015,7 @@ func (x *ListEnquiryMessagesResponse) String() string {
 func (*ListEnquiryMessagesResponse) ProtoMessage() {}
 
 func (x *ListEnquiryMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[10]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1028,7 @@ func (x *ListEnquiryMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnquiryMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListEnquiryMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{10}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListEnquiryMessagesResponse) GetWhatsappMessageIds() []string {
@@ -916,7 +1065,7 @@ type ListUnknownRequest struct {
 
 func (x *ListUnknownRequest) Reset() {
 	*x = ListUnknownRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[11]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1077,7 @@ func (x *ListUnknownRequest) String() string {
 func (*ListUnknownRequest) ProtoMessage() {}
 
 func (x *ListUnknownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[11]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1090,7 @@ func (x *ListUnknownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnknownRequest.ProtoReflect.Descriptor instead.
 func (*ListUnknownRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{11}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListUnknownRequest) GetPageSize() int32 {
@@ -969,7 +1118,7 @@ type ListUnknownResponse struct {
 
 func (x *ListUnknownResponse) Reset() {
 	*x = ListUnknownResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[12]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1130,7 @@ func (x *ListUnknownResponse) String() string {
 func (*ListUnknownResponse) ProtoMessage() {}
 
 func (x *ListUnknownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[12]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1143,7 @@ func (x *ListUnknownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnknownResponse.ProtoReflect.Descriptor instead.
 func (*ListUnknownResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{12}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListUnknownResponse) GetMessages() []*MessageState {
@@ -1029,7 +1178,7 @@ type ListStalledRequest struct {
 
 func (x *ListStalledRequest) Reset() {
 	*x = ListStalledRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[13]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1190,7 @@ func (x *ListStalledRequest) String() string {
 func (*ListStalledRequest) ProtoMessage() {}
 
 func (x *ListStalledRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[13]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1203,7 @@ func (x *ListStalledRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStalledRequest.ProtoReflect.Descriptor instead.
 func (*ListStalledRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{13}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListStalledRequest) GetOlderThan() *durationpb.Duration {
@@ -1089,7 +1238,7 @@ type ListStalledResponse struct {
 
 func (x *ListStalledResponse) Reset() {
 	*x = ListStalledResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[14]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1250,7 @@ func (x *ListStalledResponse) String() string {
 func (*ListStalledResponse) ProtoMessage() {}
 
 func (x *ListStalledResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[14]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1263,7 @@ func (x *ListStalledResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStalledResponse.ProtoReflect.Descriptor instead.
 func (*ListStalledResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{14}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListStalledResponse) GetMessages() []*MessageState {
@@ -1142,7 +1291,7 @@ type ResendRequest struct {
 
 func (x *ResendRequest) Reset() {
 	*x = ResendRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[15]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1303,7 @@ func (x *ResendRequest) String() string {
 func (*ResendRequest) ProtoMessage() {}
 
 func (x *ResendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[15]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1316,7 @@ func (x *ResendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendRequest.ProtoReflect.Descriptor instead.
 func (*ResendRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{15}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResendRequest) GetMessageDocId() string {
@@ -1193,7 +1342,7 @@ type ResendResponse struct {
 
 func (x *ResendResponse) Reset() {
 	*x = ResendResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[16]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1354,7 @@ func (x *ResendResponse) String() string {
 func (*ResendResponse) ProtoMessage() {}
 
 func (x *ResendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[16]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1367,7 @@ func (x *ResendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendResponse.ProtoReflect.Descriptor instead.
 func (*ResendResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{16}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResendResponse) GetState() *MessageState {
@@ -1241,7 +1390,7 @@ type ReleaseClaimRequest struct {
 
 func (x *ReleaseClaimRequest) Reset() {
 	*x = ReleaseClaimRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[17]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1402,7 @@ func (x *ReleaseClaimRequest) String() string {
 func (*ReleaseClaimRequest) ProtoMessage() {}
 
 func (x *ReleaseClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[17]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1415,7 @@ func (x *ReleaseClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseClaimRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseClaimRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{17}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReleaseClaimRequest) GetMessageDocId() string {
@@ -1301,7 +1450,7 @@ type ReleaseClaimResponse struct {
 
 func (x *ReleaseClaimResponse) Reset() {
 	*x = ReleaseClaimResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[18]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1462,7 @@ func (x *ReleaseClaimResponse) String() string {
 func (*ReleaseClaimResponse) ProtoMessage() {}
 
 func (x *ReleaseClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[18]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1475,7 @@ func (x *ReleaseClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseClaimResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseClaimResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{18}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReleaseClaimResponse) GetState() *MessageState {
@@ -1357,7 +1506,7 @@ type ListUnmatchedRepliesRequest struct {
 
 func (x *ListUnmatchedRepliesRequest) Reset() {
 	*x = ListUnmatchedRepliesRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[19]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1518,7 @@ func (x *ListUnmatchedRepliesRequest) String() string {
 func (*ListUnmatchedRepliesRequest) ProtoMessage() {}
 
 func (x *ListUnmatchedRepliesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[19]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1531,7 @@ func (x *ListUnmatchedRepliesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmatchedRepliesRequest.ProtoReflect.Descriptor instead.
 func (*ListUnmatchedRepliesRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{19}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListUnmatchedRepliesRequest) GetLeaseId() string {
@@ -1428,7 +1577,7 @@ type UnmatchedReply struct {
 
 func (x *UnmatchedReply) Reset() {
 	*x = UnmatchedReply{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[20]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1589,7 @@ func (x *UnmatchedReply) String() string {
 func (*UnmatchedReply) ProtoMessage() {}
 
 func (x *UnmatchedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[20]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1602,7 @@ func (x *UnmatchedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmatchedReply.ProtoReflect.Descriptor instead.
 func (*UnmatchedReply) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{20}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UnmatchedReply) GetPath() string {
@@ -1523,7 +1672,7 @@ type ListUnmatchedRepliesResponse struct {
 
 func (x *ListUnmatchedRepliesResponse) Reset() {
 	*x = ListUnmatchedRepliesResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[21]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1684,7 @@ func (x *ListUnmatchedRepliesResponse) String() string {
 func (*ListUnmatchedRepliesResponse) ProtoMessage() {}
 
 func (x *ListUnmatchedRepliesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[21]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1697,7 @@ func (x *ListUnmatchedRepliesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmatchedRepliesResponse.ProtoReflect.Descriptor instead.
 func (*ListUnmatchedRepliesResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{21}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListUnmatchedRepliesResponse) GetReplies() []*UnmatchedReply {
@@ -1576,7 +1725,7 @@ type GetDriverRequest struct {
 
 func (x *GetDriverRequest) Reset() {
 	*x = GetDriverRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[22]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1737,7 @@ func (x *GetDriverRequest) String() string {
 func (*GetDriverRequest) ProtoMessage() {}
 
 func (x *GetDriverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[22]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1750,7 @@ func (x *GetDriverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDriverRequest.ProtoReflect.Descriptor instead.
 func (*GetDriverRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{22}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetDriverRequest) GetLeaseId() string {
@@ -1645,7 +1794,7 @@ type GetDriverResponse struct {
 
 func (x *GetDriverResponse) Reset() {
 	*x = GetDriverResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[23]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1806,7 @@ func (x *GetDriverResponse) String() string {
 func (*GetDriverResponse) ProtoMessage() {}
 
 func (x *GetDriverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[23]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1819,7 @@ func (x *GetDriverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDriverResponse.ProtoReflect.Descriptor instead.
 func (*GetDriverResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{23}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetDriverResponse) GetFound() bool {
@@ -1754,7 +1903,7 @@ type GetCostsRequest struct {
 
 func (x *GetCostsRequest) Reset() {
 	*x = GetCostsRequest{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[24]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1766,7 +1915,7 @@ func (x *GetCostsRequest) String() string {
 func (*GetCostsRequest) ProtoMessage() {}
 
 func (x *GetCostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[24]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1779,7 +1928,7 @@ func (x *GetCostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCostsRequest.ProtoReflect.Descriptor instead.
 func (*GetCostsRequest) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{24}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetCostsRequest) GetLeaseId() string {
@@ -1808,7 +1957,7 @@ type CostLine struct {
 
 func (x *CostLine) Reset() {
 	*x = CostLine{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[25]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1820,7 +1969,7 @@ func (x *CostLine) String() string {
 func (*CostLine) ProtoMessage() {}
 
 func (x *CostLine) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[25]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1833,7 +1982,7 @@ func (x *CostLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CostLine.ProtoReflect.Descriptor instead.
 func (*CostLine) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{25}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CostLine) GetCategory() string {
@@ -1871,7 +2020,7 @@ type GetCostsResponse struct {
 
 func (x *GetCostsResponse) Reset() {
 	*x = GetCostsResponse{}
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[26]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2032,7 @@ func (x *GetCostsResponse) String() string {
 func (*GetCostsResponse) ProtoMessage() {}
 
 func (x *GetCostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wadispatch_v1_recorder_proto_msgTypes[26]
+	mi := &file_wadispatch_v1_recorder_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2045,7 @@ func (x *GetCostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCostsResponse.ProtoReflect.Descriptor instead.
 func (*GetCostsResponse) Descriptor() ([]byte, []int) {
-	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{26}
+	return file_wadispatch_v1_recorder_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetCostsResponse) GetLeaseId() string {
@@ -1931,7 +2080,16 @@ var File_wadispatch_v1_recorder_proto protoreflect.FileDescriptor
 
 const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\n" +
-	"\x1cwadispatch/v1/recorder.proto\x12\rwadispatch.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cwadispatch/v1/messages.proto\"\x8c\x01\n" +
+	"\x1cwadispatch/v1/recorder.proto\x12\rwadispatch.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cwadispatch/v1/messages.proto\"\x1d\n" +
+	"\x1bListTemplateAccountsRequest\"Z\n" +
+	"\x1cListTemplateAccountsResponse\x12:\n" +
+	"\baccounts\x18\x01 \x03(\v2\x1e.wadispatch.v1.TemplateAccountR\baccounts\"\x9a\x01\n" +
+	"\x0fTemplateAccount\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12.\n" +
+	"\x13business_account_id\x18\x02 \x01(\tR\x11businessAccountId\x12\x1b\n" +
+	"\ttoken_ref\x18\x03 \x01(\tR\btokenRef\x12\x1f\n" +
+	"\vapi_version\x18\x04 \x01(\tR\n" +
+	"apiVersion\"\x8c\x01\n" +
 	"\x10ClaimSendRequest\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.wadispatch.v1.SendTaskR\x04task\x12\x1a\n" +
 	"\bclaimant\x18\x02 \x01(\tR\bclaimant\x12/\n" +
@@ -2082,7 +2240,7 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x14\n" +
 	"\x05month\x18\x02 \x01(\tR\x05month\x12-\n" +
 	"\x05lines\x18\x03 \x03(\v2\x17.wadispatch.v1.CostLineR\x05lines\x12\x1a\n" +
-	"\bmessages\x18\x04 \x01(\x03R\bmessages2\xf5\x06\n" +
+	"\bmessages\x18\x04 \x01(\x03R\bmessages2\xe6\a\n" +
 	"\bRecorder\x12N\n" +
 	"\tClaimSend\x12\x1f.wadispatch.v1.ClaimSendRequest\x1a .wadispatch.v1.ClaimSendResponse\x12Q\n" +
 	"\n" +
@@ -2094,7 +2252,8 @@ const file_wadispatch_v1_recorder_proto_rawDesc = "" +
 	"\tGetDriver\x12\x1f.wadispatch.v1.GetDriverRequest\x1a .wadispatch.v1.GetDriverResponse\x12E\n" +
 	"\x06Resend\x12\x1c.wadispatch.v1.ResendRequest\x1a\x1d.wadispatch.v1.ResendResponse\x12W\n" +
 	"\fReleaseClaim\x12\".wadispatch.v1.ReleaseClaimRequest\x1a#.wadispatch.v1.ReleaseClaimResponse\x12K\n" +
-	"\bGetCosts\x12\x1e.wadispatch.v1.GetCostsRequest\x1a\x1f.wadispatch.v1.GetCostsResponseB=Z;github.com/visn/wadispatch/proto/wadispatch/v1;wadispatchv1b\x06proto3"
+	"\bGetCosts\x12\x1e.wadispatch.v1.GetCostsRequest\x1a\x1f.wadispatch.v1.GetCostsResponse\x12o\n" +
+	"\x14ListTemplateAccounts\x12*.wadispatch.v1.ListTemplateAccountsRequest\x1a+.wadispatch.v1.ListTemplateAccountsResponseB=Z;github.com/visn/wadispatch/proto/wadispatch/v1;wadispatchv1b\x06proto3"
 
 var (
 	file_wadispatch_v1_recorder_proto_rawDescOnce sync.Once
@@ -2109,102 +2268,108 @@ func file_wadispatch_v1_recorder_proto_rawDescGZIP() []byte {
 }
 
 var file_wadispatch_v1_recorder_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_wadispatch_v1_recorder_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_wadispatch_v1_recorder_proto_goTypes = []any{
 	(ClaimSendResponse_Decision)(0),      // 0: wadispatch.v1.ClaimSendResponse.Decision
-	(*ClaimSendRequest)(nil),             // 1: wadispatch.v1.ClaimSendRequest
-	(*ClaimSendResponse)(nil),            // 2: wadispatch.v1.ClaimSendResponse
-	(*RecordResultRequest)(nil),          // 3: wadispatch.v1.RecordResultRequest
-	(*RecordResultResponse)(nil),         // 4: wadispatch.v1.RecordResultResponse
-	(*ApplyStatusRequest)(nil),           // 5: wadispatch.v1.ApplyStatusRequest
-	(*ApplyStatusResponse)(nil),          // 6: wadispatch.v1.ApplyStatusResponse
-	(*GetMessageRequest)(nil),            // 7: wadispatch.v1.GetMessageRequest
-	(*GetMessageResponse)(nil),           // 8: wadispatch.v1.GetMessageResponse
-	(*MessageState)(nil),                 // 9: wadispatch.v1.MessageState
-	(*ListEnquiryMessagesRequest)(nil),   // 10: wadispatch.v1.ListEnquiryMessagesRequest
-	(*ListEnquiryMessagesResponse)(nil),  // 11: wadispatch.v1.ListEnquiryMessagesResponse
-	(*ListUnknownRequest)(nil),           // 12: wadispatch.v1.ListUnknownRequest
-	(*ListUnknownResponse)(nil),          // 13: wadispatch.v1.ListUnknownResponse
-	(*ListStalledRequest)(nil),           // 14: wadispatch.v1.ListStalledRequest
-	(*ListStalledResponse)(nil),          // 15: wadispatch.v1.ListStalledResponse
-	(*ResendRequest)(nil),                // 16: wadispatch.v1.ResendRequest
-	(*ResendResponse)(nil),               // 17: wadispatch.v1.ResendResponse
-	(*ReleaseClaimRequest)(nil),          // 18: wadispatch.v1.ReleaseClaimRequest
-	(*ReleaseClaimResponse)(nil),         // 19: wadispatch.v1.ReleaseClaimResponse
-	(*ListUnmatchedRepliesRequest)(nil),  // 20: wadispatch.v1.ListUnmatchedRepliesRequest
-	(*UnmatchedReply)(nil),               // 21: wadispatch.v1.UnmatchedReply
-	(*ListUnmatchedRepliesResponse)(nil), // 22: wadispatch.v1.ListUnmatchedRepliesResponse
-	(*GetDriverRequest)(nil),             // 23: wadispatch.v1.GetDriverRequest
-	(*GetDriverResponse)(nil),            // 24: wadispatch.v1.GetDriverResponse
-	(*GetCostsRequest)(nil),              // 25: wadispatch.v1.GetCostsRequest
-	(*CostLine)(nil),                     // 26: wadispatch.v1.CostLine
-	(*GetCostsResponse)(nil),             // 27: wadispatch.v1.GetCostsResponse
-	(*SendTask)(nil),                     // 28: wadispatch.v1.SendTask
-	(*durationpb.Duration)(nil),          // 29: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 30: google.protobuf.Timestamp
-	(*SendResult)(nil),                   // 31: wadispatch.v1.SendResult
-	(*StatusEvent)(nil),                  // 32: wadispatch.v1.StatusEvent
-	(MessageStatus)(0),                   // 33: wadispatch.v1.MessageStatus
-	(*WhatsAppError)(nil),                // 34: wadispatch.v1.WhatsAppError
+	(*ListTemplateAccountsRequest)(nil),  // 1: wadispatch.v1.ListTemplateAccountsRequest
+	(*ListTemplateAccountsResponse)(nil), // 2: wadispatch.v1.ListTemplateAccountsResponse
+	(*TemplateAccount)(nil),              // 3: wadispatch.v1.TemplateAccount
+	(*ClaimSendRequest)(nil),             // 4: wadispatch.v1.ClaimSendRequest
+	(*ClaimSendResponse)(nil),            // 5: wadispatch.v1.ClaimSendResponse
+	(*RecordResultRequest)(nil),          // 6: wadispatch.v1.RecordResultRequest
+	(*RecordResultResponse)(nil),         // 7: wadispatch.v1.RecordResultResponse
+	(*ApplyStatusRequest)(nil),           // 8: wadispatch.v1.ApplyStatusRequest
+	(*ApplyStatusResponse)(nil),          // 9: wadispatch.v1.ApplyStatusResponse
+	(*GetMessageRequest)(nil),            // 10: wadispatch.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),           // 11: wadispatch.v1.GetMessageResponse
+	(*MessageState)(nil),                 // 12: wadispatch.v1.MessageState
+	(*ListEnquiryMessagesRequest)(nil),   // 13: wadispatch.v1.ListEnquiryMessagesRequest
+	(*ListEnquiryMessagesResponse)(nil),  // 14: wadispatch.v1.ListEnquiryMessagesResponse
+	(*ListUnknownRequest)(nil),           // 15: wadispatch.v1.ListUnknownRequest
+	(*ListUnknownResponse)(nil),          // 16: wadispatch.v1.ListUnknownResponse
+	(*ListStalledRequest)(nil),           // 17: wadispatch.v1.ListStalledRequest
+	(*ListStalledResponse)(nil),          // 18: wadispatch.v1.ListStalledResponse
+	(*ResendRequest)(nil),                // 19: wadispatch.v1.ResendRequest
+	(*ResendResponse)(nil),               // 20: wadispatch.v1.ResendResponse
+	(*ReleaseClaimRequest)(nil),          // 21: wadispatch.v1.ReleaseClaimRequest
+	(*ReleaseClaimResponse)(nil),         // 22: wadispatch.v1.ReleaseClaimResponse
+	(*ListUnmatchedRepliesRequest)(nil),  // 23: wadispatch.v1.ListUnmatchedRepliesRequest
+	(*UnmatchedReply)(nil),               // 24: wadispatch.v1.UnmatchedReply
+	(*ListUnmatchedRepliesResponse)(nil), // 25: wadispatch.v1.ListUnmatchedRepliesResponse
+	(*GetDriverRequest)(nil),             // 26: wadispatch.v1.GetDriverRequest
+	(*GetDriverResponse)(nil),            // 27: wadispatch.v1.GetDriverResponse
+	(*GetCostsRequest)(nil),              // 28: wadispatch.v1.GetCostsRequest
+	(*CostLine)(nil),                     // 29: wadispatch.v1.CostLine
+	(*GetCostsResponse)(nil),             // 30: wadispatch.v1.GetCostsResponse
+	(*SendTask)(nil),                     // 31: wadispatch.v1.SendTask
+	(*durationpb.Duration)(nil),          // 32: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 33: google.protobuf.Timestamp
+	(*SendResult)(nil),                   // 34: wadispatch.v1.SendResult
+	(*StatusEvent)(nil),                  // 35: wadispatch.v1.StatusEvent
+	(MessageStatus)(0),                   // 36: wadispatch.v1.MessageStatus
+	(*WhatsAppError)(nil),                // 37: wadispatch.v1.WhatsAppError
 }
 var file_wadispatch_v1_recorder_proto_depIdxs = []int32{
-	28, // 0: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
-	29, // 1: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
-	0,  // 2: wadispatch.v1.ClaimSendResponse.decision:type_name -> wadispatch.v1.ClaimSendResponse.Decision
-	30, // 3: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
-	31, // 4: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
-	30, // 5: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
-	30, // 6: wadispatch.v1.ClaimSendResponse.state_version:type_name -> google.protobuf.Timestamp
-	31, // 7: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
-	9,  // 8: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
-	32, // 9: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
-	9,  // 10: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
-	9,  // 11: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
-	33, // 12: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
-	34, // 13: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
-	30, // 14: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
-	30, // 15: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
-	30, // 16: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
-	30, // 17: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
-	30, // 18: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
-	30, // 19: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
-	30, // 20: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
-	9,  // 21: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
-	9,  // 22: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
-	29, // 23: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
-	9,  // 24: wadispatch.v1.ListStalledResponse.messages:type_name -> wadispatch.v1.MessageState
-	9,  // 25: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
-	9,  // 26: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
-	30, // 27: wadispatch.v1.UnmatchedReply.created_at:type_name -> google.protobuf.Timestamp
-	21, // 28: wadispatch.v1.ListUnmatchedRepliesResponse.replies:type_name -> wadispatch.v1.UnmatchedReply
-	30, // 29: wadispatch.v1.GetDriverResponse.preference_at:type_name -> google.protobuf.Timestamp
-	30, // 30: wadispatch.v1.GetDriverResponse.changed_at:type_name -> google.protobuf.Timestamp
-	26, // 31: wadispatch.v1.GetCostsResponse.lines:type_name -> wadispatch.v1.CostLine
-	1,  // 32: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
-	7,  // 33: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
-	10, // 34: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
-	12, // 35: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
-	14, // 36: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
-	20, // 37: wadispatch.v1.Recorder.ListUnmatchedReplies:input_type -> wadispatch.v1.ListUnmatchedRepliesRequest
-	23, // 38: wadispatch.v1.Recorder.GetDriver:input_type -> wadispatch.v1.GetDriverRequest
-	16, // 39: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
-	18, // 40: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
-	25, // 41: wadispatch.v1.Recorder.GetCosts:input_type -> wadispatch.v1.GetCostsRequest
-	2,  // 42: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
-	8,  // 43: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
-	11, // 44: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
-	13, // 45: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
-	15, // 46: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
-	22, // 47: wadispatch.v1.Recorder.ListUnmatchedReplies:output_type -> wadispatch.v1.ListUnmatchedRepliesResponse
-	24, // 48: wadispatch.v1.Recorder.GetDriver:output_type -> wadispatch.v1.GetDriverResponse
-	17, // 49: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
-	19, // 50: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
-	27, // 51: wadispatch.v1.Recorder.GetCosts:output_type -> wadispatch.v1.GetCostsResponse
-	42, // [42:52] is the sub-list for method output_type
-	32, // [32:42] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	3,  // 0: wadispatch.v1.ListTemplateAccountsResponse.accounts:type_name -> wadispatch.v1.TemplateAccount
+	31, // 1: wadispatch.v1.ClaimSendRequest.task:type_name -> wadispatch.v1.SendTask
+	32, // 2: wadispatch.v1.ClaimSendRequest.lease:type_name -> google.protobuf.Duration
+	0,  // 3: wadispatch.v1.ClaimSendResponse.decision:type_name -> wadispatch.v1.ClaimSendResponse.Decision
+	33, // 4: wadispatch.v1.ClaimSendResponse.lease_expires_at:type_name -> google.protobuf.Timestamp
+	34, // 5: wadispatch.v1.ClaimSendResponse.result:type_name -> wadispatch.v1.SendResult
+	33, // 6: wadispatch.v1.ClaimSendResponse.driver_last_inbound_at:type_name -> google.protobuf.Timestamp
+	33, // 7: wadispatch.v1.ClaimSendResponse.state_version:type_name -> google.protobuf.Timestamp
+	34, // 8: wadispatch.v1.RecordResultRequest.result:type_name -> wadispatch.v1.SendResult
+	12, // 9: wadispatch.v1.RecordResultResponse.state:type_name -> wadispatch.v1.MessageState
+	35, // 10: wadispatch.v1.ApplyStatusRequest.event:type_name -> wadispatch.v1.StatusEvent
+	12, // 11: wadispatch.v1.ApplyStatusResponse.state:type_name -> wadispatch.v1.MessageState
+	12, // 12: wadispatch.v1.GetMessageResponse.state:type_name -> wadispatch.v1.MessageState
+	36, // 13: wadispatch.v1.MessageState.status:type_name -> wadispatch.v1.MessageStatus
+	37, // 14: wadispatch.v1.MessageState.error:type_name -> wadispatch.v1.WhatsAppError
+	33, // 15: wadispatch.v1.MessageState.created_at:type_name -> google.protobuf.Timestamp
+	33, // 16: wadispatch.v1.MessageState.claimed_at:type_name -> google.protobuf.Timestamp
+	33, // 17: wadispatch.v1.MessageState.sent_at:type_name -> google.protobuf.Timestamp
+	33, // 18: wadispatch.v1.MessageState.delivered_at:type_name -> google.protobuf.Timestamp
+	33, // 19: wadispatch.v1.MessageState.read_at:type_name -> google.protobuf.Timestamp
+	33, // 20: wadispatch.v1.MessageState.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 21: wadispatch.v1.MessageState.released_at:type_name -> google.protobuf.Timestamp
+	12, // 22: wadispatch.v1.ListEnquiryMessagesResponse.messages:type_name -> wadispatch.v1.MessageState
+	12, // 23: wadispatch.v1.ListUnknownResponse.messages:type_name -> wadispatch.v1.MessageState
+	32, // 24: wadispatch.v1.ListStalledRequest.older_than:type_name -> google.protobuf.Duration
+	12, // 25: wadispatch.v1.ListStalledResponse.messages:type_name -> wadispatch.v1.MessageState
+	12, // 26: wadispatch.v1.ResendResponse.state:type_name -> wadispatch.v1.MessageState
+	12, // 27: wadispatch.v1.ReleaseClaimResponse.state:type_name -> wadispatch.v1.MessageState
+	33, // 28: wadispatch.v1.UnmatchedReply.created_at:type_name -> google.protobuf.Timestamp
+	24, // 29: wadispatch.v1.ListUnmatchedRepliesResponse.replies:type_name -> wadispatch.v1.UnmatchedReply
+	33, // 30: wadispatch.v1.GetDriverResponse.preference_at:type_name -> google.protobuf.Timestamp
+	33, // 31: wadispatch.v1.GetDriverResponse.changed_at:type_name -> google.protobuf.Timestamp
+	29, // 32: wadispatch.v1.GetCostsResponse.lines:type_name -> wadispatch.v1.CostLine
+	4,  // 33: wadispatch.v1.Recorder.ClaimSend:input_type -> wadispatch.v1.ClaimSendRequest
+	10, // 34: wadispatch.v1.Recorder.GetMessage:input_type -> wadispatch.v1.GetMessageRequest
+	13, // 35: wadispatch.v1.Recorder.ListEnquiryMessages:input_type -> wadispatch.v1.ListEnquiryMessagesRequest
+	15, // 36: wadispatch.v1.Recorder.ListUnknown:input_type -> wadispatch.v1.ListUnknownRequest
+	17, // 37: wadispatch.v1.Recorder.ListStalled:input_type -> wadispatch.v1.ListStalledRequest
+	23, // 38: wadispatch.v1.Recorder.ListUnmatchedReplies:input_type -> wadispatch.v1.ListUnmatchedRepliesRequest
+	26, // 39: wadispatch.v1.Recorder.GetDriver:input_type -> wadispatch.v1.GetDriverRequest
+	19, // 40: wadispatch.v1.Recorder.Resend:input_type -> wadispatch.v1.ResendRequest
+	21, // 41: wadispatch.v1.Recorder.ReleaseClaim:input_type -> wadispatch.v1.ReleaseClaimRequest
+	28, // 42: wadispatch.v1.Recorder.GetCosts:input_type -> wadispatch.v1.GetCostsRequest
+	1,  // 43: wadispatch.v1.Recorder.ListTemplateAccounts:input_type -> wadispatch.v1.ListTemplateAccountsRequest
+	5,  // 44: wadispatch.v1.Recorder.ClaimSend:output_type -> wadispatch.v1.ClaimSendResponse
+	11, // 45: wadispatch.v1.Recorder.GetMessage:output_type -> wadispatch.v1.GetMessageResponse
+	14, // 46: wadispatch.v1.Recorder.ListEnquiryMessages:output_type -> wadispatch.v1.ListEnquiryMessagesResponse
+	16, // 47: wadispatch.v1.Recorder.ListUnknown:output_type -> wadispatch.v1.ListUnknownResponse
+	18, // 48: wadispatch.v1.Recorder.ListStalled:output_type -> wadispatch.v1.ListStalledResponse
+	25, // 49: wadispatch.v1.Recorder.ListUnmatchedReplies:output_type -> wadispatch.v1.ListUnmatchedRepliesResponse
+	27, // 50: wadispatch.v1.Recorder.GetDriver:output_type -> wadispatch.v1.GetDriverResponse
+	20, // 51: wadispatch.v1.Recorder.Resend:output_type -> wadispatch.v1.ResendResponse
+	22, // 52: wadispatch.v1.Recorder.ReleaseClaim:output_type -> wadispatch.v1.ReleaseClaimResponse
+	30, // 53: wadispatch.v1.Recorder.GetCosts:output_type -> wadispatch.v1.GetCostsResponse
+	2,  // 54: wadispatch.v1.Recorder.ListTemplateAccounts:output_type -> wadispatch.v1.ListTemplateAccountsResponse
+	44, // [44:55] is the sub-list for method output_type
+	33, // [33:44] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_wadispatch_v1_recorder_proto_init() }
@@ -2219,7 +2384,7 @@ func file_wadispatch_v1_recorder_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wadispatch_v1_recorder_proto_rawDesc), len(file_wadispatch_v1_recorder_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	Recorder_Resend_FullMethodName               = "/wadispatch.v1.Recorder/Resend"
 	Recorder_ReleaseClaim_FullMethodName         = "/wadispatch.v1.Recorder/ReleaseClaim"
 	Recorder_GetCosts_FullMethodName             = "/wadispatch.v1.Recorder/GetCosts"
+	Recorder_ListTemplateAccounts_FullMethodName = "/wadispatch.v1.Recorder/ListTemplateAccounts"
 )
 
 // RecorderClient is the client API for Recorder service.
@@ -89,6 +90,11 @@ type RecorderClient interface {
 	// leasecompany/{lease_id}/whatsappCosts/{month}. It trails the statuses
 	// by about the fold interval; a month nothing was priced in is all zero.
 	GetCosts(ctx context.Context, in *GetCostsRequest, opts ...grpc.CallOption) (*GetCostsResponse, error)
+	// Lists the WhatsApp Business Accounts whose templates the sender
+	// refreshes into the leases' registries: each lease whose usable
+	// configuration names a businessAccountId, with what reaching Graph API
+	// for it takes (a token reference, never a token), in lease id order.
+	ListTemplateAccounts(ctx context.Context, in *ListTemplateAccountsRequest, opts ...grpc.CallOption) (*ListTemplateAccountsResponse, error)
 }
 
 type recorderClient struct {
@@ -199,6 +205,16 @@ func (c *recorderClient) GetCosts(ctx context.Context, in *GetCostsRequest, opts
 	return out, nil
 }
 
+func (c *recorderClient) ListTemplateAccounts(ctx context.Context, in *ListTemplateAccountsRequest, opts ...grpc.CallOption) (*ListTemplateAccountsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTemplateAccountsResponse)
+	err := c.cc.Invoke(ctx, Recorder_ListTemplateAccounts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RecorderServer is the server API for Recorder service.
 // All implementations must embed UnimplementedRecorderServer
 // for forward compatibility.
@@ -257,6 +273,11 @@ type RecorderServer interface {
 	// leasecompany/{lease_id}/whatsappCosts/{month}. It trails the statuses
 	// by about the fold interval; a month nothing was priced in is all zero.
 	GetCosts(context.Context, *GetCostsRequest) (*GetCostsResponse, error)
+	// Lists the WhatsApp Business Accounts whose templates the sender
+	// refreshes into the leases' registries: each lease whose usable
+	// configuration names a businessAccountId, with what reaching Graph API
+	// for it takes (a token reference, never a token), in lease id order.
+	ListTemplateAccounts(context.Context, *ListTemplateAccountsRequest) (*ListTemplateAccountsResponse, error)
 	mustEmbedUnimplementedRecorderServer()
 }
 
@@ -296,6 +317,9 @@ func (UnimplementedRecorderServer) ReleaseClaim(context.Context, *ReleaseClaimRe
 }
 func (UnimplementedRecorderServer) GetCosts(context.Context, *GetCostsRequest) (*GetCostsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCosts not implemented")
+}
+func (UnimplementedRecorderServer) ListTemplateAccounts(context.Context, *ListTemplateAccountsRequest) (*ListTemplateAccountsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTemplateAccounts not implemented")
 }
 func (UnimplementedRecorderServer) mustEmbedUnimplementedRecorderServer() {}
 func (UnimplementedRecorderServer) testEmbeddedByValue()                  {}
@@ -498,6 +522,24 @@ func _Recorder_GetCosts_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Recorder_ListTemplateAccounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTemplateAccountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecorderServer).ListTemplateAccounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Recorder_ListTemplateAccounts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecorderServer).ListTemplateAccounts(ctx, req.(*ListTemplateAccountsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Recorder_ServiceDesc is the grpc.ServiceDesc for Recorder service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -544,6 +586,10 @@ var Recorder_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCosts",
 			Handler:    _Recorder_GetCosts_Handler,
+		},
+		{
+			MethodName: "ListTemplateAccounts",
+			Handler:    _Recorder_ListTemplateAccounts_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -80,6 +80,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{
 		firestoreevent.ReasonWrongEventType, firestoreevent.ReasonNotAChatMessage, firestoreevent.ReasonInvalidEvent,
 		chatmessage.ReasonInvalidData, chatmessage.ReasonNoWhatsAppConfig, chatmessage.ReasonFromDriver, chatmessage.ReasonMigrated,
+		chatmessage.ReasonTemplateNotApproved, chatmessage.ReasonTemplateLanguage, chatmessage.ReasonTemplateParameters,
 	} {
 		m.rejected.WithLabelValues(r)
 	}

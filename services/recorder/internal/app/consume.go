@@ -49,11 +49,12 @@ func (s *Service) HandleResult(ctx context.Context, m consume.Message) consume.V
 // handler of that payload. A schema without a handler is rejected.
 func (s *Service) statusHandlers() map[string]func(context.Context, []byte) consume.Verdict {
 	return map[string]func(context.Context, []byte) consume.Verdict{
-		schemaStatusEvent:   s.handleStatusEvent,
-		schemaInbound:       s.handleInbound,
-		schemaMediaStored:   s.handleMediaStored,
-		schemaPreference:    s.handlePreference,
-		schemaTemplateEvent: s.handleTemplateEvent,
+		schemaStatusEvent:      s.handleStatusEvent,
+		schemaInbound:          s.handleInbound,
+		schemaMediaStored:      s.handleMediaStored,
+		schemaPreference:       s.handlePreference,
+		schemaTemplateEvent:    s.handleTemplateEvent,
+		schemaTemplateSnapshot: s.handleTemplateSnapshot,
 	}
 }
 

@@ -71,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 		templateEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_recorder_template_events_total",
-			Help: "WhatsApp's template webhooks applied to the leases' template registries, by outcome (recorded: an entry changed, stale: a later event was recorded already).",
+			Help: "WhatsApp's template webhooks and the sender's template snapshots applied to the leases' template registries, by outcome (recorded: an entry changed, stale: a later event was recorded already; snapshot_recorded, snapshot_unchanged).",
 		}, []string{"outcome"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wadispatch_recorder_refusals_total",

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -57,5 +58,64 @@ func TestTemplateEventsLatestWins(t *testing.T) {
 	}
 	if v := e.handle(t, &wadispatchv1.TemplateEvent{LeaseIds: []string{"l1"}, Name: "a/b", Language: "en", Status: "PAUSED"}); !v.Poison || v.Reason != "invalid" {
 		t.Errorf("a name that is no document id: %+v", v)
+	}
+}
+
+// A snapshot writes each listed template's parameters, status and
+// category, keeps a later webhook's status, and, complete, marks DELETED
+// what it no longer lists; ListTemplateAccounts names the leases with a
+// business account.
+func TestTemplateSnapshot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for id, cfg := range map[string]map[string]any{
+		"l1": {"phoneNumberId": "1001", "tokenRef": "t1", "businessAccountId": "2001", "apiVersion": "v23.0"},
+		"l2": {"phoneNumberId": "1002", "tokenRef": "t2"},
+		"l3": {"phoneNumberId": "1003", "tokenRef": "t3", "businessAccountId": int64(2003)},
+	} {
+		if _, err := e.db.Doc("leasecompany/"+id).Set(ctx, map[string]any{"whatsappConfig": cfg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	accounts, err := e.rec.ListTemplateAccounts(ctx, &wadispatchv1.ListTemplateAccountsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := accounts.GetAccounts(); len(got) != 2 || got[0].GetLeaseId() != "l1" || got[0].GetBusinessAccountId() != "2001" || got[0].GetTokenRef() != "t1" ||
+		got[0].GetApiVersion() != "v23.0" || got[1].GetBusinessAccountId() != "2003" {
+		t.Fatalf("accounts %v", got)
+	}
+	// A webhook paused eta_update after the snapshot below was taken.
+	e.handle(t, &wadispatchv1.TemplateEvent{LeaseIds: []string{"l1"}, Name: "eta_update", Language: "en_US", Status: "PAUSED", Timestamp: timestamppb.New(base.Add(time.Minute))})
+	e.handle(t, &wadispatchv1.TemplateEvent{LeaseIds: []string{"l1"}, Name: "old_one", Language: "en_US", Status: "APPROVED", Timestamp: timestamppb.New(base)})
+	snap := &wadispatchv1.TemplateSnapshot{LeaseId: "l1", BusinessAccountId: "2001", Complete: true, TakenAt: timestamppb.New(base.Add(30 * time.Second)),
+		Templates: []*wadispatchv1.TemplateSnapshotEntry{
+			{Name: "eta_update", Language: "en_US", Category: "UTILITY", Status: "APPROVED", Parameters: []string{"driver_name", "eta"}},
+			{Name: "welcome", Language: "de", Category: "MARKETING", Status: "APPROVED"},
+		}}
+	if v := e.handle(t, snap); !v.Ack || v.Reason != "snapshot_recorded" {
+		t.Fatalf("snapshot: %+v", v)
+	}
+	entry := func(name, lang string) *chatmessage.Template {
+		s, err := e.db.Doc(dispatch.TemplatePath("l1", name, lang)).Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return chatmessage.ParseTemplate(s.Data())
+	}
+	if got := entry("eta_update", "en_US"); got.Status != "PAUSED" || got.Category != "UTILITY" || fmt.Sprint(got.Parameters) != "[driver_name eta]" {
+		t.Errorf("eta_update %+v", got)
+	}
+	if got := entry("welcome", "de"); got.Status != "APPROVED" || got.Category != chatmessage.TemplateMarketing || len(got.Parameters) != 0 {
+		t.Errorf("welcome %+v", got)
+	}
+	if got := entry("old_one", "en_US"); got.Status != "DELETED" {
+		t.Errorf("old_one %+v", got)
+	}
+	// The same snapshot again changes nothing.
+	if v := e.handle(t, snap); !v.Ack || v.Reason != "snapshot_unchanged" {
+		t.Fatalf("repeated snapshot: %+v", v)
 	}
 }

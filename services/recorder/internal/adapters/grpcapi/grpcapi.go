@@ -65,7 +65,8 @@ type Connections struct {
 func (a Access) Policy() *auth.Policy {
 	p := auth.NewPolicy().
 		Public(healthpb.Health_Check_FullMethodName, healthpb.Health_Watch_FullMethodName).
-		Allow(a.Senders, wadispatchv1.Recorder_ClaimSend_FullMethodName, wadispatchv1.Recorder_ReleaseClaim_FullMethodName).
+		Allow(a.Senders, wadispatchv1.Recorder_ClaimSend_FullMethodName, wadispatchv1.Recorder_ReleaseClaim_FullMethodName,
+			wadispatchv1.Recorder_ListTemplateAccounts_FullMethodName).
 		Allow(a.Operators, wadispatchv1.Recorder_GetMessage_FullMethodName, wadispatchv1.Recorder_ListEnquiryMessages_FullMethodName,
 			wadispatchv1.Recorder_ListUnknown_FullMethodName, wadispatchv1.Recorder_ListStalled_FullMethodName, wadispatchv1.Recorder_ListUnmatchedReplies_FullMethodName, wadispatchv1.Recorder_GetDriver_FullMethodName,
 			wadispatchv1.Recorder_GetCosts_FullMethodName,
