@@ -99,6 +99,14 @@ func DemoCases() []Case {
 			Fields: msg("+447911123406", nil)},
 		{Name: "text, driver never wrote", ID: "msg-no-window", WantStatus: "FAILED", WantReason: "outside_24h_window",
 			Fields: msg("+447911123407", nil)},
+		{Name: "template paused", ID: "msg-template-paused", WantStatus: "FAILED", WantReason: "template_not_approved",
+			Fields: msg("+447911123411", map[string]any{
+				"type": "template", "message": "", "templateType": demoPausedTemplate, "payload": map[string]any{"vehicle": "AB12 CDE"},
+			})},
+		{Name: "opted-out driver", ID: "msg-opted-out", WantStatus: "FAILED", WantReason: "opted_out",
+			Fields: msg(demoOptedOutDriver, map[string]any{
+				"type": "template", "message": "", "templateType": demoOfferTemplate, "payload": map[string]any{"offer": "20% off servicing"},
+			})},
 	}
 }
 
@@ -122,10 +130,11 @@ func (s *Stack) SeedLease(ctx context.Context, fs *firestore.Client) error {
 	lease := map[string]any{
 		"name": "Demo Leasing Ltd",
 		"whatsappConfig": map[string]any{
-			"phoneNumberId":    s.opts.PhoneNumberID,
-			"apiVersion":       "v23.0",
-			"tokenRef":         s.TokenRef,
-			"templateLanguage": "en_GB",
+			"phoneNumberId":     s.opts.PhoneNumberID,
+			"apiVersion":        "v23.0",
+			"tokenRef":          s.TokenRef,
+			"templateLanguage":  "en_GB",
+			"businessAccountId": DemoBusinessAccount,
 		},
 	}
 	if _, err := fs.Doc("leasecompany/"+DemoLease).Set(ctx, lease); err != nil {
@@ -309,6 +318,11 @@ func (s *Stack) RunDemo(ctx context.Context, w io.Writer) (bool, error) {
 		}
 	}
 	if err := s.AddFault(ctx, map[string]any{"kind": "error", "code": 131026, "to": "447911123406"}); err != nil {
+		return false, err
+	}
+	fmt.Fprintf(w, "WhatsApp tells the pipeline: template %s is PAUSED, %s is an APPROVED MARKETING template, driver %s wrote STOP\n",
+		demoPausedTemplate, demoOfferTemplate, demoOptedOutDriver)
+	if err := s.SeedWhatsAppState(ctx, fs); err != nil {
 		return false, err
 	}
 

@@ -33,7 +33,8 @@ func TestDemoOutcomesAreAllExpected(t *testing.T) {
 		t.Fatal("the demo reports an unexpected outcome")
 	}
 	for _, want := range []string{"MESSAGE", "READ", "outside_24h_window", "invalid_data: driverMobileNumber: not a valid phone number",
-		"invalid_data: message: a text message needs a body", "source=driver", "numberOfWhatsappMessagesSent = 3", "arrayOfWhatsappMessageIds",
+		"invalid_data: message: a text message needs a body", "source=driver",
+		"template_not_approved: templateType: the template's status is PAUSED", "opted_out: templateType: the driver stopped this lease's marketing messages", "numberOfWhatsappMessagesSent = 3", "arrayOfWhatsappMessageIds",
 		"costs of lease-demo in", "3 messages priced", "service   free_customer_service  2         yes", "utility   regular                1         yes"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
@@ -81,6 +82,9 @@ func TestSeedFlowFieldByField(t *testing.T) {
 		}
 	}
 	if err := s.AddFault(ctx, map[string]any{"kind": "error", "code": 131026, "to": strings.TrimPrefix(refusedDriver, "+")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SeedWhatsAppState(ctx, fs); err != nil {
 		t.Fatal(err)
 	}
 
@@ -164,6 +168,18 @@ func TestSeedFlowFieldByField(t *testing.T) {
 	noWindow := waitForStatus(t, ctx, fs, cases["msg-no-window"].Path(), "FAILED")
 	if noWindow["failureReason"] != "outside_24h_window" {
 		t.Errorf("failureReason = %v, want outside_24h_window", noWindow["failureReason"])
+	}
+	// What the registry and the driver's record refuse ends FAILED with the
+	// reason, and WhatsApp never hears of it.
+	for id, reason := range map[string]string{"msg-template-paused": "template_not_approved", "msg-opted-out": "opted_out"} {
+		if doc := waitForStatus(t, ctx, fs, cases[id].Path(), "FAILED"); doc["failureReason"] != reason {
+			t.Errorf("%s: failureReason %v, want %s", id, doc["failureReason"], reason)
+		}
+	}
+	for _, d := range []string{"+447911123410", "+447911123411"} {
+		if got, err := s.Accepted(ctx, d); err != nil || len(got) != 0 {
+			t.Errorf("WhatsApp received %d messages for %s, refused before the call (%v)", len(got), d, err)
+		}
 	}
 	if got, err := s.Accepted(ctx, "+447911123407"); err != nil || len(got) != 0 {
 		t.Errorf("WhatsApp received %v %v for a text outside the window", got, err)

@@ -1,17 +1,10 @@
 package stack_test
 
 import (
-	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
-
-	"cloud.google.com/go/firestore"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
-	"github.com/visn/wadispatch/pkg/testinfra/whatsappsim"
 	"github.com/visn/wadispatch/tools/stack"
 )
 
@@ -22,27 +15,8 @@ import (
 // WhatsApp.
 func TestTemplateRegistryRefusesBeforeTheCall(t *testing.T) {
 	s, fs, ctx := setup(t, stack.Options{})
-	if _, err := fs.Doc("leasecompany/"+stack.DemoLease).Set(ctx, map[string]any{
-		"whatsappConfig": map[string]any{"businessAccountId": "2001"},
-	}, firestore.MergeAll); err != nil {
+	if err := s.TemplateStatus(ctx, stack.DemoBusinessAccount, "vehicle_delivery", "en_GB", "PAUSED", "UTILITY"); err != nil {
 		t.Fatal(err)
-	}
-	body := fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"2001","time":%d,"changes":[{"field":"message_template_status_update",`+
-		`"value":{"event":"PAUSED","message_template_id":594425479261596,"message_template_name":"vehicle_delivery","message_template_language":"en_GB",`+
-		`"reason":"FIRST_PAUSE","message_template_category":"UTILITY"}}]}]}`, time.Now().Unix())
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.WebhookURL(), strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set(whatsappsim.SignatureHeader, whatsappsim.Sign(s.AppSecret, []byte(body)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("template webhook answered %d", resp.StatusCode)
 	}
 	waitForDocWhere(t, ctx, fs, dispatch.TemplatePath(stack.DemoLease, "vehicle_delivery", "en_GB"), "PAUSED in the registry", func(d map[string]any) bool {
 		return d["status"] == "PAUSED"
