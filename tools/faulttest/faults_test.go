@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/firestore"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/visn/wadispatch/pkg/dispatch"
@@ -88,6 +89,9 @@ func TestNoMessageLostOrDuplicatedUnderFaults(t *testing.T) {
 		msgs[i] = fleet.Message("f", i, 4)
 	}
 	if err := openWindows(ctx, s, msgs); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopMarketing(ctx, s, fs, fleet, msgs); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []map[string]any{
@@ -239,6 +243,65 @@ func replyPhoto(ctx context.Context, s *stack.Stack, driver, caption string) (st
 	wamid, err := s.ReplyMedia(ctx, driver, "image", media.ID, caption)
 	sum := sha256.Sum256(photo)
 	return wamid, &bench.SentMedia{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(photo))}, err
+}
+
+// stopMarketing makes the fleet's template a MARKETING one (WhatsApp's
+// status webhook, into each lease's registry) and has three drivers who
+// get only templates write STOP before any message is written: their
+// messages are the audit's Suppressed ones.
+func stopMarketing(ctx context.Context, s *stack.Stack, fs *firestore.Client, fleet bench.Fleet, msgs []bench.Message) error {
+	const account = "3001"
+	for _, l := range fleet.Leases {
+		if _, err := fs.Doc("leasecompany/"+l.ID).Set(ctx, map[string]any{"whatsappConfig": map[string]any{"businessAccountId": account}}, firestore.MergeAll); err != nil {
+			return err
+		}
+	}
+	if err := s.TemplateStatus(ctx, account, "vehicle_update", "en_GB", "APPROVED", "MARKETING"); err != nil {
+		return err
+	}
+	text := map[string]bool{}
+	for _, m := range msgs {
+		if m.Fields["type"] != "template" {
+			text[m.Driver] = true
+		}
+	}
+	stopped := map[string]bool{}
+	for _, m := range msgs {
+		if len(stopped) < 3 && !text[m.Driver] && !stopped[m.Driver] {
+			stopped[m.Driver] = true
+			if _, err := s.Reply(ctx, m.Driver, "STOP", ""); err != nil {
+				return err
+			}
+		}
+	}
+	wait := func(path, what string, cond func(map[string]any) bool) error {
+		for {
+			snap, err := fs.Doc(path).Get(ctx)
+			if err == nil && cond(snap.Data()) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: %s never recorded", path, what)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	for _, l := range fleet.Leases {
+		if err := wait(dispatch.TemplatePath(l.ID, "vehicle_update", "en_GB"), "MARKETING", func(d map[string]any) bool { return d[dispatch.TemplateCategory] == "MARKETING" }); err != nil {
+			return err
+		}
+	}
+	for i, m := range msgs {
+		if !stopped[m.Driver] {
+			continue
+		}
+		msgs[i].Suppressed = true
+		if err := wait(dispatch.DriverRecordPath(m.Ref.LeaseID, m.Driver), "STOP", func(d map[string]any) bool { return d[dispatch.DriverOptedOut] == true }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // openWindows has every driver who gets free-form text (one message in

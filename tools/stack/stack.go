@@ -331,6 +331,12 @@ func start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			"SENDER_MEDIA_BUCKET=" + s.MediaBucket,
 			// Outbound media is read from the same local bucket.
 			"SENDER_MEDIA_OUT_BUCKETS=" + s.MediaBucket,
+			// The simulator here lists no business account's templates, so
+			// a refresh would mark every template the tests' webhooks put
+			// in a registry DELETED. The refresh is tested against the
+			// simulator in the sender's own tests; here the registry comes
+			// from WhatsApp's webhooks.
+			"SENDER_TEMPLATE_SYNC_INTERVAL=0",
 		}},
 		{Ingest, Ingest, addrs["ingest-ops"], []string{
 			"INGEST_ADDR=" + addrs["ingest"],
