@@ -609,6 +609,9 @@ func checkGrants(t *testing.T, m *Manifests) {
 	const bucket = "StorageBucket/visn-wadispatch-prod-driver-media"
 	has("sender", "roles/storage.objectCreator", bucket)
 	has("sender", "roles/storage.objectViewer", bucket)
+	// The outbound media bucket the production values name (media.outboundBuckets).
+	const outbound = "StorageBucket/visn-platform-prod-outbound-media"
+	has("sender", "roles/storage.objectViewer", outbound)
 	for _, c := range services {
 		ksa := fmt.Sprintf("serviceAccount:visn-wadispatch-prod.svc.id.goog[%s/%s-%s]", namespace, release, c)
 		if !slices.Contains(grants, grant{ksa, "roles/iam.workloadIdentityUser", "IAMServiceAccount/" + release + "-" + c}) {
@@ -638,8 +641,10 @@ func checkGrants(t *testing.T, m *Manifests) {
 		if g.role == "roles/secretmanager.secretAccessor" && !strings.HasPrefix(g.member, "serviceAccount:"+release+"-sender@") {
 			t.Errorf("%s may read secrets", g.member)
 		}
-		// Only the sender touches the media, and on the media bucket only.
-		if strings.HasPrefix(g.role, "roles/storage.") && (!strings.HasPrefix(g.member, "serviceAccount:"+release+"-sender@") || g.target != bucket) {
+		// Only the sender touches media: drivers' media in its bucket, and
+		// the platform's outbound media, which it only reads.
+		sender := strings.HasPrefix(g.member, "serviceAccount:"+release+"-sender@")
+		if strings.HasPrefix(g.role, "roles/storage.") && (!sender || (g.target != bucket && !(g.target == outbound && g.role == "roles/storage.objectViewer"))) {
 			t.Errorf("%s has %s on %s", g.member, g.role, g.target)
 		}
 	}
