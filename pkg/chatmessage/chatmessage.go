@@ -149,13 +149,15 @@ func Parse(ref dispatch.MessageRef, fields map[string]any, defaultRegion string)
 	}
 
 	m := &Message{Ref: ref}
-	typ, err := requiredString(fields, "type")
-	if err != nil {
+	// A media message's message is its caption, which it may lack; for
+	// every other type it is checked first, as the seed's validation did.
+	peeked, _ := fields["type"].(string)
+	_, isMedia := mediaTypes[peeked]
+	if m.Body, err = stringField(fields, "message", "message", !isMedia); err != nil {
 		return nil, err
 	}
-	// A media message's message is its caption, which it may lack.
-	_, isMedia := mediaTypes[typ]
-	if m.Body, err = stringField(fields, "message", "message", !isMedia); err != nil {
+	typ, err := requiredString(fields, "type")
+	if err != nil {
 		return nil, err
 	}
 	if m.CreatedBy, err = requiredString(fields, "createdBy"); err != nil {
