@@ -155,12 +155,15 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 			return err
 		},
 	}
-	if len(cfg.MediaOutBuckets) > 0 {
-		gcs, err := storage.NewClient(ctx)
-		if err != nil {
+	// One Cloud Storage client serves media out and media in.
+	var gcs *storage.Client
+	if len(cfg.MediaOutBuckets) > 0 || cfg.MediaBucket != "" {
+		if gcs, err = storage.NewClient(ctx); err != nil {
 			return fmt.Errorf("storage client: %w", err)
 		}
 		defer func() { _ = gcs.Close() }()
+	}
+	if len(cfg.MediaOutBuckets) > 0 {
 		proc.SetMediaOut(app.NewMediaOut(cfg.MediaOutBuckets, adapters.NewOutboundStorage(gcs), wa, time.Now))
 	}
 	if cfg.TemplateSyncInterval > 0 {
@@ -171,12 +174,7 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	if cfg.MediaBucket == "" {
 		log.Warn("SENDER_MEDIA_BUCKET is unset: drivers' media is not fetched")
 	} else {
-		fetchMedia, closeStorage, err := newMediaFetch(ctx, cfg, srv, wa, tokens, publisher, ps, log)
-		if err != nil {
-			return err
-		}
-		defer closeStorage()
-		parts = append(parts, fetchMedia)
+		parts = append(parts, newMediaFetch(cfg, srv, wa, gcs, tokens, publisher, ps, log))
 	}
 
 	log.WithFields(logrus.Fields{"subscription": cfg.Subscription, "mediaSubscription": cfg.MediaSubscription, "mediaBucket": cfg.MediaBucket,
@@ -184,15 +182,11 @@ func run(ctx context.Context, cfg spec, log *logrus.Entry) error {
 	return lifecycle.Run(ctx, parts...)
 }
 
-// newMediaFetch builds the media fetch: Cloud Storage, the fetcher, and
+// newMediaFetch builds the media fetch: the fetcher over gcs, and
 // the part of the sender that receives whatsapp-media. Media has a gate of
 // its own: Cloud Storage or the Graph API being down holds media, not
 // sends, and is no reason to report the sender unready.
-func newMediaFetch(ctx context.Context, cfg spec, srv *ops.Server, wa *whatsapp.Client, tokens *app.Tokens, publisher *adapters.Publisher, ps *pubsub.Client, log *logrus.Entry) (lifecycle.Part, func(), error) {
-	gcs, err := storage.NewClient(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("storage client: %w", err)
-	}
+func newMediaFetch(cfg spec, srv *ops.Server, wa *whatsapp.Client, gcs *storage.Client, tokens *app.Tokens, publisher *adapters.Publisher, ps *pubsub.Client, log *logrus.Entry) lifecycle.Part {
 	gate := consume.NewGate(200*time.Millisecond, cfg.OutageProbe)
 	srv.Registry.MustRegister(gate.Collectors(consume.GateMetricNames{Down: "wadispatch_sender_media_dependency_down", Held: "wadispatch_sender_held_media_fetches",
 		Unavailable: "wadispatch_sender_media_unavailable_calls_total"})...)
@@ -200,7 +194,7 @@ func newMediaFetch(ctx context.Context, cfg spec, srv *ops.Server, wa *whatsapp.
 	part := func(ctx context.Context) error {
 		return consume.Receive(ctx, ps.Subscriber(cfg.MediaSubscription), consume.Options{Settings: cfg.mediaReceiveSettings(), SpanName: "fetch media", Gate: gate, Log: log}, fetcher.Fetch)
 	}
-	return part, func() { _ = gcs.Close() }, nil
+	return part
 }
 
 func (cfg spec) check() error {
